@@ -1,0 +1,37 @@
+// Errors that cross module edges. A GridError is an expected outcome or a
+// rejected input (mapped to a gRPC status at the edge); anything else that is
+// thrown is a bug or an unexpected environment failure.
+
+export type GridErrorKind =
+  | 'invalid-argument'
+  | 'not-found'
+  | 'already-exists'
+  | 'failed-precondition'
+  | 'resource-exhausted'
+  | 'aborted'
+  | 'data-loss'
+  | 'unavailable'
+  | 'deadline-exceeded'
+  | 'internal';
+
+export class GridError extends Error {
+  readonly kind: GridErrorKind;
+  constructor(kind: GridErrorKind, message: string) {
+    super(message);
+    this.name = 'GridError';
+    this.kind = kind;
+  }
+}
+
+export function invalidArgument(message: string): GridError {
+  return new GridError('invalid-argument', message);
+}
+
+export function notFound(message: string): GridError {
+  return new GridError('not-found', message);
+}
+
+/** Crashes loudly on a broken invariant: a bug, never bad input. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant broken: ${message}`);
+}
