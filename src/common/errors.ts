@@ -12,6 +12,7 @@ export type GridErrorKind =
   | 'data-loss'
   | 'unavailable'
   | 'deadline-exceeded'
+  | 'permission-denied'
   | 'internal';
 
 export class GridError extends Error {

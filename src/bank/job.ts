@@ -1,0 +1,35 @@
+import { fileURLToPath } from 'node:url';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import type { AgentClient } from '../node/agent-client.js';
+import { CONTAINER, decodeBank, pageCount, PAGE_BYTES, type BankParams } from './model.js';
+
+// Builds the bank job's spec and reads its state back from an agent.
+
+export const BANK_UNIT_SCRIPT = fileURLToPath(new URL('./unit-main.js', import.meta.url));
+
+export function bankJobSpec(jobId: string, p: BankParams, checkpointIntervalMs: number, fullEvery = 0): JobSpec {
+  const units = Array.from({ length: p.units }, (_, i) => ({
+    unitId: `u${i}`,
+    command: process.execPath,
+    args: [BANK_UNIT_SCRIPT],
+    env: {
+      BANK_ACCOUNTS: String(p.accounts),
+      BANK_UNITS: String(p.units),
+      BANK_OPS: String(p.opsPerUnit),
+      BANK_SEED: String(p.seed),
+      BANK_UNIT_INDEX: String(i),
+    },
+  }));
+  return { jobId, units, checkpointIntervalMs, fullEvery };
+}
+
+export async function readBankFromAgent(client: AgentClient, jobId: string, p: BankParams) {
+  const count = pageCount(p);
+  const pages: Uint8Array[] = [];
+  for (let first = 0; first < count; first += 256) {
+    const n = Math.min(256, count - first);
+    const { data } = await client.readContainer({ jobId, container: CONTAINER, firstPage: first, pageCount: n });
+    for (let i = 0; i < n; i++) pages.push(data.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES));
+  }
+  return decodeBank(p, (i) => pages[i]!);
+}

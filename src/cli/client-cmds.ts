@@ -1,0 +1,115 @@
+import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { AgentClient } from '../node/agent-client.js';
+import { checkHostPort } from '../node/config.js';
+import { checkName } from '../common/names.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import { printJson, line, parseEpochFlag, parseIntFlag, UsageError } from './output.js';
+
+// Commands that talk to a running node agent.
+
+interface Common {
+  agent: string;
+  json?: boolean;
+}
+
+function client(opts: Common): AgentClient {
+  return new AgentClient(checkHostPort('agent address', opts.agent));
+}
+
+function withClient<T extends Common>(fn: (c: AgentClient, opts: T) => Promise<void>) {
+  return async (opts: T) => {
+    const c = client(opts);
+    try {
+      await fn(c, opts);
+    } finally {
+      c.close();
+    }
+  };
+}
+
+export function addClientCommands(program: Command): void {
+  const agentOpt = ['--agent <host:port>', 'node agent address', process.env['GRIDCKPT_AGENT'] ?? '127.0.0.1:7070'] as const;
+
+  program.command('status').description('show a node agent\'s jobs, units, memory and freezer')
+    .option(...agentOpt).option('--json', 'print JSON')
+    .action(withClient<Common>(async (c, o) => {
+      const s = await c.status();
+      if (o.json) return printJson(s);
+      line(`node ${s.nodeId} (incarnation ${s.incarnation}), freezer ${s.freezer}`);
+      const m = s.memory!;
+      line(`memory: ${m.pagesResident} resident / ${m.pagesSwapped} swapped of ${m.pagesTotal} pages; budget ${m.budgetBytes} B; swap outs ${m.swapOuts}, ins ${m.swapIns}`);
+      for (const j of s.jobs) {
+        line(`job ${j.jobId}: ${j.state}, last epoch ${j.lastEpoch}, ${j.checkpointsCommitted} committed, ${j.checkpointsFailed} failed${j.lastError ? ` (last error: ${j.lastError})` : ''}`);
+        for (const u of j.units) line(`  unit ${u.unitId}: pid ${u.pid} ${u.state}${u.state === 'exited' ? ` code ${u.exitCode}${u.signal ? ` ${u.signal}` : ''}` : ''}, starts ${u.starts}`);
+      }
+    }));
+
+  program.command('start').description('start a job from a JSON spec file (JobSpec: jobId, units[], checkpointIntervalMs, fullEvery)')
+    .option(...agentOpt).requiredOption('--spec <file>', 'job spec JSON').option('--json', 'print JSON')
+    .action(withClient<Common & { spec: string }>(async (c, o) => {
+      let spec: JobSpec;
+      try {
+        spec = JSON.parse(await readFile(o.spec, 'utf8')) as JobSpec;
+      } catch (err) {
+        throw new UsageError(`cannot read job spec ${JSON.stringify(o.spec)}: ${(err as Error).message}`);
+      }
+      const r = await c.startJob({ job: { jobId: spec.jobId, units: spec.units ?? [], checkpointIntervalMs: spec.checkpointIntervalMs ?? 0, fullEvery: spec.fullEvery ?? 0 } });
+      if (o.json) return printJson(r.job);
+      line(`job ${r.job!.jobId} started with ${r.job!.units.length} units`);
+    }));
+
+  program.command('stop').description('stop a job\'s units').option(...agentOpt).requiredOption('--job <id>').option('--json', 'print JSON')
+    .action(withClient<Common & { job: string }>(async (c, o) => {
+      const r = await c.stopJob({ jobId: checkName('job id', o.job) });
+      if (o.json) return printJson(r.job);
+      line(`job ${o.job}: ${r.job!.state}`);
+    }));
+
+  program.command('checkpoint').description('take a checkpoint of a job now').option(...agentOpt).requiredOption('--job <id>')
+    .option('--full', 'write a full epoch').option('--json', 'print JSON')
+    .action(withClient<Common & { job: string; full?: boolean }>(async (c, o) => {
+      const r = await c.checkpoint({ jobId: checkName('job id', o.job), full: o.full ?? false });
+      if (o.json) return printJson(r);
+      const e = r.epoch!;
+      line(`epoch ${e.epoch} committed (${e.full ? 'full' : `incremental on ${e.parentEpoch}`}): ${e.pageCount} pages, ${e.dataBytes} bytes; frozen ${r.freezeWindowMs.toFixed(2)} ms, write ${r.writeMs.toFixed(1)} ms`);
+    }));
+
+  program.command('epochs').description('list a job\'s committed epochs').option(...agentOpt).requiredOption('--job <id>').option('--json', 'print JSON')
+    .action(withClient<Common & { job: string }>(async (c, o) => {
+      const r = await c.listEpochs({ jobId: checkName('job id', o.job) });
+      if (o.json) return printJson(r.epochs);
+      for (const e of r.epochs) line(`epoch ${e.epoch}\t${e.full ? 'full' : `parent ${e.parentEpoch}`}\tchain ${e.chainLength}\t${e.pageCount} pages\t${e.dataBytes} B\t${new Date(Number(e.createdUnixMs)).toISOString()}`);
+      if (r.epochs.length === 0) line(`job ${o.job} has no committed epoch`);
+    }));
+
+  program.command('verify').description('check every page checksum of an epoch\'s chain').option(...agentOpt).requiredOption('--job <id>')
+    .option('--epoch <n>', 'epoch number or latest', 'latest').option('--json', 'print JSON')
+    .action(withClient<Common & { job: string; epoch: string }>(async (c, o) => {
+      const r = await c.verifyEpoch({ jobId: checkName('job id', o.job), epoch: parseEpochFlag(o.epoch) });
+      if (o.json) printJson(r);
+      else {
+        line(`epoch ${r.epoch}: ${r.ok ? 'ok' : 'CORRUPT'}, ${r.pagesChecked} pages checked`);
+        for (const e of r.errors) line(`  ${e}`);
+      }
+      if (!r.ok) process.exitCode = 1;
+    }));
+
+  program.command('restore').description('stop a job\'s units, load an epoch, restart them').option(...agentOpt).requiredOption('--job <id>')
+    .option('--epoch <n>', 'epoch number or latest (newest that verifies)', 'latest').option('--json', 'print JSON')
+    .action(withClient<Common & { job: string; epoch: string }>(async (c, o) => {
+      const r = await c.restore({ jobId: checkName('job id', o.job), epoch: parseEpochFlag(o.epoch) });
+      if (o.json) return printJson(r);
+      for (const s of r.skipped) line(`skipped epoch ${s.epoch}: ${s.reason}`);
+      line(`restored job ${o.job} from epoch ${r.epoch!.epoch} (${r.pagesLoaded} pages); units restarted`);
+    }));
+
+  program.command('wait').description('wait until every unit of a job has exited').option(...agentOpt).requiredOption('--job <id>')
+    .option('--timeout-ms <ms>', 'give up after', '600000').option('--json', 'print JSON')
+    .action(withClient<Common & { job: string; timeoutMs: string }>(async (c, o) => {
+      const r = await c.waitJob({ jobId: checkName('job id', o.job), timeoutMs: parseIntFlag('timeout', o.timeoutMs, 1, 3_600_000) });
+      if (o.json) printJson(r);
+      else line(`job ${o.job}: ${r.job!.state}${r.done ? '' : ' (timed out waiting)'}`);
+      if (!r.done) process.exitCode = 1;
+    }));
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { GridError } from '../common/errors.js';
+import { AgentCallError } from '../node/agent-client.js';
+import { addAgentCommand } from './agent-cmd.js';
+import { addClientCommands } from './client-cmds.js';
+import { addBankCommands } from './bank-cmds.js';
+import { addDemoCommand } from './demo.js';
+import { UsageError } from './output.js';
+
+// gridckpt: one binary for every service and every operator command.
+
+const program = new Command();
+program.name('gridckpt').description('hierarchical checkpoint orchestrator').exitOverride();
+addAgentCommand(program);
+addClientCommands(program);
+addBankCommands(program);
+addDemoCommand(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  if (err instanceof UsageError || (err instanceof GridError && err.kind === 'invalid-argument')) {
+    process.stderr.write(`gridckpt: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (err instanceof AgentCallError) {
+    process.stderr.write(`gridckpt: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`gridckpt: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,52 @@
+import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { GridError, type GridErrorKind } from './errors.js';
+
+// The one place where domain errors become gRPC statuses, and back.
+
+const CODES: Record<GridErrorKind, status> = {
+  'invalid-argument': status.INVALID_ARGUMENT,
+  'not-found': status.NOT_FOUND,
+  'already-exists': status.ALREADY_EXISTS,
+  'failed-precondition': status.FAILED_PRECONDITION,
+  'resource-exhausted': status.RESOURCE_EXHAUSTED,
+  aborted: status.ABORTED,
+  'data-loss': status.DATA_LOSS,
+  unavailable: status.UNAVAILABLE,
+  'deadline-exceeded': status.DEADLINE_EXCEEDED,
+  internal: status.INTERNAL,
+  'permission-denied': status.PERMISSION_DENIED,
+};
+
+export function toServiceError(err: unknown): Partial<ServiceError> {
+  if (err instanceof GridError) {
+    return { code: CODES[err.kind], details: err.message, metadata: new Metadata() };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: status.INTERNAL, details: message, metadata: new Metadata() };
+}
+
+export function statusName(code: number | undefined): string {
+  if (code === undefined) return 'UNKNOWN';
+  return status[code] ?? String(code);
+}
+
+/** Adapts an async domain handler to a grpc-js unary handler. */
+export function unary<Req, Res>(
+  handler: (req: Req) => Promise<Res> | Res,
+  onError?: (err: unknown) => void,
+): (
+  call: { request: Req },
+  callback: (err: Partial<ServiceError> | null, value?: Res) => void,
+) => void {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => handler(call.request))
+      .then(
+        (value) => callback(null, value),
+        (err: unknown) => {
+          if (!(err instanceof GridError)) onError?.(err);
+          callback(toServiceError(err));
+        },
+      );
+  };
+}

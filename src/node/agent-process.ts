@@ -1,0 +1,56 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+// Starts a node agent as a separate OS process (`gridckpt agent`) and waits
+// for the one JSON line it prints once it serves. Used by the demo and by
+// the integration tests, which kill such processes for real.
+
+export const CLI_SCRIPT = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export interface AgentReady {
+  event: 'ready';
+  nodeId: string;
+  grpc: string;
+  metrics: string | null;
+  unitSocket: string;
+  freezer: string;
+  incarnation: string;
+  pid: number;
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  ready: AgentReady;
+  /** Resolves with the exit code or signal once the process is gone. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = process.env, stderrTo: 'inherit' | 'ignore' | 'pipe' = 'inherit'): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [CLI_SCRIPT, 'agent', ...args], { env, stdio: ['ignore', 'pipe', stderrTo] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    let settled = false;
+    lines.on('line', (line) => {
+      if (settled) return;
+      try {
+        const msg = JSON.parse(line) as AgentReady;
+        if (msg.event === 'ready') {
+          settled = true;
+          resolve({ child, ready: msg, exited });
+        }
+      } catch {
+        // not the ready line
+      }
+    });
+    void exited.then(({ code, signal }) => {
+      if (!settled) {
+        settled = true;
+        reject(new Error(`agent exited before it was ready (code ${code}, signal ${signal})`));
+      }
+    });
+  });
+}

@@ -1,0 +1,73 @@
+import type { NodeAgentServiceServer } from '../gen/gridckpt/v1/node_agent.js';
+import { unary } from '../common/grpc-status.js';
+import { checkName } from '../common/names.js';
+import { GridError } from '../common/errors.js';
+import type { NodeAgent } from './agent.js';
+import { verifyEpoch, listCommitted } from './store/index.js';
+import {
+  required, jobSpecFromPb, jobStatusToPb, epochFromPb, epochInfoToPb, chainLengths, statusToPb,
+} from './codec.js';
+
+// gRPC shell of the node agent's service.
+
+const MAX_WAIT_MS = 3_600_000;
+
+export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => void): NodeAgentServiceServer {
+  const { config } = agent.deps;
+  return {
+    startJob: unary(async (req) => ({ job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)))) }), onBug),
+    stopJob: unary(async (req) => ({ job: jobStatusToPb(await agent.stopJob(req.jobId)) }), onBug),
+    checkpoint: unary(async (req) => {
+      const r = await agent.checkpoint(req.jobId, req.full);
+      return {
+        epoch: epochInfoToPb(r.manifest, r.chainLength),
+        freezeWindowMs: r.freezeWindowMs,
+        freezeMs: r.freezeMs,
+        snapshotMs: r.snapshotMs,
+        thawMs: r.thawMs,
+        writeMs: r.writeMs,
+        pagesSwappedIn: BigInt(r.pagesSwappedIn),
+      };
+    }, onBug),
+    listEpochs: unary(async (req) => {
+      checkName('job id', req.jobId);
+      const manifests = await listCommitted(config.storeDir, req.jobId);
+      const lengths = chainLengths(manifests);
+      return { epochs: manifests.map((m) => epochInfoToPb(m, lengths.get(m.epoch) ?? 1)) };
+    }, onBug),
+    verifyEpoch: unary(async (req) => {
+      checkName('job id', req.jobId);
+      let epoch = epochFromPb(req.epoch);
+      if (epoch === null) {
+        const committed = await listCommitted(config.storeDir, req.jobId);
+        const newest = committed[committed.length - 1];
+        if (!newest) throw new GridError('not-found', `job ${req.jobId} has no committed epoch in ${config.storeDir}`);
+        epoch = newest.epoch;
+      }
+      const r = await verifyEpoch(config.storeDir, req.jobId, epoch);
+      return { ok: r.ok, epoch: r.epoch, pagesChecked: BigInt(r.pagesChecked), errors: r.errors };
+    }, onBug),
+    restore: unary(async (req) => {
+      checkName('job id', req.jobId);
+      const r = await agent.restore(req.jobId, epochFromPb(req.epoch));
+      return {
+        epoch: epochInfoToPb(r.manifest, r.chainLength),
+        skipped: r.skipped.map((s) => ({ epoch: s.epoch, reason: s.reason })),
+        pagesLoaded: BigInt(r.pagesLoaded),
+        job: r.job ? jobStatusToPb(r.job) : undefined,
+      };
+    }, onBug),
+    status: unary(() => statusToPb(agent.status(), config), onBug),
+    waitJob: unary(async (req) => {
+      if (req.timeoutMs < 1 || req.timeoutMs > MAX_WAIT_MS) {
+        throw new GridError('invalid-argument', `bad timeout_ms ${req.timeoutMs}: expected 1 to ${MAX_WAIT_MS}`);
+      }
+      const r = await agent.waitJob(req.jobId, req.timeoutMs);
+      return { job: jobStatusToPb(r.job), done: r.done };
+    }, onBug),
+    readContainer: unary((req) => {
+      const data = agent.readContainer(req.jobId, req.container, req.firstPage, req.pageCount);
+      return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+    }, onBug),
+  };
+}

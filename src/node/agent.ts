@@ -1,0 +1,300 @@
+import { randomBytes } from 'node:crypto';
+import { GridError, notFound } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { AgentConfig } from './config.js';
+import { newJobRecord, type JobRecord } from './job-record.js';
+import { validateJobSpec, type JobSpec } from './job-spec.js';
+import type { PageMemory, PageWriteOp, ContainerInfo, MemoryStats } from './memory/page-memory.js';
+import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
+import type { Freezer } from './units/freezer.js';
+import { listCommitted, removeIncomplete, listJobs } from './store/index.js';
+import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
+import { runRestore, type RestoreResult } from './restore-runner.js';
+import type { AgentMetricsSink } from './metrics-sink.js';
+
+// The node agent's shell: it owns the page memory, the unit supervisor and
+// the job table, authenticates unit requests, routes them through each job's
+// checkpoint gate, and runs checkpoints and restores one at a time per job.
+
+export interface UnitIdentity {
+  jobId: string;
+  unitId: string;
+  token: string;
+}
+
+export interface JobView {
+  spec: JobSpec;
+  state: JobRecord['state'];
+  units: UnitInfo[];
+  lastEpoch: bigint | null;
+  containers: ContainerInfo[];
+  committed: number;
+  failed: number;
+  lastError: string;
+}
+
+export interface AgentStatus {
+  nodeId: string;
+  incarnation: bigint;
+  freezer: Freezer['kind'];
+  freezerDetail: string;
+  memory: MemoryStats;
+  jobs: JobView[];
+}
+
+export interface AgentDeps {
+  config: AgentConfig;
+  incarnation: bigint;
+  memory: PageMemory;
+  supervisor: UnitSupervisor;
+  freezer: Freezer;
+  log: Logger;
+  metrics: AgentMetricsSink;
+}
+
+export class NodeAgent {
+  private readonly jobs = new Map<string, JobRecord>();
+
+  constructor(readonly deps: AgentDeps) {}
+
+  /** Removes half-written epochs a crash left behind; they were never committed. */
+  async recoverStore(): Promise<void> {
+    for (const jobId of await listJobs(this.deps.config.storeDir)) {
+      const removed = await removeIncomplete(this.deps.config.storeDir, jobId);
+      if (removed.length > 0) {
+        this.deps.log.warn({ jobId, epochs: removed.map(String) }, 'removed incomplete epochs left by a crash');
+      }
+    }
+  }
+
+  // ---- jobs ----
+
+  async startJob(raw: JobSpec): Promise<JobView> {
+    const { config } = this.deps;
+    const spec = validateJobSpec(raw, config.limits, config.defaultFullEvery);
+    const existing = this.jobs.get(spec.jobId);
+    if (existing && (existing.state === 'running' || existing.state === 'restoring')) {
+      throw new GridError('already-exists', `job ${spec.jobId} is already ${existing.state} on ${config.nodeId}`);
+    }
+    const committed = await listCommitted(config.storeDir, spec.jobId);
+    if (committed.length > 0) {
+      throw new GridError(
+        'failed-precondition',
+        `job ${spec.jobId} has ${committed.length} committed epochs in ${config.storeDir}: restore it instead of starting it anew`,
+      );
+    }
+    if (!existing && this.jobs.size >= config.limits.maxJobs) {
+      throw new GridError('resource-exhausted', `node ${config.nodeId} already runs ${this.jobs.size} jobs (limit ${config.limits.maxJobs})`);
+    }
+    if (existing) this.deps.memory.dropJob(spec.jobId);
+    const job = newJobRecord(spec, config.limits.maxGatedRequests);
+    this.jobs.set(spec.jobId, job);
+    await this.startUnits(job, null);
+    this.armTimer(job);
+    this.deps.log.info({ jobId: spec.jobId, units: spec.units.length }, 'job started');
+    return this.view(job);
+  }
+
+  async stopJob(jobId: string): Promise<JobView> {
+    const job = this.job(jobId);
+    this.disarmTimer(job);
+    await job.checkpointInFlight?.catch(() => undefined);
+    if (job.state === 'running') job.state = 'stopped';
+    await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
+    return this.view(job);
+  }
+
+  async waitJob(jobId: string, timeoutMs: number): Promise<{ job: JobView; done: boolean }> {
+    const job = this.job(jobId);
+    if (this.isSettled(job)) return { job: this.view(job), done: true };
+    const done = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      job.exitWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    return { job: this.view(job), done };
+  }
+
+  checkpoint(jobId: string, full: boolean): Promise<CheckpointResult> {
+    const job = this.job(jobId);
+    if (job.checkpointInFlight) {
+      return Promise.reject(new GridError('aborted', `a checkpoint of job ${jobId} is already in progress`));
+    }
+    if (job.state !== 'running' && job.state !== 'completed' && job.state !== 'failed') {
+      return Promise.reject(new GridError('failed-precondition', `job ${jobId} is ${job.state}; nothing to checkpoint`));
+    }
+    const run = runCheckpoint(this.deps, job, full).finally(() => {
+      job.checkpointInFlight = null;
+    });
+    job.checkpointInFlight = run;
+    return run;
+  }
+
+  async restore(jobId: string, epoch: bigint | null): Promise<RestoreResult> {
+    const existing = this.jobs.get(jobId);
+    if (existing) {
+      this.disarmTimer(existing);
+      existing.state = 'restoring';
+      await existing.checkpointInFlight?.catch(() => undefined);
+      await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
+    }
+    const result = await runRestore(this.deps, jobId, epoch);
+    const job = newJobRecord(result.spec, this.deps.config.limits.maxGatedRequests);
+    job.parentEpoch = result.manifest.epoch;
+    job.highestEpoch = result.highestEpoch;
+    job.epochsSinceFull = result.chainLength - 1;
+    if (existing) {
+      job.committed = existing.committed;
+      job.failed = existing.failed;
+    }
+    this.jobs.set(jobId, job);
+    await this.startUnits(job, result.manifest.epoch);
+    this.armTimer(job);
+    return { ...result, job: this.view(job) };
+  }
+
+  async listEpochs(jobId: string) {
+    return listCommitted(this.deps.config.storeDir, jobId);
+  }
+
+  status(): AgentStatus {
+    return {
+      nodeId: this.deps.config.nodeId,
+      incarnation: this.deps.incarnation,
+      freezer: this.deps.freezer.kind,
+      freezerDetail: this.deps.freezer.detail,
+      memory: this.deps.memory.stats(),
+      jobs: [...this.jobs.values()].map((j) => this.view(j)),
+    };
+  }
+
+  jobView(jobId: string): JobView {
+    return this.view(this.job(jobId));
+  }
+
+  async shutdown(): Promise<void> {
+    for (const job of this.jobs.values()) this.disarmTimer(job);
+    await Promise.all([...this.jobs.values()].map((j) => j.checkpointInFlight?.catch(() => undefined)));
+    await this.deps.supervisor.shutdown();
+  }
+
+  // ---- the unit API ----
+
+  openContainer(id: UnitIdentity, name: string, pageCount: number, create: boolean) {
+    const job = this.authUnit(id);
+    const { memory } = this.deps;
+    return job.gate.run(() => {
+      if (create && !memory.hasContainer(id.jobId, name)) {
+        return { info: memory.createContainer(id.jobId, name, pageCount), created: true };
+      }
+      return { info: memory.openContainer(id.jobId, name, pageCount || undefined), created: false };
+    });
+  }
+
+  read(id: UnitIdentity, container: string, page: number, offset: number, length: number) {
+    const job = this.authUnit(id);
+    return job.gate.run(() => this.deps.memory.read(id.jobId, container, page, offset, length));
+  }
+
+  applyBatch(id: UnitIdentity, writes: PageWriteOp[]): Promise<number> {
+    const job = this.authUnit(id);
+    return job.gate.run(() => {
+      this.deps.memory.applyBatch(id.jobId, writes);
+      return writes.length;
+    });
+  }
+
+  readContainer(jobId: string, container: string, firstPage: number, count: number): Uint8Array {
+    this.job(jobId);
+    const max = this.deps.config.limits.maxReadPages;
+    if (count < 1 || count > max) {
+      throw new GridError('invalid-argument', `page count ${count} out of range: read 1 to ${max} pages at a time`);
+    }
+    return this.deps.memory.readPages(jobId, container, firstPage, count);
+  }
+
+  /** Checks a unit's identity; the lifeline (Attach) uses it too. */
+  authUnit(id: UnitIdentity): JobRecord {
+    const job = this.jobs.get(id.jobId);
+    const token = job?.tokens.get(id.unitId);
+    if (!job || token === undefined) throw notFound(`unknown unit ${JSON.stringify(id.unitId)} of job ${JSON.stringify(id.jobId)}`);
+    if (token !== id.token) throw new GridError('permission-denied', `wrong token for unit ${id.unitId} of job ${id.jobId}`);
+    return job;
+  }
+
+  // ---- internals ----
+
+  private job(jobId: string): JobRecord {
+    const job = this.jobs.get(jobId);
+    if (!job) throw notFound(`unknown job ${JSON.stringify(jobId)} on node ${this.deps.config.nodeId}`);
+    return job;
+  }
+
+  private async startUnits(job: JobRecord, restoredEpoch: bigint | null): Promise<void> {
+    const { config, supervisor } = this.deps;
+    for (const unit of job.spec.units) {
+      const token = randomBytes(16).toString('hex');
+      job.tokens.set(unit.unitId, token);
+      const env: Record<string, string> = {
+        GRIDCKPT_SOCKET: config.unitSocket,
+        GRIDCKPT_NODE_ID: config.nodeId,
+        GRIDCKPT_JOB_ID: job.spec.jobId,
+        GRIDCKPT_UNIT_ID: unit.unitId,
+        GRIDCKPT_UNIT_TOKEN: token,
+      };
+      if (restoredEpoch !== null) env['GRIDCKPT_RESTORED_EPOCH'] = restoredEpoch.toString();
+      await supervisor.start(job.spec.jobId, unit, env);
+    }
+    job.state = 'running';
+  }
+
+  /** Called by the supervisor whenever a unit process exits. */
+  onUnitExit(info: UnitInfo): void {
+    const job = this.jobs.get(info.jobId);
+    this.deps.log.info({ jobId: info.jobId, unitId: info.unitId, code: info.exitCode, signal: info.signal }, 'unit exited');
+    this.deps.metrics.unitExited(info.exitCode === 0);
+    if (!job || job.state === 'restoring') return;
+    const units = this.deps.supervisor.units(info.jobId);
+    if (units.some((u) => u.state !== 'exited')) return;
+    if (job.state === 'running') job.state = units.every((u) => u.exitCode === 0) ? 'completed' : 'failed';
+    this.disarmTimer(job);
+    const waiters = job.exitWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+
+  private isSettled(job: JobRecord): boolean {
+    return job.state === 'completed' || job.state === 'failed' || job.state === 'stopped';
+  }
+
+  private armTimer(job: JobRecord): void {
+    const every = job.spec.checkpointIntervalMs;
+    if (every === 0) return;
+    job.timer = setInterval(() => {
+      if (job.state !== 'running' || job.checkpointInFlight) return;
+      this.checkpoint(job.spec.jobId, false).catch((err: unknown) => {
+        this.deps.log.warn({ jobId: job.spec.jobId, err: String(err) }, 'periodic checkpoint failed');
+      });
+    }, every);
+  }
+
+  private disarmTimer(job: JobRecord): void {
+    if (job.timer) clearInterval(job.timer);
+    job.timer = null;
+  }
+
+  private view(job: JobRecord): JobView {
+    const memory = this.deps.memory;
+    return {
+      spec: job.spec,
+      state: job.state,
+      units: this.deps.supervisor.units(job.spec.jobId),
+      lastEpoch: job.parentEpoch,
+      containers: memory.jobs().includes(job.spec.jobId) ? memory.containers(job.spec.jobId) : [],
+      committed: job.committed,
+      failed: job.failed,
+      lastError: job.lastError,
+    };
+  }
+}

@@ -1,0 +1,125 @@
+import { performance } from 'node:perf_hooks';
+import { rm } from 'node:fs/promises';
+import { GridError } from '../common/errors.js';
+import type { AgentDeps } from './agent.js';
+import type { JobRecord } from './job-record.js';
+import type { Snapshot } from './memory/page-memory.js';
+import { writeNodePart, commitEpoch, type EpochManifest } from './store/index.js';
+import { epochDir } from './store/layout.js';
+
+// One local checkpoint (ARCHITECTURE §4 on a single node):
+//   freeze units → close the gate → snapshot changed pages to staging →
+//   thaw and open the gate → write page file + table → manifest (commit).
+// The freeze window holds only the in-memory copy, never disk I/O. Thaw is in
+// a finally: whatever fails, no unit stays frozen (invariant 4). A failed
+// write marks the snapshotted pages changed again so the next epoch has them.
+
+export interface CheckpointResult {
+  manifest: EpochManifest;
+  chainLength: number;
+  freezeWindowMs: number;
+  freezeMs: number;
+  snapshotMs: number;
+  thawMs: number;
+  writeMs: number;
+  pagesSwappedIn: number;
+}
+
+export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: boolean): Promise<CheckpointResult> {
+  const { memory, supervisor, config, log, metrics } = deps;
+  const jobId = job.spec.jobId;
+  const full = forceFull || job.parentEpoch === null || job.epochsSinceFull + 1 >= job.spec.fullEvery;
+  const epoch = job.highestEpoch + 1n;
+  job.highestEpoch = epoch;
+
+  const t0 = performance.now();
+  try {
+    await supervisor.freezeJob(jobId);
+  } catch (err) {
+    fail(job, 'freeze', err);
+    metrics.checkpointFailed('freeze');
+    throw new GridError('unavailable', `epoch ${epoch} of job ${jobId}: freeze failed: ${message(err)}`);
+  }
+  const t1 = performance.now();
+  let snapshot: Snapshot | null = null;
+  let snapshotError: unknown = null;
+  job.gate.close();
+  try {
+    snapshot = memory.snapshot(jobId, full ? 'full' : 'changed');
+  } catch (err) {
+    snapshotError = err;
+  }
+  const t2 = performance.now();
+  try {
+    await supervisor.thawJob(jobId);
+  } finally {
+    job.gate.open();
+  }
+  const t3 = performance.now();
+  if (!snapshot) {
+    fail(job, 'snapshot', snapshotError);
+    metrics.checkpointFailed('snapshot');
+    throw new GridError('unavailable', `epoch ${epoch} of job ${jobId}: snapshot failed: ${message(snapshotError)}`);
+  }
+
+  try {
+    const part = await writeNodePart({
+      storeDir: config.storeDir,
+      jobId,
+      epoch,
+      nodeId: config.nodeId,
+      staging: snapshot.staging,
+      pages: snapshot.entries,
+    });
+    const manifest = await commitEpoch({
+      storeDir: config.storeDir,
+      jobId,
+      epoch,
+      parentEpoch: full ? null : job.parentEpoch,
+      full,
+      createdUnixMs: Date.now(),
+      containers: memory.containers(jobId).map((c) => ({ name: c.name, pageCount: c.pageCount })),
+      parts: [part],
+      job: job.spec,
+    });
+    const t4 = performance.now();
+    job.parentEpoch = epoch;
+    job.epochsSinceFull = full ? 0 : job.epochsSinceFull + 1;
+    job.committed += 1;
+    const result: CheckpointResult = {
+      manifest,
+      chainLength: job.epochsSinceFull + 1,
+      freezeWindowMs: t3 - t0,
+      freezeMs: t1 - t0,
+      snapshotMs: t2 - t1,
+      thawMs: t3 - t2,
+      writeMs: t4 - t3,
+      pagesSwappedIn: snapshot.pagesSwappedIn,
+    };
+    metrics.checkpointCommitted({
+      freezeWindowMs: result.freezeWindowMs,
+      writeMs: result.writeMs,
+      bytes: snapshot.staging.byteLength,
+      pages: snapshot.entries.length,
+    });
+    log.debug({ jobId, epoch: String(epoch), full, pages: snapshot.entries.length, freezeWindowMs: result.freezeWindowMs }, 'epoch committed');
+    return result;
+  } catch (err) {
+    memory.restoreChanged(jobId, snapshot.entries);
+    // Best effort: the half-written epoch has no manifest, so it is never restored either way.
+    await rm(epochDir(config.storeDir, jobId, epoch), { recursive: true, force: true }).catch(() => undefined);
+    fail(job, 'write', err);
+    metrics.checkpointFailed('write');
+    if (err instanceof GridError) throw err;
+    throw new GridError('unavailable', `epoch ${epoch} of job ${jobId}: write failed: ${message(err)}`);
+  }
+}
+
+function fail(job: JobRecord, stage: string, err: unknown): void {
+  job.failed += 1;
+  job.lastError = `${stage}: ${message(err)}`;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

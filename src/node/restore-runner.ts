@@ -1,0 +1,66 @@
+import { performance } from 'node:perf_hooks';
+import { GridError } from '../common/errors.js';
+import type { AgentDeps, JobView } from './agent.js';
+import { jobSpecFromManifest, type JobSpec } from './job-spec.js';
+import { listCommitted, loadEpoch, epochChain, type EpochManifest } from './store/index.js';
+
+// Restore (invariant 6): load the chosen epoch's chain into page memory,
+// every page verified before any is used. Asked for "latest", it walks back
+// from the newest committed epoch and says which newer ones it passed over.
+
+export interface SkippedEpoch {
+  epoch: bigint;
+  reason: string;
+}
+
+export interface RestoreResult {
+  manifest: EpochManifest;
+  spec: JobSpec;
+  chainLength: number;
+  highestEpoch: bigint;
+  skipped: SkippedEpoch[];
+  pagesLoaded: number;
+  job?: JobView;
+}
+
+export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint | null): Promise<RestoreResult> {
+  const { config, memory, log, metrics } = deps;
+  const t0 = performance.now();
+  const committed = await listCommitted(config.storeDir, jobId);
+  if (committed.length === 0) {
+    throw new GridError('not-found', `job ${jobId} has no committed epoch in ${config.storeDir}`);
+  }
+  const highestEpoch = committed[committed.length - 1]!.epoch;
+  const candidates = epoch === null ? [...committed].reverse() : committed.filter((m) => m.epoch === epoch);
+  if (candidates.length === 0) {
+    throw new GridError('not-found', `job ${jobId} has no committed epoch ${epoch} (newest is ${highestEpoch})`);
+  }
+  const skipped: SkippedEpoch[] = [];
+  for (const manifest of candidates) {
+    try {
+      const spec = jobSpecFromManifest(manifest.job, config.limits, config.defaultFullEvery);
+      const chain = await epochChain(config.storeDir, jobId, manifest.epoch);
+      if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+      for (const c of manifest.containers) memory.createContainer(jobId, c.name, c.pageCount);
+      const loaded = await loadEpoch(config.storeDir, jobId, manifest.epoch, (container, page, data) =>
+        memory.loadPage(jobId, container, page, data),
+      );
+      metrics.restored(performance.now() - t0, skipped.length > 0);
+      log.info(
+        { jobId, epoch: String(manifest.epoch), pages: loaded.pagesLoaded, skipped: skipped.map((s) => String(s.epoch)) },
+        skipped.length > 0 ? 'restored an older epoch after newer ones failed to verify' : 'restored',
+      );
+      return { manifest, spec, chainLength: chain.length, highestEpoch, skipped, pagesLoaded: loaded.pagesLoaded };
+    } catch (err) {
+      if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+      const reason = err instanceof Error ? err.message : String(err);
+      if (epoch !== null) {
+        if (err instanceof GridError) throw err;
+        throw new GridError('data-loss', reason);
+      }
+      log.warn({ jobId, epoch: String(manifest.epoch), reason }, 'epoch not restorable, trying an older one');
+      skipped.push({ epoch: manifest.epoch, reason });
+    }
+  }
+  throw new GridError('data-loss', `job ${jobId}: no committed epoch is restorable: ${skipped.map((s) => `epoch ${s.epoch}: ${s.reason}`).join('; ')}`);
+}

@@ -1,0 +1,120 @@
+import { mkdir, rm, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { NodeAgentServiceService } from '../gen/gridckpt/v1/node_agent.js';
+import { UnitServiceService } from '../gen/gridckpt/v1/unit.js';
+import { bumpIncarnation } from '../common/incarnation.js';
+import { serveMetrics } from '../common/metrics-http.js';
+import type { Logger } from '../common/log.js';
+import type { AgentConfig } from './config.js';
+import { NodeAgent } from './agent.js';
+import { PageMemory } from './memory/page-memory.js';
+import { SwapFile } from './memory/swap-file.js';
+import { detectFreezer } from './units/freezer.js';
+import { UnitSupervisor } from './units/unit-supervisor.js';
+import { AgentMetrics } from './metrics.js';
+import { agentServiceHandlers } from './agent-service.js';
+import { unitServiceHandlers, UnitLifelines } from './unit-service.js';
+
+// Wires a node agent process: directories, incarnation, freezer, page
+// memory, supervisor, the two gRPC servers and /metrics.
+
+export interface RunningAgent {
+  agent: NodeAgent;
+  address: string;
+  metricsUrl: string | null;
+  stop(): Promise<void>;
+}
+
+function bindTcp(server: Server, listen: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+export async function runAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+  await mkdir(config.dataDir, { recursive: true });
+  await mkdir(config.storeDir, { recursive: true });
+  const logDir = join(config.dataDir, 'logs');
+  await mkdir(logDir, { recursive: true });
+  const incarnation = await bumpIncarnation(config.dataDir);
+
+  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId });
+  const stale = await freezer.cleanupScope();
+  if (stale > 0) log.warn({ groups: stale }, 'killed units left frozen or running by an earlier incarnation');
+  log.info({ freezer: freezer.kind, detail: freezer.detail }, `freezer: ${freezer.kind}`);
+
+  const swap = new SwapFile(join(config.dataDir, 'swap'));
+  const memory = new PageMemory(
+    {
+      nodeId: config.nodeId,
+      budgetBytes: config.memoryBudgetBytes,
+      maxContainersPerJob: config.limits.maxContainersPerJob,
+      maxPagesPerContainer: config.limits.maxPagesPerContainer,
+      maxBatchWrites: config.limits.maxBatchWrites,
+      maxBatchBytes: config.limits.maxBatchBytes,
+    },
+    swap,
+  );
+  let agentRef: NodeAgent | null = null;
+  const supervisor = new UnitSupervisor({
+    freezer,
+    logDir,
+    freezeTimeoutMs: config.freezeTimeoutMs,
+    onExit: (info) => agentRef?.onUnitExit(info),
+  });
+  let metrics: AgentMetrics | null = null;
+  const agent = new NodeAgent({
+    config,
+    incarnation,
+    memory,
+    supervisor,
+    freezer,
+    log,
+    metrics: {
+      checkpointCommitted: (f) => metrics?.checkpointCommitted(f),
+      checkpointFailed: (s) => metrics?.checkpointFailed(s),
+      restored: (ms, fb) => metrics?.restored(ms, fb),
+      unitExited: (c) => metrics?.unitExited(c),
+    },
+  });
+  agentRef = agent;
+  metrics = new AgentMetrics(() => agent.status());
+  await agent.recoverStore();
+
+  const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
+  const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.NodeAgentService': 'SERVING' });
+  const server = new Server();
+  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, onBug));
+  health.addToServer(server);
+  const port = await bindTcp(server, config.listen);
+  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+
+  const lifelines = new UnitLifelines();
+  const unitServer = new Server();
+  unitServer.addService(UnitServiceService, unitServiceHandlers(agent, lifelines, onBug));
+  await rm(config.unitSocket, { force: true });
+  await bindTcp(unitServer, `unix:${config.unitSocket}`);
+  await chmod(config.unitSocket, 0o600);
+
+  const metricsServer = config.metricsListen ? await serveMetrics(metrics.registry, config.metricsListen) : null;
+
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      health.setStatus('', 'NOT_SERVING');
+      await agent.shutdown();
+      lifelines.endAll();
+      await Promise.all([
+        new Promise<void>((r) => server.tryShutdown(() => r())),
+        new Promise<void>((r) => unitServer.tryShutdown(() => r())),
+        metricsServer ? new Promise<void>((r) => metricsServer.server.close(() => r())) : Promise.resolve(),
+      ]);
+      swap.close();
+    })();
+    return stopping;
+  };
+  return { agent, address, metricsUrl: metricsServer?.url ?? null, stop };
+}
