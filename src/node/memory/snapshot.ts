@@ -1,0 +1,73 @@
+import { assert } from '../../common/errors.js';
+import { resourceExhausted } from './checks.js';
+import type { FramePool } from './frames.js';
+import { NONE } from './lru.js';
+import type { PageTable } from './page-table.js';
+import { PAGE_BYTES, type SwapPort } from './swap-port.js';
+import type { Snapshot, SnapshotEntry } from './types.js';
+
+// The copy at the heart of the freeze window: the selected pages of a job
+// into ONE new staging buffer, in table order then page order. Resident pages
+// that sit in consecutive frames of one chunk are copied as one run (one
+// memcpy), which is what keeps this close to raw memcpy speed. Swapped pages
+// are read from swap straight into their staging slice — not swapped in, the
+// LRU is not touched. This function changes no state; the caller clears the
+// changed flags once it has returned (so a swap read error changes nothing).
+
+/** Allocates a zeroed buffer, turning an impossible size into a GridError. */
+export function allocBytes(bytes: number, what: string): Uint8Array {
+  try {
+    return new Uint8Array(bytes);
+  } catch (e) {
+    if (e instanceof RangeError) {
+      throw resourceExhausted(`${what} of ${bytes} bytes cannot be allocated (${e.message})`);
+    }
+    throw e;
+  }
+}
+
+export function copySnapshot(
+  tables: readonly PageTable[],
+  mode: 'changed' | 'full',
+  pool: FramePool,
+  swap: SwapPort,
+): Snapshot {
+  const onlyChanged = mode === 'changed';
+  let count = 0;
+  for (const t of tables) count += onlyChanged ? t.changedCount : t.pageCount;
+  const staging = allocBytes(count * PAGE_BYTES, `snapshot staging for ${count} pages`);
+  const entries: SnapshotEntry[] = [];
+  let pagesSwappedIn = 0;
+  let runFirst = NONE;
+  let runLen = 0;
+  let runDst = 0;
+  let off = 0;
+  for (const t of tables) {
+    const { frame, slot, changed, version, name } = t;
+    for (let p = 0; p < t.pageCount; p += 1) {
+      if (onlyChanged && changed[p] === 0) continue;
+      const f = frame[p]!;
+      if (f !== NONE && runLen > 0 && f === runFirst + runLen && pool.sameChunk(runFirst, f)) {
+        runLen += 1;
+      } else {
+        if (runLen > 0) pool.copyRun(runFirst, runLen, staging, runDst);
+        runLen = 0;
+        if (f !== NONE) {
+          runFirst = f;
+          runLen = 1;
+          runDst = off;
+        } else if (slot[p] !== NONE) {
+          swap.read(slot[p]!, staging.subarray(off, off + PAGE_BYTES));
+          pagesSwappedIn += 1;
+        } else {
+          staging.fill(0, off, off + PAGE_BYTES);
+        }
+      }
+      entries.push({ container: name, page: p, version: BigInt(version[p]!), stagingOffset: off });
+      off += PAGE_BYTES;
+    }
+  }
+  if (runLen > 0) pool.copyRun(runFirst, runLen, staging, runDst);
+  assert(off === staging.length, `snapshot copied ${off} bytes into ${staging.length} of staging`);
+  return { staging, entries, pagesSwappedIn };
+}

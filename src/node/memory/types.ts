@@ -1,0 +1,63 @@
+// The domain types of the node agent's page memory. They are re-exported by
+// page-memory.ts, which is what other modules import.
+
+export type PageCoherence = 'modified' | 'exclusive' | 'shared' | 'invalid';
+
+export interface PageMemoryConfig {
+  nodeId: string;
+  /** Frames = floor(budgetBytes / PAGE_BYTES); fewer than 16 frames is rejected. */
+  budgetBytes: number;
+  maxContainersPerJob: number;
+  maxPagesPerContainer: number;
+  maxBatchWrites: number;
+  maxBatchBytes: number;
+}
+
+export type PageOp = { kind: 'data'; data: Uint8Array } | { kind: 'add-i64'; delta: bigint };
+
+export interface PageWriteOp {
+  container: string;
+  page: number;
+  offset: number;
+  op: PageOp;
+}
+
+export interface ContainerInfo {
+  jobId: string;
+  name: string;
+  pageCount: number;
+  pagesChanged: number;
+}
+
+export interface PageInfo {
+  owner: string;
+  state: PageCoherence;
+  version: bigint;
+  changed: boolean;
+  where: 'resident' | 'swapped' | 'zero';
+}
+
+export interface SnapshotEntry {
+  container: string;
+  page: number;
+  version: bigint;
+  stagingOffset: number;
+}
+
+export interface Snapshot {
+  staging: Uint8Array;
+  entries: SnapshotEntry[];
+  /** Swapped pages read straight from swap into staging (not swapped in). */
+  pagesSwappedIn: number;
+}
+
+export interface MemoryStats {
+  budgetBytes: number;
+  framesTotal: number;
+  framesUsed: number;
+  pagesTotal: number;
+  pagesResident: number;
+  pagesSwapped: number;
+  swapOuts: number;
+  swapIns: number;
+}
