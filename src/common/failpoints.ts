@@ -1,9 +1,17 @@
+import { existsSync, writeFileSync, watch } from 'node:fs';
+import { join } from 'node:path';
+
 // Failpoints let crash tests stop a real process at an exact step, the way
 // fail-rs and FoundationDB's buggify do. GRIDCKPT_FAILPOINTS holds a comma
-// list of `name=action`, action one of: kill (SIGKILL self), error (throw).
-// Unset in production, so every call is one map lookup.
+// list of `name=action`:
+//   kill   SIGKILL this process there;
+//   error  throw there;
+//   wait   (async points only) create <GRIDCKPT_FAILPOINT_DIR>/<name>.hit and
+//          wait until <name>.release appears, so a test can look at the
+//          system while it stands at that step.
+// Unset in production: every call is one map lookup.
 
-type FailAction = 'kill' | 'error';
+type FailAction = 'kill' | 'error' | 'wait';
 
 function parse(spec: string | undefined): Map<string, FailAction> {
   const points = new Map<string, FailAction>();
@@ -11,8 +19,8 @@ function parse(spec: string | undefined): Map<string, FailAction> {
   for (const item of spec.split(',')) {
     const [name, action] = item.trim().split('=');
     if (!name) continue;
-    if (action !== 'kill' && action !== 'error') {
-      throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill or error)`);
+    if (action !== 'kill' && action !== 'error' && action !== 'wait') {
+      throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill, error or wait)`);
     }
     points.set(name, action);
   }
@@ -26,4 +34,26 @@ export function failpoint(name: string): void {
   if (action === undefined) return;
   if (action === 'kill') process.kill(process.pid, 'SIGKILL');
   throw new Error(`failpoint ${name} fired`);
+}
+
+export async function failpointAsync(name: string): Promise<void> {
+  const action = active.get(name);
+  if (action === undefined) return;
+  if (action !== 'wait') return failpoint(name);
+  const dir = process.env['GRIDCKPT_FAILPOINT_DIR'];
+  if (!dir) throw new Error(`failpoint ${name}=wait needs GRIDCKPT_FAILPOINT_DIR`);
+  const release = join(dir, `${name}.release`);
+  await new Promise<void>((resolve) => {
+    const watcher = watch(dir, () => {
+      if (existsSync(release)) {
+        watcher.close();
+        resolve();
+      }
+    });
+    writeFileSync(join(dir, `${name}.hit`), String(process.pid));
+    if (existsSync(release)) {
+      watcher.close();
+      resolve();
+    }
+  });
 }

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { rm } from 'node:fs/promises';
 import { GridError } from '../common/errors.js';
+import { failpointAsync } from '../common/failpoints.js';
 import type { AgentDeps } from './agent.js';
 import type { JobRecord } from './job-record.js';
 import type { Snapshot } from './memory/page-memory.js';
@@ -45,6 +46,7 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
   let snapshotError: unknown = null;
   job.gate.close();
   try {
+    await failpointAsync('node.frozen');
     snapshot = memory.snapshot(jobId, full ? 'full' : 'changed');
   } catch (err) {
     snapshotError = err;

@@ -1,0 +1,96 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { spawnAgent, type AgentProcess } from '../../src/node/agent-process.js';
+import { AgentClient } from '../../src/node/agent-client.js';
+import type { UnitEnv } from '../../src/unit/client.js';
+
+// Starts a real agent process for a test and stops it afterwards.
+
+export interface TestAgent {
+  proc: AgentProcess;
+  client: AgentClient;
+  dataDir: string;
+  nodeId: string;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+let counter = 0;
+
+export function uniqueNodeId(tag: string): string {
+  counter += 1;
+  return `t-${tag}-${process.pid}-${counter}-${Math.floor(Math.random() * 1e6)}`;
+}
+
+export async function startAgent(dataDir: string, opts: { nodeId: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<TestAgent> {
+  const proc = await spawnAgent(
+    ['--data-dir', dataDir, '--node-id', opts.nodeId, ...(opts.args ?? [])],
+    { ...process.env, ...opts.env },
+    process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore',
+  );
+  const client = new AgentClient(proc.ready.grpc);
+  return {
+    proc,
+    client,
+    dataDir,
+    nodeId: opts.nodeId,
+    async stop() {
+      client.close();
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGTERM');
+      await proc.exited;
+    },
+    async kill9() {
+      client.close();
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    },
+  };
+}
+
+/** A unit's identity, read from its environment as root can (for API tests). */
+export async function unitEnvOf(pid: number): Promise<UnitEnv> {
+  const raw = await readFile(join('/proc', String(pid), 'environ'), 'utf8');
+  const env = Object.fromEntries(raw.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  return {
+    socket: env['GRIDCKPT_SOCKET']!,
+    jobId: env['GRIDCKPT_JOB_ID']!,
+    unitId: env['GRIDCKPT_UNIT_ID']!,
+    token: env['GRIDCKPT_UNIT_TOKEN']!,
+    nodeId: env['GRIDCKPT_NODE_ID'] ?? '',
+    restoredEpoch: null,
+  };
+}
+
+/** Kernel state letter of a process (R, S, T, Z, …), or null when gone. */
+export async function procState(pid: number): Promise<string | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
+
+export async function untilFile(path: string, deadlineMs = 30_000): Promise<void> {
+  const { watch, existsSync } = await import('node:fs');
+  const { dirname } = await import('node:path');
+  if (existsSync(path)) return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      watcher.close();
+      reject(new Error(`${path} did not appear within ${deadlineMs} ms`));
+    }, deadlineMs);
+    const watcher = watch(dirname(path), () => {
+      if (existsSync(path)) {
+        clearTimeout(timer);
+        watcher.close();
+        resolve();
+      }
+    });
+    if (existsSync(path)) {
+      clearTimeout(timer);
+      watcher.close();
+      resolve();
+    }
+  });
+}

@@ -1,0 +1,41 @@
+import { expect } from 'vitest';
+import type { AgentClient } from '../../src/node/agent-client.js';
+import { readBankFromAgent } from '../../src/bank/job.js';
+import { balancesDigest } from '../../src/bank/digest.js';
+import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../../src/bank/model.js';
+
+/** Waits for the bank job to finish and checks it against the reference. */
+export async function expectBankFinishesRight(client: AgentClient, jobId: string, p: BankParams): Promise<void> {
+  const waited = await client.waitJob({ jobId, timeoutMs: 120_000 });
+  expect(waited.done).toBe(true);
+  expect(waited.job!.state).toBe('completed');
+  const { balances, counters } = await readBankFromAgent(client, jobId, p);
+  expect(counters).toEqual(new Array(p.units).fill(p.opsPerUnit));
+  expect(totalOf(balances)).toBe(expectedTotal(p));
+  expect(balancesDigest(balances)).toBe(balancesDigest(referenceBalances(p)));
+}
+
+/** Unit pids of a job, for killing them with the agent. */
+export async function unitPids(client: AgentClient, jobId: string): Promise<number[]> {
+  const s = await client.status();
+  return s.jobs.find((j) => j.jobId === jobId)?.units.filter((u) => u.state !== 'exited').map((u) => u.pid) ?? [];
+}
+
+export function killGroups(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
+export async function untilCommitted(client: AgentClient, jobId: string, n: number): Promise<void> {
+  for (;;) {
+    const job = (await client.status()).jobs.find((j) => j.jobId === jobId);
+    if (job && job.checkpointsCommitted >= BigInt(n)) return;
+    if (job && job.state !== 'running') throw new Error(`job ${job.state} before ${n} epochs: ${job.lastError}`);
+    await new Promise((r) => setTimeout(r, 20)); // no event stream on the agent yet
+  }
+}

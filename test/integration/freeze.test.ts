@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { startAgent, uniqueNodeId, procState, untilFile, type TestAgent } from '../helpers/agent.js';
+import { withTmp } from '../helpers/tmp.js';
+import { bankJobSpec } from '../../src/bank/job.js';
+import { AgentCallError } from '../../src/node/agent-client.js';
+import { expectBankFinishesRight } from '../helpers/bank.js';
+
+// Invariant 4 (always thaw) and the freeze itself: while the agent stands
+// inside the freeze window (held there by a failpoint), every unit is really
+// stopped; afterwards, and after any failure, every unit runs again.
+
+const params = { accounts: 65536, units: 3, opsPerUnit: 400, seed: 5 }; // 129 pages, 516 KiB
+const CGROUP_V1 = '/sys/fs/cgroup/freezer';
+
+async function freezerState(nodeId: string, jobId: string, unitId: string): Promise<string> {
+  return (await readFile(join(CGROUP_V1, 'gridckpt', nodeId, `${jobId}.${unitId}`, 'freezer.state'), 'utf8')).trim();
+}
+
+async function unitsOf(agent: TestAgent) {
+  return (await agent.client.status()).jobs[0]!.units;
+}
+
+async function expectAllThawed(agent: TestAgent, kind: string): Promise<void> {
+  for (const u of await unitsOf(agent)) {
+    if (u.state === 'exited') continue;
+    expect(await procState(u.pid), `unit ${u.unitId}`).not.toBe('T');
+    if (kind === 'cgroup-v1') expect(await freezerState(agent.nodeId, 'bank', u.unitId)).toBe('THAWED');
+  }
+}
+
+for (const kind of ['cgroup-v1', 'signal']) {
+  describe(`freezer ${kind}`, () => {
+    it('really stops every unit inside the freeze window and thaws them after', async () => {
+      await withTmp('freeze', async (dir) => {
+        const fpDir = join(dir, 'fp');
+        await mkdir(fpDir);
+        const agent = await startAgent(join(dir, 'agent'), {
+          nodeId: uniqueNodeId('freeze'),
+          args: ['--freezer', kind],
+          env: { GRIDCKPT_FAILPOINTS: 'node.frozen=wait', GRIDCKPT_FAILPOINT_DIR: fpDir },
+        });
+        try {
+          expect(agent.proc.ready.freezer).toBe(kind);
+          await agent.client.startJob({ job: bankJobSpec('bank', { ...params, opsPerUnit: 1_000_000 }, 0) });
+          const pending = agent.client.checkpoint({ jobId: 'bank', full: false });
+          await untilFile(join(fpDir, 'node.frozen.hit'));
+          const units = await unitsOf(agent);
+          expect(units).toHaveLength(3);
+          for (const u of units) {
+            expect(await procState(u.pid), `unit ${u.unitId}`).toBe('T');
+            if (kind === 'cgroup-v1') expect(await freezerState(agent.nodeId, 'bank', u.unitId)).toBe('FROZEN');
+          }
+          await writeFile(join(fpDir, 'node.frozen.release'), '');
+          const r = await pending;
+          expect(r.epoch!.epoch).toBe(1n);
+          expect(r.freezeWindowMs).toBeGreaterThan(0);
+          await expectAllThawed(agent, kind);
+          await agent.client.stopJob({ jobId: 'bank' });
+        } finally {
+          await agent.stop();
+        }
+      });
+    });
+  });
+}
+
+describe('always thaw', () => {
+  it('thaws when the snapshot fails', async () => {
+    await withTmp('thaw-snap', async (dir) => {
+      const agent = await startAgent(dir, { nodeId: uniqueNodeId('snap'), env: { GRIDCKPT_FAILPOINTS: 'node.frozen=error' } });
+      try {
+        await agent.client.startJob({ job: bankJobSpec('bank', { ...params, opsPerUnit: 1_000_000 }, 0) });
+        const err = await agent.client.checkpoint({ jobId: 'bank', full: false }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(AgentCallError);
+        expect((err as AgentCallError).details).toMatch(/snapshot failed/);
+        await expectAllThawed(agent, agent.proc.ready.freezer);
+        await agent.client.stopJob({ jobId: 'bank' });
+      } finally {
+        await agent.stop();
+      }
+    });
+  });
+
+  it('thaws when the store is not writable, loses nothing, and the next checkpoint works', async () => {
+    await withTmp('thaw-notdir', async (dir) => {
+      const storeDir = join(dir, 'store');
+      await mkdir(storeDir);
+      await writeFile(join(storeDir, 'bank'), 'a file where the job directory should be');
+      const agent = await startAgent(join(dir, 'agent'), { nodeId: uniqueNodeId('notdir'), args: ['--store-dir', storeDir] });
+      try {
+        await agent.client.startJob({ job: bankJobSpec('bank', params, 0) });
+        const err = await agent.client.checkpoint({ jobId: 'bank', full: false }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(AgentCallError);
+        expect((err as AgentCallError).details).toMatch(/ENOTDIR|not a directory/i);
+        await expectAllThawed(agent, agent.proc.ready.freezer);
+        const job = (await agent.client.status()).jobs[0]!;
+        expect(job.checkpointsFailed).toBe(1n);
+        // Fix the store: the next epoch holds everything the failed one had.
+        execFileSync('rm', ['-f', join(storeDir, 'bank')]);
+        const ok = await agent.client.checkpoint({ jobId: 'bank', full: false });
+        expect(ok.epoch!.full).toBe(true);
+        expect(Number(ok.epoch!.pageCount)).toBe(130);
+        await expectBankFinishesRight(agent.client, 'bank', params);
+      } finally {
+        await agent.stop();
+      }
+    });
+  });
+
+  it('thaws when the store runs out of space (a real full tmpfs)', async () => {
+    await withTmp('thaw-full', async (dir) => {
+      const storeDir = join(dir, 'store');
+      await mkdir(storeDir);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', storeDir]);
+      try {
+        const agent = await startAgent(join(dir, 'agent'), { nodeId: uniqueNodeId('full'), args: ['--store-dir', storeDir] });
+        try {
+          await agent.client.startJob({ job: bankJobSpec('bank', { ...params, opsPerUnit: 1_000_000 }, 0) });
+          const err = await agent.client.checkpoint({ jobId: 'bank', full: false }).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(AgentCallError);
+          expect((err as AgentCallError).details).toMatch(/ENOSPC|no space/i);
+          await expectAllThawed(agent, agent.proc.ready.freezer);
+          expect((await agent.client.listEpochs({ jobId: 'bank' })).epochs).toEqual([]);
+          await agent.client.stopJob({ jobId: 'bank' });
+        } finally {
+          await agent.stop();
+        }
+      } finally {
+        execFileSync('umount', [storeDir]);
+      }
+    });
+  });
+});
