@@ -1,0 +1,110 @@
+// The few file-system steps the store needs, each durable when it returns.
+// A file's bytes survive a crash only after fsync of the file; its name only
+// after fsync of the directory holding it; a rename is the one atomic step
+// (POSIX) that makes a fully written file appear under its final name.
+// Invariants:
+//   1. writeFileSynced and writeChunked return only after fsync of the file.
+//   2. ensureDirDurable fsyncs the parent of every directory it creates.
+//   3. renameDurable fsyncs the target's directory after the rename.
+// Environment failures (ENOSPC, EIO) are thrown as they are: the caller's edge
+// turns them into inputs.
+
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/** fsync a file or a directory by path. */
+export async function fsyncPath(target: string): Promise<void> {
+  const fh = await open(target, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes bytes [offset, offset+length) of buf at file position `position`, looping on short writes. */
+export async function writeAll(fh: FileHandle, buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await fh.write(buf, offset + done, length - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten} bytes`);
+    done += bytesWritten;
+  }
+}
+
+/** Creates `dir` and any missing ancestors; fsyncs the parent of each one created. */
+export async function ensureDirDurable(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let current = path.resolve(dir);
+  for (;;) {
+    try {
+      const st = await stat(current);
+      if (!st.isDirectory()) throw new Error(`${current} exists and is not a directory`);
+      break;
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      missing.push(current);
+      const parent = path.dirname(current);
+      if (parent === current) break;
+      current = parent;
+    }
+  }
+  for (const created of missing.reverse()) {
+    try {
+      await mkdir(created);
+    } catch (err) {
+      // Another writer (a peer agent writing its part) won the race; its entry
+      // may not be durable yet, so the parent is fsynced below all the same.
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+    await fsyncPath(path.dirname(created));
+  }
+}
+
+/**
+ * Creates or truncates `file` and writes `data` in chunks of `chunkBytes`, then
+ * fsyncs it. `duringWrite(offset, length)` runs on this thread while the chunk's
+ * write is in flight on the I/O pool, so checksumming overlaps the disk.
+ */
+export async function writeChunked(
+  file: string,
+  data: Uint8Array,
+  chunkBytes: number,
+  duringWrite: (offset: number, length: number) => void,
+): Promise<void> {
+  const fh = await open(file, 'w');
+  try {
+    for (let offset = 0; offset < data.byteLength; offset += chunkBytes) {
+      const length = Math.min(chunkBytes, data.byteLength - offset);
+      const written = writeAll(fh, data, offset, length, offset);
+      try {
+        duringWrite(offset, length);
+      } finally {
+        await written;
+      }
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function writeFileSynced(file: string, data: Uint8Array): Promise<void> {
+  await writeChunked(file, data, data.byteLength || 1, () => {});
+}
+
+/** Atomically replaces `to` by `from` and makes the new name durable. */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  await rename(from, to);
+  await fsyncPath(path.dirname(to));
+}
+
+/** Removes a directory tree and makes its removal durable. */
+export async function removeTreeDurable(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await fsyncPath(path.dirname(dir));
+}

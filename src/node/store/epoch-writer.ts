@@ -1,0 +1,192 @@
+// Writes an epoch in the two steps of the round: each node agent writes its
+// part (writeNodePart: data + page table, durable, not yet visible), then the
+// coordinator, once every part is durable, commits the epoch (commitEpoch:
+// the manifest, atomically). Until the manifest's rename, nothing written here
+// is ever restored (ARCHITECTURE §3 invariant 3, atomic commit).
+// Invariants:
+//   1. The .pages file is the staging buffer byte for byte, written in
+//      IO_CHUNK_BYTES chunks; its CRC32Cs are computed while each chunk's write
+//      is in flight, so checksumming costs no extra pass over the disk.
+//   2. A part returns only after its data file, table file and epoch directory
+//      entry are fsynced; the PartInfo it returns is what the manifest records.
+//   3. A part is never written into a committed epoch, and commitEpoch writes
+//      MANIFEST.json.tmp, fsyncs it, renames it and fsyncs the directory, in
+//      that order: a crash before the rename leaves the epoch uncommitted.
+//   4. commitEpoch refuses an epoch not above every committed one, a parent that
+//      is not committed, and part files whose sizes differ from the PartInfo.
+
+import { stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import { GridError, invalidArgument } from '../../common/errors.js';
+import { failpoint } from '../../common/failpoints.js';
+import { checkName } from '../../common/names.js';
+import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeChunked, writeFileSynced } from './durable-fs.js';
+import { listCommitted } from './epoch-catalog.js';
+import {
+  IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_CONTAINERS, MAX_EPOCH, MAX_MANIFEST_BYTES, PAGE_BYTES,
+  checkEpoch, dataFileName, epochDir, tableFileName,
+} from './layout.js';
+import { buildManifest, encodeManifest, sha256Hex, type ContainerMeta, type EpochManifest, type PartInfo } from './manifest.js';
+import { allocatePageTable, encodePageTable, type PageTable } from './page-table.js';
+
+export interface PartPage { container: string; page: number; version: bigint; stagingOffset: number }
+
+export interface NodePartInput {
+  storeDir: string;
+  jobId: string;
+  epoch: bigint;
+  nodeId: string;
+  /** Exactly pages.length x 4 KiB: every slot of it is one page of `pages`. */
+  staging: Uint8Array;
+  pages: PartPage[];
+}
+
+export interface CommitInput {
+  storeDir: string;
+  jobId: string;
+  epoch: bigint;
+  parentEpoch: bigint | null;
+  full: boolean;
+  createdUnixMs: number;
+  containers: ContainerMeta[];
+  parts: PartInfo[];
+  job: unknown;
+}
+
+export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
+  const { storeDir, jobId, epoch, nodeId, staging } = input;
+  const dir = epochDir(storeDir, jobId, epoch);
+  const table = planPageTable(input);
+  if (await exists(path.join(dir, MANIFEST_FILE))) {
+    throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} is already committed; node ${nodeId} cannot add a part to it`);
+  }
+  await ensureDirDurable(dir);
+
+  const dataFile = dataFileName(nodeId);
+  const slotCrc = new Uint32Array(table.count);
+  await writeChunked(path.join(dir, dataFile), staging, IO_CHUNK_BYTES, (offset, length) => {
+    for (let at = offset; at < offset + length; at += PAGE_BYTES) {
+      slotCrc[at / PAGE_BYTES] = crc32c(staging.subarray(at, at + PAGE_BYTES));
+    }
+  });
+  for (let i = 0; i < table.count; i++) table.crc32c[i] = slotCrc[table.dataOffset[i]! / PAGE_BYTES]!;
+  failpoint('store.after-part-data');
+
+  const tableFile = tableFileName(nodeId);
+  const tableBytes = encodePageTable(table);
+  await writeFileSynced(path.join(dir, tableFile), tableBytes);
+  await fsyncPath(dir);
+  failpoint('store.after-part');
+  return {
+    nodeId, dataFile, tableFile, dataBytes: staging.byteLength, tableBytes: tableBytes.byteLength,
+    pageCount: table.count, tableDigest: sha256Hex(tableBytes),
+  };
+}
+
+/** Validates the part's page list and lays out its table (CRCs are filled in while writing). */
+function planPageTable(input: NodePartInput): PageTable {
+  const { epoch, pages, staging } = input;
+  checkEpoch('epoch', epoch);
+  checkName('node id', input.nodeId);
+  if (!(staging instanceof Uint8Array)) throw invalidArgument('staging must be a Uint8Array');
+  if (!Array.isArray(pages) || pages.length > 2 ** 32 - 1) throw invalidArgument('pages must be an array of at most 2^32-1 pages');
+  if (staging.byteLength !== pages.length * PAGE_BYTES) {
+    throw invalidArgument(
+      `staging holds ${staging.byteLength} bytes but ${pages.length} pages need exactly ${pages.length * PAGE_BYTES}: pass the used part of the buffer`,
+    );
+  }
+  const containers: string[] = [];
+  const containerIndex = new Map<string, number>();
+  for (const p of pages) {
+    if (!containerIndex.has(p.container)) {
+      containerIndex.set(p.container, containers.length);
+      containers.push(checkName('container', p.container));
+    }
+  }
+  if (containers.length > MAX_CONTAINERS) throw invalidArgument(`part references ${containers.length} containers, at most ${MAX_CONTAINERS}`);
+  const table = allocatePageTable(epoch, containers, pages.length);
+  const slotTaken = new Uint8Array(pages.length);
+  const seen = new Set<number>();
+  for (let i = 0; i < pages.length; i++) {
+    const p = pages[i]!;
+    const c = containerIndex.get(p.container)!;
+    const where = `page ${p.container}#${p.page}`;
+    if (!Number.isInteger(p.page) || p.page < 0 || p.page > 2 ** 32 - 1) throw invalidArgument(`${where}: page number must be a u32`);
+    if (typeof p.version !== 'bigint' || p.version < 0n || p.version > MAX_EPOCH) throw invalidArgument(`${where}: version must be a u64 bigint`);
+    const slot = p.stagingOffset / PAGE_BYTES;
+    if (!Number.isInteger(slot) || slot < 0 || slot >= pages.length) {
+      throw invalidArgument(`${where}: staging offset ${p.stagingOffset} is not a page-aligned offset inside staging`);
+    }
+    if (slotTaken[slot]) throw invalidArgument(`${where}: staging offset ${p.stagingOffset} is used by another page`);
+    slotTaken[slot] = 1;
+    const key = c * 2 ** 32 + p.page;
+    if (seen.has(key)) throw invalidArgument(`${where} appears twice in the part`);
+    seen.add(key);
+    table.containerIndex[i] = c;
+    table.page[i] = p.page;
+    table.dataOffset[i] = p.stagingOffset;
+    table.version[i] = p.version;
+    table.originEpoch[i] = epoch;
+  }
+  return table;
+}
+
+export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
+  const { storeDir, jobId, epoch } = input;
+  const manifest = buildManifest({
+    jobId, epoch, parentEpoch: input.parentEpoch, full: input.full, createdUnixMs: input.createdUnixMs,
+    containers: input.containers, parts: input.parts, job: input.job,
+  });
+  const bytes = encodeManifest(manifest);
+  if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+    throw invalidArgument(`manifest of epoch ${epoch} would be ${bytes.byteLength} bytes, at most ${MAX_MANIFEST_BYTES}`);
+  }
+  await checkCommittable(manifest, storeDir);
+  const dir = epochDir(storeDir, jobId, epoch);
+  await ensureDirDurable(dir);
+  for (const part of manifest.parts) {
+    await checkSize(path.join(dir, part.dataFile), part.dataBytes, epoch);
+    await checkSize(path.join(dir, part.tableFile), part.tableBytes, epoch);
+  }
+  failpoint('store.before-manifest');
+  const tmp = path.join(dir, MANIFEST_TMP_FILE);
+  await writeFileSynced(tmp, bytes);
+  failpoint('store.before-manifest-rename');
+  await renameDurable(tmp, path.join(dir, MANIFEST_FILE));
+  return manifest;
+}
+
+async function checkCommittable(m: EpochManifest, storeDir: string): Promise<void> {
+  const committed = await listCommitted(storeDir, m.jobId);
+  const latest = committed[committed.length - 1];
+  if (latest !== undefined && latest.epoch >= m.epoch) {
+    throw new GridError('failed-precondition', `job ${m.jobId}: epoch ${m.epoch} is not above the latest committed epoch ${latest.epoch}`);
+  }
+  if (m.parentEpoch !== null && !committed.some((c) => c.epoch === m.parentEpoch)) {
+    throw new GridError('failed-precondition', `job ${m.jobId}: parent epoch ${m.parentEpoch} of epoch ${m.epoch} is not committed`);
+  }
+}
+
+async function checkSize(file: string, expectedBytes: number, epoch: bigint): Promise<void> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new GridError('failed-precondition', `epoch ${epoch}: part file ${file} does not exist`);
+    throw err;
+  }
+  if (size !== expectedBytes) {
+    throw new GridError('failed-precondition', `epoch ${epoch}: part file ${file} has ${size} bytes, the part says ${expectedBytes}`);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}

@@ -1,0 +1,14 @@
+// The on-disk checkpoint store: epoch images of a job under
+// <storeDir>/<jobId>/epoch-<20 digits>/. An epoch is committed only when its
+// MANIFEST.json is in place (ARCHITECTURE §3.3); every page carries a CRC32C
+// checked before restore (§3.6). Writing a node's part and committing the
+// manifest are separate steps so that several agents can write parts of one
+// epoch and the coordinator commits once all are durable.
+
+export { PAGE_BYTES, epochDir } from './layout.js';
+export type { ContainerMeta, EpochManifest, PartInfo } from './manifest.js';
+export { writeNodePart, commitEpoch } from './epoch-writer.js';
+export type { CommitInput, NodePartInput, PartPage } from './epoch-writer.js';
+export { listCommitted, removeIncomplete, listJobs, epochChain } from './epoch-catalog.js';
+export { loadEpoch, verifyEpoch } from './epoch-reader.js';
+export type { LoadResult, PageSink, VerifyResult } from './epoch-reader.js';

@@ -1,0 +1,235 @@
+// The epoch manifest: the one file whose presence commits an epoch. It names
+// the parent, the containers, every node part with the exact sizes of its
+// files and the sha256 of its page table, plus the agent's opaque job record,
+// and ends with a sha256 digest over all of that.
+// Invariants:
+//   1. The digest is sha256 over the canonical JSON of every other field, in the
+//      fixed key order of manifestBody; bigints are decimal strings.
+//   2. parseManifest accepts only what buildManifest can produce: exact keys,
+//      valid names and numbers, full <=> no parent, parent < epoch, part file
+//      names derived from the node id (so a manifest never points outside its
+//      epoch directory), and a matching digest. Anything else is data loss.
+//   3. Part file names are stored relative to the epoch directory, so a store can
+//      be moved or mounted elsewhere; readers resolve them to absolute paths.
+
+import { createHash } from 'node:crypto';
+import { GridError } from '../../common/errors.js';
+import { checkName } from '../../common/names.js';
+import { MAX_CONTAINERS, MAX_EPOCH, PAGE_BYTES, dataFileName, tableFileName } from './layout.js';
+
+export const MANIFEST_FORMAT = 'gridckpt-epoch/1';
+
+export interface ContainerMeta { name: string; pageCount: number }
+
+export interface PartInfo {
+  nodeId: string;
+  /** File name inside the epoch directory: `<nodeId>.pages`. */
+  dataFile: string;
+  /** File name inside the epoch directory: `<nodeId>.table`. */
+  tableFile: string;
+  dataBytes: number;
+  tableBytes: number;
+  pageCount: number;
+  /** sha256 hex of the whole table file. */
+  tableDigest: string;
+}
+
+export interface EpochManifest {
+  format: typeof MANIFEST_FORMAT;
+  jobId: string;
+  epoch: bigint;
+  parentEpoch: bigint | null;
+  full: boolean;
+  createdUnixMs: number;
+  containers: ContainerMeta[];
+  parts: PartInfo[];
+  /** Opaque JSON the agent stores to restart units. */
+  job: unknown;
+  /** sha256 hex over every field above. */
+  digest: string;
+}
+
+export type ManifestFields = Omit<EpochManifest, 'format' | 'digest'>;
+
+type Fail = (message: string) => GridError;
+
+const MAX_PAGES_PER_CONTAINER = 2 ** 32; // pages are u32 in the page table
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function manifestBody(m: ManifestFields): Record<string, unknown> {
+  return {
+    format: MANIFEST_FORMAT,
+    jobId: m.jobId,
+    epoch: m.epoch.toString(),
+    parentEpoch: m.parentEpoch === null ? null : m.parentEpoch.toString(),
+    full: m.full,
+    createdUnixMs: m.createdUnixMs,
+    containers: m.containers.map((c) => ({ name: c.name, pageCount: c.pageCount })),
+    parts: m.parts.map((p) => ({
+      nodeId: p.nodeId, dataFile: p.dataFile, tableFile: p.tableFile, dataBytes: p.dataBytes,
+      tableBytes: p.tableBytes, pageCount: p.pageCount, tableDigest: p.tableDigest,
+    })),
+    job: m.job,
+  };
+}
+
+function manifestDigest(m: ManifestFields): string {
+  return sha256Hex(JSON.stringify(manifestBody(m)));
+}
+
+/** Validates the fields and seals them with their digest; bad input is invalid-argument. */
+export function buildManifest(fields: ManifestFields): EpochManifest {
+  const fail: Fail = (message) => new GridError('invalid-argument', `bad epoch manifest: ${message}`);
+  const jobText = fields.job === undefined ? undefined : JSON.stringify(fields.job);
+  if (jobText === undefined) throw fail('job must be a JSON value');
+  // Normalise the job record to exactly what a reader will parse back, so the digest matches.
+  const normalised: ManifestFields = { ...fields, job: JSON.parse(jobText) as unknown };
+  checkFields(normalised, fail);
+  return { format: MANIFEST_FORMAT, ...normalised, digest: manifestDigest(normalised) };
+}
+
+export function encodeManifest(m: EpochManifest): Uint8Array {
+  return new TextEncoder().encode(`${JSON.stringify({ ...manifestBody(m), digest: m.digest }, null, 2)}\n`);
+}
+
+/** Parses and validates a manifest file's text; anything wrong is data-loss naming `where`. */
+export function parseManifest(text: string, where: string): EpochManifest {
+  const fail: Fail = (message) => new GridError('data-loss', `${where}: invalid manifest: ${message}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw fail(`not JSON (${(err as Error).message})`);
+  }
+  const o = record(raw, 'manifest', fail);
+  exactKeys(o, ['format', 'jobId', 'epoch', 'parentEpoch', 'full', 'createdUnixMs', 'containers', 'parts', 'job', 'digest'], 'manifest', fail);
+  if (o['format'] !== MANIFEST_FORMAT) throw fail(`format ${JSON.stringify(o['format'])}, expected ${MANIFEST_FORMAT}`);
+  const fields: ManifestFields = {
+    jobId: str(o['jobId'], 'jobId', fail),
+    epoch: decimal(o['epoch'], 'epoch', fail),
+    parentEpoch: o['parentEpoch'] === null ? null : decimal(o['parentEpoch'], 'parentEpoch', fail),
+    full: bool(o['full'], 'full', fail),
+    createdUnixMs: o['createdUnixMs'] as number,
+    containers: array(o['containers'], 'containers', fail).map((c, i) => parseContainer(c, `containers[${i}]`, fail)),
+    parts: array(o['parts'], 'parts', fail).map((p, i) => parsePart(p, `parts[${i}]`, fail)),
+    job: o['job'],
+  };
+  checkFields(fields, fail);
+  const digest = str(o['digest'], 'digest', fail);
+  const expected = manifestDigest(fields);
+  if (digest !== expected) throw fail(`digest mismatch: file says ${digest}, content hashes to ${expected}`);
+  return { format: MANIFEST_FORMAT, ...fields, digest };
+}
+
+function parseContainer(raw: unknown, what: string, fail: Fail): ContainerMeta {
+  const o = record(raw, what, fail);
+  exactKeys(o, ['name', 'pageCount'], what, fail);
+  return { name: str(o['name'], `${what}.name`, fail), pageCount: o['pageCount'] as number };
+}
+
+function parsePart(raw: unknown, what: string, fail: Fail): PartInfo {
+  const o = record(raw, what, fail);
+  exactKeys(o, ['nodeId', 'dataFile', 'tableFile', 'dataBytes', 'tableBytes', 'pageCount', 'tableDigest'], what, fail);
+  return {
+    nodeId: str(o['nodeId'], `${what}.nodeId`, fail),
+    dataFile: str(o['dataFile'], `${what}.dataFile`, fail),
+    tableFile: str(o['tableFile'], `${what}.tableFile`, fail),
+    dataBytes: o['dataBytes'] as number,
+    tableBytes: o['tableBytes'] as number,
+    pageCount: o['pageCount'] as number,
+    tableDigest: str(o['tableDigest'], `${what}.tableDigest`, fail),
+  };
+}
+
+/** Semantic checks shared by build and parse (the numbers are checked here, not cast-trusted). */
+function checkFields(m: ManifestFields, fail: Fail): void {
+  name('job id', m.jobId, fail);
+  if (typeof m.epoch !== 'bigint' || m.epoch < 0n || m.epoch > MAX_EPOCH) throw fail(`epoch ${String(m.epoch)} out of range`);
+  if (typeof m.full !== 'boolean') throw fail('full must be a boolean');
+  if (m.parentEpoch !== null && (typeof m.parentEpoch !== 'bigint' || m.parentEpoch < 0n || m.parentEpoch >= m.epoch)) {
+    throw fail(`parent epoch ${String(m.parentEpoch)} must be below epoch ${m.epoch}`);
+  }
+  if (m.full !== (m.parentEpoch === null)) {
+    throw fail(m.full ? 'a full epoch has no parent epoch' : 'an incremental epoch needs a parent epoch');
+  }
+  count('createdUnixMs', m.createdUnixMs, Number.MAX_SAFE_INTEGER, fail);
+  if (!Array.isArray(m.containers) || m.containers.length > MAX_CONTAINERS) throw fail(`at most ${MAX_CONTAINERS} containers`);
+  const containerNames = new Set<string>();
+  for (const c of m.containers) {
+    name('container', c.name, fail);
+    count(`container ${c.name} pageCount`, c.pageCount, MAX_PAGES_PER_CONTAINER, fail);
+    if (containerNames.has(c.name)) throw fail(`container ${c.name} listed twice`);
+    containerNames.add(c.name);
+  }
+  if (!Array.isArray(m.parts)) throw fail('parts must be an array');
+  const nodeIds = new Set<string>();
+  for (const p of m.parts) checkPart(p, nodeIds, fail);
+}
+
+function checkPart(p: PartInfo, nodeIds: Set<string>, fail: Fail): void {
+  name('node id', p.nodeId, fail);
+  if (nodeIds.has(p.nodeId)) throw fail(`node ${p.nodeId} has two parts`);
+  nodeIds.add(p.nodeId);
+  if (p.dataFile !== dataFileName(p.nodeId) || p.tableFile !== tableFileName(p.nodeId)) {
+    throw fail(`part ${p.nodeId}: files must be ${dataFileName(p.nodeId)} and ${tableFileName(p.nodeId)}`);
+  }
+  count(`part ${p.nodeId} pageCount`, p.pageCount, 2 ** 32 - 1, fail);
+  count(`part ${p.nodeId} dataBytes`, p.dataBytes, Number.MAX_SAFE_INTEGER, fail);
+  count(`part ${p.nodeId} tableBytes`, p.tableBytes, Number.MAX_SAFE_INTEGER, fail);
+  if (p.dataBytes !== p.pageCount * PAGE_BYTES) {
+    throw fail(`part ${p.nodeId}: dataBytes ${p.dataBytes} is not pageCount ${p.pageCount} x ${PAGE_BYTES}`);
+  }
+  if (typeof p.tableDigest !== 'string' || !HEX_SHA256.test(p.tableDigest)) throw fail(`part ${p.nodeId}: tableDigest is not sha256 hex`);
+}
+
+function name(what: string, value: unknown, fail: Fail): void {
+  try {
+    checkName(what, value as string);
+  } catch (err) {
+    throw fail((err as Error).message);
+  }
+}
+
+function count(what: string, value: unknown, max: number, fail: Fail): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > max) {
+    throw fail(`${what} ${JSON.stringify(value)} must be an integer from 0 to ${max}`);
+  }
+}
+
+function record(raw: unknown, what: string, fail: Fail): Record<string, unknown> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail(`${what} must be an object`);
+  return raw as Record<string, unknown>;
+}
+
+function exactKeys(o: Record<string, unknown>, keys: string[], what: string, fail: Fail): void {
+  const actual = Object.keys(o).sort();
+  const wanted = [...keys].sort();
+  if (actual.join(',') !== wanted.join(',')) throw fail(`${what} has keys [${actual.join(', ')}], expected [${wanted.join(', ')}]`);
+}
+
+function array(raw: unknown, what: string, fail: Fail): unknown[] {
+  if (!Array.isArray(raw)) throw fail(`${what} must be an array`);
+  return raw;
+}
+
+function str(raw: unknown, what: string, fail: Fail): string {
+  if (typeof raw !== 'string') throw fail(`${what} must be a string`);
+  return raw;
+}
+
+function bool(raw: unknown, what: string, fail: Fail): boolean {
+  if (typeof raw !== 'boolean') throw fail(`${what} must be a boolean`);
+  return raw;
+}
+
+function decimal(raw: unknown, what: string, fail: Fail): bigint {
+  if (typeof raw !== 'string' || !DECIMAL.test(raw)) throw fail(`${what} must be a decimal string`);
+  const value = BigInt(raw);
+  if (value > MAX_EPOCH) throw fail(`${what} ${raw} exceeds 2^64-1`);
+  return value;
+}
