@@ -1,0 +1,218 @@
+import { constants } from 'node:fs';
+import { access, mkdir, open, readFile, readdir, rmdir, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { SpawnPlan } from './freezer.js';
+import { isGone } from './proc-stat.js';
+import { pollUntil } from './poll-until.js';
+
+// What the two cgroup freezers share: the directory layout
+// <root>/gridckpt/<scope>/<group>, the exec wrapper that enters the group
+// before the unit's own code runs, reading and killing a group's tasks, and
+// deleting a group tree. Only how to freeze, thaw and kill differs, and that
+// stays in freezer-cgroup-v1.ts and freezer-cgroup-v2.ts.
+
+export const CGROUP_V1_MAGIC = 0x27e0eb;
+export const CGROUP_V2_MAGIC = 0x63677270;
+
+/** How long remove() and cleanupScope() wait for a killed group to empty. */
+export const REMOVE_TIMEOUT_MS = 5_000;
+
+export function scopeDirOf(root: string, scope: string): string {
+  return join(root, 'gridckpt', scope);
+}
+
+/** Group names are validated upstream; a bad one here would be a bug that escapes the scope. */
+export function groupDirOf(scopeDir: string, group: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(group) || group.includes('..')) {
+    throw new Error(`invariant broken: bad cgroup group name ${JSON.stringify(group)}`);
+  }
+  return join(scopeDir, group);
+}
+
+/**
+ * Checks that `root` is a cgroup mount of the expected version and that this
+ * process can create groups there with a writable `controlFile`; returns
+ * the scope directory (created). Throws an Error saying why not. The
+ * filesystem type is checked first so that a wrong root never gets
+ * directories created in an ordinary filesystem.
+ */
+export async function prepareScope(root: string, scope: string, magic: number, controlFile: string): Promise<string> {
+  const version = magic === CGROUP_V1_MAGIC ? 'v1' : 'v2';
+  let type: number;
+  try {
+    type = (await statfs(root)).type;
+  } catch (err) {
+    throw new Error(isGone(err) ? `${root} does not exist` : `cannot stat ${root}: ${(err as Error).message}`);
+  }
+  if (type !== magic) {
+    throw new Error(`${root} is not a cgroup ${version} mount (filesystem type 0x${type.toString(16)})`);
+  }
+  const dir = scopeDirOf(root, scope);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new Error(`cannot create ${dir}: ${(err as Error).message}`);
+  }
+  try {
+    await access(join(dir, controlFile), constants.W_OK);
+  } catch (err) {
+    await rmdir(dir).catch(() => undefined);
+    await rmdir(dirname(dir)).catch(() => undefined); // only if no other scope lives there
+    throw new Error(`${dir} has no writable ${controlFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return dir;
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The shell writes its own pid into the group and then execs the unit, so
+ * the unit's pid is the shell's and it is inside the group before its first
+ * instruction. A command that is not found fails the exec: exit code 127.
+ */
+export function cgroupSpawnPlan(groupDir: string, command: string, args: string[]): SpawnPlan {
+  const procs = shellQuote(join(groupDir, 'cgroup.procs'));
+  return { command: '/bin/sh', args: ['-c', `echo $$ > ${procs} && exec "$0" "$@"`, command, ...args] };
+}
+
+/** The pids in a group (processes, not threads); empty when the group is gone. */
+export async function readPids(groupDir: string): Promise<number[]> {
+  try {
+    const text = await readFile(join(groupDir, 'cgroup.procs'), 'utf8');
+    return text.split('\n').filter((l) => l !== '').map(Number);
+  } catch (err) {
+    if (isGone(err)) return [];
+    throw err;
+  }
+}
+
+export function killPids(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch (err) {
+      if (!isGone(err)) throw err;
+    }
+  }
+}
+
+/**
+ * Writes a control file; false when the group (or, on an older kernel, the
+ * file) is gone. Opened write-only without O_CREAT: kernfs refuses a read
+ * open of write-only files such as cgroup.kill.
+ */
+export async function writeControl(groupDir: string, file: string, value: string): Promise<boolean> {
+  try {
+    const handle = await open(join(groupDir, file), constants.O_WRONLY);
+    try {
+      await handle.writeFile(value);
+    } finally {
+      await handle.close();
+    }
+    return true;
+  } catch (err) {
+    if (isGone(err)) return false;
+    throw err;
+  }
+}
+
+/** Reads a control file, trimmed; null when the group is gone. */
+export async function readControl(groupDir: string, file: string): Promise<string | null> {
+  try {
+    return (await readFile(join(groupDir, file), 'utf8')).trim();
+  } catch (err) {
+    if (isGone(err)) return null;
+    throw err;
+  }
+}
+
+/** The names of the child groups of a cgroup directory; empty when it is gone. */
+export async function listChildGroups(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch (err) {
+    if (isGone(err)) return [];
+    throw err;
+  }
+}
+
+/** What differs between the versions when a group must die: see removeGroupTree. */
+export type ReleaseGroup = (dir: string) => Promise<void>;
+
+/**
+ * Deletes a group and any child groups a unit made inside it. Every task in
+ * the tree gets SIGKILL first, while still frozen, so none runs user code
+ * again; then `release` is called on each group top-down (v1 must thaw, or
+ * the pending SIGKILL never lands; v2 can use cgroup.kill); then we wait
+ * until the tree is empty, SIGKILLing anything that moved in meanwhile, and
+ * rmdir it deepest first. Returns false when the group did not exist.
+ */
+export async function removeGroupTree(
+  groupDir: string,
+  release: ReleaseGroup,
+  timeoutMs = REMOVE_TIMEOUT_MS,
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  const dirs = await listTree(groupDir);
+  if (dirs.length === 0) return false;
+  for (const dir of dirs) killPids(await readPids(dir), 'SIGKILL');
+  for (const dir of dirs) await release(dir);
+  let left: number[] = [];
+  const emptied = await pollUntil(async () => {
+    left = (await Promise.all(dirs.map(readPids))).flat();
+    killPids(left, 'SIGKILL');
+    return left.length === 0;
+  }, deadline - performance.now());
+  if (!emptied) throw new Error(`cgroup ${groupDir} still holds pids ${left.join(', ')} after SIGKILL`);
+  for (const dir of dirs.reverse()) await rmdirGroup(dir, deadline);
+  return true;
+}
+
+/** The group and its descendants, parents before children; empty when it is gone. */
+async function listTree(dir: string): Promise<string[]> {
+  try {
+    await access(dir);
+  } catch (err) {
+    if (isGone(err)) return [];
+    throw err;
+  }
+  const tree = [dir];
+  for (const child of await listChildGroups(dir)) tree.push(...(await listTree(join(dir, child))));
+  return tree;
+}
+
+/** An emptied group can refuse rmdir for a moment (EBUSY) while the kernel tears the last task down. */
+async function rmdirGroup(dir: string, deadline: number): Promise<void> {
+  let lastError: unknown = null;
+  const removed = await pollUntil(async () => {
+    try {
+      await rmdir(dir);
+      return true;
+    } catch (err) {
+      if (isGone(err)) return true;
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err;
+      lastError = err;
+      return false;
+    }
+  }, deadline - performance.now());
+  if (!removed) throw new Error(`cannot rmdir cgroup ${dir}: ${String(lastError)}`);
+}
+
+/**
+ * Startup cleanup shared by both versions: removes every group under the
+ * scope directory, then the scope directory itself (plan() recreates it).
+ */
+export async function removeScopeGroups(scopeDir: string, release: ReleaseGroup): Promise<number> {
+  let count = 0;
+  for (const group of await listChildGroups(scopeDir)) {
+    if (await removeGroupTree(join(scopeDir, group), release)) count++;
+  }
+  await rmdir(scopeDir).catch((err: NodeJS.ErrnoException) => {
+    if (!isGone(err) && err.code !== 'ENOTEMPTY' && err.code !== 'EBUSY') throw err;
+  });
+  return count;
+}

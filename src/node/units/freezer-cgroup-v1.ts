@@ -1,0 +1,97 @@
+import { mkdir } from 'node:fs/promises';
+import type { Freezer, SpawnPlan } from './freezer.js';
+import {
+  CGROUP_V1_MAGIC,
+  cgroupSpawnPlan,
+  groupDirOf,
+  prepareScope,
+  readControl,
+  readPids,
+  removeGroupTree,
+  removeScopeGroups,
+  writeControl,
+} from './cgroup-dir.js';
+import { pollUntil } from './poll-until.js';
+
+// The cgroup v1 freezer: writing FROZEN to a group's freezer.state asks the
+// kernel to freeze every task in it; the file reads FREEZING until the last
+// one is in the refrigerator, then FROZEN. Frozen tasks show as state D in
+// /proc, not T, and nothing the unit does can notice or undo it. The trap:
+// a frozen task does not die from SIGKILL until it is thawed, so every path
+// that kills (remove, cleanupScope) sends SIGKILL first and thaws after.
+
+export async function openCgroupV1Freezer(root: string, scope: string): Promise<Freezer> {
+  return new CgroupV1Freezer(await prepareScope(root, scope, CGROUP_V1_MAGIC, 'freezer.state'));
+}
+
+class CgroupV1Freezer implements Freezer {
+  readonly kind = 'cgroup-v1' as const;
+  readonly detail: string;
+
+  constructor(private readonly scopeDir: string) {
+    this.detail = `cgroup v1 freezer, groups under ${scopeDir}`;
+  }
+
+  async plan(group: string, command: string, args: string[]): Promise<SpawnPlan> {
+    const dir = groupDirOf(this.scopeDir, group);
+    await mkdir(dir, { recursive: true }); // recursive: cleanupScope may have removed the scope directory
+    return cgroupSpawnPlan(dir, command, args);
+  }
+
+  async freeze(group: string, pid: number, timeoutMs: number): Promise<void> {
+    const dir = groupDirOf(this.scopeDir, group);
+    if (!(await writeControl(dir, 'freezer.state', 'FROZEN'))) {
+      throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
+    }
+    let state: string | null = null;
+    const settled = await pollUntil(async () => {
+      state = await readControl(dir, 'freezer.state');
+      return state !== 'FREEZING';
+    }, timeoutMs);
+    // An empty group freezes at once, so FROZEN alone does not prove the unit was stopped.
+    if (settled && state === 'FROZEN' && (await readPids(dir)).includes(pid)) return;
+    const why = !settled
+      ? `cgroup ${dir} did not freeze within ${timeoutMs} ms (freezer.state ${state})`
+      : state === 'FROZEN'
+        ? `unit process ${pid} is not in cgroup ${dir}: it has exited or moved`
+        : `cgroup ${dir} reads ${state ?? 'nothing (gone)'} after FROZEN was written`;
+    throw await thawAfterFailure(dir, why);
+  }
+
+  async thaw(group: string, _pid: number, timeoutMs: number): Promise<void> {
+    const dir = groupDirOf(this.scopeDir, group);
+    if (!(await writeControl(dir, 'freezer.state', 'THAWED'))) return; // gone: nothing left frozen
+    let state: string | null = null;
+    const thawed = await pollUntil(async () => {
+      state = await readControl(dir, 'freezer.state');
+      return state === 'THAWED' || state === null;
+    }, timeoutMs);
+    if (!thawed) throw new Error(`cgroup ${dir} did not thaw within ${timeoutMs} ms (freezer.state ${state})`);
+  }
+
+  async isFrozen(group: string, _pid: number): Promise<boolean> {
+    return (await readControl(groupDirOf(this.scopeDir, group), 'freezer.state')) === 'FROZEN';
+  }
+
+  async remove(group: string): Promise<void> {
+    await removeGroupTree(groupDirOf(this.scopeDir, group), releaseV1);
+  }
+
+  cleanupScope(): Promise<number> {
+    return removeScopeGroups(this.scopeDir, releaseV1);
+  }
+}
+
+/** Thawing is what lets an already-sent SIGKILL land on a frozen task. */
+async function releaseV1(dir: string): Promise<void> {
+  await writeControl(dir, 'freezer.state', 'THAWED');
+}
+
+async function thawAfterFailure(dir: string, why: string): Promise<Error> {
+  try {
+    await writeControl(dir, 'freezer.state', 'THAWED');
+    return new Error(why);
+  } catch (err) {
+    return new Error(`${why}; thawing it again failed too: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,305 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GridError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { Freezer } from './freezer.js';
+import { isGone } from './proc-stat.js';
+
+// The node agent's hands on its units: it spawns each unit as a real OS
+// process in its own process group and freezer group, remembers it until it
+// exits, and freezes, thaws and stops a job's units as one.
+//
+// Invariants:
+// 1. Always thaw (ARCHITECTURE §3.4): freezeJob either leaves every unit of
+//    the job frozen or, when any freeze fails, thaws every unit it touched
+//    before it throws; stopJob thaws before it signals, and kills through
+//    the freezer so that a frozen unit dies too.
+// 2. A unit's pid is signalled only while its record says it has not
+//    exited: Node reaps a child and emits 'exit' in one step, so until then
+//    the pid (and the pgid, which equals it) cannot have been reused.
+// 3. At most one live process per <jobId>.<unitId>, and a group name is
+//    reused only after the previous holder's group has been removed.
+
+export interface UnitSpec {
+  unitId: string;
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+export type UnitState = 'running' | 'frozen' | 'exited';
+
+export interface UnitInfo {
+  jobId: string;
+  unitId: string;
+  pid: number;
+  state: UnitState;
+  exitCode: number | null;
+  signal: string | null;
+  starts: number;
+}
+
+export interface SupervisorOptions {
+  freezer: Freezer;
+  /** Unit stdout+stderr are appended to <logDir>/<jobId>.<unitId>.log. */
+  logDir: string;
+  freezeTimeoutMs: number;
+  onExit?: (info: UnitInfo) => void;
+  /** Where failures nobody awaits (removing the group of a unit that exited by itself) are reported. */
+  log?: Logger;
+}
+
+/** How long stopJob waits for SIGKILLed units to be reaped before it gives up and says which. */
+export const KILL_WAIT_MS = 10_000;
+/** The SIGTERM grace shutdown() gives units when the caller names none. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 2_000;
+
+interface UnitRecord {
+  info: UnitInfo;
+  group: string;
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+export class UnitSupervisor {
+  private readonly table = new Map<string, Map<string, UnitRecord>>();
+  /** (Re)starts per unit, per job: kept when a unit exits so that a restart counts on. */
+  private readonly starts = new Map<string, Map<string, number>>();
+  private readonly starting = new Set<string>();
+  /** Group removals started when a unit exited; each settles with the error, if any. */
+  private readonly removals = new Map<string, Promise<Error | null>>();
+
+  constructor(private readonly opts: SupervisorOptions) {}
+
+  async start(jobId: string, spec: UnitSpec, extraEnv: Record<string, string>): Promise<UnitInfo> {
+    const group = `${jobId}.${spec.unitId}`;
+    if (this.starting.has(group) || this.liveGroup(group)) {
+      const holder = this.liveGroup(group)?.info;
+      const who = holder && (holder.jobId !== jobId || holder.unitId !== spec.unitId) ? ` as unit ${holder.unitId} of job ${holder.jobId}` : '';
+      throw new GridError('already-exists', `group ${group} (unit ${spec.unitId} of job ${jobId}) is already running${who}`);
+    }
+    this.starting.add(group);
+    try {
+      await this.removals.get(group); // invariant 3
+      const child = await this.spawnUnit(jobId, group, spec, extraEnv);
+      return { ...this.track(jobId, spec.unitId, group, child).info };
+    } finally {
+      this.starting.delete(group);
+    }
+  }
+
+  /** Freezes every live unit of the job at once; see invariant 1 for failures. */
+  async freezeJob(jobId: string): Promise<void> {
+    const targets = this.live(jobId);
+    const results = await Promise.allSettled(
+      targets.map(async (r) => {
+        await this.opts.freezer.freeze(r.group, r.info.pid, this.opts.freezeTimeoutMs);
+        if (r.info.state !== 'exited') r.info.state = 'frozen';
+      }),
+    );
+    const failures = failuresOf(targets, results);
+    if (failures.length === 0) return;
+    const thawFailures = await this.thawUnits(targets);
+    const thawNote = thawFailures.length > 0 ? `; thawing afterwards failed too: ${describe(thawFailures)}` : '';
+    throw new Error(`cannot freeze job ${jobId}: ${describe(failures)}${thawNote}`, { cause: failures[0]?.error });
+  }
+
+  /** Thaws every live unit of the job, whatever it is recorded as, and reports all that failed. */
+  async thawJob(jobId: string): Promise<void> {
+    const failures = await this.thawUnits(this.live(jobId));
+    if (failures.length === 0) return;
+    throw new AggregateError(
+      failures.map((f) => f.error),
+      `cannot thaw job ${jobId}: ${describe(failures)}`,
+    );
+  }
+
+  /** SIGTERM to each unit's process group (thawed first), SIGKILL after graceMs; resolves once all exited and their groups are removed. */
+  async stopJob(jobId: string, graceMs: number): Promise<void> {
+    const live = this.live(jobId);
+    await this.thawUnits(live); // a stopped unit cannot act on SIGTERM; failures are handled by the kill below
+    for (const r of live) signalUnit(r, 'SIGTERM');
+    if (!(await settlesWithin(Promise.all(live.map((r) => r.exited)), graceMs))) {
+      const stubborn = live.filter((r) => r.info.state !== 'exited');
+      for (const r of stubborn) signalUnit(r, 'SIGKILL');
+      // remove() SIGKILLs everything in the group and thaws it, so a unit frozen meanwhile dies as well.
+      const killed = await Promise.allSettled(stubborn.map((r) => this.opts.freezer.remove(r.group)));
+      if (!(await settlesWithin(Promise.all(stubborn.map((r) => r.exited)), KILL_WAIT_MS))) {
+        const left = stubborn.filter((r) => r.info.state !== 'exited');
+        const why = describe(failuresOf(stubborn, killed));
+        throw new Error(`units of job ${jobId} survived SIGKILL: ${left.map((r) => `${r.info.unitId} (pid ${r.info.pid})`).join(', ')}${why ? `; ${why}` : ''}`);
+      }
+    }
+    const records = [...(this.table.get(jobId)?.values() ?? [])];
+    const removalErrors = await Promise.all(records.map((r) => this.removals.get(r.group) ?? null));
+    const failures = records.flatMap((r, i) => {
+      const error = removalErrors[i];
+      return error ? [{ unitId: r.info.unitId, error }] : [];
+    });
+    if (failures.length > 0) throw new Error(`job ${jobId} stopped, but removing its groups failed: ${describe(failures)}`);
+  }
+
+  units(jobId: string): UnitInfo[] {
+    return [...(this.table.get(jobId)?.values() ?? [])].map((r) => ({ ...r.info }));
+  }
+
+  jobs(): string[] {
+    return [...this.table.keys()];
+  }
+
+  /** Drops a job whose units have all exited from the table (the table is otherwise kept for status). */
+  forgetJob(jobId: string): void {
+    if (this.live(jobId).length > 0) throw new GridError('failed-precondition', `job ${jobId} still has live units`);
+    this.table.delete(jobId);
+    this.starts.delete(jobId);
+  }
+
+  async waitExited(jobId: string): Promise<UnitInfo[]> {
+    await Promise.all([...(this.table.get(jobId)?.values() ?? [])].map((r) => r.exited));
+    return this.units(jobId);
+  }
+
+  /** Stops every job; tries all of them even if one fails. */
+  async shutdown(graceMs = DEFAULT_SHUTDOWN_GRACE_MS): Promise<void> {
+    const jobIds = this.jobs();
+    const results = await Promise.allSettled(jobIds.map((j) => this.stopJob(j, graceMs)));
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (errors.length > 0) throw new AggregateError(errors, `shutdown: ${errors.length} of ${jobIds.length} jobs did not stop cleanly`);
+  }
+
+  // ---- internals ----
+
+  private async spawnUnit(jobId: string, group: string, spec: UnitSpec, extraEnv: Record<string, string>): Promise<ChildProcess> {
+    const { freezer, logDir } = this.opts;
+    const plan = await freezer.plan(group, spec.command, spec.args);
+    await mkdir(logDir, { recursive: true });
+    const logFile = await open(join(logDir, `${jobId}.${spec.unitId}.log`), 'a');
+    try {
+      const child = spawn(plan.command, plan.args, {
+        detached: true, // own session and process group: pgid = pid, which the signal freezer and stopJob rely on
+        env: { ...inheritedEnv(), ...spec.env, ...extraEnv },
+        stdio: ['ignore', logFile.fd, logFile.fd],
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+      return child;
+    } catch (err) {
+      await freezer.remove(group).catch(() => undefined);
+      throw new Error(`cannot start unit ${spec.unitId} of job ${jobId} (${spec.command}): ${(err as Error).message}`, { cause: err });
+    } finally {
+      await logFile.close(); // the child holds its own copy
+    }
+  }
+
+  private track(jobId: string, unitId: string, group: string, child: ChildProcess): UnitRecord {
+    if (child.pid === undefined) throw new Error(`invariant broken: spawned unit ${group} has no pid`);
+    let jobStarts = this.starts.get(jobId);
+    if (!jobStarts) this.starts.set(jobId, (jobStarts = new Map()));
+    const starts = (jobStarts.get(unitId) ?? 0) + 1;
+    jobStarts.set(unitId, starts);
+    const info: UnitInfo = { jobId, unitId, pid: child.pid, state: 'running', exitCode: null, signal: null, starts };
+    let markExited = (): void => undefined;
+    const exited = new Promise<void>((resolve) => (markExited = resolve));
+    const record: UnitRecord = { info, group, child, exited };
+    child.on('error', (err) => this.opts.log?.warn({ group, err: String(err) }, 'unit process error'));
+    child.once('exit', (code, signal) => {
+      info.state = 'exited';
+      info.exitCode = code;
+      info.signal = signal;
+      this.removeGroupLater(group);
+      markExited();
+      this.opts.onExit?.({ ...info });
+    });
+    let units = this.table.get(jobId);
+    if (!units) this.table.set(jobId, (units = new Map()));
+    units.set(unitId, record);
+    return record;
+  }
+
+  /** A unit's descendants die with it, and its cgroup goes; stopJob and start() await this. */
+  private removeGroupLater(group: string): void {
+    const removal = this.opts.freezer.remove(group).then(
+      () => null,
+      (err: unknown) => {
+        this.opts.log?.warn({ group, err: String(err) }, 'cannot remove the group of an exited unit');
+        return err instanceof Error ? err : new Error(String(err));
+      },
+    );
+    this.removals.set(group, removal);
+    void removal.then((error) => {
+      if (!error && this.removals.get(group) === removal) this.removals.delete(group);
+    });
+  }
+
+  /**
+   * The live unit holding a group name. Names can collide across jobs
+   * (job "a" unit "b.c" and job "a.b" unit "c" are both group a.b.c), so the
+   * check spans every job.
+   */
+  private liveGroup(group: string): UnitRecord | undefined {
+    for (const units of this.table.values()) {
+      for (const r of units.values()) if (r.group === group && r.info.state !== 'exited') return r;
+    }
+    return undefined;
+  }
+
+  private live(jobId: string): UnitRecord[] {
+    return [...(this.table.get(jobId)?.values() ?? [])].filter((r) => r.info.state !== 'exited');
+  }
+
+  private async thawUnits(targets: UnitRecord[]): Promise<UnitFailure[]> {
+    const results = await Promise.allSettled(
+      targets.map(async (r) => {
+        await this.opts.freezer.thaw(r.group, r.info.pid, this.opts.freezeTimeoutMs);
+        if (r.info.state === 'frozen') r.info.state = 'running';
+      }),
+    );
+    return failuresOf(targets, results);
+  }
+}
+
+interface UnitFailure {
+  unitId: string;
+  error: unknown;
+}
+
+function failuresOf(targets: UnitRecord[], results: PromiseSettledResult<unknown>[]): UnitFailure[] {
+  return targets.flatMap((r, i) => {
+    const result = results[i];
+    return result?.status === 'rejected' ? [{ unitId: r.info.unitId, error: result.reason as unknown }] : [];
+  });
+}
+
+function describe(failures: UnitFailure[]): string {
+  return failures.map((f) => `unit ${f.unitId}: ${f.error instanceof Error ? f.error.message : String(f.error)}`).join('; ');
+}
+
+/** Signals a live unit's process group (invariant 2 makes the pgid safe to use). */
+function signalUnit(r: UnitRecord, signal: NodeJS.Signals): void {
+  if (r.info.state === 'exited') return;
+  try {
+    process.kill(-r.info.pid, signal);
+  } catch (err) {
+    if (!isGone(err)) throw err;
+  }
+}
+
+/** Whether `promise` settled within `ms`; the timer is cleared either way. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  return env;
+}
