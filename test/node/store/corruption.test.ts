@@ -1,0 +1,111 @@
+// Verified bytes (ARCHITECTURE §3.6): a flipped byte, a truncated file, a
+// missing or altered table or a broken manifest is detected at restore with an
+// error naming the epoch, the absolute file and, when known, container#page —
+// and a corrupt image loads nothing (the sink is never called).
+
+import { readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { GridError } from '../../../src/common/errors.js';
+import { epochDir, listCommitted, loadEpoch, verifyEpoch } from '../../../src/node/store/index.js';
+import { collector, expectedImage, makeStoreDir, range, writeEpoch } from './helpers.js';
+
+let store: string;
+let cleanup: () => Promise<void>;
+let e1: Array<[string, number]>;
+let e2: Array<[string, number]>;
+
+beforeEach(async () => {
+  ({ dir: store, cleanup } = await makeStoreDir());
+  const a1 = range(0, 4).map((p) => ['bank', p] as [string, number]);
+  const b1: Array<[string, number]> = [...range(4, 8).map((p) => ['bank', p] as [string, number]), ['log', 0]];
+  e1 = [...a1, ...b1];
+  e2 = [['bank', 1], ['bank', 2]];
+  await writeEpoch(store, 'job', 1n, null, { 'node-a': a1, 'node-b': b1 });
+  await writeEpoch(store, 'job', 2n, 1n, { 'node-a': e2 });
+});
+afterEach(async () => cleanup());
+
+const file = (epoch: bigint, name: string): string => path.join(epochDir(store, 'job', epoch), name);
+
+async function flipByte(target: string, at: number): Promise<void> {
+  const bytes = await readFile(target);
+  bytes[at] = bytes[at]! ^ 0x40;
+  await writeFile(target, bytes);
+}
+
+/** loadEpoch must fail with data-loss before delivering anything; returns the message. */
+async function loadFails(epoch: bigint, storeDir = store): Promise<string> {
+  let delivered = 0;
+  try {
+    await loadEpoch(storeDir, 'job', epoch, () => void delivered++);
+  } catch (err) {
+    expect(delivered).toBe(0);
+    expect(err).toBeInstanceOf(GridError);
+    expect((err as GridError).kind).toBe('data-loss');
+    return (err as GridError).message;
+  }
+  throw new Error(`epoch ${epoch} loaded ${delivered} pages`);
+}
+
+describe('corruption is detected at restore', () => {
+  it('a flipped byte in a .pages file: load names epoch, file and container#page, delivers nothing; verify lists it', async () => {
+    const pages = file(2n, 'node-a.pages');
+    await flipByte(pages, 4096 + 100); // second slot: bank#2
+    const message = await loadFails(2n, path.relative(process.cwd(), store)); // a relative store dir still yields absolute names
+    expect(message).toMatch(new RegExp(`^epoch 2: ${pages.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} page bank#2 \\(offset 4096\\): crc32c mismatch, expected 0x[0-9a-f]{8}, got 0x[0-9a-f]{8}$`));
+    const verified = await verifyEpoch(store, 'job', 2n);
+    expect(verified).toEqual({ ok: false, epoch: 2n, pagesChecked: e1.length + e2.length, errors: [message] });
+    // The parent is untouched and still restorable.
+    const got = collector();
+    await loadEpoch(store, 'job', 1n, got.sink);
+    expect(got.pages).toEqual(expectedImage([{ epoch: 1n, pages: e1 }]));
+  });
+
+  it('a corrupt page that a newer epoch supersedes does not stop the load, but verify reports it', async () => {
+    await flipByte(file(1n, 'node-a.pages'), 4096 + 7); // bank#1 of epoch 1, superseded by epoch 2
+    const got = collector();
+    await loadEpoch(store, 'job', 2n, got.sink);
+    expect(got.pages).toEqual(expectedImage([{ epoch: 1n, pages: e1 }, { epoch: 2n, pages: e2 }]));
+    const verified = await verifyEpoch(store, 'job', 2n);
+    expect(verified.ok).toBe(false);
+    expect(verified.errors).toEqual([expect.stringMatching(/^epoch 1: .*\/node-a\.pages page bank#1 \(offset 4096\): crc32c mismatch/)]);
+    expect(await loadFails(1n)).toMatch(/node-a\.pages page bank#1/);
+  });
+
+  it('a truncated .pages file names the first page cut off', async () => {
+    const pages = file(1n, 'node-b.pages');
+    await truncate(pages, 4 * 4096 + 10);
+    const message = await loadFails(2n);
+    expect(message).toBe(`epoch 1: ${pages} page log#0 (offset 16384): cut off, data file has 16394 bytes, manifest says 20480`);
+    const verified = await verifyEpoch(store, 'job', 2n);
+    expect(verified.ok).toBe(false);
+    expect(verified.errors).toEqual([message]);
+    expect(verified.pagesChecked).toBe(e1.length + e2.length - 1);
+  });
+
+  it('a missing table, an altered table and a missing data file are named', async () => {
+    await rm(file(2n, 'node-a.table'));
+    expect(await loadFails(2n)).toBe(`epoch 2: ${file(2n, 'node-a.table')}: page table is missing`);
+    await flipByte(file(1n, 'node-b.table'), 40);
+    await rm(file(1n, 'node-a.pages'));
+    const verified = await verifyEpoch(store, 'job', 2n);
+    expect(verified.ok).toBe(false);
+    expect(verified.errors).toEqual([
+      `epoch 2: ${file(2n, 'node-a.table')}: page table is missing`,
+      `epoch 1: ${file(1n, 'node-a.pages')}: data file is missing`,
+      expect.stringMatching(new RegExp(`^epoch 1: ${file(1n, 'node-b.table')}: page table sha256 [0-9a-f]{64}, manifest says [0-9a-f]{64}$`)),
+    ]);
+    expect(verified.pagesChecked).toBe(0);
+  });
+
+  it('a tampered manifest makes the epoch not committed: not listed, and its chain reports the broken link', async () => {
+    const manifest = file(1n, 'MANIFEST.json');
+    await writeFile(manifest, (await readFile(manifest, 'utf8')).replace('"pageCount": 8', '"pageCount": 9'));
+    expect((await listCommitted(store, 'job')).map((m) => m.epoch)).toEqual([2n]);
+    expect(await loadFails(2n)).toMatch(new RegExp(`^epoch 1 \\(parent of epoch 2\\): ${manifest.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: invalid manifest: digest mismatch`));
+    expect(await loadFails(1n)).toMatch(/^epoch 1: .*invalid manifest: digest mismatch/);
+    await writeFile(manifest, '{ half a manif');
+    expect((await verifyEpoch(store, 'job', 2n)).errors).toEqual([expect.stringMatching(/invalid manifest: not JSON/)]);
+  });
+});
