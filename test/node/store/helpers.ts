@@ -89,3 +89,30 @@ export function expectedImage(
   }
   return image;
 }
+
+/** Containers of the crash-loop history: small ones plus 2 MiB so a kill often lands inside a data write. */
+export const CRASH_CONTAINERS = [...CONTAINERS, { name: 'big', pageCount: 512 }];
+
+/** Epoch e of the crash-loop history: full every 4th epoch, else incremental on e-1; two nodes. */
+export function crashEpoch(epoch: bigint): { parent: bigint | null; parts: Record<string, Array<[string, number]>> } {
+  const e = Number(epoch);
+  const full = e % 4 === 1;
+  const big = range(0, full ? 512 : 128).map((p) => ['big', (p + e * 37) % 512] as [string, number]);
+  const unique = [...new Map(big.map(([c, p]) => [`${c}#${p}`, [c, p] as [string, number]])).values()];
+  return {
+    parent: full ? null : epoch - 1n,
+    parts: {
+      'node-a': full ? range(0, 8).map((p) => ['bank', p] as [string, number]) : [['bank', e % 8], ['bank', (e * 3 + 1) % 8]],
+      'node-b': [['log', e % 4], ...unique],
+    },
+  };
+}
+
+/** The pages of the chain ending at `epoch` in the crash-loop history, oldest first. */
+export function crashChain(epoch: bigint): Array<{ epoch: bigint; pages: Array<[string, number]> }> {
+  const chain = [];
+  for (let e: bigint | null = epoch; e !== null; e = crashEpoch(e).parent) {
+    chain.unshift({ epoch: e, pages: Object.values(crashEpoch(e).parts).flat() });
+  }
+  return chain;
+}
