@@ -3,7 +3,6 @@ import { access, mkdir, open, readFile, readdir, rmdir, statfs } from 'node:fs/p
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { SpawnPlan } from './freezer.js';
-import { isGone } from './proc-stat.js';
 import { pollUntil } from './poll-until.js';
 
 // What the two cgroup freezers share: the directory layout
@@ -43,7 +42,7 @@ export async function prepareScope(root: string, scope: string, magic: number, c
   try {
     type = (await statfs(root)).type;
   } catch (err) {
-    throw new Error(isGone(err) ? `${root} does not exist` : `cannot stat ${root}: ${(err as Error).message}`);
+    throw new Error(cgroupGone(err) ? `${root} does not exist` : `cannot stat ${root}: ${(err as Error).message}`);
   }
   if (type !== magic) {
     throw new Error(`${root} is not a cgroup ${version} mount (filesystem type 0x${type.toString(16)})`);
@@ -62,6 +61,15 @@ export async function prepareScope(root: string, scope: string, magic: number, c
     throw new Error(`${dir} has no writable ${controlFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   return dir;
+}
+
+/**
+ * The group is gone: ENOENT, or ENODEV when it was deleted while we had one
+ * of its files open (a removal racing with a read or write).
+ */
+export function cgroupGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENODEV';
 }
 
 function shellQuote(text: string): string {
@@ -84,7 +92,7 @@ export async function readPids(groupDir: string): Promise<number[]> {
     const text = await readFile(join(groupDir, 'cgroup.procs'), 'utf8');
     return text.split('\n').filter((l) => l !== '').map(Number);
   } catch (err) {
-    if (isGone(err)) return [];
+    if (cgroupGone(err)) return [];
     throw err;
   }
 }
@@ -94,7 +102,7 @@ export function killPids(pids: number[], signal: NodeJS.Signals): void {
     try {
       process.kill(pid, signal);
     } catch (err) {
-      if (!isGone(err)) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
     }
   }
 }
@@ -114,7 +122,7 @@ export async function writeControl(groupDir: string, file: string, value: string
     }
     return true;
   } catch (err) {
-    if (isGone(err)) return false;
+    if (cgroupGone(err)) return false;
     throw err;
   }
 }
@@ -124,9 +132,21 @@ export async function readControl(groupDir: string, file: string): Promise<strin
   try {
     return (await readFile(join(groupDir, file), 'utf8')).trim();
   } catch (err) {
-    if (isGone(err)) return null;
+    if (cgroupGone(err)) return null;
     throw err;
   }
+}
+
+/**
+ * Whether `pid` is in the group or in a child group the unit made inside it.
+ * Zombies are not listed: a unit that has exited is not in its group.
+ */
+export async function groupTreeHasPid(groupDir: string, pid: number): Promise<boolean> {
+  if ((await readPids(groupDir)).includes(pid)) return true;
+  for (const child of await listChildGroups(groupDir)) {
+    if (await groupTreeHasPid(join(groupDir, child), pid)) return true;
+  }
+  return false;
 }
 
 /** The names of the child groups of a cgroup directory; empty when it is gone. */
@@ -135,7 +155,7 @@ export async function listChildGroups(dir: string): Promise<string[]> {
     const entries = await readdir(dir, { withFileTypes: true });
     return entries.filter((e) => e.isDirectory()).map((e) => e.name);
   } catch (err) {
-    if (isGone(err)) return [];
+    if (cgroupGone(err)) return [];
     throw err;
   }
 }
@@ -177,7 +197,7 @@ async function listTree(dir: string): Promise<string[]> {
   try {
     await access(dir);
   } catch (err) {
-    if (isGone(err)) return [];
+    if (cgroupGone(err)) return [];
     throw err;
   }
   const tree = [dir];
@@ -193,7 +213,7 @@ async function rmdirGroup(dir: string, deadline: number): Promise<void> {
       await rmdir(dir);
       return true;
     } catch (err) {
-      if (isGone(err)) return true;
+      if (cgroupGone(err)) return true;
       if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err;
       lastError = err;
       return false;
@@ -212,7 +232,7 @@ export async function removeScopeGroups(scopeDir: string, release: ReleaseGroup)
     if (await removeGroupTree(join(scopeDir, group), release)) count++;
   }
   await rmdir(scopeDir).catch((err: NodeJS.ErrnoException) => {
-    if (!isGone(err) && err.code !== 'ENOTEMPTY' && err.code !== 'EBUSY') throw err;
+    if (!cgroupGone(err) && err.code !== 'ENOTEMPTY' && err.code !== 'EBUSY') throw err;
   });
   return count;
 }

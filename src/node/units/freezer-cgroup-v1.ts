@@ -6,7 +6,7 @@ import {
   groupDirOf,
   prepareScope,
   readControl,
-  readPids,
+  groupTreeHasPid,
   removeGroupTree,
   removeScopeGroups,
   writeControl,
@@ -49,7 +49,7 @@ class CgroupV1Freezer implements Freezer {
       return state !== 'FREEZING';
     }, timeoutMs);
     // An empty group freezes at once, so FROZEN alone does not prove the unit was stopped.
-    if (settled && state === 'FROZEN' && (await readPids(dir)).includes(pid)) return;
+    if (settled && state === 'FROZEN' && (await groupTreeHasPid(dir, pid))) return;
     const why = !settled
       ? `cgroup ${dir} did not freeze within ${timeoutMs} ms (freezer.state ${state})`
       : state === 'FROZEN'

@@ -6,7 +6,7 @@ import {
   groupDirOf,
   prepareScope,
   readControl,
-  readPids,
+  groupTreeHasPid,
   removeGroupTree,
   removeScopeGroups,
   writeControl,
@@ -47,7 +47,7 @@ class CgroupV2Freezer implements Freezer {
       return frozen !== false;
     }, timeoutMs);
     // An empty group freezes at once, so "frozen 1" alone does not prove the unit was stopped.
-    if (settled && frozen === true && (await readPids(dir)).includes(pid)) return;
+    if (settled && frozen === true && (await groupTreeHasPid(dir, pid))) return;
     const why = !settled
       ? `cgroup ${dir} did not freeze within ${timeoutMs} ms`
       : frozen === true

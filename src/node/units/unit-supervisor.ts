@@ -124,10 +124,10 @@ export class UnitSupervisor {
       const stubborn = live.filter((r) => r.info.state !== 'exited');
       for (const r of stubborn) signalUnit(r, 'SIGKILL');
       // remove() SIGKILLs everything in the group and thaws it, so a unit frozen meanwhile dies as well.
-      const killed = await Promise.allSettled(stubborn.map((r) => this.opts.freezer.remove(r.group)));
+      const killErrors = await Promise.all(stubborn.map((r) => this.removeGroup(r.group)));
       if (!(await settlesWithin(Promise.all(stubborn.map((r) => r.exited)), KILL_WAIT_MS))) {
         const left = stubborn.filter((r) => r.info.state !== 'exited');
-        const why = describe(failuresOf(stubborn, killed));
+        const why = describe(stubborn.flatMap((r, i) => (killErrors[i] ? [{ unitId: r.info.unitId, error: killErrors[i] }] : [])));
         throw new Error(`units of job ${jobId} survived SIGKILL: ${left.map((r) => `${r.info.unitId} (pid ${r.info.pid})`).join(', ')}${why ? `; ${why}` : ''}`);
       }
     }
@@ -209,7 +209,7 @@ export class UnitSupervisor {
       info.state = 'exited';
       info.exitCode = code;
       info.signal = signal;
-      this.removeGroupLater(group);
+      void this.removeGroup(group);
       markExited();
       this.opts.onExit?.({ ...info });
     });
@@ -219,19 +219,27 @@ export class UnitSupervisor {
     return record;
   }
 
-  /** A unit's descendants die with it, and its cgroup goes; stopJob and start() await this. */
-  private removeGroupLater(group: string): void {
-    const removal = this.opts.freezer.remove(group).then(
-      () => null,
-      (err: unknown) => {
-        this.opts.log?.warn({ group, err: String(err) }, 'cannot remove the group of an exited unit');
-        return err instanceof Error ? err : new Error(String(err));
-      },
-    );
+  /**
+   * Removes a unit's group (its descendants die with it). Removals of one
+   * group run one after the other, and stopJob and start() await them; a
+   * failure is logged and kept as the settled value.
+   */
+  private removeGroup(group: string): Promise<Error | null> {
+    const previous = this.removals.get(group) ?? Promise.resolve(null);
+    const removal = previous
+      .then(() => this.opts.freezer.remove(group))
+      .then(
+        () => null,
+        (err: unknown) => {
+          this.opts.log?.warn({ group, err: String(err) }, 'cannot remove the group of a unit');
+          return err instanceof Error ? err : new Error(String(err));
+        },
+      );
     this.removals.set(group, removal);
     void removal.then((error) => {
       if (!error && this.removals.get(group) === removal) this.removals.delete(group);
     });
+    return removal;
   }
 
   /**
