@@ -1,11 +1,11 @@
-import { fileURLToPath } from 'node:url';
+import { scriptPath } from '../common/script-path.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { AgentClient } from '../node/agent-client.js';
 import { CONTAINER, decodeBank, pageCount, PAGE_BYTES, type BankParams } from './model.js';
 
 // Builds the bank job's spec and reads its state back from an agent.
 
-export const BANK_UNIT_SCRIPT = fileURLToPath(new URL('./unit-main.js', import.meta.url));
+export const BANK_UNIT_SCRIPT = scriptPath(import.meta.url, './unit-main.js');
 
 export function bankJobSpec(jobId: string, p: BankParams, checkpointIntervalMs: number, fullEvery = 0): JobSpec {
   const units = Array.from({ length: p.units }, (_, i) => ({

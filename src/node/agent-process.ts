@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { scriptPath } from '../common/script-path.js';
 
 // Starts a node agent as a separate OS process (`gridckpt agent`) and waits
 // for the one JSON line it prints once it serves. Used by the demo and by
 // the integration tests, which kill such processes for real.
 
-export const CLI_SCRIPT = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+export const CLI_SCRIPT = scriptPath(import.meta.url, '../cli/main.js');
 
 export interface AgentReady {
   event: 'ready';

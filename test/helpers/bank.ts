@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import type { AgentClient } from '../../src/node/agent-client.js';
+import type { JobStatus } from '../../src/gen/gridckpt/v1/node_agent.js';
 import { readBankFromAgent } from '../../src/bank/job.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../../src/bank/model.js';
@@ -31,11 +32,16 @@ export function killGroups(pids: number[]): void {
   }
 }
 
-export async function untilCommitted(client: AgentClient, jobId: string, n: number): Promise<void> {
+/** Polls the agent's status until the job satisfies ok (the agent has no event stream yet). */
+export async function untilJob(client: AgentClient, jobId: string, ok: (j: JobStatus) => boolean): Promise<JobStatus> {
   for (;;) {
     const job = (await client.status()).jobs.find((j) => j.jobId === jobId);
-    if (job && job.checkpointsCommitted >= BigInt(n)) return;
-    if (job && job.state !== 'running') throw new Error(`job ${job.state} before ${n} epochs: ${job.lastError}`);
-    await new Promise((r) => setTimeout(r, 20)); // no event stream on the agent yet
+    if (job && ok(job)) return job;
+    if (job && job.state !== 'running') throw new Error(`job ${job.state} while waiting: ${job.lastError}`);
+    await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+export async function untilCommitted(client: AgentClient, jobId: string, n: number): Promise<void> {
+  await untilJob(client, jobId, (j) => j.checkpointsCommitted >= BigInt(n));
 }

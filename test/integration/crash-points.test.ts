@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readdir, readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startAgent, uniqueNodeId } from '../helpers/agent.js';
-import { expectBankFinishesRight, killGroups, unitPids, untilCommitted } from '../helpers/bank.js';
+import { expectBankFinishesRight, killGroups, unitPids, untilCommitted, untilJob } from '../helpers/bank.js';
 import { withTmp } from '../helpers/tmp.js';
 import { bankJobSpec } from '../../src/bank/job.js';
 import { AgentCallError } from '../../src/node/agent-client.js';
@@ -73,7 +73,10 @@ describe('a flipped byte in a page file', () => {
       const storeDir = join(dir, 'store');
       const a = await startAgent(dir, { nodeId });
       await a.client.startJob({ job: bankJobSpec('bank', { ...params, opsPerUnit: 20_000 }, 100) });
-      await untilCommitted(a.client, 'bank', 3);
+      // Two epochs after the units are busy, so the newest one holds changed pages.
+      await untilCommitted(a.client, 'bank', 1);
+      const busy = await untilJob(a.client, 'bank', (j) => j.containers.length > 0);
+      await untilCommitted(a.client, 'bank', Number(busy.checkpointsCommitted) + 2);
       const pids = await unitPids(a.client, 'bank');
       await a.kill9();
       killGroups(pids);

@@ -50,8 +50,9 @@ for (const kind of ['cgroup-v1', 'signal']) {
           const units = await unitsOf(agent);
           expect(units).toHaveLength(3);
           for (const u of units) {
-            expect(await procState(u.pid), `unit ${u.unitId}`).toBe('T');
+            // The v1 freezer parks tasks in the refrigerator (state D); signals stop them (T).
             if (kind === 'cgroup-v1') expect(await freezerState(agent.nodeId, 'bank', u.unitId)).toBe('FROZEN');
+            else expect(await procState(u.pid), `unit ${u.unitId}`).toBe('T');
           }
           await writeFile(join(fpDir, 'node.frozen.release'), '');
           const r = await pending;
@@ -60,6 +61,7 @@ for (const kind of ['cgroup-v1', 'signal']) {
           await expectAllThawed(agent, kind);
           await agent.client.stopJob({ jobId: 'bank' });
         } finally {
+          await writeFile(join(fpDir, 'node.frozen.release'), ''); // never leave the agent parked
           await agent.stop();
         }
       });
@@ -87,11 +89,10 @@ describe('always thaw', () => {
   it('thaws when the store is not writable, loses nothing, and the next checkpoint works', async () => {
     await withTmp('thaw-notdir', async (dir) => {
       const storeDir = join(dir, 'store');
-      await mkdir(storeDir);
-      await writeFile(join(storeDir, 'bank'), 'a file where the job directory should be');
       const agent = await startAgent(join(dir, 'agent'), { nodeId: uniqueNodeId('notdir'), args: ['--store-dir', storeDir] });
       try {
         await agent.client.startJob({ job: bankJobSpec('bank', params, 0) });
+        await writeFile(join(storeDir, 'bank'), 'a file where the job directory should be');
         const err = await agent.client.checkpoint({ jobId: 'bank', full: false }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(AgentCallError);
         expect((err as AgentCallError).details).toMatch(/ENOTDIR|not a directory/i);
