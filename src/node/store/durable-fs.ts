@@ -3,7 +3,7 @@
 // after fsync of the directory holding it; a rename is the one atomic step
 // (POSIX) that makes a fully written file appear under its final name.
 // Invariants:
-//   1. writeFileSynced and writeChunked return only after fsync of the file.
+//   1. writeFileSynced and writeThenSync return only after fsync of the file.
 //   2. ensureDirDurable fsyncs the parent of every directory it creates.
 //   3. renameDurable fsyncs the target's directory after the rename.
 // Environment failures (ENOSPC, EIO) are thrown as they are: the caller's edge
@@ -65,36 +65,33 @@ export async function ensureDirDurable(dir: string): Promise<void> {
   }
 }
 
+/** Creates or truncates `file`, writes `data` in one call (looping on short writes), fsyncs it. */
+export async function writeFileSynced(file: string, data: Uint8Array): Promise<void> {
+  await writeThenSync(file, data, data.byteLength || 1, async () => {});
+}
+
 /**
- * Creates or truncates `file` and writes `data` in chunks of `chunkBytes`, then
- * fsyncs it. `duringWrite(offset, length)` runs on this thread while the chunk's
- * write is in flight on the I/O pool, so checksumming overlaps the disk.
+ * Creates or truncates `file`, writes `data` in chunks of `chunkBytes`, then
+ * runs `whileSyncing` on this thread while the file's fsync runs on the I/O
+ * pool: CPU work that needs the bytes written, not durable, hides behind the
+ * disk. Resolves with its result once both are done; the file is durable then.
  */
-export async function writeChunked(
-  file: string,
-  data: Uint8Array,
-  chunkBytes: number,
-  duringWrite: (offset: number, length: number) => void,
-): Promise<void> {
+export async function writeThenSync<T>(file: string, data: Uint8Array, chunkBytes: number, whileSyncing: () => Promise<T>): Promise<T> {
   const fh = await open(file, 'w');
   try {
     for (let offset = 0; offset < data.byteLength; offset += chunkBytes) {
-      const length = Math.min(chunkBytes, data.byteLength - offset);
-      const written = writeAll(fh, data, offset, length, offset);
-      try {
-        duringWrite(offset, length);
-      } finally {
-        await written;
-      }
+      await writeAll(fh, data, offset, Math.min(chunkBytes, data.byteLength - offset), offset);
     }
-    await fh.sync();
+    const synced = fh.sync();
+    synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
+    try {
+      return await whileSyncing();
+    } finally {
+      await synced;
+    }
   } finally {
     await fh.close();
   }
-}
-
-export async function writeFileSynced(file: string, data: Uint8Array): Promise<void> {
-  await writeChunked(file, data, data.byteLength || 1, () => {});
 }
 
 /** Atomically replaces `to` by `from` and makes the new name durable. */

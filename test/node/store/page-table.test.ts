@@ -27,7 +27,7 @@ function decodeError(bytes: Uint8Array): string {
 }
 
 describe('page table', () => {
-  it('encodes the documented layout: GCPT header, names, 36-byte little-endian records', () => {
+  it('encodes the documented layout: GCPT header, names, padding to 8 bytes, 36-byte little-endian records', () => {
     const t = table(7n, ['bank', 'log'], [[1, 12, 49152, 0x1a2b3c4d, 99n, 7n]]);
     const bytes = encodePageTable(t);
     expect(new TextDecoder().decode(bytes.subarray(0, 4))).toBe('GCPT');
@@ -36,7 +36,12 @@ describe('page table', () => {
     expect(view.getBigUint64(8, true)).toBe(7n); // epoch
     expect(view.getUint32(16, true)).toBe(1); // entries
     expect(view.getUint32(20, true)).toBe(2); // containers
-    const records = 24 + (2 + 4) + (2 + 3);
+    expect(view.getUint16(24, true)).toBe(4);
+    expect(new TextDecoder().decode(bytes.subarray(26, 30))).toBe('bank');
+    expect(view.getUint16(30, true)).toBe(3);
+    expect(new TextDecoder().decode(bytes.subarray(32, 35))).toBe('log');
+    const records = 40; // 24 + (2 + 4) + (2 + 3) = 35, zero-padded to a multiple of 8
+    expect([...bytes.subarray(35, 40)]).toEqual([0, 0, 0, 0, 0]);
     expect(bytes.byteLength).toBe(records + TABLE_RECORD_BYTES);
     expect(view.getUint32(records, true)).toBe(1);
     expect(view.getUint32(records + 4, true)).toBe(12);
@@ -63,7 +68,7 @@ describe('page table', () => {
 
   it('rejects malformed tables naming the file', () => {
     const good = encodePageTable(table(3n, ['bank'], [[0, 1, 0, 5, 1n, 3n], [0, 2, 4096, 6, 1n, 2n]]));
-    const records = 24 + 2 + 4;
+    const records = 32; // 24 + 2 + 4 = 30, padded to 32
     const mutate = (f: (b: Uint8Array, v: DataView) => void): Uint8Array => {
       const b = Uint8Array.from(good);
       f(b, new DataView(b.buffer));
@@ -77,5 +82,11 @@ describe('page table', () => {
     expect(decodeError(mutate((_, v) => v.setBigUint64(records + 8, 100n, true)))).toMatch(/entry 0: data offset 100 is not a page-aligned/);
     expect(decodeError(mutate((_, v) => v.setBigUint64(records + 28, 4n, true)))).toMatch(/origin epoch 4 is after the table's epoch 3/);
     expect(decodeError(mutate((_, v) => v.setUint16(24, 200, true)))).toMatch(/container name 0 has bad length 200/);
+    expect(decodeError(mutate((b) => (b[31] = 1)))).toMatch(/non-zero header padding at byte 31/);
+    expect(decodeError(mutate((_, v) => v.setUint32(records + 12, 2 ** 22, true)))).toMatch(/entry 0: data offset >2\^53 is not a page-aligned/);
+    // A table not 4-byte aligned in its buffer decodes through the DataView path, same result.
+    const shifted = new Uint8Array(good.byteLength + 1);
+    shifted.set(good, 1);
+    expect(decodePageTable(shifted.subarray(1), 'x')).toEqual(decodePageTable(good, 'x'));
   });
 });
