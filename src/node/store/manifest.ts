@@ -85,7 +85,12 @@ function manifestDigest(m: ManifestFields): string {
 /** Validates the fields and seals them with their digest; bad input is invalid-argument. */
 export function buildManifest(fields: ManifestFields): EpochManifest {
   const fail: Fail = (message) => new GridError('invalid-argument', `bad epoch manifest: ${message}`);
-  const jobText = fields.job === undefined ? undefined : JSON.stringify(fields.job);
+  let jobText: string | undefined;
+  try {
+    jobText = JSON.stringify(fields.job);
+  } catch (err) {
+    throw fail(`job is not JSON-serialisable: ${(err as Error).message}`);
+  }
   if (jobText === undefined) throw fail('job must be a JSON value');
   // Normalise the job record to exactly what a reader will parse back, so the digest matches.
   const normalised: ManifestFields = { ...fields, job: JSON.parse(jobText) as unknown };

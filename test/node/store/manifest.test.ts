@@ -71,5 +71,7 @@ describe('manifest', () => {
     expect(() => buildManifest({ ...fields, full: true })).toThrow(/a full epoch has no parent epoch/);
     expect(() => buildManifest({ ...fields, parts: [{ ...fields.parts[0]!, dataBytes: 100 }] })).toThrow(/dataBytes 100 is not pageCount 2 x 4096/);
     expect(() => buildManifest({ ...fields, parts: [fields.parts[0]!, fields.parts[0]!] })).toThrow(/node n1 has two parts/);
+    expect(() => buildManifest({ ...fields, job: { n: 1n } })).toThrow(/job is not JSON-serialisable/);
+    expect(() => buildManifest({ ...fields, job: undefined })).toThrow(/job must be a JSON value/);
   });
 });
