@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { SpawnPlan } from './freezer.js';
 import { pollUntil } from './poll-until.js';
+import { hasExited, readProcState } from './proc-stat.js';
 
 // What the two cgroup freezers share: the directory layout
 // <root>/gridckpt/<scope>/<group>, the exec wrapper that enters the group
@@ -149,6 +150,34 @@ export async function groupTreeHasPid(groupDir: string, pid: number): Promise<bo
   return false;
 }
 
+export interface Look<S> {
+  member: boolean;
+  /** null when the group is gone */
+  state: S | null;
+  exited: boolean;
+}
+
+/**
+ * One look at a freezing group. An empty group freezes at once, so the
+ * group's state alone does not prove the unit stopped: the unit must be in
+ * it. Right after spawn it may not be yet (its /bin/sh wrapper has not run
+ * `echo $$ > cgroup.procs`); it is frozen as it joins, so we keep looking.
+ * Membership is read before the state, so a frozen state covers the unit.
+ * A unit whose main thread is a zombie counts as exited even while cgroup.procs
+ * still lists it (its other threads are still on their way out): freezing
+ * something that is dying proves nothing, so the freeze fails.
+ */
+export async function lookAtFreezingGroup<S>(
+  dir: string,
+  pid: number,
+  readState: () => Promise<S | null>,
+): Promise<Look<S>> {
+  const member = await groupTreeHasPid(dir, pid);
+  const state = await readState();
+  const exited = hasExited(await readProcState(pid));
+  return { member, state, exited };
+}
+
 /** The names of the child groups of a cgroup directory; empty when it is gone. */
 export async function listChildGroups(dir: string): Promise<string[]> {
   try {
@@ -225,14 +254,15 @@ async function rmdirGroup(dir: string, deadline: number): Promise<void> {
 /**
  * Startup cleanup shared by both versions: removes every group under the
  * scope directory, then the scope directory itself (plan() recreates it).
+ * Not to be run while this scope starts units: a group planned meanwhile
+ * could be deleted under the unit.
  */
 export async function removeScopeGroups(scopeDir: string, release: ReleaseGroup): Promise<number> {
   let count = 0;
   for (const group of await listChildGroups(scopeDir)) {
     if (await removeGroupTree(join(scopeDir, group), release)) count++;
   }
-  await rmdir(scopeDir).catch((err: NodeJS.ErrnoException) => {
-    if (!cgroupGone(err) && err.code !== 'ENOTEMPTY' && err.code !== 'EBUSY') throw err;
-  });
+  // The kernel may refuse for a moment (EBUSY) while the groups just removed are torn down.
+  await rmdirGroup(scopeDir, performance.now() + REMOVE_TIMEOUT_MS);
   return count;
 }

@@ -6,7 +6,8 @@ import {
   groupDirOf,
   prepareScope,
   readControl,
-  groupTreeHasPid,
+  lookAtFreezingGroup,
+  type Look,
   removeGroupTree,
   removeScopeGroups,
   writeControl,
@@ -43,19 +44,21 @@ class CgroupV1Freezer implements Freezer {
     if (!(await writeControl(dir, 'freezer.state', 'FROZEN'))) {
       throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
     }
-    let state: string | null = null;
+    let look: Look<string> = { member: false, state: null, exited: false };
     const settled = await pollUntil(async () => {
-      state = await readControl(dir, 'freezer.state');
-      return state !== 'FREEZING';
+      look = await lookAtFreezingGroup(dir, pid, () => readControl(dir, 'freezer.state'));
+      return look.state === null || look.exited || (look.member && look.state === 'FROZEN');
     }, timeoutMs);
-    // An empty group freezes at once, so FROZEN alone does not prove the unit was stopped.
-    if (settled && state === 'FROZEN' && (await groupTreeHasPid(dir, pid))) return;
-    const why = !settled
-      ? `cgroup ${dir} did not freeze within ${timeoutMs} ms (freezer.state ${state})`
-      : state === 'FROZEN'
-        ? `unit process ${pid} is not in cgroup ${dir}: it has exited or moved`
-        : `cgroup ${dir} reads ${state ?? 'nothing (gone)'} after FROZEN was written`;
-    throw await thawAfterFailure(dir, why);
+    if (settled && !look.exited && look.member && look.state === 'FROZEN') return;
+    const why =
+      look.state === null
+        ? `cgroup ${dir} is gone`
+        : look.exited
+          ? `unit process ${pid} has exited`
+          : !look.member
+            ? `unit process ${pid} did not show up in cgroup ${dir} within ${timeoutMs} ms: it has moved out`
+            : `cgroup ${dir} did not freeze within ${timeoutMs} ms (freezer.state ${look.state})`;
+    throw await thawAfterFailure(dir, `cannot freeze ${group}: ${why}`);
   }
 
   async thaw(group: string, _pid: number, timeoutMs: number): Promise<void> {

@@ -6,7 +6,8 @@ import {
   groupDirOf,
   prepareScope,
   readControl,
-  groupTreeHasPid,
+  lookAtFreezingGroup,
+  type Look,
   removeGroupTree,
   removeScopeGroups,
   writeControl,
@@ -41,19 +42,21 @@ class CgroupV2Freezer implements Freezer {
     if (!(await writeControl(dir, 'cgroup.freeze', '1'))) {
       throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
     }
-    let frozen: boolean | null = null;
+    let look: Look<boolean> = { member: false, state: null, exited: false };
     const settled = await pollUntil(async () => {
-      frozen = await readFrozen(dir);
-      return frozen !== false;
+      look = await lookAtFreezingGroup(dir, pid, () => readFrozen(dir));
+      return look.state === null || look.exited || (look.member && look.state);
     }, timeoutMs);
-    // An empty group freezes at once, so "frozen 1" alone does not prove the unit was stopped.
-    if (settled && frozen === true && (await groupTreeHasPid(dir, pid))) return;
-    const why = !settled
-      ? `cgroup ${dir} did not freeze within ${timeoutMs} ms`
-      : frozen === true
-        ? `unit process ${pid} is not in cgroup ${dir}: it has exited or moved`
-        : `cgroup ${dir} is gone`;
-    throw await thawAfterFailure(dir, why);
+    if (settled && !look.exited && look.member && look.state === true) return;
+    const why =
+      look.state === null
+        ? `cgroup ${dir} is gone`
+        : look.exited
+          ? `unit process ${pid} has exited`
+          : !look.member
+            ? `unit process ${pid} did not show up in cgroup ${dir} within ${timeoutMs} ms: it has moved out`
+            : `cgroup ${dir} did not freeze within ${timeoutMs} ms`;
+    throw await thawAfterFailure(dir, `cannot freeze ${group}: ${why}`);
   }
 
   async thaw(group: string, _pid: number, timeoutMs: number): Promise<void> {

@@ -29,8 +29,11 @@ describe.skipIf(!HAVE_V1)('cgroup v1 freezer (needs /sys/fs/cgroup/freezer)', ()
 
   afterEach(async () => {
     for (const pid of pids.splice(0)) killGroup(pid);
-    await freezer.cleanupScope();
-    await rm(tmp, { recursive: true, force: true });
+    try {
+      await freezer.cleanupScope();
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   });
 
   it('a frozen task ignores SIGKILL until it is thawed', async () => {

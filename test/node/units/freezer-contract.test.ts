@@ -72,10 +72,13 @@ describe.each(AVAILABLE_KINDS)('freezer %s', (kind) => {
   afterEach(async () => {
     for (const s of spawned.splice(0)) killGroup(s.pid);
     // Also the test of cleanup itself: whatever a failed test left, frozen or not, goes.
-    await freezer.cleanupScope();
+    try {
+      await freezer.cleanupScope();
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
     const scopeDir = groupDir(kind, scope, '');
     if (scopeDir) expect(await exists(scopeDir)).toBe(false);
-    await rm(tmp, { recursive: true, force: true });
   });
 
   async function start(group: string): Promise<{ unit: Spawned; out: string; dir: string | null }> {

@@ -50,19 +50,37 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
   let logDir: string;
   let sup: UnitSupervisor;
   let exits: UnitInfo[];
+  let exitWaiters: Array<() => void>;
+
+  /** Resolves with the exit report of a unit, from the onExit event. */
+  async function exitOf(jobId: string, unitId: string): Promise<UnitInfo> {
+    for (;;) {
+      const info = exits.find((e) => e.jobId === jobId && e.unitId === unitId);
+      if (info) return info;
+      await new Promise<void>((resolve) => exitWaiters.push(resolve));
+    }
+  }
 
   beforeEach(async () => {
     scope = uniqueScope(`sup-${kind.replace('cgroup-', '')}`);
     freezer = await openFreezer(kind, scope);
     logDir = await mkdtemp(join(tmpdir(), 'gridckpt-units-'));
     exits = [];
-    sup = new UnitSupervisor({ freezer, logDir, freezeTimeoutMs: FREEZE_TIMEOUT_MS, onExit: (info) => exits.push(info) });
+    exitWaiters = [];
+    const onExit = (info: UnitInfo): void => {
+      exits.push(info);
+      for (const w of exitWaiters.splice(0)) w();
+    };
+    sup = new UnitSupervisor({ freezer, logDir, freezeTimeoutMs: FREEZE_TIMEOUT_MS, onExit });
   });
 
   afterEach(async () => {
-    await sup.shutdown(0);
-    await freezer.cleanupScope();
-    await rm(logDir, { recursive: true, force: true });
+    try {
+      await sup.shutdown(0);
+    } finally {
+      await freezer.cleanupScope();
+      await rm(logDir, { recursive: true, force: true });
+    }
   });
 
   const logOf = (jobId: string, unitId: string): string => join(logDir, `${jobId}.${unitId}.log`);
@@ -132,6 +150,16 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     await waitCounting(logOf('job1', 'b'), frozenAt[1]);
   });
 
+  it('freezes a unit started a moment ago, before its wrapper has even entered the group', async () => {
+    // start() resolves at exec of the wrapper; joining the group happens a little later.
+    const units = [];
+    for (let i = 0; i < 5; i++) units.push(await sup.start('job1', counterUnit(`u${i}`), {}));
+    await sup.freezeJob('job1');
+    for (const u of units) expect(await freezer.isFrozen(`job1.${u.unitId}`, u.pid)).toBe(true);
+    await sup.thawJob('job1');
+    for (const u of units) await waitCounting(logOf('job1', u.unitId));
+  });
+
   it('a freeze that fails on one unit leaves every unit of the job running, and names the unit', async () => {
     const a = await sup.start('job1', counterUnit('a'), {});
     const b = await sup.start('job1', counterUnit('b'), {});
@@ -147,7 +175,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     expect(await freezer.isFrozen('job1.a', a.pid)).toBe(false);
     expect(sup.units('job1').find((u) => u.unitId === 'a')?.state).toBe('running');
     await waitCounting(logOf('job1', 'a'), await lastCount(logOf('job1', 'a')));
-    expect(sup.units('job1').find((u) => u.unitId === 'b')).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
+    expect(await exitOf('job1', 'b')).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
   });
 
   it('stopJob ends frozen units and removes their groups', async () => {
