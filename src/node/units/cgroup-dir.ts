@@ -150,32 +150,45 @@ export async function groupTreeHasPid(groupDir: string, pid: number): Promise<bo
   return false;
 }
 
-export interface Look<S> {
-  member: boolean;
-  /** null when the group is gone */
-  state: S | null;
-  exited: boolean;
-}
-
 /**
- * One look at a freezing group. An empty group freezes at once, so the
- * group's state alone does not prove the unit stopped: the unit must be in
- * it. Right after spawn it may not be yet (its /bin/sh wrapper has not run
- * `echo $$ > cgroup.procs`); it is frozen as it joins, so we keep looking.
- * Membership is read before the state, so a frozen state covers the unit.
- * A unit whose main thread is a zombie counts as exited even while cgroup.procs
- * still lists it (its other threads are still on their way out): freezing
- * something that is dying proves nothing, so the freeze fails.
+ * Waits, after the freeze was requested, until the unit is really frozen;
+ * returns null then, or why not (the caller thaws). Each poll reads only
+ * the group's state until it says frozen; then three more looks:
+ *
+ * - Membership. An empty group freezes at once, so the state alone does not
+ *   prove the unit stopped. Right after spawn the unit may not be in the
+ *   group yet (its /bin/sh wrapper has not run `echo $$ > cgroup.procs`);
+ *   it is frozen as it joins, so we keep polling.
+ * - The state again, read after membership, so a frozen state covers the
+ *   unit even if it joined meanwhile.
+ * - Whether the unit is dying: a main thread that is a zombie is still
+ *   listed in cgroup.procs while its other threads exit, and freezing
+ *   something that is dying proves nothing.
  */
-export async function lookAtFreezingGroup<S>(
+export async function awaitGroupFrozen<S>(
   dir: string,
   pid: number,
+  timeoutMs: number,
   readState: () => Promise<S | null>,
-): Promise<Look<S>> {
-  const member = await groupTreeHasPid(dir, pid);
-  const state = await readState();
-  const exited = hasExited(await readProcState(pid));
-  return { member, state, exited };
+  isFrozen: (state: S) => boolean,
+): Promise<string | null> {
+  let state: S | null = null;
+  let member = false;
+  let exited = false;
+  const settled = await pollUntil(async () => {
+    state = await readState();
+    if (state === null || !isFrozen(state)) return state === null;
+    member = await groupTreeHasPid(dir, pid);
+    state = await readState();
+    exited = hasExited(await readProcState(pid));
+    return state === null || exited || (member && isFrozen(state));
+  }, timeoutMs);
+  const last = state as S | null;
+  if (settled && last !== null && !exited && member && isFrozen(last)) return null;
+  if (last === null) return `cgroup ${dir} is gone`;
+  if (exited) return `unit process ${pid} has exited`;
+  if (isFrozen(last) && !member) return `unit process ${pid} did not show up in cgroup ${dir} within ${timeoutMs} ms: it has moved out`;
+  return `cgroup ${dir} did not freeze within ${timeoutMs} ms (state ${String(last)})`;
 }
 
 /** The names of the child groups of a cgroup directory; empty when it is gone. */

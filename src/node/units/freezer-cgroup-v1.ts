@@ -6,8 +6,7 @@ import {
   groupDirOf,
   prepareScope,
   readControl,
-  lookAtFreezingGroup,
-  type Look,
+  awaitGroupFrozen,
   removeGroupTree,
   removeScopeGroups,
   writeControl,
@@ -44,20 +43,8 @@ class CgroupV1Freezer implements Freezer {
     if (!(await writeControl(dir, 'freezer.state', 'FROZEN'))) {
       throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
     }
-    let look: Look<string> = { member: false, state: null, exited: false };
-    const settled = await pollUntil(async () => {
-      look = await lookAtFreezingGroup(dir, pid, () => readControl(dir, 'freezer.state'));
-      return look.state === null || look.exited || (look.member && look.state === 'FROZEN');
-    }, timeoutMs);
-    if (settled && !look.exited && look.member && look.state === 'FROZEN') return;
-    const why =
-      look.state === null
-        ? `cgroup ${dir} is gone`
-        : look.exited
-          ? `unit process ${pid} has exited`
-          : !look.member
-            ? `unit process ${pid} did not show up in cgroup ${dir} within ${timeoutMs} ms: it has moved out`
-            : `cgroup ${dir} did not freeze within ${timeoutMs} ms (freezer.state ${look.state})`;
+    const why = await awaitGroupFrozen(dir, pid, timeoutMs, () => readControl(dir, 'freezer.state'), (s) => s === 'FROZEN');
+    if (why === null) return;
     throw await thawAfterFailure(dir, `cannot freeze ${group}: ${why}`);
   }
 

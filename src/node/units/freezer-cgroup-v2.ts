@@ -6,8 +6,7 @@ import {
   groupDirOf,
   prepareScope,
   readControl,
-  lookAtFreezingGroup,
-  type Look,
+  awaitGroupFrozen,
   removeGroupTree,
   removeScopeGroups,
   writeControl,
@@ -42,20 +41,8 @@ class CgroupV2Freezer implements Freezer {
     if (!(await writeControl(dir, 'cgroup.freeze', '1'))) {
       throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
     }
-    let look: Look<boolean> = { member: false, state: null, exited: false };
-    const settled = await pollUntil(async () => {
-      look = await lookAtFreezingGroup(dir, pid, () => readFrozen(dir));
-      return look.state === null || look.exited || (look.member && look.state);
-    }, timeoutMs);
-    if (settled && !look.exited && look.member && look.state === true) return;
-    const why =
-      look.state === null
-        ? `cgroup ${dir} is gone`
-        : look.exited
-          ? `unit process ${pid} has exited`
-          : !look.member
-            ? `unit process ${pid} did not show up in cgroup ${dir} within ${timeoutMs} ms: it has moved out`
-            : `cgroup ${dir} did not freeze within ${timeoutMs} ms`;
+    const why = await awaitGroupFrozen(dir, pid, timeoutMs, () => readFrozen(dir), (frozen) => frozen);
+    if (why === null) return;
     throw await thawAfterFailure(dir, `cannot freeze ${group}: ${why}`);
   }
 

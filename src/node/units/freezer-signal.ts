@@ -55,15 +55,14 @@ class SignalFreezer implements Freezer {
   async freeze(group: string, pid: number, timeoutMs: number): Promise<void> {
     if (hasExited(await readProcState(pid))) throw new Error(`cannot freeze ${group}: unit process ${pid} has exited`);
     if (!signalGroup(pid, 'SIGSTOP')) throw new Error(`cannot freeze ${group}: process group ${pid} is gone`);
-    let members = await listProcessGroup(pid);
+    // One scan of /proc, after the signal: a process forked while the
+    // signal was on its way gets it too (Linux >= 5.0 hands group-wide
+    // signals to children of a fork in progress) and a stopped process
+    // cannot fork or join the group, so no member can appear later.
+    const members = await listProcessGroup(pid);
     let waiting: number[] = [];
     const stopped = await pollUntil(async () => {
-      waiting = await notStopped(members);
-      if (waiting.length > 0) return false;
-      // A member forked while the signal was on its way is not in the list: look once more.
-      members = await listProcessGroup(pid);
-      waiting = await notStopped(members);
-      if (waiting.length > 0) signalGroup(pid, 'SIGSTOP');
+      waiting = await notStopped(waiting.length > 0 ? waiting : members);
       return waiting.length === 0;
     }, timeoutMs);
     const mainState = await readProcState(pid);
@@ -78,14 +77,11 @@ class SignalFreezer implements Freezer {
 
   async thaw(group: string, pid: number, timeoutMs: number): Promise<void> {
     if (!signalGroup(pid, 'SIGCONT')) return; // the group is gone: nothing is stopped
-    const members = await listProcessGroup(pid);
-    const running = await pollUntil(async () => {
-      for (const m of members) {
-        if ((await readProcState(m)) === 'T') return false;
-      }
-      return true;
-    }, timeoutMs);
-    if (!running) throw new Error(`process group ${pid} of ${group} is still stopped ${timeoutMs} ms after SIGCONT`);
+    // The kernel wakes every stopped thread of every member while it
+    // delivers SIGCONT, before kill() returns; looking at the leader is a
+    // cheap check of that, where a scan of /proc would cost the freeze window.
+    const running = await pollUntil(async () => (await readProcState(pid)) !== 'T', timeoutMs);
+    if (!running) throw new Error(`unit process ${pid} of ${group} is still stopped ${timeoutMs} ms after SIGCONT`);
   }
 
   async isFrozen(_group: string, pid: number): Promise<boolean> {
