@@ -26,7 +26,7 @@ import { checkName } from '../../common/names.js';
 import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from './durable-fs.js';
 import { listCommitted } from './epoch-catalog.js';
 import {
-  IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_CONTAINERS, MAX_EPOCH, MAX_MANIFEST_BYTES, PAGE_BYTES,
+  IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_CONTAINERS, MAX_MANIFEST_BYTES, PAGE_BYTES,
   checkEpoch, dataFileName, epochDir, tableFileName,
 } from './layout.js';
 import { buildManifest, encodeManifest, sha256Hex, type ContainerMeta, type EpochManifest, type PartInfo } from './manifest.js';

@@ -1,20 +1,21 @@
-// Opens one node part of a committed epoch for reading and checks everything
-// that can be checked without reading page data: the table's size and sha256
-// against the manifest, its decoding, its entries against the epoch's
-// containers and the data file's size. Page CRCs are checked by the callers,
-// which know which pages they read (ARCHITECTURE §3 invariant 6).
+// Opens one node part of a committed epoch for reading: checks everything that
+// can be checked without page data (the table's size and sha256 against the
+// manifest, its decoding, its entries against the epoch's containers, the data
+// file's size) and streams chosen pages through a bounded buffer. CRCs are
+// checked by the callers, which decide what a mismatch means (ARCHITECTURE §3.6).
 // Invariants:
 //   1. Every error is data-loss and starts with "epoch <n>: <absolute file>",
 //      plus " page <container>#<page> (offset <o>)" when a page is known.
 //   2. An OpenedPart's entries all lie inside the data file the manifest
 //      describes, name a container of the epoch below its pageCount, and no
 //      (container, page) appears twice in the part.
+//   3. streamPages holds at most IO_CHUNK_BYTES of page data, whatever the part's size.
 
-import { readFile, open, stat } from 'node:fs/promises';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { GridError } from '../../common/errors.js';
 import { isErrno } from './durable-fs.js';
-import { PAGE_BYTES } from './layout.js';
+import { IO_CHUNK_BYTES, PAGE_BYTES } from './layout.js';
 import { sha256Hex, type EpochManifest, type PartInfo } from './manifest.js';
 import { decodePageTable, type PageTable } from './page-table.js';
 
@@ -74,18 +75,19 @@ function checkEntries(opened: OpenedPart, manifest: EpochManifest, lost: (what: 
     if (pageCount === undefined) throw lost(`page table references container ${name}, which the manifest does not list`);
     return pageCount;
   });
-  const seen = new Set<number>();
+  const keys = new Float64Array(table.count);
   for (let i = 0; i < table.count; i++) {
     const c = table.containerIndex[i]!;
     const page = table.page[i]!;
-    const name = table.containers[c]!;
-    if (page >= limits[c]!) throw lost(`entry ${i}: page ${name}#${page} is beyond the container's ${limits[c]} pages`);
+    if (page >= limits[c]!) throw lost(`entry ${i}: page ${table.containers[c]}#${page} is beyond the container's ${limits[c]} pages`);
     if (table.dataOffset[i]! + PAGE_BYTES > part.dataBytes) {
-      throw lost(`entry ${i}: page ${name}#${page} at offset ${table.dataOffset[i]} lies beyond the ${part.dataBytes} data bytes`);
+      throw lost(`entry ${i}: page ${table.containers[c]}#${page} at offset ${table.dataOffset[i]} lies beyond the ${part.dataBytes} data bytes`);
     }
-    const key = c * 2 ** 32 + page;
-    if (seen.has(key)) throw lost(`page ${name}#${page} is listed twice`);
-    seen.add(key);
+    keys[i] = c * 2 ** 32 + page;
+  }
+  keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i] === keys[i - 1]) throw lost(`page ${table.containers[Math.floor(keys[i]! / 2 ** 32)]}#${keys[i]! % 2 ** 32} is listed twice`);
   }
 }
 
@@ -113,21 +115,60 @@ export async function dataSizeError(opened: OpenedPart): Promise<string | null> 
   return `${pageWhere(opened, first)}: cut off, ${sizes}`;
 }
 
-/** Reads exactly `length` bytes at `position` into buf[offset..]; throws data-loss at end of file. */
-export async function readExactly(file: string, reads: Array<{ offset: number; length: number; position: number }>, buf: Uint8Array, epoch: bigint): Promise<void> {
-  const fh = await open(file, 'r');
+/** Pages closer than this are read with the gap in between: one larger read beats many 4 KiB ones. */
+const MAX_READ_GAP_BYTES = 256 * 1024;
+
+interface Span { chunkOffset: number; length: number; position: number }
+
+/**
+ * Reads the given entries of a part, sorted by data offset, through one reused
+ * buffer of at most IO_CHUNK_BYTES, coalescing nearby pages into large reads,
+ * and calls `visit` with each entry's 4 KiB. `page` is only valid during the call.
+ */
+export async function streamPages(opened: OpenedPart, entries: number[], visit: (entry: number, page: Uint8Array) => void): Promise<void> {
+  if (entries.length === 0) return;
+  const offsets = opened.table.dataOffset;
+  const chunk = Buffer.allocUnsafe(Math.min(IO_CHUNK_BYTES, Math.max(PAGE_BYTES, opened.part.dataBytes)));
+  const where = new Float64Array(entries.length); // chunk offset of each entry of the current batch
+  const fh = await open(opened.dataPath, 'r');
   try {
-    for (const r of reads) {
-      let done = 0;
-      while (done < r.length) {
-        const { bytesRead } = await fh.read(buf, r.offset + done, r.length - done, r.position + done);
-        if (bytesRead === 0) {
-          throw new GridError('data-loss', `epoch ${epoch}: ${file}: ends at ${r.position + done}, expected data up to ${r.position + r.length}`);
+    for (let first = 0; first < entries.length; ) {
+      const spans: Span[] = [];
+      let used = 0;
+      let next = first;
+      for (; next < entries.length; next++) {
+        const position = offsets[entries[next]!]!;
+        const last = spans[spans.length - 1];
+        const lastEnd = last === undefined ? 0 : last.position + last.length;
+        if (last !== undefined && position >= last.position && position + PAGE_BYTES <= lastEnd) {
+          where[next - first] = last.chunkOffset + (position - last.position); // a page already read (a repeated offset)
+        } else if (last !== undefined && position >= lastEnd && position - lastEnd <= MAX_READ_GAP_BYTES && used + position + PAGE_BYTES - lastEnd <= chunk.byteLength) {
+          used += position + PAGE_BYTES - lastEnd;
+          last.length = position + PAGE_BYTES - last.position;
+          where[next - first] = last.chunkOffset + (position - last.position);
+        } else if (used + PAGE_BYTES <= chunk.byteLength) {
+          spans.push({ chunkOffset: used, length: PAGE_BYTES, position });
+          where[next - first] = used;
+          used += PAGE_BYTES;
+        } else {
+          break;
         }
-        done += bytesRead;
       }
+      for (const span of spans) await readSpan(fh, chunk, span, opened);
+      for (let k = first; k < next; k++) visit(entries[k]!, chunk.subarray(where[k - first]!, where[k - first]! + PAGE_BYTES));
+      first = next;
     }
   } finally {
     await fh.close();
+  }
+}
+
+async function readSpan(fh: FileHandle, chunk: Uint8Array, span: Span, opened: OpenedPart): Promise<void> {
+  for (let done = 0; done < span.length; ) {
+    const { bytesRead } = await fh.read(chunk, span.chunkOffset + done, span.length - done, span.position + done);
+    if (bytesRead === 0) {
+      throw new GridError('data-loss', `epoch ${opened.epoch}: ${opened.dataPath}: ends at ${span.position + done}, expected data up to ${span.position + span.length}`);
+    }
+    done += bytesRead;
   }
 }

@@ -27,6 +27,7 @@ beforeEach(async () => {
 });
 afterEach(async () => cleanup());
 
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const file = (epoch: bigint, name: string): string => path.join(epochDir(store, 'job', epoch), name);
 
 async function flipByte(target: string, at: number): Promise<void> {
@@ -54,13 +55,19 @@ describe('corruption is detected at restore', () => {
     const pages = file(2n, 'node-a.pages');
     await flipByte(pages, 4096 + 100); // second slot: bank#2
     const message = await loadFails(2n, path.relative(process.cwd(), store)); // a relative store dir still yields absolute names
-    expect(message).toMatch(new RegExp(`^epoch 2: ${pages.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} page bank#2 \\(offset 4096\\): crc32c mismatch, expected 0x[0-9a-f]{8}, got 0x[0-9a-f]{8}$`));
+    expect(message).toMatch(new RegExp(`^epoch 2: ${escape(pages)} page bank#2 \\(offset 4096\\): crc32c mismatch, expected 0x[0-9a-f]{8}, got 0x[0-9a-f]{8}$`));
     const verified = await verifyEpoch(store, 'job', 2n);
     expect(verified).toEqual({ ok: false, epoch: 2n, pagesChecked: e1.length + e2.length, errors: [message] });
     // The parent is untouched and still restorable.
     const got = collector();
     await loadEpoch(store, 'job', 1n, got.sink);
     expectSameImage(got.pages, expectedImage([{ epoch: 1n, pages: e1 }]), 'epoch 1');
+  });
+
+  it('a corrupt page in the last part read still stops the load before any page is delivered', async () => {
+    const pages = file(1n, 'node-b.pages');
+    await flipByte(pages, 4 * 4096 + 1); // log#0, the last page of the last part of the chain
+    expect(await loadFails(2n)).toMatch(new RegExp(`^epoch 1: ${escape(pages)} page log#0 \\(offset 16384\\): crc32c mismatch`));
   });
 
   it('a corrupt page that a newer epoch supersedes does not stop the load, but verify reports it', async () => {
@@ -104,7 +111,7 @@ describe('corruption is detected at restore', () => {
     const manifest = file(1n, 'MANIFEST.json');
     await writeFile(manifest, (await readFile(manifest, 'utf8')).replace('"pageCount": 8', '"pageCount": 9'));
     expect((await listCommitted(store, 'job')).map((m) => m.epoch)).toEqual([2n]);
-    expect(await loadFails(2n)).toMatch(new RegExp(`^epoch 1 \\(parent of epoch 2\\): ${manifest.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: invalid manifest: digest mismatch`));
+    expect(await loadFails(2n)).toMatch(new RegExp(`^epoch 1 \\(parent of epoch 2\\): ${escape(manifest)}: invalid manifest: digest mismatch`));
     expect(await loadFails(1n)).toMatch(/^epoch 1: .*invalid manifest: digest mismatch/);
     await writeFile(manifest, '{ half a manif');
     expect((await verifyEpoch(store, 'job', 2n)).errors).toEqual([expect.stringMatching(/invalid manifest: not JSON/)]);

@@ -92,16 +92,29 @@ describe('restore composes the chain', () => {
     expect((await epochChain(store, 'job', 5n)).map((m) => m.epoch)).toEqual([5n, 3n, 2n, 1n]);
   });
 
-  it('delivers in container then page order, and drops pages of containers the epoch no longer lists', async () => {
+  it('delivers part by part, newest epoch first, in file order; drops pages of containers the epoch no longer lists', async () => {
     await writeEpoch(store, 'job', 1n, null, { n: [['log', 3], ['bank', 7], ['bank', 0], ['log', 0]] });
-    const shrunk = [{ name: 'bank', pageCount: 4 }];
-    await writeEpoch(store, 'job', 2n, 1n, { n: [['bank', 2]] }, shrunk);
     const order: string[] = [];
     await loadEpoch(store, 'job', 1n, (c, p) => order.push(`${c}#${p}`));
-    expect(order).toEqual(['bank#0', 'bank#7', 'log#0', 'log#3']);
+    expect(order).toEqual(['log#3', 'bank#7', 'bank#0', 'log#0']);
+    const shrunk = [{ name: 'bank', pageCount: 4 }];
+    await writeEpoch(store, 'job', 2n, 1n, { n: [['bank', 2]] }, shrunk);
+    const got: string[] = [];
+    await loadEpoch(store, 'job', 2n, (c, p) => got.push(`${c}#${p}`));
+    expect(got).toEqual(['bank#2', 'bank#0']);
+  });
+
+  it('streams a part larger than the read buffer, with scattered superseded pages', async () => {
+    const big = [{ name: 'bank', pageCount: 12_000 }];
+    const all = range(0, 12_000).map((p) => ['bank', p] as [string, number]); // 47 MiB > IO_CHUNK_BYTES
+    await writeEpoch(store, 'job', 1n, null, { a: all.slice(0, 6_000), b: all.slice(6_000) }, big);
+    const changed = all.filter(([, p]) => p % 3 === 0 || (p > 9_000 && p < 9_200)); // gaps of 8 KiB and one long run
+    await writeEpoch(store, 'job', 2n, 1n, { a: changed.filter(([, p]) => p % 2 === 0), b: changed.filter(([, p]) => p % 2 === 1) }, big);
     const got = collector();
-    await loadEpoch(store, 'job', 2n, got.sink);
-    expect([...got.pages.keys()]).toEqual(['bank#0', 'bank#2']);
+    const result = await loadEpoch(store, 'job', 2n, got.sink);
+    expect(result.pagesLoaded).toBe(12_000);
+    expectSameImage(got.pages, expectedImage([{ epoch: 1n, pages: all }, { epoch: 2n, pages: changed }], big), 'epoch 2');
+    expect(await verifyEpoch(store, 'job', 2n)).toMatchObject({ ok: true, pagesChecked: 12_000 + changed.length });
   });
 
   it('matches a naive model on random histories (property)', async () => {
