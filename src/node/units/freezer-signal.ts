@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
 import type { Freezer, SpawnPlan } from './freezer.js';
 import { hasExited, isGone, listPids, listProcessGroup, listThreads, readProcStat, readProcState } from './proc-stat.js';
 import { pollUntil } from './poll-until.js';
@@ -96,9 +95,9 @@ class SignalFreezer implements Freezer {
     const tagged = await findTagged(prefix);
     const groups = new Set(tagged.map((t) => t.tag));
     for (const { pid } of tagged) killQuietly(pid, 'SIGKILL'); // SIGKILL ends a stopped process too
-    const deadline = performance.now() + REMOVE_TIMEOUT_MS;
     const pids = tagged.map((t) => t.pid);
-    const gone = await pollUntil(async () => (await Promise.all(pids.map(readProcState))).every(hasExited), deadline - performance.now());
+    const allExited = async (): Promise<boolean> => (await Promise.all(pids.map(readProcState))).every(hasExited);
+    const gone = await pollUntil(allExited, REMOVE_TIMEOUT_MS);
     if (!gone) throw new Error(`processes ${pids.join(', ')} of an earlier incarnation survived SIGKILL`);
     return groups.size;
   }

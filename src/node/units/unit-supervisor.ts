@@ -76,7 +76,8 @@ export class UnitSupervisor {
     const group = `${jobId}.${spec.unitId}`;
     if (this.starting.has(group) || this.liveGroup(group)) {
       const holder = this.liveGroup(group)?.info;
-      const who = holder && (holder.jobId !== jobId || holder.unitId !== spec.unitId) ? ` as unit ${holder.unitId} of job ${holder.jobId}` : '';
+      const other = holder && (holder.jobId !== jobId || holder.unitId !== spec.unitId);
+      const who = other ? ` as unit ${holder.unitId} of job ${holder.jobId}` : '';
       throw new GridError('already-exists', `group ${group} (unit ${spec.unitId} of job ${jobId}) is already running${who}`);
     }
     this.starting.add(group);
@@ -115,7 +116,10 @@ export class UnitSupervisor {
     );
   }
 
-  /** SIGTERM to each unit's process group (thawed first), SIGKILL after graceMs; resolves once all exited and their groups are removed. */
+  /**
+   * SIGTERM to each unit's process group (thawed first), SIGKILL after
+   * graceMs; resolves once all have exited and their groups are removed.
+   */
   async stopJob(jobId: string, graceMs: number): Promise<void> {
     const live = this.live(jobId);
     await this.thawUnits(live); // a stopped unit cannot act on SIGTERM; failures are handled by the kill below
@@ -126,9 +130,9 @@ export class UnitSupervisor {
       // remove() SIGKILLs everything in the group and thaws it, so a unit frozen meanwhile dies as well.
       const killErrors = await Promise.all(stubborn.map((r) => this.removeGroup(r.group)));
       if (!(await settlesWithin(Promise.all(stubborn.map((r) => r.exited)), KILL_WAIT_MS))) {
-        const left = stubborn.filter((r) => r.info.state !== 'exited');
+        const left = stubborn.filter((r) => r.info.state !== 'exited').map((r) => `${r.info.unitId} (pid ${r.info.pid})`);
         const why = describe(stubborn.flatMap((r, i) => (killErrors[i] ? [{ unitId: r.info.unitId, error: killErrors[i] }] : [])));
-        throw new Error(`units of job ${jobId} survived SIGKILL: ${left.map((r) => `${r.info.unitId} (pid ${r.info.pid})`).join(', ')}${why ? `; ${why}` : ''}`);
+        throw new Error(`units of job ${jobId} survived SIGKILL: ${left.join(', ')}${why ? `; ${why}` : ''}`);
       }
     }
     const records = [...(this.table.get(jobId)?.values() ?? [])];
