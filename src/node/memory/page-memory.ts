@@ -35,6 +35,7 @@ import { validateBatch, type ResolvedWrite } from './batch.js';
 import { alreadyExists, checkPage, checkPageRun, checkRange, describeValue, resourceExhausted } from './checks.js';
 import { FramePool } from './frames.js';
 import { NONE } from './lru.js';
+import { validateConfig } from './memory-config.js';
 import { COHERENCE_NAMES, PageTable, STATE_EXCLUSIVE, STATE_MODIFIED } from './page-table.js';
 import { allocBytes, copySnapshot } from './snapshot.js';
 import { PAGE_BYTES, type SwapPort } from './swap-port.js';
@@ -49,9 +50,8 @@ export type {
   ContainerInfo, MemoryStats, PageCoherence, PageInfo, PageMemoryConfig, PageOp, PageWriteOp, Snapshot, SnapshotEntry,
 } from './types.js';
 
-export const MIN_FRAMES = 16;
-/** Page indices and frame indices live in Int32Arrays. */
-const MAX_INDEX = 0x7fffffff;
+export { MIN_FRAMES } from './memory-config.js';
+
 /** Table ids stay below this so (id, page) packs exactly into one number. */
 const MAX_TABLES = 1 << 21;
 
@@ -405,28 +405,3 @@ export class PageMemory {
     t.state[p] = STATE_MODIFIED;
   }
 }
-
-function validateConfig(config: PageMemoryConfig): PageMemoryConfig {
-  checkName('node id', config.nodeId);
-  const positive = (what: keyof PageMemoryConfig, max = Number.MAX_SAFE_INTEGER): void => {
-    const v = config[what];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) {
-      throw invalidArgument(`bad page memory ${what} ${describeValue(v)}: expected an integer from 1 to ${max}`);
-    }
-  };
-  positive('budgetBytes');
-  positive('maxContainersPerJob');
-  positive('maxPagesPerContainer', MAX_INDEX);
-  positive('maxBatchWrites');
-  positive('maxBatchBytes');
-  const frames = Math.floor(config.budgetBytes / PAGE_BYTES);
-  if (frames < MIN_FRAMES) {
-    throw invalidArgument(
-      `memory budget of ${config.budgetBytes} bytes holds ${frames} frames of ${PAGE_BYTES} bytes; ` +
-        `at least ${MIN_FRAMES} (${MIN_FRAMES * PAGE_BYTES} bytes) are needed`,
-    );
-  }
-  if (frames > MAX_INDEX) throw invalidArgument(`memory budget of ${config.budgetBytes} bytes is too large`);
-  return config;
-}
-

@@ -14,6 +14,17 @@ import type { Snapshot, SnapshotEntry } from './types.js';
 // LRU is not touched. This function changes no state; the caller clears the
 // changed flags once it has returned (so a swap read error changes nothing).
 
+/**
+ * BigInts for small versions, made once: a snapshot of a 1 GiB container
+ * builds 262,144 entries inside the freeze window, and most versions are small.
+ */
+const SMALL_VERSIONS = 4096;
+const smallVersions: readonly bigint[] = Array.from({ length: SMALL_VERSIONS }, (_, i) => BigInt(i));
+
+function versionOf(v: number): bigint {
+  return v < SMALL_VERSIONS ? smallVersions[v]! : BigInt(v);
+}
+
 /** Allocates a zeroed buffer, turning an impossible size into a GridError. */
 export function allocBytes(bytes: number, what: string): Uint8Array {
   try {
@@ -63,7 +74,7 @@ export function copySnapshot(
           staging.fill(0, off, off + PAGE_BYTES);
         }
       }
-      entries.push({ container: name, page: p, version: BigInt(version[p]!), stagingOffset: off });
+      entries.push({ container: name, page: p, version: versionOf(version[p]!), stagingOffset: off });
       off += PAGE_BYTES;
     }
   }
