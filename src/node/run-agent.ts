@@ -106,6 +106,8 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
     stopping ??= (async () => {
       health.setStatus('', 'NOT_SERVING');
       await agent.shutdown();
+      // Leave no cgroup behind: the scope is ours alone.
+      await freezer.cleanupScope().catch((err: unknown) => log.warn({ err: String(err) }, 'cgroup cleanup failed'));
       lifelines.endAll();
       await Promise.all([
         new Promise<void>((r) => server.tryShutdown(() => r())),

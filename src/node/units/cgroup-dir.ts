@@ -24,7 +24,7 @@ export function scopeDirOf(root: string, scope: string): string {
 
 /** Group names are validated upstream; a bad one here would be a bug that escapes the scope. */
 export function groupDirOf(scopeDir: string, group: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(group) || group.includes('..')) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(group) || group.includes('..')) {
     throw new Error(`invariant broken: bad cgroup group name ${JSON.stringify(group)}`);
   }
   return join(scopeDir, group);

@@ -44,7 +44,7 @@ class SignalFreezer implements Freezer {
 
   plan(group: string, command: string, args: string[]): Promise<SpawnPlan> {
     const tag = `${this.scope}/${group}`;
-    if (!/^[A-Za-z0-9._/-]+$/.test(tag)) throw new Error(`invariant broken: bad freezer tag ${JSON.stringify(tag)}`);
+    if (!/^[A-Za-z0-9._+/-]+$/.test(tag)) throw new Error(`invariant broken: bad freezer tag ${JSON.stringify(tag)}`);
     return Promise.resolve({
       command: '/bin/sh',
       args: ['-c', `${TAG_VARIABLE}=${tag}; export ${TAG_VARIABLE}; exec "$0" "$@"`, command, ...args],

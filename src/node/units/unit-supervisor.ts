@@ -18,7 +18,7 @@ import { isGone } from './proc-stat.js';
 // 2. A unit's pid is signalled only while its record says it has not
 //    exited: Node reaps a child and emits 'exit' in one step, so until then
 //    the pid (and the pgid, which equals it) cannot have been reused.
-// 3. At most one live process per <jobId>.<unitId>, and a group name is
+// 3. At most one live process per <jobId>+<unitId>, and a group name is
 //    reused only after the previous holder's group has been removed.
 
 export interface UnitSpec {
@@ -42,7 +42,7 @@ export interface UnitInfo {
 
 export interface SupervisorOptions {
   freezer: Freezer;
-  /** Unit stdout+stderr are appended to <logDir>/<jobId>.<unitId>.log. */
+  /** Unit stdout+stderr are appended to <logDir>/<jobId>+<unitId>.log. */
   logDir: string;
   freezeTimeoutMs: number;
   onExit?: (info: UnitInfo) => void;
@@ -73,7 +73,7 @@ export class UnitSupervisor {
   constructor(private readonly opts: SupervisorOptions) {}
 
   async start(jobId: string, spec: UnitSpec, extraEnv: Record<string, string>): Promise<UnitInfo> {
-    const group = `${jobId}.${spec.unitId}`;
+    const group = `${jobId}+${spec.unitId}`; // "+" is outside the name alphabet: no two (job, unit) pairs collide
     if (this.starting.has(group) || this.liveGroup(group)) {
       const holder = this.liveGroup(group)?.info;
       const other = holder && (holder.jobId !== jobId || holder.unitId !== spec.unitId);
@@ -178,7 +178,7 @@ export class UnitSupervisor {
     const { freezer, logDir } = this.opts;
     const plan = await freezer.plan(group, spec.command, spec.args);
     await mkdir(logDir, { recursive: true });
-    const logFile = await open(join(logDir, `${jobId}.${spec.unitId}.log`), 'a');
+    const logFile = await open(join(logDir, `${jobId}+${spec.unitId}.log`), 'a');
     try {
       const child = spawn(plan.command, plan.args, {
         detached: true, // own session and process group: pgid = pid, which the signal freezer and stopJob rely on

@@ -83,7 +83,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     }
   });
 
-  const logOf = (jobId: string, unitId: string): string => join(logDir, `${jobId}.${unitId}.log`);
+  const logOf = (jobId: string, unitId: string): string => join(logDir, `${jobId}+${unitId}.log`);
   const groupDir = (group: string): string | null =>
     kind === 'cgroup-v1'
       ? join(V1_ROOT, 'gridckpt', scope, group)
@@ -120,7 +120,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     await sup.waitExited('job1');
     expect(await readText(logOf('job1', 'code'))).toBe('bye\nbye\n'); // appended
     await sup.stopJob('job1', 0); // nothing left to stop: it waits for the groups removed on exit
-    if (groupDir('job1.code')) expect(await exists(groupDir('job1.code')!)).toBe(false);
+    if (groupDir('job1+code')) expect(await exists(groupDir('job1+code')!)).toBe(false);
   });
 
   it('refuses to start a unit that is already running', async () => {
@@ -136,8 +136,8 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
 
     await sup.freezeJob('job1');
     expect(sup.units('job1').map((u) => u.state)).toEqual(['frozen', 'frozen']);
-    expect(await freezer.isFrozen('job1.a', a.pid)).toBe(true);
-    expect(await freezer.isFrozen('job1.b', b.pid)).toBe(true);
+    expect(await freezer.isFrozen('job1+a', a.pid)).toBe(true);
+    expect(await freezer.isFrozen('job1+b', b.pid)).toBe(true);
     const frozenAt = [await lastCount(logOf('job1', 'a')), await lastCount(logOf('job1', 'b'))];
     const otherAt = await lastCount(logOf('job2', 'other'));
     await pause(STILL_MS);
@@ -155,7 +155,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     const units = [];
     for (let i = 0; i < 5; i++) units.push(await sup.start('job1', counterUnit(`u${i}`), {}));
     await sup.freezeJob('job1');
-    for (const u of units) expect(await freezer.isFrozen(`job1.${u.unitId}`, u.pid)).toBe(true);
+    for (const u of units) expect(await freezer.isFrozen(`job1+${u.unitId}`, u.pid)).toBe(true);
     await sup.thawJob('job1');
     for (const u of units) await waitCounting(logOf('job1', u.unitId));
   });
@@ -172,7 +172,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     expect(sup.units('job1').find((u) => u.unitId === 'b')?.state).toBe('running');
 
     await expect(freezing).rejects.toThrow(/cannot freeze job job1: unit b: /);
-    expect(await freezer.isFrozen('job1.a', a.pid)).toBe(false);
+    expect(await freezer.isFrozen('job1+a', a.pid)).toBe(false);
     expect(sup.units('job1').find((u) => u.unitId === 'a')?.state).toBe('running');
     await waitCounting(logOf('job1', 'a'), await lastCount(logOf('job1', 'a')));
     expect(await exitOf('job1', 'b')).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
@@ -191,7 +191,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
       ['exited', 'SIGTERM'],
     ]);
     expect(await readProcState(a.pid)).toBeNull();
-    for (const g of ['job1.a', 'job1.b']) if (groupDir(g)) expect(await exists(groupDir(g)!)).toBe(false);
+    for (const g of ['job1+a', 'job1+b']) if (groupDir(g)) expect(await exists(groupDir(g)!)).toBe(false);
   });
 
   it('stopJob escalates to SIGKILL after the grace period, even for a frozen unit that ignores SIGTERM', async () => {
@@ -202,7 +202,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     await sup.stopJob('job1', 300);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
     expect(sup.units('job1')[0]).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
-    if (groupDir('job1.stubborn')) expect(await exists(groupDir('job1.stubborn')!)).toBe(false);
+    if (groupDir('job1+stubborn')) expect(await exists(groupDir('job1+stubborn')!)).toBe(false);
   });
 
   it('shutdown stops every job', async () => {
