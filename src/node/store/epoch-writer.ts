@@ -34,6 +34,7 @@ import { allocatePageTable, encodePageTable, type PageTable } from './page-table
 
 /** 1 MiB of pages per checksum slice: ~0.3 ms of CPU between turns of the event loop. */
 const CHECKSUM_SLICE_PAGES = 256;
+const MAX_U64 = (1n << 64n) - 1n;
 
 export interface PartPage { container: string; page: number; version: bigint; stagingOffset: number }
 
@@ -116,6 +117,7 @@ function planPageTable(input: NodePartInput): PageTable {
   const table = allocatePageTable(epoch, containers, pages.length);
   const slotTaken = new Uint8Array(pages.length);
   const keys = new Float64Array(pages.length);
+  let ascending = true; // the agent stages pages in container then page order: then no sort is needed
   for (let i = 0; i < pages.length; i++) {
     const p = pages[i]!;
     let c = containerIndex.get(p.container);
@@ -126,7 +128,7 @@ function planPageTable(input: NodePartInput): PageTable {
       if (containers.length > MAX_CONTAINERS) throw invalidArgument(`part references more than ${MAX_CONTAINERS} containers`);
     }
     if (!Number.isInteger(p.page) || p.page < 0 || p.page > 2 ** 32 - 1) throw invalidArgument(`page ${p.container}#${p.page}: page number must be a u32`);
-    if (typeof p.version !== 'bigint' || BigInt.asUintN(64, p.version) !== p.version) {
+    if (typeof p.version !== 'bigint' || p.version < 0n || p.version > MAX_U64) {
       throw invalidArgument(`page ${p.container}#${p.page}: version must be a u64 bigint`);
     }
     const slot = p.stagingOffset / PAGE_BYTES;
@@ -136,14 +138,15 @@ function planPageTable(input: NodePartInput): PageTable {
     if (slotTaken[slot]) throw invalidArgument(`page ${p.container}#${p.page}: staging offset ${p.stagingOffset} is used by another page`);
     slotTaken[slot] = 1;
     keys[i] = c * 2 ** 32 + p.page;
+    if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
     table.containerIndex[i] = c;
     table.page[i] = p.page;
     table.dataOffset[i] = p.stagingOffset;
     table.version[i] = p.version;
   }
   table.originEpoch.fill(epoch);
-  keys.sort();
-  for (let i = 1; i < keys.length; i++) {
+  if (!ascending) keys.sort();
+  for (let i = 1; i < keys.length && !ascending; i++) {
     if (keys[i] === keys[i - 1]) {
       throw invalidArgument(`page ${containers[Math.floor(keys[i]! / 2 ** 32)]}#${keys[i]! % 2 ** 32} appears twice in the part`);
     }
