@@ -28,7 +28,7 @@ import { isErrno } from './durable-fs.js';
 import { epochChain } from './epoch-catalog.js';
 import { PAGE_BYTES, epochDir } from './layout.js';
 import type { EpochManifest } from './manifest.js';
-import { crcMismatch, dataSizeError, openPart, pageLabel, streamPages, type OpenedPart } from './part-reader.js';
+import { crcMismatch, dataSizeError, openPart, pageLabel, sortByOffset, streamPages, type OpenedPart } from './part-reader.js';
 
 export interface LoadResult { pagesLoaded: number; chain: EpochManifest[] }
 export interface VerifyResult { ok: boolean; epoch: bigint; pagesChecked: number; errors: string[] }
@@ -57,7 +57,7 @@ export async function loadEpoch(storeDir: string, jobId: string, epoch: bigint, 
   }
   const used: number[][] = parts.map(() => []);
   for (const packed of composeChain(chain[0]!, parts, partRank).values()) used[Math.floor(packed / ENTRY_SPAN)]!.push(packed % ENTRY_SPAN);
-  for (const [p, opened] of parts.entries()) used[p]!.sort((a, b) => opened.table.dataOffset[a]! - opened.table.dataOffset[b]!);
+  for (const [p, opened] of parts.entries()) sortByOffset(opened, used[p]!);
 
   const checkCrc = (opened: OpenedPart) => (entry: number, page: Uint8Array): void => {
     const got = crc32c(page);
@@ -168,8 +168,7 @@ async function checkAllPages(opened: OpenedPart, errors: ErrorList): Promise<num
     throw err;
   }
   // Pages cut off by a short file were reported by dataSizeError.
-  const inside = Array.from({ length: t.count }, (_, i) => i).filter((i) => t.dataOffset[i]! + PAGE_BYTES <= size);
-  inside.sort((a, b) => t.dataOffset[a]! - t.dataOffset[b]!);
+  const inside = sortByOffset(opened, Array.from({ length: t.count }, (_, i) => i).filter((i) => t.dataOffset[i]! + PAGE_BYTES <= size));
   await streamPages(opened, inside, (entry, page) => {
     const got = crc32c(page);
     if (got !== t.crc32c[entry]) errors.add(crcMismatch(opened, entry, got));

@@ -117,13 +117,22 @@ export async function dataSizeError(opened: OpenedPart): Promise<string | null> 
   return `${pageWhere(opened, first)}: cut off, ${sizes}`;
 }
 
+/** Sorts entry indices by data offset in place (a no-op pass when, as usual, they already are). */
+export function sortByOffset(opened: OpenedPart, entries: number[]): number[] {
+  const offsets = opened.table.dataOffset;
+  for (let i = 1; i < entries.length; i++) {
+    if (offsets[entries[i]!]! < offsets[entries[i - 1]!]!) return entries.sort((a, b) => offsets[a]! - offsets[b]!);
+  }
+  return entries;
+}
+
 /** Pages closer than this are read with the gap in between: one larger read beats many 4 KiB ones. */
 const MAX_READ_GAP_BYTES = 256 * 1024;
 
 interface Span { chunkOffset: number; length: number; position: number }
 
 /**
- * Reads the given entries of a part, sorted by data offset, through one reused
+ * Reads the given entries of a part (sorted by sortByOffset) through one reused
  * buffer of at most IO_CHUNK_BYTES, coalescing nearby pages into large reads,
  * and calls `visit` with each entry's 4 KiB. `page` is only valid during the call.
  */

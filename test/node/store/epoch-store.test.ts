@@ -104,6 +104,23 @@ describe('restore composes the chain', () => {
     expect(got).toEqual(['bank#2', 'bank#0']);
   });
 
+  it('restores pages whose staging offsets are not in table order', async () => {
+    const order: Array<[string, number]> = [['bank', 5], ['log', 1], ['bank', 0], ['bank', 3]];
+    const slots = [2, 0, 3, 1];
+    const staged = stage(1n, order);
+    const staging = new Uint8Array(staged.staging.byteLength);
+    const pages = staged.pages.map((p, i) => {
+      staging.set(staged.staging.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES), slots[i]! * PAGE_BYTES);
+      return { ...p, stagingOffset: slots[i]! * PAGE_BYTES };
+    });
+    const part = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 1n, nodeId: 'n', staging, pages });
+    await commitEpoch({ storeDir: store, jobId: 'job', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, parts: [part], job: null });
+    const got = collector();
+    await loadEpoch(store, 'job', 1n, got.sink);
+    expectSameImage(got.pages, expectedImage([{ epoch: 1n, pages: order }]), 'epoch 1');
+    expect(await verifyEpoch(store, 'job', 1n)).toMatchObject({ ok: true, pagesChecked: 4 });
+  });
+
   it('streams a part larger than the read buffer, with scattered superseded pages', async () => {
     const big = [{ name: 'bank', pageCount: 12_000 }];
     const all = range(0, 12_000).map((p) => ['bank', p] as [string, number]); // 47 MiB > IO_CHUNK_BYTES
