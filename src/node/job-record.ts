@@ -17,6 +17,8 @@ export interface JobRecord {
   highestEpoch: bigint;
   epochsSinceFull: number;
   checkpointInFlight: Promise<unknown> | null;
+  /** Staging memory kept warm between checkpoints (see checkpoint-runner). */
+  staging: Uint8Array | null;
   timer: NodeJS.Timeout | null;
   committed: number;
   failed: number;
@@ -35,6 +37,7 @@ export function newJobRecord(spec: JobSpec, maxGatedRequests: number): JobRecord
     highestEpoch: 0n,
     epochsSinceFull: 0,
     checkpointInFlight: null,
+    staging: null,
     timer: null,
     committed: 0,
     failed: 0,

@@ -37,7 +37,7 @@ import { FramePool } from './frames.js';
 import { NONE } from './lru.js';
 import { validateConfig } from './memory-config.js';
 import { COHERENCE_NAMES, PageTable, STATE_EXCLUSIVE, STATE_MODIFIED } from './page-table.js';
-import { allocBytes, copySnapshot } from './snapshot.js';
+import { allocBytes, copySnapshot, snapshotPageCount } from './snapshot.js';
 import { PAGE_BYTES, type SwapPort } from './swap-port.js';
 import { SwapSlots } from './swap-slots.js';
 import type {
@@ -230,10 +230,16 @@ export class PageMemory {
    * buffer and clears their changed flags. An unknown job gives an empty
    * snapshot (a node may take part in a round without holding containers).
    */
-  snapshot(jobId: string, mode: 'changed' | 'full'): Snapshot {
+  /** Bytes a snapshot in this mode would copy now (to size a reusable staging buffer). */
+  snapshotBytes(jobId: string, mode: 'changed' | 'full'): number {
+    return snapshotPageCount([...(this.byJob.get(jobId)?.values() ?? [])], mode) * PAGE_BYTES;
+  }
+
+  /** Copies the job's changed (or all) pages; into `reuse` when it is large enough. */
+  snapshot(jobId: string, mode: 'changed' | 'full', reuse?: Uint8Array): Snapshot {
     if (mode !== 'changed' && mode !== 'full') throw invalidArgument(`bad snapshot mode ${describeValue(mode)}`);
     const tables = [...(this.byJob.get(jobId)?.values() ?? [])];
-    const result = copySnapshot(tables, mode, this.pool, this.swap);
+    const result = copySnapshot(tables, mode, this.pool, this.swap, reuse);
     // Both modes copied every changed page, so every flag of the job clears.
     for (const t of tables) t.clearAllChanged();
     return result;

@@ -322,6 +322,25 @@ describe('swap', () => {
 });
 
 describe('snapshot', () => {
+  it('copies into a reusable staging buffer when it is large enough, else allocates', () => {
+    const { mem } = setup();
+    mem.createContainer('bank', 'a', 2);
+    fillPage(mem, 'bank', 'a', 1, 0x5a);
+    expect(mem.snapshotBytes('bank', 'changed')).toBe(2 * PAGE_BYTES);
+    expect(mem.snapshotBytes('bank', 'full')).toBe(2 * PAGE_BYTES);
+    const reuse = new Uint8Array(3 * PAGE_BYTES).fill(0xee); // stale bytes must not leak into zero pages
+    const s1 = mem.snapshot('bank', 'changed', reuse);
+    expect(s1.staging.buffer).toBe(reuse.buffer);
+    expect(s1.staging.length).toBe(2 * PAGE_BYTES);
+    expect(s1.staging.subarray(0, PAGE_BYTES).every((b) => b === 0)).toBe(true);
+    expect(s1.staging.subarray(PAGE_BYTES).every((b) => b === 0x5a)).toBe(true);
+    expect(mem.snapshotBytes('bank', 'changed')).toBe(0);
+    const small = new Uint8Array(PAGE_BYTES);
+    const s2 = mem.snapshot('bank', 'full', small);
+    expect(s2.staging.buffer).not.toBe(small.buffer);
+    expect(s2.staging.length).toBe(2 * PAGE_BYTES);
+  });
+
   it('copies changed pages in container then page order and clears their flags', () => {
     const { mem } = setup();
     mem.createContainer('bank', 'a', 3);
