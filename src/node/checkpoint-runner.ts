@@ -33,7 +33,7 @@ export interface CheckpointResult {
  * checkpoint; headroom covers pages changed between now and the freeze (if
  * more change, the snapshot allocates, slower but correct).
  */
-function warmStaging(job: JobRecord, needBytes: number, pageBytes: number): Uint8Array | undefined {
+export function warmStaging(job: JobRecord, needBytes: number, pageBytes: number): Uint8Array | undefined {
   if (needBytes === 0) return undefined;
   if (job.staging && job.staging.length >= needBytes) return job.staging;
   const bytes = needBytes + Math.ceil(needBytes / 4 / pageBytes) * pageBytes + 64 * pageBytes;
