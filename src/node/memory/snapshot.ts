@@ -61,14 +61,20 @@ export function copySnapshot(
   const staging = reuse && reuse.length >= bytes
     ? reuse.subarray(0, bytes)
     : allocBytes(bytes, `snapshot staging for ${count} pages`);
-  const entries: SnapshotEntry[] = [];
+  // Inside the window only numbers are recorded; entry objects come later.
+  assert(tables.length <= 0xffff, `snapshot of ${tables.length} containers exceeds the 16-bit table index`);
+  const tableOf = new Uint16Array(count);
+  const pageOf = new Uint32Array(count);
+  const versions = new Float64Array(count);
+  let n = 0;
   let pagesSwappedIn = 0;
   let runFirst = NONE;
   let runLen = 0;
   let runDst = 0;
   let off = 0;
-  for (const t of tables) {
-    const { frame, slot, changed, version, name } = t;
+  for (let ti = 0; ti < tables.length; ti += 1) {
+    const t = tables[ti]!;
+    const { frame, slot, changed, version } = t;
     for (let p = 0; p < t.pageCount; p += 1) {
       if (onlyChanged && changed[p] === 0) continue;
       const f = frame[p]!;
@@ -88,11 +94,29 @@ export function copySnapshot(
           staging.fill(0, off, off + PAGE_BYTES);
         }
       }
-      entries.push({ container: name, page: p, version: versionOf(version[p]!), stagingOffset: off });
+      tableOf[n] = ti;
+      pageOf[n] = p;
+      versions[n] = version[p]!;
+      n += 1;
       off += PAGE_BYTES;
     }
   }
   if (runLen > 0) pool.copyRun(runFirst, runLen, staging, runDst);
   assert(off === staging.length, `snapshot copied ${off} bytes into ${staging.length} of staging`);
-  return { staging, entries, pagesSwappedIn };
+  const names = tables.map((t) => t.name);
+  let entries: SnapshotEntry[] | null = null;
+  return {
+    staging,
+    pagesSwappedIn,
+    pageCount: count,
+    get entries(): SnapshotEntry[] {
+      entries ??= Array.from({ length: count }, (_, i) => ({
+        container: names[tableOf[i]!]!,
+        page: pageOf[i]!,
+        version: versionOf(versions[i]!),
+        stagingOffset: i * PAGE_BYTES,
+      }));
+      return entries;
+    },
+  };
 }

@@ -46,7 +46,9 @@ export interface SnapshotEntry {
 
 export interface Snapshot {
   staging: Uint8Array;
-  entries: SnapshotEntry[];
+  /** Built on first read, so that the freeze window holds only the copy. */
+  readonly entries: SnapshotEntry[];
+  readonly pageCount: number;
   /** Swapped pages read straight from swap into staging (not swapped in). */
   pagesSwappedIn: number;
 }

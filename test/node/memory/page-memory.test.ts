@@ -365,7 +365,7 @@ describe('snapshot', () => {
     expect(mem.pageInfo('bank', 'a', 2)).toEqual({ owner: 'node-a', state: 'modified', version: 1n, changed: false, where: 'resident' });
     expect(mem.containers('other')[0]!.pagesChanged).toBe(1); // other jobs untouched
 
-    expect(mem.snapshot('bank', 'changed')).toEqual({ staging: new Uint8Array(0), entries: [], pagesSwappedIn: 0 });
+    expect(mem.snapshot('bank', 'changed')).toEqual({ staging: new Uint8Array(0), entries: [], pagesSwappedIn: 0, pageCount: 0 });
     mem.applyBatch('bank', [add(1, 0, 3n, 'b')]);
     const second = mem.snapshot('bank', 'changed');
     expect(second.entries).toEqual([{ container: 'b', page: 1, version: 2n, stagingOffset: 0 }]);
@@ -419,7 +419,7 @@ describe('snapshot', () => {
 
   it('an unknown job gives an empty snapshot; a bad mode is rejected', () => {
     const { mem } = setup();
-    expect(mem.snapshot('nojob', 'full')).toEqual({ staging: new Uint8Array(0), entries: [], pagesSwappedIn: 0 });
+    expect(mem.snapshot('nojob', 'full')).toEqual({ staging: new Uint8Array(0), entries: [], pagesSwappedIn: 0, pageCount: 0 });
     expectGridError(() => mem.snapshot('nojob', 'some' as 'full'), 'invalid-argument', 'bad snapshot mode "some"');
   });
 
