@@ -54,10 +54,14 @@ describe('kill -9 between page data and manifest', () => {
           const r = await c.client.restore({ jobId: 'bank', epoch: 0n });
           expect(r.epoch!.epoch).toBe(1n);
           expect(r.skipped).toEqual([]);
+          expect(r.job!.units.every((u) => u.starts === 1 && u.state === 'running')).toBe(true);
           const next = await c.client.checkpoint({ jobId: 'bank', full: false });
           expect(next.epoch!.epoch).toBe(2n);
           expect(next.epoch!.parentEpoch).toBe(1n);
           await expectBankFinishesRight(c.client, 'bank', params);
+          // Each restarted unit was told which epoch it resumed from (GRIDCKPT_RESTORED_EPOCH).
+          const log = await readFile(join(dir, 'logs', 'bank+u0.log'), 'utf8');
+          expect(log).toMatch(/unit 0 resumes at op \d+ from epoch 1\n/);
         } finally {
           await c.stop();
         }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
+import { stat } from 'node:fs/promises';
 import { startAgent, uniqueNodeId, unitEnvOf } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { UnitClient, UnitApiError } from '../../src/unit/client.js';
@@ -23,6 +24,9 @@ describe('unit API', () => {
           job: { jobId: 'j1', units: [{ unitId: 'idle', command: '/bin/sleep', args: ['600'], env: {} }], checkpointIntervalMs: 0, fullEvery: 0 },
         });
         const env = await unitEnvOf(started.job!.units[0]!.pid);
+        const sock = await stat(env.socket);
+        expect(sock.isSocket()).toBe(true);
+        expect(sock.mode & 0o777).toBe(0o600);
         const u = new UnitClient(env, 10_000);
         try {
           const c = await u.openContainer('data', { pageCount: 4, create: true });
