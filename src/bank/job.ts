@@ -7,7 +7,7 @@ import { CONTAINER, decodeBank, pageCount, PAGE_BYTES, type BankParams } from '.
 
 export const BANK_UNIT_SCRIPT = scriptPath(import.meta.url, './unit-main.js');
 
-export function bankJobSpec(jobId: string, p: BankParams, checkpointIntervalMs: number, fullEvery = 0): JobSpec {
+export function bankJobSpec(jobId: string, p: BankParams, checkpointIntervalMs: number, fullEvery = 0, container = CONTAINER): JobSpec {
   const units = Array.from({ length: p.units }, (_, i) => ({
     unitId: `u${i}`,
     command: process.execPath,
@@ -18,17 +18,18 @@ export function bankJobSpec(jobId: string, p: BankParams, checkpointIntervalMs: 
       BANK_OPS: String(p.opsPerUnit),
       BANK_SEED: String(p.seed),
       BANK_UNIT_INDEX: String(i),
+      BANK_CONTAINER: container,
     },
   }));
   return { jobId, units, checkpointIntervalMs, fullEvery };
 }
 
-export async function readBankFromAgent(client: AgentClient, jobId: string, p: BankParams) {
+export async function readBankFromAgent(client: AgentClient, jobId: string, p: BankParams, container = CONTAINER) {
   const count = pageCount(p);
   const pages: Uint8Array[] = [];
   for (let first = 0; first < count; first += 256) {
     const n = Math.min(256, count - first);
-    const { data } = await client.readContainer({ jobId, container: CONTAINER, firstPage: first, pageCount: n });
+    const { data } = await client.readContainer({ jobId, container, firstPage: first, pageCount: n });
     for (let i = 0; i < n; i++) pages.push(data.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES));
   }
   return decodeBank(p, (i) => pages[i]!);

@@ -1,5 +1,5 @@
 import { UnitClient, unitEnvFromProcess } from '../unit/client.js';
-import { CONTAINER, counterSlot, accountSlot, pageCount, transfer, validateParams, type BankParams } from './model.js';
+import { CONTAINER as DEFAULT_CONTAINER, counterSlot, accountSlot, pageCount, transfer, validateParams, type BankParams } from './model.js';
 
 // A bank unit process. Parameters come from BANK_* variables; its index from
 // BANK_UNIT_INDEX. It resumes from its op counter in the container, so a
@@ -19,6 +19,8 @@ async function main(): Promise<void> {
   const p = bankParamsFromEnv(process.env);
   const index = Number(process.env['BANK_UNIT_INDEX']);
   if (!Number.isInteger(index) || index < 0 || index >= p.units) throw new Error(`bad BANK_UNIT_INDEX ${process.env['BANK_UNIT_INDEX']}`);
+  // Each sub-bank of a job spread over nodes has its own container.
+  const CONTAINER = process.env['BANK_CONTAINER'] ?? DEFAULT_CONTAINER;
   const client = new UnitClient(env);
   await client.attach();
   await client.openContainer(CONTAINER, { pageCount: pageCount(p), create: true });

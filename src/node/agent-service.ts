@@ -5,7 +5,7 @@ import { GridError } from '../common/errors.js';
 import type { NodeAgent } from './agent.js';
 import { verifyEpoch, listCommitted } from './store/index.js';
 import {
-  required, jobSpecFromPb, jobStatusToPb, epochFromPb, epochInfoToPb, chainLengths, statusToPb,
+  required, jobSpecFromPb, fenceFromPb, partInfoToPb, jobStatusToPb, epochFromPb, epochInfoToPb, chainLengths, statusToPb,
 } from './codec.js';
 
 // gRPC shell of the node agent's service.
@@ -65,6 +65,17 @@ export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => vo
       const r = await agent.waitJob(req.jobId, req.timeoutMs);
       return { job: jobStatusToPb(r.job), done: r.done };
     }, onBug),
+    prepareCheckpoint: unary(async (req) => {
+      const r = await agent.prepareCheckpoint(fenceFromPb(req.fence), req.jobId, epochFromPb(req.parentEpoch), req.full);
+      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs };
+    }, onBug),
+    commitCheckpoint: unary(async (req) => {
+      const r = await agent.commitCheckpoint(fenceFromPb(req.fence), req.jobId);
+      return { epoch: r.epoch, part: partInfoToPb(r.part), containers: r.containers, writeMs: r.writeMs };
+    }, onBug),
+    abortCheckpoint: unary(async (req) => ({
+      dropped: await agent.abortCheckpoint(fenceFromPb(req.fence), req.jobId, req.reason),
+    }), onBug),
     readContainer: unary((req) => {
       const data = agent.readContainer(req.jobId, req.container, req.firstPage, req.pageCount);
       return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };

@@ -11,6 +11,9 @@ import { listCommitted, removeIncomplete, listJobs } from './store/index.js';
 import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
 import { runRestore, type RestoreResult } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
+import {
+  prepareParticipant, commitParticipant, abortParticipant, type Fence, type PrepareResult, type CommitResult,
+} from './participant-runner.js';
 
 // The node agent's shell: it owns the page memory, the unit supervisor and
 // the job table, authenticates unit requests, routes them through each job's
@@ -119,13 +122,39 @@ export class NodeAgent {
 
   checkpoint(jobId: string, full: boolean): Promise<CheckpointResult> {
     const job = this.job(jobId);
-    if (job.checkpointInFlight) {
-      return Promise.reject(new GridError('aborted', `a checkpoint of job ${jobId} is already in progress`));
-    }
     if (job.state !== 'running' && job.state !== 'completed' && job.state !== 'failed') {
       return Promise.reject(new GridError('failed-precondition', `job ${jobId} is ${job.state}; nothing to checkpoint`));
     }
-    const run = runCheckpoint(this.deps, job, full).finally(() => {
+    return this.exclusive(job, () => runCheckpoint(this.deps, job, full));
+  }
+
+  // ---- the participant side of a coordinated round ----
+
+  prepareCheckpoint(fence: Fence, jobId: string, parentEpoch: bigint | null, full: boolean): Promise<PrepareResult> {
+    const job = this.job(jobId);
+    return this.exclusive(job, () => prepareParticipant(this.deps, job, fence, parentEpoch, full));
+  }
+
+  commitCheckpoint(fence: Fence, jobId: string): Promise<CommitResult> {
+    const job = this.job(jobId);
+    return this.exclusive(job, () => commitParticipant(this.deps, job, fence));
+  }
+
+  /** Waits for a prepare or commit in flight, then drops what that epoch staged or wrote. */
+  async abortCheckpoint(fence: Fence, jobId: string, reason: string): Promise<boolean> {
+    const job = this.job(jobId);
+    await job.checkpointInFlight?.catch(() => undefined);
+    const dropped = abortParticipant(this.deps, job, fence);
+    this.deps.log.info({ jobId, epoch: String(fence.epoch), reason, dropped }, 'round aborted by the coordinator');
+    return dropped;
+  }
+
+  /** One checkpoint step of a job at a time; a second one is refused, not queued. */
+  private exclusive<T>(job: JobRecord, step: () => Promise<T>): Promise<T> {
+    if (job.checkpointInFlight) {
+      return Promise.reject(new GridError('aborted', `a checkpoint step of job ${job.spec.jobId} is already in progress`));
+    }
+    const run = step().finally(() => {
       job.checkpointInFlight = null;
     });
     job.checkpointInFlight = run;

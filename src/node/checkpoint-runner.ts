@@ -44,15 +44,23 @@ export function warmStaging(job: JobRecord, needBytes: number, pageBytes: number
   return staging;
 }
 
-export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: boolean): Promise<CheckpointResult> {
-  const { memory, supervisor, config, log, metrics } = deps;
-  const jobId = job.spec.jobId;
-  const full = forceFull || job.parentEpoch === null || job.epochsSinceFull + 1 >= job.spec.fullEvery;
-  const mode = full ? 'full' : 'changed';
-  const epoch = job.highestEpoch + 1n;
-  job.highestEpoch = epoch;
-  const staging = warmStaging(job, memory.snapshotBytes(jobId, mode), PAGE_BYTES);
+export interface FrozenSnapshot {
+  snapshot: Snapshot;
+  freezeMs: number;
+  snapshotMs: number;
+  thawMs: number;
+  freezeWindowMs: number;
+}
 
+/**
+ * The freeze window, shared by local checkpoints and the prepare phase of a
+ * coordinated round: freeze → gate → snapshot into warm staging → thaw (in a
+ * finally) → open the gate. Throws GridError('unavailable') naming the stage.
+ */
+export async function freezeAndSnapshot(deps: AgentDeps, job: JobRecord, epoch: bigint, mode: 'full' | 'changed'): Promise<FrozenSnapshot> {
+  const { memory, supervisor, metrics } = deps;
+  const jobId = job.spec.jobId;
+  const staging = warmStaging(job, memory.snapshotBytes(jobId, mode), PAGE_BYTES);
   const t0 = performance.now();
   try {
     await supervisor.freezeJob(jobId);
@@ -83,6 +91,18 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
     metrics.checkpointFailed('snapshot');
     throw new GridError('unavailable', `epoch ${epoch} of job ${jobId}: snapshot failed: ${message(snapshotError)}`);
   }
+  return { snapshot, freezeMs: t1 - t0, snapshotMs: t2 - t1, thawMs: t3 - t2, freezeWindowMs: t3 - t0 };
+}
+
+export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: boolean): Promise<CheckpointResult> {
+  const { memory, config, log, metrics } = deps;
+  const jobId = job.spec.jobId;
+  const full = forceFull || job.parentEpoch === null || job.epochsSinceFull + 1 >= job.spec.fullEvery;
+  const mode = full ? 'full' : 'changed';
+  const epoch = job.highestEpoch + 1n;
+  job.highestEpoch = epoch;
+  const { snapshot, freezeMs, snapshotMs, thawMs, freezeWindowMs } = await freezeAndSnapshot(deps, job, epoch, mode);
+  const t3 = performance.now();
 
   try {
     const part = await writeNodePart({
@@ -111,10 +131,10 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
     const result: CheckpointResult = {
       manifest,
       chainLength: job.epochsSinceFull + 1,
-      freezeWindowMs: t3 - t0,
-      freezeMs: t1 - t0,
-      snapshotMs: t2 - t1,
-      thawMs: t3 - t2,
+      freezeWindowMs,
+      freezeMs,
+      snapshotMs,
+      thawMs,
       writeMs: t4 - t3,
       pagesSwappedIn: snapshot.pagesSwappedIn,
     };
@@ -137,11 +157,11 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
   }
 }
 
-function fail(job: JobRecord, stage: string, err: unknown): void {
+export function fail(job: JobRecord, stage: string, err: unknown): void {
   job.failed += 1;
   job.lastError = `${stage}: ${message(err)}`;
 }
 
-function message(err: unknown): string {
+export function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

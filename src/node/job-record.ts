@@ -1,5 +1,12 @@
 import type { JobSpec } from './job-spec.js';
 import { RequestGate } from './request-gate.js';
+import type { Snapshot, SnapshotEntry } from './memory/page-memory.js';
+
+export interface StagedEpoch {
+  epoch: bigint;
+  parentEpoch: bigint | null;
+  snapshot: Snapshot;
+}
 
 // What the agent keeps per job between requests.
 
@@ -19,6 +26,12 @@ export interface JobRecord {
   checkpointInFlight: Promise<unknown> | null;
   /** Staging memory kept warm between checkpoints (see checkpoint-runner). */
   staging: Uint8Array | null;
+  /** Coordinated rounds: prepared (staged, not yet written) for an epoch. */
+  staged: StagedEpoch | null;
+  /** Coordinated rounds: written as our part, manifest not yet confirmed. */
+  unconfirmed: { epoch: bigint; entries: SnapshotEntry[] } | null;
+  /** The newest coordinator fence seen, per coordinator (cluster/node). */
+  fences: Map<string, bigint>;
   timer: NodeJS.Timeout | null;
   committed: number;
   failed: number;
@@ -38,6 +51,9 @@ export function newJobRecord(spec: JobSpec, maxGatedRequests: number): JobRecord
     epochsSinceFull: 0,
     checkpointInFlight: null,
     staging: null,
+    staged: null,
+    unconfirmed: null,
+    fences: new Map(),
     timer: null,
     committed: 0,
     failed: 0,

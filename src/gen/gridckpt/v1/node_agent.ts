@@ -18,11 +18,66 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { EpochInfo } from "./common.js";
+import { EpochInfo, Fence } from "./common.js";
 
 export const protobufPackage = "gridckpt.v1";
 
 export const protobufFileName = "gridckpt/v1/node_agent.proto";
+
+export interface PrepareCheckpointRequest {
+  /** cluster_id, the coordinator's node_id and incarnation, and the epoch. */
+  fence: Fence | undefined;
+  jobId: string;
+  /** 0 for a full epoch. */
+  parentEpoch: bigint;
+  full: boolean;
+}
+
+export interface PrepareCheckpointResponse {
+  epoch: bigint;
+  pages: bigint;
+  bytes: bigint;
+  freezeWindowMs: number;
+}
+
+export interface CommitCheckpointRequest {
+  fence: Fence | undefined;
+  jobId: string;
+}
+
+/** What this node wrote: the coordinator puts it in the manifest as is. */
+export interface PartInfo {
+  nodeId: string;
+  dataFile: string;
+  tableFile: string;
+  dataBytes: bigint;
+  tableBytes: bigint;
+  pageCount: bigint;
+  tableDigest: string;
+}
+
+export interface ContainerInfo {
+  name: string;
+  pageCount: number;
+}
+
+export interface CommitCheckpointResponse {
+  epoch: bigint;
+  part: PartInfo | undefined;
+  containers: ContainerInfo[];
+  writeMs: number;
+}
+
+export interface AbortCheckpointRequest {
+  fence: Fence | undefined;
+  jobId: string;
+  reason: string;
+}
+
+export interface AbortCheckpointResponse {
+  /** False when nothing was staged for that epoch (an abort is idempotent). */
+  dropped: boolean;
+}
 
 export interface UnitSpec {
   unitId: string;
@@ -199,6 +254,946 @@ export interface ReadContainerRequest {
 export interface ReadContainerResponse {
   data: Buffer;
 }
+
+function createBasePrepareCheckpointRequest(): PrepareCheckpointRequest {
+  return { fence: undefined, jobId: "", parentEpoch: 0n, full: false };
+}
+
+export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
+  encode(message: PrepareCheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.parentEpoch !== 0n) {
+      if (BigInt.asUintN(64, message.parentEpoch) !== message.parentEpoch) {
+        throw new globalThis.Error("value provided for field message.parentEpoch of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.parentEpoch);
+    }
+    if (message.full !== false) {
+      writer.uint32(32).bool(message.full);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrepareCheckpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrepareCheckpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.parentEpoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.full = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrepareCheckpointRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      parentEpoch: isSet(object.parentEpoch)
+        ? BigInt(object.parentEpoch)
+        : isSet(object.parent_epoch)
+        ? BigInt(object.parent_epoch)
+        : 0n,
+      full: isSet(object.full) ? globalThis.Boolean(object.full) : false,
+    };
+  },
+
+  toJSON(message: PrepareCheckpointRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.parentEpoch !== 0n) {
+      obj.parentEpoch = message.parentEpoch.toString();
+    }
+    if (message.full !== false) {
+      obj.full = message.full;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrepareCheckpointRequest>, I>>(base?: I): PrepareCheckpointRequest {
+    return PrepareCheckpointRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrepareCheckpointRequest>, I>>(object: I): PrepareCheckpointRequest {
+    const message = createBasePrepareCheckpointRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    message.parentEpoch = (object.parentEpoch !== undefined && object.parentEpoch !== null)
+      ? BigInt(object.parentEpoch)
+      : 0n;
+    message.full = object.full ?? false;
+    return message;
+  },
+};
+
+function createBasePrepareCheckpointResponse(): PrepareCheckpointResponse {
+  return { epoch: 0n, pages: 0n, bytes: 0n, freezeWindowMs: 0 };
+}
+
+export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = {
+  encode(message: PrepareCheckpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.epoch);
+    }
+    if (message.pages !== 0n) {
+      if (BigInt.asUintN(64, message.pages) !== message.pages) {
+        throw new globalThis.Error("value provided for field message.pages of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.pages);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.bytes);
+    }
+    if (message.freezeWindowMs !== 0) {
+      writer.uint32(33).double(message.freezeWindowMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrepareCheckpointResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrepareCheckpointResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pages = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.freezeWindowMs = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrepareCheckpointResponse {
+    return {
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      pages: isSet(object.pages) ? BigInt(object.pages) : 0n,
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+      freezeWindowMs: isSet(object.freezeWindowMs)
+        ? globalThis.Number(object.freezeWindowMs)
+        : isSet(object.freeze_window_ms)
+        ? globalThis.Number(object.freeze_window_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: PrepareCheckpointResponse): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.pages !== 0n) {
+      obj.pages = message.pages.toString();
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    if (message.freezeWindowMs !== 0) {
+      obj.freezeWindowMs = floatToJson(message.freezeWindowMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrepareCheckpointResponse>, I>>(base?: I): PrepareCheckpointResponse {
+    return PrepareCheckpointResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrepareCheckpointResponse>, I>>(object: I): PrepareCheckpointResponse {
+    const message = createBasePrepareCheckpointResponse();
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.pages = (object.pages !== undefined && object.pages !== null) ? BigInt(object.pages) : 0n;
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    message.freezeWindowMs = object.freezeWindowMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseCommitCheckpointRequest(): CommitCheckpointRequest {
+  return { fence: undefined, jobId: "" };
+}
+
+export const CommitCheckpointRequest: MessageFns<CommitCheckpointRequest> = {
+  encode(message: CommitCheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitCheckpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitCheckpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitCheckpointRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CommitCheckpointRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CommitCheckpointRequest>, I>>(base?: I): CommitCheckpointRequest {
+    return CommitCheckpointRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CommitCheckpointRequest>, I>>(object: I): CommitCheckpointRequest {
+    const message = createBaseCommitCheckpointRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBasePartInfo(): PartInfo {
+  return { nodeId: "", dataFile: "", tableFile: "", dataBytes: 0n, tableBytes: 0n, pageCount: 0n, tableDigest: "" };
+}
+
+export const PartInfo: MessageFns<PartInfo> = {
+  encode(message: PartInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.dataFile !== "") {
+      writer.uint32(18).string(message.dataFile);
+    }
+    if (message.tableFile !== "") {
+      writer.uint32(26).string(message.tableFile);
+    }
+    if (message.dataBytes !== 0n) {
+      if (BigInt.asUintN(64, message.dataBytes) !== message.dataBytes) {
+        throw new globalThis.Error("value provided for field message.dataBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.dataBytes);
+    }
+    if (message.tableBytes !== 0n) {
+      if (BigInt.asUintN(64, message.tableBytes) !== message.tableBytes) {
+        throw new globalThis.Error("value provided for field message.tableBytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.tableBytes);
+    }
+    if (message.pageCount !== 0n) {
+      if (BigInt.asUintN(64, message.pageCount) !== message.pageCount) {
+        throw new globalThis.Error("value provided for field message.pageCount of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.pageCount);
+    }
+    if (message.tableDigest !== "") {
+      writer.uint32(58).string(message.tableDigest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PartInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePartInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dataFile = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tableFile = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dataBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.tableBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pageCount = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tableDigest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PartInfo {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      dataFile: isSet(object.dataFile)
+        ? globalThis.String(object.dataFile)
+        : isSet(object.data_file)
+        ? globalThis.String(object.data_file)
+        : "",
+      tableFile: isSet(object.tableFile)
+        ? globalThis.String(object.tableFile)
+        : isSet(object.table_file)
+        ? globalThis.String(object.table_file)
+        : "",
+      dataBytes: isSet(object.dataBytes)
+        ? BigInt(object.dataBytes)
+        : isSet(object.data_bytes)
+        ? BigInt(object.data_bytes)
+        : 0n,
+      tableBytes: isSet(object.tableBytes)
+        ? BigInt(object.tableBytes)
+        : isSet(object.table_bytes)
+        ? BigInt(object.table_bytes)
+        : 0n,
+      pageCount: isSet(object.pageCount)
+        ? BigInt(object.pageCount)
+        : isSet(object.page_count)
+        ? BigInt(object.page_count)
+        : 0n,
+      tableDigest: isSet(object.tableDigest)
+        ? globalThis.String(object.tableDigest)
+        : isSet(object.table_digest)
+        ? globalThis.String(object.table_digest)
+        : "",
+    };
+  },
+
+  toJSON(message: PartInfo): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.dataFile !== "") {
+      obj.dataFile = message.dataFile;
+    }
+    if (message.tableFile !== "") {
+      obj.tableFile = message.tableFile;
+    }
+    if (message.dataBytes !== 0n) {
+      obj.dataBytes = message.dataBytes.toString();
+    }
+    if (message.tableBytes !== 0n) {
+      obj.tableBytes = message.tableBytes.toString();
+    }
+    if (message.pageCount !== 0n) {
+      obj.pageCount = message.pageCount.toString();
+    }
+    if (message.tableDigest !== "") {
+      obj.tableDigest = message.tableDigest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PartInfo>, I>>(base?: I): PartInfo {
+    return PartInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PartInfo>, I>>(object: I): PartInfo {
+    const message = createBasePartInfo();
+    message.nodeId = object.nodeId ?? "";
+    message.dataFile = object.dataFile ?? "";
+    message.tableFile = object.tableFile ?? "";
+    message.dataBytes = (object.dataBytes !== undefined && object.dataBytes !== null) ? BigInt(object.dataBytes) : 0n;
+    message.tableBytes = (object.tableBytes !== undefined && object.tableBytes !== null)
+      ? BigInt(object.tableBytes)
+      : 0n;
+    message.pageCount = (object.pageCount !== undefined && object.pageCount !== null) ? BigInt(object.pageCount) : 0n;
+    message.tableDigest = object.tableDigest ?? "";
+    return message;
+  },
+};
+
+function createBaseContainerInfo(): ContainerInfo {
+  return { name: "", pageCount: 0 };
+}
+
+export const ContainerInfo: MessageFns<ContainerInfo> = {
+  encode(message: ContainerInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.pageCount !== 0) {
+      writer.uint32(16).uint32(message.pageCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageCount = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      pageCount: isSet(object.pageCount)
+        ? globalThis.Number(object.pageCount)
+        : isSet(object.page_count)
+        ? globalThis.Number(object.page_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: ContainerInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.pageCount !== 0) {
+      obj.pageCount = Math.round(message.pageCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ContainerInfo>, I>>(base?: I): ContainerInfo {
+    return ContainerInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ContainerInfo>, I>>(object: I): ContainerInfo {
+    const message = createBaseContainerInfo();
+    message.name = object.name ?? "";
+    message.pageCount = object.pageCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseCommitCheckpointResponse(): CommitCheckpointResponse {
+  return { epoch: 0n, part: undefined, containers: [], writeMs: 0 };
+}
+
+export const CommitCheckpointResponse: MessageFns<CommitCheckpointResponse> = {
+  encode(message: CommitCheckpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.epoch);
+    }
+    if (message.part !== undefined) {
+      PartInfo.encode(message.part, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.containers) {
+      ContainerInfo.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.writeMs !== 0) {
+      writer.uint32(33).double(message.writeMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitCheckpointResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitCheckpointResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = PartInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.containers.push(ContainerInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.writeMs = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitCheckpointResponse {
+    return {
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      part: isSet(object.part) ? PartInfo.fromJSON(object.part) : undefined,
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerInfo.fromJSON(e))
+        : [],
+      writeMs: isSet(object.writeMs)
+        ? globalThis.Number(object.writeMs)
+        : isSet(object.write_ms)
+        ? globalThis.Number(object.write_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: CommitCheckpointResponse): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.part !== undefined) {
+      obj.part = PartInfo.toJSON(message.part);
+    }
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerInfo.toJSON(e));
+    }
+    if (message.writeMs !== 0) {
+      obj.writeMs = floatToJson(message.writeMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CommitCheckpointResponse>, I>>(base?: I): CommitCheckpointResponse {
+    return CommitCheckpointResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CommitCheckpointResponse>, I>>(object: I): CommitCheckpointResponse {
+    const message = createBaseCommitCheckpointResponse();
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.part = (object.part !== undefined && object.part !== null) ? PartInfo.fromPartial(object.part) : undefined;
+    message.containers = object.containers?.map((e) => ContainerInfo.fromPartial(e)) || [];
+    message.writeMs = object.writeMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseAbortCheckpointRequest(): AbortCheckpointRequest {
+  return { fence: undefined, jobId: "", reason: "" };
+}
+
+export const AbortCheckpointRequest: MessageFns<AbortCheckpointRequest> = {
+  encode(message: AbortCheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortCheckpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAbortCheckpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AbortCheckpointRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: AbortCheckpointRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AbortCheckpointRequest>, I>>(base?: I): AbortCheckpointRequest {
+    return AbortCheckpointRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AbortCheckpointRequest>, I>>(object: I): AbortCheckpointRequest {
+    const message = createBaseAbortCheckpointRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAbortCheckpointResponse(): AbortCheckpointResponse {
+  return { dropped: false };
+}
+
+export const AbortCheckpointResponse: MessageFns<AbortCheckpointResponse> = {
+  encode(message: AbortCheckpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dropped !== false) {
+      writer.uint32(8).bool(message.dropped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortCheckpointResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAbortCheckpointResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dropped = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AbortCheckpointResponse {
+    return { dropped: isSet(object.dropped) ? globalThis.Boolean(object.dropped) : false };
+  },
+
+  toJSON(message: AbortCheckpointResponse): unknown {
+    const obj: any = {};
+    if (message.dropped !== false) {
+      obj.dropped = message.dropped;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AbortCheckpointResponse>, I>>(base?: I): AbortCheckpointResponse {
+    return AbortCheckpointResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AbortCheckpointResponse>, I>>(object: I): AbortCheckpointResponse {
+    const message = createBaseAbortCheckpointResponse();
+    message.dropped = object.dropped ?? false;
+    return message;
+  },
+};
 
 function createBaseUnitSpec(): UnitSpec {
   return { unitId: "", command: "", args: [], env: {} };
@@ -3264,6 +4259,46 @@ export const NodeAgentServiceService = {
       Buffer.from(ReadContainerResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReadContainerResponse => ReadContainerResponse.decode(value),
   },
+  /**
+   * The participant side of a coordinated round (ARCHITECTURE §4). Prepare
+   * freezes, snapshots changed pages to staging and thaws; commit makes the
+   * staged pages durable as this node's part of the epoch; the coordinator
+   * writes the manifest. Abort drops the staging and marks the pages changed
+   * again. A message whose fence is older than one already seen is refused.
+   */
+  prepareCheckpoint: {
+    path: "/gridckpt.v1.NodeAgentService/PrepareCheckpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PrepareCheckpointRequest): Buffer =>
+      Buffer.from(PrepareCheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PrepareCheckpointRequest => PrepareCheckpointRequest.decode(value),
+    responseSerialize: (value: PrepareCheckpointResponse): Buffer =>
+      Buffer.from(PrepareCheckpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PrepareCheckpointResponse => PrepareCheckpointResponse.decode(value),
+  },
+  commitCheckpoint: {
+    path: "/gridckpt.v1.NodeAgentService/CommitCheckpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CommitCheckpointRequest): Buffer =>
+      Buffer.from(CommitCheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CommitCheckpointRequest => CommitCheckpointRequest.decode(value),
+    responseSerialize: (value: CommitCheckpointResponse): Buffer =>
+      Buffer.from(CommitCheckpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CommitCheckpointResponse => CommitCheckpointResponse.decode(value),
+  },
+  abortCheckpoint: {
+    path: "/gridckpt.v1.NodeAgentService/AbortCheckpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AbortCheckpointRequest): Buffer =>
+      Buffer.from(AbortCheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AbortCheckpointRequest => AbortCheckpointRequest.decode(value),
+    responseSerialize: (value: AbortCheckpointResponse): Buffer =>
+      Buffer.from(AbortCheckpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AbortCheckpointResponse => AbortCheckpointResponse.decode(value),
+  },
 } as const;
 
 export interface NodeAgentServiceServer extends UntypedServiceImplementation {
@@ -3280,6 +4315,16 @@ export interface NodeAgentServiceServer extends UntypedServiceImplementation {
   waitJob: handleUnaryCall<WaitJobRequest, WaitJobResponse>;
   /** Reads whole pages of a container (for tools and tests). */
   readContainer: handleUnaryCall<ReadContainerRequest, ReadContainerResponse>;
+  /**
+   * The participant side of a coordinated round (ARCHITECTURE §4). Prepare
+   * freezes, snapshots changed pages to staging and thaws; commit makes the
+   * staged pages durable as this node's part of the epoch; the coordinator
+   * writes the manifest. Abort drops the staging and marks the pages changed
+   * again. A message whose fence is older than one already seen is refused.
+   */
+  prepareCheckpoint: handleUnaryCall<PrepareCheckpointRequest, PrepareCheckpointResponse>;
+  commitCheckpoint: handleUnaryCall<CommitCheckpointRequest, CommitCheckpointResponse>;
+  abortCheckpoint: handleUnaryCall<AbortCheckpointRequest, AbortCheckpointResponse>;
 }
 
 export interface NodeAgentServiceClient extends Client {
@@ -3421,6 +4466,58 @@ export interface NodeAgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReadContainerResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The participant side of a coordinated round (ARCHITECTURE §4). Prepare
+   * freezes, snapshots changed pages to staging and thaws; commit makes the
+   * staged pages durable as this node's part of the epoch; the coordinator
+   * writes the manifest. Abort drops the staging and marks the pages changed
+   * again. A message whose fence is older than one already seen is refused.
+   */
+  prepareCheckpoint(
+    request: PrepareCheckpointRequest,
+    callback: (error: ServiceError | null, response: PrepareCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  prepareCheckpoint(
+    request: PrepareCheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PrepareCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  prepareCheckpoint(
+    request: PrepareCheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PrepareCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  commitCheckpoint(
+    request: CommitCheckpointRequest,
+    callback: (error: ServiceError | null, response: CommitCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  commitCheckpoint(
+    request: CommitCheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CommitCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  commitCheckpoint(
+    request: CommitCheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CommitCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  abortCheckpoint(
+    request: AbortCheckpointRequest,
+    callback: (error: ServiceError | null, response: AbortCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  abortCheckpoint(
+    request: AbortCheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AbortCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  abortCheckpoint(
+    request: AbortCheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AbortCheckpointResponse) => void,
   ): ClientUnaryCall;
 }
 
