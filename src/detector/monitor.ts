@@ -316,6 +316,7 @@ export class Monitor {
     st.detector = new PhiAccrual(this.config, nowMs);
     st.lastSeq = null;
     this.counts.incarnationsStarted += 1;
+    this.armNextCrossing(st);
   }
 
   private become(st: PeerState, to: Verdict, atMs: number, changes: VerdictChange[]): void {
