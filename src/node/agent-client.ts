@@ -1,6 +1,6 @@
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { NodeAgentServiceClient } from '../gen/gridckpt/v1/node_agent.js';
-import type * as pb from '../gen/gridckpt/v1/node_agent.js';
+import * as pb from '../gen/gridckpt/v1/node_agent.js';
 import { statusName } from '../common/grpc-status.js';
 
 // A promise-returning client of the node agent's service with a deadline on
@@ -27,7 +27,7 @@ export class AgentClient {
   checkpoint(req: pb.CheckpointRequest) { return this.call<pb.CheckpointRequest, pb.CheckpointResponse>('checkpoint', req); }
   listEpochs(req: pb.ListEpochsRequest) { return this.call<pb.ListEpochsRequest, pb.ListEpochsResponse>('listEpochs', req); }
   verifyEpoch(req: pb.VerifyEpochRequest) { return this.call<pb.VerifyEpochRequest, pb.VerifyEpochResponse>('verifyEpoch', req); }
-  restore(req: pb.RestoreRequest) { return this.call<pb.RestoreRequest, pb.RestoreResponse>('restore', req); }
+  restore(req: pb.DeepPartial<pb.RestoreRequest>) { return this.call<pb.RestoreRequest, pb.RestoreResponse>('restore', pb.RestoreRequest.fromPartial(req)); }
   status() { return this.call<pb.StatusRequest, pb.StatusResponse>('status', {}); }
   readContainer(req: pb.ReadContainerRequest) { return this.call<pb.ReadContainerRequest, pb.ReadContainerResponse>('readContainer', req); }
   waitJob(req: pb.WaitJobRequest) {

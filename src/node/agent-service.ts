@@ -49,7 +49,10 @@ export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => vo
     }, onBug),
     restore: unary(async (req) => {
       checkName('job id', req.jobId);
-      const r = await agent.restore(req.jobId, epochFromPb(req.epoch));
+      const r = await agent.restore(req.jobId, epochFromPb(req.epoch), {
+        ...(req.partsFrom.length > 0 ? { parts: new Set(req.partsFrom.map((n) => checkName('node id', n))) } : {}),
+        ...(req.job ? { spec: jobSpecFromPb(req.job) } : {}),
+      });
       return {
         epoch: epochInfoToPb(r.manifest, r.chainLength),
         skipped: r.skipped.map((s) => ({ epoch: s.epoch, reason: s.reason })),

@@ -9,7 +9,7 @@ import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
 import type { Freezer } from './units/freezer.js';
 import { listCommitted, removeIncomplete, listJobs } from './store/index.js';
 import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
-import { runRestore, type RestoreResult } from './restore-runner.js';
+import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
 import {
   prepareParticipant, commitParticipant, abortParticipant, type Fence, type PrepareResult, type CommitResult,
@@ -161,7 +161,7 @@ export class NodeAgent {
     return run;
   }
 
-  async restore(jobId: string, epoch: bigint | null): Promise<RestoreResult> {
+  async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}): Promise<RestoreResult> {
     const existing = this.jobs.get(jobId);
     if (existing) {
       this.disarmTimer(existing);
@@ -169,7 +169,8 @@ export class NodeAgent {
       await existing.checkpointInFlight?.catch(() => undefined);
       await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
     }
-    const result = await runRestore(this.deps, jobId, epoch);
+    if (scope.spec) scope = { ...scope, spec: validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery) };
+    const result = await runRestore(this.deps, jobId, epoch, scope);
     const job = newJobRecord(result.spec, this.deps.config.limits.maxGatedRequests);
     job.parentEpoch = result.manifest.epoch;
     job.highestEpoch = result.highestEpoch;

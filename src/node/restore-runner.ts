@@ -23,7 +23,14 @@ export interface RestoreResult {
   job?: JobView;
 }
 
-export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint | null): Promise<RestoreResult> {
+export interface RestoreScope {
+  /** Only these nodes' parts; containers are then created as their pages arrive. */
+  parts?: ReadonlySet<string>;
+  /** The units to run here instead of the manifest's job. */
+  spec?: JobSpec;
+}
+
+export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint | null, scope: RestoreScope = {}): Promise<RestoreResult> {
   const { config, memory, log, metrics } = deps;
   const t0 = performance.now();
   const committed = await listCommitted(config.storeDir, jobId);
@@ -38,13 +45,15 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
   const skipped: SkippedEpoch[] = [];
   for (const manifest of candidates) {
     try {
-      const spec = jobSpecFromManifest(manifest.job, config.limits, config.defaultFullEvery);
+      const spec = scope.spec ?? jobSpecFromManifest(manifest.job, config.limits, config.defaultFullEvery);
       const chain = await epochChain(config.storeDir, jobId, manifest.epoch);
       if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
-      for (const c of manifest.containers) memory.createContainer(jobId, c.name, c.pageCount);
-      const loaded = await loadEpoch(config.storeDir, jobId, manifest.epoch, (container, page, data) =>
-        memory.loadPage(jobId, container, page, data),
-      );
+      const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
+      if (!scope.parts) for (const c of manifest.containers) memory.createContainer(jobId, c.name, c.pageCount);
+      const loaded = await loadEpoch(config.storeDir, jobId, manifest.epoch, (container, page, data) => {
+        if (!memory.hasContainer(jobId, container)) memory.createContainer(jobId, container, sizes.get(container)!);
+        memory.loadPage(jobId, container, page, data);
+      }, scope.parts ? { parts: scope.parts } : {});
       metrics.restored(performance.now() - t0, skipped.length > 0);
       log.info(
         { jobId, epoch: String(manifest.epoch), pages: loaded.pagesLoaded, skipped: skipped.map((s) => String(s.epoch)) },

@@ -93,6 +93,18 @@ describe('node agents as round participants', () => {
           expect(image.counters).toEqual([params.opsPerUnit, params.opsPerUnit]);
           expect(balancesDigest(image.balances)).toBe(expected);
         }
+
+        // A spare node takes over B: it loads only B's parts and runs B's units.
+        const spare = await startAgent(join(dir, 'c'), { nodeId: uniqueNodeId('pc'), args: ['--store-dir', storeDir] });
+        agents.push(spare);
+        const r = await spare.client.restore({
+          jobId: JOB, epoch: 3n, partsFrom: [agents[1]!.nodeId], job: bankJobSpec(JOB, params, 0, 0, 'bank-b'),
+        });
+        expect(r.epoch!.epoch).toBe(3n);
+        expect(r.job!.containers.map((c) => c.name)).toEqual(['bank-b']);
+        expect((await spare.client.waitJob({ jobId: JOB, timeoutMs: 60_000 })).job!.state).toBe('completed');
+        const moved = await readBankFromAgent(spare.client, JOB, params, 'bank-b');
+        expect(balancesDigest(moved.balances)).toBe(expected);
       } finally {
         for (const a of agents) await a.stop();
       }

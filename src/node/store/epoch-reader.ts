@@ -41,13 +41,19 @@ const ENTRY_SPAN = 2 ** 32; // packs (part index, entry) and (container index, p
  * Restores `epoch` into `sink`. `data` is a view into a reused read buffer,
  * valid only during the call: the sink copies what it keeps.
  */
-export async function loadEpoch(storeDir: string, jobId: string, epoch: bigint, sink: PageSink): Promise<LoadResult> {
+export interface LoadOptions {
+  /** Only the parts written by these nodes (a node restoring what it, or a failed node it replaces, held). */
+  parts?: ReadonlySet<string>;
+}
+
+export async function loadEpoch(storeDir: string, jobId: string, epoch: bigint, sink: PageSink, options: LoadOptions = {}): Promise<LoadResult> {
   const chain = await epochChain(storeDir, jobId, epoch);
   const parts: OpenedPart[] = [];
   const partRank: number[] = [];
   for (const [rank, manifest] of chain.entries()) {
     const dir = epochDir(storeDir, jobId, manifest.epoch);
     for (const info of manifest.parts) {
+      if (options.parts && !options.parts.has(info.nodeId)) continue;
       const opened = await openPart(dir, manifest, info);
       const sizeError = await dataSizeError(opened);
       if (sizeError !== null) throw new GridError('data-loss', sizeError);

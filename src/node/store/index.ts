@@ -11,4 +11,4 @@ export { writeNodePart, commitEpoch } from './epoch-writer.js';
 export type { CommitInput, NodePartInput, PartPage } from './epoch-writer.js';
 export { listCommitted, removeIncomplete, listJobs, epochChain } from './epoch-catalog.js';
 export { loadEpoch, verifyEpoch } from './epoch-reader.js';
-export type { LoadResult, PageSink, VerifyResult } from './epoch-reader.js';
+export type { LoadOptions, LoadResult, PageSink, VerifyResult } from './epoch-reader.js';

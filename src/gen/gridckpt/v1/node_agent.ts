@@ -160,6 +160,13 @@ export interface RestoreRequest {
   jobId: string;
   /** 0: the newest committed epoch whose whole chain verifies. */
   epoch: bigint;
+  /**
+   * Cluster mode: load only the parts these nodes wrote (this node's own and
+   * those of failed nodes whose units it takes over); empty loads every part.
+   */
+  partsFrom: string[];
+  /** Cluster mode: the units to run here; unset runs the manifest's job. */
+  job: JobSpec | undefined;
 }
 
 export interface SkippedEpoch {
@@ -2483,7 +2490,7 @@ export const VerifyEpochResponse: MessageFns<VerifyEpochResponse> = {
 };
 
 function createBaseRestoreRequest(): RestoreRequest {
-  return { jobId: "", epoch: 0n };
+  return { jobId: "", epoch: 0n, partsFrom: [], job: undefined };
 }
 
 export const RestoreRequest: MessageFns<RestoreRequest> = {
@@ -2496,6 +2503,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
         throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
       }
       writer.uint32(16).uint64(message.epoch);
+    }
+    for (const v of message.partsFrom) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.job !== undefined) {
+      JobSpec.encode(message.job, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2529,6 +2542,22 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.epoch = reader.uint64() as bigint;
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.partsFrom.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.job = JobSpec.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2549,6 +2578,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
         ? globalThis.String(object.job_id)
         : "",
       epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      partsFrom: globalThis.Array.isArray(object?.partsFrom)
+        ? object.partsFrom.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.parts_from)
+        ? object.parts_from.map((e: any) => globalThis.String(e))
+        : [],
+      job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
     };
   },
 
@@ -2560,6 +2595,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     if (message.epoch !== 0n) {
       obj.epoch = message.epoch.toString();
     }
+    if (message.partsFrom?.length) {
+      obj.partsFrom = message.partsFrom;
+    }
+    if (message.job !== undefined) {
+      obj.job = JobSpec.toJSON(message.job);
+    }
     return obj;
   },
 
@@ -2570,6 +2611,8 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     const message = createBaseRestoreRequest();
     message.jobId = object.jobId ?? "";
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.partsFrom = object.partsFrom?.map((e) => e) || [];
+    message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     return message;
   },
 };
