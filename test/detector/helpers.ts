@@ -67,6 +67,7 @@ export class FakeTime implements Clock, TimerPort {
   /** Moves time forward, firing due timers in order at their own instants. */
   async advance(ms: number): Promise<void> {
     const end = this.now + ms;
+    await flushPromises();
     for (;;) {
       let first: [number, { atMs: number; callback: () => void }] | undefined;
       for (const entry of this.timers) if (first === undefined || entry[1].atMs < first[1].atMs) first = entry;
