@@ -19,6 +19,10 @@
 // holdAfterPrepare: it replies prepareDone when its agents are all PREPARED
 // (the cluster's PREPARED upwards) and sends COMMIT only on `proceed`.
 //
+//   idle ─start─► preparing ─all PREPARED─► committing ─all DURABLE─► writingManifest ─written─► idle (committed)
+//                     │  └─(hold)─► holding ─proceed─┘   │                   │
+//                     └── failure / deadline / cancel ───┴─── failed / deadline ┴──► idle (aborted, ABORT to all)
+//
 // One RoundCoordinator serves one job and runs at most one round at a time,
 // with no queue: a start while a round runs is refused (failed-precondition).
 // A queued request could not carry its epoch and parent, which depend on how
