@@ -44,7 +44,7 @@ export class DeadlineHeap<T extends HeapItem> {
 
   /** Inserts the item, or moves it if its deadline changed. */
   set(item: T, deadlineMs: number): void {
-    assert(Number.isFinite(deadlineMs), `bad deadline ${deadlineMs}`);
+    if (!(Number.isFinite(deadlineMs))) assert(false, `bad deadline ${deadlineMs}`);
     item.deadlineMs = deadlineMs;
     if (!this.has(item)) {
       assert(this.items.length < this.capacity, 'deadline heap full');

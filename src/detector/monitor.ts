@@ -297,7 +297,7 @@ export class Monitor {
       if (st.verdict === 'alive') {
         this.become(st, 'suspected', atMs, changes);
       } else {
-        assert(st.verdict === 'suspected', `failed peer ${st.name} holds a deadline`);
+        if (!(st.verdict === 'suspected')) assert(false, `failed peer ${st.name} holds a deadline`);
         this.become(st, 'failed', atMs, changes);
       }
       this.armNextCrossing(st);
@@ -325,7 +325,7 @@ export class Monitor {
       (from === 'alive' && to === 'suspected') ||
       (from === 'suspected' && (to === 'failed' || to === 'alive')) ||
       (from === 'alive' && to === 'failed'); // only when a newer incarnation ends this one
-    assert(legal, `illegal verdict change ${from}→${to} for ${st.name}`);
+    if (!(legal)) assert(false, `illegal verdict change ${from}→${to} for ${st.name}`);
     const phi = st.detector.phiAt(atMs);
     const silenceMs = atMs - st.detector.lastArrivalMs;
     changes.push({ peer: st.name, incarnation: st.incarnation, from, to, phi, silenceMs, atMs });

@@ -42,6 +42,8 @@ import { assert } from '../common/errors.js';
 //      non-decreasing instants.
 //
 // This file is pure: no I/O, no timers, no clock. Time comes in as arguments.
+// Hot-path checks read `if (!cond) assert(false, message)` so the message is
+// only built when a check fails.
 
 /** The largest phi reported (a probability of 1e-1000 is "certainly dead"). */
 export const PHI_CAP = 1000;
@@ -59,8 +61,8 @@ function softplus(z: number): number {
  * and standard deviation (the mean already padded by any acceptable pause).
  */
 export function phiOf(silenceMs: number, meanMs: number, stdDevMs: number): number {
-  assert(Number.isFinite(silenceMs) && Number.isFinite(meanMs), `bad phi arguments ${silenceMs} ${meanMs}`);
-  assert(Number.isFinite(stdDevMs) && stdDevMs > 0, `bad standard deviation ${stdDevMs}`);
+  if (!(Number.isFinite(silenceMs) && Number.isFinite(meanMs))) assert(false, `bad phi arguments ${silenceMs} ${meanMs}`);
+  if (!(Number.isFinite(stdDevMs) && stdDevMs > 0)) assert(false, `bad standard deviation ${stdDevMs}`);
   const y = (silenceMs - meanMs) / stdDevMs;
   const z = y * (B + A * y * y);
   const phi = softplus(z) / LN10;
@@ -84,8 +86,8 @@ function yForPhi(phi: number): number {
 
 /** Silence (ms) at which phiOf reaches `phi` (exact up to rounding). */
 export function silenceForPhi(phi: number, meanMs: number, stdDevMs: number): number {
-  assert(phi > 0 && phi < PHI_CAP, `phi threshold ${phi} out of (0, ${PHI_CAP})`);
-  assert(Number.isFinite(stdDevMs) && stdDevMs > 0, `bad standard deviation ${stdDevMs}`);
+  if (!(phi > 0 && phi < PHI_CAP)) assert(false, `phi threshold ${phi} out of (0, ${PHI_CAP})`);
+  if (!(Number.isFinite(stdDevMs) && stdDevMs > 0)) assert(false, `bad standard deviation ${stdDevMs}`);
   return meanMs + yForPhi(phi) * stdDevMs;
 }
 
@@ -121,7 +123,7 @@ export class IntervalWindow {
   }
 
   push(intervalMs: number): void {
-    assert(Number.isFinite(intervalMs) && intervalMs >= 0, `bad interval ${intervalMs}`);
+    if (!(Number.isFinite(intervalMs) && intervalMs >= 0)) assert(false, `bad interval ${intervalMs}`);
     if (this.size === this.maxSamples) {
       const old = this.ring[this.head]! - this.shiftMs;
       this.sum -= old;
@@ -221,7 +223,7 @@ export class PhiAccrual {
   }
 
   heartbeat(nowMs: number): void {
-    assert(nowMs >= this.lastArrival, `heartbeat at ${nowMs} before the last one at ${this.lastArrival}`);
+    if (!(nowMs >= this.lastArrival)) assert(false, `heartbeat at ${nowMs} before the last one at ${this.lastArrival}`);
     if (this.arrivals > 0) this.window.push(nowMs - this.lastArrival);
     this.arrivals += 1;
     this.lastArrival = nowMs;
