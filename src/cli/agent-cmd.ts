@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { createLogger } from '../common/log.js';
-import { agentConfigFromFlags, FREEZERS } from '../node/config.js';
+import { agentConfigFromFlags, checkHostPort, FREEZERS } from '../node/config.js';
+import { linkToCluster } from '../node/cluster-link.js';
+import { parseIntFlag } from './output.js';
 import { runAgent } from '../node/run-agent.js';
 
 // `gridckpt agent`: a node agent in the foreground until SIGINT/SIGTERM.
@@ -19,6 +21,8 @@ export function addAgentCommand(program: Command): void {
     .option('--freezer <kind>', `one of ${FREEZERS.join(', ')}`, process.env['GRIDCKPT_FREEZER'] ?? 'auto')
     .option('--freeze-timeout-ms <ms>', 'give up freezing after this long', '5000')
     .option('--full-every <n>', 'every nth epoch is full', '8')
+    .option('--cluster <host:port>', 'register with this cluster coordinator and heartbeat to it')
+    .option('--capacity <units>', 'units this node takes (with --cluster)', '4')
     .action(async (opts: Record<string, string | undefined>) => {
       const config = agentConfigFromFlags({
         nodeId: opts['nodeId'],
@@ -48,8 +52,19 @@ export function addAgentCommand(program: Command): void {
         })}\n`,
       );
       log.info({ grpc: running.address, metrics: running.metricsUrl, freezer: status.freezer }, 'node agent serving');
+      const link = opts['cluster']
+        ? linkToCluster({
+            clusterAddress: checkHostPort('cluster address', opts['cluster']),
+            nodeId: config.nodeId,
+            incarnation: status.incarnation,
+            agentAddress: running.address,
+            capacityUnits: parseIntFlag('capacity', opts['capacity'] ?? '4', 1, 4096),
+            log,
+          })
+        : null;
       const shutdown = (signal: string) => {
         log.info({ signal }, 'shutting down');
+        link?.stop();
         running.stop().then(
           () => process.exit(0),
           (err: unknown) => {

@@ -6,6 +6,7 @@ import { addAgentCommand } from './agent-cmd.js';
 import { addClientCommands } from './client-cmds.js';
 import { addBankCommands } from './bank-cmds.js';
 import { addDemoCommand } from './demo.js';
+import { addClusterCommands } from './cluster-cmd.js';
 import { UsageError } from './output.js';
 
 // gridckpt: one binary for every service and every operator command.
@@ -16,6 +17,7 @@ addAgentCommand(program);
 addClientCommands(program);
 addBankCommands(program);
 addDemoCommand(program);
+addClusterCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -27,7 +27,12 @@ export interface AgentProcess {
 }
 
 export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = process.env, stderrTo: 'inherit' | 'ignore' | 'pipe' = 'inherit'): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [CLI_SCRIPT, 'agent', ...args], { env, stdio: ['ignore', 'pipe', stderrTo] });
+  return spawnService('agent', args, env, stderrTo);
+}
+
+/** Any `gridckpt <service>` that prints a JSON ready line (agent, cluster, grid). */
+export function spawnService(service: string, args: string[], env: NodeJS.ProcessEnv = process.env, stderrTo: 'inherit' | 'ignore' | 'pipe' = 'inherit'): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [CLI_SCRIPT, service, ...args], { env, stdio: ['ignore', 'pipe', stderrTo] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });

@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import { createLogger } from '../common/log.js';
+import { checkName } from '../common/names.js';
+import { checkHostPort } from '../node/config.js';
+import { runCluster } from '../cluster/run-cluster.js';
+import { ClusterClient } from '../cluster/cluster-client.js';
+import { bankJobSpec } from '../bank/job.js';
+import { bankParams } from './bank-cmds.js';
+import { parseIntFlag, printJson, line } from './output.js';
+
+// `gridckpt cluster`: a cluster coordinator in the foreground; and the
+// operator's commands against one.
+
+export function addClusterCommands(program: Command): void {
+  program
+    .command('cluster')
+    .description('run a cluster coordinator: node registry, heartbeats, placement, coordinated rounds, recovery')
+    .requiredOption('--data-dir <dir>', 'its own directory (incarnation)')
+    .requiredOption('--store-dir <dir>', 'the cluster checkpoint store, shared by its agents and outliving any one node')
+    .option('--cluster-id <id>', 'cluster name', 'cluster-1')
+    .option('--listen <host:port>', 'gRPC address (loopback)', '127.0.0.1:0')
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here (none to disable)', '127.0.0.1:0')
+    .option('--heartbeat-interval-ms <ms>', 'heartbeat period asked of agents', '100')
+    .option('--checkpoint-interval-ms <ms>', 'default round period of a job', '1000')
+    .option('--round-timeout-ms <ms>', 'prepare deadline of a round', '5000')
+    .action(async (o: Record<string, string>) => {
+      const cfg = {
+        clusterId: checkName('cluster id', o['clusterId']!),
+        dataDir: o['dataDir']!,
+        storeDir: o['storeDir']!,
+        listen: checkHostPort('listen address', o['listen']!),
+        metricsListen: o['metricsListen'] === 'none' ? null : checkHostPort('metrics address', o['metricsListen']!),
+        heartbeatIntervalMs: parseIntFlag('heartbeat interval', o['heartbeatIntervalMs']!, 10, 60_000),
+        checkpointIntervalMs: parseIntFlag('checkpoint interval', o['checkpointIntervalMs']!, 10, 86_400_000),
+        roundTimeoutMs: parseIntFlag('round timeout', o['roundTimeoutMs']!, 10, 600_000),
+      };
+      const log = createLogger(`cluster:${cfg.clusterId}`);
+      const running = await runCluster(cfg, log);
+      process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
+      const shutdown = () => void running.stop().then(() => process.exit(0));
+      process.once('SIGINT', shutdown);
+      process.once('SIGTERM', shutdown);
+    });
+
+  const clusterOpt = ['--cluster <host:port>', 'cluster coordinator address', process.env['GRIDCKPT_CLUSTER'] ?? '127.0.0.1:7171'] as const;
+
+  program.command('cluster-status').description('nodes (verdict, phi, heartbeat age) and jobs of a cluster')
+    .option(...clusterOpt).option('--json', 'print JSON')
+    .action(async (o: { cluster: string; json?: boolean }) => {
+      const c = new ClusterClient(checkHostPort('cluster address', o.cluster));
+      try {
+        const s = await c.status();
+        if (o.json) return printJson(s);
+        line(`cluster ${s.clusterId} (incarnation ${s.incarnation}), store ${s.storeDir}`);
+        for (const n of s.nodes) line(`  node ${n.nodeId} ${n.verdict} phi ${n.phi.toFixed(2)} heartbeat ${n.heartbeatAgeMs.toFixed(0)} ms ago, ${n.placedUnits}/${n.capacityUnits} units, ${n.address}`);
+        for (const j of s.jobs) line(`  job ${j.jobId} ${j.state}: epoch ${j.lastEpoch}, ${j.roundsCommitted} rounds committed, ${j.roundsAborted} aborted, ${j.recoveries} recoveries${j.lastError ? ` (${j.lastError})` : ''}`);
+      } finally {
+        c.close();
+      }
+    });
+
+  program.command('cluster-bank').description('submit a bank job to a cluster: one sub-bank per unit, placed by the coordinator')
+    .option(...clusterOpt).option('--job <id>', 'job id', 'bank')
+    .option('--accounts <n>', 'accounts per unit', '1024').option('--units <n>', 'units', '4').option('--ops <n>', 'transfers per unit', '2000').option('--seed <n>', 'seed', '1')
+    .option('--interval-ms <ms>', 'round period (0: the cluster default)', '0').option('--json', 'print JSON')
+    .action(async (o: { cluster: string; job: string; accounts: string; units: string; ops: string; seed: string; intervalMs: string; json?: boolean }) => {
+      const p = bankParams(o);
+      const c = new ClusterClient(checkHostPort('cluster address', o.cluster));
+      try {
+        const r = await c.submitJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)) });
+        if (o.json) printJson(r.job);
+        else line(`job ${o.job} placed: ${r.job!.placements.map((x) => `${x.unitId}@${x.nodeId}`).join(' ')}`);
+      } finally {
+        c.close();
+      }
+    });
+}
+
+/** Each unit runs its own sub-bank (its own container and seed), so units move between nodes whole. */
+export function clusterBankSpec(jobId: string, p: { accounts: number; units: number; opsPerUnit: number; seed: number }, intervalMs: number) {
+  const units = Array.from({ length: p.units }, (_, i) => {
+    const one = bankJobSpec(jobId, { ...p, units: 1, seed: p.seed + i }, 0, 0, `bank-u${i}`).units[0]!;
+    return { ...one, unitId: `u${i}` };
+  });
+  return { jobId, units, checkpointIntervalMs: intervalMs, fullEvery: 0 };
+}

@@ -1,0 +1,85 @@
+import type { ClusterServiceServer, ClusterJobStatus } from '../gen/gridckpt/v1/cluster.js';
+import { unary } from '../common/grpc-status.js';
+import { checkName } from '../common/names.js';
+import { GridError } from '../common/errors.js';
+import { checkHostPort } from '../node/config.js';
+import { required } from '../node/codec.js';
+import type { ClusterCoordinator } from './coordinator.js';
+import type { ClusterJob } from './cluster-job.js';
+
+// gRPC shell of the cluster coordinator.
+
+const MAX_CAPACITY_UNITS = 4096;
+
+export function jobStatusToPb(j: ClusterJob): ClusterJobStatus {
+  const s = j.round.status();
+  return {
+    jobId: j.jobId,
+    state: j.state,
+    placements: [...j.placement].map(([unitId, nodeId]) => ({ unitId, nodeId })),
+    lastEpoch: j.lastEpoch ?? 0n,
+    roundsCommitted: BigInt(s.roundsCommitted),
+    roundsAborted: BigInt(s.roundsAborted),
+    recoveries: BigInt(j.recoveries),
+    lastError: j.lastError,
+  };
+}
+
+export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown) => void): ClusterServiceServer {
+  return {
+    registerNode: unary((req) => {
+      const capacity = req.capacityUnits;
+      if (capacity < 1 || capacity > MAX_CAPACITY_UNITS) {
+        throw new GridError('invalid-argument', `bad capacity ${capacity}: expected 1 to ${MAX_CAPACITY_UNITS} units`);
+      }
+      c.registerNode({
+        nodeId: checkName('node id', req.nodeId),
+        incarnation: req.incarnation,
+        address: checkHostPort('agent address', req.address),
+        capacityUnits: capacity,
+        labels: { ...req.labels },
+      });
+      return { clusterId: c.settings.clusterId, heartbeatIntervalMs: c.settings.detector.heartbeatIntervalMs };
+    }, onBug),
+    heartbeat: unary((req) => ({ known: c.heartbeat(req.nodeId, req.incarnation, Number(req.seq)) }), onBug),
+    submitJob: unary(async (req) => {
+      const spec = required('job', req.job);
+      checkName('job id', spec.jobId);
+      return { job: jobStatusToPb(await c.submitJob(spec)) };
+    }, onBug),
+    checkpointJob: unary(async (req) => {
+      const outcome = await c.checkpointJob(checkName('job id', req.jobId));
+      if (outcome.kind === 'aborted') throw new GridError('aborted', `round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`);
+      return {
+        epoch: {
+          jobId: outcome.jobId, epoch: outcome.epoch, parentEpoch: outcome.parentEpoch ?? 0n, full: outcome.full,
+          pageCount: BigInt(outcome.pages), dataBytes: BigInt(outcome.bytes), digest: '', createdUnixMs: BigInt(Date.now()), chainLength: 0,
+        },
+        prepareMs: outcome.timings.prepareMs,
+        commitMs: outcome.timings.commitMs,
+        totalMs: outcome.timings.totalMs,
+      };
+    }, onBug),
+    clusterStatus: unary(() => {
+      const peers = new Map(c.detector.status().map((p) => [p.peer, p]));
+      const placed = new Map<string, number>();
+      for (const j of c.jobs.values()) for (const n of j.placement.values()) placed.set(n, (placed.get(n) ?? 0) + 1);
+      return {
+        clusterId: c.settings.clusterId,
+        incarnation: c.settings.incarnation,
+        nodes: [...c.nodes.values()].map((n) => ({
+          nodeId: n.nodeId,
+          incarnation: n.incarnation,
+          address: n.address,
+          verdict: n.verdict,
+          phi: peers.get(n.nodeId)?.phi ?? 0,
+          heartbeatAgeMs: peers.get(n.nodeId)?.lastHeartbeatAgeMs ?? 0,
+          capacityUnits: n.capacityUnits,
+          placedUnits: placed.get(n.nodeId) ?? 0,
+        })),
+        jobs: [...c.jobs.values()].map(jobStatusToPb),
+        storeDir: c.settings.storeDir,
+      };
+    }, onBug),
+  };
+}

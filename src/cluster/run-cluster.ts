@@ -1,0 +1,75 @@
+import { mkdir } from 'node:fs/promises';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { ClusterServiceService } from '../gen/gridckpt/v1/cluster.js';
+import { bumpIncarnation } from '../common/incarnation.js';
+import { serveMetrics } from '../common/metrics-http.js';
+import type { Logger } from '../common/log.js';
+import { scaleDetectorConfig } from '../detector/index.js';
+import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from './core/round.js';
+import { ClusterCoordinator } from './coordinator.js';
+import { ClusterMetrics } from './metrics.js';
+import { clusterServiceHandlers } from './cluster-service.js';
+
+// Wires a cluster coordinator process.
+
+export interface ClusterProcessConfig {
+  clusterId: string;
+  dataDir: string;
+  storeDir: string;
+  listen: string;
+  metricsListen: string | null;
+  heartbeatIntervalMs: number;
+  checkpointIntervalMs: number;
+  roundTimeoutMs: number;
+}
+
+export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
+  await mkdir(cfg.dataDir, { recursive: true });
+  await mkdir(cfg.storeDir, { recursive: true });
+  const incarnation = await bumpIncarnation(cfg.dataDir);
+  let coordinator: ClusterCoordinator | null = null;
+  const metrics = new ClusterMetrics(() => coordinator);
+  coordinator = new ClusterCoordinator(
+    {
+      clusterId: cfg.clusterId,
+      incarnation,
+      storeDir: cfg.storeDir,
+      detector: scaleDetectorConfig(cfg.heartbeatIntervalMs),
+      round: validateRoundConfig({
+        ...DEFAULT_ROUND_CONFIG,
+        prepareTimeoutMs: cfg.roundTimeoutMs,
+        commitTimeoutMs: cfg.roundTimeoutMs * 4,
+        manifestTimeoutMs: cfg.roundTimeoutMs,
+        abortTimeoutMs: cfg.roundTimeoutMs,
+      }),
+      defaultCheckpointIntervalMs: cfg.checkpointIntervalMs,
+      rpcTimeoutMs: cfg.roundTimeoutMs * 4,
+    },
+    log,
+    metrics,
+  );
+  const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
+  const server = new Server();
+  server.addService(ClusterServiceService, clusterServiceHandlers(coordinator, onBug));
+  const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
+  health.addToServer(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const address = `${cfg.listen.slice(0, cfg.listen.lastIndexOf(':'))}:${port}`;
+  const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
+  const c = coordinator;
+  return {
+    coordinator: c,
+    address,
+    incarnation,
+    metricsUrl: metricsServer?.url ?? null,
+    async stop() {
+      health.setStatus('', 'NOT_SERVING');
+      c.shutdown();
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
+    },
+  };
+}
