@@ -79,6 +79,7 @@ export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown
         })),
         jobs: [...c.jobs.values()].map(jobStatusToPb),
         storeDir: c.settings.storeDir,
+        failuresDetected: BigInt(c.failuresDetected),
       };
     }, onBug),
   };

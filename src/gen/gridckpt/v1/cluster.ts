@@ -117,6 +117,8 @@ export interface ClusterStatusResponse {
   nodes: NodeStatus[];
   jobs: ClusterJobStatus[];
   storeDir: string;
+  /** Failure verdicts since the coordinator started. */
+  failuresDetected: bigint;
 }
 
 function createBaseRegisterNodeRequest(): RegisterNodeRequest {
@@ -1582,7 +1584,7 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
 };
 
 function createBaseClusterStatusResponse(): ClusterStatusResponse {
-  return { clusterId: "", incarnation: 0n, nodes: [], jobs: [], storeDir: "" };
+  return { clusterId: "", incarnation: 0n, nodes: [], jobs: [], storeDir: "", failuresDetected: 0n };
 }
 
 export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
@@ -1604,6 +1606,12 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     }
     if (message.storeDir !== "") {
       writer.uint32(42).string(message.storeDir);
+    }
+    if (message.failuresDetected !== 0n) {
+      if (BigInt.asUintN(64, message.failuresDetected) !== message.failuresDetected) {
+        throw new globalThis.Error("value provided for field message.failuresDetected of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.failuresDetected);
     }
     return writer;
   },
@@ -1661,6 +1669,14 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
             message.storeDir = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.failuresDetected = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1688,6 +1704,11 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
         : isSet(object.store_dir)
         ? globalThis.String(object.store_dir)
         : "",
+      failuresDetected: isSet(object.failuresDetected)
+        ? BigInt(object.failuresDetected)
+        : isSet(object.failures_detected)
+        ? BigInt(object.failures_detected)
+        : 0n,
     };
   },
 
@@ -1708,6 +1729,9 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     if (message.storeDir !== "") {
       obj.storeDir = message.storeDir;
     }
+    if (message.failuresDetected !== 0n) {
+      obj.failuresDetected = message.failuresDetected.toString();
+    }
     return obj;
   },
 
@@ -1723,6 +1747,9 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     message.nodes = object.nodes?.map((e) => NodeStatus.fromPartial(e)) || [];
     message.jobs = object.jobs?.map((e) => ClusterJobStatus.fromPartial(e)) || [];
     message.storeDir = object.storeDir ?? "";
+    message.failuresDetected = (object.failuresDetected !== undefined && object.failuresDetected !== null)
+      ? BigInt(object.failuresDetected)
+      : 0n;
     return message;
   },
 };
