@@ -5,22 +5,12 @@ import { spawnService, type AgentProcess } from '../../src/node/agent-process.js
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
-import type { ClusterStatusResponse } from '../../src/gen/gridckpt/v1/cluster.js';
+import { untilCluster } from '../helpers/cluster.js';
 
 // The detector against real stalls: SIGSTOP of an agent for less than the
 // detector's window is no failure (no false positive); a longer one is.
 
 const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
-
-async function until(c: ClusterClient, ok: (s: ClusterStatusResponse) => boolean, deadlineMs: number): Promise<ClusterStatusResponse> {
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const s = await c.status();
-    if (ok(s)) return s;
-    if (performance.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Stops a process for ms, then continues it: the stall is the test's input. */
 async function stall(p: AgentProcess, ms: number): Promise<void> {
@@ -40,7 +30,7 @@ describe('detector on real processes', () => {
         '--data-dir', join(dir, 'n1'), '--node-id', uniqueNodeId('det'), '--cluster', cluster.ready.grpc, '--metrics-listen', 'none',
       ], process.env, logs);
       try {
-        await until(client, (s) => s.nodes.length === 1 && s.nodes[0]!.verdict === 'alive', 30_000);
+        await untilCluster(client, (s) => s.nodes.length === 1 && s.nodes[0]!.verdict === 'alive', 'the node', 30_000);
         // Let the detector learn the heartbeat rhythm (2 s of beats).
         await new Promise((r) => setTimeout(r, 2_000));
         await stall(agent, 500);
@@ -52,7 +42,7 @@ describe('detector on real processes', () => {
 
         const t0 = performance.now();
         const long = stall(agent, 2_500);
-        s = await until(client, (x) => x.nodes[0]!.verdict === 'failed', 5_000);
+        s = await untilCluster(client, (x) => x.nodes[0]!.verdict === 'failed', 'the failure verdict', 5_000);
         const detectedMs = performance.now() - t0;
         await long;
         expect(s.failuresDetected).toBe(1n);

@@ -11,7 +11,7 @@ import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { listCommitted } from '../../src/node/store/index.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
-import type { ClusterStatusResponse } from '../../src/gen/gridckpt/v1/cluster.js';
+import { untilCluster as until } from '../helpers/cluster.js';
 
 // A cluster coordinator and three node agents as real processes. The bank
 // job's units are placed over the nodes; the coordinator runs coordinated
@@ -21,16 +21,6 @@ import type { ClusterStatusResponse } from '../../src/gen/gridckpt/v1/cluster.js
 
 const params = { accounts: 1024, units: 4, opsPerUnit: 2500, seed: 40 };
 const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
-
-async function until(c: ClusterClient, ok: (s: ClusterStatusResponse) => boolean, what: string, deadlineMs = 120_000): Promise<ClusterStatusResponse> {
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const s = await c.status();
-    if (ok(s)) return s;
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
-    await new Promise((r) => setTimeout(r, 20)); // the coordinator has no event stream yet
-  }
-}
 
 describe('cluster: kill -9 of a node agent during a job', () => {
   it('is detected within 2 s, the job recovers on a spare node and ends with the failure-free digest', async () => {
