@@ -25,6 +25,7 @@ import { GiB, MiB, gbPerS, info, list, median, printBench, sizeLabel } from './f
 import { benchFreezeWindow, openFreezeRig, type FreezeRig } from './freeze-window.js';
 import { BENCH_JOB, createMemory, dirtyAllPages } from './memory-fixture.js';
 import { collectGarbage, crcPerPage, crcWhole } from './reference.js';
+import { benchRoundLatency } from './round-latency.js';
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -120,6 +121,9 @@ async function main(): Promise<void> {
     target: 'none(context)',
     met: undefined,
   });
+
+  // 4. An empty coordinated round against the number of agents vs a bare gRPC round trip.
+  await benchRoundLatency(workDir, envInt('GRIDCKPT_BENCH_ROUND_ROUNDS', 15, 1, 200));
 
   info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
