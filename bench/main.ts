@@ -12,8 +12,8 @@
 //   GRIDCKPT_BENCH_ROUNDS  rounds of the export and CRC benchmarks (default 3;
 //                          medians reported).
 //   GRIDCKPT_BENCH_FREEZE_ROUNDS  rounds of the freeze-window benchmark
-//                          (default 2: each round faults in two fresh buffers
-//                          of the full size, which is slow on some VMs).
+//                          (default 5; medians reported).
+//   GRIDCKPT_BENCH_ROUND_ROUNDS   measured rounds per agent count (default 15).
 // Run node with --expose-gc to have buffers freed between rounds explicitly.
 
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
@@ -56,7 +56,7 @@ async function runCleanups(): Promise<void> {
 async function main(): Promise<void> {
   const bytes = envInt('GRIDCKPT_BENCH_MIB', 1024, 1, 8192) * MiB;
   const rounds = envInt('GRIDCKPT_BENCH_ROUNDS', 3, 1, 20);
-  const freezeRounds = envInt('GRIDCKPT_BENCH_FREEZE_ROUNDS', 2, 1, 20);
+  const freezeRounds = envInt('GRIDCKPT_BENCH_FREEZE_ROUNDS', 5, 1, 20);
   const base = path.resolve(process.env.GRIDCKPT_BENCH_DIR || os.tmpdir());
   const workDir = await mkdtemp(path.join(base, 'gridckpt-bench-'));
   cleanups.push(() => rm(workDir, { recursive: true, force: true }));
