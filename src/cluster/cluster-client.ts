@@ -1,11 +1,9 @@
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
+import { callUnary } from '../common/grpc-call.js';
 import { ClusterServiceClient } from '../gen/gridckpt/v1/cluster.js';
 import * as pb from '../gen/gridckpt/v1/cluster.js';
-import { AgentCallError } from '../node/agent-client.js';
 
 // A promise-returning client of the cluster coordinator, a deadline on every call.
-
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: Res) => void) => void;
 
 export class ClusterClient {
   private readonly client: ClusterServiceClient;
@@ -25,12 +23,6 @@ export class ClusterClient {
   }
 
   private call<Req, Res>(method: string, req: Req, timeoutMs = this.timeoutMs): Promise<Res> {
-    const fn = (this.client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(this.client);
-    return new Promise((resolve, reject) => {
-      fn(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-        if (err) reject(new AgentCallError(err.code, err.details, method));
-        else resolve(res);
-      });
-    });
+    return callUnary<Req, Res>(this.client, method, req, timeoutMs);
   }
 }

@@ -1,19 +1,13 @@
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
+import { callUnary } from '../common/grpc-call.js';
 import { NodeAgentServiceClient } from '../gen/gridckpt/v1/node_agent.js';
 import * as pb from '../gen/gridckpt/v1/node_agent.js';
-import { statusName } from '../common/grpc-status.js';
 
 // A promise-returning client of the node agent's service with a deadline on
 // every call; used by the CLI, the demo and tests.
 
-export class AgentCallError extends Error {
-  constructor(readonly code: number, readonly details: string, method: string) {
-    super(`${method}: ${statusName(code)}: ${details}`);
-    this.name = 'AgentCallError';
-  }
-}
-
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: Res) => void) => void;
+/** Kept as the name callers catch; every client's calls fail with it. */
+export { GrpcCallError as AgentCallError } from '../common/grpc-call.js';
 
 export class AgentClient {
   private readonly client: NodeAgentServiceClient;
@@ -43,12 +37,6 @@ export class AgentClient {
   }
 
   private call<Req, Res>(method: string, req: Req, timeoutMs = this.timeoutMs): Promise<Res> {
-    const fn = (this.client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(this.client);
-    return new Promise((resolve, reject) => {
-      fn(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-        if (err) reject(new AgentCallError(err.code, err.details, method));
-        else resolve(res);
-      });
-    });
+    return callUnary<Req, Res>(this.client, method, req, timeoutMs);
   }
 }

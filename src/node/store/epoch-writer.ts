@@ -48,17 +48,8 @@ export interface NodePartInput {
   pages: PartPage[];
 }
 
-export interface CommitInput {
-  storeDir: string;
-  jobId: string;
-  epoch: bigint;
-  parentEpoch: bigint | null;
-  full: boolean;
-  createdUnixMs: number;
-  containers: ContainerMeta[];
-  parts: PartInfo[];
-  job: unknown;
-}
+/** Everything the manifest records but its format tag and digest, and where to put it. */
+export type CommitInput = Omit<EpochManifest, 'format' | 'digest'> & { storeDir: string };
 
 export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   const { storeDir, jobId, epoch, nodeId, staging } = input;

@@ -1,0 +1,23 @@
+import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
+import { statusName } from './grpc-status.js';
+
+// One promise-returning unary call with a deadline, for every client here.
+
+export class GrpcCallError extends Error {
+  constructor(readonly code: number, readonly details: string, method: string) {
+    super(`${method}: ${statusName(code)}: ${details}`);
+    this.name = 'GrpcCallError';
+  }
+}
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: Res) => void) => void;
+
+export function callUnary<Req, Res>(client: Client, method: string, req: Req, timeoutMs: number): Promise<Res> {
+  const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(client);
+  return new Promise((resolve, reject) => {
+    fn(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
+      if (err) reject(new GrpcCallError(err.code, err.details, method));
+      else resolve(res);
+    });
+  });
+}
