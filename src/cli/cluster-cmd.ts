@@ -67,7 +67,7 @@ export function addClusterCommands(program: Command): void {
       const p = bankParams(o);
       const c = new ClusterClient(checkHostPort('cluster address', o.cluster));
       try {
-        const r = await c.submitJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)) });
+        const r = await c.submitJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)), gridManaged: false });
         if (o.json) printJson(r.job);
         else line(`job ${o.job} placed: ${r.job!.placements.map((x) => `${x.unitId}@${x.nodeId}`).join(' ')}`);
       } finally {

@@ -1,17 +1,16 @@
-import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { RoundCoordinator, nextEpoch, type RoundConfig, type RoundInput, type RoundOutcome, type SendAction, type WriteManifestAction } from './core/round.js';
+import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction } from './core/round.js';
+import { RoundDriver } from './round-driver.js';
 import type { AgentClient } from '../node/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { partInfoFromPb } from '../node/codec.js';
 import { commitEpoch, type PartInfo } from '../node/store/index.js';
 
-// One job of the cluster: its placement and its rounds. The round logic is
-// the pure RoundCoordinator; this is its serial driver: it performs each
-// step's actions in order (persist, then send, then reply), turns every
-// agent answer or failure back into an input, and arms one timer at the
-// core's next deadline.
+// One job of the cluster: its placement and its rounds, run by a RoundDriver
+// over the pure RoundCoordinator with the node agents as participants and
+// the cluster store's manifest as the decision. It also answers the grid's
+// two-level rounds (gridPrepare holds after PREPARED; gridCommit proceeds).
 
 export type ClusterJobState = 'running' | 'completed' | 'recovering' | 'failed';
 
@@ -39,15 +38,28 @@ export class ClusterJob {
   roundsSinceFull = 0;
   recoveries = 0;
   lastError = '';
-  readonly round: RoundCoordinator;
-  private deadlineTimer: NodeJS.Timeout | null = null;
+  private readonly driver: RoundDriver;
   private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
   private running: Promise<RoundOutcome> | null = null;
+  private readonly prepareWaiters = new Map<bigint, { resolve: (r: { pages: number; bytes: number }) => void; reject: (e: Error) => void }>();
+  /** The grid drives this job's rounds (no periodic rounds of the cluster's own). */
+  gridManaged = false;
+  private gridIncarnation = 0n;
 
   constructor(readonly spec: JobSpec, placement: Map<string, string>, roundConfig: RoundConfig, private readonly target: RoundTarget) {
     this.placement = placement;
     for (const node of new Set(placement.values())) this.partOwners.set(node, node);
-    this.round = new RoundCoordinator(spec.jobId, roundConfig);
+    this.driver = new RoundDriver(spec.jobId, roundConfig, {
+      prepare: (to, epoch, parent, full) => this.sendPrepare(to, epoch, parent, full),
+      commit: (to, epoch) => this.sendCommit(to, epoch),
+      abort: (to, epoch, reason) => this.sendAbort(to, epoch, reason),
+      persist: (p) => this.writeManifest(p),
+      onReply: (r) => this.onReply(r),
+    }, target.log);
+  }
+
+  get round(): RoundCoordinator {
+    return this.driver.core;
   }
 
   get jobId(): string {
@@ -83,6 +95,51 @@ export class ClusterJob {
     return done;
   }
 
+  // ---- the cluster as a participant of a grid round ----
+
+  private checkGridFence(incarnation: bigint): void {
+    if (incarnation < this.gridIncarnation) {
+      throw new GridError('failed-precondition', `fenced: grid incarnation ${incarnation} is older than ${this.gridIncarnation}`);
+    }
+    this.gridIncarnation = incarnation;
+  }
+
+  /** Runs this cluster's prepare phase for the grid's epoch and holds. */
+  gridPrepare(epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }> {
+    this.checkGridFence(incarnation);
+    if (this.round.status().phase !== 'idle') {
+      return Promise.reject(new GridError('aborted', `a round of job ${this.jobId} is already running`));
+    }
+    if (epoch <= this.round.status().highestEpoch) {
+      return Promise.reject(new GridError('aborted', `stale grid epoch ${epoch}: this cluster is at ${this.round.status().highestEpoch}`));
+    }
+    const prepared = new Promise<{ pages: number; bytes: number }>((resolve, reject) => this.prepareWaiters.set(epoch, { resolve, reject }));
+    this.running = new Promise<RoundOutcome>((resolve) => this.waiters.set(epoch, resolve));
+    this.step({
+      kind: 'start', roundId: `${this.jobId}-grid-${epoch}`, jobId: this.jobId, epoch,
+      parentEpoch: full ? null : parentEpoch, participants: this.nodes(), full, holdAfterPrepare: true,
+    });
+    return prepared;
+  }
+
+  /** The grid said COMMIT: finish the round; resolves once this cluster's manifest is written. */
+  async gridCommit(epoch: bigint, incarnation: bigint): Promise<void> {
+    this.checkGridFence(incarnation);
+    const s = this.round.status();
+    if (s.epoch !== epoch || s.phase !== 'holding') {
+      throw new GridError('failed-precondition', `no prepared round for grid epoch ${epoch} of job ${this.jobId} (${s.phase} at ${s.epoch})`);
+    }
+    const outcome = this.running!;
+    this.step({ kind: 'proceed', epoch });
+    const o = await outcome;
+    if (o.kind !== 'committed') throw new GridError('aborted', `cluster round ${epoch} aborted in ${o.phase}: ${o.reason}`);
+  }
+
+  gridAbort(epoch: bigint, incarnation: bigint, reason: string): void {
+    this.checkGridFence(incarnation);
+    if (this.round.status().epoch === epoch && this.round.status().phase !== 'idle') this.step({ kind: 'cancel', epoch, reason });
+  }
+
   /** Resolves once no round is running. */
   async whenIdle(): Promise<void> {
     while (this.running && this.round.status().phase !== 'idle') await this.running;
@@ -94,18 +151,20 @@ export class ClusterJob {
   }
 
   stop(): void {
-    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = null;
-    const s = this.round.status();
-    if (s.phase !== 'idle' && s.epoch !== null) this.step({ kind: 'cancel', epoch: s.epoch, reason: 'job stopped' });
+    this.driver.stop();
   }
 
   private step(input: RoundInput): void {
-    const out = this.round.step(input, Math.floor(performance.now()));
-    for (const p of out.persist) void this.writeManifest(p);
-    for (const s of out.send) void this.send(s);
-    if (out.reply && out.reply.kind !== 'prepareDone') this.finish(out.reply);
-    this.armDeadline();
+    this.driver.step(input);
+  }
+
+  private onReply(reply: RoundReply): void {
+    if (reply.kind === 'prepareDone') {
+      this.prepareWaiters.get(reply.epoch)?.resolve({ pages: reply.pages, bytes: reply.bytes });
+      this.prepareWaiters.delete(reply.epoch);
+    } else {
+      this.finish(reply);
+    }
   }
 
   private finish(outcome: RoundOutcome): void {
@@ -116,73 +175,49 @@ export class ClusterJob {
       this.lastError = `round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`;
     }
     this.target.onOutcome(this, outcome);
+    const prep = this.prepareWaiters.get(outcome.epoch);
+    if (prep && outcome.kind === 'aborted') prep.reject(new GridError('aborted', `cluster round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`));
+    this.prepareWaiters.delete(outcome.epoch);
     this.waiters.get(outcome.epoch)?.(outcome);
     this.waiters.delete(outcome.epoch);
-  }
-
-  private armDeadline(): void {
-    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = null;
-    const at = this.round.nextDeadlineMs();
-    if (at === null) return;
-    this.deadlineTimer = setTimeout(() => this.step({ kind: 'tick' }), Math.max(0, at - performance.now()) + 1);
   }
 
   private fence(epoch: bigint) {
     return { clusterId: this.target.clusterId, nodeId: 'coordinator', incarnation: this.target.incarnation, epoch };
   }
 
-  private async send(s: SendAction): Promise<void> {
-    const client = this.target.clientOf(s.to);
-    const participant = s.to;
-    const epoch = s.epoch;
-    try {
-      if (!client) throw new Error(`node ${s.to} is not registered`);
-      switch (s.kind) {
-        case 'prepare': {
-          const r = await client.prepareCheckpoint({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: s.parentEpoch ?? 0n, full: s.full });
-          this.step({ kind: 'prepared', participant, epoch, pages: Number(r.pages), bytes: Number(r.bytes), digest: '' });
-          return;
-        }
-        case 'commit': {
-          const r = await client.commitCheckpoint({ fence: this.fence(epoch), jobId: this.jobId });
-          const part: PartAnswer = { part: partInfoFromPb(r.part!), containers: r.containers };
-          this.step({ kind: 'durable', participant, epoch, part });
-          return;
-        }
-        case 'abort':
-          await client.abortCheckpoint({ fence: this.fence(epoch), jobId: this.jobId, reason: s.reason });
-          return;
-        default: {
-          const never: never = s;
-          throw new Error(`unknown send ${JSON.stringify(never)}`);
-        }
-      }
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      if (s.kind === 'prepare') this.step({ kind: 'prepareFailed', participant, epoch, reason });
-      else if (s.kind === 'commit') this.step({ kind: 'durableFailed', participant, epoch, reason });
-      else this.target.log.debug({ jobId: this.jobId, node: participant, reason }, 'abort not delivered');
-    }
+  private agent(nodeId: string): AgentClient {
+    const client = this.target.clientOf(nodeId);
+    if (!client) throw new Error(`node ${nodeId} is not registered`);
+    return client;
+  }
+
+  private async sendPrepare(to: string, epoch: bigint, parentEpoch: bigint | null, full: boolean) {
+    const r = await this.agent(to).prepareCheckpoint({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: parentEpoch ?? 0n, full });
+    return { pages: Number(r.pages), bytes: Number(r.bytes) };
+  }
+
+  private async sendCommit(to: string, epoch: bigint): Promise<PartAnswer> {
+    const r = await this.agent(to).commitCheckpoint({ fence: this.fence(epoch), jobId: this.jobId });
+    return { part: partInfoFromPb(r.part!), containers: r.containers };
+  }
+
+  private async sendAbort(to: string, epoch: bigint, reason: string): Promise<void> {
+    await this.agent(to).abortCheckpoint({ fence: this.fence(epoch), jobId: this.jobId, reason });
   }
 
   private async writeManifest(p: WriteManifestAction): Promise<void> {
-    try {
-      const answers = p.parts.map((x) => x.part as PartAnswer);
-      await commitEpoch({
-        storeDir: this.target.storeDir,
-        jobId: p.jobId,
-        epoch: p.epoch,
-        parentEpoch: p.parentEpoch,
-        full: p.full,
-        createdUnixMs: Date.now(),
-        containers: answers.flatMap((a) => a.containers),
-        parts: answers.map((a) => a.part),
-        job: { ...this.spec, placement: Object.fromEntries(this.placement) },
-      });
-      this.step({ kind: 'manifestWritten', epoch: p.epoch });
-    } catch (err) {
-      this.step({ kind: 'manifestFailed', epoch: p.epoch, reason: err instanceof Error ? err.message : String(err) });
-    }
+    const answers = p.parts.map((x) => x.part as PartAnswer);
+    await commitEpoch({
+      storeDir: this.target.storeDir,
+      jobId: p.jobId,
+      epoch: p.epoch,
+      parentEpoch: p.parentEpoch,
+      full: p.full,
+      createdUnixMs: Date.now(),
+      containers: answers.flatMap((a) => a.containers),
+      parts: answers.map((a) => a.part),
+      job: { ...this.spec, placement: Object.fromEntries(this.placement) },
+    });
   }
 }

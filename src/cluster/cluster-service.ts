@@ -45,7 +45,7 @@ export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);
-      return { job: jobStatusToPb(await c.submitJob(spec)) };
+      return { job: jobStatusToPb(await c.submitJob(spec, req.gridManaged)) };
     }, onBug),
     checkpointJob: unary(async (req) => {
       const outcome = await c.checkpointJob(checkName('job id', req.jobId));
@@ -59,6 +59,21 @@ export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown
         commitMs: outcome.timings.commitMs,
         totalMs: outcome.timings.totalMs,
       };
+    }, onBug),
+    prepareRound: unary(async (req) => {
+      const fence = required('fence', req.fence);
+      const r = await c.job(checkName('job id', req.jobId)).gridPrepare(fence.epoch, fence.incarnation, req.parentEpoch === 0n ? null : req.parentEpoch, req.full);
+      return { epoch: fence.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes) };
+    }, onBug),
+    commitRound: unary(async (req) => {
+      const fence = required('fence', req.fence);
+      await c.job(checkName('job id', req.jobId)).gridCommit(fence.epoch, fence.incarnation);
+      return { epoch: fence.epoch };
+    }, onBug),
+    abortRound: unary((req) => {
+      const fence = required('fence', req.fence);
+      c.job(checkName('job id', req.jobId)).gridAbort(fence.epoch, fence.incarnation, req.reason);
+      return {};
     }, onBug),
     clusterStatus: unary(() => {
       const peers = new Map(c.detector.status().map((p) => [p.peer, p]));

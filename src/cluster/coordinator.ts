@@ -98,7 +98,7 @@ export class ClusterCoordinator {
 
   // ---- jobs ----
 
-  async submitJob(raw: JobSpec): Promise<ClusterJob> {
+  async submitJob(raw: JobSpec, gridManaged = false): Promise<ClusterJob> {
     if (this.jobs.has(raw.jobId) && this.jobs.get(raw.jobId)!.state !== 'completed') {
       throw new GridError('already-exists', `job ${raw.jobId} is already ${this.jobs.get(raw.jobId)!.state} in cluster ${this.settings.clusterId}`);
     }
@@ -113,6 +113,7 @@ export class ClusterCoordinator {
       log: this.log,
       onOutcome: (_j, o) => this.events.roundFinished(o),
     });
+    job.gridManaged = gridManaged;
     this.jobs.set(spec.jobId, job);
     for (const nodeId of job.nodes()) await this.client(nodeId).startJob({ job: job.specFor(nodeId) });
     this.arm(job);
@@ -120,9 +121,14 @@ export class ClusterCoordinator {
     return job;
   }
 
-  checkpointJob(jobId: string): Promise<RoundOutcome> {
+  job(jobId: string): ClusterJob {
     const job = this.jobs.get(jobId);
     if (!job) throw notFound(`unknown job ${JSON.stringify(jobId)} in cluster ${this.settings.clusterId}`);
+    return job;
+  }
+
+  checkpointJob(jobId: string): Promise<RoundOutcome> {
+    const job = this.job(jobId);
     if (job.state !== 'running' && job.state !== 'completed') {
       throw new GridError('failed-precondition', `job ${jobId} is ${job.state}`);
     }
@@ -138,7 +144,7 @@ export class ClusterCoordinator {
   /** Periodic rounds, and a watch for the end of the job on every node. */
   private arm(job: ClusterJob): void {
     this.disarm(job);
-    const every = job.spec.checkpointIntervalMs;
+    const every = job.gridManaged ? 0 : job.spec.checkpointIntervalMs;
     if (every > 0) {
       this.timers.set(job.jobId, setInterval(() => {
         if (job.state !== 'running' || job.round.status().phase !== 'idle') return;
@@ -174,7 +180,7 @@ export class ClusterCoordinator {
       // A last round records the job's end state (after any periodic one still running).
       await job.whenIdle();
       if (!current()) return;
-      const last = await job.checkpoint().catch(() => null);
+      const last = job.gridManaged ? null : await job.checkpoint().catch(() => null);
       if (current()) job.state = 'completed';
       this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: last?.kind ?? 'none' }, 'job completed');
     } catch (err) {

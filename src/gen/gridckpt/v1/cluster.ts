@@ -18,12 +18,44 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { EpochInfo } from "./common.js";
+import { EpochInfo, Fence } from "./common.js";
 import { JobSpec } from "./node_agent.js";
 
 export const protobufPackage = "gridckpt.v1";
 
 export const protobufFileName = "gridckpt/v1/cluster.proto";
+
+export interface PrepareRoundRequest {
+  /** cluster_id = the grid's id, node_id = "grid", the grid's incarnation, the grid epoch. */
+  fence: Fence | undefined;
+  jobId: string;
+  parentEpoch: bigint;
+  full: boolean;
+}
+
+export interface PrepareRoundResponse {
+  epoch: bigint;
+  pages: bigint;
+  bytes: bigint;
+}
+
+export interface CommitRoundRequest {
+  fence: Fence | undefined;
+  jobId: string;
+}
+
+export interface CommitRoundResponse {
+  epoch: bigint;
+}
+
+export interface AbortRoundRequest {
+  fence: Fence | undefined;
+  jobId: string;
+  reason: string;
+}
+
+export interface AbortRoundResponse {
+}
 
 export interface RegisterNodeRequest {
   nodeId: string;
@@ -61,7 +93,11 @@ export interface HeartbeatResponse {
 
 export interface SubmitJobRequest {
   /** Units are placed by the coordinator; interval 0 means the cluster default. */
-  job: JobSpec | undefined;
+  job:
+    | JobSpec
+    | undefined;
+  /** The grid drives this job's rounds: the cluster runs none of its own. */
+  gridManaged: boolean;
 }
 
 export interface SubmitJobResponse {
@@ -120,6 +156,562 @@ export interface ClusterStatusResponse {
   /** Failure verdicts since the coordinator started. */
   failuresDetected: bigint;
 }
+
+function createBasePrepareRoundRequest(): PrepareRoundRequest {
+  return { fence: undefined, jobId: "", parentEpoch: 0n, full: false };
+}
+
+export const PrepareRoundRequest: MessageFns<PrepareRoundRequest> = {
+  encode(message: PrepareRoundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.parentEpoch !== 0n) {
+      if (BigInt.asUintN(64, message.parentEpoch) !== message.parentEpoch) {
+        throw new globalThis.Error("value provided for field message.parentEpoch of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.parentEpoch);
+    }
+    if (message.full !== false) {
+      writer.uint32(32).bool(message.full);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrepareRoundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrepareRoundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.parentEpoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.full = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrepareRoundRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      parentEpoch: isSet(object.parentEpoch)
+        ? BigInt(object.parentEpoch)
+        : isSet(object.parent_epoch)
+        ? BigInt(object.parent_epoch)
+        : 0n,
+      full: isSet(object.full) ? globalThis.Boolean(object.full) : false,
+    };
+  },
+
+  toJSON(message: PrepareRoundRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.parentEpoch !== 0n) {
+      obj.parentEpoch = message.parentEpoch.toString();
+    }
+    if (message.full !== false) {
+      obj.full = message.full;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrepareRoundRequest>, I>>(base?: I): PrepareRoundRequest {
+    return PrepareRoundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrepareRoundRequest>, I>>(object: I): PrepareRoundRequest {
+    const message = createBasePrepareRoundRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    message.parentEpoch = (object.parentEpoch !== undefined && object.parentEpoch !== null)
+      ? BigInt(object.parentEpoch)
+      : 0n;
+    message.full = object.full ?? false;
+    return message;
+  },
+};
+
+function createBasePrepareRoundResponse(): PrepareRoundResponse {
+  return { epoch: 0n, pages: 0n, bytes: 0n };
+}
+
+export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
+  encode(message: PrepareRoundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.epoch);
+    }
+    if (message.pages !== 0n) {
+      if (BigInt.asUintN(64, message.pages) !== message.pages) {
+        throw new globalThis.Error("value provided for field message.pages of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.pages);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrepareRoundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrepareRoundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pages = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrepareRoundResponse {
+    return {
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      pages: isSet(object.pages) ? BigInt(object.pages) : 0n,
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+    };
+  },
+
+  toJSON(message: PrepareRoundResponse): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.pages !== 0n) {
+      obj.pages = message.pages.toString();
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrepareRoundResponse>, I>>(base?: I): PrepareRoundResponse {
+    return PrepareRoundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrepareRoundResponse>, I>>(object: I): PrepareRoundResponse {
+    const message = createBasePrepareRoundResponse();
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.pages = (object.pages !== undefined && object.pages !== null) ? BigInt(object.pages) : 0n;
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    return message;
+  },
+};
+
+function createBaseCommitRoundRequest(): CommitRoundRequest {
+  return { fence: undefined, jobId: "" };
+}
+
+export const CommitRoundRequest: MessageFns<CommitRoundRequest> = {
+  encode(message: CommitRoundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitRoundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitRoundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitRoundRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CommitRoundRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CommitRoundRequest>, I>>(base?: I): CommitRoundRequest {
+    return CommitRoundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CommitRoundRequest>, I>>(object: I): CommitRoundRequest {
+    const message = createBaseCommitRoundRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseCommitRoundResponse(): CommitRoundResponse {
+  return { epoch: 0n };
+}
+
+export const CommitRoundResponse: MessageFns<CommitRoundResponse> = {
+  encode(message: CommitRoundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitRoundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitRoundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitRoundResponse {
+    return { epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n };
+  },
+
+  toJSON(message: CommitRoundResponse): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CommitRoundResponse>, I>>(base?: I): CommitRoundResponse {
+    return CommitRoundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CommitRoundResponse>, I>>(object: I): CommitRoundResponse {
+    const message = createBaseCommitRoundResponse();
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    return message;
+  },
+};
+
+function createBaseAbortRoundRequest(): AbortRoundRequest {
+  return { fence: undefined, jobId: "", reason: "" };
+}
+
+export const AbortRoundRequest: MessageFns<AbortRoundRequest> = {
+  encode(message: AbortRoundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortRoundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAbortRoundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AbortRoundRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: AbortRoundRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AbortRoundRequest>, I>>(base?: I): AbortRoundRequest {
+    return AbortRoundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AbortRoundRequest>, I>>(object: I): AbortRoundRequest {
+    const message = createBaseAbortRoundRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAbortRoundResponse(): AbortRoundResponse {
+  return {};
+}
+
+export const AbortRoundResponse: MessageFns<AbortRoundResponse> = {
+  encode(_: AbortRoundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortRoundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAbortRoundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AbortRoundResponse {
+    return {};
+  },
+
+  toJSON(_: AbortRoundResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AbortRoundResponse>, I>>(base?: I): AbortRoundResponse {
+    return AbortRoundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AbortRoundResponse>, I>>(_: I): AbortRoundResponse {
+    const message = createBaseAbortRoundResponse();
+    return message;
+  },
+};
 
 function createBaseRegisterNodeRequest(): RegisterNodeRequest {
   return { nodeId: "", incarnation: 0n, address: "", capacityUnits: 0, labels: {} };
@@ -658,13 +1250,16 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { job: undefined };
+  return { job: undefined, gridManaged: false };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
   encode(message: SubmitJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.job !== undefined) {
       JobSpec.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    if (message.gridManaged !== false) {
+      writer.uint32(16).bool(message.gridManaged);
     }
     return writer;
   },
@@ -690,6 +1285,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.job = JobSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.gridManaged = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -703,13 +1306,23 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
   },
 
   fromJSON(object: any): SubmitJobRequest {
-    return { job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined };
+    return {
+      job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
+      gridManaged: isSet(object.gridManaged)
+        ? globalThis.Boolean(object.gridManaged)
+        : isSet(object.grid_managed)
+        ? globalThis.Boolean(object.grid_managed)
+        : false,
+    };
   },
 
   toJSON(message: SubmitJobRequest): unknown {
     const obj: any = {};
     if (message.job !== undefined) {
       obj.job = JobSpec.toJSON(message.job);
+    }
+    if (message.gridManaged !== false) {
+      obj.gridManaged = message.gridManaged;
     }
     return obj;
   },
@@ -720,6 +1333,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
   fromPartial<I extends Exact<DeepPartial<SubmitJobRequest>, I>>(object: I): SubmitJobRequest {
     const message = createBaseSubmitJobRequest();
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
+    message.gridManaged = object.gridManaged ?? false;
     return message;
   },
 };
@@ -1811,6 +2425,39 @@ export const ClusterServiceService = {
       Buffer.from(ClusterStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClusterStatusResponse => ClusterStatusResponse.decode(value),
   },
+  /**
+   * The cluster as a participant of a grid round: its prepare phase across
+   * its agents (held, not committed), then commit (its parts durable and its
+   * manifest written) or abort.
+   */
+  prepareRound: {
+    path: "/gridckpt.v1.ClusterService/PrepareRound" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PrepareRoundRequest): Buffer => Buffer.from(PrepareRoundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PrepareRoundRequest => PrepareRoundRequest.decode(value),
+    responseSerialize: (value: PrepareRoundResponse): Buffer =>
+      Buffer.from(PrepareRoundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PrepareRoundResponse => PrepareRoundResponse.decode(value),
+  },
+  commitRound: {
+    path: "/gridckpt.v1.ClusterService/CommitRound" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CommitRoundRequest): Buffer => Buffer.from(CommitRoundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CommitRoundRequest => CommitRoundRequest.decode(value),
+    responseSerialize: (value: CommitRoundResponse): Buffer => Buffer.from(CommitRoundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CommitRoundResponse => CommitRoundResponse.decode(value),
+  },
+  abortRound: {
+    path: "/gridckpt.v1.ClusterService/AbortRound" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AbortRoundRequest): Buffer => Buffer.from(AbortRoundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AbortRoundRequest => AbortRoundRequest.decode(value),
+    responseSerialize: (value: AbortRoundResponse): Buffer => Buffer.from(AbortRoundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AbortRoundResponse => AbortRoundResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
@@ -1820,6 +2467,14 @@ export interface ClusterServiceServer extends UntypedServiceImplementation {
   /** Runs one round of the job now. */
   checkpointJob: handleUnaryCall<CheckpointJobRequest, CheckpointJobResponse>;
   clusterStatus: handleUnaryCall<ClusterStatusRequest, ClusterStatusResponse>;
+  /**
+   * The cluster as a participant of a grid round: its prepare phase across
+   * its agents (held, not committed), then commit (its parts durable and its
+   * manifest written) or abort.
+   */
+  prepareRound: handleUnaryCall<PrepareRoundRequest, PrepareRoundResponse>;
+  commitRound: handleUnaryCall<CommitRoundRequest, CommitRoundResponse>;
+  abortRound: handleUnaryCall<AbortRoundRequest, AbortRoundResponse>;
 }
 
 export interface ClusterServiceClient extends Client {
@@ -1898,6 +2553,56 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The cluster as a participant of a grid round: its prepare phase across
+   * its agents (held, not committed), then commit (its parts durable and its
+   * manifest written) or abort.
+   */
+  prepareRound(
+    request: PrepareRoundRequest,
+    callback: (error: ServiceError | null, response: PrepareRoundResponse) => void,
+  ): ClientUnaryCall;
+  prepareRound(
+    request: PrepareRoundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PrepareRoundResponse) => void,
+  ): ClientUnaryCall;
+  prepareRound(
+    request: PrepareRoundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PrepareRoundResponse) => void,
+  ): ClientUnaryCall;
+  commitRound(
+    request: CommitRoundRequest,
+    callback: (error: ServiceError | null, response: CommitRoundResponse) => void,
+  ): ClientUnaryCall;
+  commitRound(
+    request: CommitRoundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CommitRoundResponse) => void,
+  ): ClientUnaryCall;
+  commitRound(
+    request: CommitRoundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CommitRoundResponse) => void,
+  ): ClientUnaryCall;
+  abortRound(
+    request: AbortRoundRequest,
+    callback: (error: ServiceError | null, response: AbortRoundResponse) => void,
+  ): ClientUnaryCall;
+  abortRound(
+    request: AbortRoundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AbortRoundResponse) => void,
+  ): ClientUnaryCall;
+  abortRound(
+    request: AbortRoundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AbortRoundResponse) => void,
   ): ClientUnaryCall;
 }
 
