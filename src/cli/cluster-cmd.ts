@@ -3,6 +3,7 @@ import { createLogger } from '../common/log.js';
 import { checkName } from '../common/names.js';
 import { checkHostPort } from '../node/config.js';
 import { runCluster } from '../cluster/run-cluster.js';
+import { linkToGrid } from '../cluster/grid-link.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import { bankJobSpec } from '../bank/job.js';
 import { bankParams } from './bank-cmds.js';
@@ -23,6 +24,7 @@ export function addClusterCommands(program: Command): void {
     .option('--heartbeat-interval-ms <ms>', 'heartbeat period asked of agents', '100')
     .option('--checkpoint-interval-ms <ms>', 'default round period of a job', '1000')
     .option('--round-timeout-ms <ms>', 'prepare deadline of a round', '5000')
+    .option('--grid <host:port>', 'register with this grid coordinator and heartbeat to it')
     .action(async (o: Record<string, string>) => {
       const cfg = {
         clusterId: checkName('cluster id', o['clusterId']!),
@@ -37,7 +39,13 @@ export function addClusterCommands(program: Command): void {
       const log = createLogger(`cluster:${cfg.clusterId}`);
       const running = await runCluster(cfg, log);
       process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
-      const shutdown = () => void running.stop().then(() => process.exit(0));
+      const link = o['grid']
+        ? linkToGrid({ gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address, log })
+        : null;
+      const shutdown = () => {
+        link?.stop();
+        void running.stop().then(() => process.exit(0));
+      };
       process.once('SIGINT', shutdown);
       process.once('SIGTERM', shutdown);
     });

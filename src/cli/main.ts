@@ -7,6 +7,7 @@ import { addClientCommands } from './client-cmds.js';
 import { addBankCommands } from './bank-cmds.js';
 import { addDemoCommand } from './demo.js';
 import { addClusterCommands } from './cluster-cmd.js';
+import { addGridCommands } from './grid-cmd.js';
 import { UsageError } from './output.js';
 
 // gridckpt: one binary for every service and every operator command.
@@ -18,6 +19,7 @@ addClientCommands(program);
 addBankCommands(program);
 addDemoCommand(program);
 addClusterCommands(program);
+addGridCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -11,6 +11,8 @@ export const CLI_SCRIPT = scriptPath(import.meta.url, '../cli/main.js');
 export interface AgentReady {
   event: 'ready';
   nodeId: string;
+  /** Set by `gridckpt cluster`. */
+  clusterId?: string;
   grpc: string;
   metrics: string | null;
   unitSocket: string;

@@ -1,10 +1,8 @@
 import type { Logger } from '../common/log.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
-import { startHeartbeats, type HeartbeatLoop } from '../detector/index.js';
+import { startMembership } from '../detector/membership.js';
 
-// The agent's tie to its cluster coordinator: register (retrying until the
-// coordinator answers), then heartbeat at the interval it asks for; when the
-// coordinator no longer knows this incarnation, register again.
+// The agent's tie to its cluster coordinator (see detector/membership.ts).
 
 export interface ClusterLinkOptions {
   clusterAddress: string;
@@ -17,42 +15,14 @@ export interface ClusterLinkOptions {
 
 export function linkToCluster(o: ClusterLinkOptions): { stop(): void } {
   const client = new ClusterClient(o.clusterAddress, 2_000);
-  let loop: HeartbeatLoop | null = null;
-  let stopped = false;
-  let retry: NodeJS.Timeout | null = null;
-
-  const register = (): void => {
-    if (stopped) return;
-    client
-      .registerNode({ nodeId: o.nodeId, incarnation: o.incarnation, address: o.agentAddress, capacityUnits: o.capacityUnits, labels: {} })
-      .then((r) => {
-        if (stopped) return;
-        o.log.info({ cluster: r.clusterId, heartbeatIntervalMs: r.heartbeatIntervalMs }, 'registered with the cluster coordinator');
-        loop?.stop();
-        loop = startHeartbeats({
-          intervalMs: r.heartbeatIntervalMs,
-          send: async (seq) => {
-            const answer = await client.heartbeat({ nodeId: o.nodeId, incarnation: o.incarnation, seq: BigInt(seq) }, r.heartbeatIntervalMs * 5);
-            if (!answer.known && !stopped) {
-              loop?.stop();
-              loop = null;
-              register();
-            }
-          },
-          onError: () => undefined, // a missed beat is the detector's business
-        });
-      })
-      .catch((err: unknown) => {
-        o.log.warn({ err: String(err) }, 'cluster coordinator not reachable; retrying');
-        retry = setTimeout(register, 200);
-      });
-  };
-  register();
+  const m = startMembership({
+    register: () => client.registerNode({ nodeId: o.nodeId, incarnation: o.incarnation, address: o.agentAddress, capacityUnits: o.capacityUnits, labels: {} }),
+    beat: async (seq, timeoutMs) => (await client.heartbeat({ nodeId: o.nodeId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs)).known,
+    log: o.log,
+  });
   return {
     stop() {
-      stopped = true;
-      if (retry) clearTimeout(retry);
-      loop?.stop();
+      m.stop();
       client.close();
     },
   };

@@ -1,0 +1,92 @@
+import type { Command } from 'commander';
+import { createLogger } from '../common/log.js';
+import { checkName } from '../common/names.js';
+import { checkHostPort } from '../node/config.js';
+import { runGrid } from '../grid/run-grid.js';
+import { GridClient } from '../grid/grid-client.js';
+import { clusterBankSpec } from './cluster-cmd.js';
+import { bankParams } from './bank-cmds.js';
+import { parseIntFlag, printJson, line } from './output.js';
+
+// `gridckpt grid`: a grid coordinator in the foreground; and the operator's
+// commands against one.
+
+export function addGridCommands(program: Command): void {
+  program
+    .command('grid')
+    .description('run a grid coordinator: cluster registry, heartbeats, coordinated grid rounds, the catalog of recovery lines')
+    .requiredOption('--data-dir <dir>', 'its own directory (incarnation, catalog)')
+    .option('--grid-id <id>', 'grid name', 'grid-1')
+    .option('--listen <host:port>', 'gRPC address (loopback)', '127.0.0.1:0')
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics here (none to disable)', '127.0.0.1:0')
+    .option('--heartbeat-interval-ms <ms>', 'heartbeat period asked of clusters', '100')
+    .option('--checkpoint-interval-ms <ms>', 'default grid round period of a job', '1000')
+    .option('--round-timeout-ms <ms>', 'prepare deadline of a grid round', '10000')
+    .action(async (o: Record<string, string>) => {
+      const cfg = {
+        gridId: checkName('grid id', o['gridId']!),
+        dataDir: o['dataDir']!,
+        listen: checkHostPort('listen address', o['listen']!),
+        metricsListen: o['metricsListen'] === 'none' ? null : checkHostPort('metrics address', o['metricsListen']!),
+        heartbeatIntervalMs: parseIntFlag('heartbeat interval', o['heartbeatIntervalMs']!, 10, 60_000),
+        checkpointIntervalMs: parseIntFlag('checkpoint interval', o['checkpointIntervalMs']!, 10, 86_400_000),
+        roundTimeoutMs: parseIntFlag('round timeout', o['roundTimeoutMs']!, 10, 600_000),
+      };
+      const log = createLogger(`grid:${cfg.gridId}`);
+      const running = await runGrid(cfg, log);
+      process.stdout.write(`${JSON.stringify({ event: 'ready', gridId: cfg.gridId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
+      const shutdown = () => void running.stop().then(() => process.exit(0));
+      process.once('SIGINT', shutdown);
+      process.once('SIGTERM', shutdown);
+    });
+
+  const gridOpt = ['--grid <host:port>', 'grid coordinator address', process.env['GRIDCKPT_GRID'] ?? '127.0.0.1:7272'] as const;
+
+  program.command('grid-status').description('clusters (verdict, phi) and jobs (recovery lines) of a grid')
+    .option(...gridOpt).option('--json', 'print JSON')
+    .action(async (o: { grid: string; json?: boolean }) => {
+      const c = new GridClient(checkHostPort('grid address', o.grid));
+      try {
+        const s = await c.status();
+        if (o.json) return printJson(s);
+        line(`grid ${s.gridId} (incarnation ${s.incarnation}), ${s.failuresDetected} cluster failures detected`);
+        for (const x of s.clusters) line(`  cluster ${x.clusterId} ${x.verdict} phi ${x.phi.toFixed(2)} heartbeat ${x.heartbeatAgeMs.toFixed(0)} ms ago, ${x.address}`);
+        for (const j of s.jobs) {
+          line(`  job ${j.jobId} ${j.state}: grid epoch ${j.lastGridEpoch}, ${j.roundsCommitted} rounds committed, ${j.roundsAborted} aborted${j.lastError ? ` (${j.lastError})` : ''}`);
+          const l = j.lines[j.lines.length - 1];
+          if (l) line(`    last recovery line: ${Object.entries(l.clusterEpochs).map(([k, v]) => `${k}@${v}`).join(' ')}`);
+        }
+      } finally {
+        c.close();
+      }
+    });
+
+  program.command('grid-bank').description('submit a bank job spread over the grid\'s clusters (one sub-bank per unit)')
+    .option(...gridOpt).option('--job <id>', 'job id', 'bank')
+    .option('--accounts <n>', 'accounts per unit', '1024').option('--units <n>', 'units', '4').option('--ops <n>', 'transfers per unit', '2000').option('--seed <n>', 'seed', '1')
+    .option('--interval-ms <ms>', 'grid round period (0: the grid default)', '0').option('--json', 'print JSON')
+    .action(async (o: { grid: string; job: string; accounts: string; units: string; ops: string; seed: string; intervalMs: string; json?: boolean }) => {
+      const p = bankParams(o);
+      const c = new GridClient(checkHostPort('grid address', o.grid));
+      try {
+        const r = await c.submitGridJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)) });
+        if (o.json) printJson(r.job);
+        else line(`job ${o.job} spread: ${Object.entries(r.job!.clusters).map(([u, k]) => `${u}@${k}`).join(' ')}`);
+      } finally {
+        c.close();
+      }
+    });
+
+  program.command('grid-checkpoint').description('run one coordinated grid round of a job now')
+    .option(...gridOpt).requiredOption('--job <id>').option('--json', 'print JSON')
+    .action(async (o: { grid: string; job: string; json?: boolean }) => {
+      const c = new GridClient(checkHostPort('grid address', o.grid));
+      try {
+        const r = await c.checkpointGridJob({ jobId: checkName('job id', o.job) });
+        if (o.json) printJson(r);
+        else line(`grid epoch ${r.line!.gridEpoch} committed in ${r.totalMs.toFixed(1)} ms: ${Object.entries(r.line!.clusterEpochs).map(([k, v]) => `${k}@${v}`).join(' ')}`);
+      } finally {
+        c.close();
+      }
+    });
+}

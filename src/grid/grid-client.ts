@@ -1,0 +1,28 @@
+import { credentials } from '@grpc/grpc-js';
+import { callUnary } from '../common/grpc-call.js';
+import { GridServiceClient } from '../gen/gridckpt/v1/grid.js';
+import type * as pb from '../gen/gridckpt/v1/grid.js';
+
+// A promise-returning client of the grid coordinator, a deadline on every call.
+
+export class GridClient {
+  private readonly client: GridServiceClient;
+
+  constructor(readonly address: string, readonly timeoutMs = 30_000) {
+    this.client = new GridServiceClient(address, credentials.createInsecure());
+  }
+
+  registerCluster(req: pb.RegisterClusterRequest, timeoutMs?: number) { return this.call<pb.RegisterClusterRequest, pb.RegisterClusterResponse>('registerCluster', req, timeoutMs); }
+  clusterHeartbeat(req: pb.ClusterHeartbeatRequest, timeoutMs?: number) { return this.call<pb.ClusterHeartbeatRequest, pb.ClusterHeartbeatResponse>('clusterHeartbeat', req, timeoutMs); }
+  submitGridJob(req: pb.SubmitGridJobRequest) { return this.call<pb.SubmitGridJobRequest, pb.SubmitGridJobResponse>('submitGridJob', req); }
+  checkpointGridJob(req: pb.CheckpointGridJobRequest) { return this.call<pb.CheckpointGridJobRequest, pb.CheckpointGridJobResponse>('checkpointGridJob', req, this.timeoutMs * 4); }
+  status() { return this.call<pb.GridStatusRequest, pb.GridStatusResponse>('gridStatus', {}); }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private call<Req, Res>(method: string, req: Req, timeoutMs = this.timeoutMs): Promise<Res> {
+    return callUnary<Req, Res>(this.client, method, req, timeoutMs);
+  }
+}

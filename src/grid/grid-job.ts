@@ -1,0 +1,109 @@
+import { GridError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction } from '../cluster/core/round.js';
+import { RoundDriver } from '../cluster/round-driver.js';
+import type { ClusterClient } from '../cluster/cluster-client.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import type { GridCatalog, RecoveryLine } from './catalog.js';
+
+// A job of the grid: which cluster runs which unit, and its coordinated grid
+// rounds — the same round core one level up (ARCHITECTURE §6, coordinated):
+// PREPARE makes each cluster run its own prepare phase and hold; COMMIT makes
+// each finish its round (its manifest written); the grid's decision is the
+// recovery line appended to the catalog.
+
+export type GridJobState = 'running' | 'completed' | 'failed';
+
+export interface GridTarget {
+  gridId: string;
+  incarnation: bigint;
+  catalog: GridCatalog;
+  clusterOf(clusterId: string): ClusterClient | null;
+  log: Logger;
+  onOutcome(outcome: RoundOutcome): void;
+}
+
+export class GridJob {
+  state: GridJobState = 'running';
+  lastError = '';
+  private roundsSinceFull = 0;
+  private readonly driver: RoundDriver;
+  private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
+
+  constructor(readonly spec: JobSpec, readonly clusters: Map<string, string>, config: RoundConfig, private readonly target: GridTarget) {
+    this.driver = new RoundDriver(spec.jobId, config, {
+      prepare: async (to, epoch, parent, full) => {
+        const r = await this.cluster(to).prepareRound({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: parent ?? 0n, full });
+        return { pages: Number(r.pages), bytes: Number(r.bytes) };
+      },
+      commit: async (to, epoch) => (await this.cluster(to).commitRound({ fence: this.fence(epoch), jobId: this.jobId })).epoch,
+      abort: async (to, epoch, reason) => {
+        await this.cluster(to).abortRound({ fence: this.fence(epoch), jobId: this.jobId, reason });
+      },
+      persist: (p) => this.recordLine(p),
+      onReply: (r) => {
+        if (r.kind === 'prepareDone') return;
+        if (r.kind === 'aborted') this.lastError = `grid round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
+        else this.roundsSinceFull = r.full ? 0 : this.roundsSinceFull + 1;
+        this.target.onOutcome(r);
+        this.waiters.get(r.epoch)?.(r);
+        this.waiters.delete(r.epoch);
+      },
+    }, target.log);
+  }
+
+  get jobId(): string {
+    return this.spec.jobId;
+  }
+
+  get core() {
+    return this.driver.core;
+  }
+
+  clusterIds(): string[] {
+    return [...new Set(this.clusters.values())].sort();
+  }
+
+  specFor(clusterId: string): JobSpec {
+    return { ...this.spec, units: this.spec.units.filter((u) => this.clusters.get(u.unitId) === clusterId), checkpointIntervalMs: 0 };
+  }
+
+  checkpoint(): Promise<RoundOutcome> {
+    if (this.core.status().phase !== 'idle') return Promise.reject(new GridError('aborted', `a grid round of job ${this.jobId} is already running`));
+    const last = this.target.catalog.latest(this.jobId);
+    const epoch = nextEpoch(this.core.status().highestEpoch > (last?.gridEpoch ?? 0n) ? this.core.status().highestEpoch : (last?.gridEpoch ?? 0n));
+    // Every cluster builds on the epoch of the grid's last line; a full epoch now and then bounds the chains.
+    const full = last === null || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
+    const done = new Promise<RoundOutcome>((resolve) => this.waiters.set(epoch, resolve));
+    this.driver.step({ kind: 'start', roundId: `${this.jobId}-g${epoch}`, jobId: this.jobId, epoch, parentEpoch: full ? null : last!.gridEpoch, participants: this.clusterIds(), full });
+    return done;
+  }
+
+  participantFailed(clusterId: string, reason: string): void {
+    this.driver.step({ kind: 'participantFailed', participant: clusterId, reason });
+  }
+
+  stop(): void {
+    this.driver.stop();
+  }
+
+  private cluster(id: string): ClusterClient {
+    const c = this.target.clusterOf(id);
+    if (!c) throw new Error(`cluster ${id} is not registered`);
+    return c;
+  }
+
+  private fence(epoch: bigint) {
+    return { clusterId: this.target.gridId, nodeId: 'grid', incarnation: this.target.incarnation, epoch };
+  }
+
+  private async recordLine(p: WriteManifestAction): Promise<void> {
+    const line: RecoveryLine = {
+      jobId: p.jobId,
+      gridEpoch: p.epoch,
+      clusterEpochs: Object.fromEntries(p.parts.map((x) => [x.participant, x.part as bigint])),
+      committedUnixMs: Date.now(),
+    };
+    await this.target.catalog.append(line);
+  }
+}

@@ -1,0 +1,68 @@
+import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '../gen/gridckpt/v1/grid.js';
+import { unary } from '../common/grpc-status.js';
+import { checkName } from '../common/names.js';
+import { GridError } from '../common/errors.js';
+import { checkHostPort } from '../node/config.js';
+import { required } from '../node/codec.js';
+import type { GridCoordinator } from './coordinator.js';
+import type { RecoveryLine } from './catalog.js';
+
+// gRPC shell of the grid coordinator.
+
+const LINES_SHOWN = 8;
+
+function lineToPb(l: RecoveryLine): PbLine {
+  return { jobId: l.jobId, gridEpoch: l.gridEpoch, clusterEpochs: { ...l.clusterEpochs }, committedUnixMs: BigInt(l.committedUnixMs) };
+}
+
+function jobStatus(g: GridCoordinator, jobId: string): GridJobStatus {
+  const job = g.jobs.get(jobId);
+  const lines = g.catalog.linesOf(jobId);
+  const s = job?.core.status();
+  return {
+    jobId,
+    state: job?.state ?? 'unknown (from the catalog)',
+    clusters: job ? Object.fromEntries(job.clusters) : {},
+    lastGridEpoch: lines[lines.length - 1]?.gridEpoch ?? 0n,
+    roundsCommitted: BigInt(s?.roundsCommitted ?? 0),
+    roundsAborted: BigInt(s?.roundsAborted ?? 0),
+    lastError: job?.lastError ?? '',
+    lines: lines.slice(-LINES_SHOWN).map(lineToPb),
+  };
+}
+
+export function gridServiceHandlers(g: GridCoordinator, onBug: (e: unknown) => void): GridServiceServer {
+  return {
+    registerCluster: unary((req) => {
+      g.registerCluster({ clusterId: checkName('cluster id', req.clusterId), incarnation: req.incarnation, address: checkHostPort('cluster address', req.address) });
+      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.detector.heartbeatIntervalMs };
+    }, onBug),
+    clusterHeartbeat: unary((req) => ({ known: g.heartbeat(req.clusterId, req.incarnation, Number(req.seq)) }), onBug),
+    submitGridJob: unary(async (req) => {
+      const spec = required('job', req.job);
+      checkName('job id', spec.jobId);
+      const job = await g.submitJob(spec);
+      return { job: jobStatus(g, job.jobId) };
+    }, onBug),
+    checkpointGridJob: unary(async (req) => {
+      const outcome = await g.job(checkName('job id', req.jobId)).checkpoint();
+      if (outcome.kind === 'aborted') throw new GridError('aborted', `grid round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`);
+      const line = g.catalog.latest(req.jobId)!;
+      return { line: lineToPb(line), totalMs: outcome.timings.totalMs };
+    }, onBug),
+    gridStatus: unary(() => {
+      const peers = new Map(g.detector.status().map((p) => [p.peer, p]));
+      const jobIds = [...new Set([...g.jobs.keys(), ...g.catalog.jobs()])];
+      return {
+        gridId: g.settings.gridId,
+        incarnation: g.settings.incarnation,
+        clusters: [...g.clusters.values()].map((c) => ({
+          clusterId: c.clusterId, incarnation: c.incarnation, address: c.address, verdict: c.verdict,
+          phi: peers.get(c.clusterId)?.phi ?? 0, heartbeatAgeMs: peers.get(c.clusterId)?.lastHeartbeatAgeMs ?? 0,
+        })),
+        jobs: jobIds.map((id) => jobStatus(g, id)),
+        failuresDetected: BigInt(g.failuresDetected),
+      };
+    }, onBug),
+  };
+}

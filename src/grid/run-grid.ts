@@ -1,0 +1,81 @@
+import { mkdir } from 'node:fs/promises';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
+import { GridServiceService } from '../gen/gridckpt/v1/grid.js';
+import { bumpIncarnation } from '../common/incarnation.js';
+import { serveMetrics } from '../common/metrics-http.js';
+import type { Logger } from '../common/log.js';
+import { scaleDetectorConfig } from '../detector/index.js';
+import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../cluster/core/round.js';
+import { GridCatalog } from './catalog.js';
+import { GridCoordinator } from './coordinator.js';
+import { gridServiceHandlers } from './grid-service.js';
+
+// Wires a grid coordinator process; its metrics live here (the tier's only prom-client user).
+
+export interface GridProcessConfig {
+  gridId: string;
+  dataDir: string;
+  listen: string;
+  metricsListen: string | null;
+  heartbeatIntervalMs: number;
+  checkpointIntervalMs: number;
+  roundTimeoutMs: number;
+}
+
+export async function runGrid(cfg: GridProcessConfig, log: Logger) {
+  await mkdir(cfg.dataDir, { recursive: true });
+  const incarnation = await bumpIncarnation(cfg.dataDir);
+  const catalog = await GridCatalog.open(cfg.dataDir);
+  const registry = new Registry();
+  const registers = [registry];
+  collectDefaultMetrics({ register: registry, prefix: 'gridckpt_grid_process_' });
+  const rounds = new Counter({ name: 'gridckpt_grid_rounds_total', help: 'Grid rounds by outcome', labelNames: ['outcome'], registers });
+  const failures = new Counter({ name: 'gridckpt_grid_cluster_failures_detected_total', help: 'Clusters declared failed', registers });
+  let coordinator: GridCoordinator | null = null;
+  new Gauge({ name: 'gridckpt_grid_heartbeat_phi', help: 'Phi accrual suspicion, per cluster', labelNames: ['cluster'], registers, collect() {
+    this.reset();
+    for (const p of coordinator?.detector.status() ?? []) this.set({ cluster: p.peer }, p.phi);
+  } });
+  new Gauge({ name: 'gridckpt_grid_heartbeat_age_seconds', help: 'Time since the last heartbeat, per cluster', labelNames: ['cluster'], registers, collect() {
+    this.reset();
+    for (const p of coordinator?.detector.status() ?? []) this.set({ cluster: p.peer }, p.lastHeartbeatAgeMs / 1000);
+  } });
+  coordinator = new GridCoordinator(
+    {
+      gridId: cfg.gridId,
+      incarnation,
+      detector: scaleDetectorConfig(cfg.heartbeatIntervalMs),
+      round: validateRoundConfig({ ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: cfg.roundTimeoutMs, commitTimeoutMs: cfg.roundTimeoutMs * 4, manifestTimeoutMs: cfg.roundTimeoutMs, abortTimeoutMs: cfg.roundTimeoutMs }),
+      defaultCheckpointIntervalMs: cfg.checkpointIntervalMs,
+      rpcTimeoutMs: cfg.roundTimeoutMs * 4,
+    },
+    catalog,
+    log,
+    { roundFinished: (o) => rounds.inc({ outcome: o.kind }), clusterVerdict: (c) => { if (c.to === 'failed') failures.inc(); } },
+  );
+  const g = coordinator;
+  const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
+  const server = new Server();
+  server.addService(GridServiceService, gridServiceHandlers(g, onBug));
+  const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
+  health.addToServer(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const address = `${cfg.listen.slice(0, cfg.listen.lastIndexOf(':'))}:${port}`;
+  const metricsServer = cfg.metricsListen ? await serveMetrics(registry, cfg.metricsListen) : null;
+  return {
+    coordinator: g,
+    address,
+    incarnation,
+    metricsUrl: metricsServer?.url ?? null,
+    async stop() {
+      health.setStatus('', 'NOT_SERVING');
+      g.shutdown();
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
+    },
+  };
+}

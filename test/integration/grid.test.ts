@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { GridClient } from '../../src/grid/grid-client.js';
+import { ClusterClient } from '../../src/cluster/cluster-client.js';
+import { untilCluster } from '../helpers/cluster.js';
+import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
+import { listCommitted } from '../../src/node/store/index.js';
+import { bankFromEpoch } from '../../src/demo/bank-image.js';
+import { totalOf, expectedTotal } from '../../src/bank/model.js';
+import { uniqueNodeId } from '../helpers/agent.js';
+import { withTmp } from '../helpers/tmp.js';
+import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
+
+// The grid tier as real processes: 1 grid, 2 clusters × 2 agents. A job
+// spread over both clusters is checkpointed by coordinated grid rounds (a
+// two-level two-phase commit); every recovery line names epochs that each
+// cluster committed, and a kill -9 and restart of the grid coordinator loses
+// no committed recovery line.
+
+const params = { accounts: 1024, units: 4, opsPerUnit: 4000, seed: 90 };
+const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
+
+async function untilGrid(c: GridClient, ok: (s: GridStatusResponse) => boolean, what: string, deadlineMs = 60_000): Promise<GridStatusResponse> {
+  const end = performance.now() + deadlineMs;
+  for (;;) {
+    const s = await c.status().catch(() => null);
+    if (s && ok(s)) return s;
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20)); // no event stream yet
+  }
+}
+
+describe('grid: coordinated rounds over two clusters', () => {
+  it('records consistent recovery lines and keeps them across a kill -9 of the grid coordinator', async () => {
+    await withTmp('grid', async (dir) => {
+      const procs: AgentProcess[] = [];
+      const gridArgs = ['--data-dir', join(dir, 'grid'), '--heartbeat-interval-ms', '100', '--checkpoint-interval-ms', '300', '--metrics-listen', 'none', '--listen', '127.0.0.1:0'];
+      let grid = await spawnService('grid', gridArgs, process.env, logs);
+      let client = new GridClient(grid.ready.grpc);
+      try {
+        for (const c of ['ca', 'cb']) {
+          const store = join(dir, `${c}-store`);
+          const cluster = await spawnService('cluster', [
+            '--data-dir', join(dir, c), '--store-dir', store, '--cluster-id', c, '--grid', grid.ready.grpc,
+            '--heartbeat-interval-ms', '100', '--metrics-listen', 'none',
+          ], process.env, logs);
+          procs.push(cluster);
+          for (const n of [1, 2]) {
+            procs.push(await spawnService('agent', [
+              '--data-dir', join(dir, `${c}-n${n}`), '--node-id', uniqueNodeId(`${c}${n}`), '--store-dir', store,
+              '--cluster', cluster.ready.grpc, '--capacity', '4', '--metrics-listen', 'none',
+            ], process.env, logs));
+          }
+        }
+        await untilGrid(client, (s) => s.clusters.length === 2 && s.clusters.every((c) => c.verdict === 'alive'), 'two clusters');
+        // Each cluster sees its two agents before units are placed.
+        for (const cl of procs.filter((p) => p.ready.clusterId !== undefined)) {
+          const cc = new ClusterClient(cl.ready.grpc);
+          await untilCluster(cc, (s) => s.nodes.filter((n) => n.verdict === 'alive').length === 2, `the agents of ${cl.ready.clusterId}`);
+          cc.close();
+        }
+        const submitted = await client.submitGridJob({ job: clusterBankSpec('bank', params, 0) });
+        expect(new Set(Object.values(submitted.job!.clusters))).toEqual(new Set(['ca', 'cb']));
+        const before = await untilGrid(client, (s) => (s.jobs[0]?.lines.length ?? 0) >= 3, 'three recovery lines');
+        const lines = before.jobs[0]!.lines;
+        for (const l of lines) {
+          expect(Object.keys(l.clusterEpochs).sort()).toEqual(['ca', 'cb']);
+          for (const [c, epoch] of Object.entries(l.clusterEpochs)) {
+            expect(epoch).toBe(l.gridEpoch); // clusters commit the grid's epoch number
+            const committed = (await listCommitted(join(dir, `${c}-store`), 'bank')).map((m) => m.epoch);
+            expect(committed).toContain(epoch);
+          }
+        }
+        // Each line is a consistent state: every sub-bank of both clusters sums to its total.
+        const newest = lines[lines.length - 1]!;
+        for (let i = 0; i < params.units; i++) {
+          const c = submitted.job!.clusters[`u${i}`]!;
+          const p = { ...params, units: 1, seed: params.seed + i };
+          const image = await bankFromEpoch(join(dir, `${c}-store`), 'bank', newest.clusterEpochs[c]!, p, `bank-u${i}`);
+          expect(totalOf(image.balances)).toBe(expectedTotal(p));
+        }
+
+        // kill -9 the grid coordinator and start it again on the same data directory.
+        grid.child.kill('SIGKILL');
+        await grid.exited;
+        client.close();
+        // Same address (the port the first one was given), so the clusters find it again.
+        const address = grid.ready.grpc;
+        grid = await spawnService('grid', [...gridArgs.slice(0, -1), address], process.env, logs);
+        client = new GridClient(grid.ready.grpc);
+        expect(grid.ready.grpc).toBe(address);
+        expect(grid.ready.incarnation).toBe('2');
+        const after = await client.status();
+        const kept = after.jobs.find((j) => j.jobId === 'bank')!.lines.map((l) => l.gridEpoch);
+        for (const l of lines) expect(kept).toContain(l.gridEpoch);
+        // The clusters find the new incarnation and register again.
+        await untilGrid(client, (s) => s.clusters.length === 2, 'the clusters to re-register', 10_000);
+      } finally {
+        client.close();
+        for (const p of procs.reverse()) {
+          if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+          await p.exited;
+        }
+        if (grid.child.exitCode === null && grid.child.signalCode === null) grid.child.kill('SIGTERM');
+        await grid.exited;
+      }
+    });
+  });
+});
