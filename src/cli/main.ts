@@ -8,6 +8,7 @@ import { addBankCommands } from './bank-cmds.js';
 import { addDemoCommand } from './demo.js';
 import { addClusterCommands } from './cluster-cmd.js';
 import { addGridCommands } from './grid-cmd.js';
+import { addUpCommand } from './up-cmd.js';
 import { UsageError } from './output.js';
 
 // gridckpt: one binary for every service and every operator command.
@@ -20,6 +21,7 @@ addBankCommands(program);
 addDemoCommand(program);
 addClusterCommands(program);
 addGridCommands(program);
+addUpCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

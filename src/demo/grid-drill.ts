@@ -1,0 +1,129 @@
+import { performance } from 'node:perf_hooks';
+import { GridClient } from '../grid/grid-client.js';
+import { ClusterClient } from '../cluster/cluster-client.js';
+import { AgentClient } from '../node/agent-client.js';
+import { clusterBankSpec } from '../cli/cluster-cmd.js';
+import { referenceBalances, totalOf, expectedTotal, type BankParams } from '../bank/model.js';
+import { balancesDigest } from '../bank/digest.js';
+import { bankFromEpoch } from './bank-image.js';
+import type { LocalGrid } from './local-grid.js';
+import type { GridStatusResponse } from '../gen/gridckpt/v1/grid.js';
+import type { ClusterStatusResponse } from '../gen/gridckpt/v1/cluster.js';
+
+// The grid failure drill behind `gridckpt up --demo`: the bank job spread
+// over every cluster, checkpointed by coordinated grid rounds; one node agent
+// holding units is killed with kill -9 mid-run; its cluster detects it,
+// moves its units to a spare node and restores; the job ends and its result
+// is compared with a failure-free run.
+
+export interface GridDrillReport {
+  digest: string;
+  expectedDigest: string;
+  epochsCommitted: number;
+  failuresInjected: number;
+  recoveries: number;
+  detectionMs: number;
+  recoveryMs: number;
+  killedNode: string;
+  invariantHeld: boolean;
+  ok: boolean;
+}
+
+const JOB = 'bank';
+
+async function poll<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, deadlineMs: number): Promise<T> {
+  // The services have no event streams yet; their status is polled briefly.
+  const end = performance.now() + deadlineMs;
+  for (;;) {
+    const v = await read().catch(() => null);
+    if (v !== null && ok(v)) return v;
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void): Promise<GridDrillReport> {
+  const grid = new GridClient(g.grid.ready.grpc);
+  const clusters = new Map(g.clusters.map((c) => [c.clusterId, new ClusterClient(c.proc.ready.grpc)]));
+  try {
+    await poll(() => grid.status(), (s) => s.clusters.filter((c) => c.verdict === 'alive').length === g.clusters.length, 'every cluster', 30_000);
+    for (const c of g.clusters) {
+      await poll(() => clusters.get(c.clusterId)!.status(), (s) => s.nodes.filter((n) => n.verdict === 'alive').length === c.agents.length, `the nodes of ${c.clusterId}`, 30_000);
+    }
+    const submitted = await grid.submitGridJob({ job: clusterBankSpec(JOB, params, 0) });
+    const unitCluster = submitted.job!.clusters;
+    say(`bank job: ${params.units} units × ${params.opsPerUnit} transfers, spread ${Object.entries(unitCluster).map(([u, c]) => `${u}@${c}`).join(' ')}`);
+    await poll(() => grid.status(), (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
+
+    // The victim: a node that holds units, in the first cluster.
+    const victimCluster = g.clusters.find((c) => Object.values(unitCluster).includes(c.clusterId))!;
+    const placed = (await clusters.get(victimCluster.clusterId)!.status()).jobs.find((j) => j.jobId === JOB)!.placements;
+    const victim = victimCluster.agents.find((a) => placed.some((p) => p.nodeId === a.ready.nodeId))!;
+    const agent = new AgentClient(victim.ready.grpc);
+    const pids = (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid));
+    agent.close();
+    const killedAt = performance.now();
+    victim.child.kill('SIGKILL');
+    for (const pid of pids) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    say(`kill -9 of node agent ${victim.ready.nodeId} in ${victimCluster.clusterId} and its ${pids.length} units`);
+    const vc = clusters.get(victimCluster.clusterId)!;
+    await poll(() => vc.status(), (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
+    const detectionMs = performance.now() - killedAt;
+    say(`detected as failed after ${detectionMs.toFixed(0)} ms`);
+    await poll(() => vc.status(), (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
+    const recoveryMs = performance.now() - killedAt - detectionMs;
+    say(`recovered on a spare node ${recoveryMs.toFixed(0)} ms after detection`);
+
+    const done = await poll(() => grid.status(), (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
+    const job = jobOf(done)!;
+    if (job.state !== 'completed') throw new Error(`the grid job ended ${job.state}: ${job.lastError}`);
+    const last = job.lines[job.lines.length - 1]!;
+    const balances: bigint[] = [];
+    const expected: bigint[] = [];
+    let invariantHeld = true;
+    for (let i = 0; i < params.units; i++) {
+      const c = unitCluster[`u${i}`]!;
+      const store = g.clusters.find((x) => x.clusterId === c)!.storeDir;
+      const p = { ...params, units: 1, seed: params.seed + i };
+      for (const line of job.lines) {
+        const image = await bankFromEpoch(store, JOB, line.clusterEpochs[c]!, p, `bank-u${i}`);
+        if (totalOf(image.balances) !== expectedTotal(p)) invariantHeld = false;
+      }
+      balances.push(...(await bankFromEpoch(store, JOB, last.clusterEpochs[c]!, p, `bank-u${i}`)).balances);
+      expected.push(...referenceBalances(p));
+    }
+    let recoveries = 0;
+    for (const c of clusters.values()) recoveries += Number(jobOfCluster(await c.status())?.recoveries ?? 0n);
+    const digest = balancesDigest(balances);
+    const expectedDigest = balancesDigest(expected);
+    return {
+      digest,
+      expectedDigest,
+      epochsCommitted: Number(job.roundsCommitted),
+      failuresInjected: 1,
+      recoveries,
+      detectionMs: Math.round(detectionMs),
+      recoveryMs: Math.round(recoveryMs),
+      killedNode: victim.ready.nodeId,
+      invariantHeld,
+      ok: invariantHeld && digest === expectedDigest,
+    };
+  } finally {
+    grid.close();
+    for (const c of clusters.values()) c.close();
+  }
+}
+
+function jobOf(s: GridStatusResponse) {
+  return s.jobs.find((j) => j.jobId === JOB);
+}
+
+function jobOfCluster(s: ClusterStatusResponse) {
+  return s.jobs.find((j) => j.jobId === JOB);
+}

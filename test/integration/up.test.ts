@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { CLI_SCRIPT } from '../../src/node/agent-process.js';
+import { GridClient } from '../../src/grid/grid-client.js';
+
+// `gridckpt up`, the main job: a whole local grid as separate processes.
+
+describe('gridckpt up', () => {
+  it('--demo --json: kill -9 of a node agent mid-run, recovery, the failure-free digest, exit 0', () => {
+    const r = spawnSync(process.execPath, [CLI_SCRIPT, 'up', '--demo', '--json', '--ops', '3000'], { encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(report['digest']).toBe(report['expectedDigest']);
+    expect(report['invariantHeld']).toBe(true);
+    expect(report['failuresInjected']).toBe(1);
+    expect(report['recoveries']).toBe(1);
+    expect(report['epochsCommitted'] as number).toBeGreaterThanOrEqual(2);
+    expect(report['detectionMs'] as number).toBeLessThan(2_000);
+    expect(report['recoveryMs'] as number).toBeGreaterThan(0);
+  });
+
+  it('serves until SIGINT, then stops every service cleanly', async () => {
+    const child = spawn(process.execPath, [CLI_SCRIPT, 'up', '--clusters', '1', '--nodes', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const lines = createInterface({ input: child.stdout! });
+    const pids: number[] = [];
+    let gridAddress = '';
+    for await (const text of lines) {
+      const m = /^grid coordinator\s+(\S+)/.exec(text);
+      if (m) gridAddress = m[1]!;
+      if (text.startsWith('submit work with')) break;
+    }
+    expect(gridAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    const grid = new GridClient(gridAddress);
+    const status = await grid.status();
+    grid.close();
+    expect(status.gridId).toBe('grid-1');
+    for (const p of spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) pids.push(Number(p));
+    expect(pids.length).toBe(4); // grid, cluster, two agents
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
