@@ -5,6 +5,7 @@ import { checkHostPort } from '../node/config.js';
 import { checkName } from '../common/names.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { printJson, line, parseEpochFlag, parseIntFlag, UsageError } from './output.js';
+import { gridStatus, gridCheckpoint } from './grid-cmd.js';
 
 // Commands that talk to a running node agent.
 
@@ -31,9 +32,12 @@ function withClient<T extends Common>(fn: (c: AgentClient, opts: T) => Promise<v
 export function addClientCommands(program: Command): void {
   const agentOpt = ['--agent <host:port>', 'node agent address', process.env['GRIDCKPT_AGENT'] ?? '127.0.0.1:7070'] as const;
 
-  program.command('status').description('show a node agent\'s jobs, units, memory and freezer')
+  program.command('status').description('show a grid (--grid) or a node agent (--agent): jobs, units, memory, freezer')
+    .option('--grid <host:port>', 'a grid coordinator\'s address')
     .option(...agentOpt).option('--json', 'print JSON')
-    .action(withClient<Common>(async (c, o) => {
+    .action((o: Common & { grid?: string }) => (o.grid ? gridStatus(o.grid, o.json === true) : agentStatus(o)));
+
+  const agentStatus = withClient<Common>(async (c, o) => {
       const s = await c.status();
       if (o.json) return printJson(s);
       line(`node ${s.nodeId} (incarnation ${s.incarnation}), freezer ${s.freezer}`);
@@ -43,7 +47,7 @@ export function addClientCommands(program: Command): void {
         line(`job ${j.jobId}: ${j.state}, last epoch ${j.lastEpoch}, ${j.checkpointsCommitted} committed, ${j.checkpointsFailed} failed${j.lastError ? ` (last error: ${j.lastError})` : ''}`);
         for (const u of j.units) line(`  unit ${u.unitId}: pid ${u.pid} ${u.state}${u.state === 'exited' ? ` code ${u.exitCode}${u.signal ? ` ${u.signal}` : ''}` : ''}, starts ${u.starts}`);
       }
-    }));
+  });
 
   program.command('start').description('start a job from a JSON spec file (JobSpec: jobId, units[], checkpointIntervalMs, fullEvery)')
     .option(...agentOpt).requiredOption('--spec <file>', 'job spec JSON').option('--json', 'print JSON')
@@ -66,14 +70,22 @@ export function addClientCommands(program: Command): void {
       line(`job ${o.job}: ${r.job!.state}`);
     }));
 
-  program.command('checkpoint').description('take a checkpoint of a job now').option(...agentOpt).requiredOption('--job <id>')
-    .option('--full', 'write a full epoch').option('--json', 'print JSON')
-    .action(withClient<Common & { job: string; full?: boolean }>(async (c, o) => {
+  program.command('checkpoint').description('checkpoint a job now: a grid round (--grid) or a node agent\'s local epoch (--agent)')
+    .argument('[job]', 'the job id (or --job)')
+    .option('--grid <host:port>', 'a grid coordinator\'s address').option(...agentOpt).option('--job <id>')
+    .option('--full', 'agent: write a full epoch').option('--json', 'print JSON')
+    .action((job: string | undefined, o: Common & { job?: string; full?: boolean; grid?: string }) => {
+      const jobId = job ?? o.job;
+      if (!jobId) throw new UsageError('checkpoint needs a job: gridckpt checkpoint <job>');
+      return o.grid ? gridCheckpoint(o.grid, jobId, o.json === true) : agentCheckpoint({ ...o, job: jobId });
+    });
+
+  const agentCheckpoint = withClient<Common & { job: string; full?: boolean }>(async (c, o) => {
       const r = await c.checkpoint({ jobId: checkName('job id', o.job), full: o.full ?? false });
       if (o.json) return printJson(r);
       const e = r.epoch!;
       line(`epoch ${e.epoch} committed (${e.full ? 'full' : `incremental on ${e.parentEpoch}`}): ${e.pageCount} pages, ${e.dataBytes} bytes; frozen ${r.freezeWindowMs.toFixed(2)} ms, write ${r.writeMs.toFixed(1)} ms`);
-    }));
+  });
 
   program.command('epochs').description('list a job\'s committed epochs').option(...agentOpt).requiredOption('--job <id>').option('--json', 'print JSON')
     .action(withClient<Common & { job: string }>(async (c, o) => {

@@ -4,6 +4,7 @@ import { checkName } from '../common/names.js';
 import { checkHostPort } from '../node/config.js';
 import { runGrid } from '../grid/run-grid.js';
 import { GridClient } from '../grid/grid-client.js';
+import type { GridJobStatus } from '../gen/gridckpt/v1/grid.js';
 import { clusterBankSpec } from './cluster-cmd.js';
 import { bankParams } from './bank-cmds.js';
 import { parseIntFlag, printJson, line } from './output.js';
@@ -44,22 +45,11 @@ export function addGridCommands(program: Command): void {
 
   program.command('grid-status').description('clusters (verdict, phi) and jobs (recovery lines) of a grid')
     .option(...gridOpt).option('--json', 'print JSON')
-    .action(async (o: { grid: string; json?: boolean }) => {
-      const c = new GridClient(checkHostPort('grid address', o.grid));
-      try {
-        const s = await c.status();
-        if (o.json) return printJson(s);
-        line(`grid ${s.gridId} (incarnation ${s.incarnation}), ${s.failuresDetected} cluster failures detected`);
-        for (const x of s.clusters) line(`  cluster ${x.clusterId} ${x.verdict} phi ${x.phi.toFixed(2)} heartbeat ${x.heartbeatAgeMs.toFixed(0)} ms ago, ${x.address}`);
-        for (const j of s.jobs) {
-          line(`  job ${j.jobId} ${j.state}: grid epoch ${j.lastGridEpoch}, ${j.roundsCommitted} rounds committed, ${j.roundsAborted} aborted${j.lastError ? ` (${j.lastError})` : ''}`);
-          const l = j.lines[j.lines.length - 1];
-          if (l) line(`    last recovery line: ${Object.entries(l.clusterEpochs).map(([k, v]) => `${k}@${v}`).join(' ')}`);
-        }
-      } finally {
-        c.close();
-      }
-    });
+    .action((o: { grid: string; json?: boolean }) => gridStatus(o.grid, o.json === true));
+
+  program.command('jobs').description('the jobs of a grid with their state and newest recovery lines')
+    .option(...gridOpt).option('--json', 'print JSON')
+    .action((o: { grid: string; json?: boolean }) => gridJobs(o.grid, o.json === true));
 
   program.command('grid-bank').description('submit a bank job spread over the grid\'s clusters (one sub-bank per unit)')
     .option(...gridOpt).option('--job <id>', 'job id', 'bank')
@@ -79,14 +69,47 @@ export function addGridCommands(program: Command): void {
 
   program.command('grid-checkpoint').description('run one coordinated grid round of a job now')
     .option(...gridOpt).requiredOption('--job <id>').option('--json', 'print JSON')
-    .action(async (o: { grid: string; job: string; json?: boolean }) => {
-      const c = new GridClient(checkHostPort('grid address', o.grid));
-      try {
-        const r = await c.checkpointGridJob({ jobId: checkName('job id', o.job) });
-        if (o.json) printJson(r);
-        else line(`grid epoch ${r.line!.gridEpoch} committed in ${r.totalMs.toFixed(1)} ms: ${Object.entries(r.line!.clusterEpochs).map(([k, v]) => `${k}@${v}`).join(' ')}`);
-      } finally {
-        c.close();
-      }
-    });
+    .action((o: { grid: string; job: string; json?: boolean }) => gridCheckpoint(o.grid, o.job, o.json === true));
+}
+
+async function withGrid(address: string, fn: (c: GridClient) => Promise<void>): Promise<void> {
+  const c = new GridClient(checkHostPort('grid address', address));
+  try {
+    await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+export function gridStatus(address: string, json: boolean): Promise<void> {
+  return withGrid(address, async (c) => {
+    const s = await c.status();
+    if (json) return printJson(s);
+    line(`grid ${s.gridId} (incarnation ${s.incarnation}), ${s.failuresDetected} cluster failures detected`);
+    for (const x of s.clusters) line(`  cluster ${x.clusterId} ${x.verdict} phi ${x.phi.toFixed(2)} heartbeat ${x.heartbeatAgeMs.toFixed(0)} ms ago, ${x.address}`);
+    for (const j of s.jobs) printJob(j);
+  });
+}
+
+export function gridJobs(address: string, json: boolean): Promise<void> {
+  return withGrid(address, async (c) => {
+    const s = await c.status();
+    if (json) return printJson(s.jobs);
+    if (s.jobs.length === 0) line('no jobs');
+    for (const j of s.jobs) printJob(j);
+  });
+}
+
+export function gridCheckpoint(address: string, job: string, json: boolean): Promise<void> {
+  return withGrid(address, async (c) => {
+    const r = await c.checkpointGridJob({ jobId: checkName('job id', job) });
+    if (json) printJson(r);
+    else line(`grid epoch ${r.line!.gridEpoch} committed in ${r.totalMs.toFixed(1)} ms: ${Object.entries(r.line!.clusterEpochs).map(([k, v]) => `${k}@${v}`).join(' ')}`);
+  });
+}
+
+function printJob(j: GridJobStatus): void {
+  line(`  job ${j.jobId} ${j.state}: grid epoch ${j.lastGridEpoch}, ${j.roundsCommitted} rounds committed, ${j.roundsAborted} aborted${j.lastError ? ` (${j.lastError})` : ''}`);
+  const l = j.lines[j.lines.length - 1];
+  if (l) line(`    last recovery line: ${Object.entries(l.clusterEpochs).map(([k, v]) => `${k}@${v}`).join(' ')}`);
 }

@@ -138,8 +138,7 @@ export class GridCoordinator {
       }));
       if (!states.every((s) => s === 'completed')) return;
       this.disarm(job);
-      while (job.core.status().phase !== 'idle') await new Promise((r) => setTimeout(r, 10));
-      const last = await job.checkpoint().catch(() => null);
+      const last = await job.checkpointNext().catch(() => null);
       job.state = 'completed';
       this.log.info({ jobId: job.jobId, last: last?.kind ?? 'none' }, 'grid job completed');
     } catch {

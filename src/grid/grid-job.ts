@@ -29,6 +29,7 @@ export class GridJob {
   private roundsSinceFull = 0;
   private readonly driver: RoundDriver;
   private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
+  private running: Promise<RoundOutcome> | null = null;
 
   constructor(readonly spec: JobSpec, readonly clusters: Map<string, string>, config: RoundConfig, private readonly target: GridTarget) {
     this.driver = new RoundDriver(spec.jobId, config, {
@@ -75,8 +76,22 @@ export class GridJob {
     // Every cluster builds on the epoch of the grid's last line; a full epoch now and then bounds the chains.
     const full = last === null || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
     const done = new Promise<RoundOutcome>((resolve) => this.waiters.set(epoch, resolve));
+    this.running = done;
     this.driver.step({ kind: 'start', roundId: `${this.jobId}-g${epoch}`, jobId: this.jobId, epoch, parentEpoch: full ? null : last!.gridEpoch, participants: this.clusterIds(), full });
     return done;
+  }
+
+  /** Resolves once no grid round is running. */
+  async whenIdle(): Promise<void> {
+    while (this.running && this.core.status().phase !== 'idle') await this.running;
+  }
+
+  /** The operator's round: after the one running, if any. */
+  async checkpointNext(): Promise<RoundOutcome> {
+    for (;;) {
+      await this.whenIdle();
+      if (this.core.status().phase === 'idle') return this.checkpoint();
+    }
   }
 
   participantFailed(clusterId: string, reason: string): void {

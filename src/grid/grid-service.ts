@@ -45,7 +45,7 @@ export function gridServiceHandlers(g: GridCoordinator, onBug: (e: unknown) => v
       return { job: jobStatus(g, job.jobId) };
     }, onBug),
     checkpointGridJob: unary(async (req) => {
-      const outcome = await g.job(checkName('job id', req.jobId)).checkpoint();
+      const outcome = await g.job(checkName('job id', req.jobId)).checkpointNext();
       if (outcome.kind === 'aborted') throw new GridError('aborted', `grid round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`);
       const line = g.catalog.latest(req.jobId)!;
       return { line: lineToPb(line), totalMs: outcome.timings.totalMs };

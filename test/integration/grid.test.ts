@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnSync } from 'node:child_process';
+import { spawnService, CLI_SCRIPT, type AgentProcess } from '../../src/node/agent-process.js';
 import { GridClient } from '../../src/grid/grid-client.js';
+import { GridCatalog } from '../../src/grid/catalog.js';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import { untilCluster } from '../helpers/cluster.js';
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
@@ -82,6 +84,18 @@ describe('grid: coordinated rounds over two clusters', () => {
           expect(totalOf(image.balances)).toBe(expectedTotal(p));
         }
 
+        // The operator's view, through the CLI.
+        const cli = (...args: string[]) => spawnSync(process.execPath, [CLI_SCRIPT, ...args, '--grid', grid.ready.grpc, '--json'], { encoding: 'utf8', timeout: 60_000 });
+        const st = JSON.parse(cli('status').stdout) as { clusters: Array<{ verdict: string }> };
+        expect(st.clusters.map((c) => c.verdict)).toEqual(['alive', 'alive']);
+        const jobs = JSON.parse(cli('jobs').stdout) as Array<{ jobId: string; state: string }>;
+        expect(jobs.map((j) => [j.jobId, j.state])).toEqual([['bank', 'running']]);
+        const cp = cli('checkpoint', 'bank');
+        expect(cp.status, cp.stderr).toBe(0);
+        const line = (JSON.parse(cp.stdout) as { line: { gridEpoch: string; clusterEpochs: Record<string, string> } }).line;
+        expect(Object.keys(line.clusterEpochs).sort()).toEqual(['ca', 'cb']);
+        expect(BigInt(line.gridEpoch)).toBeGreaterThan(newest.gridEpoch);
+
         // kill -9 the grid coordinator and start it again on the same data directory.
         grid.child.kill('SIGKILL');
         await grid.exited;
@@ -93,8 +107,11 @@ describe('grid: coordinated rounds over two clusters', () => {
         expect(grid.ready.grpc).toBe(address);
         expect(grid.ready.incarnation).toBe('2');
         const after = await client.status();
-        const kept = after.jobs.find((j) => j.jobId === 'bank')!.lines.map((l) => l.gridEpoch);
+        const shown = after.jobs.find((j) => j.jobId === 'bank')!.lines.map((l) => l.gridEpoch);
+        expect(shown[shown.length - 1]).toBeGreaterThanOrEqual(BigInt(line.gridEpoch));
+        const kept = (await GridCatalog.open(join(dir, 'grid'))).linesOf('bank').map((l) => l.gridEpoch);
         for (const l of lines) expect(kept).toContain(l.gridEpoch);
+        expect(kept).toContain(BigInt(line.gridEpoch));
         // The clusters find the new incarnation and register again.
         await untilGrid(client, (s) => s.clusters.length === 2, 'the clusters to re-register', 10_000);
       } finally {
