@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { spawnService, type AgentProcess } from '../node/agent-process.js';
+import { detectFreezer } from '../node/units/freezer.js';
 
 // A whole local grid on loopback as separate OS processes: one grid
 // coordinator, N cluster coordinators, M node agents per cluster, each
@@ -32,11 +33,15 @@ export interface LocalGrid {
 
 export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
   const started: AgentProcess[] = [];
+  const agentProcs: AgentProcess[] = [];
   const stop = async () => {
     for (const p of [...started].reverse()) {
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
       await p.exited;
     }
+    // An agent that died (the drill kills one) may have left units frozen in
+    // its cgroups: they must not run on, and nothing else will remove them.
+    for (const p of agentProcs) await (await detectFreezer('auto', { scope: p.ready.nodeId })).cleanupScope();
   };
   try {
     const grid = await spawnService('grid', [
@@ -61,6 +66,7 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
         if (o.freezer) args.push('--freezer', o.freezer);
         const agent = await spawnService('agent', args, process.env, o.logs);
         started.push(agent);
+        agentProcs.push(agent);
         agents.push(agent);
       }
       clusters.push({ clusterId, proc, storeDir, agents });

@@ -10,6 +10,7 @@ import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { listCommitted } from '../../src/node/store/index.js';
 import { uniqueNodeId } from '../helpers/agent.js';
+import { detectFreezer } from '../../src/node/units/freezer.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
 
@@ -91,6 +92,8 @@ describe('cluster: kill -9 of a node agent during a job', () => {
         await Promise.all(agents.map((a) => a.exited));
         cluster.child.kill('SIGTERM');
         await cluster.exited;
+        // The victim may have died with its units frozen: remove them and its cgroups.
+        for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
       }
     });
   });
