@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
+import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ClusterServiceService } from '../gen/gridckpt/v1/cluster.js';
 import { bumpIncarnation } from '../common/incarnation.js';
@@ -54,10 +55,7 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
   server.addService(ClusterServiceService, clusterServiceHandlers(coordinator, onBug));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
   health.addToServer(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  const address = `${cfg.listen.slice(0, cfg.listen.lastIndexOf(':'))}:${port}`;
+  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
   const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
   const c = coordinator;
   return {
@@ -68,7 +66,7 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
     async stop() {
       health.setStatus('', 'NOT_SERVING');
       c.shutdown();
-      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      await stopServer(server);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     },
   };

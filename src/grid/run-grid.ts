@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
+import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
 import { GridServiceService } from '../gen/gridckpt/v1/grid.js';
@@ -61,10 +62,7 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
   server.addService(GridServiceService, gridServiceHandlers(g, onBug));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
   health.addToServer(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  const address = `${cfg.listen.slice(0, cfg.listen.lastIndexOf(':'))}:${port}`;
+  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
   const metricsServer = cfg.metricsListen ? await serveMetrics(registry, cfg.metricsListen) : null;
   return {
     coordinator: g,
@@ -74,7 +72,7 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
     async stop() {
       health.setStatus('', 'NOT_SERVING');
       g.shutdown();
-      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      await stopServer(server);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     },
   };

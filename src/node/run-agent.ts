@@ -1,6 +1,7 @@
 import { mkdir, rm, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
+import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
 import { NodeAgentServiceService } from '../gen/gridckpt/v1/node_agent.js';
 import { UnitServiceService } from '../gen/gridckpt/v1/unit.js';
@@ -27,11 +28,6 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-function bindTcp(server: Server, listen: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-  });
-}
 
 export async function runAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   await mkdir(config.dataDir, { recursive: true });
@@ -88,15 +84,14 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
   const server = new Server();
   server.addService(NodeAgentServiceService, agentServiceHandlers(agent, onBug));
   health.addToServer(server);
-  const port = await bindTcp(server, config.listen);
-  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
-  const address = `${host}:${port}`;
+  const port = await bindServer(server, config.listen);
+  const address = boundAddress(config.listen, port);
 
   const lifelines = new UnitLifelines();
   const unitServer = new Server();
   unitServer.addService(UnitServiceService, unitServiceHandlers(agent, lifelines, onBug));
   await rm(config.unitSocket, { force: true });
-  await bindTcp(unitServer, `unix:${config.unitSocket}`);
+  await bindServer(unitServer, `unix:${config.unitSocket}`);
   await chmod(config.unitSocket, 0o600);
 
   const metricsServer = config.metricsListen ? await serveMetrics(metrics.registry, config.metricsListen) : null;
@@ -110,8 +105,8 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
       await freezer.cleanupScope().catch((err: unknown) => log.warn({ err: String(err) }, 'cgroup cleanup failed'));
       lifelines.endAll();
       await Promise.all([
-        new Promise<void>((r) => server.tryShutdown(() => r())),
-        new Promise<void>((r) => unitServer.tryShutdown(() => r())),
+        stopServer(server),
+        stopServer(unitServer),
         metricsServer ? new Promise<void>((r) => metricsServer.server.close(() => r())) : Promise.resolve(),
       ]);
       swap.close();
