@@ -39,8 +39,8 @@ export class ClusterJob {
   recoveries = 0;
   lastError = '';
   private readonly driver: RoundDriver;
-  private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
-  private running: Promise<RoundOutcome> | null = null;
+  /** The grid round this cluster is holding, if any (see gridPrepare). */
+  private gridRound: Promise<RoundOutcome> | null = null;
   private readonly prepareWaiters = new Map<bigint, { resolve: (r: { pages: number; bytes: number }) => void; reject: (e: Error) => void }>();
   /** The grid drives this job's rounds (no periodic rounds of the cluster's own). */
   gridManaged = false;
@@ -80,19 +80,16 @@ export class ClusterJob {
   }
 
   /** Starts a round; resolves with its outcome. */
-  checkpoint(): Promise<RoundOutcome> {
+  async checkpoint(): Promise<RoundOutcome> {
     if (this.round.status().phase !== 'idle') {
       return Promise.reject(new GridError('aborted', `a round of job ${this.jobId} is already running`));
     }
     const epoch = nextEpoch(this.round.status().highestEpoch);
     const full = this.lastEpoch === null || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
-    const done = new Promise<RoundOutcome>((resolve) => this.waiters.set(epoch, resolve));
-    this.running = done;
-    this.step({
+    return this.driver.start({
       kind: 'start', roundId: `${this.jobId}-${epoch}`, jobId: this.jobId, epoch,
       parentEpoch: full ? null : this.lastEpoch, participants: this.nodes(), full,
     });
-    return done;
   }
 
   // ---- the cluster as a participant of a grid round ----
@@ -114,8 +111,7 @@ export class ClusterJob {
       return Promise.reject(new GridError('aborted', `stale grid epoch ${epoch}: this cluster is at ${this.round.status().highestEpoch}`));
     }
     const prepared = new Promise<{ pages: number; bytes: number }>((resolve, reject) => this.prepareWaiters.set(epoch, { resolve, reject }));
-    this.running = new Promise<RoundOutcome>((resolve) => this.waiters.set(epoch, resolve));
-    this.step({
+    this.gridRound = this.driver.start({
       kind: 'start', roundId: `${this.jobId}-grid-${epoch}`, jobId: this.jobId, epoch,
       parentEpoch: full ? null : parentEpoch, participants: this.nodes(), full, holdAfterPrepare: true,
     });
@@ -129,7 +125,7 @@ export class ClusterJob {
     if (s.epoch !== epoch || s.phase !== 'holding') {
       throw new GridError('failed-precondition', `no prepared round for grid epoch ${epoch} of job ${this.jobId} (${s.phase} at ${s.epoch})`);
     }
-    const outcome = this.running!;
+    const outcome = this.gridRound!;
     this.step({ kind: 'proceed', epoch });
     const o = await outcome;
     if (o.kind !== 'committed') throw new GridError('aborted', `cluster round ${epoch} aborted in ${o.phase}: ${o.reason}`);
@@ -141,8 +137,8 @@ export class ClusterJob {
   }
 
   /** Resolves once no round is running. */
-  async whenIdle(): Promise<void> {
-    while (this.running && this.round.status().phase !== 'idle') await this.running;
+  whenIdle(): Promise<void> {
+    return this.driver.whenIdle();
   }
 
   /** The failure detector's verdict: the round, if any, aborts at once. */
@@ -178,8 +174,6 @@ export class ClusterJob {
     const prep = this.prepareWaiters.get(outcome.epoch);
     if (prep && outcome.kind === 'aborted') prep.reject(new GridError('aborted', `cluster round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`));
     this.prepareWaiters.delete(outcome.epoch);
-    this.waiters.get(outcome.epoch)?.(outcome);
-    this.waiters.delete(outcome.epoch);
   }
 
   private fence(epoch: bigint) {

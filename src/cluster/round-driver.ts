@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../common/log.js';
 import {
-  RoundCoordinator, type RoundConfig, type RoundInput, type RoundOutcome, type RoundReply, type SendAction, type WriteManifestAction,
+  RoundCoordinator, type RoundConfig, type RoundInput, type RoundOutcome, type RoundReply, type SendAction, type StartInput,
+  type WriteManifestAction,
 } from './core/round.js';
 
 // The serial driver of one job's RoundCoordinator, at either level: it
@@ -22,16 +23,42 @@ export interface RoundPorts {
 export class RoundDriver {
   readonly core: RoundCoordinator;
   private timer: NodeJS.Timeout | null = null;
+  private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
+  private current: Promise<RoundOutcome> | null = null;
 
   constructor(jobId: string, config: RoundConfig, private readonly ports: RoundPorts, private readonly log: Logger) {
     this.core = new RoundCoordinator(jobId, config);
+  }
+
+  /** Starts a round; resolves with its outcome. A refused start throws, and nothing waits. */
+  start(input: StartInput): Promise<RoundOutcome> {
+    const done = new Promise<RoundOutcome>((resolve) => this.waiters.set(input.epoch, resolve));
+    try {
+      this.step(input);
+    } catch (err) {
+      this.waiters.delete(input.epoch);
+      throw err;
+    }
+    this.current = done;
+    return done;
+  }
+
+  /** Resolves once no round is running. */
+  async whenIdle(): Promise<void> {
+    while (this.current && this.core.status().phase !== 'idle') await this.current;
   }
 
   step(input: RoundInput): void {
     const out = this.core.step(input, Math.floor(performance.now()));
     for (const p of out.persist) void this.persist(p);
     for (const s of out.send) void this.send(s);
-    if (out.reply) this.ports.onReply(out.reply);
+    if (out.reply) {
+      this.ports.onReply(out.reply);
+      if (out.reply.kind !== 'prepareDone') {
+        this.waiters.get(out.reply.epoch)?.(out.reply);
+        this.waiters.delete(out.reply.epoch);
+      }
+    }
     this.arm();
   }
 

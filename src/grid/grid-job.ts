@@ -28,8 +28,6 @@ export class GridJob {
   lastError = '';
   private roundsSinceFull = 0;
   private readonly driver: RoundDriver;
-  private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
-  private running: Promise<RoundOutcome> | null = null;
 
   constructor(readonly spec: JobSpec, readonly clusters: Map<string, string>, config: RoundConfig, private readonly target: GridTarget) {
     this.driver = new RoundDriver(spec.jobId, config, {
@@ -47,8 +45,6 @@ export class GridJob {
         if (r.kind === 'aborted') this.lastError = `grid round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
         else this.roundsSinceFull = r.full ? 0 : this.roundsSinceFull + 1;
         this.target.onOutcome(r);
-        this.waiters.get(r.epoch)?.(r);
-        this.waiters.delete(r.epoch);
       },
     }, target.log);
   }
@@ -69,21 +65,18 @@ export class GridJob {
     return { ...this.spec, units: this.spec.units.filter((u) => this.clusters.get(u.unitId) === clusterId), checkpointIntervalMs: 0 };
   }
 
-  checkpoint(): Promise<RoundOutcome> {
+  async checkpoint(): Promise<RoundOutcome> {
     if (this.core.status().phase !== 'idle') return Promise.reject(new GridError('aborted', `a grid round of job ${this.jobId} is already running`));
     const last = this.target.catalog.latest(this.jobId);
     const epoch = nextEpoch(this.core.status().highestEpoch > (last?.gridEpoch ?? 0n) ? this.core.status().highestEpoch : (last?.gridEpoch ?? 0n));
     // Every cluster builds on the epoch of the grid's last line; a full epoch now and then bounds the chains.
     const full = last === null || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
-    const done = new Promise<RoundOutcome>((resolve) => this.waiters.set(epoch, resolve));
-    this.running = done;
-    this.driver.step({ kind: 'start', roundId: `${this.jobId}-g${epoch}`, jobId: this.jobId, epoch, parentEpoch: full ? null : last!.gridEpoch, participants: this.clusterIds(), full });
-    return done;
+    return this.driver.start({ kind: 'start', roundId: `${this.jobId}-g${epoch}`, jobId: this.jobId, epoch, parentEpoch: full ? null : last!.gridEpoch, participants: this.clusterIds(), full });
   }
 
   /** Resolves once no grid round is running. */
-  async whenIdle(): Promise<void> {
-    while (this.running && this.core.status().phase !== 'idle') await this.running;
+  whenIdle(): Promise<void> {
+    return this.driver.whenIdle();
   }
 
   /** The operator's round: after the one running, if any. */

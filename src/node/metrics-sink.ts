@@ -14,10 +14,3 @@ export interface AgentMetricsSink {
   restored(ms: number, fellBack: boolean): void;
   unitExited(clean: boolean): void;
 }
-
-export const NO_METRICS: AgentMetricsSink = {
-  checkpointCommitted: () => undefined,
-  checkpointFailed: () => undefined,
-  restored: () => undefined,
-  unitExited: () => undefined,
-};
