@@ -59,6 +59,7 @@ export function addAgentCommand(program: Command): void {
             incarnation: status.incarnation,
             agentAddress: running.address,
             capacityUnits: parseIntFlag('capacity', opts['capacity'] ?? '4', 1, 4096),
+            leases: running.agent.leases,
             log,
           })
         : null;

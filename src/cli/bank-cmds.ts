@@ -49,7 +49,7 @@ export function addBankCommands(program: Command): void {
       const spec = bankJobSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000));
       const c = new AgentClient(checkHostPort('agent address', o.agent));
       try {
-        const r = await c.startJob({ job: spec });
+        const r = await c.startJob({ job: spec, leaseBound: false, fresh: false });
         if (o.json) printJson(r.job);
         else line(`bank job ${o.job} started: ${p.units} units × ${p.opsPerUnit} transfers over ${p.accounts} accounts`);
       } finally {

@@ -58,7 +58,7 @@ export function addClientCommands(program: Command): void {
       } catch (err) {
         throw new UsageError(`cannot read job spec ${JSON.stringify(o.spec)}: ${(err as Error).message}`);
       }
-      const r = await c.startJob({ job: { jobId: spec.jobId, units: spec.units ?? [], checkpointIntervalMs: spec.checkpointIntervalMs ?? 0, fullEvery: spec.fullEvery ?? 0 } });
+      const r = await c.startJob({ job: { jobId: spec.jobId, units: spec.units ?? [], checkpointIntervalMs: spec.checkpointIntervalMs ?? 0, fullEvery: spec.fullEvery ?? 0 }, leaseBound: false, fresh: false });
       if (o.json) return printJson(r.job);
       line(`job ${r.job!.jobId} started with ${r.job!.units.length} units`);
     }));

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { createLogger } from '../common/log.js';
 import { checkName } from '../common/names.js';
@@ -24,23 +25,29 @@ export function addClusterCommands(program: Command): void {
     .option('--heartbeat-interval-ms <ms>', 'heartbeat period asked of agents', '100')
     .option('--checkpoint-interval-ms <ms>', 'default round period of a job', '1000')
     .option('--round-timeout-ms <ms>', 'prepare deadline of a round', '5000')
+    .option('--agent-lease-ms <ms>', 'job lease given to agents: their units die when it is not renewed (default ten heartbeat intervals)')
     .option('--grid <host:port>', 'register with this grid coordinator and heartbeat to it')
     .action(async (o: Record<string, string>) => {
       const cfg = {
         clusterId: checkName('cluster id', o['clusterId']!),
         dataDir: o['dataDir']!,
-        storeDir: o['storeDir']!,
+        // Absolute: the grid hands it to other clusters when this one is lost.
+        storeDir: resolve(o['storeDir']!),
         listen: checkHostPort('listen address', o['listen']!),
         metricsListen: o['metricsListen'] === 'none' ? null : checkHostPort('metrics address', o['metricsListen']!),
         heartbeatIntervalMs: parseIntFlag('heartbeat interval', o['heartbeatIntervalMs']!, 10, 60_000),
         checkpointIntervalMs: parseIntFlag('checkpoint interval', o['checkpointIntervalMs']!, 10, 86_400_000),
         roundTimeoutMs: parseIntFlag('round timeout', o['roundTimeoutMs']!, 10, 600_000),
+        agentLeaseMs: o['agentLeaseMs'] === undefined ? 0 : parseIntFlag('agent lease', o['agentLeaseMs'], 50, 3_600_000),
       };
       const log = createLogger(`cluster:${cfg.clusterId}`);
       const running = await runCluster(cfg, log);
       process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
       const link = o['grid']
-        ? linkToGrid({ gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address, log })
+        ? linkToGrid({
+            gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
+            storeDir: cfg.storeDir, agentLeaseMs: running.coordinator.settings.agentLeaseMs, leases: running.coordinator.gridLeases, log,
+          })
         : null;
       const shutdown = () => {
         link?.stop();

@@ -23,6 +23,7 @@ export function addGridCommands(program: Command): void {
     .option('--heartbeat-interval-ms <ms>', 'heartbeat period asked of clusters', '100')
     .option('--checkpoint-interval-ms <ms>', 'default grid round period of a job', '1000')
     .option('--round-timeout-ms <ms>', 'prepare deadline of a grid round', '10000')
+    .option('--cluster-lease-ms <ms>', 'job lease given to clusters: their units stop when it is not renewed (default the larger of 3 s and ten heartbeat intervals)')
     .action(async (o: Record<string, string>) => {
       const cfg = {
         gridId: checkName('grid id', o['gridId']!),
@@ -32,6 +33,7 @@ export function addGridCommands(program: Command): void {
         heartbeatIntervalMs: parseIntFlag('heartbeat interval', o['heartbeatIntervalMs']!, 10, 60_000),
         checkpointIntervalMs: parseIntFlag('checkpoint interval', o['checkpointIntervalMs']!, 10, 86_400_000),
         roundTimeoutMs: parseIntFlag('round timeout', o['roundTimeoutMs']!, 10, 600_000),
+        clusterLeaseMs: o['clusterLeaseMs'] === undefined ? 0 : parseIntFlag('cluster lease', o['clusterLeaseMs'], 50, 3_600_000),
       };
       const log = createLogger(`grid:${cfg.gridId}`);
       const running = await runGrid(cfg, log);

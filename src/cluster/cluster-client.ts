@@ -19,6 +19,7 @@ export class ClusterClient {
   prepareRound(req: pb.PrepareRoundRequest, timeoutMs?: number) { return this.call<pb.PrepareRoundRequest, pb.PrepareRoundResponse>('prepareRound', req, timeoutMs); }
   commitRound(req: pb.CommitRoundRequest, timeoutMs?: number) { return this.call<pb.CommitRoundRequest, pb.CommitRoundResponse>('commitRound', req, timeoutMs); }
   abortRound(req: pb.AbortRoundRequest, timeoutMs?: number) { return this.call<pb.AbortRoundRequest, pb.AbortRoundResponse>('abortRound', req, timeoutMs); }
+  restoreGridJob(req: pb.RestoreGridJobRequest) { return this.call<pb.RestoreGridJobRequest, pb.RestoreGridJobResponse>('restoreGridJob', req, this.timeoutMs * 4); }
   status() { return this.call<pb.ClusterStatusRequest, pb.ClusterStatusResponse>('clusterStatus', {}); }
 
   close(): void {

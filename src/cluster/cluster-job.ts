@@ -12,7 +12,23 @@ import { commitEpoch, type PartInfo } from '../node/store/index.js';
 // the cluster store's manifest as the decision. It also answers the grid's
 // two-level rounds (gridPrepare holds after PREPARED; gridCommit proceeds).
 
-export type ClusterJobState = 'running' | 'completed' | 'recovering' | 'failed';
+export type ClusterJobState = 'running' | 'completed' | 'recovering' | 'failed' | 'fenced';
+
+/** Parts of another store this job's nodes load on a restore (see adopted). */
+export interface AdoptedParts {
+  fromCluster: string;
+  storeDir: string;
+  epoch: bigint;
+  /** Writer of parts in that store → the node here that loads them. */
+  holders: Map<string, string>;
+}
+
+/** What one node loads on a restore, store by store (RestoreSource). */
+export interface NodeSource {
+  storeDir: string;
+  epoch: bigint;
+  parts: string[];
+}
 
 export interface RoundTarget {
   clusterId: string;
@@ -38,6 +54,13 @@ export class ClusterJob {
   roundsSinceFull = 0;
   recoveries = 0;
   lastError = '';
+  /**
+   * Units adopted from a lost cluster whose pages are still only in its
+   * store: every round is full until one commits, which puts them here.
+   */
+  adopted: AdoptedParts[] = [];
+  /** The next round must be full: adopted pages, or parts laid out anew (partOwners not from our own rounds). */
+  needsFull = false;
   private readonly driver: RoundDriver;
   /** The grid round this cluster is holding, if any (see gridPrepare). */
   private gridRound: Promise<RoundOutcome> | null = null;
@@ -75,6 +98,25 @@ export class ClusterJob {
     return [...this.partOwners].filter(([, holder]) => holder === nodeId).map(([writer]) => writer);
   }
 
+  /** Where a node's pages come from on a restore of the last committed state. */
+  sourcesFor(nodeId: string): NodeSource[] {
+    const out: NodeSource[] = [];
+    const own = this.partsFor(nodeId);
+    if (this.lastEpoch !== null && own.length > 0) out.push({ storeDir: this.target.storeDir, epoch: this.lastEpoch, parts: own });
+    for (const a of this.adopted) {
+      const parts = [...a.holders].filter(([, h]) => h === nodeId).map(([w]) => w);
+      if (parts.length > 0) out.push({ storeDir: a.storeDir, epoch: a.epoch, parts });
+    }
+    return out;
+  }
+
+  /** A node failed: whatever it held, the spare now holds. */
+  moveHolder(failedNodeId: string, spareNodeId: string): void {
+    for (const [writer, holder] of this.partOwners) if (holder === failedNodeId) this.partOwners.set(writer, spareNodeId);
+    if (!this.partOwners.has(spareNodeId)) this.partOwners.set(spareNodeId, spareNodeId);
+    for (const a of this.adopted) for (const [writer, holder] of a.holders) if (holder === failedNodeId) a.holders.set(writer, spareNodeId);
+  }
+
   specFor(nodeId: string): JobSpec {
     return { ...this.spec, units: this.spec.units.filter((u) => this.placement.get(u.unitId) === nodeId), checkpointIntervalMs: 0, fullEvery: 0 };
   }
@@ -85,7 +127,7 @@ export class ClusterJob {
       return Promise.reject(new GridError('aborted', `a round of job ${this.jobId} is already running`));
     }
     const epoch = nextEpoch(this.round.status().highestEpoch);
-    const full = this.lastEpoch === null || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
+    const full = this.lastEpoch === null || this.needsFull || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
     return this.driver.start({
       kind: 'start', roundId: `${this.jobId}-${epoch}`, jobId: this.jobId, epoch,
       parentEpoch: full ? null : this.lastEpoch, participants: this.nodes(), full,
@@ -94,7 +136,7 @@ export class ClusterJob {
 
   // ---- the cluster as a participant of a grid round ----
 
-  private checkGridFence(incarnation: bigint): void {
+  checkGridFence(incarnation: bigint): void {
     if (incarnation < this.gridIncarnation) {
       throw new GridError('failed-precondition', `fenced: grid incarnation ${incarnation} is older than ${this.gridIncarnation}`);
     }
@@ -110,6 +152,8 @@ export class ClusterJob {
     if (epoch <= this.round.status().highestEpoch) {
       return Promise.reject(new GridError('aborted', `stale grid epoch ${epoch}: this cluster is at ${this.round.status().highestEpoch}`));
     }
+    // Adopted pages are not in this store yet: only a full epoch holds them.
+    if (this.needsFull) full = true;
     const prepared = new Promise<{ pages: number; bytes: number }>((resolve, reject) => this.prepareWaiters.set(epoch, { resolve, reject }));
     this.gridRound = this.driver.start({
       kind: 'start', roundId: `${this.jobId}-grid-${epoch}`, jobId: this.jobId, epoch,
@@ -167,6 +211,13 @@ export class ClusterJob {
     if (outcome.kind === 'committed') {
       this.lastEpoch = outcome.epoch;
       this.roundsSinceFull = outcome.full ? 0 : this.roundsSinceFull + 1;
+      if (outcome.full) {
+        // A full epoch holds every container in the part of the node that
+        // runs it: from here on each node loads exactly its own parts.
+        this.adopted = [];
+        this.needsFull = false;
+        this.partOwners = new Map(this.nodes().map((n) => [n, n]));
+      }
     } else {
       this.lastError = `round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`;
     }
@@ -211,7 +262,8 @@ export class ClusterJob {
       createdUnixMs: Date.now(),
       containers: answers.flatMap((a) => a.containers),
       parts: answers.map((a) => a.part),
-      job: { ...this.spec, placement: Object.fromEntries(this.placement) },
+      // placement and partOwners let another cluster adopt these units (core/adoption.ts).
+      job: { ...this.spec, placement: Object.fromEntries(this.placement), partOwners: Object.fromEntries(this.partOwners) },
     });
   }
 }

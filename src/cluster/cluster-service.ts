@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import type { ClusterServiceServer, ClusterJobStatus } from '../gen/gridckpt/v1/cluster.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
@@ -22,6 +23,7 @@ export function jobStatusToPb(j: ClusterJob): ClusterJobStatus {
     roundsAborted: BigInt(s.roundsAborted),
     recoveries: BigInt(j.recoveries),
     lastError: j.lastError,
+    gridManaged: j.gridManaged,
   };
 }
 
@@ -39,9 +41,9 @@ export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown
         capacityUnits: capacity,
         labels: { ...req.labels },
       });
-      return { clusterId: c.settings.clusterId, heartbeatIntervalMs: c.settings.detector.heartbeatIntervalMs };
+      return { clusterId: c.settings.clusterId, heartbeatIntervalMs: c.settings.detector.heartbeatIntervalMs, leaseMs: c.settings.agentLeaseMs };
     }, onBug),
-    heartbeat: unary((req) => ({ known: c.heartbeat(req.nodeId, req.incarnation, Number(req.seq)) }), onBug),
+    heartbeat: unary((req) => c.heartbeat(req.nodeId, req.incarnation, Number(req.seq)), onBug),
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);
@@ -74,6 +76,23 @@ export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown
       const fence = required('fence', req.fence);
       c.job(checkName('job id', req.jobId)).gridAbort(fence.epoch, fence.incarnation, req.reason);
       return {};
+    }, onBug),
+    restoreGridJob: unary(async (req) => {
+      const fence = required('fence', req.fence);
+      const spec = required('job', req.job);
+      const jobId = checkName('job id', req.jobId);
+      if (spec.jobId !== jobId) throw new GridError('invalid-argument', `job.job_id ${JSON.stringify(spec.jobId)} is not job_id ${JSON.stringify(jobId)}`);
+      const job = await c.restoreGridJob({
+        jobId,
+        gridIncarnation: fence.incarnation,
+        spec,
+        epoch: req.epoch === 0n ? null : req.epoch,
+        adopt: req.adopt.map((a) => {
+          if (!isAbsolute(a.storeDir)) throw new GridError('invalid-argument', `adoption store_dir ${JSON.stringify(a.storeDir)} must be an absolute path`);
+          return { fromCluster: checkName('cluster id', a.fromCluster), storeDir: a.storeDir, epoch: a.epoch === 0n ? null : a.epoch, unitIds: a.unitIds };
+        }),
+      });
+      return { job: jobStatusToPb(job) };
     }, onBug),
     clusterStatus: unary(() => {
       const peers = new Map(c.detector.status().map((p) => [p.peer, p]));

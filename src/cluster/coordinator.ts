@@ -7,12 +7,19 @@ import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } 
 import type { RoundConfig, RoundOutcome } from './core/round.js';
 import { placeUnits, moveFailedNode, type NodeCapacity } from './core/placement.js';
 import { ClusterJob } from './cluster-job.js';
+import { LeaseKeeper } from '../detector/lease-keeper.js';
+import { leaseMarginMs } from '../detector/lease.js';
+import { restoreJobOnNodes, restoreGridJob, type GridRestore } from './job-restore.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery
 // of a job when one of its nodes is declared failed: abort the round, stop
 // the job's other units, move the failed node's units to one spare node, and
 // restore every node of the job from the last committed epoch.
+// Leases: every job it starts is bound to the agents' leases, which each
+// heartbeat answer renews; a node declared failed gets no more answers, and
+// its units are run elsewhere only once its lease has surely lapsed. A
+// grid-managed job holds a lease from the grid the same way (gridLeases).
 
 export interface ClusterSettings {
   clusterId: string;
@@ -22,6 +29,8 @@ export interface ClusterSettings {
   round: RoundConfig;
   defaultCheckpointIntervalMs: number;
   rpcTimeoutMs: number;
+  /** How long an agent's job lease lasts (from its heartbeat's send). */
+  agentLeaseMs: number;
 }
 
 export interface ClusterNode {
@@ -32,12 +41,15 @@ export interface ClusterNode {
   labels: Record<string, string>;
   verdict: Verdict;
   client: AgentClient;
+  /** The last instant this coordinator vouched for the node's jobs (answer or start). */
+  lastGrantMs: number;
 }
 
 export interface ClusterEvents {
   roundFinished(outcome: RoundOutcome): void;
   nodeVerdict(change: VerdictChange): void;
   recovered(jobId: string, ms: number, ok: boolean): void;
+  jobFenced(jobId: string): void;
 }
 
 export class ClusterCoordinator {
@@ -47,9 +59,12 @@ export class ClusterCoordinator {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly generation = new Map<string, number>();
   failuresDetected = 0;
+  /** Grid-managed jobs run here only while the grid renews their lease. */
+  readonly gridLeases: LeaseKeeper;
 
-  constructor(readonly settings: ClusterSettings, private readonly log: Logger, private readonly events: ClusterEvents) {
+  constructor(readonly settings: ClusterSettings, readonly log: Logger, readonly events: ClusterEvents) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
+    this.gridLeases = new LeaseKeeper(3_000, (jobId) => void this.fenceGridJob(jobId));
   }
 
   // ---- nodes ----
@@ -60,15 +75,38 @@ export class ClusterCoordinator {
       throw new GridError('failed-precondition', `fenced: node ${n.nodeId} incarnation ${n.incarnation} is older than ${old.incarnation}`);
     }
     old?.client.close();
-    this.nodes.set(n.nodeId, { ...n, verdict: 'alive', client: new AgentClient(n.address, this.settings.rpcTimeoutMs) });
+    this.nodes.set(n.nodeId, { ...n, verdict: 'alive', client: new AgentClient(n.address, this.settings.rpcTimeoutMs), lastGrantMs: performance.now() });
     this.detector.watch(n.nodeId, n.incarnation);
     this.log.info({ node: n.nodeId, incarnation: String(n.incarnation), address: n.address, capacity: n.capacityUnits }, 'node registered');
   }
 
-  heartbeat(nodeId: string, incarnation: bigint, seq: number): boolean {
+  heartbeat(nodeId: string, incarnation: bigint, seq: number): { known: boolean; leasedJobs: string[] } {
     const node = this.nodes.get(nodeId);
-    if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return false;
-    return this.detector.heartbeat(nodeId, incarnation, seq) === null;
+    if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false, leasedJobs: [] };
+    if (this.detector.heartbeat(nodeId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
+    node.lastGrantMs = performance.now();
+    return { known: true, leasedJobs: this.leasedJobsOf(nodeId) };
+  }
+
+  /** The jobs this node may keep running: placed there, not fenced, and (grid jobs) leased from the grid. */
+  leasedJobsOf(nodeId: string): string[] {
+    return [...this.jobs.values()]
+      .filter((j) => (j.state === 'running' || j.state === 'recovering') && j.nodes().includes(nodeId))
+      .filter((j) => !j.gridManaged || this.gridLeases.leases.isBound(j.jobId))
+      .map((j) => j.jobId);
+  }
+
+  /** When the node's leases have surely lapsed (its units are dead or fenced). */
+  leaseSafeAt(nodeId: string): number {
+    const node = this.nodes.get(nodeId);
+    if (!node) return 0;
+    return node.lastGrantMs + this.settings.agentLeaseMs + leaseMarginMs(this.settings.agentLeaseMs);
+  }
+
+  /** A start or restore call that returned: the node holds a fresh lease. */
+  granted(nodeId: string): void {
+    const node = this.nodes.get(nodeId);
+    if (node) node.lastGrantMs = Math.max(node.lastGrantMs, performance.now());
   }
 
   private onVerdict(change: VerdictChange): void {
@@ -85,7 +123,7 @@ export class ClusterCoordinator {
     }
   }
 
-  private capacities(): NodeCapacity[] {
+  capacities(): NodeCapacity[] {
     const placed = new Map<string, number>();
     for (const job of this.jobs.values()) {
       if (job.state === 'completed' || job.state === 'failed') continue;
@@ -105,6 +143,19 @@ export class ClusterCoordinator {
     if (raw.units.length === 0) throw new GridError('invalid-argument', `job ${raw.jobId} has no units`);
     const spec = { ...raw, checkpointIntervalMs: raw.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs };
     const placement = placeUnits(spec.units.map((u) => u.unitId), this.capacities());
+    const job = this.newJob(spec, placement, gridManaged);
+    this.jobs.set(spec.jobId, job);
+    if (gridManaged) this.gridLeases.bind(spec.jobId);
+    for (const nodeId of job.nodes()) {
+      await this.client(nodeId).startJob({ job: job.specFor(nodeId), leaseBound: true, fresh: false });
+      this.granted(nodeId);
+    }
+    this.arm(job);
+    this.log.info({ jobId: spec.jobId, placement: Object.fromEntries(placement) }, 'job placed and started');
+    return job;
+  }
+
+  newJob(spec: JobSpec, placement: Map<string, string>, gridManaged: boolean): ClusterJob {
     const job = new ClusterJob(spec, placement, this.settings.round, {
       clusterId: this.settings.clusterId,
       incarnation: this.settings.incarnation,
@@ -114,10 +165,6 @@ export class ClusterCoordinator {
       onOutcome: (_j, o) => this.events.roundFinished(o),
     });
     job.gridManaged = gridManaged;
-    this.jobs.set(spec.jobId, job);
-    for (const nodeId of job.nodes()) await this.client(nodeId).startJob({ job: job.specFor(nodeId) });
-    this.arm(job);
-    this.log.info({ jobId: spec.jobId, placement: Object.fromEntries(placement) }, 'job placed and started');
     return job;
   }
 
@@ -135,14 +182,14 @@ export class ClusterCoordinator {
     return job.checkpoint();
   }
 
-  private client(nodeId: string): AgentClient {
+  client(nodeId: string): AgentClient {
     const node = this.nodes.get(nodeId);
     if (!node) throw new GridError('unavailable', `node ${nodeId} is not registered`);
     return node.client;
   }
 
   /** Periodic rounds, and a watch for the end of the job on every node. */
-  private arm(job: ClusterJob): void {
+  arm(job: ClusterJob): void {
     this.disarm(job);
     const every = job.gridManaged ? 0 : job.spec.checkpointIntervalMs;
     if (every > 0) {
@@ -156,7 +203,13 @@ export class ClusterCoordinator {
     void this.watchCompletion(job, gen);
   }
 
-  private disarm(job: ClusterJob): void {
+  disarm(job: ClusterJob): void {
+    this.stopTimer(job);
+    // Outstanding completion watches of the job end at their next look.
+    this.generation.set(job.jobId, (this.generation.get(job.jobId) ?? 0) + 1);
+  }
+
+  private stopTimer(job: ClusterJob): void {
     const t = this.timers.get(job.jobId);
     if (t) clearInterval(t);
     this.timers.delete(job.jobId);
@@ -176,7 +229,7 @@ export class ClusterCoordinator {
         }
       }
       if (!current()) return;
-      this.disarm(job);
+      this.stopTimer(job);
       // A last round records the job's end state (after any periodic one still running).
       await job.whenIdle();
       if (!current()) return;
@@ -192,29 +245,23 @@ export class ClusterCoordinator {
     const t0 = performance.now();
     job.state = 'recovering';
     this.disarm(job);
-    this.generation.set(job.jobId, (this.generation.get(job.jobId) ?? 0) + 1);
     job.participantFailed(failedNodeId, `node ${failedNodeId} declared failed by the detector`);
     try {
       const survivors = job.nodes().filter((n) => n !== failedNodeId);
       await Promise.all(survivors.map((n) => this.client(n).stopJob({ jobId: job.jobId }).catch(() => undefined)));
       const moved = moveFailedNode(job.placement, failedNodeId, this.capacities());
       job.placement = moved.placement;
-      for (const [writer, holder] of job.partOwners) if (holder === failedNodeId) job.partOwners.set(writer, moved.spareNodeId);
-      if (!job.partOwners.has(moved.spareNodeId)) job.partOwners.set(moved.spareNodeId, moved.spareNodeId);
-      for (const nodeId of job.nodes()) {
-        const spec = job.specFor(nodeId);
-        if (job.lastEpoch === null) {
-          await this.client(nodeId).stopJob({ jobId: job.jobId }).catch(() => undefined);
-          await this.client(nodeId).startJob({ job: spec });
-        } else {
-          await this.client(nodeId).restore({ jobId: job.jobId, epoch: job.lastEpoch, partsFrom: job.partsFor(nodeId), job: spec });
-        }
-      }
+      job.moveHolder(failedNodeId, moved.spareNodeId);
+      // The failed node's units must be dead before they run elsewhere.
+      const wait = this.leaseSafeAt(failedNodeId) - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (job.state !== 'recovering') return;
+      await restoreJobOnNodes(this, job, job.nodes());
       job.recoveries += 1;
       job.state = 'running';
       this.arm(job);
       const ms = performance.now() - t0;
-      this.log.warn({ jobId: job.jobId, failed: failedNodeId, spare: moved.spareNodeId, epoch: String(job.lastEpoch), ms }, 'job recovered');
+      this.log.warn({ jobId: job.jobId, failed: failedNodeId, spare: moved.spareNodeId, epoch: String(job.lastEpoch), leaseWaitMs: Math.max(0, wait), ms }, 'job recovered');
       this.events.recovered(job.jobId, ms, true);
     } catch (err) {
       job.state = 'failed';
@@ -224,7 +271,35 @@ export class ClusterCoordinator {
     }
   }
 
+  /** The grid's recovery after it lost a cluster (see job-restore.ts). */
+  restoreGridJob(r: GridRestore): Promise<ClusterJob> {
+    return restoreGridJob(this, r);
+  }
+
+  /** Replaces the job's record (a grid restore builds a new one). */
+  setJob(job: ClusterJob): void {
+    this.jobs.set(job.jobId, job);
+  }
+
+  /**
+   * The grid stopped renewing this job's lease: the grid may be running its
+   * units elsewhere by now. Stop them here; the agents' own leases lapse
+   * anyway, since the job is no longer named in their heartbeat answers.
+   */
+  async fenceGridJob(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || (job.state !== 'running' && job.state !== 'recovering')) return;
+    job.state = 'fenced';
+    job.lastError = `fenced: the grid's lease on job ${jobId} lapsed, so its units here were stopped`;
+    this.disarm(job);
+    job.stop();
+    this.log.warn({ jobId }, 'grid lease lapsed: stopping the job here');
+    this.events.jobFenced(jobId);
+    await Promise.all(job.nodes().map((n) => this.client(n).stopJob({ jobId }).catch(() => undefined)));
+  }
+
   shutdown(): void {
+    this.gridLeases.stop();
     for (const job of this.jobs.values()) {
       this.disarm(job);
       job.stop();

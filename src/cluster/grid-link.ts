@@ -1,14 +1,32 @@
 import type { Logger } from '../common/log.js';
 import { GridClient } from '../grid/grid-client.js';
 import { startMembership } from '../detector/membership.js';
+import type { LeaseKeeper } from '../detector/lease-keeper.js';
 
-// The cluster coordinator's tie to the grid coordinator (see detector/membership.ts).
+// The cluster coordinator's tie to the grid coordinator (see
+// detector/membership.ts): each heartbeat answer renews the grid's lease on
+// the jobs it names.
 
-export function linkToGrid(o: { gridAddress: string; clusterId: string; incarnation: bigint; clusterAddress: string; log: Logger }): { stop(): void } {
+export interface GridLinkOptions {
+  gridAddress: string;
+  clusterId: string;
+  incarnation: bigint;
+  clusterAddress: string;
+  storeDir: string;
+  agentLeaseMs: number;
+  leases: LeaseKeeper;
+  log: Logger;
+}
+
+export function linkToGrid(o: GridLinkOptions): { stop(): void } {
   const client = new GridClient(o.gridAddress, 2_000);
   const m = startMembership({
-    register: () => client.registerCluster({ clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress }),
-    beat: async (seq, timeoutMs) => (await client.clusterHeartbeat({ clusterId: o.clusterId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs)).known,
+    register: () => client.registerCluster({
+      clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,
+    }),
+    beat: (seq, timeoutMs) => client.clusterHeartbeat({ clusterId: o.clusterId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs),
+    onRegistered: (r) => o.leases.setLength(r.leaseMs || 3_000),
+    onLeases: (jobs, sentAt) => o.leases.renew(jobs, sentAt),
     log: o.log,
   });
   return {

@@ -14,6 +14,7 @@ export class ClusterMetrics {
   private readonly failures: Counter;
   private readonly recoveries: Counter<'outcome'>;
   private readonly recoverySeconds: Histogram;
+  private readonly fenced: Counter;
 
   constructor(coordinator: () => ClusterCoordinator | null) {
     const registers = [this.registry];
@@ -23,6 +24,7 @@ export class ClusterMetrics {
     this.failures = new Counter({ name: 'gridckpt_cluster_node_failures_detected_total', help: 'Nodes declared failed by the detector', registers });
     this.recoveries = new Counter({ name: 'gridckpt_cluster_recoveries_total', help: 'Job recoveries by outcome', labelNames: ['outcome'], registers });
     this.recoverySeconds = new Histogram({ name: 'gridckpt_cluster_recovery_seconds', help: 'Time from a failure verdict to the job running again', buckets: ROUND_BUCKETS_S, registers });
+    this.fenced = new Counter({ name: 'gridckpt_cluster_grid_lease_lapses_total', help: 'Grid jobs whose grid lease lapsed here, their units stopped (fencing)', registers });
     new Gauge({ name: 'gridckpt_cluster_heartbeat_age_seconds', help: 'Time since the last heartbeat, per node', labelNames: ['node'], registers, collect() {
       this.reset();
       for (const p of coordinator()?.detector.status() ?? []) this.set({ node: p.peer }, p.lastHeartbeatAgeMs / 1000);
@@ -44,6 +46,10 @@ export class ClusterMetrics {
 
   nodeVerdict(c: VerdictChange): void {
     if (c.to === 'failed') this.failures.inc();
+  }
+
+  jobFenced(_jobId: string): void {
+    this.fenced.inc();
   }
 
   recovered(_jobId: string, ms: number, ok: boolean): void {

@@ -23,6 +23,8 @@ export interface ClusterProcessConfig {
   heartbeatIntervalMs: number;
   checkpointIntervalMs: number;
   roundTimeoutMs: number;
+  /** 0: ten heartbeat intervals. */
+  agentLeaseMs: number;
 }
 
 export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
@@ -46,6 +48,7 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
       }),
       defaultCheckpointIntervalMs: cfg.checkpointIntervalMs,
       rpcTimeoutMs: cfg.roundTimeoutMs * 4,
+      agentLeaseMs: cfg.agentLeaseMs || cfg.heartbeatIntervalMs * 10,
     },
     log,
     metrics,

@@ -59,7 +59,7 @@ export async function runNodeDrill(o: NodeDrillOptions): Promise<NodeDrillReport
   say(`agent up at ${first.ready.grpc} (freezer ${first.ready.freezer}, pid ${first.ready.pid})`);
   const c1 = new AgentClient(first.ready.grpc);
   const t0 = performance.now();
-  await c1.startJob({ job: bankJobSpec(JOB, o.params, o.intervalMs) });
+  await c1.startJob({ job: bankJobSpec(JOB, o.params, o.intervalMs), leaseBound: false, fresh: false });
   say(`bank job started: ${o.params.units} units × ${o.params.opsPerUnit} transfers, checkpoint every ${o.intervalMs} ms`);
   await untilCommitted(c1, 1);
   await new Promise((r) => setTimeout(r, o.killDelayMs)); // the failure's moment is the drill's input

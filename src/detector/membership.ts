@@ -1,15 +1,30 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../common/log.js';
 import { startHeartbeats, type HeartbeatLoop } from './heartbeat-loop.js';
 
 // A member's tie to its coordinator (an agent to its cluster, a cluster to
 // the grid): register, retrying until the coordinator answers; then
 // heartbeat at the interval it asks for; when it no longer knows this
-// incarnation (it restarted, or declared us failed), register again.
+// incarnation (it restarted, or declared us failed), register again. Each
+// answer names the jobs whose lease it renews (see lease.ts); onLeases gets
+// them with the instant the heartbeat was sent.
+
+export interface Registered {
+  heartbeatIntervalMs: number;
+  leaseMs: number;
+}
+
+export interface BeatAnswer {
+  known: boolean;
+  leasedJobs: string[];
+}
 
 export interface MembershipOptions {
-  register(): Promise<{ heartbeatIntervalMs: number }>;
-  /** Resolves false when the coordinator does not know this member. */
-  beat(seq: number, timeoutMs: number): Promise<boolean>;
+  register(): Promise<Registered>;
+  /** Resolves known=false when the coordinator does not know this member. */
+  beat(seq: number, timeoutMs: number): Promise<BeatAnswer>;
+  onRegistered?(r: Registered): void;
+  onLeases?(jobIds: string[], sentAtMs: number): void;
   log: Logger;
   retryMs?: number;
 }
@@ -21,19 +36,24 @@ export function startMembership(o: MembershipOptions): { stop(): void } {
   const register = (): void => {
     if (stopped) return;
     o.register().then(
-      ({ heartbeatIntervalMs }) => {
+      (r) => {
         if (stopped) return;
-        o.log.info({ heartbeatIntervalMs }, 'registered with the coordinator');
+        o.log.info({ heartbeatIntervalMs: r.heartbeatIntervalMs, leaseMs: r.leaseMs }, 'registered with the coordinator');
+        o.onRegistered?.(r);
         loop?.stop();
         loop = startHeartbeats({
-          intervalMs: heartbeatIntervalMs,
+          intervalMs: r.heartbeatIntervalMs,
           send: async (seq) => {
-            const known = await o.beat(seq, heartbeatIntervalMs * 5);
-            if (!known && !stopped) {
+            const sentAt = performance.now();
+            const answer = await o.beat(seq, r.heartbeatIntervalMs * 5);
+            if (stopped) return;
+            if (!answer.known) {
               loop?.stop();
               loop = null;
               register();
+              return;
             }
+            o.onLeases?.(answer.leasedJobs, sentAt);
           },
           onError: () => undefined, // a missed beat is the detector's business
         });

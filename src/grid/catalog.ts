@@ -2,47 +2,79 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridError } from '../common/errors.js';
 import { ensureDirDurable, renameDurable, writeFileSynced, isErrno } from '../node/store/durable-fs.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 
 // The grid catalog: every committed recovery line (job, grid epoch, each
-// cluster's epoch). It is rewritten whole and put in place by an atomic
-// rename after fsync, so a crash of the grid coordinator at any instant
-// leaves either the old catalog or the new one — never a torn one — and a
-// line once acknowledged is never lost. Bounded: the newest maxLinesPerJob
-// lines of each job are kept (older epochs are garbage-collected anyway).
+// cluster's epoch, and which cluster's store holds each unit's pages), the
+// grid's jobs (spec, where each unit runs, state) and the store of every
+// cluster that ever registered — what a restarted grid coordinator needs to
+// resume its jobs and to recover them from a lost cluster's store. It is
+// rewritten whole and put in place by an atomic rename after fsync, so a
+// crash at any instant leaves either the old catalog or the new one, never a
+// torn one, and a line once acknowledged is never lost. Bounded: the newest
+// maxLinesPerJob lines of each job are kept.
 
 export interface RecoveryLine {
   jobId: string;
   gridEpoch: bigint;
   clusterEpochs: Record<string, bigint>;
   committedUnixMs: number;
+  /** unit → the cluster whose store holds its pages at this line. */
+  unitClusters: Record<string, string>;
+}
+
+export interface GridJobRecord {
+  spec: JobSpec;
+  /** unit → cluster */
+  clusters: Record<string, string>;
+  state: string;
+  recoveries: number;
+  lastError: string;
+}
+
+export interface ClusterRecord {
+  storeDir: string;
+  agentLeaseMs: number;
+}
+
+interface CatalogState {
+  lines: RecoveryLine[];
+  jobs: Record<string, GridJobRecord>;
+  clusters: Record<string, ClusterRecord>;
 }
 
 const FILE = 'catalog.json';
-const FORMAT = 'gridckpt-catalog/1';
+const FORMAT = 'gridckpt-catalog/2';
+const OLD_FORMAT = 'gridckpt-catalog/1';
 
 export class GridCatalog {
-  private constructor(private readonly dir: string, private lines: RecoveryLine[], private readonly maxLinesPerJob: number) {}
+  private constructor(private readonly dir: string, private state: CatalogState, private readonly maxLinesPerJob: number) {}
 
   static async open(dir: string, maxLinesPerJob = 64): Promise<GridCatalog> {
     await ensureDirDurable(dir);
-    let lines: RecoveryLine[] = [];
+    let state: CatalogState = { lines: [], jobs: {}, clusters: {} };
     try {
-      const raw = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as { format?: string; lines?: Array<Record<string, unknown>> };
-      if (raw.format !== FORMAT || !Array.isArray(raw.lines)) throw new Error(`not a ${FORMAT} file`);
-      lines = raw.lines.map((l) => ({
-        jobId: String(l['jobId']),
-        gridEpoch: BigInt(String(l['gridEpoch'])),
-        clusterEpochs: Object.fromEntries(Object.entries(l['clusterEpochs'] as Record<string, string>).map(([k, v]) => [k, BigInt(v)])),
-        committedUnixMs: Number(l['committedUnixMs']),
-      }));
+      const raw = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as { format?: string; lines?: Array<Record<string, unknown>>; jobs?: unknown; clusters?: unknown };
+      if ((raw.format !== FORMAT && raw.format !== OLD_FORMAT) || !Array.isArray(raw.lines)) throw new Error(`not a ${FORMAT} file`);
+      state = {
+        lines: raw.lines.map((l) => ({
+          jobId: String(l['jobId']),
+          gridEpoch: BigInt(String(l['gridEpoch'])),
+          clusterEpochs: Object.fromEntries(Object.entries(l['clusterEpochs'] as Record<string, string>).map(([k, v]) => [k, BigInt(v)])),
+          committedUnixMs: Number(l['committedUnixMs']),
+          unitClusters: { ...((l['unitClusters'] as Record<string, string> | undefined) ?? {}) },
+        })),
+        jobs: (raw.jobs as Record<string, GridJobRecord> | undefined) ?? {},
+        clusters: (raw.clusters as Record<string, ClusterRecord> | undefined) ?? {},
+      };
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw new GridError('data-loss', `grid catalog ${join(dir, FILE)} is unreadable: ${(err as Error).message}`);
     }
-    return new GridCatalog(dir, lines, maxLinesPerJob);
+    return new GridCatalog(dir, state, maxLinesPerJob);
   }
 
   linesOf(jobId: string): RecoveryLine[] {
-    return this.lines.filter((l) => l.jobId === jobId);
+    return this.state.lines.filter((l) => l.jobId === jobId);
   }
 
   latest(jobId: string): RecoveryLine | null {
@@ -51,7 +83,15 @@ export class GridCatalog {
   }
 
   jobs(): string[] {
-    return [...new Set(this.lines.map((l) => l.jobId))];
+    return [...new Set([...this.state.lines.map((l) => l.jobId), ...Object.keys(this.state.jobs)])];
+  }
+
+  jobRecords(): GridJobRecord[] {
+    return Object.values(this.state.jobs);
+  }
+
+  cluster(clusterId: string): ClusterRecord | null {
+    return this.state.clusters[clusterId] ?? null;
   }
 
   async append(line: RecoveryLine): Promise<void> {
@@ -59,14 +99,37 @@ export class GridCatalog {
     if (previous && line.gridEpoch <= previous.gridEpoch) {
       throw new GridError('failed-precondition', `recovery line ${line.gridEpoch} of job ${line.jobId} is not above ${previous.gridEpoch}`);
     }
-    const next = [...this.lines, line];
-    const mine = next.filter((l) => l.jobId === line.jobId);
-    const drop = new Set(mine.slice(0, Math.max(0, mine.length - this.maxLinesPerJob)));
-    const kept = next.filter((l) => !drop.has(l));
-    const body = JSON.stringify({ format: FORMAT, lines: kept }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-    const tmp = join(this.dir, `${FILE}.tmp`);
-    await writeFileSynced(tmp, Buffer.from(body));
-    await renameDurable(tmp, join(this.dir, FILE));
-    this.lines = kept;
+    await this.write((s) => {
+      const next = [...s.lines, line];
+      const mine = next.filter((l) => l.jobId === line.jobId);
+      const drop = new Set(mine.slice(0, Math.max(0, mine.length - this.maxLinesPerJob)));
+      return { ...s, lines: next.filter((l) => !drop.has(l)) };
+    });
+  }
+
+  saveJob(record: GridJobRecord): Promise<void> {
+    return this.write((s) => ({ ...s, jobs: { ...s.jobs, [record.spec.jobId]: record } }));
+  }
+
+  async saveCluster(clusterId: string, record: ClusterRecord): Promise<void> {
+    const old = this.state.clusters[clusterId];
+    if (old && old.storeDir === record.storeDir && old.agentLeaseMs === record.agentLeaseMs) return;
+    await this.write((s) => ({ ...s, clusters: { ...s.clusters, [clusterId]: record } }));
+  }
+
+  // Writes are serialised: each one puts the whole state in place, in order.
+  private queue: Promise<void> = Promise.resolve();
+
+  private write(change: (s: CatalogState) => CatalogState): Promise<void> {
+    const run = this.queue.then(async () => {
+      const next = change(this.state);
+      const body = JSON.stringify({ format: FORMAT, ...next }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+      const tmp = join(this.dir, `${FILE}.tmp`);
+      await writeFileSynced(tmp, Buffer.from(body));
+      await renameDurable(tmp, join(this.dir, FILE));
+      this.state = next;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 }

@@ -1,17 +1,25 @@
+import { performance } from 'node:perf_hooks';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
+import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
 import type { RoundConfig, RoundOutcome } from '../cluster/core/round.js';
 import type { GridCatalog } from './catalog.js';
 import { GridJob } from './grid-job.js';
+import { planGridRecovery } from './core/recovery-plan.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
-// rounds, and the catalog of recovery lines (which survives restarts). A lost
-// cluster coordinator is detected, reported (log, status, metric) and its
-// jobs' rounds abort; moving its units to another cluster is not done yet.
+// rounds, the catalog (recovery lines, jobs, cluster stores; it survives
+// restarts, and a restarted grid resumes its jobs), and recovery from a lost
+// cluster: its units move to another cluster with room, their pages read
+// from the lost cluster's store, and the whole job rolls back to its last
+// recovery line (core/recovery-plan.ts).
+// Leases: each heartbeat answer names the jobs the cluster may keep running;
+// a lost cluster gets none, and its units run elsewhere only once its lease,
+// and its agents' leases under it, have surely lapsed.
 
 export interface GridSettings {
   gridId: string;
@@ -20,6 +28,8 @@ export interface GridSettings {
   round: RoundConfig;
   defaultCheckpointIntervalMs: number;
   rpcTimeoutMs: number;
+  /** How long a cluster's job lease lasts (from its heartbeat's send). */
+  clusterLeaseMs: number;
 }
 
 export interface GridClusterEntry {
@@ -27,12 +37,18 @@ export interface GridClusterEntry {
   incarnation: bigint;
   address: string;
   verdict: Verdict;
-  client: ClusterClient;
+  /** Null until a cluster the catalog knows registers with this incarnation of the grid. */
+  client: ClusterClient | null;
+  storeDir: string;
+  agentLeaseMs: number;
+  /** The last instant the grid vouched for this cluster's jobs. */
+  lastGrantMs: number;
 }
 
 export interface GridEvents {
   roundFinished(o: RoundOutcome): void;
   clusterVerdict(c: VerdictChange): void;
+  recovered(jobId: string, ms: number, ok: boolean): void;
 }
 
 const COMPLETION_POLL_MS = 200;
@@ -42,27 +58,49 @@ export class GridCoordinator {
   readonly jobs = new Map<string, GridJob>();
   readonly detector: MonitorDriver;
   failuresDetected = 0;
+  recoveries = 0;
   private readonly timers = new Map<string, NodeJS.Timeout[]>();
+  private readonly recovering = new Map<string, Promise<void>>();
 
   constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
   }
 
-  registerCluster(c: { clusterId: string; incarnation: bigint; address: string }): void {
+  // ---- clusters ----
+
+  registerCluster(c: { clusterId: string; incarnation: bigint; address: string; storeDir: string; agentLeaseMs: number }): void {
     const old = this.clusters.get(c.clusterId);
     if (old && old.incarnation > c.incarnation) {
       throw new GridError('failed-precondition', `fenced: cluster ${c.clusterId} incarnation ${c.incarnation} is older than ${old.incarnation}`);
     }
-    old?.client.close();
-    this.clusters.set(c.clusterId, { ...c, verdict: 'alive', client: new ClusterClient(c.address, this.settings.rpcTimeoutMs) });
+    // A new incarnation knows none of the old one's jobs: for them it is lost.
+    if (old && old.incarnation !== 0n && old.incarnation < c.incarnation && old.verdict !== 'failed') {
+      this.clusterLost(old.clusterId, `cluster ${c.clusterId} restarted (incarnation ${old.incarnation} → ${c.incarnation})`);
+    }
+    old?.client?.close();
+    this.clusters.set(c.clusterId, {
+      ...c, verdict: 'alive', client: new ClusterClient(c.address, this.settings.rpcTimeoutMs),
+      // Leases the old incarnation held still count.
+      lastGrantMs: old?.lastGrantMs ?? performance.now(),
+    });
     this.detector.watch(c.clusterId, c.incarnation);
-    this.log.info({ cluster: c.clusterId, incarnation: String(c.incarnation), address: c.address }, 'cluster registered');
+    void this.catalog.saveCluster(c.clusterId, { storeDir: c.storeDir, agentLeaseMs: c.agentLeaseMs })
+      .catch((err: unknown) => this.log.error({ cluster: c.clusterId, err: String(err) }, 'could not record the cluster in the catalog'));
+    this.log.info({ cluster: c.clusterId, incarnation: String(c.incarnation), address: c.address, store: c.storeDir }, 'cluster registered');
   }
 
-  heartbeat(clusterId: string, incarnation: bigint, seq: number): boolean {
+  heartbeat(clusterId: string, incarnation: bigint, seq: number): { known: boolean; leasedJobs: string[] } {
     const c = this.clusters.get(clusterId);
-    if (!c || c.incarnation !== incarnation || c.verdict === 'failed') return false;
-    return this.detector.heartbeat(clusterId, incarnation, seq) === null;
+    if (!c || c.incarnation !== incarnation || c.verdict === 'failed') return { known: false, leasedJobs: [] };
+    if (this.detector.heartbeat(clusterId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
+    c.lastGrantMs = performance.now();
+    return { known: true, leasedJobs: this.leasedJobsOf(clusterId) };
+  }
+
+  leasedJobsOf(clusterId: string): string[] {
+    return [...this.jobs.values()]
+      .filter((j) => (j.state === 'running' || j.state === 'recovering') && !j.lost.has(clusterId) && j.clusterIds().includes(clusterId))
+      .map((j) => j.jobId);
   }
 
   private onVerdict(change: VerdictChange): void {
@@ -73,36 +111,62 @@ export class GridCoordinator {
     this.log.warn({ cluster: change.peer, from: change.from, to: change.to, phi: change.phi }, `cluster ${change.to}`);
     if (change.to !== 'failed') return;
     this.failuresDetected += 1;
+    this.clusterLost(change.peer, `cluster ${change.peer} declared failed by the grid's detector`);
+  }
+
+  private clusterLost(clusterId: string, reason: string): void {
     for (const job of this.jobs.values()) {
-      if (!job.clusterIds().includes(change.peer) || job.state !== 'running') continue;
-      job.participantFailed(change.peer, `cluster ${change.peer} declared failed by the grid's detector`);
-      job.lastError = `cluster ${change.peer} lost; its units are not moved to another cluster yet`;
+      if (!job.clusterIds().includes(clusterId) || (job.state !== 'running' && job.state !== 'recovering')) continue;
+      job.lost.add(clusterId);
+      job.participantFailed(clusterId, reason);
+      job.lastError = reason;
+      this.recoverSoon(job, reason);
     }
   }
 
+  // ---- jobs ----
+
   async submitJob(raw: JobSpec): Promise<GridJob> {
     const existing = this.jobs.get(raw.jobId);
-    if (existing && existing.state === 'running') throw new GridError('already-exists', `job ${raw.jobId} is already running on the grid`);
+    if (existing && (existing.state === 'running' || existing.state === 'recovering')) {
+      throw new GridError('already-exists', `job ${raw.jobId} is already ${existing.state} on the grid`);
+    }
     if (raw.units.length === 0) throw new GridError('invalid-argument', `job ${raw.jobId} has no units`);
-    const alive = [...this.clusters.values()].filter((c) => c.verdict === 'alive').map((c) => c.clusterId).sort();
+    const alive = [...this.clusters.values()].filter((c) => c.verdict === 'alive' && c.client).map((c) => c.clusterId).sort();
     if (alive.length === 0) throw new GridError('unavailable', 'no alive cluster is registered');
     const spec = { ...raw, checkpointIntervalMs: raw.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs };
-    const clusters = new Map(spec.units.map((u, i) => [u.unitId, alive[i % alive.length]!]));
-    const job = new GridJob(spec, clusters, this.settings.round, {
-      gridId: this.settings.gridId,
-      incarnation: this.settings.incarnation,
-      catalog: this.catalog,
-      clusterOf: (id) => this.clusters.get(id)?.client ?? null,
-      log: this.log,
-      onOutcome: (o) => this.events.roundFinished(o),
-    });
+    const job = this.newJob(spec, new Map(spec.units.map((u, i) => [u.unitId, alive[i % alive.length]!])));
     this.jobs.set(spec.jobId, job);
+    await this.catalog.saveJob(job.record());
     for (const id of job.clusterIds()) {
-      await this.clusters.get(id)!.client.submitJob({ job: job.specFor(id), gridManaged: true });
+      await this.clusters.get(id)!.client!.submitJob({ job: job.specFor(id), gridManaged: true });
+      this.granted(id);
     }
     this.arm(job);
-    this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(clusters) }, 'grid job started');
+    this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(job.clusters) }, 'grid job started');
     return job;
+  }
+
+  /** A restarted grid takes its jobs back from the catalog. */
+  resume(): void {
+    for (const rec of this.catalog.jobRecords()) {
+      if (rec.state !== 'running' && rec.state !== 'recovering') continue;
+      const job = this.newJob(rec.spec, new Map(Object.entries(rec.clusters)));
+      job.recoveries = rec.recoveries;
+      this.jobs.set(rec.spec.jobId, job);
+      for (const id of job.clusterIds()) {
+        if (this.clusters.has(id)) continue;
+        // Until it registers: silent to the detector, which declares it failed if it never does.
+        const known = this.catalog.cluster(id);
+        this.clusters.set(id, {
+          clusterId: id, incarnation: 0n, address: '', verdict: 'alive', client: null,
+          storeDir: known?.storeDir ?? '', agentLeaseMs: known?.agentLeaseMs ?? 0, lastGrantMs: performance.now(),
+        });
+        this.detector.watch(id, 0n);
+      }
+      this.arm(job);
+      this.log.info({ jobId: job.jobId, clusters: Object.fromEntries(job.clusters), was: rec.state }, 'grid job resumed from the catalog');
+    }
   }
 
   job(jobId: string): GridJob {
@@ -110,6 +174,93 @@ export class GridCoordinator {
     if (!job) throw notFound(`unknown job ${JSON.stringify(jobId)} on grid ${this.settings.gridId}`);
     return job;
   }
+
+  private newJob(spec: JobSpec, clusters: Map<string, string>): GridJob {
+    return new GridJob(spec, clusters, this.settings.round, {
+      gridId: this.settings.gridId,
+      incarnation: this.settings.incarnation,
+      catalog: this.catalog,
+      clusterOf: (id) => this.clusters.get(id)?.client ?? null,
+      log: this.log,
+      onOutcome: (o) => this.events.roundFinished(o),
+    });
+  }
+
+  private granted(clusterId: string): void {
+    const c = this.clusters.get(clusterId);
+    if (c) c.lastGrantMs = Math.max(c.lastGrantMs, performance.now());
+  }
+
+  private saveJob(job: GridJob): void {
+    void this.catalog.saveJob(job.record()).catch((err: unknown) => this.log.error({ jobId: job.jobId, err: String(err) }, 'could not record the job in the catalog'));
+  }
+
+  // ---- recovery from a lost cluster ----
+
+  private recoverSoon(job: GridJob, reason: string): void {
+    job.state = 'recovering';
+    const prev = this.recovering.get(job.jobId) ?? Promise.resolve();
+    const next = prev.then(() => this.recover(job, reason));
+    this.recovering.set(job.jobId, next);
+  }
+
+  private async recover(job: GridJob, reason: string): Promise<void> {
+    if (job.lost.size === 0 || job.state !== 'recovering') return;
+    const t0 = performance.now();
+    const lost = new Set(job.lost);
+    try {
+      // The lost cluster's units, and its agents', must be dead before they run elsewhere.
+      const safeAt = Math.max(...[...lost].map((id) => {
+        const c = this.clusters.get(id)!;
+        const agentLease = c.agentLeaseMs || this.settings.clusterLeaseMs;
+        return leaseSafeAfter(c.lastGrantMs, this.settings.clusterLeaseMs, agentLease, leaseMarginMs(this.settings.clusterLeaseMs + agentLease));
+      }));
+      const wait = safeAt - performance.now();
+      this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.max(0, Math.round(wait)) }, 'recovering the job from a lost cluster once its leases have lapsed');
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await job.whenIdle();
+      const free = new Map<string, number>();
+      await Promise.all([...this.clusters.values()].filter((c) => c.verdict === 'alive' && c.client && !lost.has(c.clusterId)).map(async (c) => {
+        const s = await c.client!.status().catch(() => null);
+        if (!s) return;
+        free.set(c.clusterId, s.nodes.filter((n) => n.verdict === 'alive').reduce((a, n) => a + Math.max(0, n.capacityUnits - n.placedUnits), 0));
+      }));
+      const line = this.catalog.latest(job.jobId);
+      const stores = new Map([...this.clusters.values()].filter((c) => c.storeDir).map((c) => [c.clusterId, c.storeDir]));
+      const plan = planGridRecovery({ clusters: job.clusters, lost, line, free, stores });
+      if (!plan.ok) throw new GridError('resource-exhausted', plan.reason);
+      await Promise.all([...plan.restores].map(async ([clusterId, r]) => {
+        const client = this.clusters.get(clusterId)!.client!;
+        await client.restoreGridJob({
+          fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
+          jobId: job.jobId,
+          job: { ...job.spec, units: job.spec.units.filter((u) => r.units.includes(u.unitId)), checkpointIntervalMs: 0 },
+          epoch: r.epoch ?? 0n,
+          adopt: r.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
+        });
+        this.granted(clusterId);
+      }));
+      job.clusters = plan.clusters;
+      for (const id of lost) job.lost.delete(id);
+      job.recoveries += 1;
+      this.recoveries += 1;
+      job.state = 'running';
+      job.lastError = `recovered from the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ')} moved to ${plan.target}`;
+      this.saveJob(job);
+      const ms = performance.now() - t0;
+      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', ms }, 'grid job recovered');
+      this.events.recovered(job.jobId, ms, true);
+    } catch (err) {
+      job.state = 'failed';
+      job.lastError = `recovery from the loss of ${[...lost].join(', ')} failed: ${err instanceof Error ? err.message : String(err)}`;
+      this.disarm(job);
+      this.saveJob(job);
+      this.log.error({ jobId: job.jobId, err: job.lastError }, 'grid recovery failed');
+      this.events.recovered(job.jobId, performance.now() - t0, false);
+    }
+  }
+
+  // ---- timers ----
 
   private arm(job: GridJob): void {
     const every = setInterval(() => {
@@ -133,13 +284,16 @@ export class GridCoordinator {
     this.polling.add(job.jobId);
     try {
       const states = await Promise.all(job.clusterIds().map(async (id) => {
-        const s = await this.clusters.get(id)!.client.status();
+        const client = this.clusters.get(id)?.client;
+        if (!client) return 'unknown';
+        const s = await client.status();
         return s.jobs.find((j) => j.jobId === job.jobId)?.state ?? 'unknown';
       }));
-      if (!states.every((s) => s === 'completed')) return;
+      if (!states.every((s) => s === 'completed') || job.state !== 'running') return;
       this.disarm(job);
       const last = await job.checkpointNext().catch(() => null);
       job.state = 'completed';
+      this.saveJob(job);
       this.log.info({ jobId: job.jobId, last: last?.kind ?? 'none' }, 'grid job completed');
     } catch {
       // a cluster that does not answer is the detector's business
@@ -154,6 +308,6 @@ export class GridCoordinator {
       job.stop();
     }
     this.detector.stop();
-    for (const c of this.clusters.values()) c.client.close();
+    for (const c of this.clusters.values()) c.client?.close();
   }
 }

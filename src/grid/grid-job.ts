@@ -12,7 +12,7 @@ import type { GridCatalog, RecoveryLine } from './catalog.js';
 // each finish its round (its manifest written); the grid's decision is the
 // recovery line appended to the catalog.
 
-export type GridJobState = 'running' | 'completed' | 'failed';
+export type GridJobState = 'running' | 'recovering' | 'completed' | 'failed';
 
 export interface GridTarget {
   gridId: string;
@@ -26,10 +26,13 @@ export interface GridTarget {
 export class GridJob {
   state: GridJobState = 'running';
   lastError = '';
+  recoveries = 0;
+  /** Clusters lost and not yet recovered from: they get no lease for this job. */
+  readonly lost = new Set<string>();
   private roundsSinceFull = 0;
   private readonly driver: RoundDriver;
 
-  constructor(readonly spec: JobSpec, readonly clusters: Map<string, string>, config: RoundConfig, private readonly target: GridTarget) {
+  constructor(readonly spec: JobSpec, public clusters: Map<string, string>, config: RoundConfig, private readonly target: GridTarget) {
     this.driver = new RoundDriver(spec.jobId, config, {
       prepare: async (to, epoch, parent, full) => {
         const r = await this.cluster(to).prepareRound({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: parent ?? 0n, full });
@@ -59,6 +62,11 @@ export class GridJob {
 
   clusterIds(): string[] {
     return [...new Set(this.clusters.values())].sort();
+  }
+
+  /** What the catalog keeps of this job. */
+  record() {
+    return { spec: this.spec, clusters: Object.fromEntries(this.clusters), state: this.state, recoveries: this.recoveries, lastError: this.lastError };
   }
 
   specFor(clusterId: string): JobSpec {
@@ -111,6 +119,8 @@ export class GridJob {
       gridEpoch: p.epoch,
       clusterEpochs: Object.fromEntries(p.parts.map((x) => [x.participant, x.part as bigint])),
       committedUnixMs: Date.now(),
+      // Every cluster of the round committed its units' pages in its own store.
+      unitClusters: Object.fromEntries(this.clusters),
     };
     await this.target.catalog.append(line);
   }

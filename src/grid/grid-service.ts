@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '../gen/gridckpt/v1/grid.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
@@ -12,32 +13,39 @@ import type { RecoveryLine } from './catalog.js';
 const LINES_SHOWN = 8;
 
 function lineToPb(l: RecoveryLine): PbLine {
-  return { jobId: l.jobId, gridEpoch: l.gridEpoch, clusterEpochs: { ...l.clusterEpochs }, committedUnixMs: BigInt(l.committedUnixMs) };
+  return { jobId: l.jobId, gridEpoch: l.gridEpoch, clusterEpochs: { ...l.clusterEpochs }, committedUnixMs: BigInt(l.committedUnixMs), unitClusters: { ...l.unitClusters } };
 }
 
 function jobStatus(g: GridCoordinator, jobId: string): GridJobStatus {
   const job = g.jobs.get(jobId);
+  const rec = g.catalog.jobRecords().find((r) => r.spec.jobId === jobId);
   const lines = g.catalog.linesOf(jobId);
   const s = job?.core.status();
   return {
     jobId,
-    state: job?.state ?? 'unknown (from the catalog)',
+    state: job?.state ?? rec?.state ?? 'unknown (from the catalog)',
     clusters: job ? Object.fromEntries(job.clusters) : {},
     lastGridEpoch: lines[lines.length - 1]?.gridEpoch ?? 0n,
     roundsCommitted: BigInt(s?.roundsCommitted ?? 0),
     roundsAborted: BigInt(s?.roundsAborted ?? 0),
-    lastError: job?.lastError ?? '',
+    lastError: job?.lastError ?? rec?.lastError ?? '',
     lines: lines.slice(-LINES_SHOWN).map(lineToPb),
+    recoveries: BigInt(job?.recoveries ?? rec?.recoveries ?? 0),
   };
 }
 
 export function gridServiceHandlers(g: GridCoordinator, onBug: (e: unknown) => void): GridServiceServer {
   return {
     registerCluster: unary((req) => {
-      g.registerCluster({ clusterId: checkName('cluster id', req.clusterId), incarnation: req.incarnation, address: checkHostPort('cluster address', req.address) });
-      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.detector.heartbeatIntervalMs };
+      if (!isAbsolute(req.storeDir)) throw new GridError('invalid-argument', `store_dir ${JSON.stringify(req.storeDir)} must be an absolute path`);
+      if (req.incarnation === 0n) throw new GridError('invalid-argument', 'incarnation must be at least 1');
+      g.registerCluster({
+        clusterId: checkName('cluster id', req.clusterId), incarnation: req.incarnation, address: checkHostPort('cluster address', req.address),
+        storeDir: req.storeDir, agentLeaseMs: req.agentLeaseMs,
+      });
+      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.detector.heartbeatIntervalMs, leaseMs: g.settings.clusterLeaseMs };
     }, onBug),
-    clusterHeartbeat: unary((req) => ({ known: g.heartbeat(req.clusterId, req.incarnation, Number(req.seq)) }), onBug),
+    clusterHeartbeat: unary((req) => g.heartbeat(req.clusterId, req.incarnation, Number(req.seq)), onBug),
     submitGridJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);
@@ -58,10 +66,11 @@ export function gridServiceHandlers(g: GridCoordinator, onBug: (e: unknown) => v
         incarnation: g.settings.incarnation,
         clusters: [...g.clusters.values()].map((c) => ({
           clusterId: c.clusterId, incarnation: c.incarnation, address: c.address, verdict: c.verdict,
-          phi: peers.get(c.clusterId)?.phi ?? 0, heartbeatAgeMs: peers.get(c.clusterId)?.lastHeartbeatAgeMs ?? 0,
+          phi: peers.get(c.clusterId)?.phi ?? 0, heartbeatAgeMs: peers.get(c.clusterId)?.lastHeartbeatAgeMs ?? 0, storeDir: c.storeDir,
         })),
         jobs: jobIds.map((id) => jobStatus(g, id)),
         failuresDetected: BigInt(g.failuresDetected),
+        recoveries: BigInt(g.recoveries),
       };
     }, onBug),
   };

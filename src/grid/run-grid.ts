@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { Server } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
-import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
+import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
 import { GridServiceService } from '../gen/gridckpt/v1/grid.js';
 import { bumpIncarnation } from '../common/incarnation.js';
 import { serveMetrics } from '../common/metrics-http.js';
@@ -23,6 +23,8 @@ export interface GridProcessConfig {
   heartbeatIntervalMs: number;
   checkpointIntervalMs: number;
   roundTimeoutMs: number;
+  /** 0: the larger of 3 s and ten heartbeat intervals. */
+  clusterLeaseMs: number;
 }
 
 export async function runGrid(cfg: GridProcessConfig, log: Logger) {
@@ -34,6 +36,11 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
   collectDefaultMetrics({ register: registry, prefix: 'gridckpt_grid_process_' });
   const rounds = new Counter({ name: 'gridckpt_grid_rounds_total', help: 'Grid rounds by outcome', labelNames: ['outcome'], registers });
   const failures = new Counter({ name: 'gridckpt_grid_cluster_failures_detected_total', help: 'Clusters declared failed', registers });
+  const recoveries = new Counter({ name: 'gridckpt_grid_recoveries_total', help: 'Job recoveries from a lost cluster, by outcome', labelNames: ['outcome'], registers });
+  const recoverySeconds = new Histogram({
+    name: 'gridckpt_grid_recovery_seconds', help: 'From starting a recovery (lease wait included) to the job running again',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64], registers,
+  });
   let coordinator: GridCoordinator | null = null;
   new Gauge({ name: 'gridckpt_grid_heartbeat_phi', help: 'Phi accrual suspicion, per cluster', labelNames: ['cluster'], registers, collect() {
     this.reset();
@@ -51,12 +58,22 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
       round: validateRoundConfig({ ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: cfg.roundTimeoutMs, commitTimeoutMs: cfg.roundTimeoutMs * 4, manifestTimeoutMs: cfg.roundTimeoutMs, abortTimeoutMs: cfg.roundTimeoutMs }),
       defaultCheckpointIntervalMs: cfg.checkpointIntervalMs,
       rpcTimeoutMs: cfg.roundTimeoutMs * 4,
+      // Long enough for a restarted grid to be back before the clusters fence its jobs.
+      clusterLeaseMs: cfg.clusterLeaseMs || Math.max(3_000, cfg.heartbeatIntervalMs * 10),
     },
     catalog,
     log,
-    { roundFinished: (o) => rounds.inc({ outcome: o.kind }), clusterVerdict: (c) => { if (c.to === 'failed') failures.inc(); } },
+    {
+      roundFinished: (o) => rounds.inc({ outcome: o.kind }),
+      clusterVerdict: (c) => { if (c.to === 'failed') failures.inc(); },
+      recovered: (_jobId, ms, ok) => {
+        recoveries.inc({ outcome: ok ? 'ok' : 'failed' });
+        if (ok) recoverySeconds.observe(ms / 1000);
+      },
+    },
   );
   const g = coordinator;
+  g.resume();
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
   server.addService(GridServiceService, gridServiceHandlers(g, onBug));

@@ -1,4 +1,6 @@
-import type { NodeAgentServiceServer } from '../gen/gridckpt/v1/node_agent.js';
+import { isAbsolute } from 'node:path';
+import type { NodeAgentServiceServer, RestoreSource as RestoreSourcePb } from '../gen/gridckpt/v1/node_agent.js';
+import type { RestoreSource } from './restore-runner.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
@@ -15,7 +17,9 @@ const MAX_WAIT_MS = 3_600_000;
 export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => void): NodeAgentServiceServer {
   const { config } = agent.deps;
   return {
-    startJob: unary(async (req) => ({ job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)))) }), onBug),
+    startJob: unary(async (req) => ({
+      job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)), { leaseBound: req.leaseBound, fresh: req.fresh })),
+    }), onBug),
     stopJob: unary(async (req) => ({ job: jobStatusToPb(await agent.stopJob(req.jobId)) }), onBug),
     checkpoint: unary(async (req) => {
       const r = await agent.checkpoint(req.jobId, req.full);
@@ -52,7 +56,8 @@ export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => vo
       const r = await agent.restore(req.jobId, epochFromPb(req.epoch), {
         ...(req.partsFrom.length > 0 ? { parts: new Set(req.partsFrom.map((n) => checkName('node id', n))) } : {}),
         ...(req.job ? { spec: jobSpecFromPb(req.job) } : {}),
-      });
+        ...(req.sources.length > 0 ? { sources: req.sources.map(restoreSourceFromPb) } : {}),
+      }, { leaseBound: req.leaseBound });
       return {
         epoch: epochInfoToPb(r.manifest, r.chainLength),
         skipped: r.skipped.map((s) => ({ epoch: s.epoch, reason: s.reason })),
@@ -84,4 +89,12 @@ export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => vo
       return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
     }, onBug),
   };
+}
+
+function restoreSourceFromPb(s: RestoreSourcePb): RestoreSource {
+  if (!isAbsolute(s.storeDir)) throw new GridError('invalid-argument', `restore source store_dir ${JSON.stringify(s.storeDir)} must be an absolute path`);
+  const epoch = epochFromPb(s.epoch);
+  if (epoch === null) throw new GridError('invalid-argument', `restore source ${s.storeDir}: epoch must be set`);
+  if (s.partsFrom.length === 0) throw new GridError('invalid-argument', `restore source ${s.storeDir}: parts_from must name at least one node`);
+  return { storeDir: s.storeDir, epoch, parts: new Set(s.partsFrom.map((n) => checkName('node id', n))) };
 }

@@ -11,6 +11,7 @@ import { listCommitted, removeIncomplete, listJobs } from './store/index.js';
 import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
 import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
+import { LeaseKeeper } from '../detector/lease-keeper.js';
 import {
   prepareParticipant, commitParticipant, abortParticipant, type Fence, type PrepareResult, type CommitResult,
 } from './participant-runner.js';
@@ -55,10 +56,23 @@ export interface AgentDeps {
   metrics: AgentMetricsSink;
 }
 
+/** How a coordinator starts a job here (see StartJobRequest). */
+export interface StartOptions {
+  leaseBound?: boolean;
+  fresh?: boolean;
+}
+
+/** Until a coordinator says how long its leases last. */
+const DEFAULT_LEASE_MS = 1_000;
+
 export class NodeAgent {
   private readonly jobs = new Map<string, JobRecord>();
+  /** Leases of coordinator-started jobs; renewed by the cluster link. */
+  readonly leases: LeaseKeeper;
 
-  constructor(readonly deps: AgentDeps) {}
+  constructor(readonly deps: AgentDeps) {
+    this.leases = new LeaseKeeper(DEFAULT_LEASE_MS, (jobId) => void this.fenceJob(jobId));
+  }
 
   /** Removes half-written epochs a crash left behind; they were never committed. */
   async recoverStore(): Promise<void> {
@@ -72,14 +86,14 @@ export class NodeAgent {
 
   // ---- jobs ----
 
-  async startJob(raw: JobSpec): Promise<JobView> {
+  async startJob(raw: JobSpec, opts: StartOptions = {}): Promise<JobView> {
     const { config } = this.deps;
     const spec = validateJobSpec(raw, config.limits, config.defaultFullEvery);
     const existing = this.jobs.get(spec.jobId);
     if (existing && (existing.state === 'running' || existing.state === 'restoring')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${existing.state} on ${config.nodeId}`);
     }
-    const committed = await listCommitted(config.storeDir, spec.jobId);
+    const committed = opts.fresh ? [] : await listCommitted(config.storeDir, spec.jobId);
     if (committed.length > 0) {
       throw new GridError(
         'failed-precondition',
@@ -92,14 +106,16 @@ export class NodeAgent {
     if (existing) this.deps.memory.dropJob(spec.jobId);
     const job = newJobRecord(spec, config.limits.maxGatedRequests);
     this.jobs.set(spec.jobId, job);
+    this.bindLease(spec.jobId, opts.leaseBound === true);
     await this.startUnits(job, null);
     this.armTimer(job);
-    this.deps.log.info({ jobId: spec.jobId, units: spec.units.length }, 'job started');
+    this.deps.log.info({ jobId: spec.jobId, units: spec.units.length, leaseBound: opts.leaseBound === true }, 'job started');
     return this.view(job);
   }
 
   async stopJob(jobId: string): Promise<JobView> {
     const job = this.job(jobId);
+    this.leases.unbind(jobId);
     this.disarmTimer(job);
     await job.checkpointInFlight?.catch(() => undefined);
     if (job.state === 'running') job.state = 'stopped';
@@ -161,8 +177,9 @@ export class NodeAgent {
     return run;
   }
 
-  async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}): Promise<RestoreResult> {
+  async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}, opts: StartOptions = {}): Promise<RestoreResult> {
     const existing = this.jobs.get(jobId);
+    this.leases.unbind(jobId);
     if (existing) {
       this.disarmTimer(existing);
       existing.state = 'restoring';
@@ -180,9 +197,34 @@ export class NodeAgent {
       job.failed = existing.failed;
     }
     this.jobs.set(jobId, job);
+    this.bindLease(jobId, opts.leaseBound === true);
     await this.startUnits(job, result.manifest.epoch);
     this.armTimer(job);
     return { ...result, job: this.view(job) };
+  }
+
+  /**
+   * The job's lease lapsed: its coordinator may already be running these
+   * units elsewhere, so they die now (no grace), and the job's pages go.
+   */
+  async fenceJob(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job) return;
+    this.leases.unbind(jobId);
+    this.disarmTimer(job);
+    job.state = 'fenced';
+    job.lastError = `lease lapsed: the coordinator stopped renewing job ${jobId} here, so its units were killed`;
+    this.deps.log.warn({ jobId }, 'job lease lapsed: killing its units');
+    this.deps.metrics.leaseLapsed();
+    await this.deps.supervisor.stopJob(jobId, 0).catch((err: unknown) => this.deps.log.error({ jobId, err: String(err) }, 'killing fenced units failed'));
+    await job.checkpointInFlight?.catch(() => undefined);
+    if (job.state === 'fenced' && this.deps.memory.jobs().includes(jobId)) this.deps.memory.dropJob(jobId);
+    for (const w of job.exitWaiters.splice(0)) w();
+  }
+
+  private bindLease(jobId: string, bound: boolean): void {
+    if (bound) this.leases.bind(jobId);
+    else this.leases.unbind(jobId);
   }
 
   async listEpochs(jobId: string) {
@@ -205,6 +247,7 @@ export class NodeAgent {
   }
 
   async shutdown(): Promise<void> {
+    this.leases.stop();
     for (const job of this.jobs.values()) this.disarmTimer(job);
     await Promise.all([...this.jobs.values()].map((j) => j.checkpointInFlight?.catch(() => undefined)));
     await this.deps.supervisor.shutdown();
@@ -289,13 +332,14 @@ export class NodeAgent {
     const units = this.deps.supervisor.units(info.jobId);
     if (units.some((u) => u.state !== 'exited')) return;
     if (job.state === 'running') job.state = units.every((u) => u.exitCode === 0) ? 'completed' : 'failed';
+    this.leases.unbind(info.jobId);
     this.disarmTimer(job);
     const waiters = job.exitWaiters.splice(0);
     for (const w of waiters) w();
   }
 
   private isSettled(job: JobRecord): boolean {
-    return job.state === 'completed' || job.state === 'failed' || job.state === 'stopped';
+    return job.state === 'completed' || job.state === 'failed' || job.state === 'stopped' || job.state === 'fenced';
   }
 
   private armTimer(job: JobRecord): void {

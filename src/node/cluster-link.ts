@@ -1,8 +1,10 @@
 import type { Logger } from '../common/log.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import { startMembership } from '../detector/membership.js';
+import type { LeaseKeeper } from '../detector/lease-keeper.js';
 
-// The agent's tie to its cluster coordinator (see detector/membership.ts).
+// The agent's tie to its cluster coordinator (see detector/membership.ts):
+// each heartbeat answer renews the leases of the jobs it names.
 
 export interface ClusterLinkOptions {
   clusterAddress: string;
@@ -10,6 +12,7 @@ export interface ClusterLinkOptions {
   incarnation: bigint;
   agentAddress: string;
   capacityUnits: number;
+  leases: LeaseKeeper;
   log: Logger;
 }
 
@@ -17,7 +20,9 @@ export function linkToCluster(o: ClusterLinkOptions): { stop(): void } {
   const client = new ClusterClient(o.clusterAddress, 2_000);
   const m = startMembership({
     register: () => client.registerNode({ nodeId: o.nodeId, incarnation: o.incarnation, address: o.agentAddress, capacityUnits: o.capacityUnits, labels: {} }),
-    beat: async (seq, timeoutMs) => (await client.heartbeat({ nodeId: o.nodeId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs)).known,
+    beat: (seq, timeoutMs) => client.heartbeat({ nodeId: o.nodeId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs),
+    onRegistered: (r) => o.leases.setLength(r.leaseMs || 1_000),
+    onLeases: (jobs, sentAt) => o.leases.renew(jobs, sentAt),
     log: o.log,
   });
   return {

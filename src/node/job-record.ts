@@ -10,7 +10,7 @@ export interface StagedEpoch {
 
 // What the agent keeps per job between requests.
 
-export type JobState = 'running' | 'completed' | 'failed' | 'stopped' | 'restoring';
+export type JobState = 'running' | 'completed' | 'failed' | 'stopped' | 'restoring' | 'fenced';
 
 export interface JobRecord {
   spec: JobSpec;

@@ -13,4 +13,6 @@ export interface AgentMetricsSink {
   checkpointFailed(stage: 'freeze' | 'snapshot' | 'write'): void;
   restored(ms: number, fellBack: boolean): void;
   unitExited(clean: boolean): void;
+  /** A job's lease lapsed and its units were killed. */
+  leaseLapsed(): void;
 }

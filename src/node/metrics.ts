@@ -18,6 +18,7 @@ export class AgentMetrics implements AgentMetricsSink {
   private readonly restores: Counter<'fallback'>;
   private readonly restoreSeconds: Histogram;
   private readonly unitExits: Counter<'clean'>;
+  private readonly leaseLapses: Counter;
 
   constructor(status: () => AgentStatus) {
     const registers = [this.registry];
@@ -30,6 +31,7 @@ export class AgentMetrics implements AgentMetricsSink {
     this.restores = new Counter({ name: 'gridckpt_node_restores_total', help: 'Restores, by whether an older epoch had to be used', labelNames: ['fallback'], registers });
     this.restoreSeconds = new Histogram({ name: 'gridckpt_node_restore_seconds', help: 'Time to load an epoch', buckets: WRITE_BUCKETS_S, registers });
     this.unitExits = new Counter({ name: 'gridckpt_node_unit_exits_total', help: 'Unit process exits', labelNames: ['clean'], registers });
+    this.leaseLapses = new Counter({ name: 'gridckpt_node_lease_lapses_total', help: 'Jobs whose lease lapsed, their units killed (fencing)', registers });
     const memory = new Gauge({ name: 'gridckpt_node_memory_pages', help: 'Pages by where they are', labelNames: ['where'], registers, collect() {
       const m = status().memory;
       this.set({ where: 'resident' }, m.pagesResident);
@@ -77,5 +79,9 @@ export class AgentMetrics implements AgentMetricsSink {
 
   unitExited(clean: boolean): void {
     this.unitExits.inc({ clean: String(clean) });
+  }
+
+  leaseLapsed(): void {
+    this.leaseLapses.inc();
   }
 }

@@ -28,9 +28,22 @@ export interface RestoreScope {
   parts?: ReadonlySet<string>;
   /** The units to run here instead of the manifest's job. */
   spec?: JobSpec;
+  /**
+   * Pages from several stores (units adopted from a lost cluster): each
+   * source's parts as of its epoch. Epochs are exact (no walking back: the
+   * coordinator chose them as one consistent line); needs spec.
+   */
+  sources?: RestoreSource[];
+}
+
+export interface RestoreSource {
+  storeDir: string;
+  epoch: bigint;
+  parts: ReadonlySet<string>;
 }
 
 export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint | null, scope: RestoreScope = {}): Promise<RestoreResult> {
+  if (scope.sources) return restoreFromSources(deps, jobId, scope.sources, scope.spec);
   const { config, memory, log, metrics } = deps;
   const t0 = performance.now();
   const committed = await listCommitted(config.storeDir, jobId);
@@ -72,4 +85,43 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
     }
   }
   throw new GridError('data-loss', `job ${jobId}: no committed epoch is restorable: ${skipped.map((s) => `epoch ${s.epoch}: ${s.reason}`).join('; ')}`);
+}
+
+async function restoreFromSources(deps: AgentDeps, jobId: string, sources: RestoreSource[], spec: JobSpec | undefined): Promise<RestoreResult> {
+  const { config, memory, log, metrics } = deps;
+  const t0 = performance.now();
+  if (!spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
+  if (sources.length === 0) throw new GridError('invalid-argument', `restoring job ${jobId}: no source given`);
+  const found: Array<{ source: RestoreSource; manifest: EpochManifest; chainLength: number; highest: bigint }> = [];
+  for (const source of sources) {
+    const committed = await listCommitted(source.storeDir, jobId);
+    const manifest = committed.find((m) => m.epoch === source.epoch);
+    if (!manifest) {
+      throw new GridError('not-found', `job ${jobId} has no committed epoch ${source.epoch} in ${source.storeDir}`);
+    }
+    const chain = await epochChain(source.storeDir, jobId, manifest.epoch);
+    found.push({ source, manifest, chainLength: chain.length, highest: committed[committed.length - 1]!.epoch });
+  }
+  if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+  let pagesLoaded = 0;
+  try {
+    for (const { source, manifest } of found) {
+      const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
+      const loaded = await loadEpoch(source.storeDir, jobId, manifest.epoch, (container, page, data) => {
+        if (!memory.hasContainer(jobId, container)) memory.createContainer(jobId, container, sizes.get(container)!);
+        memory.loadPage(jobId, container, page, data);
+      }, { parts: source.parts });
+      pagesLoaded += loaded.pagesLoaded;
+    }
+  } catch (err) {
+    if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+    if (err instanceof GridError) throw err;
+    throw new GridError('data-loss', err instanceof Error ? err.message : String(err));
+  }
+  metrics.restored(performance.now() - t0, false);
+  log.info({ jobId, sources: found.map((f) => ({ store: f.source.storeDir, epoch: String(f.manifest.epoch), parts: [...f.source.parts] })), pages: pagesLoaded }, 'restored from several stores');
+  // The agent's own store decides what the next incremental epoch builds on.
+  const own = found.find((f) => f.source.storeDir === config.storeDir) ?? found[0]!;
+  const highestEpoch = found.reduce((h, f) => (f.highest > h ? f.highest : h), 0n);
+  return { manifest: own.manifest, spec, chainLength: own.chainLength, highestEpoch, skipped: [], pagesLoaded };
 }

@@ -73,6 +73,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
       checkpointFailed: (s) => metrics?.checkpointFailed(s),
       restored: (ms, fb) => metrics?.restored(ms, fb),
       unitExited: (c) => metrics?.unitExited(c),
+      leaseLapsed: () => metrics?.leaseLapsed(),
     },
   });
   agentRef = agent;

@@ -25,6 +25,35 @@ export const protobufPackage = "gridckpt.v1";
 
 export const protobufFileName = "gridckpt/v1/cluster.proto";
 
+export interface RestoreGridJobRequest {
+  /** The grid's fence (as in PrepareRoundRequest); epoch is unused. */
+  fence: Fence | undefined;
+  jobId: string;
+  /** The job's units in this cluster from now on: its own and the adopted ones. */
+  job:
+    | JobSpec
+    | undefined;
+  /**
+   * The epoch of this cluster's own part to roll back to; 0 starts its own
+   * units anew.
+   */
+  epoch: bigint;
+  adopt: Adoption[];
+}
+
+/** Units that move here from another cluster, and where their pages are. */
+export interface Adoption {
+  fromCluster: string;
+  storeDir: string;
+  /** That cluster's epoch on the recovery line; 0 starts the units anew. */
+  epoch: bigint;
+  unitIds: string[];
+}
+
+export interface RestoreGridJobResponse {
+  job: ClusterJobStatus | undefined;
+}
+
 export interface PrepareRoundRequest {
   /** cluster_id = the grid's id, node_id = "grid", the grid's incarnation, the grid epoch. */
   fence: Fence | undefined;
@@ -75,6 +104,11 @@ export interface RegisterNodeRequest_LabelsEntry {
 export interface RegisterNodeResponse {
   clusterId: string;
   heartbeatIntervalMs: number;
+  /**
+   * How long a job lease lasts, counted from when the agent sent the
+   * heartbeat whose answer renewed it.
+   */
+  leaseMs: number;
 }
 
 export interface HeartbeatRequest {
@@ -89,6 +123,11 @@ export interface HeartbeatResponse {
    * the agent must register again.
    */
   known: boolean;
+  /**
+   * The jobs whose lease this answer renews: those with units placed on this
+   * node that the coordinator still runs there.
+   */
+  leasedJobs: string[];
 }
 
 export interface SubmitJobRequest {
@@ -137,7 +176,10 @@ export interface Placement {
 
 export interface ClusterJobStatus {
   jobId: string;
-  /** running | completed | recovering | failed */
+  /**
+   * running | completed | recovering | failed | fenced (the grid's lease
+   * lapsed: its units here were stopped)
+   */
   state: string;
   placements: Placement[];
   lastEpoch: bigint;
@@ -145,6 +187,7 @@ export interface ClusterJobStatus {
   roundsAborted: bigint;
   recoveries: bigint;
   lastError: string;
+  gridManaged: boolean;
 }
 
 export interface ClusterStatusResponse {
@@ -156,6 +199,347 @@ export interface ClusterStatusResponse {
   /** Failure verdicts since the coordinator started. */
   failuresDetected: bigint;
 }
+
+function createBaseRestoreGridJobRequest(): RestoreGridJobRequest {
+  return { fence: undefined, jobId: "", job: undefined, epoch: 0n, adopt: [] };
+}
+
+export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
+  encode(message: RestoreGridJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.job !== undefined) {
+      JobSpec.encode(message.job, writer.uint32(26).fork()).join();
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.epoch);
+    }
+    for (const v of message.adopt) {
+      Adoption.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreGridJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreGridJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.job = JobSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.adopt.push(Adoption.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreGridJobRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      adopt: globalThis.Array.isArray(object?.adopt) ? object.adopt.map((e: any) => Adoption.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RestoreGridJobRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.job !== undefined) {
+      obj.job = JobSpec.toJSON(message.job);
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.adopt?.length) {
+      obj.adopt = message.adopt.map((e) => Adoption.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreGridJobRequest>, I>>(base?: I): RestoreGridJobRequest {
+    return RestoreGridJobRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreGridJobRequest>, I>>(object: I): RestoreGridJobRequest {
+    const message = createBaseRestoreGridJobRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.adopt = object.adopt?.map((e) => Adoption.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAdoption(): Adoption {
+  return { fromCluster: "", storeDir: "", epoch: 0n, unitIds: [] };
+}
+
+export const Adoption: MessageFns<Adoption> = {
+  encode(message: Adoption, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fromCluster !== "") {
+      writer.uint32(10).string(message.fromCluster);
+    }
+    if (message.storeDir !== "") {
+      writer.uint32(18).string(message.storeDir);
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.epoch);
+    }
+    for (const v of message.unitIds) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Adoption {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdoption();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fromCluster = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storeDir = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unitIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Adoption {
+    return {
+      fromCluster: isSet(object.fromCluster)
+        ? globalThis.String(object.fromCluster)
+        : isSet(object.from_cluster)
+        ? globalThis.String(object.from_cluster)
+        : "",
+      storeDir: isSet(object.storeDir)
+        ? globalThis.String(object.storeDir)
+        : isSet(object.store_dir)
+        ? globalThis.String(object.store_dir)
+        : "",
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      unitIds: globalThis.Array.isArray(object?.unitIds)
+        ? object.unitIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unit_ids)
+        ? object.unit_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Adoption): unknown {
+    const obj: any = {};
+    if (message.fromCluster !== "") {
+      obj.fromCluster = message.fromCluster;
+    }
+    if (message.storeDir !== "") {
+      obj.storeDir = message.storeDir;
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.unitIds?.length) {
+      obj.unitIds = message.unitIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Adoption>, I>>(base?: I): Adoption {
+    return Adoption.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Adoption>, I>>(object: I): Adoption {
+    const message = createBaseAdoption();
+    message.fromCluster = object.fromCluster ?? "";
+    message.storeDir = object.storeDir ?? "";
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.unitIds = object.unitIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRestoreGridJobResponse(): RestoreGridJobResponse {
+  return { job: undefined };
+}
+
+export const RestoreGridJobResponse: MessageFns<RestoreGridJobResponse> = {
+  encode(message: RestoreGridJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.job !== undefined) {
+      ClusterJobStatus.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreGridJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreGridJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.job = ClusterJobStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreGridJobResponse {
+    return { job: isSet(object.job) ? ClusterJobStatus.fromJSON(object.job) : undefined };
+  },
+
+  toJSON(message: RestoreGridJobResponse): unknown {
+    const obj: any = {};
+    if (message.job !== undefined) {
+      obj.job = ClusterJobStatus.toJSON(message.job);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreGridJobResponse>, I>>(base?: I): RestoreGridJobResponse {
+    return RestoreGridJobResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreGridJobResponse>, I>>(object: I): RestoreGridJobResponse {
+    const message = createBaseRestoreGridJobResponse();
+    message.job = (object.job !== undefined && object.job !== null)
+      ? ClusterJobStatus.fromPartial(object.job)
+      : undefined;
+    return message;
+  },
+};
 
 function createBasePrepareRoundRequest(): PrepareRoundRequest {
   return { fence: undefined, jobId: "", parentEpoch: 0n, full: false };
@@ -977,7 +1361,7 @@ export const RegisterNodeRequest_LabelsEntry: MessageFns<RegisterNodeRequest_Lab
 };
 
 function createBaseRegisterNodeResponse(): RegisterNodeResponse {
-  return { clusterId: "", heartbeatIntervalMs: 0 };
+  return { clusterId: "", heartbeatIntervalMs: 0, leaseMs: 0 };
 }
 
 export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
@@ -987,6 +1371,9 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
     }
     if (message.heartbeatIntervalMs !== 0) {
       writer.uint32(16).uint32(message.heartbeatIntervalMs);
+    }
+    if (message.leaseMs !== 0) {
+      writer.uint32(24).uint32(message.leaseMs);
     }
     return writer;
   },
@@ -1020,6 +1407,14 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
             message.heartbeatIntervalMs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaseMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1044,6 +1439,11 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
         : isSet(object.heartbeat_interval_ms)
         ? globalThis.Number(object.heartbeat_interval_ms)
         : 0,
+      leaseMs: isSet(object.leaseMs)
+        ? globalThis.Number(object.leaseMs)
+        : isSet(object.lease_ms)
+        ? globalThis.Number(object.lease_ms)
+        : 0,
     };
   },
 
@@ -1055,6 +1455,9 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
     if (message.heartbeatIntervalMs !== 0) {
       obj.heartbeatIntervalMs = Math.round(message.heartbeatIntervalMs);
     }
+    if (message.leaseMs !== 0) {
+      obj.leaseMs = Math.round(message.leaseMs);
+    }
     return obj;
   },
 
@@ -1065,6 +1468,7 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
     const message = createBaseRegisterNodeResponse();
     message.clusterId = object.clusterId ?? "";
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
+    message.leaseMs = object.leaseMs ?? 0;
     return message;
   },
 };
@@ -1183,13 +1587,16 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { known: false };
+  return { known: false, leasedJobs: [] };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.known !== false) {
       writer.uint32(8).bool(message.known);
+    }
+    for (const v of message.leasedJobs) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -1215,6 +1622,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.known = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leasedJobs.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1228,13 +1643,23 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   },
 
   fromJSON(object: any): HeartbeatResponse {
-    return { known: isSet(object.known) ? globalThis.Boolean(object.known) : false };
+    return {
+      known: isSet(object.known) ? globalThis.Boolean(object.known) : false,
+      leasedJobs: globalThis.Array.isArray(object?.leasedJobs)
+        ? object.leasedJobs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.leased_jobs)
+        ? object.leased_jobs.map((e: any) => globalThis.String(e))
+        : [],
+    };
   },
 
   toJSON(message: HeartbeatResponse): unknown {
     const obj: any = {};
     if (message.known !== false) {
       obj.known = message.known;
+    }
+    if (message.leasedJobs?.length) {
+      obj.leasedJobs = message.leasedJobs;
     }
     return obj;
   },
@@ -1245,6 +1670,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   fromPartial<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(object: I): HeartbeatResponse {
     const message = createBaseHeartbeatResponse();
     message.known = object.known ?? false;
+    message.leasedJobs = object.leasedJobs?.map((e) => e) || [];
     return message;
   },
 };
@@ -1977,6 +2403,7 @@ function createBaseClusterJobStatus(): ClusterJobStatus {
     roundsAborted: 0n,
     recoveries: 0n,
     lastError: "",
+    gridManaged: false,
   };
 }
 
@@ -2017,6 +2444,9 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
     }
     if (message.lastError !== "") {
       writer.uint32(66).string(message.lastError);
+    }
+    if (message.gridManaged !== false) {
+      writer.uint32(72).bool(message.gridManaged);
     }
     return writer;
   },
@@ -2098,6 +2528,14 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
             message.lastError = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.gridManaged = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2142,6 +2580,11 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
         : isSet(object.last_error)
         ? globalThis.String(object.last_error)
         : "",
+      gridManaged: isSet(object.gridManaged)
+        ? globalThis.Boolean(object.gridManaged)
+        : isSet(object.grid_managed)
+        ? globalThis.Boolean(object.grid_managed)
+        : false,
     };
   },
 
@@ -2171,6 +2614,9 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
     if (message.lastError !== "") {
       obj.lastError = message.lastError;
     }
+    if (message.gridManaged !== false) {
+      obj.gridManaged = message.gridManaged;
+    }
     return obj;
   },
 
@@ -2193,6 +2639,7 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
       ? BigInt(object.recoveries)
       : 0n;
     message.lastError = object.lastError ?? "";
+    message.gridManaged = object.gridManaged ?? false;
     return message;
   },
 };
@@ -2458,6 +2905,23 @@ export const ClusterServiceService = {
     responseSerialize: (value: AbortRoundResponse): Buffer => Buffer.from(AbortRoundResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AbortRoundResponse => AbortRoundResponse.decode(value),
   },
+  /**
+   * The grid's recovery of a job after it lost a cluster: stop the job's
+   * units here, roll this cluster's part back to the recovery line, take
+   * over the units adopted from the lost cluster (pages from its store), and
+   * restart them all.
+   */
+  restoreGridJob: {
+    path: "/gridckpt.v1.ClusterService/RestoreGridJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreGridJobRequest): Buffer =>
+      Buffer.from(RestoreGridJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreGridJobRequest => RestoreGridJobRequest.decode(value),
+    responseSerialize: (value: RestoreGridJobResponse): Buffer =>
+      Buffer.from(RestoreGridJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreGridJobResponse => RestoreGridJobResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
@@ -2475,6 +2939,13 @@ export interface ClusterServiceServer extends UntypedServiceImplementation {
   prepareRound: handleUnaryCall<PrepareRoundRequest, PrepareRoundResponse>;
   commitRound: handleUnaryCall<CommitRoundRequest, CommitRoundResponse>;
   abortRound: handleUnaryCall<AbortRoundRequest, AbortRoundResponse>;
+  /**
+   * The grid's recovery of a job after it lost a cluster: stop the job's
+   * units here, roll this cluster's part back to the recovery line, take
+   * over the units adopted from the lost cluster (pages from its store), and
+   * restart them all.
+   */
+  restoreGridJob: handleUnaryCall<RestoreGridJobRequest, RestoreGridJobResponse>;
 }
 
 export interface ClusterServiceClient extends Client {
@@ -2603,6 +3074,27 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AbortRoundResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The grid's recovery of a job after it lost a cluster: stop the job's
+   * units here, roll this cluster's part back to the recovery line, take
+   * over the units adopted from the lost cluster (pages from its store), and
+   * restart them all.
+   */
+  restoreGridJob(
+    request: RestoreGridJobRequest,
+    callback: (error: ServiceError | null, response: RestoreGridJobResponse) => void,
+  ): ClientUnaryCall;
+  restoreGridJob(
+    request: RestoreGridJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreGridJobResponse) => void,
+  ): ClientUnaryCall;
+  restoreGridJob(
+    request: RestoreGridJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreGridJobResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -28,11 +28,26 @@ export interface RegisterClusterRequest {
   clusterId: string;
   incarnation: bigint;
   address: string;
+  /**
+   * The cluster's checkpoint store: another cluster restores this one's
+   * units from it if this one is lost.
+   */
+  storeDir: string;
+  /**
+   * The lease the cluster gives its agents' jobs: the grid waits for it to
+   * lapse before it runs a lost cluster's units elsewhere.
+   */
+  agentLeaseMs: number;
 }
 
 export interface RegisterClusterResponse {
   gridId: string;
   heartbeatIntervalMs: number;
+  /**
+   * How long a job lease lasts, counted from when the cluster sent the
+   * heartbeat whose answer renewed it.
+   */
+  leaseMs: number;
 }
 
 export interface ClusterHeartbeatRequest {
@@ -43,6 +58,11 @@ export interface ClusterHeartbeatRequest {
 
 export interface ClusterHeartbeatResponse {
   known: boolean;
+  /**
+   * The grid jobs whose lease this answer renews: those the grid still runs
+   * on this cluster.
+   */
+  leasedJobs: string[];
 }
 
 export interface SubmitGridJobRequest {
@@ -69,6 +89,8 @@ export interface RecoveryLine {
   gridEpoch: bigint;
   clusterEpochs: { [key: string]: bigint };
   committedUnixMs: bigint;
+  /** unit id → the cluster whose store holds that unit's pages in this line. */
+  unitClusters: { [key: string]: string };
 }
 
 export interface RecoveryLine_ClusterEpochsEntry {
@@ -76,9 +98,14 @@ export interface RecoveryLine_ClusterEpochsEntry {
   value: bigint;
 }
 
+export interface RecoveryLine_UnitClustersEntry {
+  key: string;
+  value: string;
+}
+
 export interface GridJobStatus {
   jobId: string;
-  /** running | completed | failed */
+  /** running | recovering | completed | failed */
   state: string;
   /** unit id → cluster id */
   clusters: { [key: string]: string };
@@ -88,6 +115,8 @@ export interface GridJobStatus {
   lastError: string;
   /** The newest recovery lines, newest last. */
   lines: RecoveryLine[];
+  /** Recoveries from the loss of a cluster. */
+  recoveries: bigint;
 }
 
 export interface GridJobStatus_ClustersEntry {
@@ -103,6 +132,7 @@ export interface GridClusterStatus {
   verdict: string;
   phi: number;
   heartbeatAgeMs: number;
+  storeDir: string;
 }
 
 export interface GridStatusRequest {
@@ -114,10 +144,11 @@ export interface GridStatusResponse {
   clusters: GridClusterStatus[];
   jobs: GridJobStatus[];
   failuresDetected: bigint;
+  recoveries: bigint;
 }
 
 function createBaseRegisterClusterRequest(): RegisterClusterRequest {
-  return { clusterId: "", incarnation: 0n, address: "" };
+  return { clusterId: "", incarnation: 0n, address: "", storeDir: "", agentLeaseMs: 0 };
 }
 
 export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
@@ -133,6 +164,12 @@ export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
     }
     if (message.address !== "") {
       writer.uint32(26).string(message.address);
+    }
+    if (message.storeDir !== "") {
+      writer.uint32(34).string(message.storeDir);
+    }
+    if (message.agentLeaseMs !== 0) {
+      writer.uint32(40).uint32(message.agentLeaseMs);
     }
     return writer;
   },
@@ -174,6 +211,22 @@ export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
             message.address = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.storeDir = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.agentLeaseMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -195,6 +248,16 @@ export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
         : "",
       incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
       address: isSet(object.address) ? globalThis.String(object.address) : "",
+      storeDir: isSet(object.storeDir)
+        ? globalThis.String(object.storeDir)
+        : isSet(object.store_dir)
+        ? globalThis.String(object.store_dir)
+        : "",
+      agentLeaseMs: isSet(object.agentLeaseMs)
+        ? globalThis.Number(object.agentLeaseMs)
+        : isSet(object.agent_lease_ms)
+        ? globalThis.Number(object.agent_lease_ms)
+        : 0,
     };
   },
 
@@ -209,6 +272,12 @@ export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
     if (message.address !== "") {
       obj.address = message.address;
     }
+    if (message.storeDir !== "") {
+      obj.storeDir = message.storeDir;
+    }
+    if (message.agentLeaseMs !== 0) {
+      obj.agentLeaseMs = Math.round(message.agentLeaseMs);
+    }
     return obj;
   },
 
@@ -222,12 +291,14 @@ export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
       ? BigInt(object.incarnation)
       : 0n;
     message.address = object.address ?? "";
+    message.storeDir = object.storeDir ?? "";
+    message.agentLeaseMs = object.agentLeaseMs ?? 0;
     return message;
   },
 };
 
 function createBaseRegisterClusterResponse(): RegisterClusterResponse {
-  return { gridId: "", heartbeatIntervalMs: 0 };
+  return { gridId: "", heartbeatIntervalMs: 0, leaseMs: 0 };
 }
 
 export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
@@ -237,6 +308,9 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
     }
     if (message.heartbeatIntervalMs !== 0) {
       writer.uint32(16).uint32(message.heartbeatIntervalMs);
+    }
+    if (message.leaseMs !== 0) {
+      writer.uint32(24).uint32(message.leaseMs);
     }
     return writer;
   },
@@ -270,6 +344,14 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
             message.heartbeatIntervalMs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaseMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -294,6 +376,11 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
         : isSet(object.heartbeat_interval_ms)
         ? globalThis.Number(object.heartbeat_interval_ms)
         : 0,
+      leaseMs: isSet(object.leaseMs)
+        ? globalThis.Number(object.leaseMs)
+        : isSet(object.lease_ms)
+        ? globalThis.Number(object.lease_ms)
+        : 0,
     };
   },
 
@@ -305,6 +392,9 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
     if (message.heartbeatIntervalMs !== 0) {
       obj.heartbeatIntervalMs = Math.round(message.heartbeatIntervalMs);
     }
+    if (message.leaseMs !== 0) {
+      obj.leaseMs = Math.round(message.leaseMs);
+    }
     return obj;
   },
 
@@ -315,6 +405,7 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
     const message = createBaseRegisterClusterResponse();
     message.gridId = object.gridId ?? "";
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
+    message.leaseMs = object.leaseMs ?? 0;
     return message;
   },
 };
@@ -433,13 +524,16 @@ export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
 };
 
 function createBaseClusterHeartbeatResponse(): ClusterHeartbeatResponse {
-  return { known: false };
+  return { known: false, leasedJobs: [] };
 }
 
 export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
   encode(message: ClusterHeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.known !== false) {
       writer.uint32(8).bool(message.known);
+    }
+    for (const v of message.leasedJobs) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -465,6 +559,14 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
             message.known = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leasedJobs.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -478,13 +580,23 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
   },
 
   fromJSON(object: any): ClusterHeartbeatResponse {
-    return { known: isSet(object.known) ? globalThis.Boolean(object.known) : false };
+    return {
+      known: isSet(object.known) ? globalThis.Boolean(object.known) : false,
+      leasedJobs: globalThis.Array.isArray(object?.leasedJobs)
+        ? object.leasedJobs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.leased_jobs)
+        ? object.leased_jobs.map((e: any) => globalThis.String(e))
+        : [],
+    };
   },
 
   toJSON(message: ClusterHeartbeatResponse): unknown {
     const obj: any = {};
     if (message.known !== false) {
       obj.known = message.known;
+    }
+    if (message.leasedJobs?.length) {
+      obj.leasedJobs = message.leasedJobs;
     }
     return obj;
   },
@@ -495,6 +607,7 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
   fromPartial<I extends Exact<DeepPartial<ClusterHeartbeatResponse>, I>>(object: I): ClusterHeartbeatResponse {
     const message = createBaseClusterHeartbeatResponse();
     message.known = object.known ?? false;
+    message.leasedJobs = object.leasedJobs?.map((e) => e) || [];
     return message;
   },
 };
@@ -798,7 +911,7 @@ export const CheckpointGridJobResponse: MessageFns<CheckpointGridJobResponse> = 
 };
 
 function createBaseRecoveryLine(): RecoveryLine {
-  return { jobId: "", gridEpoch: 0n, clusterEpochs: {}, committedUnixMs: 0n };
+  return { jobId: "", gridEpoch: 0n, clusterEpochs: {}, committedUnixMs: 0n, unitClusters: {} };
 }
 
 export const RecoveryLine: MessageFns<RecoveryLine> = {
@@ -821,6 +934,9 @@ export const RecoveryLine: MessageFns<RecoveryLine> = {
       }
       writer.uint32(32).int64(message.committedUnixMs);
     }
+    globalThis.Object.entries(message.unitClusters).forEach(([key, value]: [string, string]) => {
+      RecoveryLine_UnitClustersEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -870,6 +986,17 @@ export const RecoveryLine: MessageFns<RecoveryLine> = {
             }
 
             message.committedUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = RecoveryLine_UnitClustersEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.unitClusters[entry5.key] = entry5.value;
+            }
             continue;
           }
         }
@@ -928,6 +1055,33 @@ export const RecoveryLine: MessageFns<RecoveryLine> = {
         : isSet(object.committed_unix_ms)
         ? BigInt(object.committed_unix_ms)
         : 0n,
+      unitClusters: isObject(object.unitClusters)
+        ? (globalThis.Object.entries(object.unitClusters) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.unit_clusters)
+        ? (globalThis.Object.entries(object.unit_clusters) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -951,6 +1105,15 @@ export const RecoveryLine: MessageFns<RecoveryLine> = {
     if (message.committedUnixMs !== 0n) {
       obj.committedUnixMs = message.committedUnixMs.toString();
     }
+    if (message.unitClusters) {
+      const entries = globalThis.Object.entries(message.unitClusters) as [string, string][];
+      if (entries.length > 0) {
+        obj.unitClusters = {};
+        entries.forEach(([k, v]) => {
+          obj.unitClusters[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -973,6 +1136,15 @@ export const RecoveryLine: MessageFns<RecoveryLine> = {
     message.committedUnixMs = (object.committedUnixMs !== undefined && object.committedUnixMs !== null)
       ? BigInt(object.committedUnixMs)
       : 0n;
+    message.unitClusters = (globalThis.Object.entries(object.unitClusters ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -1067,6 +1239,93 @@ export const RecoveryLine_ClusterEpochsEntry: MessageFns<RecoveryLine_ClusterEpo
   },
 };
 
+function createBaseRecoveryLine_UnitClustersEntry(): RecoveryLine_UnitClustersEntry {
+  return { key: "", value: "" };
+}
+
+export const RecoveryLine_UnitClustersEntry: MessageFns<RecoveryLine_UnitClustersEntry> = {
+  encode(message: RecoveryLine_UnitClustersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecoveryLine_UnitClustersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecoveryLine_UnitClustersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecoveryLine_UnitClustersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RecoveryLine_UnitClustersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecoveryLine_UnitClustersEntry>, I>>(base?: I): RecoveryLine_UnitClustersEntry {
+    return RecoveryLine_UnitClustersEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecoveryLine_UnitClustersEntry>, I>>(
+    object: I,
+  ): RecoveryLine_UnitClustersEntry {
+    const message = createBaseRecoveryLine_UnitClustersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseGridJobStatus(): GridJobStatus {
   return {
     jobId: "",
@@ -1077,6 +1336,7 @@ function createBaseGridJobStatus(): GridJobStatus {
     roundsAborted: 0n,
     lastError: "",
     lines: [],
+    recoveries: 0n,
   };
 }
 
@@ -1114,6 +1374,12 @@ export const GridJobStatus: MessageFns<GridJobStatus> = {
     }
     for (const v of message.lines) {
       RecoveryLine.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.recoveries !== 0n) {
+      if (BigInt.asUintN(64, message.recoveries) !== message.recoveries) {
+        throw new globalThis.Error("value provided for field message.recoveries of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.recoveries);
     }
     return writer;
   },
@@ -1198,6 +1464,14 @@ export const GridJobStatus: MessageFns<GridJobStatus> = {
             message.lines.push(RecoveryLine.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.recoveries = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1255,6 +1529,7 @@ export const GridJobStatus: MessageFns<GridJobStatus> = {
       lines: globalThis.Array.isArray(object?.lines)
         ? object.lines.map((e: any) => RecoveryLine.fromJSON(e))
         : [],
+      recoveries: isSet(object.recoveries) ? BigInt(object.recoveries) : 0n,
     };
   },
 
@@ -1290,6 +1565,9 @@ export const GridJobStatus: MessageFns<GridJobStatus> = {
     if (message.lines?.length) {
       obj.lines = message.lines.map((e) => RecoveryLine.toJSON(e));
     }
+    if (message.recoveries !== 0n) {
+      obj.recoveries = message.recoveries.toString();
+    }
     return obj;
   },
 
@@ -1320,6 +1598,9 @@ export const GridJobStatus: MessageFns<GridJobStatus> = {
       : 0n;
     message.lastError = object.lastError ?? "";
     message.lines = object.lines?.map((e) => RecoveryLine.fromPartial(e)) || [];
+    message.recoveries = (object.recoveries !== undefined && object.recoveries !== null)
+      ? BigInt(object.recoveries)
+      : 0n;
     return message;
   },
 };
@@ -1410,7 +1691,7 @@ export const GridJobStatus_ClustersEntry: MessageFns<GridJobStatus_ClustersEntry
 };
 
 function createBaseGridClusterStatus(): GridClusterStatus {
-  return { clusterId: "", incarnation: 0n, address: "", verdict: "", phi: 0, heartbeatAgeMs: 0 };
+  return { clusterId: "", incarnation: 0n, address: "", verdict: "", phi: 0, heartbeatAgeMs: 0, storeDir: "" };
 }
 
 export const GridClusterStatus: MessageFns<GridClusterStatus> = {
@@ -1435,6 +1716,9 @@ export const GridClusterStatus: MessageFns<GridClusterStatus> = {
     }
     if (message.heartbeatAgeMs !== 0) {
       writer.uint32(49).double(message.heartbeatAgeMs);
+    }
+    if (message.storeDir !== "") {
+      writer.uint32(58).string(message.storeDir);
     }
     return writer;
   },
@@ -1500,6 +1784,14 @@ export const GridClusterStatus: MessageFns<GridClusterStatus> = {
             message.heartbeatAgeMs = reader.double();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.storeDir = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1528,6 +1820,11 @@ export const GridClusterStatus: MessageFns<GridClusterStatus> = {
         : isSet(object.heartbeat_age_ms)
         ? globalThis.Number(object.heartbeat_age_ms)
         : 0,
+      storeDir: isSet(object.storeDir)
+        ? globalThis.String(object.storeDir)
+        : isSet(object.store_dir)
+        ? globalThis.String(object.store_dir)
+        : "",
     };
   },
 
@@ -1551,6 +1848,9 @@ export const GridClusterStatus: MessageFns<GridClusterStatus> = {
     if (message.heartbeatAgeMs !== 0) {
       obj.heartbeatAgeMs = floatToJson(message.heartbeatAgeMs);
     }
+    if (message.storeDir !== "") {
+      obj.storeDir = message.storeDir;
+    }
     return obj;
   },
 
@@ -1567,6 +1867,7 @@ export const GridClusterStatus: MessageFns<GridClusterStatus> = {
     message.verdict = object.verdict ?? "";
     message.phi = object.phi ?? 0;
     message.heartbeatAgeMs = object.heartbeatAgeMs ?? 0;
+    message.storeDir = object.storeDir ?? "";
     return message;
   },
 };
@@ -1624,7 +1925,7 @@ export const GridStatusRequest: MessageFns<GridStatusRequest> = {
 };
 
 function createBaseGridStatusResponse(): GridStatusResponse {
-  return { gridId: "", incarnation: 0n, clusters: [], jobs: [], failuresDetected: 0n };
+  return { gridId: "", incarnation: 0n, clusters: [], jobs: [], failuresDetected: 0n, recoveries: 0n };
 }
 
 export const GridStatusResponse: MessageFns<GridStatusResponse> = {
@@ -1649,6 +1950,12 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
         throw new globalThis.Error("value provided for field message.failuresDetected of type uint64 too large");
       }
       writer.uint32(40).uint64(message.failuresDetected);
+    }
+    if (message.recoveries !== 0n) {
+      if (BigInt.asUintN(64, message.recoveries) !== message.recoveries) {
+        throw new globalThis.Error("value provided for field message.recoveries of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.recoveries);
     }
     return writer;
   },
@@ -1706,6 +2013,14 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
             message.failuresDetected = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.recoveries = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1735,6 +2050,7 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
         : isSet(object.failures_detected)
         ? BigInt(object.failures_detected)
         : 0n,
+      recoveries: isSet(object.recoveries) ? BigInt(object.recoveries) : 0n,
     };
   },
 
@@ -1755,6 +2071,9 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
     if (message.failuresDetected !== 0n) {
       obj.failuresDetected = message.failuresDetected.toString();
     }
+    if (message.recoveries !== 0n) {
+      obj.recoveries = message.recoveries.toString();
+    }
     return obj;
   },
 
@@ -1771,6 +2090,9 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
     message.jobs = object.jobs?.map((e) => GridJobStatus.fromPartial(e)) || [];
     message.failuresDetected = (object.failuresDetected !== undefined && object.failuresDetected !== null)
       ? BigInt(object.failuresDetected)
+      : 0n;
+    message.recoveries = (object.recoveries !== undefined && object.recoveries !== null)
+      ? BigInt(object.recoveries)
       : 0n;
     return message;
   },

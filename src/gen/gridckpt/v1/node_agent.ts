@@ -101,7 +101,20 @@ export interface JobSpec {
 }
 
 export interface StartJobRequest {
-  job: JobSpec | undefined;
+  job:
+    | JobSpec
+    | undefined;
+  /**
+   * The job's units run only while the coordinator keeps renewing the job's
+   * lease (in its heartbeat answers); when it lapses they are killed, so a
+   * coordinator that recovers them elsewhere never has them run twice.
+   */
+  leaseBound: boolean;
+  /**
+   * Start anew even when the store holds committed epochs of the job (a
+   * coordinator restarting the job from its beginning).
+   */
+  fresh: boolean;
 }
 
 export interface StartJobResponse {
@@ -166,7 +179,27 @@ export interface RestoreRequest {
    */
   partsFrom: string[];
   /** Cluster mode: the units to run here; unset runs the manifest's job. */
-  job: JobSpec | undefined;
+  job:
+    | JobSpec
+    | undefined;
+  /**
+   * Cluster mode: where the pages come from, when they are in more than one
+   * store (units adopted from a lost cluster). When set, epoch and
+   * parts_from above are not used, and job must be set.
+   */
+  sources: RestoreSource[];
+  /** As in StartJobRequest. */
+  leaseBound: boolean;
+}
+
+/**
+ * One store's share of a restore: the parts these nodes wrote, as of this
+ * committed epoch of that store.
+ */
+export interface RestoreSource {
+  storeDir: string;
+  epoch: bigint;
+  partsFrom: string[];
 }
 
 export interface SkippedEpoch {
@@ -216,7 +249,10 @@ export interface ContainerStatus {
 
 export interface JobStatus {
   jobId: string;
-  /** running | completed | failed | stopped | restoring */
+  /**
+   * running | completed | failed | stopped | restoring | fenced (its lease
+   * lapsed: its units were killed)
+   */
   state: string;
   units: UnitStatus[];
   lastEpoch: bigint;
@@ -1568,13 +1604,19 @@ export const JobSpec: MessageFns<JobSpec> = {
 };
 
 function createBaseStartJobRequest(): StartJobRequest {
-  return { job: undefined };
+  return { job: undefined, leaseBound: false, fresh: false };
 }
 
 export const StartJobRequest: MessageFns<StartJobRequest> = {
   encode(message: StartJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.job !== undefined) {
       JobSpec.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    if (message.leaseBound !== false) {
+      writer.uint32(16).bool(message.leaseBound);
+    }
+    if (message.fresh !== false) {
+      writer.uint32(24).bool(message.fresh);
     }
     return writer;
   },
@@ -1600,6 +1642,22 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.job = JobSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.leaseBound = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fresh = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1613,13 +1671,27 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
   },
 
   fromJSON(object: any): StartJobRequest {
-    return { job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined };
+    return {
+      job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
+      leaseBound: isSet(object.leaseBound)
+        ? globalThis.Boolean(object.leaseBound)
+        : isSet(object.lease_bound)
+        ? globalThis.Boolean(object.lease_bound)
+        : false,
+      fresh: isSet(object.fresh) ? globalThis.Boolean(object.fresh) : false,
+    };
   },
 
   toJSON(message: StartJobRequest): unknown {
     const obj: any = {};
     if (message.job !== undefined) {
       obj.job = JobSpec.toJSON(message.job);
+    }
+    if (message.leaseBound !== false) {
+      obj.leaseBound = message.leaseBound;
+    }
+    if (message.fresh !== false) {
+      obj.fresh = message.fresh;
     }
     return obj;
   },
@@ -1630,6 +1702,8 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
   fromPartial<I extends Exact<DeepPartial<StartJobRequest>, I>>(object: I): StartJobRequest {
     const message = createBaseStartJobRequest();
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
+    message.leaseBound = object.leaseBound ?? false;
+    message.fresh = object.fresh ?? false;
     return message;
   },
 };
@@ -2490,7 +2564,7 @@ export const VerifyEpochResponse: MessageFns<VerifyEpochResponse> = {
 };
 
 function createBaseRestoreRequest(): RestoreRequest {
-  return { jobId: "", epoch: 0n, partsFrom: [], job: undefined };
+  return { jobId: "", epoch: 0n, partsFrom: [], job: undefined, sources: [], leaseBound: false };
 }
 
 export const RestoreRequest: MessageFns<RestoreRequest> = {
@@ -2509,6 +2583,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     }
     if (message.job !== undefined) {
       JobSpec.encode(message.job, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.sources) {
+      RestoreSource.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.leaseBound !== false) {
+      writer.uint32(48).bool(message.leaseBound);
     }
     return writer;
   },
@@ -2558,6 +2638,22 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.job = JobSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sources.push(RestoreSource.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.leaseBound = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2584,6 +2680,14 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
         ? object.parts_from.map((e: any) => globalThis.String(e))
         : [],
       job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
+      sources: globalThis.Array.isArray(object?.sources)
+        ? object.sources.map((e: any) => RestoreSource.fromJSON(e))
+        : [],
+      leaseBound: isSet(object.leaseBound)
+        ? globalThis.Boolean(object.leaseBound)
+        : isSet(object.lease_bound)
+        ? globalThis.Boolean(object.lease_bound)
+        : false,
     };
   },
 
@@ -2601,6 +2705,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     if (message.job !== undefined) {
       obj.job = JobSpec.toJSON(message.job);
     }
+    if (message.sources?.length) {
+      obj.sources = message.sources.map((e) => RestoreSource.toJSON(e));
+    }
+    if (message.leaseBound !== false) {
+      obj.leaseBound = message.leaseBound;
+    }
     return obj;
   },
 
@@ -2613,6 +2723,120 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
     message.partsFrom = object.partsFrom?.map((e) => e) || [];
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
+    message.sources = object.sources?.map((e) => RestoreSource.fromPartial(e)) || [];
+    message.leaseBound = object.leaseBound ?? false;
+    return message;
+  },
+};
+
+function createBaseRestoreSource(): RestoreSource {
+  return { storeDir: "", epoch: 0n, partsFrom: [] };
+}
+
+export const RestoreSource: MessageFns<RestoreSource> = {
+  encode(message: RestoreSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.storeDir !== "") {
+      writer.uint32(10).string(message.storeDir);
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.epoch);
+    }
+    for (const v of message.partsFrom) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.storeDir = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.partsFrom.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreSource {
+    return {
+      storeDir: isSet(object.storeDir)
+        ? globalThis.String(object.storeDir)
+        : isSet(object.store_dir)
+        ? globalThis.String(object.store_dir)
+        : "",
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      partsFrom: globalThis.Array.isArray(object?.partsFrom)
+        ? object.partsFrom.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.parts_from)
+        ? object.parts_from.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RestoreSource): unknown {
+    const obj: any = {};
+    if (message.storeDir !== "") {
+      obj.storeDir = message.storeDir;
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.partsFrom?.length) {
+      obj.partsFrom = message.partsFrom;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreSource>, I>>(base?: I): RestoreSource {
+    return RestoreSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreSource>, I>>(object: I): RestoreSource {
+    const message = createBaseRestoreSource();
+    message.storeDir = object.storeDir ?? "";
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.partsFrom = object.partsFrom?.map((e) => e) || [];
     return message;
   },
 };

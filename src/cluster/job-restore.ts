@@ -1,0 +1,151 @@
+import { performance } from 'node:perf_hooks';
+import { GridError } from '../common/errors.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import { listCommitted } from '../node/store/index.js';
+import { planAdoption, type ForeignEpochLayout } from './core/adoption.js';
+import { moveFailedNode, placeUnits, type NodeCapacity } from './core/placement.js';
+import type { AdoptedParts, ClusterJob } from './cluster-job.js';
+import type { ClusterCoordinator } from './coordinator.js';
+
+// Restarting a job on nodes from what they hold (node recovery), and the
+// cluster's side of a grid recovery: stop the job here, roll this cluster's
+// own units back to the grid's recovery line, adopt the units of a lost
+// cluster with their pages read from its store, and restart everything.
+
+export interface GridRestore {
+  jobId: string;
+  gridIncarnation: bigint;
+  /** The job's units in this cluster from now on. */
+  spec: JobSpec;
+  /** This cluster's epoch on the recovery line; null starts its own units anew. */
+  epoch: bigint | null;
+  adopt: Array<{ fromCluster: string; storeDir: string; epoch: bigint | null; unitIds: string[] }>;
+}
+
+/** Restore where a node holds pages, start anew where it holds none. */
+export async function restoreJobOnNodes(c: ClusterCoordinator, job: ClusterJob, nodes: readonly string[]): Promise<void> {
+  for (const nodeId of nodes) {
+    const spec = job.specFor(nodeId);
+    const sources = job.sourcesFor(nodeId);
+    const agent = c.client(nodeId);
+    if (sources.length === 0) {
+      await agent.stopJob({ jobId: job.jobId }).catch(() => undefined);
+      await agent.startJob({ job: spec, leaseBound: true, fresh: true });
+    } else {
+      await agent.restore({
+        jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true,
+        sources: sources.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch, partsFrom: s.parts })),
+      });
+    }
+    c.granted(nodeId);
+  }
+}
+
+async function readLayout(storeDir: string, jobId: string, epoch: bigint): Promise<ForeignEpochLayout> {
+  const m = (await listCommitted(storeDir, jobId)).find((x) => x.epoch === epoch);
+  if (!m) throw new GridError('not-found', `job ${jobId} has no committed epoch ${epoch} in ${storeDir}`);
+  const job = m.job as { placement?: Record<string, string>; partOwners?: Record<string, string> } | null;
+  if (!job?.placement) throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} in ${storeDir} records no placement`);
+  return { placement: job.placement, partOwners: job.partOwners ?? {} };
+}
+
+export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Promise<ClusterJob> {
+  const t0 = performance.now();
+  const clusterId = c.settings.clusterId;
+  const old = c.jobs.get(r.jobId) ?? null;
+  if (old?.state === 'recovering') {
+    throw new GridError('unavailable', `job ${r.jobId} is recovering from a node failure in cluster ${clusterId}; try again`);
+  }
+  old?.checkGridFence(r.gridIncarnation);
+  const unitIds = new Set(r.spec.units.map((u) => u.unitId));
+  const adoptedIds = new Set(r.adopt.flatMap((a) => a.unitIds));
+  for (const u of adoptedIds) if (!unitIds.has(u)) throw new GridError('invalid-argument', `adopted unit ${u} is not in the job's units for ${clusterId}`);
+  const ownIds = [...unitIds].filter((u) => !adoptedIds.has(u));
+
+  // 1. Nothing of the job runs here any more.
+  let oldPlaced = new Map<string, number>();
+  if (old) {
+    c.disarm(old);
+    old.stop();
+    await old.whenIdle();
+    await Promise.all(old.nodes().map((n) => c.client(n).stopJob({ jobId: r.jobId }).catch(() => undefined)));
+    oldPlaced = count(old.placement.values());
+  }
+  const free: NodeCapacity[] = c.capacities().map((n) => ({ ...n, placedUnits: n.placedUnits - (oldPlaced.get(n.nodeId) ?? 0) }));
+  const take = (placed: ReadonlyMap<string, string>) => {
+    const more = count(placed.values());
+    for (const n of free) n.placedUnits += more.get(n.nodeId) ?? 0;
+  };
+
+  // 2. This cluster's own units: where they run and which parts they load.
+  let placement = new Map<string, string>();
+  let partOwners = new Map<string, string>();
+  let relaid = false;
+  const alive = new Set(free.map((n) => n.nodeId));
+  if (r.epoch !== null && old && ownIds.every((u) => old.placement.has(u))) {
+    for (const u of ownIds) placement.set(u, old.placement.get(u)!);
+    partOwners = new Map(old.partOwners);
+    take(placement);
+    for (const dead of new Set([...placement.values()].filter((n) => !alive.has(n)))) {
+      const moved = moveFailedNode(placement, dead, free);
+      placement = moved.placement;
+      for (const [w, h] of partOwners) if (h === dead) partOwners.set(w, moved.spareNodeId);
+      take(new Map(moved.moved.map((u) => [u, moved.spareNodeId])));
+    }
+  } else if (r.epoch !== null) {
+    const plan = planAdoption(ownIds, await readLayout(c.settings.storeDir, r.jobId, r.epoch), free);
+    placement = plan.placement;
+    partOwners = plan.holders;
+    relaid = true;
+    take(placement);
+  } else {
+    placement = placeUnits(ownIds, free);
+    take(placement);
+  }
+
+  // 3. The adopted units, with their pages still in the lost cluster's store.
+  const adopted: AdoptedParts[] = [];
+  for (const a of r.adopt) {
+    const layout = a.epoch === null ? null : await readLayout(a.storeDir, r.jobId, a.epoch);
+    const plan = planAdoption(a.unitIds, layout, free);
+    take(plan.placement);
+    for (const [u, n] of plan.placement) placement.set(u, n);
+    if (a.epoch !== null) adopted.push({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch, holders: plan.holders });
+  }
+
+  // 4. The job's new record, and its restart.
+  const job = c.newJob({ ...r.spec, checkpointIntervalMs: 0 }, placement, true);
+  for (const n of job.nodes()) if (!partOwners.has(n)) partOwners.set(n, n);
+  job.partOwners = partOwners;
+  job.adopted = adopted;
+  job.needsFull = relaid || adopted.length > 0;
+  job.lastEpoch = r.epoch;
+  job.recoveries = (old?.recoveries ?? 0) + 1;
+  job.checkGridFence(r.gridIncarnation);
+  job.state = 'recovering';
+  c.setJob(job);
+  c.gridLeases.bind(r.jobId);
+  try {
+    await restoreJobOnNodes(c, job, job.nodes());
+  } catch (err) {
+    job.state = 'failed';
+    job.lastError = `grid restore failed: ${err instanceof Error ? err.message : String(err)}`;
+    c.log.error({ jobId: r.jobId, err: job.lastError }, 'grid restore failed');
+    throw err;
+  }
+  job.state = 'running';
+  c.arm(job);
+  const ms = performance.now() - t0;
+  c.log.warn({
+    jobId: r.jobId, epoch: r.epoch === null ? 'none' : String(r.epoch), placement: Object.fromEntries(placement),
+    adopted: r.adopt.map((a) => ({ from: a.fromCluster, epoch: a.epoch === null ? 'none' : String(a.epoch), units: a.unitIds })), ms,
+  }, 'job restored for the grid');
+  c.events.recovered(r.jobId, ms, true);
+  return job;
+}
+
+function count(values: Iterable<string>): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const v of values) m.set(v, (m.get(v) ?? 0) + 1);
+  return m;
+}
