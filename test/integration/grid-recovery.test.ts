@@ -1,0 +1,208 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { GridClient } from '../../src/grid/grid-client.js';
+import { ClusterClient } from '../../src/cluster/cluster-client.js';
+import { AgentClient } from '../../src/node/agent-client.js';
+import { detectFreezer } from '../../src/node/units/freezer.js';
+import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
+import { bankFromEpoch } from '../../src/demo/bank-image.js';
+import { referenceBalances, totalOf, expectedTotal } from '../../src/bank/model.js';
+import { balancesDigest } from '../../src/bank/digest.js';
+import { untilCluster } from '../helpers/cluster.js';
+import { uniqueNodeId } from '../helpers/agent.js';
+import { withTmp } from '../helpers/tmp.js';
+import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
+
+// The loss of a whole cluster coordinator (kill -9), every tier a real
+// process. The grid detects it, waits until the lost cluster's job leases
+// (and its agents' leases under them) have lapsed — its agents kill their
+// units when nobody renews them — then moves the lost units to the alive
+// cluster with the most room, their pages read from the lost cluster's
+// store, rolls the whole job back to its last recovery line, and the job
+// ends with the failure-free result. With no room left, the job is
+// reported failed, saying why.
+
+const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
+
+interface Cluster {
+  id: string;
+  store: string;
+  proc: AgentProcess;
+  agents: AgentProcess[];
+}
+
+async function untilGrid(c: GridClient, ok: (s: GridStatusResponse) => boolean, what: string, deadlineMs = 60_000): Promise<GridStatusResponse> {
+  const end = performance.now() + deadlineMs;
+  for (;;) {
+    const s = await c.status().catch(() => null);
+    if (s && ok(s)) return s;
+    if (performance.now() > end) {
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
+    }
+    await new Promise((r) => setTimeout(r, 20)); // no event stream yet
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function withGrid(dir: string, fn: (grid: AgentProcess, addCluster: (id: string, agents: number, capacity: number) => Promise<Cluster>) => Promise<void>): Promise<void> {
+  const procs: AgentProcess[] = [];
+  const agents: AgentProcess[] = [];
+  const grid = await spawnService('grid', [
+    '--data-dir', join(dir, 'grid'), '--heartbeat-interval-ms', '100', '--checkpoint-interval-ms', '300',
+    '--cluster-lease-ms', '1000', '--metrics-listen', 'none',
+  ], process.env, logs);
+  procs.push(grid);
+  const addCluster = async (id: string, n: number, capacity: number): Promise<Cluster> => {
+    const store = join(dir, `${id}-store`);
+    const proc = await spawnService('cluster', [
+      '--data-dir', join(dir, id), '--store-dir', store, '--cluster-id', id, '--grid', grid.ready.grpc,
+      '--heartbeat-interval-ms', '100', '--metrics-listen', 'none',
+    ], process.env, logs);
+    procs.push(proc);
+    const mine: AgentProcess[] = [];
+    for (let i = 1; i <= n; i++) {
+      const a = await spawnService('agent', [
+        '--data-dir', join(dir, `${id}-n${i}`), '--node-id', uniqueNodeId(`${id}${i}`), '--store-dir', store,
+        '--cluster', proc.ready.grpc, '--capacity', String(capacity), '--metrics-listen', 'none',
+      ], process.env, logs);
+      procs.push(a);
+      agents.push(a);
+      mine.push(a);
+    }
+    const cc = new ClusterClient(proc.ready.grpc);
+    await untilCluster(cc, (s) => s.nodes.filter((x) => x.verdict === 'alive').length === n, `the agents of ${id}`);
+    cc.close();
+    return { id, store, proc, agents: mine };
+  };
+  try {
+    await fn(grid, addCluster);
+  } finally {
+    for (const p of procs.reverse()) {
+      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+      await p.exited;
+    }
+    for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+  }
+}
+
+describe('grid: the loss of a cluster coordinator', () => {
+  it('kill -9 of a cluster: detected, its units fenced, moved to the cluster with room, failure-free digest', async () => {
+    await withTmp('grid-loss', async (dir) => {
+      await withGrid(dir, async (gridProc, addCluster) => {
+        const grid = new GridClient(gridProc.ready.grpc);
+        try {
+          const ca = await addCluster('ca', 2, 4);
+          const cb = await addCluster('cb', 2, 4);
+          await untilGrid(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === 2, 'two clusters');
+          const params = { accounts: 512, units: 4, opsPerUnit: 8_000, seed: 4242 };
+          const submitted = await grid.submitGridJob({ job: clusterBankSpec('bank', params, 0) });
+          expect(new Set(Object.values(submitted.job!.clusters))).toEqual(new Set(['ca', 'cb']));
+          await untilGrid(grid, (s) => (s.jobs[0]?.lines.length ?? 0) >= 2, 'two recovery lines');
+          // A spare cluster with more room than cb has left: the lost units go there.
+          const cc = await addCluster('cc', 1, 8);
+          await untilGrid(grid, (s) => s.clusters.find((c) => c.clusterId === 'cc')?.verdict === 'alive', 'the spare cluster');
+
+          // The units the lost cluster's agents run, which must die by lease.
+          const victims: Array<{ agent: AgentClient; pids: number[] }> = [];
+          for (const a of ca.agents) {
+            const agent = new AgentClient(a.ready.grpc);
+            const pids = (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid));
+            victims.push({ agent, pids });
+          }
+          expect(victims.flatMap((v) => v.pids).length).toBeGreaterThan(0);
+          const killedAt = performance.now();
+          ca.proc.child.kill('SIGKILL');
+          await ca.proc.exited;
+
+          await untilGrid(grid, (s) => s.clusters.find((c) => c.clusterId === 'ca')?.verdict === 'failed', 'the failure verdict', 10_000);
+          const detectionMs = performance.now() - killedAt;
+          expect(detectionMs).toBeLessThan(2_000);
+          const recovered = await untilGrid(grid, (s) => (s.jobs[0]?.recoveries ?? 0n) >= 1n, 'the grid recovery', 60_000);
+          const job = recovered.jobs[0]!;
+          expect(Object.values(job.clusters)).not.toContain('ca');
+          const movedUnits = Object.entries(submitted.job!.clusters).filter(([, c]) => c === 'ca').map(([u]) => u);
+          for (const u of movedUnits) expect(job.clusters[u]).toBe('cc');
+          expect(recovered.recoveries).toBe(1n);
+
+          // Fencing: by the time the units run on cc, those of ca's agents are dead and their job fenced.
+          for (const v of victims) {
+            const s = await v.agent.status();
+            const j = s.jobs.find((x) => x.jobId === 'bank');
+            if (v.pids.length > 0) {
+              expect(j?.state).toBe('fenced');
+              expect(j?.lastError).toMatch(/lease lapsed/);
+            }
+            for (const pid of v.pids) expect(alive(pid)).toBe(false);
+            v.agent.close();
+          }
+          const ccClient = new ClusterClient(cc.proc.ready.grpc);
+          const ccJob = (await ccClient.status()).jobs.find((j) => j.jobId === 'bank');
+          ccClient.close();
+          expect(ccJob?.gridManaged).toBe(true);
+          expect(ccJob?.placements.map((p) => p.unitId).sort()).toEqual(movedUnits.sort());
+
+          const done = await untilGrid(grid, (s) => s.jobs[0]?.state === 'completed' || s.jobs[0]?.state === 'failed', 'the end of the job', 240_000);
+          const end = done.jobs[0]!;
+          expect(end.state, end.lastError).toBe('completed');
+          const stores = new Map([ca, cb, cc].map((c) => [c.id, c.store]));
+          // Every line after the recovery names cc, and each sub-bank is consistent at every line.
+          const last = end.lines[end.lines.length - 1]!;
+          expect(Object.keys(last.clusterEpochs).sort()).toEqual(['cb', 'cc']);
+          const balances: bigint[] = [];
+          const expected: bigint[] = [];
+          for (let i = 0; i < params.units; i++) {
+            const p = { ...params, units: 1, seed: params.seed + i };
+            for (const line of end.lines) {
+              const c = line.unitClusters[`u${i}`]!;
+              const image = await bankFromEpoch(stores.get(c)!, 'bank', line.clusterEpochs[c]!, p, `bank-u${i}`);
+              expect(totalOf(image.balances)).toBe(expectedTotal(p));
+            }
+            const c = last.unitClusters[`u${i}`]!;
+            balances.push(...(await bankFromEpoch(stores.get(c)!, 'bank', last.clusterEpochs[c]!, p, `bank-u${i}`)).balances);
+            expected.push(...referenceBalances(p));
+          }
+          expect(balancesDigest(balances)).toBe(balancesDigest(expected));
+        } finally {
+          grid.close();
+        }
+      });
+    });
+  });
+
+  it('with no room left on the alive clusters, the job is reported failed and says why', async () => {
+    await withTmp('grid-noroom', async (dir) => {
+      await withGrid(dir, async (gridProc, addCluster) => {
+        const grid = new GridClient(gridProc.ready.grpc);
+        try {
+          const ca = await addCluster('ca', 1, 2);
+          const cb = await addCluster('cb', 1, 2);
+          await untilGrid(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === 2, 'two clusters');
+          await grid.submitGridJob({ job: clusterBankSpec('bank', { accounts: 256, units: 4, opsPerUnit: 50_000, seed: 7 }, 0) });
+          await untilGrid(grid, (s) => (s.jobs[0]?.lines.length ?? 0) >= 1, 'a recovery line');
+          ca.proc.child.kill('SIGKILL');
+          await ca.proc.exited;
+          const s = await untilGrid(grid, (x) => x.jobs[0]?.state === 'failed', 'the job to be reported failed', 30_000);
+          expect(s.clusters.find((c) => c.clusterId === 'ca')?.verdict).toBe('failed');
+          expect(s.jobs[0]!.lastError).toMatch(/no alive cluster has room for the 2 units of lost cluster ca \(the most room is 0 on cb\)/);
+          // The grid no longer renews the failed job's lease: cb stops its half rather than run it unmanaged.
+          const cbClient = new ClusterClient(cb.proc.ready.grpc);
+          const fenced = await untilCluster(cbClient, (x) => x.jobs.find((j) => j.jobId === 'bank')?.state === 'fenced', 'cb to fence the job', 30_000);
+          cbClient.close();
+          expect(fenced.jobs.find((j) => j.jobId === 'bank')!.lastError).toMatch(/grid's lease/);
+        } finally {
+          grid.close();
+        }
+      });
+    });
+  });
+});
