@@ -7,7 +7,7 @@ import { runGridDrill } from '../demo/grid-drill.js';
 import { GridClient } from '../grid/grid-client.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import { bankParams } from './bank-cmds.js';
-import { line, parseIntFlag, printJson } from './output.js';
+import { line, parseIntFlag, printJson, UsageError } from './output.js';
 
 // `gridckpt up`: a whole local grid on loopback as separate OS processes —
 // by default 1 grid coordinator and 2 clusters × 3 node agents — with live
@@ -25,6 +25,7 @@ export function addUpCommand(program: Command): void {
     .option('--freezer <kind>', 'auto, cgroup-v1, cgroup-v2 or signal')
     .option('--work-dir <dir>', 'where every service keeps its data (default: a new temp dir, removed at exit)')
     .option('--demo', 'run the bank job over both clusters, kill -9 a node agent mid-run, recover, and report')
+    .option('--fail <what>', 'demo: what to kill -9 mid-run, node (an agent) or cluster (a cluster coordinator)', 'node')
     .option('--units <n>', 'demo: bank units', '4')
     .option('--ops <n>', 'demo: transfers per unit', '4000')
     .option('--accounts <n>', 'demo: accounts per unit', '1024')
@@ -34,6 +35,9 @@ export function addUpCommand(program: Command): void {
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const clusters = parseIntFlag('clusters', o['clusters'] as string, 1, 16);
       const nodes = parseIntFlag('nodes', o['nodes'] as string, 1, 64);
+      const failure = o['fail'] as string;
+      if (failure !== 'node' && failure !== 'cluster') throw new UsageError(`bad --fail ${JSON.stringify(failure)}: expected node or cluster`);
+      if (failure === 'cluster' && clusters < 2) throw new UsageError(`--fail cluster needs at least 2 clusters (--clusters ${clusters})`);
       const json = o['json'] === true;
       const say = json ? () => undefined : line;
       const params = bankParams({ accounts: o['accounts'] as string, units: o['units'] as string, ops: o['ops'] as string, seed: o['seed'] as string });
@@ -54,7 +58,7 @@ export function addUpCommand(program: Command): void {
       if (!json) printWhere(g, workDir);
       if (o['demo']) {
         try {
-          const report = await runGridDrill(g, params, say);
+          const report = await runGridDrill(g, params, say, failure);
           if (json) printJson(report);
           else {
             line(`grid epochs committed ${report.epochsCommitted}, failures injected ${report.failuresInjected}, recoveries ${report.recoveries}`);

@@ -11,10 +11,15 @@ import type { GridStatusResponse } from '../gen/gridckpt/v1/grid.js';
 import type { ClusterStatusResponse } from '../gen/gridckpt/v1/cluster.js';
 
 // The grid failure drill behind `gridckpt up --demo`: the bank job spread
-// over every cluster, checkpointed by coordinated grid rounds; one node agent
-// holding units is killed with kill -9 mid-run; its cluster detects it,
-// moves its units to a spare node and restores; the job ends and its result
-// is compared with a failure-free run.
+// over every cluster, checkpointed by coordinated grid rounds; mid-run, one
+// node agent holding units is killed with kill -9 (its cluster detects it,
+// moves its units to a spare node and restores) — or, with failure
+// 'cluster', a whole cluster coordinator is (the grid detects it, waits out
+// its leases, moves its units to another cluster and rolls the job back to
+// its last recovery line); the job ends and its result is compared with a
+// failure-free run.
+
+export type DrillFailure = 'node' | 'cluster';
 
 export interface GridDrillReport {
   digest: string;
@@ -24,6 +29,9 @@ export interface GridDrillReport {
   recoveries: number;
   detectionMs: number;
   recoveryMs: number;
+  failure: DrillFailure;
+  /** The node (or cluster) killed. */
+  killed: string;
   killedNode: string;
   invariantHeld: boolean;
   ok: boolean;
@@ -42,7 +50,7 @@ async function poll<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: stri
   }
 }
 
-export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void): Promise<GridDrillReport> {
+export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void, failure: DrillFailure = 'node'): Promise<GridDrillReport> {
   const grid = new GridClient(g.grid.ready.grpc);
   const clusters = new Map(g.clusters.map((c) => [c.clusterId, new ClusterClient(c.proc.ready.grpc)]));
   try {
@@ -55,30 +63,11 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
     say(`bank job: ${params.units} units × ${params.opsPerUnit} transfers, spread ${Object.entries(unitCluster).map(([u, c]) => `${u}@${c}`).join(' ')}`);
     await poll(() => grid.status(), (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
 
-    // The victim: a node that holds units, in the first cluster.
     const victimCluster = g.clusters.find((c) => Object.values(unitCluster).includes(c.clusterId))!;
-    const placed = (await clusters.get(victimCluster.clusterId)!.status()).jobs.find((j) => j.jobId === JOB)!.placements;
-    const victim = victimCluster.agents.find((a) => placed.some((p) => p.nodeId === a.ready.nodeId))!;
-    const agent = new AgentClient(victim.ready.grpc);
-    const pids = (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid));
-    agent.close();
-    const killedAt = performance.now();
-    victim.child.kill('SIGKILL');
-    for (const pid of pids) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-    say(`kill -9 of node agent ${victim.ready.nodeId} in ${victimCluster.clusterId} and its ${pids.length} units`);
-    const vc = clusters.get(victimCluster.clusterId)!;
-    await poll(() => vc.status(), (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
-    const detectionMs = performance.now() - killedAt;
-    say(`detected as failed after ${detectionMs.toFixed(0)} ms`);
-    await poll(() => vc.status(), (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
-    const recoveryMs = performance.now() - killedAt - detectionMs;
-    say(`recovered on a spare node ${recoveryMs.toFixed(0)} ms after detection`);
+    const injected = failure === 'node'
+      ? await killNode(victimCluster, clusters.get(victimCluster.clusterId)!, say)
+      : await killCluster(victimCluster, grid, say);
+    const { detectionMs, recoveryMs, killed } = injected;
 
     const done = await poll(() => grid.status(), (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
     const job = jobOf(done)!;
@@ -87,19 +76,27 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
     const balances: bigint[] = [];
     const expected: bigint[] = [];
     let invariantHeld = true;
+    // Each line says which cluster's store holds each unit's pages.
+    const storeOf = (line: (typeof job.lines)[number], u: string) => {
+      const c = line.unitClusters[u] ?? unitCluster[u]!;
+      return { store: g.clusters.find((x) => x.clusterId === c)!.storeDir, epoch: line.clusterEpochs[c]! };
+    };
     for (let i = 0; i < params.units; i++) {
-      const c = unitCluster[`u${i}`]!;
-      const store = g.clusters.find((x) => x.clusterId === c)!.storeDir;
       const p = { ...params, units: 1, seed: params.seed + i };
       for (const line of job.lines) {
-        const image = await bankFromEpoch(store, JOB, line.clusterEpochs[c]!, p, `bank-u${i}`);
+        const at = storeOf(line, `u${i}`);
+        const image = await bankFromEpoch(at.store, JOB, at.epoch, p, `bank-u${i}`);
         if (totalOf(image.balances) !== expectedTotal(p)) invariantHeld = false;
       }
-      balances.push(...(await bankFromEpoch(store, JOB, last.clusterEpochs[c]!, p, `bank-u${i}`)).balances);
+      const at = storeOf(last, `u${i}`);
+      balances.push(...(await bankFromEpoch(at.store, JOB, at.epoch, p, `bank-u${i}`)).balances);
       expected.push(...referenceBalances(p));
     }
-    let recoveries = 0;
-    for (const c of clusters.values()) recoveries += Number(jobOfCluster(await c.status())?.recoveries ?? 0n);
+    let recoveries = Number(job.recoveries);
+    if (failure === 'node') {
+      recoveries = 0;
+      for (const c of clusters.values()) recoveries += Number(jobOfCluster(await c.status().catch(() => ({ jobs: [] } as unknown as ClusterStatusResponse)))?.recoveries ?? 0n);
+    }
     const digest = balancesDigest(balances);
     const expectedDigest = balancesDigest(expected);
     return {
@@ -110,7 +107,9 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
       recoveries,
       detectionMs: Math.round(detectionMs),
       recoveryMs: Math.round(recoveryMs),
-      killedNode: victim.ready.nodeId,
+      failure,
+      killed,
+      killedNode: failure === 'node' ? killed : '',
       invariantHeld,
       ok: invariantHeld && digest === expectedDigest,
     };
@@ -118,6 +117,53 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
     grid.close();
     for (const c of clusters.values()) c.close();
   }
+}
+
+interface Injected {
+  detectionMs: number;
+  recoveryMs: number;
+  killed: string;
+}
+
+/** kill -9 of a node agent holding units, and its units; its cluster recovers. */
+async function killNode(victimCluster: LocalGrid['clusters'][number], vc: ClusterClient, say: (t: string) => void): Promise<Injected> {
+  const placed = (await vc.status()).jobs.find((j) => j.jobId === JOB)!.placements;
+  const victim = victimCluster.agents.find((a) => placed.some((p) => p.nodeId === a.ready.nodeId))!;
+  const agent = new AgentClient(victim.ready.grpc);
+  const pids = (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid));
+  agent.close();
+  const killedAt = performance.now();
+  victim.child.kill('SIGKILL');
+  for (const pid of pids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  say(`kill -9 of node agent ${victim.ready.nodeId} in ${victimCluster.clusterId} and its ${pids.length} units`);
+  await poll(() => vc.status(), (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
+  const detectionMs = performance.now() - killedAt;
+  say(`detected as failed after ${detectionMs.toFixed(0)} ms`);
+  await poll(() => vc.status(), (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
+  const recoveryMs = performance.now() - killedAt - detectionMs;
+  say(`recovered on a spare node ${recoveryMs.toFixed(0)} ms after detection`);
+  return { detectionMs: Math.round(detectionMs), recoveryMs: Math.round(recoveryMs), killed: victim.ready.nodeId };
+}
+
+/** kill -9 of a cluster coordinator whose agents run units; the grid recovers. */
+async function killCluster(victim: LocalGrid['clusters'][number], grid: GridClient, say: (t: string) => void): Promise<Injected> {
+  const killedAt = performance.now();
+  victim.proc.child.kill('SIGKILL');
+  say(`kill -9 of cluster coordinator ${victim.clusterId} (its agents and units run on until their leases lapse)`);
+  await poll(() => grid.status(), (s) => s.clusters.find((c) => c.clusterId === victim.clusterId)?.verdict === 'failed', 'the failure verdict', 10_000);
+  const detectionMs = performance.now() - killedAt;
+  say(`detected as failed by the grid after ${detectionMs.toFixed(0)} ms`);
+  const s = await poll(() => grid.status(), (x) => (jobOf(x)?.recoveries ?? 0n) >= 1n || jobOf(x)?.state === 'failed', 'the grid recovery', 60_000);
+  if (jobOf(s)!.state === 'failed') throw new Error(`the grid could not recover the job: ${jobOf(s)!.lastError}`);
+  const recoveryMs = performance.now() - killedAt - detectionMs;
+  say(`recovered ${recoveryMs.toFixed(0)} ms after detection (lease wait included): ${jobOf(s)!.lastError}`);
+  return { detectionMs: Math.round(detectionMs), recoveryMs: Math.round(recoveryMs), killed: victim.clusterId };
 }
 
 function jobOf(s: GridStatusResponse) {
