@@ -20,6 +20,24 @@ describe('gridckpt up', () => {
     expect(report['recoveryMs'] as number).toBeGreaterThan(0);
   });
 
+  it('--demo --fail cluster: kill -9 of a cluster coordinator, the grid moves its units, the failure-free digest', () => {
+    const r = spawnSync(process.execPath, [CLI_SCRIPT, 'up', '--demo', '--fail', 'cluster', '--json', '--ops', '3000'], { encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(report['failure']).toBe('cluster');
+    expect(report['killed']).toBe('cluster-1');
+    expect(report['digest']).toBe(report['expectedDigest']);
+    expect(report['invariantHeld']).toBe(true);
+    expect(report['recoveries']).toBe(1);
+    expect(report['detectionMs'] as number).toBeLessThan(2_000);
+  });
+
+  it('--fail names what it cannot kill', () => {
+    const r = spawnSync(process.execPath, [CLI_SCRIPT, 'up', '--demo', '--fail', 'disk'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/bad --fail "disk": expected node or cluster/);
+  });
+
   it('serves until SIGINT, then stops every service cleanly', async () => {
     const child = spawn(process.execPath, [CLI_SCRIPT, 'up', '--clusters', '1', '--nodes', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
