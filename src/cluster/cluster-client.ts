@@ -1,4 +1,4 @@
-import { credentials } from '@grpc/grpc-js';
+import { credentials, type ChannelOptions } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
 import { ClusterServiceClient } from '../gen/gridckpt/v1/cluster.js';
 import * as pb from '../gen/gridckpt/v1/cluster.js';
@@ -8,8 +8,8 @@ import * as pb from '../gen/gridckpt/v1/cluster.js';
 export class ClusterClient {
   private readonly client: ClusterServiceClient;
 
-  constructor(readonly address: string, readonly timeoutMs = 30_000) {
-    this.client = new ClusterServiceClient(address, credentials.createInsecure());
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}) {
+    this.client = new ClusterServiceClient(address, credentials.createInsecure(), options);
   }
 
   registerNode(req: pb.RegisterNodeRequest, timeoutMs?: number) { return this.call<pb.RegisterNodeRequest, pb.RegisterNodeResponse>('registerNode', req, timeoutMs); }

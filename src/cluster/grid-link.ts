@@ -1,5 +1,6 @@
 import type { Logger } from '../common/log.js';
 import { GridClient } from '../grid/grid-client.js';
+import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { startMembership } from '../detector/membership.js';
 import type { LeaseKeeper } from '../detector/lease-keeper.js';
 
@@ -19,7 +20,7 @@ export interface GridLinkOptions {
 }
 
 export function linkToGrid(o: GridLinkOptions): { stop(): void } {
-  const client = new GridClient(o.gridAddress, 2_000);
+  const client = new GridClient(o.gridAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
   const m = startMembership({
     register: () => client.registerCluster({
       clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,

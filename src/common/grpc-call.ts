@@ -21,3 +21,13 @@ export function callUnary<Req, Res>(client: Client, method: string, req: Req, ti
     });
   });
 }
+
+/**
+ * For membership links (heartbeats): after the peer restarts, reconnect
+ * within a heartbeat or so instead of grpc-js's default 1 s+ backoff, so a
+ * member re-registers well within its lease.
+ */
+export const MEMBERSHIP_CHANNEL_OPTIONS = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 500,
+} as const;

@@ -61,6 +61,7 @@ export class GridCoordinator {
   recoveries = 0;
   private readonly timers = new Map<string, NodeJS.Timeout[]>();
   private readonly recovering = new Map<string, Promise<void>>();
+  private readonly graceTimers: NodeJS.Timeout[] = [];
 
   constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
@@ -156,13 +157,21 @@ export class GridCoordinator {
       this.jobs.set(rec.spec.jobId, job);
       for (const id of job.clusterIds()) {
         if (this.clusters.has(id)) continue;
-        // Until it registers: silent to the detector, which declares it failed if it never does.
-        const known = this.catalog.cluster(id);
+                const known = this.catalog.cluster(id);
         this.clusters.set(id, {
           clusterId: id, incarnation: 0n, address: '', verdict: 'alive', client: null,
           storeDir: known?.storeDir ?? '', agentLeaseMs: known?.agentLeaseMs ?? 0, lastGrantMs: performance.now(),
         });
-        this.detector.watch(id, 0n);
+        // Its lease on the job outlasts a grid restart; if it has not registered by then, it is lost.
+        const grace = setTimeout(() => {
+          const c = this.clusters.get(id);
+          if (!c || c.incarnation !== 0n || c.verdict === 'failed') return;
+          c.verdict = 'failed';
+          this.failuresDetected += 1;
+          this.log.warn({ cluster: id }, 'cluster failed: it did not register again after the grid restarted');
+          this.clusterLost(id, `cluster ${id} did not register again within ${this.settings.clusterLeaseMs} ms of the grid's restart`);
+        }, this.settings.clusterLeaseMs);
+        this.graceTimers.push(grace);
       }
       this.arm(job);
       this.log.info({ jobId: job.jobId, clusters: Object.fromEntries(job.clusters), was: rec.state }, 'grid job resumed from the catalog');
@@ -303,6 +312,7 @@ export class GridCoordinator {
   }
 
   shutdown(): void {
+    for (const t of this.graceTimers) clearTimeout(t);
     for (const job of this.jobs.values()) {
       this.disarm(job);
       job.stop();

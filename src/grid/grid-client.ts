@@ -1,4 +1,4 @@
-import { credentials } from '@grpc/grpc-js';
+import { credentials, type ChannelOptions } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
 import { GridServiceClient } from '../gen/gridckpt/v1/grid.js';
 import type * as pb from '../gen/gridckpt/v1/grid.js';
@@ -8,8 +8,8 @@ import type * as pb from '../gen/gridckpt/v1/grid.js';
 export class GridClient {
   private readonly client: GridServiceClient;
 
-  constructor(readonly address: string, readonly timeoutMs = 30_000) {
-    this.client = new GridServiceClient(address, credentials.createInsecure());
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}) {
+    this.client = new GridServiceClient(address, credentials.createInsecure(), options);
   }
 
   registerCluster(req: pb.RegisterClusterRequest, timeoutMs?: number) { return this.call<pb.RegisterClusterRequest, pb.RegisterClusterResponse>('registerCluster', req, timeoutMs); }

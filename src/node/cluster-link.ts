@@ -1,5 +1,6 @@
 import type { Logger } from '../common/log.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
+import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { startMembership } from '../detector/membership.js';
 import type { LeaseKeeper } from '../detector/lease-keeper.js';
 
@@ -17,7 +18,7 @@ export interface ClusterLinkOptions {
 }
 
 export function linkToCluster(o: ClusterLinkOptions): { stop(): void } {
-  const client = new ClusterClient(o.clusterAddress, 2_000);
+  const client = new ClusterClient(o.clusterAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
   const m = startMembership({
     register: () => client.registerNode({ nodeId: o.nodeId, incarnation: o.incarnation, address: o.agentAddress, capacityUnits: o.capacityUnits, labels: {} }),
     beat: (seq, timeoutMs) => client.heartbeat({ nodeId: o.nodeId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs),

@@ -19,9 +19,10 @@ import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
 // spread over both clusters is checkpointed by coordinated grid rounds (a
 // two-level two-phase commit); every recovery line names epochs that each
 // cluster committed, and a kill -9 and restart of the grid coordinator loses
-// no committed recovery line.
+// no committed recovery line: the restarted grid resumes the job (the
+// clusters' leases on it outlast the restart) and commits new lines.
 
-const params = { accounts: 1024, units: 4, opsPerUnit: 4000, seed: 90 };
+const params = { accounts: 1024, units: 4, opsPerUnit: 20_000, seed: 90 }; // runs on past the grid's restart
 const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
 
 async function untilGrid(c: GridClient, ok: (s: GridStatusResponse) => boolean, what: string, deadlineMs = 60_000): Promise<GridStatusResponse> {
@@ -114,6 +115,14 @@ describe('grid: coordinated rounds over two clusters', () => {
         expect(kept).toContain(BigInt(line.gridEpoch));
         // The clusters find the new incarnation and register again.
         await untilGrid(client, (s) => s.clusters.length === 2, 'the clusters to re-register', 10_000);
+        // The restarted grid resumed the job from its catalog (within the clusters' lease) and goes on checkpointing it.
+        const resumed = await untilGrid(client, (s) => {
+          const j = s.jobs.find((x) => x.jobId === 'bank');
+          return j !== undefined && j.lines.length > 0 && j.lines[j.lines.length - 1]!.gridEpoch > BigInt(line.gridEpoch);
+        }, 'a new recovery line from the restarted grid', 30_000);
+        const job = resumed.jobs.find((x) => x.jobId === 'bank')!;
+        expect(job.state).toBe('running');
+        expect(job.recoveries).toBe(0n);
       } finally {
         client.close();
         for (const p of procs.reverse()) {
