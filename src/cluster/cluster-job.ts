@@ -59,6 +59,8 @@ export class ClusterJob {
    * store: every round is full until one commits, which puts them here.
    */
   adopted: AdoptedParts[] = [];
+  /** Nodes declared failed whose units are being moved: they get no lease for this job. */
+  readonly lostNodes = new Set<string>();
   /** The next round must be full: adopted pages, or parts laid out anew (partOwners not from our own rounds). */
   needsFull = false;
   private readonly driver: RoundDriver;

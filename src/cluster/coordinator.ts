@@ -75,7 +75,14 @@ export class ClusterCoordinator {
       throw new GridError('failed-precondition', `fenced: node ${n.nodeId} incarnation ${n.incarnation} is older than ${old.incarnation}`);
     }
     old?.client.close();
-    this.nodes.set(n.nodeId, { ...n, verdict: 'alive', client: new AgentClient(n.address, this.settings.rpcTimeoutMs), lastGrantMs: performance.now() });
+    this.nodes.set(n.nodeId, {
+      ...n, verdict: 'alive', client: new AgentClient(n.address, this.settings.rpcTimeoutMs),
+      // Leases the old registration holds still count.
+      lastGrantMs: old?.lastGrantMs ?? performance.now(),
+    });
+    // The same incarnation back after a failed verdict (it was stopped or cut off): a fresh start,
+    // since failed is final for an incarnation in the detector. Its jobs are being moved; no lease.
+    if (old && old.incarnation === n.incarnation && old.verdict === 'failed') this.detector.unwatch(n.nodeId);
     this.detector.watch(n.nodeId, n.incarnation);
     this.log.info({ node: n.nodeId, incarnation: String(n.incarnation), address: n.address, capacity: n.capacityUnits }, 'node registered');
   }
@@ -84,14 +91,15 @@ export class ClusterCoordinator {
     const node = this.nodes.get(nodeId);
     if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(nodeId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
-    node.lastGrantMs = performance.now();
-    return { known: true, leasedJobs: this.leasedJobsOf(nodeId) };
+    const leasedJobs = this.leasedJobsOf(nodeId);
+    if (leasedJobs.length > 0) node.lastGrantMs = performance.now();
+    return { known: true, leasedJobs };
   }
 
   /** The jobs this node may keep running: placed there, not fenced, and (grid jobs) leased from the grid. */
   leasedJobsOf(nodeId: string): string[] {
     return [...this.jobs.values()]
-      .filter((j) => (j.state === 'running' || j.state === 'recovering') && j.nodes().includes(nodeId))
+      .filter((j) => (j.state === 'running' || j.state === 'recovering') && !j.lostNodes.has(nodeId) && j.nodes().includes(nodeId))
       .filter((j) => !j.gridManaged || this.gridLeases.leases.isBound(j.jobId))
       .map((j) => j.jobId);
   }
@@ -244,6 +252,7 @@ export class ClusterCoordinator {
   private async recover(job: ClusterJob, failedNodeId: string): Promise<void> {
     const t0 = performance.now();
     job.state = 'recovering';
+    job.lostNodes.add(failedNodeId);
     this.disarm(job);
     job.participantFailed(failedNodeId, `node ${failedNodeId} declared failed by the detector`);
     try {
@@ -258,6 +267,7 @@ export class ClusterCoordinator {
       if (job.state !== 'recovering') return;
       await restoreJobOnNodes(this, job, job.nodes());
       job.recoveries += 1;
+      job.lostNodes.delete(failedNodeId);
       job.state = 'running';
       this.arm(job);
       const ms = performance.now() - t0;

@@ -1,6 +1,7 @@
 import type { Logger } from '../common/log.js';
 import { GridClient } from '../grid/grid-client.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
+import { failpoint } from '../common/failpoints.js';
 import { startMembership } from '../detector/membership.js';
 import type { LeaseKeeper } from '../detector/lease-keeper.js';
 
@@ -22,10 +23,16 @@ export interface GridLinkOptions {
 export function linkToGrid(o: GridLinkOptions): { stop(): void } {
   const client = new GridClient(o.gridAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
   const m = startMembership({
-    register: () => client.registerCluster({
-      clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,
-    }),
-    beat: (seq, timeoutMs) => client.clusterHeartbeat({ clusterId: o.clusterId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs),
+    register: async () => {
+      failpoint('cluster.grid-link'); // a test's partition between this cluster and the grid
+      return client.registerCluster({
+        clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,
+      });
+    },
+    beat: async (seq, timeoutMs) => {
+      failpoint('cluster.grid-link');
+      return client.clusterHeartbeat({ clusterId: o.clusterId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs);
+    },
     onRegistered: (r) => o.leases.setLength(r.leaseMs || 3_000),
     onLeases: (jobs, sentAt) => o.leases.renew(jobs, sentAt),
     log: o.log,

@@ -8,10 +8,12 @@ import { join } from 'node:path';
 //   error  throw there;
 //   wait   (async points only) create <GRIDCKPT_FAILPOINT_DIR>/<name>.hit and
 //          wait until <name>.release appears, so a test can look at the
-//          system while it stands at that step.
+//          system while it stands at that step;
+//   switch throw there while <GRIDCKPT_FAILPOINT_DIR>/<name>.on exists, so a
+//          test can cut a link (a network partition) and heal it later.
 // Unset in production: every call is one map lookup.
 
-type FailAction = 'kill' | 'error' | 'wait';
+type FailAction = 'kill' | 'error' | 'wait' | 'switch';
 
 function parse(spec: string | undefined): Map<string, FailAction> {
   const points = new Map<string, FailAction>();
@@ -19,8 +21,8 @@ function parse(spec: string | undefined): Map<string, FailAction> {
   for (const item of spec.split(',')) {
     const [name, action] = item.trim().split('=');
     if (!name) continue;
-    if (action !== 'kill' && action !== 'error' && action !== 'wait') {
-      throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill, error or wait)`);
+    if (action !== 'kill' && action !== 'error' && action !== 'wait' && action !== 'switch') {
+      throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill, error, wait or switch)`);
     }
     points.set(name, action);
   }
@@ -32,6 +34,12 @@ const active = parse(process.env['GRIDCKPT_FAILPOINTS']);
 export function failpoint(name: string): void {
   const action = active.get(name);
   if (action === undefined) return;
+  if (action === 'switch') {
+    const dir = process.env['GRIDCKPT_FAILPOINT_DIR'];
+    if (!dir) throw new Error(`failpoint ${name}=switch needs GRIDCKPT_FAILPOINT_DIR`);
+    if (!existsSync(join(dir, `${name}.on`))) return;
+    throw new Error(`failpoint ${name} is switched on`);
+  }
   if (action === 'kill') process.kill(process.pid, 'SIGKILL');
   throw new Error(`failpoint ${name} fired`);
 }

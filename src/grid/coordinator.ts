@@ -84,6 +84,9 @@ export class GridCoordinator {
       // Leases the old incarnation held still count.
       lastGrantMs: old?.lastGrantMs ?? performance.now(),
     });
+    // The same incarnation back after a failed verdict (a healed partition): a fresh start, since
+    // failed is final for an incarnation in the detector. Its jobs moved on; it holds no lease.
+    if (old && old.incarnation === c.incarnation && old.verdict === 'failed') this.detector.unwatch(c.clusterId);
     this.detector.watch(c.clusterId, c.incarnation);
     void this.catalog.saveCluster(c.clusterId, { storeDir: c.storeDir, agentLeaseMs: c.agentLeaseMs })
       .catch((err: unknown) => this.log.error({ cluster: c.clusterId, err: String(err) }, 'could not record the cluster in the catalog'));
@@ -94,8 +97,9 @@ export class GridCoordinator {
     const c = this.clusters.get(clusterId);
     if (!c || c.incarnation !== incarnation || c.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(clusterId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
-    c.lastGrantMs = performance.now();
-    return { known: true, leasedJobs: this.leasedJobsOf(clusterId) };
+    const leasedJobs = this.leasedJobsOf(clusterId);
+    if (leasedJobs.length > 0) c.lastGrantMs = performance.now();
+    return { known: true, leasedJobs };
   }
 
   leasedJobsOf(clusterId: string): string[] {

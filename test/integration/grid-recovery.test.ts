@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
 import { GridClient } from '../../src/grid/grid-client.js';
@@ -54,7 +55,9 @@ function alive(pid: number): boolean {
   }
 }
 
-async function withGrid(dir: string, fn: (grid: AgentProcess, addCluster: (id: string, agents: number, capacity: number) => Promise<Cluster>) => Promise<void>): Promise<void> {
+type AddCluster = (id: string, agents: number, capacity: number, env?: NodeJS.ProcessEnv) => Promise<Cluster>;
+
+async function withGrid(dir: string, fn: (grid: AgentProcess, addCluster: AddCluster) => Promise<void>): Promise<void> {
   const procs: AgentProcess[] = [];
   const agents: AgentProcess[] = [];
   const grid = await spawnService('grid', [
@@ -62,12 +65,12 @@ async function withGrid(dir: string, fn: (grid: AgentProcess, addCluster: (id: s
     '--cluster-lease-ms', '1000', '--metrics-listen', 'none',
   ], process.env, logs);
   procs.push(grid);
-  const addCluster = async (id: string, n: number, capacity: number): Promise<Cluster> => {
+  const addCluster: AddCluster = async (id, n, capacity, env = process.env) => {
     const store = join(dir, `${id}-store`);
     const proc = await spawnService('cluster', [
       '--data-dir', join(dir, id), '--store-dir', store, '--cluster-id', id, '--grid', grid.ready.grpc,
       '--heartbeat-interval-ms', '100', '--metrics-listen', 'none',
-    ], process.env, logs);
+    ], env, logs);
     procs.push(proc);
     const mine: AgentProcess[] = [];
     for (let i = 1; i <= n; i++) {
@@ -95,6 +98,34 @@ async function withGrid(dir: string, fn: (grid: AgentProcess, addCluster: (id: s
   }
 }
 
+/** Every line consistent, and the last one holds the failure-free result. */
+async function checkResult(end: { lines: GridStatusResponse['jobs'][number]['lines'] }, stores: Map<string, string>, params: { accounts: number; units: number; opsPerUnit: number; seed: number }): Promise<void> {
+  const last = end.lines[end.lines.length - 1]!;
+  const balances: bigint[] = [];
+  const expected: bigint[] = [];
+  for (let i = 0; i < params.units; i++) {
+    const p = { ...params, units: 1, seed: params.seed + i };
+    for (const line of end.lines) {
+      const c = line.unitClusters[`u${i}`]!;
+      const image = await bankFromEpoch(stores.get(c)!, 'bank', line.clusterEpochs[c]!, p, `bank-u${i}`);
+      expect(totalOf(image.balances)).toBe(expectedTotal(p));
+    }
+    const c = last.unitClusters[`u${i}`]!;
+    balances.push(...(await bankFromEpoch(stores.get(c)!, 'bank', last.clusterEpochs[c]!, p, `bank-u${i}`)).balances);
+    expected.push(...referenceBalances(p));
+  }
+  expect(balancesDigest(balances)).toBe(balancesDigest(expected));
+}
+
+async function unitPids(agents: AgentProcess[]): Promise<Array<{ agent: AgentClient; pids: number[] }>> {
+  const out: Array<{ agent: AgentClient; pids: number[] }> = [];
+  for (const a of agents) {
+    const agent = new AgentClient(a.ready.grpc);
+    out.push({ agent, pids: (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid)) });
+  }
+  return out;
+}
+
 describe('grid: the loss of a cluster coordinator', () => {
   it('kill -9 of a cluster: detected, its units fenced, moved to the cluster with room, failure-free digest', async () => {
     await withTmp('grid-loss', async (dir) => {
@@ -113,12 +144,7 @@ describe('grid: the loss of a cluster coordinator', () => {
           await untilGrid(grid, (s) => s.clusters.find((c) => c.clusterId === 'cc')?.verdict === 'alive', 'the spare cluster');
 
           // The units the lost cluster's agents run, which must die by lease.
-          const victims: Array<{ agent: AgentClient; pids: number[] }> = [];
-          for (const a of ca.agents) {
-            const agent = new AgentClient(a.ready.grpc);
-            const pids = (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid));
-            victims.push({ agent, pids });
-          }
+          const victims = await unitPids(ca.agents);
           expect(victims.flatMap((v) => v.pids).length).toBeGreaterThan(0);
           const killedAt = performance.now();
           ca.proc.child.kill('SIGKILL');
@@ -158,20 +184,60 @@ describe('grid: the loss of a cluster coordinator', () => {
           // Every line after the recovery names cc, and each sub-bank is consistent at every line.
           const last = end.lines[end.lines.length - 1]!;
           expect(Object.keys(last.clusterEpochs).sort()).toEqual(['cb', 'cc']);
-          const balances: bigint[] = [];
-          const expected: bigint[] = [];
-          for (let i = 0; i < params.units; i++) {
-            const p = { ...params, units: 1, seed: params.seed + i };
-            for (const line of end.lines) {
-              const c = line.unitClusters[`u${i}`]!;
-              const image = await bankFromEpoch(stores.get(c)!, 'bank', line.clusterEpochs[c]!, p, `bank-u${i}`);
-              expect(totalOf(image.balances)).toBe(expectedTotal(p));
-            }
-            const c = last.unitClusters[`u${i}`]!;
-            balances.push(...(await bankFromEpoch(stores.get(c)!, 'bank', last.clusterEpochs[c]!, p, `bank-u${i}`)).balances);
-            expected.push(...referenceBalances(p));
+          await checkResult(end, stores, params);
+        } finally {
+          grid.close();
+        }
+      });
+    });
+  });
+
+  it('a cluster cut off from the grid (alive, its agents fine) fences its units before the grid runs them elsewhere, and stays out when the link heals', async () => {
+    await withTmp('grid-partition', async (dir) => {
+      const fp = join(dir, 'failpoints');
+      await mkdir(fp);
+      const cut = join(fp, 'cluster.grid-link.on');
+      await withGrid(dir, async (gridProc, addCluster) => {
+        const grid = new GridClient(gridProc.ready.grpc);
+        try {
+          const ca = await addCluster('ca', 2, 4, { ...process.env, GRIDCKPT_FAILPOINTS: 'cluster.grid-link=switch', GRIDCKPT_FAILPOINT_DIR: fp });
+          const cb = await addCluster('cb', 2, 4);
+          await untilGrid(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === 2, 'two clusters');
+          const params = { accounts: 512, units: 4, opsPerUnit: 8_000, seed: 99 };
+          const submitted = await grid.submitGridJob({ job: clusterBankSpec('bank', params, 0) });
+          await untilGrid(grid, (s) => (s.jobs[0]?.lines.length ?? 0) >= 2, 'two recovery lines');
+          const victims = await unitPids(ca.agents);
+          expect(victims.flatMap((v) => v.pids).length).toBeGreaterThan(0);
+
+          await writeFile(cut, ''); // the partition: ca's heartbeats to the grid fail from now on
+          await untilGrid(grid, (s) => s.clusters.find((c) => c.clusterId === 'ca')?.verdict === 'failed', 'the failure verdict', 10_000);
+          const recovered = await untilGrid(grid, (s) => (s.jobs[0]?.recoveries ?? 0n) >= 1n, 'the grid recovery', 60_000);
+          const movedUnits = Object.entries(submitted.job!.clusters).filter(([, c]) => c === 'ca').map(([u]) => u);
+          for (const u of movedUnits) expect(recovered.jobs[0]!.clusters[u]).toBe('cb');
+          // By now ca, still alive, has fenced its share: its units are dead.
+          const caClient = new ClusterClient(ca.proc.ready.grpc);
+          const caJob = (await caClient.status()).jobs.find((j) => j.jobId === 'bank')!;
+          expect(caJob.state).toBe('fenced');
+          expect(caJob.lastError).toMatch(/grid's lease/);
+          for (const v of victims) {
+            for (const pid of v.pids) expect(alive(pid)).toBe(false);
+            const j = (await v.agent.status()).jobs.find((x) => x.jobId === 'bank');
+            if (v.pids.length > 0) expect(['stopped', 'fenced']).toContain(j?.state);
+            v.agent.close();
           }
-          expect(balancesDigest(balances)).toBe(balancesDigest(expected));
+
+          await rm(cut); // the link heals: ca registers again, and gets nothing of the job back
+          await untilGrid(grid, (s) => s.clusters.find((c) => c.clusterId === 'ca')?.verdict === 'alive', 'ca to register again', 10_000);
+          const done = await untilGrid(grid, (s) => s.jobs[0]?.state === 'completed' || s.jobs[0]?.state === 'failed', 'the end of the job', 240_000);
+          expect(done.jobs[0]!.state, done.jobs[0]!.lastError).toBe('completed');
+          expect((await caClient.status()).jobs.find((j) => j.jobId === 'bank')!.state).toBe('fenced');
+          caClient.close();
+          // ca is a member again: its heartbeats are accepted (not refused into re-registering forever).
+          const caNow = done.clusters.find((c) => c.clusterId === 'ca')!;
+          expect(caNow.verdict).toBe('alive');
+          expect(caNow.heartbeatAgeMs).toBeLessThan(1_000);
+          expect(done.failuresDetected).toBe(1n);
+          await checkResult(done.jobs[0]!, new Map([ca, cb].map((c) => [c.id, c.store])), params);
         } finally {
           grid.close();
         }
