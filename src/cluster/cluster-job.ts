@@ -128,7 +128,9 @@ export class ClusterJob {
     if (this.round.status().phase !== 'idle') {
       return Promise.reject(new GridError('aborted', `a round of job ${this.jobId} is already running`));
     }
-    const epoch = nextEpoch(this.round.status().highestEpoch);
+    // After a coordinator restart the round core starts from nothing: build on the store's epochs.
+    const highest = this.round.status().highestEpoch;
+    const epoch = nextEpoch(this.lastEpoch !== null && this.lastEpoch > highest ? this.lastEpoch : highest);
     const full = this.lastEpoch === null || this.needsFull || this.roundsSinceFull + 1 >= (this.spec.fullEvery || 8);
     return this.driver.start({
       kind: 'start', roundId: `${this.jobId}-${epoch}`, jobId: this.jobId, epoch,

@@ -10,6 +10,8 @@ import { ClusterJob } from './cluster-job.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
 import { leaseMarginMs } from '../detector/lease.js';
 import { restoreJobOnNodes, restoreGridJob, type GridRestore } from './job-restore.js';
+import { rowOf, type JobTable, type JobRow } from './job-table.js';
+import { listCommitted } from '../node/store/index.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery
@@ -62,7 +64,9 @@ export class ClusterCoordinator {
   /** Grid-managed jobs run here only while the grid renews their lease. */
   readonly gridLeases: LeaseKeeper;
 
-  constructor(readonly settings: ClusterSettings, readonly log: Logger, readonly events: ClusterEvents) {
+  private readonly registered = new Map<string, Array<() => void>>();
+
+  constructor(readonly settings: ClusterSettings, readonly log: Logger, readonly events: ClusterEvents, private readonly table: JobTable | null = null) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
     this.gridLeases = new LeaseKeeper(3_000, (jobId) => void this.fenceGridJob(jobId));
   }
@@ -84,6 +88,7 @@ export class ClusterCoordinator {
     // since failed is final for an incarnation in the detector. Its jobs are being moved; no lease.
     if (old && old.incarnation === n.incarnation && old.verdict === 'failed') this.detector.unwatch(n.nodeId);
     this.detector.watch(n.nodeId, n.incarnation);
+    for (const w of this.registered.get(n.nodeId)?.splice(0) ?? []) w();
     this.log.info({ node: n.nodeId, incarnation: String(n.incarnation), address: n.address, capacity: n.capacityUnits }, 'node registered');
   }
 
@@ -159,6 +164,7 @@ export class ClusterCoordinator {
       this.granted(nodeId);
     }
     this.arm(job);
+    this.persist(job);
     this.log.info({ jobId: spec.jobId, placement: Object.fromEntries(placement) }, 'job placed and started');
     return job;
   }
@@ -170,10 +176,73 @@ export class ClusterCoordinator {
       storeDir: this.settings.storeDir,
       clientOf: (id) => this.nodes.get(id)?.client ?? null,
       log: this.log,
-      onOutcome: (_j, o) => this.events.roundFinished(o),
+      onOutcome: (j, o) => {
+        this.events.roundFinished(o);
+        if (o.kind === 'committed') this.persist(j);
+      },
     });
     job.gridManaged = gridManaged;
     return job;
+  }
+
+  /** Keeps the job table on disk current (off the round's critical path). */
+  persist(job: ClusterJob): void {
+    if (!this.table || this.jobs.get(job.jobId) !== job) return;
+    this.table.save(rowOf(job)).catch((err: unknown) => this.log.error({ jobId: job.jobId, err: String(err) }, 'could not save the job table'));
+  }
+
+  /**
+   * A restarted coordinator takes its own jobs back from the job table (grid
+   * jobs are the grid's to recover: it sees this incarnation as a new one).
+   * It waits for the job's nodes to register again; their heartbeat answers
+   * then renew the job's lease. A node that does not come back is handled as
+   * failed; units whose lease lapsed meanwhile are restored (watchCompletion).
+   */
+  resume(): void {
+    for (const row of this.table?.all() ?? []) {
+      if (row.gridManaged || (row.state !== 'running' && row.state !== 'recovering')) continue;
+      const job = this.newJob(row.spec, new Map(Object.entries(row.placement)), false);
+      job.partOwners = new Map(Object.entries(row.partOwners));
+      job.lastEpoch = row.lastEpoch === null ? null : BigInt(row.lastEpoch);
+      job.roundsSinceFull = row.roundsSinceFull;
+      job.recoveries = row.recoveries;
+      job.needsFull = row.needsFull;
+      job.adopted = row.adopted.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: BigInt(a.epoch), holders: new Map(Object.entries(a.holders)) }));
+      job.state = 'recovering';
+      this.jobs.set(job.jobId, job);
+      void this.resumeJob(job, row);
+    }
+  }
+
+  private async resumeJob(job: ClusterJob, row: JobRow): Promise<void> {
+    // An epoch committed after the table's last save is the job's newest state.
+    const newest = (await listCommitted(this.settings.storeDir, job.jobId).catch(() => [])).at(-1);
+    if (newest && (job.lastEpoch === null || newest.epoch > job.lastEpoch)) {
+      job.lastEpoch = newest.epoch;
+      if (newest.full) {
+        job.partOwners = new Map(job.nodes().map((n) => [n, n]));
+        job.adopted = [];
+        job.needsFull = false;
+      }
+    }
+    const deadline = this.settings.agentLeaseMs * 3;
+    const missing = await this.untilRegistered(job.nodes(), deadline);
+    this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), missing, was: row.state }, 'job resumed from the job table');
+    job.state = 'running';
+    if (missing.length > 0) {
+      for (const n of missing) await this.recover(job, n);
+      return;
+    }
+    this.arm(job);
+    this.persist(job);
+  }
+
+  private async untilRegistered(nodes: readonly string[], deadlineMs: number): Promise<string[]> {
+    await Promise.race([
+      Promise.all(nodes.map((n) => this.nodes.has(n) ? Promise.resolve() : new Promise<void>((r) => this.registered.set(n, [...(this.registered.get(n) ?? []), r])))),
+      new Promise((r) => setTimeout(r, deadlineMs)),
+    ]);
+    return nodes.filter((n) => !this.nodes.has(n));
   }
 
   job(jobId: string): ClusterJob {
@@ -231,6 +300,11 @@ export class ClusterCoordinator {
           if (!current()) return;
           const r = await this.client(nodeId).waitJob({ jobId: job.jobId, timeoutMs: 5_000 });
           if (r.done) {
+            if (r.job!.state === 'fenced' && current()) {
+              // Its lease lapsed while this coordinator was away: restore the job where it is.
+              void this.recover(job, nodeId, false);
+              return;
+            }
             if (r.job!.state !== 'completed') throw new Error(`units on ${nodeId} ended ${r.job!.state}: ${r.job!.lastError}`);
             break;
           }
@@ -243,26 +317,32 @@ export class ClusterCoordinator {
       if (!current()) return;
       const last = job.gridManaged ? null : await job.checkpoint().catch(() => null);
       if (current()) job.state = 'completed';
+      this.persist(job);
       this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: last?.kind ?? 'none' }, 'job completed');
     } catch (err) {
       if (current()) this.log.warn({ jobId: job.jobId, err: String(err) }, 'waiting for the job failed; a recovery will take over if a node failed');
     }
   }
 
-  private async recover(job: ClusterJob, failedNodeId: string): Promise<void> {
+  /**
+   * Restores the job from its last committed epoch. move: the node is
+   * failed, its units go to a spare; otherwise (its units were fenced while
+   * it is alive) every unit stays where it is.
+   */
+  private async recover(job: ClusterJob, failedNodeId: string, move = true): Promise<void> {
     const t0 = performance.now();
     job.state = 'recovering';
-    job.lostNodes.add(failedNodeId);
+    if (move) job.lostNodes.add(failedNodeId);
     this.disarm(job);
-    job.participantFailed(failedNodeId, `node ${failedNodeId} declared failed by the detector`);
+    job.participantFailed(failedNodeId, move ? `node ${failedNodeId} declared failed by the detector` : `the units on ${failedNodeId} were fenced`);
     try {
-      const survivors = job.nodes().filter((n) => n !== failedNodeId);
+      const survivors = job.nodes().filter((n) => n !== failedNodeId || !move);
       await Promise.all(survivors.map((n) => this.client(n).stopJob({ jobId: job.jobId }).catch(() => undefined)));
-      const moved = moveFailedNode(job.placement, failedNodeId, this.capacities());
+      const moved = move ? moveFailedNode(job.placement, failedNodeId, this.capacities()) : { placement: job.placement, spareNodeId: failedNodeId };
       job.placement = moved.placement;
-      job.moveHolder(failedNodeId, moved.spareNodeId);
-      // The failed node's units must be dead before they run elsewhere.
-      const wait = this.leaseSafeAt(failedNodeId) - performance.now();
+      if (move) job.moveHolder(failedNodeId, moved.spareNodeId);
+      // The failed node's units must be dead before they run elsewhere (fenced ones are).
+      const wait = move ? this.leaseSafeAt(failedNodeId) - performance.now() : 0;
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       if (job.state !== 'recovering') return;
       await restoreJobOnNodes(this, job, job.nodes());
@@ -270,12 +350,14 @@ export class ClusterCoordinator {
       job.lostNodes.delete(failedNodeId);
       job.state = 'running';
       this.arm(job);
+      this.persist(job);
       const ms = performance.now() - t0;
       this.log.warn({ jobId: job.jobId, failed: failedNodeId, spare: moved.spareNodeId, epoch: String(job.lastEpoch), leaseWaitMs: Math.max(0, wait), ms }, 'job recovered');
       this.events.recovered(job.jobId, ms, true);
     } catch (err) {
       job.state = 'failed';
       job.lastError = `recovery from the loss of ${failedNodeId} failed: ${err instanceof Error ? err.message : String(err)}`;
+      this.persist(job);
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'recovery failed');
       this.events.recovered(job.jobId, performance.now() - t0, false);
     }
@@ -305,6 +387,7 @@ export class ClusterCoordinator {
     job.stop();
     this.log.warn({ jobId }, 'grid lease lapsed: stopping the job here');
     this.events.jobFenced(jobId);
+    this.persist(job);
     await Promise.all(job.nodes().map((n) => this.client(n).stopJob({ jobId }).catch(() => undefined)));
   }
 

@@ -130,11 +130,13 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   } catch (err) {
     job.state = 'failed';
     job.lastError = `grid restore failed: ${err instanceof Error ? err.message : String(err)}`;
+    c.persist(job);
     c.log.error({ jobId: r.jobId, err: job.lastError }, 'grid restore failed');
     throw err;
   }
   job.state = 'running';
   c.arm(job);
+  c.persist(job);
   const ms = performance.now() - t0;
   c.log.warn({
     jobId: r.jobId, epoch: r.epoch === null ? 'none' : String(r.epoch), placement: Object.fromEntries(placement),

@@ -9,6 +9,7 @@ import type { Logger } from '../common/log.js';
 import { scaleDetectorConfig } from '../detector/index.js';
 import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from './core/round.js';
 import { ClusterCoordinator } from './coordinator.js';
+import { JobTable } from './job-table.js';
 import { ClusterMetrics } from './metrics.js';
 import { clusterServiceHandlers } from './cluster-service.js';
 
@@ -52,7 +53,9 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
     },
     log,
     metrics,
+    await JobTable.open(cfg.dataDir),
   );
+  coordinator.resume();
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
   server.addService(ClusterServiceService, clusterServiceHandlers(coordinator, onBug));

@@ -135,7 +135,7 @@ describe('grid: the loss of a cluster coordinator', () => {
           const ca = await addCluster('ca', 2, 4);
           const cb = await addCluster('cb', 2, 4);
           await untilGrid(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === 2, 'two clusters');
-          const params = { accounts: 512, units: 4, opsPerUnit: 8_000, seed: 4242 };
+          const params = { accounts: 512, units: 4, opsPerUnit: 5_000, seed: 4242 };
           const submitted = await grid.submitGridJob({ job: clusterBankSpec('bank', params, 0) });
           expect(new Set(Object.values(submitted.job!.clusters))).toEqual(new Set(['ca', 'cb']));
           await untilGrid(grid, (s) => (s.jobs[0]?.lines.length ?? 0) >= 2, 'two recovery lines');
@@ -190,7 +190,7 @@ describe('grid: the loss of a cluster coordinator', () => {
         }
       });
     });
-  });
+  }, 180_000); // every tier as processes, a lease wait, and a bank job run to its end
 
   it('a cluster cut off from the grid (alive, its agents fine) fences its units before the grid runs them elsewhere, and stays out when the link heals', async () => {
     await withTmp('grid-partition', async (dir) => {
@@ -203,7 +203,7 @@ describe('grid: the loss of a cluster coordinator', () => {
           const ca = await addCluster('ca', 2, 4, { ...process.env, GRIDCKPT_FAILPOINTS: 'cluster.grid-link=switch', GRIDCKPT_FAILPOINT_DIR: fp });
           const cb = await addCluster('cb', 2, 4);
           await untilGrid(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === 2, 'two clusters');
-          const params = { accounts: 512, units: 4, opsPerUnit: 8_000, seed: 99 };
+          const params = { accounts: 512, units: 4, opsPerUnit: 5_000, seed: 99 };
           const submitted = await grid.submitGridJob({ job: clusterBankSpec('bank', params, 0) });
           await untilGrid(grid, (s) => (s.jobs[0]?.lines.length ?? 0) >= 2, 'two recovery lines');
           const victims = await unitPids(ca.agents);
@@ -243,7 +243,7 @@ describe('grid: the loss of a cluster coordinator', () => {
         }
       });
     });
-  });
+  }, 180_000); // every tier as processes, a lease wait, and a bank job run to its end
 
   it('with no room left on the alive clusters, the job is reported failed and says why', async () => {
     await withTmp('grid-noroom', async (dir) => {
@@ -270,5 +270,5 @@ describe('grid: the loss of a cluster coordinator', () => {
         }
       });
     });
-  });
+  }, 180_000); // every tier as processes, a lease wait, and a bank job run to its end
 });
