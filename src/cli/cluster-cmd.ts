@@ -8,7 +8,7 @@ import { linkToGrid } from '../cluster/grid-link.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import { bankJobSpec } from '../bank/job.js';
 import { bankParams } from './bank-cmds.js';
-import { parseIntFlag, printJson, line } from './output.js';
+import { UsageError, parseIntFlag, printJson, line } from './output.js';
 
 // `gridckpt cluster`: a cluster coordinator in the foreground; and the
 // operator's commands against one.
@@ -40,6 +40,10 @@ export function addClusterCommands(program: Command): void {
         roundTimeoutMs: parseIntFlag('round timeout', o['roundTimeoutMs']!, 10, 600_000),
         agentLeaseMs: o['agentLeaseMs'] === undefined ? 0 : parseIntFlag('agent lease', o['agentLeaseMs'], 50, 3_600_000),
       };
+      // A lease of fewer than three heartbeats lapses on one late answer: units would be fenced for nothing.
+      if (cfg.agentLeaseMs !== 0 && cfg.agentLeaseMs < 3 * cfg.heartbeatIntervalMs) {
+        throw new UsageError(`bad --agent-lease-ms ${cfg.agentLeaseMs}: it must be at least three heartbeat intervals (${3 * cfg.heartbeatIntervalMs} ms)`);
+      }
       const log = createLogger(`cluster:${cfg.clusterId}`);
       const running = await runCluster(cfg, log);
       process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);

@@ -7,7 +7,7 @@ import { GridClient } from '../grid/grid-client.js';
 import type { GridJobStatus } from '../gen/gridckpt/v1/grid.js';
 import { clusterBankSpec } from './cluster-cmd.js';
 import { bankParams } from './bank-cmds.js';
-import { parseIntFlag, printJson, line } from './output.js';
+import { UsageError, parseIntFlag, printJson, line } from './output.js';
 
 // `gridckpt grid`: a grid coordinator in the foreground; and the operator's
 // commands against one.
@@ -35,6 +35,10 @@ export function addGridCommands(program: Command): void {
         roundTimeoutMs: parseIntFlag('round timeout', o['roundTimeoutMs']!, 10, 600_000),
         clusterLeaseMs: o['clusterLeaseMs'] === undefined ? 0 : parseIntFlag('cluster lease', o['clusterLeaseMs'], 50, 3_600_000),
       };
+      // A lease of fewer than three heartbeats lapses on one late answer: units would be fenced for nothing.
+      if (cfg.clusterLeaseMs !== 0 && cfg.clusterLeaseMs < 3 * cfg.heartbeatIntervalMs) {
+        throw new UsageError(`bad --cluster-lease-ms ${cfg.clusterLeaseMs}: it must be at least three heartbeat intervals (${3 * cfg.heartbeatIntervalMs} ms)`);
+      }
       const log = createLogger(`grid:${cfg.gridId}`);
       const running = await runGrid(cfg, log);
       process.stdout.write(`${JSON.stringify({ event: 'ready', gridId: cfg.gridId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);

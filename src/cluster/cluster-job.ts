@@ -59,6 +59,10 @@ export class ClusterJob {
    * store: every round is full until one commits, which puts them here.
    */
   adopted: AdoptedParts[] = [];
+  /** A grid restore built a new record for the job: this one must do nothing more. */
+  replaced = false;
+  /** Epochs of this job committed in this cluster's store (that a grid round may build on). */
+  readonly committedHere = new Set<bigint>();
   /** Nodes declared failed whose units are being moved: they get no lease for this job. */
   readonly lostNodes = new Set<string>();
   /** The next round must be full: adopted pages, or parts laid out anew (partOwners not from our own rounds). */
@@ -112,6 +116,15 @@ export class ClusterJob {
     return out;
   }
 
+  /**
+   * A node whose name, as a writer of earlier parts, now stands for another
+   * node: until a full epoch, its new parts would be loaded on that node.
+   */
+  writerElsewhere(nodeId: string): boolean {
+    const h = this.partOwners.get(nodeId);
+    return h !== undefined && h !== nodeId;
+  }
+
   /** A node failed: whatever it held, the spare now holds. */
   moveHolder(failedNodeId: string, spareNodeId: string): void {
     for (const [writer, holder] of this.partOwners) if (holder === failedNodeId) this.partOwners.set(writer, spareNodeId);
@@ -150,14 +163,19 @@ export class ClusterJob {
   /** Runs this cluster's prepare phase for the grid's epoch and holds. */
   gridPrepare(epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }> {
     this.checkGridFence(incarnation);
+    // Completed still takes part: the grid's last round records the job's end state.
+    if (this.state !== 'running' && this.state !== 'completed') {
+      return Promise.reject(new GridError('failed-precondition', `job ${this.jobId} is ${this.state} in this cluster; it takes part in no round`));
+    }
     if (this.round.status().phase !== 'idle') {
       return Promise.reject(new GridError('aborted', `a round of job ${this.jobId} is already running`));
     }
     if (epoch <= this.round.status().highestEpoch) {
       return Promise.reject(new GridError('aborted', `stale grid epoch ${epoch}: this cluster is at ${this.round.status().highestEpoch}`));
     }
-    // Adopted pages are not in this store yet: only a full epoch holds them.
-    if (this.needsFull) full = true;
+    // Adopted pages are not in this store yet: only a full epoch holds them. And an epoch can only
+    // build on one this store committed (a cluster that joined the job after the grid's last line has none).
+    if (this.needsFull || (parentEpoch !== null && !this.committedHere.has(parentEpoch))) full = true;
     const prepared = new Promise<{ pages: number; bytes: number }>((resolve, reject) => this.prepareWaiters.set(epoch, { resolve, reject }));
     this.gridRound = this.driver.start({
       kind: 'start', roundId: `${this.jobId}-grid-${epoch}`, jobId: this.jobId, epoch,
@@ -214,6 +232,7 @@ export class ClusterJob {
   private finish(outcome: RoundOutcome): void {
     if (outcome.kind === 'committed') {
       this.lastEpoch = outcome.epoch;
+      this.committedHere.add(outcome.epoch);
       this.roundsSinceFull = outcome.full ? 0 : this.roundsSinceFull + 1;
       if (outcome.full) {
         // A full epoch holds every container in the part of the node that
@@ -267,7 +286,11 @@ export class ClusterJob {
       containers: answers.flatMap((a) => a.containers),
       parts: answers.map((a) => a.part),
       // placement and partOwners let another cluster adopt these units (core/adoption.ts).
-      job: { ...this.spec, placement: Object.fromEntries(this.placement), partOwners: Object.fromEntries(this.partOwners) },
+      // A full epoch's chain is its own parts: each node holds exactly what it wrote.
+      job: {
+        ...this.spec, placement: Object.fromEntries(this.placement),
+        partOwners: Object.fromEntries(p.full ? this.nodes().map((n) => [n, n]) : this.partOwners),
+      },
     });
   }
 }

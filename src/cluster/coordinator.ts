@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { AgentClient } from '../node/agent-client.js';
@@ -131,7 +132,9 @@ export class ClusterCoordinator {
     if (change.to === 'failed') {
       this.failuresDetected += 1;
       for (const job of this.jobs.values()) {
-        if (job.nodes().includes(change.peer) && (job.state === 'running' || job.state === 'recovering')) void this.recover(job, change.peer);
+        if (job.nodes().includes(change.peer) && (job.state === 'running' || job.state === 'recovering')) {
+          this.recoverSoon(job, change.peer, true, `node ${change.peer} declared failed by the detector`);
+        }
       }
     }
   }
@@ -139,7 +142,7 @@ export class ClusterCoordinator {
   capacities(): NodeCapacity[] {
     const placed = new Map<string, number>();
     for (const job of this.jobs.values()) {
-      if (job.state === 'completed' || job.state === 'failed') continue;
+      if (job.state === 'completed' || job.state === 'failed' || job.state === 'fenced' || job.replaced) continue;
       for (const node of job.placement.values()) placed.set(node, (placed.get(node) ?? 0) + 1);
     }
     return [...this.nodes.values()]
@@ -230,7 +233,7 @@ export class ClusterCoordinator {
     this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), missing, was: row.state }, 'job resumed from the job table');
     job.state = 'running';
     if (missing.length > 0) {
-      for (const n of missing) await this.recover(job, n);
+      for (const n of missing) this.recoverSoon(job, n, true, `node ${n} did not register again after the coordinator restarted`);
       return;
     }
     this.arm(job);
@@ -293,24 +296,38 @@ export class ClusterCoordinator {
   }
 
   private async watchCompletion(job: ClusterJob, gen: number): Promise<void> {
-    const current = () => this.generation.get(job.jobId) === gen && job.state === 'running';
+    const current = () => this.generation.get(job.jobId) === gen && job.state === 'running' && this.isLive(job);
     try {
-      for (const nodeId of job.nodes()) {
+      // Every node at once: one whose units were fenced must not wait behind one still running.
+      const ends = await Promise.all(job.nodes().map(async (nodeId) => {
         for (;;) {
-          if (!current()) return;
-          const r = await this.client(nodeId).waitJob({ jobId: job.jobId, timeoutMs: 5_000 });
-          if (r.done) {
-            if (r.job!.state === 'fenced' && current()) {
-              // Its lease lapsed while this coordinator was away: restore the job where it is.
-              void this.recover(job, nodeId, false);
-              return;
+          if (!current()) return 'gone' as const;
+          const node = this.nodes.get(nodeId);
+          if (!node) return 'gone' as const;
+          let r;
+          try {
+            r = await node.client.waitJob({ jobId: job.jobId, timeoutMs: 5_000 });
+          } catch (err) {
+            // A new incarnation of the agent knows nothing of the job: its units died with the old one.
+            if ((err as { code?: number }).code === grpcStatus.NOT_FOUND && current()) {
+              this.recoverSoon(job, nodeId, false, `the agent on ${nodeId} restarted and lost the job`);
+              return 'gone' as const;
             }
-            if (r.job!.state !== 'completed') throw new Error(`units on ${nodeId} ended ${r.job!.state}: ${r.job!.lastError}`);
-            break;
+            throw err;
           }
+          if (!r.done) continue;
+          if (r.job!.state === 'fenced') {
+            // Its lease lapsed (this coordinator was away, or could not reach it): restore the job where it is.
+            if (current() && (!job.gridManaged || this.gridLeases.leases.isBound(job.jobId))) {
+              this.recoverSoon(job, nodeId, false, `the units on ${nodeId} were fenced`);
+            }
+            return 'gone' as const;
+          }
+          if (r.job!.state !== 'completed') throw new Error(`units on ${nodeId} ended ${r.job!.state}: ${r.job!.lastError}`);
+          return 'completed' as const;
         }
-      }
-      if (!current()) return;
+      }));
+      if (!current() || ends.some((e) => e !== 'completed')) return;
       this.stopTimer(job);
       // A last round records the job's end state (after any periodic one still running).
       await job.whenIdle();
@@ -324,43 +341,78 @@ export class ClusterCoordinator {
     }
   }
 
+  /** The job's record is the current one and not fenced (a grid restore or a lapsed grid lease ends it). */
+  private isLive(job: ClusterJob): boolean {
+    return !job.replaced && this.jobs.get(job.jobId) === job && job.state !== 'fenced';
+  }
+
+  private readonly recoveries = new Map<string, Promise<void>>();
+
   /**
-   * Restores the job from its last committed epoch. move: the node is
-   * failed, its units go to a spare; otherwise (its units were fenced while
-   * it is alive) every unit stays where it is.
+   * Restores the job from its last committed epoch, one recovery of a job at
+   * a time. move: the node is failed, its units go to a spare; otherwise
+   * (its units were fenced, or its agent restarted) they stay where they are.
    */
-  private async recover(job: ClusterJob, failedNodeId: string, move = true): Promise<void> {
-    const t0 = performance.now();
+  recoverSoon(job: ClusterJob, nodeId: string, move: boolean, reason: string): void {
+    if (!this.isLive(job)) return;
     job.state = 'recovering';
-    if (move) job.lostNodes.add(failedNodeId);
+    if (move) job.lostNodes.add(nodeId);
     this.disarm(job);
-    job.participantFailed(failedNodeId, move ? `node ${failedNodeId} declared failed by the detector` : `the units on ${failedNodeId} were fenced`);
+    job.participantFailed(nodeId, reason);
+    const prev = this.recoveries.get(job.jobId) ?? Promise.resolve();
+    this.recoveries.set(job.jobId, prev.then(() => this.recover(job, nodeId, reason)));
+  }
+
+  private async recover(job: ClusterJob, nodeId: string, reason: string): Promise<void> {
+    if (!this.isLive(job) || job.state !== 'recovering') return;
+    const t0 = performance.now();
     try {
-      const survivors = job.nodes().filter((n) => n !== failedNodeId || !move);
-      await Promise.all(survivors.map((n) => this.client(n).stopJob({ jobId: job.jobId }).catch(() => undefined)));
-      const moved = move ? moveFailedNode(job.placement, failedNodeId, this.capacities()) : { placement: job.placement, spareNodeId: failedNodeId };
-      job.placement = moved.placement;
-      if (move) job.moveHolder(failedNodeId, moved.spareNodeId);
-      // The failed node's units must be dead before they run elsewhere (fenced ones are).
-      const wait = move ? this.leaseSafeAt(failedNodeId) - performance.now() : 0;
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (job.state !== 'recovering') return;
+      // Every node lost so far moves now (a later verdict's recovery then finds nothing to move).
+      const lost = [...job.lostNodes].filter((n) => job.nodes().includes(n));
+      const survivors = job.nodes().filter((n) => !lost.includes(n));
+      await Promise.all(survivors.map((n) => this.nodes.get(n)?.client.stopJob({ jobId: job.jobId }).catch(() => undefined)));
+      const spares: string[] = [];
+      for (const failed of lost) {
+        // A node whose old parts now stand for another node cannot hold new ones until a full epoch.
+        const room = this.capacities().filter((n) => !job.writerElsewhere(n.nodeId) && !job.lostNodes.has(n.nodeId));
+        const moved = moveFailedNode(job.placement, failed, room);
+        job.placement = moved.placement;
+        job.moveHolder(failed, moved.spareNodeId);
+        spares.push(moved.spareNodeId);
+      }
+      // The lost nodes' units must be dead before they run elsewhere (fenced ones are already).
+      let waited = 0;
+      for (;;) {
+        const wait = Math.max(0, ...[...job.lostNodes].map((n) => this.leaseSafeAt(n) - performance.now()));
+        if (wait <= 0) break;
+        waited += wait;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+      if (!this.isLive(job) || job.state !== 'recovering') return this.stopIfFenced(job);
       await restoreJobOnNodes(this, job, job.nodes());
+      if (!this.isLive(job) || job.state !== 'recovering') return this.stopIfFenced(job);
       job.recoveries += 1;
-      job.lostNodes.delete(failedNodeId);
+      for (const n of lost) job.lostNodes.delete(n);
       job.state = 'running';
       this.arm(job);
       this.persist(job);
       const ms = performance.now() - t0;
-      this.log.warn({ jobId: job.jobId, failed: failedNodeId, spare: moved.spareNodeId, epoch: String(job.lastEpoch), leaseWaitMs: Math.max(0, wait), ms }, 'job recovered');
+      this.log.warn({ jobId: job.jobId, reason, moved: lost, spares, epoch: String(job.lastEpoch), leaseWaitMs: Math.round(waited), ms }, 'job recovered');
       this.events.recovered(job.jobId, ms, true);
     } catch (err) {
+      if (!this.isLive(job)) return this.stopIfFenced(job);
       job.state = 'failed';
-      job.lastError = `recovery from the loss of ${failedNodeId} failed: ${err instanceof Error ? err.message : String(err)}`;
+      job.lastError = `recovery (${reason}) failed: ${err instanceof Error ? err.message : String(err)}`;
       this.persist(job);
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'recovery failed');
       this.events.recovered(job.jobId, performance.now() - t0, false);
     }
+  }
+
+  /** A recovery overtaken by a fence: whatever it started must not run on. */
+  private async stopIfFenced(job: ClusterJob): Promise<void> {
+    if (job.state !== 'fenced' && !job.replaced) return;
+    await Promise.all(job.nodes().map((n) => this.nodes.get(n)?.client.stopJob({ jobId: job.jobId }).catch(() => undefined)));
   }
 
   /** The grid's recovery after it lost a cluster (see job-restore.ts). */

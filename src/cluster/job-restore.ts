@@ -4,7 +4,7 @@ import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { listCommitted } from '../node/store/index.js';
 import { planAdoption, type ForeignEpochLayout } from './core/adoption.js';
 import { moveFailedNode, placeUnits, type NodeCapacity } from './core/placement.js';
-import type { AdoptedParts, ClusterJob } from './cluster-job.js';
+import type { AdoptedParts, ClusterJob, ClusterJobState } from './cluster-job.js';
 import type { ClusterCoordinator } from './coordinator.js';
 
 // Restarting a job on nodes from what they hold (node recovery), and the
@@ -56,22 +56,25 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   if (old?.state === 'recovering') {
     throw new GridError('unavailable', `job ${r.jobId} is recovering from a node failure in cluster ${clusterId}; try again`);
   }
+  // A suspected node may still run its units; wait for the verdict (the grid retries).
+  const doubtful = old ? old.nodes().filter((n) => c.nodes.get(n)?.verdict === 'suspected') : [];
+  if (doubtful.length > 0) throw new GridError('unavailable', `node ${doubtful.join(', ')} of job ${r.jobId} is suspected in cluster ${clusterId}; try again`);
   old?.checkGridFence(r.gridIncarnation);
   const unitIds = new Set(r.spec.units.map((u) => u.unitId));
   const adoptedIds = new Set(r.adopt.flatMap((a) => a.unitIds));
   for (const u of adoptedIds) if (!unitIds.has(u)) throw new GridError('invalid-argument', `adopted unit ${u} is not in the job's units for ${clusterId}`);
   const ownIds = [...unitIds].filter((u) => !adoptedIds.has(u));
 
-  // 1. Nothing of the job runs here any more.
-  let oldPlaced = new Map<string, number>();
+  // 1. Nothing of the job runs here any more; the old record does nothing more from now on.
   if (old) {
+    old.replaced = true;
     c.disarm(old);
     old.stop();
     await old.whenIdle();
-    await Promise.all(old.nodes().map((n) => c.client(n).stopJob({ jobId: r.jobId }).catch(() => undefined)));
-    oldPlaced = count(old.placement.values());
+    await Promise.all(old.nodes().map((n) => c.nodes.get(n)?.client.stopJob({ jobId: r.jobId }).catch(() => undefined)));
   }
-  const free: NodeCapacity[] = c.capacities().map((n) => ({ ...n, placedUnits: n.placedUnits - (oldPlaced.get(n.nodeId) ?? 0) }));
+  // The old record no longer counts against any node's room (it is replaced).
+  const free: NodeCapacity[] = c.capacities();
   const take = (placed: ReadonlyMap<string, string>) => {
     const more = count(placed.values());
     for (const n of free) n.placedUnits += more.get(n.nodeId) ?? 0;
@@ -82,18 +85,15 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   let partOwners = new Map<string, string>();
   let relaid = false;
   const alive = new Set(free.map((n) => n.nodeId));
-  if (r.epoch !== null && old && ownIds.every((u) => old.placement.has(u))) {
+  const placedAlive = old !== null && ownIds.every((u) => old.placement.has(u) && alive.has(old.placement.get(u)!));
+  if (r.epoch !== null && old && old.lastEpoch === r.epoch && old.adopted.length === 0 && placedAlive) {
+    // Rolling back to the epoch the record stands at: its placement and holders are that epoch's.
     for (const u of ownIds) placement.set(u, old.placement.get(u)!);
     partOwners = new Map(old.partOwners);
     take(placement);
-    for (const dead of new Set([...placement.values()].filter((n) => !alive.has(n)))) {
-      const moved = moveFailedNode(placement, dead, free);
-      placement = moved.placement;
-      for (const [w, h] of partOwners) if (h === dead) partOwners.set(w, moved.spareNodeId);
-      take(new Map(moved.moved.map((u) => [u, moved.spareNodeId])));
-    }
   } else if (r.epoch !== null) {
-    const plan = planAdoption(ownIds, await readLayout(c.settings.storeDir, r.jobId, r.epoch), free);
+    // Otherwise the epoch's own manifest says who holds whose parts; units go back home where they can.
+    const plan = planAdoption(ownIds, await readLayout(c.settings.storeDir, r.jobId, r.epoch), free, true);
     placement = plan.placement;
     partOwners = plan.holders;
     relaid = true;
@@ -120,6 +120,7 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   job.adopted = adopted;
   job.needsFull = relaid || adopted.length > 0;
   job.lastEpoch = r.epoch;
+  if (r.epoch !== null) job.committedHere.add(r.epoch);
   job.recoveries = (old?.recoveries ?? 0) + 1;
   job.checkGridFence(r.gridIncarnation);
   job.state = 'recovering';
@@ -127,8 +128,14 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   c.gridLeases.bind(r.jobId);
   try {
     await restoreJobOnNodes(c, job, job.nodes());
+    const now = job.state as ClusterJobState;
+    if (now !== 'recovering' || c.jobs.get(r.jobId) !== job) {
+      // Fenced (the grid's lease lapsed) or replaced while restoring: nothing it started may run on.
+      await Promise.all(job.nodes().map((n) => c.nodes.get(n)?.client.stopJob({ jobId: r.jobId }).catch(() => undefined)));
+      throw new GridError('aborted', `job ${r.jobId} was ${now === 'fenced' ? 'fenced' : 'replaced'} while it was being restored`);
+    }
   } catch (err) {
-    job.state = 'failed';
+    if ((job.state as ClusterJobState) !== 'fenced') job.state = 'failed';
     job.lastError = `grid restore failed: ${err instanceof Error ? err.message : String(err)}`;
     c.persist(job);
     c.log.error({ jobId: r.jobId, err: job.lastError }, 'grid restore failed');

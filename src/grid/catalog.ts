@@ -30,6 +30,8 @@ export interface GridJobRecord {
   state: string;
   recoveries: number;
   lastError: string;
+  /** Clusters lost and not yet recovered from (a recovery in progress). */
+  lost?: string[];
 }
 
 export interface ClusterRecord {

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
@@ -62,6 +63,7 @@ export class GridCoordinator {
   private readonly timers = new Map<string, NodeJS.Timeout[]>();
   private readonly recovering = new Map<string, Promise<void>>();
   private readonly graceTimers: NodeJS.Timeout[] = [];
+  private readonly startedAt = performance.now();
 
   constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
@@ -158,6 +160,7 @@ export class GridCoordinator {
       if (rec.state !== 'running' && rec.state !== 'recovering') continue;
       const job = this.newJob(rec.spec, new Map(Object.entries(rec.clusters)));
       job.recoveries = rec.recoveries;
+      for (const id of rec.lost ?? []) job.lost.add(id);
       this.jobs.set(rec.spec.jobId, job);
       for (const id of job.clusterIds()) {
         if (this.clusters.has(id)) continue;
@@ -178,7 +181,12 @@ export class GridCoordinator {
         this.graceTimers.push(grace);
       }
       this.arm(job);
-      this.log.info({ jobId: job.jobId, clusters: Object.fromEntries(job.clusters), was: rec.state }, 'grid job resumed from the catalog');
+      this.log.info({ jobId: job.jobId, clusters: Object.fromEntries(job.clusters), was: rec.state, lost: [...job.lost] }, 'grid job resumed from the catalog');
+      // A recovery this grid's previous incarnation had begun is done again (restores are idempotent).
+      if (rec.state === 'recovering') {
+        job.rollback = true;
+        this.recoverSoon(job, 'the grid restarted during a recovery');
+      }
     }
   }
 
@@ -217,21 +225,36 @@ export class GridCoordinator {
     this.recovering.set(job.jobId, next);
   }
 
+  /** When no lease that a lost cluster (or its agents) held can still hold. */
+  private safeAt(clusterId: string): number {
+    const c = this.clusters.get(clusterId);
+    const known = this.catalog.cluster(clusterId);
+    // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
+    const lastGrant = c?.lastGrantMs ?? this.startedAt;
+    const agentLease = c?.agentLeaseMs || known?.agentLeaseMs || this.settings.clusterLeaseMs;
+    return leaseSafeAfter(lastGrant, this.settings.clusterLeaseMs, agentLease, leaseMarginMs(this.settings.clusterLeaseMs + agentLease));
+  }
+
   private async recover(job: GridJob, reason: string): Promise<void> {
-    if (job.lost.size === 0 || job.state !== 'recovering') return;
+    if ((job.lost.size === 0 && !job.rollback) || job.state !== 'recovering') return;
     const t0 = performance.now();
-    const lost = new Set(job.lost);
+    let lost = new Set(job.lost);
     try {
-      // The lost cluster's units, and its agents', must be dead before they run elsewhere.
-      const safeAt = Math.max(...[...lost].map((id) => {
-        const c = this.clusters.get(id)!;
-        const agentLease = c.agentLeaseMs || this.settings.clusterLeaseMs;
-        return leaseSafeAfter(c.lastGrantMs, this.settings.clusterLeaseMs, agentLease, leaseMarginMs(this.settings.clusterLeaseMs + agentLease));
-      }));
-      const wait = safeAt - performance.now();
-      this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.max(0, Math.round(wait)) }, 'recovering the job from a lost cluster once its leases have lapsed');
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      // The lost clusters' units, and their agents', must be dead before they run elsewhere;
+      // a cluster lost during the wait joins it.
+      let waited = 0;
+      for (;;) {
+        lost = new Set(job.lost);
+        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(id) - performance.now()));
+        if (wait <= 0) break;
+        if (waited === 0) this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.round(wait) }, 'recovering the job from a lost cluster once its leases have lapsed');
+        waited += wait;
+        await new Promise((r) => setTimeout(r, wait));
+      }
       await job.whenIdle();
+      if (job.state !== 'recovering') return;
+      lost = new Set(job.lost);
+      job.rollback = false;
       const free = new Map<string, number>();
       await Promise.all([...this.clusters.values()].filter((c) => c.verdict === 'alive' && c.client && !lost.has(c.clusterId)).map(async (c) => {
         const s = await c.client!.status().catch(() => null);
@@ -239,37 +262,72 @@ export class GridCoordinator {
         free.set(c.clusterId, s.nodes.filter((n) => n.verdict === 'alive').reduce((a, n) => a + Math.max(0, n.capacityUnits - n.placedUnits), 0));
       }));
       const line = this.catalog.latest(job.jobId);
-      const stores = new Map([...this.clusters.values()].filter((c) => c.storeDir).map((c) => [c.clusterId, c.storeDir]));
+      const named = new Set([...job.clusters.values(), ...Object.values(line?.unitClusters ?? {}), ...Object.keys(line?.clusterEpochs ?? {})]);
+      const stores = new Map<string, string>();
+      for (const id of named) {
+        const dir = this.clusters.get(id)?.storeDir || this.catalog.cluster(id)?.storeDir;
+        if (dir) stores.set(id, dir);
+      }
       const plan = planGridRecovery({ clusters: job.clusters, lost, line, free, stores });
       if (!plan.ok) throw new GridError('resource-exhausted', plan.reason);
+      // The plan is recorded first, and every cluster in it is named in heartbeat answers (its lease) from now on.
+      job.clusters = plan.clusters;
+      await this.catalog.saveJob(job.record());
       await Promise.all([...plan.restores].map(async ([clusterId, r]) => {
-        const client = this.clusters.get(clusterId)!.client!;
-        await client.restoreGridJob({
-          fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
-          jobId: job.jobId,
-          job: { ...job.spec, units: job.spec.units.filter((u) => r.units.includes(u.unitId)), checkpointIntervalMs: 0 },
-          epoch: r.epoch ?? 0n,
-          adopt: r.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
+        await this.retryUnavailable(() => {
+          const client = this.clusters.get(clusterId)?.client;
+          if (!client) throw new GridError('unavailable', `cluster ${clusterId} is not registered`);
+          return client.restoreGridJob({
+            fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
+            jobId: job.jobId,
+            job: { ...job.spec, units: job.spec.units.filter((u) => r.units.includes(u.unitId)), checkpointIntervalMs: 0 },
+            epoch: r.epoch ?? 0n,
+            adopt: r.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
+          });
         });
         this.granted(clusterId);
       }));
-      job.clusters = plan.clusters;
+      if (job.state !== 'recovering') return;
       for (const id of lost) job.lost.delete(id);
       job.recoveries += 1;
       this.recoveries += 1;
-      job.state = 'running';
-      job.lastError = `recovered from the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ')} moved to ${plan.target}`;
-      this.saveJob(job);
+      const what = lost.size > 0 ? `the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ') || 'none'} moved to ${plan.target}` : reason;
+      job.lastError = `recovered from ${what}`;
       const ms = performance.now() - t0;
-      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', ms }, 'grid job recovered');
+      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
       this.events.recovered(job.jobId, ms, true);
+      if (job.lost.size > 0) {
+        // Another cluster was lost meanwhile: the job stays recovering, and goes again.
+        this.saveJob(job);
+        this.recoverSoon(job, `cluster ${[...job.lost].join(', ')} was lost during a recovery`);
+        return;
+      }
+      job.state = 'running';
+      this.saveJob(job);
     } catch (err) {
+      if (job.state !== 'recovering') return;
       job.state = 'failed';
-      job.lastError = `recovery from the loss of ${[...lost].join(', ')} failed: ${err instanceof Error ? err.message : String(err)}`;
+      job.lastError = `recovery from ${lost.size > 0 ? `the loss of ${[...lost].join(', ')}` : reason} failed: ${err instanceof Error ? err.message : String(err)}`;
       this.disarm(job);
       this.saveJob(job);
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'grid recovery failed');
       this.events.recovered(job.jobId, performance.now() - t0, false);
+    }
+  }
+
+  /** A cluster busy with its own recovery answers UNAVAILABLE: ask again, for a while. */
+  private async retryUnavailable<T>(call: () => Promise<T>, forMs = 30_000): Promise<T> {
+    const end = performance.now() + forMs;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+      try {
+        return await call();
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        const unavailable = code === grpcStatus.UNAVAILABLE || (err instanceof GridError && err.kind === 'unavailable');
+        if (!unavailable || performance.now() + delay > end) throw err;
+        this.log.warn({ err: String(err), retryInMs: delay }, 'cluster not ready for the restore; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
     }
   }
 
@@ -298,11 +356,24 @@ export class GridCoordinator {
     try {
       const states = await Promise.all(job.clusterIds().map(async (id) => {
         const client = this.clusters.get(id)?.client;
-        if (!client) return 'unknown';
+        if (!client) return [id, 'unregistered'] as const;
         const s = await client.status();
-        return s.jobs.find((j) => j.jobId === job.jobId)?.state ?? 'unknown';
+        return [id, s.jobs.find((j) => j.jobId === job.jobId)?.state ?? 'missing'] as const;
       }));
-      if (!states.every((s) => s === 'completed') || job.state !== 'running') return;
+      if (job.state !== 'running') return;
+      // A cluster that fenced its share (its lease lapsed) or no longer knows the job (it restarted
+      // while this grid was away): nothing runs there; roll the whole job back to its line.
+      const gone = states.filter(([, st]) => st === 'fenced' || st === 'missing');
+      if (gone.length > 0) {
+        const reason = gone.map(([id, st]) => `cluster ${id} has the job ${st}`).join('; ');
+        job.rollback = true;
+        job.lastError = reason;
+        job.participantFailed(gone[0]![0], reason);
+        this.log.warn({ jobId: job.jobId, reason }, 'rolling the job back to its last recovery line');
+        this.recoverSoon(job, reason);
+        return;
+      }
+      if (!states.every(([, st]) => st === 'completed')) return;
       this.disarm(job);
       const last = await job.checkpointNext().catch(() => null);
       job.state = 'completed';

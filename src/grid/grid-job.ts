@@ -29,6 +29,8 @@ export class GridJob {
   recoveries = 0;
   /** Clusters lost and not yet recovered from: they get no lease for this job. */
   readonly lost = new Set<string>();
+  /** The whole job must roll back to its line even if no cluster is lost (a share was fenced). */
+  rollback = false;
   private roundsSinceFull = 0;
   private readonly driver: RoundDriver;
 
@@ -66,7 +68,10 @@ export class GridJob {
 
   /** What the catalog keeps of this job. */
   record() {
-    return { spec: this.spec, clusters: Object.fromEntries(this.clusters), state: this.state, recoveries: this.recoveries, lastError: this.lastError };
+    return {
+      spec: this.spec, clusters: Object.fromEntries(this.clusters), state: this.state, recoveries: this.recoveries,
+      lastError: this.lastError, lost: [...this.lost],
+    };
   }
 
   specFor(clusterId: string): JobSpec {

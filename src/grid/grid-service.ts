@@ -53,7 +53,9 @@ export function gridServiceHandlers(g: GridCoordinator, onBug: (e: unknown) => v
       return { job: jobStatus(g, job.jobId) };
     }, onBug),
     checkpointGridJob: unary(async (req) => {
-      const outcome = await g.job(checkName('job id', req.jobId)).checkpointNext();
+      const job = g.job(checkName('job id', req.jobId));
+      if (job.state !== 'running') throw new GridError('failed-precondition', `job ${req.jobId} is ${job.state}; it is not checkpointed now`);
+      const outcome = await job.checkpointNext();
       if (outcome.kind === 'aborted') throw new GridError('aborted', `grid round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`);
       const line = g.catalog.latest(req.jobId)!;
       return { line: lineToPb(line), totalMs: outcome.timings.totalMs };

@@ -148,12 +148,22 @@ export class NodeAgent {
 
   prepareCheckpoint(fence: Fence, jobId: string, parentEpoch: bigint | null, full: boolean): Promise<PrepareResult> {
     const job = this.job(jobId);
+    const refused = this.notCheckpointable(job);
+    if (refused) return Promise.reject(refused);
     return this.exclusive(job, () => prepareParticipant(this.deps, job, fence, parentEpoch, full));
   }
 
   commitCheckpoint(fence: Fence, jobId: string): Promise<CommitResult> {
     const job = this.job(jobId);
+    const refused = this.notCheckpointable(job);
+    if (refused) return Promise.reject(refused);
     return this.exclusive(job, () => commitParticipant(this.deps, job, fence));
+  }
+
+  /** A fenced, stopped or restoring job holds no state worth a part: an empty part would be a wrong epoch. */
+  private notCheckpointable(job: JobRecord): GridError | null {
+    if (job.state === 'running' || job.state === 'completed' || job.state === 'failed') return null;
+    return new GridError('failed-precondition', `job ${job.spec.jobId} is ${job.state} on ${this.deps.config.nodeId}; it takes part in no round`);
   }
 
   /** Waits for a prepare or commit in flight, then drops what that epoch staged or wrote. */
@@ -178,6 +188,9 @@ export class NodeAgent {
   }
 
   async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}, opts: StartOptions = {}): Promise<RestoreResult> {
+    // Bad input is refused before anything running is stopped.
+    if (scope.spec) scope = { ...scope, spec: validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery) };
+    if (scope.sources && !scope.spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
     const existing = this.jobs.get(jobId);
     this.leases.unbind(jobId);
     if (existing) {
@@ -186,8 +199,17 @@ export class NodeAgent {
       await existing.checkpointInFlight?.catch(() => undefined);
       await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
     }
-    if (scope.spec) scope = { ...scope, spec: validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery) };
-    const result = await runRestore(this.deps, jobId, epoch, scope);
+    let result: RestoreResult;
+    try {
+      result = await runRestore(this.deps, jobId, epoch, scope);
+    } catch (err) {
+      // Nothing was loaded; the units stay stopped, and the job says why.
+      if (existing) {
+        existing.state = 'stopped';
+        existing.lastError = `restore failed: ${err instanceof Error ? err.message : String(err)}`;
+      }
+      throw err;
+    }
     const job = newJobRecord(result.spec, this.deps.config.limits.maxGatedRequests);
     job.parentEpoch = result.manifest.epoch;
     job.highestEpoch = result.highestEpoch;

@@ -39,7 +39,8 @@ describe('grid: coordinated rounds over two clusters', () => {
   it('records consistent recovery lines and keeps them across a kill -9 of the grid coordinator', async () => {
     await withTmp('grid', async (dir) => {
       const procs: AgentProcess[] = [];
-      const gridArgs = ['--data-dir', join(dir, 'grid'), '--heartbeat-interval-ms', '100', '--checkpoint-interval-ms', '300', '--metrics-listen', 'none', '--listen', '127.0.0.1:0'];
+      // A lease well beyond a restart, so the clusters keep the job while the grid is away.
+  const gridArgs = ['--data-dir', join(dir, 'grid'), '--heartbeat-interval-ms', '100', '--checkpoint-interval-ms', '300', '--cluster-lease-ms', '10000', '--metrics-listen', 'none', '--listen', '127.0.0.1:0'];
       let grid = await spawnService('grid', gridArgs, process.env, logs);
       let client = new GridClient(grid.ready.grpc);
       try {

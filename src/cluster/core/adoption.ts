@@ -22,10 +22,15 @@ export interface AdoptionPlan {
   holders: Map<string, string>;
 }
 
-export function planAdoption(unitIds: readonly string[], layout: ForeignEpochLayout | null, nodes: readonly NodeCapacity[]): AdoptionPlan {
+/**
+ * sticky: the layout is this cluster's own (a rollback): a group goes back
+ * to the node of the same name when it is alive with room.
+ */
+export function planAdoption(unitIds: readonly string[], layout: ForeignEpochLayout | null, nodes: readonly NodeCapacity[], sticky = false): AdoptionPlan {
   const free = new Map(nodes.map((n) => [n.nodeId, n.capacityUnits - n.placedUnits]));
-  const pick = (size: number, what: string): string => {
-    const best = [...free].filter(([, f]) => f >= size).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0];
+  const pick = (size: number, what: string, home?: string): string => {
+    const stay = home !== undefined && (free.get(home) ?? -1) >= size ? ([home, free.get(home)!] as const) : undefined;
+    const best = stay ?? [...free].filter(([, f]) => f >= size).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0];
     if (!best) {
       const room = [...free.values()].reduce((a, f) => Math.max(a, f), 0);
       throw new GridError('resource-exhausted', `no alive node has room for ${what} (${size} units; the most room on one node is ${room})`);
@@ -47,7 +52,7 @@ export function planAdoption(unitIds: readonly string[], layout: ForeignEpochLay
   }
   const order = [...groups].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]));
   for (const [foreignNode, units] of order) {
-    const here = pick(units.length, `the units of ${foreignNode}`);
+    const here = pick(units.length, `the units of ${foreignNode}`, sticky ? foreignNode : undefined);
     for (const u of units) placement.set(u, here);
     holders.set(foreignNode, here);
     for (const [writer, holder] of Object.entries(layout.partOwners)) if (holder === foreignNode) holders.set(writer, here);
