@@ -161,17 +161,24 @@ export class ClusterJob {
   }
 
   /** Runs this cluster's prepare phase for the grid's epoch and holds. */
-  gridPrepare(epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }> {
+  async gridPrepare(epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }> {
     this.checkGridFence(incarnation);
     // Completed still takes part: the grid's last round records the job's end state.
     if (this.state !== 'running' && this.state !== 'completed') {
-      return Promise.reject(new GridError('failed-precondition', `job ${this.jobId} is ${this.state} in this cluster; it takes part in no round`));
+      throw new GridError('failed-precondition', `job ${this.jobId} is ${this.state} in this cluster; it takes part in no round`);
+    }
+    // The grid runs one round of a job at a time: a held round older than this PREPARE was
+    // left by a grid that died (or gave up) before deciding; it is over.
+    const held = this.round.status();
+    if (held.phase === 'holding' && held.epoch !== null && epoch > held.epoch) {
+      this.step({ kind: 'cancel', epoch: held.epoch, reason: `superseded by grid epoch ${epoch}` });
+      await this.whenIdle();
     }
     if (this.round.status().phase !== 'idle') {
-      return Promise.reject(new GridError('aborted', `a round of job ${this.jobId} is already running`));
+      throw new GridError('aborted', `a round of job ${this.jobId} is already running`);
     }
     if (epoch <= this.round.status().highestEpoch) {
-      return Promise.reject(new GridError('aborted', `stale grid epoch ${epoch}: this cluster is at ${this.round.status().highestEpoch}`));
+      throw new GridError('aborted', `stale grid epoch ${epoch}: this cluster is at ${this.round.status().highestEpoch}`);
     }
     // Adopted pages are not in this store yet: only a full epoch holds them. And an epoch can only
     // build on one this store committed (a cluster that joined the job after the grid's last line has none).

@@ -1,4 +1,5 @@
 import { GridError } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
 import type { Logger } from '../common/log.js';
 import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction } from '../cluster/core/round.js';
 import { RoundDriver } from '../cluster/round-driver.js';
@@ -40,7 +41,10 @@ export class GridJob {
         const r = await this.cluster(to).prepareRound({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: parent ?? 0n, full });
         return { pages: Number(r.pages), bytes: Number(r.bytes) };
       },
-      commit: async (to, epoch) => (await this.cluster(to).commitRound({ fence: this.fence(epoch), jobId: this.jobId })).epoch,
+      commit: async (to, epoch) => {
+        failpoint('grid.before-commit'); // crash tests: every cluster prepared and holding, no decision sent
+        return (await this.cluster(to).commitRound({ fence: this.fence(epoch), jobId: this.jobId })).epoch;
+      },
       abort: async (to, epoch, reason) => {
         await this.cluster(to).abortRound({ fence: this.fence(epoch), jobId: this.jobId, reason });
       },

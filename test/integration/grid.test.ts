@@ -30,7 +30,9 @@ async function untilGrid(c: GridClient, ok: (s: GridStatusResponse) => boolean, 
   for (;;) {
     const s = await c.status().catch(() => null);
     if (s && ok(s)) return s;
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > end) {
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
+    }
     await new Promise((r) => setTimeout(r, 20)); // no event stream yet
   }
 }
@@ -124,6 +126,50 @@ describe('grid: coordinated rounds over two clusters', () => {
         const job = resumed.jobs.find((x) => x.jobId === 'bank')!;
         expect(job.state).toBe('running');
         expect(job.recoveries).toBe(0n);
+      } finally {
+        client.close();
+        for (const p of procs.reverse()) {
+          if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+          await p.exited;
+        }
+        if (grid.child.exitCode === null && grid.child.signalCode === null) grid.child.kill('SIGTERM');
+        await grid.exited;
+      }
+    });
+  });
+  it('a grid killed between PREPARE and COMMIT: the restarted grid supersedes the rounds the clusters hold, and commits', async () => {
+    await withTmp('grid-held', async (dir) => {
+      const procs: AgentProcess[] = [];
+      const gridArgs = ['--data-dir', join(dir, 'grid'), '--heartbeat-interval-ms', '100', '--checkpoint-interval-ms', '300', '--cluster-lease-ms', '10000', '--metrics-listen', 'none'];
+      // The first incarnation dies at its first COMMIT: both clusters are left holding a prepared round.
+      let grid = await spawnService('grid', [...gridArgs, '--listen', '127.0.0.1:0'], { ...process.env, GRIDCKPT_FAILPOINTS: 'grid.before-commit=kill' }, logs);
+      let client = new GridClient(grid.ready.grpc);
+      try {
+        for (const c of ['ha', 'hb']) {
+          const store = join(dir, `${c}-store`);
+          const cluster = await spawnService('cluster', [
+            '--data-dir', join(dir, c), '--store-dir', store, '--cluster-id', c, '--grid', grid.ready.grpc,
+            '--heartbeat-interval-ms', '100', '--metrics-listen', 'none',
+          ], process.env, logs);
+          procs.push(cluster);
+          procs.push(await spawnService('agent', [
+            '--data-dir', join(dir, `${c}-n1`), '--node-id', uniqueNodeId(`${c}1`), '--store-dir', store,
+            '--cluster', cluster.ready.grpc, '--capacity', '4', '--metrics-listen', 'none',
+          ], process.env, logs));
+          const cc = new ClusterClient(cluster.ready.grpc);
+          await untilCluster(cc, (s) => s.nodes.filter((n) => n.verdict === 'alive').length === 1, `the agent of ${c}`);
+          cc.close();
+        }
+        await untilGrid(client, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === 2, 'two clusters');
+        await client.submitGridJob({ job: clusterBankSpec('bank', { ...params, opsPerUnit: 6_000 }, 0) });
+        expect((await grid.exited).signal).toBe('SIGKILL'); // died at the failpoint
+        client.close();
+        grid = await spawnService('grid', [...gridArgs, '--listen', grid.ready.grpc], process.env, logs);
+        client = new GridClient(grid.ready.grpc);
+        const s = await untilGrid(client, (x) => (x.jobs.find((j) => j.jobId === 'bank')?.lines.length ?? 0) >= 1, 'a line from the restarted grid', 30_000);
+        const job = s.jobs.find((j) => j.jobId === 'bank')!;
+        expect(job.state).toBe('running');
+        expect(job.lines[0]!.gridEpoch).toBeGreaterThan(1n); // epoch 1 was the held one, never committed
       } finally {
         client.close();
         for (const p of procs.reverse()) {
