@@ -17,10 +17,18 @@ const CODES: Record<GridErrorKind, status> = {
   'permission-denied': status.PERMISSION_DENIED,
 };
 
+/** A call this service made downstream failed (grpc-call's GrpcCallError): its status is the answer's. */
+function downstreamCode(err: unknown): number | null {
+  const e = err as { name?: unknown; code?: unknown } | null;
+  return e !== null && typeof e === 'object' && e.name === 'GrpcCallError' && typeof e.code === 'number' ? e.code : null;
+}
+
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (err instanceof GridError) {
     return { code: CODES[err.kind], details: err.message, metadata: new Metadata() };
   }
+  const downstream = downstreamCode(err);
+  if (downstream !== null) return { code: downstream, details: (err as Error).message, metadata: new Metadata() };
   const message = err instanceof Error ? err.message : String(err);
   return { code: status.INTERNAL, details: message, metadata: new Metadata() };
 }
@@ -44,7 +52,7 @@ export function unary<Req, Res>(
       .then(
         (value) => callback(null, value),
         (err: unknown) => {
-          if (!(err instanceof GridError)) onError?.(err);
+          if (!(err instanceof GridError) && downstreamCode(err) === null) onError?.(err);
           callback(toServiceError(err));
         },
       );
