@@ -1,7 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { GridError } from '../common/errors.js';
-import { ensureDirDurable, renameDurable, writeFileSynced, isErrno } from '../node/store/durable-fs.js';
+import { DurableJson } from '../common/durable-json.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { ClusterJob, ClusterJobState } from './cluster-job.js';
 
@@ -9,8 +6,8 @@ import type { ClusterJob, ClusterJobState } from './cluster-job.js';
 // directory): what a restarted coordinator needs to resume its jobs — spec,
 // placement, which node holds whose checkpoint parts, state. The committed
 // epochs themselves are in the store (the manifest is the decision); this
-// file only says where the job runs. Rewritten whole, fsynced, renamed into
-// place, one write at a time, so a crash leaves the old table or the new.
+// file only says where the job runs. A DurableJson file: replaced whole,
+// atomically, one write at a time.
 
 export interface JobRow {
   spec: JobSpec;
@@ -45,36 +42,29 @@ export function rowOf(job: ClusterJob): JobRow {
   };
 }
 
-export class JobTable {
-  private queue: Promise<void> = Promise.resolve();
+interface TableFile {
+  format: string;
+  jobs: Record<string, JobRow>;
+}
 
-  private constructor(private readonly dir: string, private rows: Record<string, JobRow>) {}
+function parseTable(value: unknown): TableFile {
+  const raw = value as Partial<TableFile>;
+  if (raw.format !== FORMAT || typeof raw.jobs !== 'object' || raw.jobs === null) throw new Error(`not a ${FORMAT} file`);
+  return { format: FORMAT, jobs: raw.jobs };
+}
+
+export class JobTable {
+  private constructor(private readonly file: DurableJson<TableFile>) {}
 
   static async open(dir: string): Promise<JobTable> {
-    await ensureDirDurable(dir);
-    try {
-      const raw = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as { format?: string; jobs?: Record<string, JobRow> };
-      if (raw.format !== FORMAT || typeof raw.jobs !== 'object' || raw.jobs === null) throw new Error(`not a ${FORMAT} file`);
-      return new JobTable(dir, raw.jobs);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return new JobTable(dir, {});
-      throw new GridError('data-loss', `cluster job table ${join(dir, FILE)} is unreadable: ${(err as Error).message}`);
-    }
+    return new JobTable(await DurableJson.open(dir, FILE, parseTable, () => ({ format: FORMAT, jobs: {} })));
   }
 
   all(): JobRow[] {
-    return Object.values(this.rows);
+    return Object.values(this.file.current.jobs);
   }
 
   save(row: JobRow): Promise<void> {
-    const run = this.queue.then(async () => {
-      const next = { ...this.rows, [row.spec.jobId]: row };
-      const tmp = join(this.dir, `${FILE}.tmp`);
-      await writeFileSynced(tmp, Buffer.from(JSON.stringify({ format: FORMAT, jobs: next })));
-      await renameDurable(tmp, join(this.dir, FILE));
-      this.rows = next;
-    });
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [row.spec.jobId]: row } }));
   }
 }

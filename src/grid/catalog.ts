@@ -1,18 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { GridError } from '../common/errors.js';
-import { ensureDirDurable, renameDurable, writeFileSynced, isErrno } from '../node/store/durable-fs.js';
+import { DurableJson } from '../common/durable-json.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 
 // The grid catalog: every committed recovery line (job, grid epoch, each
 // cluster's epoch, and which cluster's store holds each unit's pages), the
 // grid's jobs (spec, where each unit runs, state) and the store of every
 // cluster that ever registered — what a restarted grid coordinator needs to
-// resume its jobs and to recover them from a lost cluster's store. It is
-// rewritten whole and put in place by an atomic rename after fsync, so a
-// crash at any instant leaves either the old catalog or the new one, never a
-// torn one, and a line once acknowledged is never lost. Bounded: the newest
-// maxLinesPerJob lines of each job are kept.
+// resume its jobs and to recover them from a lost cluster's store. It is a
+// DurableJson file (replaced whole, atomically), so a line once acknowledged
+// is never lost. Bounded: the newest maxLinesPerJob lines of each job are kept.
 
 export interface RecoveryLine {
   jobId: string;
@@ -49,30 +45,37 @@ const FILE = 'catalog.json';
 const FORMAT = 'gridckpt-catalog/2';
 const OLD_FORMAT = 'gridckpt-catalog/1';
 
+interface CatalogFile extends CatalogState {
+  format: string;
+}
+
+function parseCatalog(value: unknown): CatalogFile {
+  const raw = value as { format?: string; lines?: Array<Record<string, unknown>>; jobs?: unknown; clusters?: unknown };
+  if ((raw.format !== FORMAT && raw.format !== OLD_FORMAT) || !Array.isArray(raw.lines)) throw new Error(`not a ${FORMAT} file`);
+  return {
+    format: FORMAT,
+    lines: raw.lines.map((l) => ({
+      jobId: String(l['jobId']),
+      gridEpoch: BigInt(String(l['gridEpoch'])),
+      clusterEpochs: Object.fromEntries(Object.entries(l['clusterEpochs'] as Record<string, string>).map(([k, v]) => [k, BigInt(v)])),
+      committedUnixMs: Number(l['committedUnixMs']),
+      unitClusters: { ...((l['unitClusters'] as Record<string, string> | undefined) ?? {}) },
+    })),
+    jobs: (raw.jobs as Record<string, GridJobRecord> | undefined) ?? {},
+    clusters: (raw.clusters as Record<string, ClusterRecord> | undefined) ?? {},
+  };
+}
+
 export class GridCatalog {
-  private constructor(private readonly dir: string, private state: CatalogState, private readonly maxLinesPerJob: number) {}
+  private constructor(private readonly file: DurableJson<CatalogFile>, private readonly maxLinesPerJob: number) {}
 
   static async open(dir: string, maxLinesPerJob = 64): Promise<GridCatalog> {
-    await ensureDirDurable(dir);
-    let state: CatalogState = { lines: [], jobs: {}, clusters: {} };
-    try {
-      const raw = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as { format?: string; lines?: Array<Record<string, unknown>>; jobs?: unknown; clusters?: unknown };
-      if ((raw.format !== FORMAT && raw.format !== OLD_FORMAT) || !Array.isArray(raw.lines)) throw new Error(`not a ${FORMAT} file`);
-      state = {
-        lines: raw.lines.map((l) => ({
-          jobId: String(l['jobId']),
-          gridEpoch: BigInt(String(l['gridEpoch'])),
-          clusterEpochs: Object.fromEntries(Object.entries(l['clusterEpochs'] as Record<string, string>).map(([k, v]) => [k, BigInt(v)])),
-          committedUnixMs: Number(l['committedUnixMs']),
-          unitClusters: { ...((l['unitClusters'] as Record<string, string> | undefined) ?? {}) },
-        })),
-        jobs: (raw.jobs as Record<string, GridJobRecord> | undefined) ?? {},
-        clusters: (raw.clusters as Record<string, ClusterRecord> | undefined) ?? {},
-      };
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw new GridError('data-loss', `grid catalog ${join(dir, FILE)} is unreadable: ${(err as Error).message}`);
-    }
-    return new GridCatalog(dir, state, maxLinesPerJob);
+    const file = await DurableJson.open(dir, FILE, parseCatalog, () => ({ format: FORMAT, lines: [], jobs: {}, clusters: {} }));
+    return new GridCatalog(file, maxLinesPerJob);
+  }
+
+  private get state(): CatalogState {
+    return this.file.current;
   }
 
   linesOf(jobId: string): RecoveryLine[] {
@@ -101,7 +104,7 @@ export class GridCatalog {
     if (previous && line.gridEpoch <= previous.gridEpoch) {
       throw new GridError('failed-precondition', `recovery line ${line.gridEpoch} of job ${line.jobId} is not above ${previous.gridEpoch}`);
     }
-    await this.write((s) => {
+    await this.file.update((s) => {
       const next = [...s.lines, line];
       const mine = next.filter((l) => l.jobId === line.jobId);
       const drop = new Set(mine.slice(0, Math.max(0, mine.length - this.maxLinesPerJob)));
@@ -110,28 +113,12 @@ export class GridCatalog {
   }
 
   saveJob(record: GridJobRecord): Promise<void> {
-    return this.write((s) => ({ ...s, jobs: { ...s.jobs, [record.spec.jobId]: record } }));
+    return this.file.update((s) => ({ ...s, jobs: { ...s.jobs, [record.spec.jobId]: record } }));
   }
 
   async saveCluster(clusterId: string, record: ClusterRecord): Promise<void> {
     const old = this.state.clusters[clusterId];
     if (old && old.storeDir === record.storeDir && old.agentLeaseMs === record.agentLeaseMs) return;
-    await this.write((s) => ({ ...s, clusters: { ...s.clusters, [clusterId]: record } }));
-  }
-
-  // Writes are serialised: each one puts the whole state in place, in order.
-  private queue: Promise<void> = Promise.resolve();
-
-  private write(change: (s: CatalogState) => CatalogState): Promise<void> {
-    const run = this.queue.then(async () => {
-      const next = change(this.state);
-      const body = JSON.stringify({ format: FORMAT, ...next }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-      const tmp = join(this.dir, `${FILE}.tmp`);
-      await writeFileSynced(tmp, Buffer.from(body));
-      await renameDurable(tmp, join(this.dir, FILE));
-      this.state = next;
-    });
-    this.queue = run.catch(() => undefined);
-    return run;
+    await this.file.update((s) => ({ ...s, clusters: { ...s.clusters, [clusterId]: record } }));
   }
 }
