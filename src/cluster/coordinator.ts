@@ -370,7 +370,7 @@ export class ClusterCoordinator {
       // Every node lost so far moves now (a later verdict's recovery then finds nothing to move).
       const lost = [...job.lostNodes].filter((n) => job.nodes().includes(n));
       const survivors = job.nodes().filter((n) => !lost.includes(n));
-      await Promise.all(survivors.map((n) => this.nodes.get(n)?.client.stopJob({ jobId: job.jobId }).catch(() => undefined)));
+      await this.stopOn(job.jobId, survivors);
       const spares: string[] = [];
       for (const failed of lost) {
         // A node whose old parts now stand for another node cannot hold new ones until a full epoch.
@@ -412,7 +412,12 @@ export class ClusterCoordinator {
   /** A recovery overtaken by a fence: whatever it started must not run on. */
   private async stopIfFenced(job: ClusterJob): Promise<void> {
     if (job.state !== 'fenced' && !job.replaced) return;
-    await Promise.all(job.nodes().map((n) => this.nodes.get(n)?.client.stopJob({ jobId: job.jobId }).catch(() => undefined)));
+    await this.stopOn(job.jobId, job.nodes());
+  }
+
+  /** Stops the job's units on these nodes, best effort: a node gone or unreachable is its lease's business. */
+  async stopOn(jobId: string, nodes: readonly string[]): Promise<void> {
+    await Promise.all(nodes.map((n) => this.nodes.get(n)?.client.stopJob({ jobId }).catch(() => undefined)));
   }
 
   /** The grid's recovery after it lost a cluster (see job-restore.ts). */
@@ -440,7 +445,7 @@ export class ClusterCoordinator {
     this.log.warn({ jobId }, 'grid lease lapsed: stopping the job here');
     this.events.jobFenced(jobId);
     this.persist(job);
-    await Promise.all(job.nodes().map((n) => this.client(n).stopJob({ jobId }).catch(() => undefined)));
+    await this.stopOn(jobId, job.nodes());
   }
 
   shutdown(): void {

@@ -71,7 +71,7 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
     c.disarm(old);
     old.stop();
     await old.whenIdle();
-    await Promise.all(old.nodes().map((n) => c.nodes.get(n)?.client.stopJob({ jobId: r.jobId }).catch(() => undefined)));
+    await c.stopOn(r.jobId, old.nodes());
   }
   // The old record no longer counts against any node's room (it is replaced).
   const free: NodeCapacity[] = c.capacities();
@@ -131,7 +131,7 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
     const now = job.state as ClusterJobState;
     if (now !== 'recovering' || c.jobs.get(r.jobId) !== job) {
       // Fenced (the grid's lease lapsed) or replaced while restoring: nothing it started may run on.
-      await Promise.all(job.nodes().map((n) => c.nodes.get(n)?.client.stopJob({ jobId: r.jobId }).catch(() => undefined)));
+      await c.stopOn(r.jobId, job.nodes());
       throw new GridError('aborted', `job ${r.jobId} was ${now === 'fenced' ? 'fenced' : 'replaced'} while it was being restored`);
     }
   } catch (err) {

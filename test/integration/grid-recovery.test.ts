@@ -11,7 +11,7 @@ import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { referenceBalances, totalOf, expectedTotal } from '../../src/bank/model.js';
 import { balancesDigest } from '../../src/bank/digest.js';
-import { untilCluster } from '../helpers/cluster.js';
+import { untilCluster, untilGrid } from '../helpers/cluster.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
@@ -34,17 +34,6 @@ interface Cluster {
   agents: AgentProcess[];
 }
 
-async function untilGrid(c: GridClient, ok: (s: GridStatusResponse) => boolean, what: string, deadlineMs = 60_000): Promise<GridStatusResponse> {
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const s = await c.status().catch(() => null);
-    if (s && ok(s)) return s;
-    if (performance.now() > end) {
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
-    }
-    await new Promise((r) => setTimeout(r, 20)); // no event stream yet
-  }
-}
 
 function alive(pid: number): boolean {
   try {

@@ -1,19 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
 import { spawnService, CLI_SCRIPT, type AgentProcess } from '../../src/node/agent-process.js';
 import { GridClient } from '../../src/grid/grid-client.js';
 import { GridCatalog } from '../../src/grid/catalog.js';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
-import { untilCluster } from '../helpers/cluster.js';
+import { untilCluster, untilGrid } from '../helpers/cluster.js';
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
 import { listCommitted } from '../../src/node/store/index.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { totalOf, expectedTotal } from '../../src/bank/model.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
-import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
 
 // The grid tier as real processes: 1 grid, 2 clusters × 2 agents. A job
 // spread over both clusters is checkpointed by coordinated grid rounds (a
@@ -25,17 +23,6 @@ import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
 const params = { accounts: 1024, units: 4, opsPerUnit: 20_000, seed: 90 }; // runs on past the grid's restart
 const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
 
-async function untilGrid(c: GridClient, ok: (s: GridStatusResponse) => boolean, what: string, deadlineMs = 60_000): Promise<GridStatusResponse> {
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const s = await c.status().catch(() => null);
-    if (s && ok(s)) return s;
-    if (performance.now() > end) {
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
-    }
-    await new Promise((r) => setTimeout(r, 20)); // no event stream yet
-  }
-}
 
 describe('grid: coordinated rounds over two clusters', () => {
   it('records consistent recovery lines and keeps them across a kill -9 of the grid coordinator', async () => {
