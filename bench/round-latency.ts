@@ -12,9 +12,9 @@ import { service as healthService } from 'grpc-health-check';
 import { silentLogger } from '../src/common/log.js';
 import { agentConfigFromFlags } from '../src/node/config.js';
 import { runAgent, type RunningAgent } from '../src/node/run-agent.js';
-import { AgentClient } from '../src/node/agent-client.js';
+import { AgentClient } from '../src/wire/agent-client.js';
 import { ClusterJob } from '../src/cluster/cluster-job.js';
-import { DEFAULT_ROUND_CONFIG } from '../src/cluster/core/round.js';
+import { DEFAULT_ROUND_CONFIG } from '../src/protocol/core/round.js';
 import { info, list, median, printBench } from './format.js';
 
 const COUNTS = [1, 4, 16, 64];

@@ -1,6 +1,6 @@
 import { scriptPath } from '../common/script-path.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
-import type { AgentClient } from '../node/agent-client.js';
+import type { AgentClient } from '../wire/agent-client.js';
 import { CONTAINER, decodeBank, pageCount, PAGE_BYTES, type BankParams } from './model.js';
 
 // Builds the bank job's spec and reads its state back from an agent.
@@ -33,4 +33,13 @@ export async function readBankFromAgent(client: AgentClient, jobId: string, p: B
     for (let i = 0; i < n; i++) pages.push(data.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES));
   }
   return decodeBank(p, (i) => pages[i]!);
+}
+
+/** Each unit runs its own sub-bank (its own container and seed), so units move between nodes whole. */
+export function clusterBankSpec(jobId: string, p: { accounts: number; units: number; opsPerUnit: number; seed: number }, intervalMs: number) {
+  const units = Array.from({ length: p.units }, (_, i) => {
+    const one = bankJobSpec(jobId, { ...p, units: 1, seed: p.seed + i }, 0, 0, `bank-u${i}`).units[0]!;
+    return { ...one, unitId: `u${i}` };
+  });
+  return { jobId, units, checkpointIntervalMs: intervalMs, fullEvery: 0 };
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { AgentClient } from '../node/agent-client.js';
+import { AgentClient } from '../wire/agent-client.js';
 import { checkHostPort } from '../node/config.js';
 import { checkName } from '../common/names.js';
 import { bankJobSpec, readBankFromAgent } from '../bank/job.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { AgentClient } from '../node/agent-client.js';
+import { AgentClient } from '../wire/agent-client.js';
 import { checkHostPort } from '../node/config.js';
 import { checkName } from '../common/names.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';

@@ -5,8 +5,9 @@ import { checkName } from '../common/names.js';
 import { checkHostPort } from '../node/config.js';
 import { runCluster } from '../cluster/run-cluster.js';
 import { linkToGrid } from '../cluster/grid-link.js';
-import { ClusterClient } from '../cluster/cluster-client.js';
-import { bankJobSpec } from '../bank/job.js';
+import { ClusterClient } from '../wire/cluster-client.js';
+import { clusterBankSpec } from '../bank/job.js';
+export { clusterBankSpec };
 import { bankParams } from './bank-cmds.js';
 import { UsageError, parseIntFlag, printJson, line } from './output.js';
 
@@ -95,11 +96,3 @@ export function addClusterCommands(program: Command): void {
     });
 }
 
-/** Each unit runs its own sub-bank (its own container and seed), so units move between nodes whole. */
-export function clusterBankSpec(jobId: string, p: { accounts: number; units: number; opsPerUnit: number; seed: number }, intervalMs: number) {
-  const units = Array.from({ length: p.units }, (_, i) => {
-    const one = bankJobSpec(jobId, { ...p, units: 1, seed: p.seed + i }, 0, 0, `bank-u${i}`).units[0]!;
-    return { ...one, unitId: `u${i}` };
-  });
-  return { jobId, units, checkpointIntervalMs: intervalMs, fullEvery: 0 };
-}

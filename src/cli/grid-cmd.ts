@@ -3,7 +3,7 @@ import { createLogger } from '../common/log.js';
 import { checkName } from '../common/names.js';
 import { checkHostPort } from '../node/config.js';
 import { runGrid } from '../grid/run-grid.js';
-import { GridClient } from '../grid/grid-client.js';
+import { GridClient } from '../wire/grid-client.js';
 import type { GridJobStatus } from '../gen/gridckpt/v1/grid.js';
 import { clusterBankSpec } from './cluster-cmd.js';
 import { bankParams } from './bank-cmds.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { GridError } from '../common/errors.js';
-import { AgentCallError } from '../node/agent-client.js';
+import { AgentCallError } from '../wire/agent-client.js';
 import { addAgentCommand } from './agent-cmd.js';
 import { addClientCommands } from './client-cmds.js';
 import { addBankCommands } from './bank-cmds.js';

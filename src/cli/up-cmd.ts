@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalGrid, type LocalGrid } from '../demo/local-grid.js';
 import { runGridDrill } from '../demo/grid-drill.js';
-import { GridClient } from '../grid/grid-client.js';
-import { ClusterClient } from '../cluster/cluster-client.js';
+import { GridClient } from '../wire/grid-client.js';
+import { ClusterClient } from '../wire/cluster-client.js';
 import { bankParams } from './bank-cmds.js';
 import { line, parseIntFlag, printJson, UsageError } from './output.js';
 

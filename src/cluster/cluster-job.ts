@@ -1,11 +1,11 @@
 import { GridError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction } from './core/round.js';
-import { RoundDriver } from './round-driver.js';
-import type { AgentClient } from '../node/agent-client.js';
+import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction } from '../protocol/core/round.js';
+import { RoundDriver } from '../protocol/round-driver.js';
+import type { AgentClient } from '../wire/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
-import { partInfoFromPb } from '../node/codec.js';
-import { commitEpoch, type PartInfo } from '../node/store/index.js';
+import { partInfoFromPb } from '../wire/codec.js';
+import { commitEpoch, type PartInfo } from '../store/index.js';
 
 // One job of the cluster: its placement and its rounds, run by a RoundDriver
 // over the pure RoundCoordinator with the node agents as participants and

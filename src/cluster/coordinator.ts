@@ -2,17 +2,17 @@ import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { AgentClient } from '../node/agent-client.js';
+import { AgentClient } from '../wire/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
-import type { RoundConfig, RoundOutcome } from './core/round.js';
+import type { RoundConfig, RoundOutcome } from '../protocol/core/round.js';
 import { placeUnits, moveFailedNode, type NodeCapacity } from './core/placement.js';
 import { ClusterJob } from './cluster-job.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
 import { leaseMarginMs } from '../detector/lease.js';
 import { restoreJobOnNodes, restoreGridJob, type GridRestore } from './job-restore.js';
 import { rowOf, type JobTable, type JobRow } from './job-table.js';
-import { listCommitted } from '../node/store/index.js';
+import { listCommitted } from '../store/index.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery

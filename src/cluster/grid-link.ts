@@ -1,5 +1,5 @@
 import type { Logger } from '../common/log.js';
-import { GridClient } from '../grid/grid-client.js';
+import { GridClient } from '../wire/grid-client.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { failpoint } from '../common/failpoints.js';
 import { startMembership } from '../detector/membership.js';

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
-import { listCommitted } from '../node/store/index.js';
+import { listCommitted } from '../store/index.js';
 import { planAdoption, type ForeignEpochLayout } from './core/adoption.js';
 import { moveFailedNode, placeUnits, type NodeCapacity } from './core/placement.js';
 import type { AdoptedParts, ClusterJob, ClusterJobState } from './cluster-job.js';

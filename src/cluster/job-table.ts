@@ -1,4 +1,4 @@
-import { DurableJson } from '../common/durable-json.js';
+import { DurableJson } from '../runtime/durable-json.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { ClusterJob, ClusterJobState } from './cluster-job.js';
 

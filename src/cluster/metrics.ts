@@ -1,5 +1,5 @@
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
-import type { RoundOutcome } from './core/round.js';
+import type { RoundOutcome } from '../protocol/core/round.js';
 import type { VerdictChange } from '../detector/index.js';
 import type { ClusterCoordinator } from './coordinator.js';
 

@@ -7,7 +7,7 @@ import { bumpIncarnation } from '../common/incarnation.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import type { Logger } from '../common/log.js';
 import { scaleDetectorConfig } from '../detector/index.js';
-import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from './core/round.js';
+import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../protocol/core/round.js';
 import { ClusterCoordinator } from './coordinator.js';
 import { JobTable } from './job-table.js';
 import { ClusterMetrics } from './metrics.js';

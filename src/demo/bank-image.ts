@@ -1,4 +1,4 @@
-import { loadEpoch } from '../node/store/index.js';
+import { loadEpoch } from '../store/index.js';
 import { CONTAINER, decodeBank, pageCount, PAGE_BYTES, type BankParams } from '../bank/model.js';
 
 // Reads the bank's balances straight out of a committed epoch's files.

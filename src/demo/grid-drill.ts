@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { GridClient } from '../grid/grid-client.js';
-import { ClusterClient } from '../cluster/cluster-client.js';
-import { AgentClient } from '../node/agent-client.js';
-import { clusterBankSpec } from '../cli/cluster-cmd.js';
+import { GridClient } from '../wire/grid-client.js';
+import { ClusterClient } from '../wire/cluster-client.js';
+import { AgentClient } from '../wire/agent-client.js';
+import { clusterBankSpec } from '../bank/job.js';
 import { referenceBalances, totalOf, expectedTotal, type BankParams } from '../bank/model.js';
 import { balancesDigest } from '../bank/digest.js';
 import { bankFromEpoch } from './bank-image.js';

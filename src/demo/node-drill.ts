@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { spawnAgent, type AgentProcess } from '../node/agent-process.js';
-import { AgentClient } from '../node/agent-client.js';
-import { listCommitted } from '../node/store/index.js';
+import { AgentClient } from '../wire/agent-client.js';
+import { listCommitted } from '../store/index.js';
 import { bankJobSpec, readBankFromAgent } from '../bank/job.js';
 import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../bank/model.js';
 import { balancesDigest } from '../bank/digest.js';

@@ -1,5 +1,5 @@
 import { GridError } from '../common/errors.js';
-import { DurableJson } from '../common/durable-json.js';
+import { DurableJson } from '../runtime/durable-json.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 
 // The grid catalog: every committed recovery line (job, grid epoch, each

@@ -1,9 +1,9 @@
 import { GridError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import type { Logger } from '../common/log.js';
-import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction } from '../cluster/core/round.js';
-import { RoundDriver } from '../cluster/round-driver.js';
-import type { ClusterClient } from '../cluster/cluster-client.js';
+import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction } from '../protocol/core/round.js';
+import { RoundDriver } from '../protocol/round-driver.js';
+import type { ClusterClient } from '../wire/cluster-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { GridCatalog, RecoveryLine } from './catalog.js';
 

@@ -3,8 +3,8 @@ import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '.
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
-import { checkHostPort } from '../node/config.js';
-import { required } from '../node/codec.js';
+import { checkHostPort } from '../common/host-port.js';
+import { required } from '../wire/codec.js';
 import type { GridCoordinator } from './coordinator.js';
 import type { RecoveryLine } from './catalog.js';
 

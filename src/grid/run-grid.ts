@@ -8,7 +8,7 @@ import { bumpIncarnation } from '../common/incarnation.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import type { Logger } from '../common/log.js';
 import { scaleDetectorConfig } from '../detector/index.js';
-import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../cluster/core/round.js';
+import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../protocol/core/round.js';
 import { GridCatalog } from './catalog.js';
 import { GridCoordinator } from './coordinator.js';
 import { gridServiceHandlers } from './grid-service.js';

@@ -5,7 +5,7 @@ import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
 import type { NodeAgent } from './agent.js';
-import { verifyEpoch, listCommitted } from './store/index.js';
+import { verifyEpoch, listCommitted } from '../store/index.js';
 import {
   required, jobSpecFromPb, fenceFromPb, partInfoToPb, jobStatusToPb, epochFromPb, epochInfoToPb, chainLengths, statusToPb,
 } from './codec.js';

@@ -7,7 +7,7 @@ import { validateJobSpec, type JobSpec } from './job-spec.js';
 import type { PageMemory, PageWriteOp, ContainerInfo, MemoryStats } from './memory/page-memory.js';
 import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
 import type { Freezer } from './units/freezer.js';
-import { listCommitted, removeIncomplete, listJobs } from './store/index.js';
+import { listCommitted, removeIncomplete, listJobs } from '../store/index.js';
 import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
 import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';

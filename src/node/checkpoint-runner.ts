@@ -5,8 +5,8 @@ import { failpointAsync } from '../common/failpoints.js';
 import type { AgentDeps } from './agent.js';
 import type { JobRecord } from './job-record.js';
 import { PAGE_BYTES, type Snapshot } from './memory/page-memory.js';
-import { writeNodePart, commitEpoch, type EpochManifest } from './store/index.js';
-import { epochDir } from './store/layout.js';
+import { writeNodePart, commitEpoch, type EpochManifest } from '../store/index.js';
+import { epochDir } from '../store/layout.js';
 
 // One local checkpoint (ARCHITECTURE §4 on a single node):
 //   freeze units → close the gate → snapshot changed pages to staging →

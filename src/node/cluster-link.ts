@@ -1,5 +1,5 @@
 import type { Logger } from '../common/log.js';
-import { ClusterClient } from '../cluster/cluster-client.js';
+import { ClusterClient } from '../wire/cluster-client.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { startMembership } from '../detector/membership.js';
 import type { LeaseKeeper } from '../detector/lease-keeper.js';

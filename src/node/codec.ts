@@ -1,22 +1,18 @@
 import type * as pb from '../gen/gridckpt/v1/node_agent.js';
-import type { EpochInfo, Fence as PbFence } from '../gen/gridckpt/v1/common.js';
-import { checkName } from '../common/names.js';
-import type { Fence } from './participant-runner.js';
-import type { PartInfo } from './store/index.js';
+import type { EpochInfo } from '../gen/gridckpt/v1/common.js';
+import { required } from '../wire/codec.js';
 import type { PageWrite } from '../gen/gridckpt/v1/unit.js';
 import { invalidArgument } from '../common/errors.js';
-import type { EpochManifest } from './store/index.js';
+import type { EpochManifest } from '../store/index.js';
 import type { PageWriteOp } from './memory/page-memory.js';
 import type { AgentStatus, JobView } from './agent.js';
 import type { JobSpec } from './job-spec.js';
 
+export { required, fenceFromPb, partInfoToPb, partInfoFromPb } from '../wire/codec.js';
+
 // Wire ↔ domain for the node tier. Decoding checks what protobuf cannot
 // (required messages, 64-bit ranges); validation of values is the domain's.
 
-export function required<T>(what: string, value: T | undefined): T {
-  if (value === undefined) throw invalidArgument(`missing ${what}`);
-  return value;
-}
 
 export function jobSpecFromPb(p: pb.JobSpec): JobSpec {
   return {
@@ -126,42 +122,5 @@ export function statusToPb(s: AgentStatus, extra: { dataDir: string; storeDir: s
   };
 }
 
-export function fenceFromPb(f: PbFence | undefined): Fence {
-  const fence = required('fence', f);
-  if (fence.epoch === 0n) throw invalidArgument('fence epoch must be at least 1');
-  return {
-    clusterId: checkName('cluster id', fence.clusterId),
-    nodeId: checkName('coordinator node id', fence.nodeId),
-    incarnation: fence.incarnation,
-    epoch: fence.epoch,
-  };
-}
 
-export function partInfoToPb(p: PartInfo): pb.PartInfo {
-  return {
-    nodeId: p.nodeId,
-    dataFile: p.dataFile,
-    tableFile: p.tableFile,
-    dataBytes: BigInt(p.dataBytes),
-    tableBytes: BigInt(p.tableBytes),
-    pageCount: BigInt(p.pageCount),
-    tableDigest: p.tableDigest,
-  };
-}
 
-/** Back from the wire, for the coordinator that writes the manifest. */
-export function partInfoFromPb(p: pb.PartInfo): PartInfo {
-  const num = (what: string, v: bigint): number => {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`part ${what} ${v} is out of range`);
-    return Number(v);
-  };
-  return {
-    nodeId: checkName('node id', p.nodeId),
-    dataFile: p.dataFile,
-    tableFile: p.tableFile,
-    dataBytes: num('data bytes', p.dataBytes),
-    tableBytes: num('table bytes', p.tableBytes),
-    pageCount: num('page count', p.pageCount),
-    tableDigest: p.tableDigest,
-  };
-}

@@ -1,3 +1,4 @@
+import { checkHostPort } from '../common/host-port.js';
 import { checkName } from '../common/names.js';
 import { parseBytes } from '../common/sizes.js';
 import { invalidArgument } from '../common/errors.js';
@@ -59,13 +60,6 @@ export interface AgentFlags {
   fullEvery?: string | undefined;
 }
 
-export function checkHostPort(what: string, value: string): string {
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
-  if (!m || Number(m[2]) > 65535) {
-    throw invalidArgument(`bad ${what} ${JSON.stringify(value)}: expected host:port, e.g. 127.0.0.1:7070`);
-  }
-  return value;
-}
 
 function positiveInt(what: string, text: string, min: number, max: number): number {
   const n = Number(text);
@@ -74,6 +68,8 @@ function positiveInt(what: string, text: string, min: number, max: number): numb
   }
   return n;
 }
+
+export { checkHostPort };
 
 export function agentConfigFromFlags(flags: AgentFlags): AgentConfig {
   const nodeId = checkName('node id', flags.nodeId ?? 'node-1');

@@ -3,7 +3,7 @@ import { GridError } from '../common/errors.js';
 import type { AgentDeps } from './agent.js';
 import type { JobRecord } from './job-record.js';
 import { freezeAndSnapshot, fail, message } from './checkpoint-runner.js';
-import { writeNodePart, type PartInfo } from './store/index.js';
+import { writeNodePart, type PartInfo } from '../store/index.js';
 
 // The node agent as a participant in a coordinated round (ARCHITECTURE §4).
 //   prepare(epoch): freeze → snapshot changed pages into staging → thaw; keep it staged.
@@ -16,12 +16,8 @@ import { writeNodePart, type PartInfo } from './store/index.js';
 // Fencing: a message from a coordinator incarnation older than one seen, or
 // for an epoch not above every epoch this job has prepared, is refused.
 
-export interface Fence {
-  clusterId: string;
-  nodeId: string;
-  incarnation: bigint;
-  epoch: bigint;
-}
+export type { Fence } from '../wire/codec.js';
+import type { Fence } from '../wire/codec.js';
 
 export interface PrepareResult {
   epoch: bigint;

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { AgentDeps, JobView } from './agent.js';
 import { jobSpecFromManifest, type JobSpec } from './job-spec.js';
-import { listCommitted, loadEpoch, epochChain, type EpochManifest } from './store/index.js';
+import { listCommitted, loadEpoch, epochChain, type EpochManifest } from '../store/index.js';
 
 // Restore (invariant 6): load the chosen epoch's chain into page memory,
 // every page verified before any is used. Asked for "latest", it walks back

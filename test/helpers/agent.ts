@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnAgent, type AgentProcess } from '../../src/node/agent-process.js';
-import { AgentClient } from '../../src/node/agent-client.js';
+import { AgentClient } from '../../src/wire/agent-client.js';
 import type { UnitEnv } from '../../src/unit/client.js';
 
 // Starts a real agent process for a test and stops it afterwards.

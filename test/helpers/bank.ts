@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { AgentClient } from '../../src/node/agent-client.js';
+import type { AgentClient } from '../../src/wire/agent-client.js';
 import type { JobStatus } from '../../src/gen/gridckpt/v1/node_agent.js';
 import { readBankFromAgent } from '../../src/bank/job.js';
 import { balancesDigest } from '../../src/bank/digest.js';

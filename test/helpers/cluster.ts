@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { ClusterClient } from '../../src/cluster/cluster-client.js';
+import type { ClusterClient } from '../../src/wire/cluster-client.js';
 import type { ClusterStatusResponse } from '../../src/gen/gridckpt/v1/cluster.js';
-import type { GridClient } from '../../src/grid/grid-client.js';
+import type { GridClient } from '../../src/wire/grid-client.js';
 import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
 
 const json = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));

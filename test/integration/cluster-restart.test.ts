@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
-import { ClusterClient } from '../../src/cluster/cluster-client.js';
-import { AgentClient } from '../../src/node/agent-client.js';
+import { ClusterClient } from '../../src/wire/cluster-client.js';
+import { AgentClient } from '../../src/wire/agent-client.js';
 import type { JobStatus } from '../../src/gen/gridckpt/v1/node_agent.js';
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
 import { referenceBalances, totalOf, expectedTotal } from '../../src/bank/model.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
-import { listCommitted } from '../../src/node/store/index.js';
+import { listCommitted } from '../../src/store/index.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
 import { withTmp } from '../helpers/tmp.js';

@@ -5,7 +5,7 @@ import { startAgent, uniqueNodeId } from '../helpers/agent.js';
 import { expectBankFinishesRight, killGroups, unitPids, untilCommitted, untilJob } from '../helpers/bank.js';
 import { withTmp } from '../helpers/tmp.js';
 import { bankJobSpec } from '../../src/bank/job.js';
-import { AgentCallError } from '../../src/node/agent-client.js';
+import { AgentCallError } from '../../src/wire/agent-client.js';
 import { status } from '@grpc/grpc-js';
 
 // Invariant 3 (atomic commit) and 6 (verified bytes) with real kill -9.

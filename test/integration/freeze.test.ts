@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startAgent, uniqueNodeId, procState, untilFile, type TestAgent } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { bankJobSpec } from '../../src/bank/job.js';
-import { AgentCallError } from '../../src/node/agent-client.js';
+import { AgentCallError } from '../../src/wire/agent-client.js';
 import { expectBankFinishesRight, untilJob } from '../helpers/bank.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { balancesDigest } from '../../src/bank/digest.js';

@@ -8,9 +8,9 @@ import { bankJobSpec, readBankFromAgent } from '../../src/bank/job.js';
 import { referenceBalances } from '../../src/bank/model.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
-import { AgentCallError } from '../../src/node/agent-client.js';
+import { AgentCallError } from '../../src/wire/agent-client.js';
 import { partInfoFromPb } from '../../src/node/codec.js';
-import { commitEpoch, listCommitted } from '../../src/node/store/index.js';
+import { commitEpoch, listCommitted } from '../../src/store/index.js';
 
 // Two real agents as participants of coordinated rounds (ARCHITECTURE §4),
 // with this test as the coordinator: PREPARE → COMMIT → manifest; an aborted

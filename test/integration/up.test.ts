@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { CLI_SCRIPT } from '../../src/node/agent-process.js';
-import { GridClient } from '../../src/grid/grid-client.js';
+import { GridClient } from '../../src/wire/grid-client.js';
 
 // `gridckpt up`, the main job: a whole local grid as separate processes.
 

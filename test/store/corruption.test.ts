@@ -6,8 +6,8 @@
 import { readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GridError } from '../../../src/common/errors.js';
-import { epochDir, listCommitted, loadEpoch, verifyEpoch } from '../../../src/node/store/index.js';
+import { GridError } from '../../src/common/errors.js';
+import { epochDir, listCommitted, loadEpoch, verifyEpoch } from '../../src/store/index.js';
 import { collector, expectedImage, makeStoreDir, range, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 

@@ -11,9 +11,9 @@
 
 import { readFile, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { GridError, notFound } from '../../common/errors.js';
-import { checkName } from '../../common/names.js';
-import { isErrno, removeTreeDurable } from './durable-fs.js';
+import { GridError, notFound } from '../common/errors.js';
+import { checkName } from '../common/names.js';
+import { isErrno, removeTreeDurable } from '../runtime/durable-fs.js';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, checkEpoch, epochDir, jobDir, parseEpochDirName } from './layout.js';
 import { parseManifest, type EpochManifest } from './manifest.js';
 

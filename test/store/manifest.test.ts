@@ -3,8 +3,8 @@
 // invalid (ARCHITECTURE §3.3: only a valid manifest commits an epoch).
 
 import { describe, expect, it } from 'vitest';
-import { GridError } from '../../../src/common/errors.js';
-import { buildManifest, encodeManifest, parseManifest, type ManifestFields } from '../../../src/node/store/manifest.js';
+import { GridError } from '../../src/common/errors.js';
+import { buildManifest, encodeManifest, parseManifest, type ManifestFields } from '../../src/store/manifest.js';
 
 const fields: ManifestFields = {
   jobId: 'job-1', epoch: 12345678901234567890n, parentEpoch: 12345678901234567889n, full: false, createdUnixMs: 1_700_000_000_123,

@@ -6,10 +6,10 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GridError } from '../../../src/common/errors.js';
+import { GridError } from '../../src/common/errors.js';
 import {
   PAGE_BYTES, commitEpoch, epochChain, epochDir, listCommitted, listJobs, loadEpoch, verifyEpoch, writeNodePart,
-} from '../../../src/node/store/index.js';
+} from '../../src/store/index.js';
 import { CONTAINERS, collector, expectedImage, makeStoreDir, range, stage, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { GridError } from '../../../src/common/errors.js';
+import { GridError } from '../../src/common/errors.js';
 import {
   RoundCoordinator, type RoundConfig, type RoundInput, type RoundOutcome, type RoundStep, type StartInput,
-} from '../../../src/cluster/core/round.js';
+} from '../../src/protocol/core/round.js';
 
 // The round core under random schedules. A small simulated world answers what
 // the core sends: each PREPARE / COMMIT / writeManifest becomes a pending

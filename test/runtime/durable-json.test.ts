@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DurableJson } from '../../src/common/durable-json.js';
+import { DurableJson } from '../../src/runtime/durable-json.js';
 import { GridCatalog } from '../../src/grid/catalog.js';
 import { JobTable } from '../../src/cluster/job-table.js';
 import { withTmp } from '../helpers/tmp.js';

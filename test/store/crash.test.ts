@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { epochChain, epochDir, listCommitted, loadEpoch, removeIncomplete, verifyEpoch } from '../../../src/node/store/index.js';
+import { epochChain, epochDir, listCommitted, loadEpoch, removeIncomplete, verifyEpoch } from '../../src/store/index.js';
 import { CRASH_CONTAINERS, collector, crashChain, crashEpoch, expectedImage, makeStoreDir, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 
@@ -44,7 +44,7 @@ async function transpileClosure(entry: string, outDir: string): Promise<void> {
 }
 
 const CHILD = `
-import { writeEpoch, crashEpoch, CRASH_CONTAINERS } from './build/test/node/store/helpers.js';
+import { writeEpoch, crashEpoch, CRASH_CONTAINERS } from '../node/store/build/test/node/store/helpers.js';
 const [storeDir, mode, first] = process.argv.slice(2);
 process.stdout.write('ready\\n');
 if (mode === 'one') {

@@ -20,10 +20,10 @@
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { GridError, invalidArgument } from '../../common/errors.js';
-import { failpoint } from '../../common/failpoints.js';
-import { checkName } from '../../common/names.js';
-import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from './durable-fs.js';
+import { GridError, invalidArgument } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
+import { checkName } from '../common/names.js';
+import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
 import { listCommitted } from './epoch-catalog.js';
 import {
   IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_CONTAINERS, MAX_MANIFEST_BYTES, PAGE_BYTES,

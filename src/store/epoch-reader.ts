@@ -23,8 +23,8 @@
 
 import { stat } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
-import { GridError } from '../../common/errors.js';
-import { isErrno } from './durable-fs.js';
+import { GridError } from '../common/errors.js';
+import { isErrno } from '../runtime/durable-fs.js';
 import { epochChain } from './epoch-catalog.js';
 import { PAGE_BYTES, epochDir } from './layout.js';
 import type { EpochManifest } from './manifest.js';

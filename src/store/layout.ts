@@ -7,8 +7,8 @@
 //      20 digits of the largest u64), and parse back to exactly one epoch.
 
 import * as path from 'node:path';
-import { invalidArgument } from '../../common/errors.js';
-import { checkName } from '../../common/names.js';
+import { invalidArgument } from '../common/errors.js';
+import { checkName } from '../common/names.js';
 
 export const PAGE_BYTES = 4096;
 export const MAX_EPOCH = (1n << 64n) - 1n;

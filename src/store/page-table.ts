@@ -17,7 +17,7 @@
 //      header container, offsets are page aligned, origin epoch <= table epoch.
 //      Anything else is data loss, reported with the table's file name.
 
-import { GridError } from '../../common/errors.js';
+import { GridError } from '../common/errors.js';
 import { MAX_CONTAINERS, PAGE_BYTES } from './layout.js';
 
 export const TABLE_MAGIC = 'GCPT';

@@ -13,8 +13,8 @@
 //      be moved or mounted elsewhere; readers resolve them to absolute paths.
 
 import { createHash } from 'node:crypto';
-import { GridError } from '../../common/errors.js';
-import { checkName } from '../../common/names.js';
+import { GridError } from '../common/errors.js';
+import { checkName } from '../common/names.js';
 import { MAX_CONTAINERS, MAX_EPOCH, PAGE_BYTES, dataFileName, tableFileName } from './layout.js';
 
 export const MANIFEST_FORMAT = 'gridckpt-epoch/1';

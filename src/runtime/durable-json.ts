@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GridError } from './errors.js';
-import { ensureDirDurable, renameDurable, writeFileSynced, isErrno } from '../node/store/durable-fs.js';
+import { GridError } from '../common/errors.js';
+import { ensureDirDurable, renameDurable, writeFileSynced, isErrno } from './durable-fs.js';
 
 // A small JSON file replaced whole: written to a temporary file, fsynced,
 // renamed into place and the directory fsynced, so a crash at any instant

@@ -3,9 +3,9 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GridError } from '../../../src/common/errors.js';
-import { PAGE_BYTES } from '../../../src/node/store/layout.js';
-import { TABLE_RECORD_BYTES, allocatePageTable, decodePageTable, encodePageTable, type PageTable } from '../../../src/node/store/page-table.js';
+import { GridError } from '../../src/common/errors.js';
+import { PAGE_BYTES } from '../../src/store/layout.js';
+import { TABLE_RECORD_BYTES, allocatePageTable, decodePageTable, encodePageTable, type PageTable } from '../../src/store/page-table.js';
 
 function table(epoch: bigint, containers: string[], rows: Array<[number, number, number, number, bigint, bigint]>): PageTable {
   const t = allocatePageTable(epoch, containers, rows.length);

@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { PAGE_BYTES, commitEpoch, writeNodePart, type EpochManifest, type PartPage } from '../../../src/node/store/index.js';
+import { PAGE_BYTES, commitEpoch, writeNodePart, type EpochManifest, type PartPage } from '../../src/store/index.js';
 
 export async function makeStoreDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gridckpt-store-'));

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { GridError } from '../../../src/common/errors.js';
+import { GridError } from '../../src/common/errors.js';
 import {
   nextEpoch, RoundCoordinator, type RoundConfig, type RoundInput, type RoundStep, type StartInput,
-} from '../../../src/cluster/core/round.js';
+} from '../../src/protocol/core/round.js';
 
 // Exact-output tests of the round core (Temporal style): feed inputs, compare
 // the exact persist / send / reply lists. Invariant numbers are those of

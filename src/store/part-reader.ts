@@ -13,8 +13,8 @@
 
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { GridError } from '../../common/errors.js';
-import { isErrno } from './durable-fs.js';
+import { GridError } from '../common/errors.js';
+import { isErrno } from '../runtime/durable-fs.js';
 import { IO_CHUNK_BYTES, PAGE_BYTES } from './layout.js';
 import { sha256Hex, type EpochManifest, type PartInfo } from './manifest.js';
 import { decodePageTable, type PageTable } from './page-table.js';
