@@ -90,7 +90,8 @@ export class RoundCoordinator {
   private readonly ignored: IgnoredCounts = { stale: 0, duplicate: 0, unexpected: 0, irrelevant: 0 };
 
   /** `highestEpoch`: the highest epoch this job ever used (from the catalog), so a restart never reuses one. */
-  constructor(jobId: string, config: RoundConfig, highestEpoch = 0n) {
+  /** `mutants`: deliberately broken variants, for the simulator's mutant runs only. */
+  constructor(jobId: string, config: RoundConfig, highestEpoch = 0n, private readonly mutants: ReadonlySet<string> = new Set()) {
     this.jobId = checkJobId(jobId);
     this.config = validateRoundConfig(config);
     nextEpoch(highestEpoch); // validates it
@@ -215,7 +216,7 @@ export class RoundCoordinator {
     assert(r.phase === 'preparing', 'a participant not yet PREPARED means the round is preparing');
     const { participant, pages, bytes, digest } = input;
     r.prepared.set(participant, { participant, pages, bytes, digest });
-    if (r.prepared.size < r.participants.length) return;
+    if (r.prepared.size < r.participants.length && !this.mutants.has('commit-before-all-prepared')) return;
     r.preparedAtMs = nowMs;
     if (r.hold) this.becomeHolding(r, nowMs, out);
     else this.becomeCommitting(r, nowMs, out);

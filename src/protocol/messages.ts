@@ -1,0 +1,109 @@
+// The domain messages between tiers, shared by the supervisor cores, the
+// simulator's network and (through src/wire codecs) gRPC. Every request names
+// its sender and the sender's incarnation (CONVENTIONS §4): a member refuses
+// one from an older incarnation than it has seen before looking at the rest.
+// Requests carry a `reqId` chosen by the sender; the answer echoes it, so a
+// core matches answers to what it asked without keeping promises.
+
+/**
+ * Where a node's pages come from on a restore: these units' containers as of
+ * one committed epoch of one store (each page from the newest epoch of the
+ * chain that holds it, whichever node wrote it).
+ */
+export interface RestoreSource {
+  /** The store (a cluster id: each cluster has one shared store). */
+  store: string;
+  epoch: bigint;
+  units: string[];
+}
+
+// ---- cluster -> agent --------------------------------------------------------
+
+export type AgentRequest =
+  /** gen names this start: the agent's reports on the job carry it, so a report from before it is told apart. */
+  | { kind: 'startJob'; jobId: string; units: string[]; sources: RestoreSource[]; leaseMs: number; gen: number }
+  | { kind: 'stopJob'; jobId: string }
+  | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean }
+  | { kind: 'commit'; jobId: string; epoch: bigint }
+  | { kind: 'abort'; jobId: string; epoch: bigint };
+
+export interface AgentCall {
+  reqId: number;
+  from: string;
+  incarnation: bigint;
+  req: AgentRequest;
+}
+
+/** What an agent wrote for an epoch: a part file named by its writer. */
+export interface PartRef {
+  writer: string;
+  epoch: bigint;
+  units: string[];
+  pages: number;
+}
+
+export type AgentAnswer =
+  | { kind: 'ok' }
+  /** done: every unit of the job had exited at the cut, so this snapshot holds its end state. */
+  | { kind: 'prepared'; pages: number; bytes: number; done: boolean }
+  | { kind: 'durable'; part: PartRef }
+  /** A restore that found a source damaged: the epoch and why (ARCHITECTURE §3.6). */
+  | { kind: 'corrupt'; store: string; epoch: bigint; reason: string }
+  | { kind: 'refused'; reason: string };
+
+// ---- agent -> cluster, cluster -> grid: membership ------------------------------
+
+export type MemberJobState = 'running' | 'completed' | 'fenced' | 'failed' | 'stopped';
+
+export interface Heartbeat {
+  member: string;
+  incarnation: bigint;
+  seq: number;
+  /** When the member sent it, on its own clock: its lease counts from here. */
+  sentAtMs: number;
+  /** The states of the member's jobs (push, not poll), each with the gen of the start it reports on. */
+  jobs: Array<{ jobId: string; state: MemberJobState; gen: number }>;
+  /** Free room in units (a cluster reports its alive nodes' free room). */
+  freeUnits: number;
+}
+
+export interface HeartbeatAnswer {
+  known: boolean;
+  /** The jobs the member may keep running until sentAtMs + lease. */
+  leasedJobs: string[];
+  leaseMs: number;
+}
+
+// ---- grid -> cluster -----------------------------------------------------------
+
+export interface AdoptSource {
+  fromCluster: string;
+  epoch: bigint | null;
+  units: string[];
+}
+
+export type ClusterRequest =
+  | { kind: 'submitJob'; jobId: string; units: string[]; gen: number }
+  | { kind: 'stopJob'; jobId: string }
+  | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null }
+  | { kind: 'commit'; jobId: string; epoch: bigint }
+  | { kind: 'abort'; jobId: string; epoch: bigint }
+  /** Roll this cluster's share back to `epoch` (null: start anew) and adopt a lost cluster's units. */
+  | { kind: 'restoreJob'; jobId: string; units: string[]; epoch: bigint | null; adopt: AdoptSource[]; gen: number };
+
+export interface ClusterCall {
+  reqId: number;
+  from: string;
+  incarnation: bigint;
+  req: ClusterRequest;
+}
+
+export type ClusterAnswer =
+  | { kind: 'ok' }
+  /** done: every unit of the cluster's share had exited at the cut. */
+  | { kind: 'prepared'; pages: number; bytes: number; done: boolean }
+  /** The cluster's manifest for the epoch is durable. */
+  | { kind: 'committed'; epoch: bigint }
+  /** Try again later (a recovery of its own is running): not a failure. */
+  | { kind: 'busy'; reason: string }
+  | { kind: 'refused'; reason: string };

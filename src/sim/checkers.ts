@@ -1,0 +1,120 @@
+import { finalState, sameState, total, ACCOUNTS, OPENING } from './bank-model.js';
+import type { SimAgent, SimCluster, SimGrid } from './members.js';
+import { SimStore } from './store.js';
+import type { UnitCopy } from './units.js';
+
+// The invariants of ARCHITECTURE §3, checked by the simulator after every
+// event, and the cores' own checkInvariants() after every step. A broken one
+// throws a Violation naming the invariant; the run records it and stops.
+
+export class Violation extends Error {
+  constructor(readonly invariant: string, message: string) {
+    super(`${invariant}: ${message}`);
+  }
+}
+
+export interface CheckEnv {
+  agents: Map<string, SimAgent>;
+  clusters: Map<string, SimCluster>;
+  grid: () => SimGrid;
+  stores: Map<string, SimStore>;
+  freezeTimeoutMs: number;
+  opsPerUnit: number;
+  nowMs: () => number;
+}
+
+export class Checkers {
+  /** (job, epoch) pairs every grid incarnation has prepared: an epoch is never used twice. */
+  private readonly prepared = new Set<string>();
+  private checkedManifests = 0;
+
+  constructor(private readonly env: CheckEnv) {}
+
+  /** A core's own invariants, after each of its steps. */
+  core(member: string): void {
+    try {
+      if (member === 'grid') this.env.grid().core.checkInvariants();
+      else if (this.env.clusters.has(member)) this.env.clusters.get(member)!.core.checkInvariants();
+      else this.env.agents.get(member)?.core.checkInvariants();
+    } catch (err) {
+      throw new Violation('core invariant', err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** §3.1: a unit runs in one place: no two copies may change its pages at the same instant. */
+  beforeOp(copy: UnitCopy): void {
+    const now = this.env.nowMs();
+    for (const a of this.env.agents.values()) {
+      if (!a.proc.alive) continue;
+      for (const other of a.units.copies.get(copy.jobId) ?? []) {
+        if (other.unit !== copy.unit || other.copyId === copy.copyId || other.killed || other.exited) continue;
+        if (a.core.mayRun(copy.jobId, now)) {
+          throw new Violation('§3.1 one owner', `unit ${copy.unit} of job ${copy.jobId} runs on ${copy.agent} while its copy on ${a.id} may run too`);
+        }
+      }
+    }
+  }
+
+  /** §3.4: no unit stays frozen past the freeze timeout on a live agent (pauses excepted). */
+  alwaysThaw(pauseEnds: Map<string, number>): void {
+    const now = this.env.nowMs();
+    const bound = this.env.freezeTimeoutMs + 50;
+    for (const a of this.env.agents.values()) {
+      if (!a.proc.runnable()) continue;
+      for (const c of a.units.all()) {
+        if (c.frozenSinceMs === null || c.killed) continue;
+        const since = Math.max(c.frozenSinceMs, pauseEnds.get(a.id) ?? 0);
+        if (now - since > bound) throw new Violation('§3.4 always thaw', `unit ${c.unit} on ${a.id} frozen for ${now - since} ms (bound ${bound})`);
+      }
+    }
+  }
+
+  /** §3.3: a committed epoch names only parts that are durable in its store; §3 (G3): no epoch is prepared twice. */
+  storesAndEpochs(): void {
+    let n = 0;
+    for (const s of this.env.stores.values()) n += s.manifests.size;
+    if (n === this.checkedManifests) return;
+    this.checkedManifests = n;
+    this.committedIntact();
+  }
+
+  committedIntact(): void {
+    for (const s of this.env.stores.values()) {
+      for (const m of s.manifests.values()) {
+        for (const p of m.parts) {
+          if (!s.parts.has(SimStore.partKey(m.jobId, m.epoch, p.writer))) {
+            throw new Violation('§3.3 atomic commit', `committed epoch ${m.epoch} of job ${m.jobId} in store ${s.id} names part ${p.writer}, which is not in the store`);
+          }
+        }
+      }
+    }
+  }
+
+  gridPrepare(cluster: string, jobId: string, epoch: bigint): void {
+    const key = `${cluster}#${jobId}#${epoch}`;
+    if (this.prepared.has(key)) throw new Violation('epochs are never reused', `the grid prepared epoch ${epoch} of job ${jobId} in ${cluster} twice`);
+    this.prepared.add(key);
+  }
+
+  /** At the end: the job completed, and its last line holds every unit's failure-free final state (§3.5). */
+  final(jobId: string, units: string[]): void {
+    const view = this.env.grid().core.jobView(jobId);
+    if (!view) throw new Violation('liveness', `the grid does not know job ${jobId}`);
+    if (view.state !== 'completed') throw new Violation('liveness', `job ${jobId} ended ${view.state}: ${view.lastError}`);
+    const line = view.lines.at(-1);
+    if (!line) throw new Violation('§3.5 same answer', `job ${jobId} completed with no recovery line`);
+    for (const u of units) {
+      const where = line.unitClusters[u];
+      const epoch = where === undefined ? undefined : line.clusterEpochs[where];
+      if (where === undefined || epoch === undefined) throw new Violation('§3.5 same answer', `line ${line.epoch} does not place unit ${u}`);
+      const r = this.env.stores.get(where)!.load(jobId, BigInt(epoch), u);
+      if ('error' in r) throw new Violation('§3.5 same answer', `line ${line.epoch}: ${r.error}`);
+      const want = finalState(u, this.env.opsPerUnit);
+      if (!sameState(r.state, want)) {
+        throw new Violation('§3.5 same answer', `unit ${u} in line ${line.epoch} is at op ${r.state.op} (${r.state.bal.join(',')}), the failure-free run ends at op ${want.op} (${want.bal.join(',')})`);
+      }
+      if (total(r.state) !== ACCOUNTS * OPENING) throw new Violation('§3.5 same answer', `unit ${u}'s total changed`);
+    }
+    this.committedIntact();
+  }
+}

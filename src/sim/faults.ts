@@ -1,0 +1,65 @@
+import type { SeededRng } from '../runtime/rng.js';
+
+// Fault schedules: drawn from the seed, so a seed names its whole run. Each
+// fault is an instant and what happens then; a fault that ends (a restart, a
+// heal, the end of a pause) names how long it lasts. The schedule keeps a
+// spare: at most one cluster is down at a time, so a recovery always has
+// somewhere to go and a failed job is a bug, not bad luck.
+
+export type FaultKind =
+  | 'agent-crash' | 'cluster-crash' | 'grid-crash'
+  | 'partition-agent' | 'partition-cluster'
+  | 'pause-agent' | 'pause-cluster' | 'pause-grid'
+  | 'enospc' | 'eio' | 'corrupt-newest';
+
+export interface Fault {
+  atMs: number;
+  kind: FaultKind;
+  /** The member it hits (an agent, a cluster, or 'grid'). */
+  target: string;
+  /** Until restart / heal / resume; for disk faults, how many writes fail. */
+  durationMs: number;
+  count: number;
+}
+
+export interface Topology {
+  clusters: string[];
+  agents: Map<string, string[]>;
+}
+
+const KINDS: Array<[FaultKind, number]> = [
+  ['agent-crash', 5], ['cluster-crash', 2], ['grid-crash', 2], ['partition-agent', 3], ['partition-cluster', 2],
+  ['pause-agent', 2], ['pause-cluster', 2], ['pause-grid', 1], ['enospc', 2], ['eio', 1], ['corrupt-newest', 2],
+];
+
+function pick(rng: SeededRng): FaultKind {
+  const total = KINDS.reduce((a, [, w]) => a + w, 0);
+  let r = rng.int(total);
+  for (const [k, w] of KINDS) {
+    if (r < w) return k;
+    r -= w;
+  }
+  return 'agent-crash';
+}
+
+export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: number; toMs: number }, only?: FaultKind[]): Fault[] {
+  const n = 1 + rng.int(4);
+  const out: Fault[] = [];
+  let clusterDownUntil = -1;
+  for (let i = 0; i < n; i++) {
+    const atMs = windowMs.fromMs + rng.int(windowMs.toMs - windowMs.fromMs);
+    let kind = only ? only[rng.int(only.length)]! : pick(rng);
+    const cluster = topo.clusters[rng.int(topo.clusters.length)]!;
+    const agents = topo.agents.get(cluster)!;
+    const agent = agents[rng.int(agents.length)]!;
+    const durationMs = 100 + rng.int(1400);
+    if ((kind === 'cluster-crash' || kind === 'partition-cluster') && atMs < clusterDownUntil) kind = 'agent-crash';
+    if (kind === 'cluster-crash' || kind === 'partition-cluster') clusterDownUntil = atMs + durationMs + 3000;
+    const target = kind.endsWith('grid') || kind === 'grid-crash' ? 'grid'
+      : kind.includes('cluster') || kind === 'corrupt-newest' ? cluster
+        : kind === 'enospc' || kind === 'eio' ? [agent, cluster, 'grid'][rng.int(3)]!
+          : agent;
+    out.push({ atMs, kind, target, durationMs, count: 1 + rng.int(3) });
+  }
+  return out.sort((a, b) => a.atMs - b.atMs || a.kind.localeCompare(b.kind));
+}

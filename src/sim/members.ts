@@ -1,0 +1,258 @@
+import { ClusterSupervisor } from '../cluster/core/supervisor.js';
+import type { ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig } from '../cluster/core/supervisor-types.js';
+import { GridSupervisor } from '../grid/core/supervisor.js';
+import type { GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from '../grid/core/supervisor-types.js';
+import { NodeParticipant, type ParticipantConfig, type ParticipantInput, type ParticipantReply, type ParticipantSend, type WritePart } from '../node/core/participant.js';
+import type { AgentAnswer, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
+import { SerialDriver } from '../runtime/serial-driver.js';
+import type { SimNet } from './net.js';
+import { diskWrite, SimStore, type DiskFaults, type GridDisk } from './store.js';
+import { SimUnits, type UnitCopy } from './units.js';
+import { SimProcess, type World } from './world.js';
+
+// The grid's members in the simulator: each is the real pure core behind the
+// real SerialDriver, over simulated ports (network, disk, clock, timers,
+// units). Nothing here decides anything; it carries actions and answers.
+
+export interface SimEnv {
+  world: World;
+  net: SimNet;
+  disk: DiskFaults;
+  stores: Map<string, SimStore>;
+  gridDisk: GridDisk;
+  agents: Map<string, SimAgent>;
+  clusters: Map<string, SimCluster>;
+  grid: () => SimGrid;
+  mutants: ReadonlySet<string>;
+  /** After every step of any core: the checkers. */
+  afterStep: (member: string) => void;
+  /** Every call the grid sends (the checkers watch its epochs). */
+  onGridSend: (to: string, call: ClusterCall) => void;
+  beforeOp: (copy: UnitCopy) => void;
+  opsPerUnit: number;
+  opIntervalMs: number;
+  nextCopyId: () => number;
+  trace: (line: string) => void;
+}
+
+type AnswerFn<A> = (a: A) => void;
+
+export class SimAgent {
+  readonly proc: SimProcess;
+  core!: NodeParticipant;
+  driver!: SerialDriver<ParticipantInput, WritePart, ParticipantSend, ParticipantReply>;
+  units!: SimUnits;
+  private replies = new Map<string, AnswerFn<AgentAnswer>>();
+
+  constructor(readonly id: string, readonly clusterId: string, private readonly config: Omit<ParticipantConfig, 'incarnation' | 'nodeId'>, private readonly env: SimEnv) {
+    this.proc = new SimProcess(id, env.world);
+  }
+
+  start(): void {
+    this.proc.start();
+    this.replies = new Map();
+    this.core = new NodeParticipant({ ...this.config, nodeId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants });
+    const store = this.env.stores.get(this.clusterId)!;
+    this.units = new SimUnits({
+      proc: this.proc, participant: () => this.core, input: (i) => this.driver.input(i), store: (id) => this.env.stores.get(id),
+      opsPerUnit: this.env.opsPerUnit, opIntervalMs: this.env.opIntervalMs, beforeOp: this.env.beforeOp, nextCopyId: this.env.nextCopyId,
+      onCopies: () => undefined,
+    });
+    // The old shell's start-up clean of the shared store (the bug it caused is a mutant now).
+    if (this.env.mutants.has('agent-cleans-shared-store')) {
+      for (const key of [...store.parts.keys()]) {
+        const [job, epoch] = key.split('/');
+        if (!store.manifests.has(`${job}/${epoch}`)) store.parts.delete(key);
+      }
+    }
+    this.driver = new SerialDriver(this.core, {
+      clock: this.env.world.clock,
+      timers: this.proc.timers(),
+      persist: (p, done) => {
+        const units = this.units.stagedFor(p.jobId, p.epoch) ?? new Map();
+        diskWrite(this.proc, this.env.world.rng, this.env.disk, () => {
+          store.parts.set(SimStore.partKey(p.jobId, p.epoch, p.writer), { units: new Map(units), damaged: false });
+        }, (err) => {
+          if (err === null) this.units.recordSaved(p.jobId, p.epoch, units);
+          done(err);
+        });
+      },
+      persistFailed: (p, reason) => ({ kind: 'partFailed', jobId: p.jobId, epoch: p.epoch, reqId: p.reqId, to: p.to, reason }),
+      send: (s) => {
+        if (s.to === 'units') return this.units.apply(s.unit);
+        const cluster = this.env.clusters.get(this.clusterId)!;
+        const sentAtMs = s.heartbeat.sentAtMs;
+        this.env.net.call<HeartbeatAnswer>(this.proc, cluster.proc,
+          (answer) => cluster.onAgentBeat(s.heartbeat, answer),
+          (answer) => this.driver.input({ kind: 'heartbeatAnswer', sentAtMs, answer }),
+          () => undefined);
+      },
+      reply: (r) => {
+        const key = `${r.to}#${r.reqId}`;
+        this.replies.get(key)?.(r.answer);
+        this.replies.delete(key);
+      },
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => this.env.afterStep(this.id),
+    });
+    this.driver.input({ kind: 'tick' });
+  }
+
+  crash(): void {
+    this.proc.crash();
+    this.driver?.stop();
+    this.units?.crash();
+  }
+
+  /** A call from the cluster arrives. */
+  onCall(call: Parameters<NodeParticipant['step']>[0] & { kind: 'call' }, answer: AnswerFn<AgentAnswer>): void {
+    this.replies.set(`${call.call.from}#${call.call.reqId}`, answer);
+    this.driver.input(call);
+  }
+}
+
+export class SimCluster {
+  readonly proc: SimProcess;
+  core!: ClusterSupervisor;
+  driver!: SerialDriver<ClusterInput, ClusterPersist, ClusterSend, ClusterReply>;
+  private beats = new Map<string, AnswerFn<HeartbeatAnswer>>();
+  private replies = new Map<number, AnswerFn<ClusterAnswer>>();
+
+  constructor(readonly id: string, private readonly config: Omit<ClusterSupervisorConfig, 'incarnation' | 'clusterId'>, private readonly env: SimEnv) {
+    this.proc = new SimProcess(id, env.world);
+  }
+
+  start(): void {
+    this.proc.start();
+    this.beats = new Map();
+    this.replies = new Map();
+    this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants });
+    const store = this.env.stores.get(this.id)!;
+    this.driver = new SerialDriver(this.core, {
+      clock: this.env.world.clock,
+      timers: this.proc.timers(),
+      persist: (p, done) => {
+        if (p.kind !== 'manifest') return done(null);
+        diskWrite(this.proc, this.env.world.rng, this.env.disk, () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p), done);
+      },
+      persisted: (p) => ({ kind: 'persisted', what: p }),
+      persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
+      send: (s) => {
+        if ('heartbeat' in s) {
+          const grid = this.env.grid();
+          const sentAtMs = s.heartbeat.sentAtMs;
+          return this.env.net.call<HeartbeatAnswer>(this.proc, grid.proc, (a) => grid.onClusterBeat(s.heartbeat, a),
+            (answer) => this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs, answer }), () => undefined);
+        }
+        const agent = this.env.agents.get(s.to);
+        const node = s.to;
+        const reqId = s.call.reqId;
+        this.env.trace(`${this.id} -> ${node} #${reqId} ${describe(s.call.req)}`);
+        this.env.net.call<AgentAnswer>(this.proc, agent?.proc, (a) => agent!.onCall({ kind: 'call', call: s.call }, a),
+          (answer) => {
+            this.env.trace(`${this.id} <- ${node} #${reqId} ${describe(answer)}`);
+            this.driver.input({ kind: 'agentAnswer', node, reqId, answer });
+          },
+          (reason) => {
+            this.env.trace(`${this.id} <- ${node} #${reqId} unreachable: ${reason}`);
+            this.driver.input({ kind: 'agentUnreachable', node, reqId, reason });
+          });
+      },
+      reply: (r) => {
+        if (r.kind === 'beat') {
+          this.beats.get(`${r.to}#${r.seq}`)?.(r.answer);
+          this.beats.delete(`${r.to}#${r.seq}`);
+          return;
+        }
+        this.replies.get(r.reqId)?.(r.answer);
+        this.replies.delete(r.reqId);
+      },
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => this.env.afterStep(this.id),
+    });
+    this.driver.input({ kind: 'tick' });
+  }
+
+  crash(): void {
+    this.proc.crash();
+    this.driver?.stop();
+  }
+
+  onAgentBeat(hb: Heartbeat, answer: AnswerFn<HeartbeatAnswer>): void {
+    this.beats.set(`${hb.member}#${hb.seq}`, answer);
+    this.driver.input({ kind: 'agentHeartbeat', hb });
+  }
+
+  onGridCall(call: ClusterCall, answer: AnswerFn<ClusterAnswer>): void {
+    this.replies.set(call.reqId, answer);
+    this.driver.input({ kind: 'gridCall', call });
+  }
+}
+
+export class SimGrid {
+  readonly proc: SimProcess;
+  core!: GridSupervisor;
+  driver!: SerialDriver<GridInput, GridPersist, GridSend, GridReply>;
+  private beats = new Map<string, AnswerFn<HeartbeatAnswer>>();
+  submitted: Array<{ reqId: number; ok: boolean; reason: string }> = [];
+
+  constructor(private readonly config: Omit<GridSupervisorConfig, 'incarnation'>, private readonly env: SimEnv) {
+    this.proc = new SimProcess('grid', env.world);
+  }
+
+  start(): void {
+    this.proc.start();
+    this.beats = new Map();
+    const catalog = structuredClone(this.env.gridDisk.catalog);
+    this.core = new GridSupervisor({ ...this.config, incarnation: this.proc.incarnation, mutants: this.env.mutants }, catalog, this.env.world.nowMs);
+    this.driver = new SerialDriver(this.core, {
+      clock: this.env.world.clock,
+      timers: this.proc.timers(),
+      persist: (p, done) => diskWrite(this.proc, this.env.world.rng, this.env.disk, () => { this.env.gridDisk.catalog = structuredClone(p.jobs); }, done),
+      persisted: (p) => (p.lineOf ? { kind: 'persisted', what: p } : null),
+      persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
+      send: (s) => {
+        this.env.onGridSend(s.to, s.call);
+        const cluster = this.env.clusters.get(s.to);
+        const reqId = s.call.reqId;
+        const from = s.to;
+        this.env.trace(`grid -> ${from} #${reqId} ${describe(s.call.req)}`);
+        this.env.net.call<ClusterAnswer>(this.proc, cluster?.proc, (a) => cluster!.onGridCall(s.call, a),
+          (answer) => {
+            this.env.trace(`grid <- ${from} #${reqId} ${describe(answer)}`);
+            this.driver.input({ kind: 'clusterAnswer', cluster: from, reqId, answer });
+          },
+          (reason) => {
+            this.env.trace(`grid <- ${from} #${reqId} unreachable: ${reason}`);
+            this.driver.input({ kind: 'clusterUnreachable', cluster: from, reqId, reason });
+          });
+      },
+      reply: (r) => {
+        if (r.kind === 'beat') {
+          this.beats.get(`${r.to}#${r.seq}`)?.(r.answer);
+          this.beats.delete(`${r.to}#${r.seq}`);
+          return;
+        }
+        this.submitted.push({ reqId: r.reqId, ok: r.ok, reason: r.reason });
+      },
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => this.env.afterStep('grid'),
+    });
+    this.driver.input({ kind: 'tick' });
+  }
+
+  crash(): void {
+    this.proc.crash();
+    this.driver?.stop();
+  }
+
+  onClusterBeat(hb: Heartbeat, answer: AnswerFn<HeartbeatAnswer>): void {
+    this.beats.set(`${hb.member}#${hb.seq}`, answer);
+    this.driver.input({ kind: 'clusterHeartbeat', hb });
+  }
+}
+
+/** One line of a message for the trace (bigints as numbers, no job id: the simulator runs one job). */
+function describe(m: object): string {
+  return JSON.stringify(m, (k, v: unknown) => (k === 'jobId' ? undefined : typeof v === 'bigint' ? Number(v) : v));
+}

@@ -1,0 +1,175 @@
+import { DEFAULT_ROUND_CONFIG } from '../protocol/core/round.js';
+import { scaleDetectorConfig } from '../detector/config.js';
+import { Checkers, Violation } from './checkers.js';
+import { drawFaults, type Fault, type FaultKind } from './faults.js';
+import { SimAgent, SimCluster, SimGrid, type SimEnv } from './members.js';
+import { SimNet } from './net.js';
+import { SimStore, type DiskFaults, type GridDisk } from './store.js';
+import { World } from './world.js';
+import type { UnitCopy } from './units.js';
+
+// One seeded run of a whole grid: 1 grid, 3 clusters x 3 agents, the bank
+// job's 6 units spread over the clusters, a fault schedule drawn from the
+// seed, the checkers after every event, and at the end the job's last line
+// against a failure-free run. Same seed, same trace, byte for byte.
+
+export interface SimOptions {
+  seed: number;
+  mutants?: ReadonlySet<string>;
+  /** Only these fault kinds (a named scenario); default: any. */
+  faultKinds?: FaultKind[];
+  /** Keep the event trace (for replay and for --seed). */
+  trace?: boolean;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation: string | null;
+  events: number;
+  simMs: number;
+  faults: Fault[];
+  faultCounts: Record<string, number>;
+  trace: string[];
+}
+
+export const SIM = {
+  clusters: 3,
+  agentsPerCluster: 3,
+  capacityUnits: 4,
+  units: 6,
+  opsPerUnit: 100,
+  opIntervalMs: 10,
+  heartbeatIntervalMs: 50,
+  agentLeaseMs: 500,
+  clusterLeaseMs: 1000,
+  checkpointIntervalMs: 150,
+  freezeTimeoutMs: 100,
+  rpcTimeoutMs: 200,
+  untilMs: 60_000,
+};
+
+export function runSeed(o: SimOptions): SimResult {
+  const world = new World(o.seed);
+  const rng = world.rng.fork();
+  const netRng = world.rng.fork();
+  const mutants = o.mutants ?? new Set<string>();
+  const trace: string[] = [];
+  const log = (line: string): void => { if (o.trace) trace.push(`${String(world.nowMs).padStart(6)} ${line}`); };
+  const disk: DiskFaults = { failNext: new Map(), lostWrites: 0, failedWrites: 0 };
+  const stores = new Map<string, SimStore>();
+  const gridDisk: GridDisk = { catalog: [] };
+  const agents = new Map<string, SimAgent>();
+  const clusters = new Map<string, SimCluster>();
+  const net = new SimNet(world, netRng, { minDelayMs: 1, maxDelayMs: 4, rpcTimeoutMs: SIM.rpcTimeoutMs });
+  let copyIds = 0;
+  let grid: SimGrid | null = null;
+  const checkers = new Checkers({ agents, clusters, grid: () => grid!, stores, freezeTimeoutMs: SIM.freezeTimeoutMs, opsPerUnit: SIM.opsPerUnit, nowMs: () => world.nowMs });
+  const env: SimEnv = {
+    world, net, disk, stores, gridDisk, agents, clusters, grid: () => grid!, mutants,
+    afterStep: (m) => checkers.core(m),
+    onGridSend: (to, call) => { if (call.req.kind === 'prepare') checkers.gridPrepare(to, call.req.jobId, call.req.epoch); },
+    beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
+    opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, trace: log,
+  };
+  const detector = scaleDetectorConfig(SIM.heartbeatIntervalMs);
+  const round = { ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: 300, holdTimeoutMs: 600, commitTimeoutMs: 400, manifestTimeoutMs: 300, abortTimeoutMs: 100 };
+  const topo = { clusters: [] as string[], agents: new Map<string, string[]>() };
+  for (let c = 1; c <= SIM.clusters; c++) {
+    const cid = `c${c}`;
+    topo.clusters.push(cid);
+    stores.set(cid, new SimStore(cid));
+    clusters.set(cid, new SimCluster(cid, {
+      heartbeatIntervalMs: SIM.heartbeatIntervalMs, detector, round, agentLeaseMs: SIM.agentLeaseMs, gridLeaseMs: SIM.clusterLeaseMs,
+      maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16,
+    }, env));
+    const ids: string[] = [];
+    for (let n = 1; n <= SIM.agentsPerCluster; n++) {
+      const id = `${cid}n${n}`;
+      ids.push(id);
+      agents.set(id, new SimAgent(id, cid, { capacityUnits: SIM.capacityUnits, heartbeatIntervalMs: SIM.heartbeatIntervalMs, freezeTimeoutMs: SIM.freezeTimeoutMs, maxJobs: 16 }, env));
+    }
+    topo.agents.set(cid, ids);
+  }
+  grid = new SimGrid({
+    gridId: 'grid', detector, round, checkpointIntervalMs: SIM.checkpointIntervalMs, clusterLeaseMs: SIM.clusterLeaseMs, agentLeaseMs: SIM.agentLeaseMs,
+    maxRecoveryAttempts: 20, maxFinalAttempts: 20, retryMs: 100, maxJobs: 16,
+  }, env);
+
+  for (const c of clusters.values()) c.start();
+  for (const a of agents.values()) a.start();
+  grid.start();
+  const units = Array.from({ length: SIM.units }, (_, i) => `u${i}`);
+  world.at(150, () => grid!.proc.alive && grid!.driver.input({ kind: 'submit', reqId: 1, jobId: 'bank', units }));
+
+  const faults = drawFaults(rng, topo, { fromMs: 400, toMs: 2500 }, o.faultKinds);
+  const counts: Record<string, number> = {};
+  const pauseEnds = new Map<string, number>();
+  for (const f of faults) world.at(f.atMs, () => inject(f));
+
+  function member(id: string): SimAgent | SimCluster | SimGrid | undefined {
+    return id === 'grid' ? grid! : clusters.get(id) ?? agents.get(id);
+  }
+
+  function inject(f: Fault): void {
+    counts[f.kind] = (counts[f.kind] ?? 0) + 1;
+    log(`FAULT ${f.kind} ${f.target} ${f.durationMs}ms`);
+    const m = member(f.target)!;
+    switch (f.kind) {
+      case 'agent-crash': case 'cluster-crash': case 'grid-crash':
+        if (!m.proc.alive) return;
+        m.crash();
+        world.after(f.durationMs, () => { log(`RESTART ${f.target}`); m.start(); });
+        return;
+      case 'partition-agent': case 'partition-cluster': {
+        const other = f.kind === 'partition-agent' ? agents.get(f.target)!.clusterId : 'grid';
+        net.cut(f.target, other);
+        world.after(f.durationMs, () => { log(`HEAL ${f.target}-${other}`); net.heal(f.target, other); });
+        return;
+      }
+      case 'pause-agent': case 'pause-cluster': case 'pause-grid':
+        m.proc.pausedUntilMs = Math.max(m.proc.pausedUntilMs, world.nowMs + f.durationMs);
+        pauseEnds.set(f.target, m.proc.pausedUntilMs);
+        return;
+      case 'enospc': case 'eio':
+        disk.failNext.set(f.target, { error: f.kind === 'enospc' ? 'ENOSPC: no space left on device' : 'EIO: i/o error', count: f.count });
+        return;
+      case 'corrupt-newest': {
+        // A flipped byte in the newest epoch, found by the restore of a node recovery (the agent holding most units dies).
+        const newest = stores.get(f.target)!.newest('bank');
+        if (newest) for (const p of newest.parts.slice(0, 1)) {
+          const part = stores.get(f.target)!.parts.get(SimStore.partKey('bank', newest.epoch, p.writer));
+          if (part && part.units.size > 0) part.damaged = true;
+        }
+        const holder = clusters.get(f.target)!.core.jobView('bank');
+        const victim = holder ? [...holder.placement.values()].sort()[0] : undefined;
+        if (victim && agents.get(victim)!.proc.alive) {
+          agents.get(victim)!.crash();
+          world.after(f.durationMs, () => agents.get(victim)!.start());
+        }
+        return;
+      }
+    }
+  }
+
+  let violation: string | null = null;
+  const done = (): boolean => {
+    if (violation !== null) return true;
+    const v = grid!.proc.alive ? grid!.core.jobView('bank') : null;
+    return v !== null && (v.state === 'completed' || v.state === 'failed');
+  };
+  try {
+    world.run(SIM.untilMs, done, () => {
+      checkers.alwaysThaw(pauseEnds);
+      checkers.storesAndEpochs();
+    });
+    checkers.final('bank', units);
+  } catch (err) {
+    // A bug crashes loudly (CONVENTIONS §5): any throw from a core or a driver fails the seed.
+    violation = err instanceof Violation ? err.message : `crash: ${err instanceof Error ? err.stack ?? err.message : String(err)}`;
+  }
+  if (disk.lostWrites > 0) counts['lost-unsynced-write'] = disk.lostWrites;
+  if (disk.failedWrites > 0) counts['failed-write'] = disk.failedWrites;
+  log(violation === null ? 'OK' : `VIOLATION ${violation}`);
+  return { seed: o.seed, ok: violation === null, violation, events: world.events, simMs: world.nowMs, faults, faultCounts: counts, trace };
+}
