@@ -104,6 +104,8 @@ export type ClusterAnswer =
   | { kind: 'prepared'; pages: number; bytes: number; done: boolean }
   /** The cluster's manifest for the epoch is durable. */
   | { kind: 'committed'; epoch: bigint }
+  /** A restore source in another cluster's store failed verification: the grid walks back to an older line. */
+  | { kind: 'corrupt'; store: string; epoch: bigint; reason: string }
   /** Try again later (a recovery of its own is running): not a failure. */
   | { kind: 'busy'; reason: string }
   | { kind: 'refused'; reason: string };

@@ -7,7 +7,7 @@ import type { SeededRng } from '../runtime/rng.js';
 // somewhere to go and a failed job is a bug, not bad luck.
 
 export type FaultKind =
-  | 'agent-crash' | 'cluster-crash' | 'grid-crash'
+  | 'agent-crash' | 'agent-crash-pair' | 'cluster-crash' | 'grid-crash'
   | 'partition-agent' | 'partition-cluster'
   | 'pause-agent' | 'pause-cluster' | 'pause-grid'
   | 'enospc' | 'eio' | 'corrupt-newest';
@@ -28,7 +28,7 @@ export interface Topology {
 }
 
 const KINDS: Array<[FaultKind, number]> = [
-  ['agent-crash', 5], ['cluster-crash', 2], ['grid-crash', 2], ['partition-agent', 3], ['partition-cluster', 2],
+  ['agent-crash', 5], ['agent-crash-pair', 2], ['cluster-crash', 2], ['grid-crash', 2], ['partition-agent', 3], ['partition-cluster', 2],
   ['pause-agent', 2], ['pause-cluster', 2], ['pause-grid', 1], ['enospc', 2], ['eio', 1], ['corrupt-newest', 2],
 ];
 
@@ -42,8 +42,17 @@ function pick(rng: SeededRng): FaultKind {
   return 'agent-crash';
 }
 
-export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: number; toMs: number }, only?: FaultKind[]): Fault[] {
-  const n = 1 + rng.int(4);
+/** A named scenario's shape: fault kinds, how many, and how long each lasts. */
+export interface FaultShape {
+  kinds?: FaultKind[];
+  count?: number;
+  durationMs?: { min: number; max: number };
+}
+
+export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: number; toMs: number }, shape: FaultShape = {}): Fault[] {
+  const only = shape.kinds;
+  const n = shape.count ?? 1 + rng.int(4);
+  const span = shape.durationMs ?? { min: 100, max: 1500 };
   const out: Fault[] = [];
   let clusterDownUntil = -1;
   for (let i = 0; i < n; i++) {
@@ -52,9 +61,10 @@ export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: n
     const cluster = topo.clusters[rng.int(topo.clusters.length)]!;
     const agents = topo.agents.get(cluster)!;
     const agent = agents[rng.int(agents.length)]!;
-    const durationMs = 100 + rng.int(1400);
-    if ((kind === 'cluster-crash' || kind === 'partition-cluster') && atMs < clusterDownUntil) kind = 'agent-crash';
-    if (kind === 'cluster-crash' || kind === 'partition-cluster') clusterDownUntil = atMs + durationMs + 3000;
+    const durationMs = span.min + rng.int(span.max - span.min);
+    const takesClusterAway = (k: FaultKind): boolean => k === 'cluster-crash' || k === 'partition-cluster' || k === 'pause-cluster';
+    if (takesClusterAway(kind) && atMs < clusterDownUntil) kind = 'agent-crash';
+    if (takesClusterAway(kind)) clusterDownUntil = atMs + durationMs + 3000;
     const target = kind.endsWith('grid') || kind === 'grid-crash' ? 'grid'
       : kind.includes('cluster') || kind === 'corrupt-newest' ? cluster
         : kind === 'enospc' || kind === 'eio' ? [agent, cluster, 'grid'][rng.int(3)]!

@@ -32,6 +32,8 @@ export interface SimEnv {
   opsPerUnit: number;
   opIntervalMs: number;
   nextCopyId: () => number;
+  /** Whether a trace is kept: lines are built only then. */
+  tracing: boolean;
   trace: (line: string) => void;
 }
 
@@ -147,14 +149,14 @@ export class SimCluster {
         const agent = this.env.agents.get(s.to);
         const node = s.to;
         const reqId = s.call.reqId;
-        this.env.trace(`${this.id} -> ${node} #${reqId} ${describe(s.call.req)}`);
+        if (this.env.tracing) this.env.trace(`${this.id} -> ${node} #${reqId} ${describe(s.call.req)}`);
         this.env.net.call<AgentAnswer>(this.proc, agent?.proc, (a) => agent!.onCall({ kind: 'call', call: s.call }, a),
           (answer) => {
-            this.env.trace(`${this.id} <- ${node} #${reqId} ${describe(answer)}`);
+            if (this.env.tracing) this.env.trace(`${this.id} <- ${node} #${reqId} ${describe(answer)}`);
             this.driver.input({ kind: 'agentAnswer', node, reqId, answer });
           },
           (reason) => {
-            this.env.trace(`${this.id} <- ${node} #${reqId} unreachable: ${reason}`);
+            if (this.env.tracing) this.env.trace(`${this.id} <- ${node} #${reqId} unreachable: ${reason}`);
             this.driver.input({ kind: 'agentUnreachable', node, reqId, reason });
           });
       },
@@ -216,14 +218,14 @@ export class SimGrid {
         const cluster = this.env.clusters.get(s.to);
         const reqId = s.call.reqId;
         const from = s.to;
-        this.env.trace(`grid -> ${from} #${reqId} ${describe(s.call.req)}`);
+        if (this.env.tracing) this.env.trace(`grid -> ${from} #${reqId} ${describe(s.call.req)}`);
         this.env.net.call<ClusterAnswer>(this.proc, cluster?.proc, (a) => cluster!.onGridCall(s.call, a),
           (answer) => {
-            this.env.trace(`grid <- ${from} #${reqId} ${describe(answer)}`);
+            if (this.env.tracing) this.env.trace(`grid <- ${from} #${reqId} ${describe(answer)}`);
             this.driver.input({ kind: 'clusterAnswer', cluster: from, reqId, answer });
           },
           (reason) => {
-            this.env.trace(`grid <- ${from} #${reqId} unreachable: ${reason}`);
+            if (this.env.tracing) this.env.trace(`grid <- ${from} #${reqId} unreachable: ${reason}`);
             this.driver.input({ kind: 'clusterUnreachable', cluster: from, reqId, reason });
           });
       },

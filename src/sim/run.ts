@@ -1,7 +1,7 @@
 import { DEFAULT_ROUND_CONFIG } from '../protocol/core/round.js';
 import { scaleDetectorConfig } from '../detector/config.js';
 import { Checkers, Violation } from './checkers.js';
-import { drawFaults, type Fault, type FaultKind } from './faults.js';
+import { drawFaults, type Fault, type FaultShape } from './faults.js';
 import { SimAgent, SimCluster, SimGrid, type SimEnv } from './members.js';
 import { SimNet } from './net.js';
 import { SimStore, type DiskFaults, type GridDisk } from './store.js';
@@ -16,8 +16,8 @@ import type { UnitCopy } from './units.js';
 export interface SimOptions {
   seed: number;
   mutants?: ReadonlySet<string>;
-  /** Only these fault kinds (a named scenario); default: any. */
-  faultKinds?: FaultKind[];
+  /** A named scenario's fault shape; default: any kinds, 1 to 4 faults. */
+  faults?: FaultShape;
   /** Keep the event trace (for replay and for --seed). */
   trace?: boolean;
 }
@@ -70,7 +70,7 @@ export function runSeed(o: SimOptions): SimResult {
     afterStep: (m) => checkers.core(m),
     onGridSend: (to, call) => { if (call.req.kind === 'prepare') checkers.gridPrepare(to, call.req.jobId, call.req.epoch); },
     beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
-    opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, trace: log,
+    opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, tracing: o.trace ?? false, trace: log,
   };
   const detector = scaleDetectorConfig(SIM.heartbeatIntervalMs);
   const round = { ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: 300, holdTimeoutMs: 600, commitTimeoutMs: 400, manifestTimeoutMs: 300, abortTimeoutMs: 100 };
@@ -102,7 +102,7 @@ export function runSeed(o: SimOptions): SimResult {
   const units = Array.from({ length: SIM.units }, (_, i) => `u${i}`);
   world.at(150, () => grid!.proc.alive && grid!.driver.input({ kind: 'submit', reqId: 1, jobId: 'bank', units }));
 
-  const faults = drawFaults(rng, topo, { fromMs: 400, toMs: 2500 }, o.faultKinds);
+  const faults = drawFaults(rng, topo, { fromMs: 400, toMs: 2500 }, o.faults);
   const counts: Record<string, number> = {};
   const pauseEnds = new Map<string, number>();
   for (const f of faults) world.at(f.atMs, () => inject(f));
@@ -116,6 +116,23 @@ export function runSeed(o: SimOptions): SimResult {
     log(`FAULT ${f.kind} ${f.target} ${f.durationMs}ms`);
     const m = member(f.target)!;
     switch (f.kind) {
+      case 'agent-crash-pair': {
+        // Two nodes of one cluster lost at once: both unit holders when the job has two there.
+        const cid = agents.get(f.target)!.clusterId;
+        const view = clusters.get(cid)!.core.jobView('bank');
+        const holders = view ? [...new Set(view.placement.values())].sort() : [];
+        const pair = holders.length >= 2 ? holders.slice(0, 2) : [f.target, ...topo.agents.get(cid)!.filter((a) => a !== f.target).slice(0, 1)];
+        // The second dies with the first or up to 1.4 s later: while the first one's units are being restored.
+        const gapMs = (f.count - 1) * 700;
+        pair.forEach((id, i) => world.after(i * gapMs, () => {
+          const a = agents.get(id)!;
+          if (!a.proc.alive) return;
+          log(`CRASH ${id}`);
+          a.crash();
+          world.after(f.durationMs + 1500, () => { log(`RESTART ${id}`); a.start(); });
+        }));
+        return;
+      }
       case 'agent-crash': case 'cluster-crash': case 'grid-crash':
         if (!m.proc.alive) return;
         m.crash();
@@ -155,8 +172,8 @@ export function runSeed(o: SimOptions): SimResult {
   let violation: string | null = null;
   const done = (): boolean => {
     if (violation !== null) return true;
-    const v = grid!.proc.alive ? grid!.core.jobView('bank') : null;
-    return v !== null && (v.state === 'completed' || v.state === 'failed');
+    const state = grid!.proc.alive ? grid!.core.jobState('bank') : null;
+    return state === 'completed' || state === 'failed';
   };
   try {
     world.run(SIM.untilMs, done, () => {

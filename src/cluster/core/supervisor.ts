@@ -475,9 +475,14 @@ export class ClusterSupervisor {
       job.badEpochs.add(answer.epoch);
       const older = job.committed.filter((e) => e < answer.epoch && !job.badEpochs.has(e)).at(-1) ?? null;
       if (answer.store === this.config.clusterId && !this.mutant('no-walk-back')) {
+        // Past the oldest intact epoch the units start anew: the job runs again from its beginning.
         r.epoch = older;
-        if (older === null && job.committed.length > 0) return this.failJob(job, `no intact epoch left: ${answer.reason}`, out);
         return this.beginRestart(job, `epoch ${answer.epoch} is damaged (${answer.reason}); walking back to ${older ?? 'a fresh start'}`, null, out);
+      }
+      // Another cluster's store: the grid chose that epoch, so the grid walks back (its line, for every cluster).
+      if (r.answer !== null) {
+        this.answerGrid(out, r.answer, { kind: 'corrupt', store: answer.store, epoch: answer.epoch, reason: answer.reason });
+        r.answer = null;
       }
       return this.failJob(job, `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}`, out);
     }

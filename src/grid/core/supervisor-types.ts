@@ -44,8 +44,8 @@ export interface GridJobRow {
   lastError: string;
 }
 
-/** The grid catalog, written whole and atomically. */
-export interface GridCatalogRecord { kind: 'catalog'; jobs: GridJobRow[]; reason: 'line' | 'state' }
+/** The grid catalog, written whole and atomically; `step` names the core step whose sends wait on it. */
+export interface GridCatalogRecord { kind: 'catalog'; jobs: GridJobRow[]; reason: 'line' | 'state'; step: number }
 
 export type GridInput =
   | { kind: 'submit'; reqId: number; jobId: string; units: string[] }

@@ -80,6 +80,10 @@ export class GridSupervisor {
   private readonly pending = new Map<number, Pending>();
   private nextReq = 1;
   private nowMs: number;
+  private stepNo = 0;
+  /** Calls issued by recent steps that persisted: if the persist fails, the driver never sent them. */
+  private readonly stepCalls = new Map<number, number[]>();
+  private issued: number[] = [];
   private readonly startedAtMs: number;
   failuresDetected = 0;
 
@@ -98,6 +102,8 @@ export class GridSupervisor {
     if (nowMs < this.nowMs) throw new Error(`grid time went back: ${nowMs} < ${this.nowMs}`);
     this.nowMs = nowMs;
     const out: GridStep = { persist: [], send: [], reply: [] };
+    this.stepNo += 1;
+    this.issued = [];
     this.verdicts(this.monitor.step({ kind: 'tick' }, nowMs).changes, out);
     switch (input.kind) {
       case 'submit': this.onSubmit(input.reqId, input.jobId, input.units, out); break;
@@ -105,10 +111,15 @@ export class GridSupervisor {
       case 'clusterAnswer': this.onAnswer(input.reqId, input.answer, false, out); break;
       case 'clusterUnreachable': this.onAnswer(input.reqId, { kind: 'refused', reason: `unreachable: ${input.reason}` }, true, out); break;
       case 'persisted': if (input.what.lineOf) this.lineWritten(input.what.lineOf.jobId, input.what.lineOf.epoch, null, out); break;
-      case 'persistFailed': if (input.what.lineOf) this.lineWritten(input.what.lineOf.jobId, input.what.lineOf.epoch, input.reason, out); break;
+      case 'persistFailed': this.onPersistFailed(input.what, input.reason, out); break;
       case 'tick': break;
     }
     this.onTime(out);
+    if (out.persist.length > 0) {
+      for (const p of out.persist) p.step = this.stepNo;
+      this.stepCalls.set(this.stepNo, this.issued);
+      for (const k of [...this.stepCalls.keys()].slice(0, -64)) this.stepCalls.delete(k);
+    }
     return out;
   }
 
@@ -127,6 +138,10 @@ export class GridSupervisor {
     return at;
   }
 
+  jobState(jobId: string): GridJobState | null {
+    return this.jobs.get(jobId)?.state ?? null;
+  }
+
   jobView(jobId: string): { state: GridJobState; lines: GridLine[]; clusters: Map<string, string>; lastError: string } | null {
     const j = this.jobs.get(jobId);
     return j ? { state: j.state, lines: [...j.lines], clusters: new Map(j.clusters), lastError: j.lastError } : null;
@@ -142,7 +157,14 @@ export class GridSupervisor {
   }
 
   private save(out: GridStep): void {
-    out.persist.push({ kind: 'catalog', jobs: this.rows(), reason: 'state' });
+    out.persist.push({ kind: 'catalog', jobs: this.rows(), reason: 'state', step: this.stepNo });
+  }
+
+  /** The catalog write failed, so the driver sent none of that step's calls: each fails as undelivered. */
+  private onPersistFailed(what: GridPersist, reason: string, out: GridStep): void {
+    for (const reqId of this.stepCalls.get(what.step) ?? []) this.onAnswer(reqId, { kind: 'refused', reason: `not sent: the catalog write failed: ${reason}` }, true, out);
+    this.stepCalls.delete(what.step);
+    if (what.lineOf) this.lineWritten(what.lineOf.jobId, what.lineOf.epoch, reason, out);
   }
 
   private resume(row: GridJobRow): void {
@@ -293,7 +315,7 @@ export class GridSupervisor {
         unitClusters: Object.fromEntries(job.clusters),
       };
       const rows = this.rows().map((r) => (r.jobId === job.jobId ? { ...r, lines: [...r.lines, line].slice(-KEEP_LINES) } : r));
-      out.persist.push({ kind: 'catalog', jobs: rows, reason: 'line', lineOf: { jobId: job.jobId, epoch: p.epoch } });
+      out.persist.push({ kind: 'catalog', jobs: rows, reason: 'line', step: this.stepNo, lineOf: { jobId: job.jobId, epoch: p.epoch } });
     }
     for (const a of s.send) {
       const req: ClusterRequest = a.kind === 'prepare'
@@ -450,6 +472,7 @@ export class GridSupervisor {
 
   private call(out: GridStep, to: string, req: ClusterRequest, jobId: string, what: Pending['what'], epoch: bigint | null): number {
     const reqId = this.nextReq++;
+    this.issued.push(reqId);
     this.pending.set(reqId, { jobId, cluster: to, kind: req.kind, epoch, what });
     out.send.push({ to, call: { reqId, from: this.config.gridId, incarnation: this.config.incarnation, req } });
     return reqId;
@@ -494,6 +517,12 @@ export class GridSupervisor {
     if (answer.kind === 'busy') {
       r.retry.set(cluster, this.nowMs + this.config.retryMs);
       return;
+    }
+    if (answer.kind === 'corrupt' && this.mutant('no-walk-back')) return this.failJob(job, `restore in ${cluster} failed: ${answer.reason}`, out);
+    if (answer.kind === 'corrupt') {
+      // Walk back (§3.6): no line at or above the damaged epoch can be restored whole; every share rolls back further.
+      job.lines = job.lines.filter((l) => l.epoch < answer.epoch);
+      return this.beginRecovery(job, `epoch ${answer.epoch} in store ${answer.store} is damaged (${answer.reason}); walking back to line ${job.lines.at(-1)?.epoch ?? 'none'}`, null, out);
     }
     const c = this.clusters.get(cluster);
     const gone = unreachable && (c?.verdict !== 'alive');

@@ -1,0 +1,26 @@
+import { runSeed, type SimResult } from './run.js';
+import { mutantNamed } from './mutants.js';
+
+// A batch of seeds, run in one thread: what a worker (or the main thread) does.
+
+export interface BatchSpec {
+  seeds: number[];
+  mutant: string | null;
+  /** Stop at the first failing seed (a mutant run only needs one). */
+  stopAtFirst: boolean;
+}
+
+export interface BatchResult {
+  results: Array<Omit<SimResult, 'trace' | 'faults'>>;
+}
+
+export function runBatch(spec: BatchSpec): BatchResult {
+  const m = spec.mutant === null ? undefined : mutantNamed(spec.mutant);
+  const results: BatchResult['results'] = [];
+  for (const seed of spec.seeds) {
+    const r = runSeed({ seed, mutants: m ? new Set([m.name]) : undefined, faults: m?.faults });
+    results.push({ seed: r.seed, ok: r.ok, violation: r.violation, events: r.events, simMs: r.simMs, faultCounts: r.faultCounts });
+    if (!r.ok && spec.stopAtFirst) break;
+  }
+  return { results };
+}

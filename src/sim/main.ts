@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { Command, InvalidArgumentError } from 'commander';
+import { runBatch, type BatchResult, type BatchSpec } from './batch.js';
+import { MUTANTS, mutantNamed } from './mutants.js';
+import { runSeed } from './run.js';
+
+// `npm run sim`: run seeds of the whole-grid simulator, replay one, run a
+// mutant, or run the regression list. Exits 1 when a seed fails (or, with
+// --mutant, when no seed catches the mutant).
+
+const REGRESSIONS = new URL('../../../src/sim/regressions.json', import.meta.url);
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+
+interface Regression { seed: number; mutant?: string; why: string }
+
+function regressions(): Regression[] {
+  return JSON.parse(readFileSync(REGRESSIONS, 'utf8')) as Regression[];
+}
+
+async function runParallel(spec: BatchSpec, workers: number): Promise<BatchResult> {
+  if (workers <= 1 || spec.seeds.length < 8) return runBatch(spec);
+  const chunks: number[][] = Array.from({ length: workers }, () => []);
+  spec.seeds.forEach((s, i) => chunks[i % workers]!.push(s));
+  const parts = await Promise.all(chunks.map((seeds) => new Promise<BatchResult>((resolve, reject) => {
+    const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { ...spec, seeds } });
+    w.once('message', (m: BatchResult) => resolve(m));
+    w.once('error', reject);
+  })));
+  const results = parts.flatMap((p) => p.results).sort((a, b) => a.seed - b.seed);
+  return { results };
+}
+
+function replayCommand(seed: number, mutant: string | null): string {
+  return `npm run sim -- --seed ${seed}${mutant ? ` --mutant ${mutant}` : ''}`;
+}
+
+async function main(): Promise<void> {
+  const program = new Command('sim')
+    .description('deterministic simulation of a whole grid under faults (ARCHITECTURE §8)')
+    .option('--seeds <n>', 'how many seeds to run', int('--seeds', 1), 200)
+    .option('--from <s>', 'first seed', int('--from', 0), 1)
+    .option('--seed <s>', 'replay one seed and print its trace', int('--seed', 0))
+    .option('--mutant <name>', 'run a deliberately broken variant (see --list-mutants)')
+    .option('--list-mutants', 'name the mutants and what catches each')
+    .option('--regressions', 'run the committed list of seeds that once failed')
+    .option('--workers <n>', 'worker threads', int('--workers', 1), Math.min(2, availableParallelism()))
+    .option('--json', 'one JSON object instead of text');
+  program.parse();
+  const o = program.opts<{ seeds: number; from: number; seed?: number; mutant?: string; listMutants?: boolean; regressions?: boolean; workers: number; json?: boolean }>();
+
+  if (o.listMutants) {
+    for (const m of MUTANTS) console.log(`${m.name.padEnd(30)} ${m.what}; caught by: ${m.caughtBy}`);
+    return;
+  }
+  const mutant = o.mutant ?? null;
+  if (mutant !== null && !mutantNamed(mutant)) {
+    console.error(`sim: unknown mutant ${JSON.stringify(mutant)}; --list-mutants names them`);
+    process.exit(2);
+  }
+  if (o.seed !== undefined) {
+    const m = mutant === null ? undefined : mutantNamed(mutant);
+    const r = runSeed({ seed: o.seed, trace: true, mutants: m ? new Set([m.name]) : undefined, faults: m?.faults });
+    if (o.json) console.log(JSON.stringify({ ...r, faults: r.faults }, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+    else {
+      for (const line of r.trace) console.log(line);
+      console.log(`sim: seed ${r.seed} ${r.ok ? 'passed' : `failed: ${r.violation}`} (${r.events} events, ${r.simMs} ms simulated)`);
+    }
+    process.exit(r.ok === (mutant === null) ? 0 : 1);
+  }
+  if (o.regressions) return runRegressions(o.json ?? false, o.workers);
+
+  const seeds = Array.from({ length: o.seeds }, (_, i) => o.from + i);
+  const t0 = performance.now();
+  const { results } = await runParallel({ seeds, mutant, stopAtFirst: mutant !== null }, o.workers);
+  report(results, mutant, (performance.now() - t0) / 1000, o.json ?? false);
+}
+
+function report(results: BatchResult['results'], mutant: string | null, seconds: number, json: boolean): void {
+  const failed = results.filter((r) => !r.ok);
+  const faults: Record<string, number> = {};
+  for (const r of results) for (const [k, n] of Object.entries(r.faultCounts)) faults[k] = (faults[k] ?? 0) + n;
+  const events = results.reduce((a, r) => a + r.events, 0);
+  const injected = Object.entries(faults).filter(([k]) => k !== 'failed-write').reduce((a, [, n]) => a + n, 0);
+  if (json) {
+    console.log(JSON.stringify({
+      seeds: results.length, failed: failed.length, events, faults, failedSeeds: failed.map((r) => r.seed),
+      ...(mutant ? { mutant, caught: failed.length > 0, violation: failed[0]?.violation ?? null } : {}),
+      seconds: Number(seconds.toFixed(2)), seedsPerSecond: Number((results.length / seconds).toFixed(1)),
+    }));
+  } else {
+    for (const r of failed) console.log(`seed ${r.seed} failed: ${r.violation}\n  replay: ${replayCommand(r.seed, mutant)}`);
+    if (mutant) console.log(failed.length > 0 ? `mutant ${mutant} caught by seed ${failed[0]!.seed}` : `mutant ${mutant} NOT caught in ${results.length} seeds`);
+    console.log(`sim: ${results.length} seeds, ${failed.length} failed, ${events} events, ${injected} faults injected (${(results.length / seconds).toFixed(1)} seeds/s)`);
+  }
+  const ok = mutant === null ? failed.length === 0 : failed.length > 0;
+  process.exitCode = ok ? 0 : 1;
+}
+
+async function runRegressions(json: boolean, workers: number): Promise<void> {
+  const list = regressions();
+  const t0 = performance.now();
+  const plain = await runParallel({ seeds: list.filter((r) => !r.mutant).map((r) => r.seed), mutant: null, stopAtFirst: false }, workers);
+  const failed = plain.results.filter((r) => !r.ok);
+  for (const r of failed) console.log(`regression seed ${r.seed} failed again: ${r.violation}\n  replay: ${replayCommand(r.seed, null)}`);
+  const seconds = (performance.now() - t0) / 1000;
+  if (json) console.log(JSON.stringify({ regressions: plain.results.length, failed: failed.length, failedSeeds: failed.map((r) => r.seed), seconds: Number(seconds.toFixed(2)) }));
+  else console.log(`sim: ${plain.results.length} regression seeds, ${failed.length} failed`);
+  process.exitCode = failed.length === 0 ? 0 : 1;
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.stack : String(err));
+  process.exit(2);
+});

@@ -1,0 +1,31 @@
+import type { FaultShape } from './faults.js';
+
+// Mutants: deliberately broken variants of the cores (switched on through
+// their configs' `mutants` set, never in a real process) and of the old
+// shells' behaviour. Each must be caught by the checkers within the CI seed
+// budget; `faults` narrows the schedule to the kinds that expose it, the
+// way a named scenario would.
+
+export interface Mutant {
+  name: string;
+  what: string;
+  /** What the simulator should report when it catches it. */
+  caughtBy: string;
+  faults?: FaultShape;
+}
+
+export const MUTANTS: readonly Mutant[] = [
+  { name: 'commit-before-all-prepared', what: 'the round core sends COMMIT after the first PREPARED', caughtBy: 'core invariant (round 3)' },
+  { name: 'restore-before-lease-lapse', what: 'a cluster restores a lost node\'s units without waiting out its lease', caughtBy: '§3.1 one owner', faults: { kinds: ['partition-agent'] } },
+  { name: 'skip-fence-on-lease-loss', what: 'an agent whose lease lapsed keeps its units running', caughtBy: '§3.1 one owner', faults: { kinds: ['partition-agent'] } },
+  { name: 'skip-thaw-on-abort', what: 'an agent aborting a round leaves its units frozen', caughtBy: '§3.4 always thaw', faults: { kinds: ['agent-crash', 'partition-agent'] } },
+  { name: 'reuse-epoch-number', what: 'the grid numbers a round from its last line, not the highest epoch it used', caughtBy: 'epochs are never reused', faults: { kinds: ['agent-crash', 'partition-agent'] } },
+  { name: 'agent-cleans-shared-store', what: 'a starting agent deletes epochs without a manifest from the shared store (the old recoverStore)', caughtBy: '§3.3 atomic commit', faults: { kinds: ['agent-crash'], count: 14, durationMs: { min: 20, max: 120 } } },
+  { name: 'restore-onto-dead-node', what: 'a restore whose target died fails the job instead of re-planning', caughtBy: 'liveness', faults: { kinds: ['agent-crash-pair'] } },
+  { name: 'no-walk-back', what: 'a coordinated recovery fails on a damaged newest epoch instead of walking back', caughtBy: 'liveness', faults: { kinds: ['corrupt-newest'] } },
+  { name: 'complete-without-final-epoch', what: 'the grid marks a job completed without a final line holding its end state', caughtBy: '§3.5 same answer' },
+];
+
+export function mutantNamed(name: string): Mutant | undefined {
+  return MUTANTS.find((m) => m.name === name);
+}
