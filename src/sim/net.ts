@@ -54,14 +54,19 @@ export class SimNet {
         return from.deliver(this.delay(), () => finish(() => onFail(`connection refused by ${to?.id ?? 'an unknown peer'}`)));
       }
       if (this.isCut(from.id, to.id)) { this.dropped += 1; return; }
-      to.deliver(0, () => serve((a) => {
+      const sentAtMs = this.world.nowMs - there;
+      to.deliver(0, () => {
+        // gRPC propagates the deadline: a server (paused, say) that gets to a call after it is not served.
+        if (this.world.nowMs - sentAtMs >= this.config.rpcTimeoutMs) { this.dropped += 1; return; }
+        serve((a) => {
         this.messages += 1;
         const back = this.delay();
         this.world.after(back, () => {
           if (this.isCut(from.id, to.id)) { this.dropped += 1; return; }
           from.deliver(0, () => finish(() => onAnswer(a)));
         });
-      }));
+        });
+      });
     });
   }
 }

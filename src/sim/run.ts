@@ -56,7 +56,7 @@ export function runSeed(o: SimOptions): SimResult {
   const mutants = o.mutants ?? new Set<string>();
   const trace: string[] = [];
   const log = (line: string): void => { if (o.trace) trace.push(`${String(world.nowMs).padStart(6)} ${line}`); };
-  const disk: DiskFaults = { failNext: new Map(), lostWrites: 0, failedWrites: 0 };
+  const disk: DiskFaults = { failNext: new Map(), crashAtNextWrite: new Map(), lostWrites: 0, failedWrites: 0 };
   const stores = new Map<string, SimStore>();
   const gridDisk: GridDisk = { catalog: [] };
   const agents = new Map<string, SimAgent>();
@@ -80,7 +80,7 @@ export function runSeed(o: SimOptions): SimResult {
     topo.clusters.push(cid);
     stores.set(cid, new SimStore(cid));
     clusters.set(cid, new SimCluster(cid, {
-      heartbeatIntervalMs: SIM.heartbeatIntervalMs, detector, round, agentLeaseMs: SIM.agentLeaseMs, gridLeaseMs: SIM.clusterLeaseMs,
+      heartbeatIntervalMs: SIM.heartbeatIntervalMs, detector, round, agentLeaseMs: SIM.agentLeaseMs, gridLeaseMs: SIM.clusterLeaseMs, callTimeoutMs: SIM.rpcTimeoutMs,
       maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16,
     }, env));
     const ids: string[] = [];
@@ -92,7 +92,7 @@ export function runSeed(o: SimOptions): SimResult {
     topo.agents.set(cid, ids);
   }
   grid = new SimGrid({
-    gridId: 'grid', detector, round, checkpointIntervalMs: SIM.checkpointIntervalMs, clusterLeaseMs: SIM.clusterLeaseMs, agentLeaseMs: SIM.agentLeaseMs,
+    gridId: 'grid', detector, round, checkpointIntervalMs: SIM.checkpointIntervalMs, callTimeoutMs: SIM.rpcTimeoutMs, clusterLeaseMs: SIM.clusterLeaseMs, agentLeaseMs: SIM.agentLeaseMs,
     maxRecoveryAttempts: 20, maxFinalAttempts: 20, retryMs: 100, maxJobs: 16,
   }, env);
 
@@ -133,11 +133,22 @@ export function runSeed(o: SimOptions): SimResult {
         }));
         return;
       }
-      case 'agent-crash': case 'cluster-crash': case 'grid-crash':
-        if (!m.proc.alive) return;
-        m.crash();
-        world.after(f.durationMs, () => { log(`RESTART ${f.target}`); m.start(); });
+      case 'agent-crash': case 'cluster-crash': case 'grid-crash': {
+        const crash = (): void => {
+          if (!m.proc.alive) return;
+          log(`CRASH ${f.target}`);
+          m.crash();
+          world.after(f.durationMs, () => { log(`RESTART ${f.target}`); m.start(); });
+        };
+        // Every other crash waits for the member's next write, which it then loses (unsynced), or 300 ms.
+        if (f.count % 2 === 0) {
+          disk.crashAtNextWrite.set(f.target, crash);
+          world.after(300, () => { if (disk.crashAtNextWrite.delete(f.target)) crash(); });
+        } else {
+          crash();
+        }
         return;
+      }
       case 'partition-agent': case 'partition-cluster': {
         const other = f.kind === 'partition-agent' ? agents.get(f.target)!.clusterId : 'grid';
         net.cut(f.target, other);

@@ -57,6 +57,8 @@ export class SimStore {
 export interface DiskFaults {
   /** The next writes of a member fail with this error. */
   failNext: Map<string, { error: string; count: number }>;
+  /** A member to crash right after it issues its next write (so the write is lost unsynced). */
+  crashAtNextWrite: Map<string, () => void>;
   lostWrites: number;
   failedWrites: number;
 }
@@ -64,6 +66,11 @@ export interface DiskFaults {
 /** A write that becomes durable after latency if `proc` is still the same incarnation then. */
 export function diskWrite(proc: SimProcess, rng: SeededRng, faults: DiskFaults, apply: () => void, done: (error: string | null) => void): void {
   const inc = proc.incarnation;
+  const crash = faults.crashAtNextWrite.get(proc.id);
+  if (crash) {
+    faults.crashAtNextWrite.delete(proc.id);
+    proc.world.after(0, crash);
+  }
   proc.world.after(1 + rng.int(4), () => {
     if (!proc.alive || proc.incarnation !== inc) {
       faults.lostWrites += 1;

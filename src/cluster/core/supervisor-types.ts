@@ -14,6 +14,8 @@ export interface ClusterSupervisorConfig {
   agentLeaseMs: number;
   /** The grid's lease on grid-managed jobs (until the grid's first answer says otherwise). */
   gridLeaseMs: number;
+  /** Every call's deadline: a start's lease, counted by the agent from receipt, ends by send + this + agentLeaseMs. */
+  callTimeoutMs: number;
   /** A recovery re-plans at most this many times before the job fails. */
   maxRecoveryAttempts: number;
   /** A job whose final round fails this many times ends failed, not completed. */

@@ -424,7 +424,7 @@ export class ClusterSupervisor {
       for (const n of this.nodes.values()) n.reported.delete(job.jobId);
       r.waiting.add(this.callAgent(out, node, { kind: 'startJob', jobId: job.jobId, units, sources, leaseMs: this.config.agentLeaseMs, gen }, job.jobId, 'restart', null));
       const entry = this.nodes.get(node);
-      if (entry) entry.lastGrantMs = Math.max(entry.lastGrantMs, this.nowMs);
+      if (entry) entry.lastGrantMs = Math.max(entry.lastGrantMs, this.nowMs + this.config.callTimeoutMs);
     }
   }
 

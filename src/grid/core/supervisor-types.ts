@@ -14,6 +14,8 @@ export interface GridSupervisorConfig {
   clusterLeaseMs: number;
   /** The clusters' leases to their agents (nested in ours: a lost cluster's agents outlive it by this). */
   agentLeaseMs: number;
+  /** Every call's deadline: a restore's lease, counted by the cluster from receipt, ends by send + this + clusterLeaseMs. */
+  callTimeoutMs: number;
   maxRecoveryAttempts: number;
   maxFinalAttempts: number;
   /** A cluster answering busy is asked again after this. */

@@ -212,6 +212,7 @@ export class GridSupervisor {
     job.submit = { reqId, waiting: new Set() };
     this.save(out);
     for (const c of this.clustersOf(job)) {
+      this.entry(c).lastGrantMs = Math.max(this.entry(c).lastGrantMs, this.nowMs + this.config.callTimeoutMs);
       job.submit.waiting.add(this.call(out, c, { kind: 'submitJob', jobId, units: this.unitsIn(job, c), gen: job.gen }, jobId, 'submit', null));
     }
   }
@@ -364,7 +365,7 @@ export class GridSupervisor {
 
   // ---- recovery ---------------------------------------------------------------------
 
-  private beginRecovery(job: GJob, reason: string, lostCluster: string | null, out: GridStep | null): void {
+  private beginRecovery(job: GJob, reason: string, lostCluster: string | null, out: GridStep | null, notBeforeMs = 0): void {
     if (job.state !== 'running' && job.state !== 'recovering') return;
     if (out) {
       if (lostCluster !== null) this.roundStep(job, { kind: 'participantFailed', participant: lostCluster, reason }, out);
@@ -376,7 +377,7 @@ export class GridSupervisor {
     job.final = null;
     job.lastError = reason;
     const margin = leaseMarginMs(this.config.clusterLeaseMs + this.config.agentLeaseMs);
-    const safeAtMs = Math.max(this.nowMs, ...[...job.lost].map((id) => leaseSafeAfter(this.entry(id).lastGrantMs, this.config.clusterLeaseMs, this.config.agentLeaseMs, margin)));
+    const safeAtMs = Math.max(this.nowMs, notBeforeMs, ...[...job.lost].map((id) => leaseSafeAfter(this.entry(id).lastGrantMs, this.config.clusterLeaseMs, this.config.agentLeaseMs, margin)));
     job.recovery = { reason, attempt: (job.recovery?.attempt ?? 0) + 1, phase: 'leaseWait', safeAtMs, waiting: new Map(), retry: new Map() };
     if (job.submit) {
       if (out) out.reply.push({ to: 'operator', kind: 'submitted', reqId: job.submit.reqId, ok: true, reason: `started; recovering: ${reason}` });
@@ -447,7 +448,7 @@ export class GridSupervisor {
     const own = units.some((u) => where(u) === c);
     const reqId = this.call(out, c, { kind: 'restoreJob', jobId: job.jobId, units, epoch: own ? epochOf(c) : null, adopt: sources, gen: job.gen }, job.jobId, 'restore', null);
     job.recovery!.waiting.set(reqId, c);
-    this.entry(c).lastGrantMs = this.nowMs;
+    this.entry(c).lastGrantMs = Math.max(this.entry(c).lastGrantMs, this.nowMs + this.config.callTimeoutMs);
   }
 
   private finishRecovery(job: GJob, out: GridStep): void {
@@ -526,7 +527,8 @@ export class GridSupervisor {
     }
     const c = this.clusters.get(cluster);
     const gone = unreachable && (c?.verdict !== 'alive');
-    this.beginRecovery(job, `restore in ${cluster} failed: ${'reason' in answer ? answer.reason : answer.kind}`, gone ? cluster : null, out);
+    // Not (yet) lost: ask again after a pause rather than spend every attempt at once.
+    this.beginRecovery(job, `restore in ${cluster} failed: ${'reason' in answer ? answer.reason : answer.kind}`, gone ? cluster : null, out, this.nowMs + this.config.retryMs);
   }
 
   // ---- time -------------------------------------------------------------------------
