@@ -9,19 +9,19 @@ import type { FaultShape } from './faults.js';
 export interface Mutant {
   name: string;
   what: string;
-  /** What the simulator should report when it catches it. */
+  /** What the simulator should report when it catches it (the violation's invariant, or a core's own crash). */
   caughtBy: string;
   faults?: FaultShape;
 }
 
 export const MUTANTS: readonly Mutant[] = [
-  { name: 'commit-before-all-prepared', what: 'the round core sends COMMIT after the first PREPARED', caughtBy: 'core invariant (round 3)' },
+  { name: 'commit-before-all-prepared', what: 'the round core sends COMMIT after the first PREPARED', caughtBy: 'core invariant|crash' },
   { name: 'restore-before-lease-lapse', what: 'a cluster restores a lost node\'s units without waiting out its lease', caughtBy: '§3.1 one owner', faults: { kinds: ['partition-agent'] } },
   { name: 'skip-fence-on-lease-loss', what: 'an agent whose lease lapsed keeps its units running', caughtBy: '§3.1 one owner', faults: { kinds: ['partition-agent'] } },
   { name: 'skip-thaw-on-abort', what: 'an agent aborting a round leaves its units frozen', caughtBy: '§3.4 always thaw', faults: { kinds: ['agent-crash', 'partition-agent'] } },
   { name: 'reuse-epoch-number', what: 'the grid numbers a round from its last line, not the highest epoch it used', caughtBy: 'epochs are never reused', faults: { kinds: ['agent-crash', 'partition-agent'] } },
   { name: 'agent-cleans-shared-store', what: 'a starting agent deletes epochs without a manifest from the shared store (the old recoverStore)', caughtBy: '§3.3 atomic commit', faults: { kinds: ['agent-crash'], count: 14, durationMs: { min: 20, max: 120 } } },
-  { name: 'restore-onto-dead-node', what: 'a restore whose target died fails the job instead of re-planning', caughtBy: 'liveness', faults: { kinds: ['agent-crash-pair'] } },
+  { name: 'restore-onto-dead-node', what: 'a restore whose target died fails the job instead of re-planning, and the grid ignores a failed share (the old pair)', caughtBy: 'liveness', faults: { kinds: ['agent-crash-pair'] } },
   { name: 'no-walk-back', what: 'a coordinated recovery fails on a damaged newest epoch instead of walking back', caughtBy: 'liveness', faults: { kinds: ['corrupt-newest'] } },
   { name: 'complete-without-final-epoch', what: 'the grid marks a job completed without a final line holding its end state', caughtBy: '§3.5 same answer' },
 ];

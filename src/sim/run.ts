@@ -102,7 +102,8 @@ export function runSeed(o: SimOptions): SimResult {
   const units = Array.from({ length: SIM.units }, (_, i) => `u${i}`);
   world.at(150, () => grid!.proc.alive && grid!.driver.input({ kind: 'submit', reqId: 1, jobId: 'bank', units }));
 
-  const faults = drawFaults(rng, topo, { fromMs: 400, toMs: 2500 }, o.faults);
+  // Faults fall while the job runs (a failure-free run ends at about 1.3 s).
+  const faults = drawFaults(rng, topo, { fromMs: 250, toMs: 1250 }, o.faults);
   const counts: Record<string, number> = {};
   const pauseEnds = new Map<string, number>();
   for (const f of faults) world.at(f.atMs, () => inject(f));
@@ -122,8 +123,8 @@ export function runSeed(o: SimOptions): SimResult {
         const view = clusters.get(cid)!.core.jobView('bank');
         const holders = view ? [...new Set(view.placement.values())].sort() : [];
         const pair = holders.length >= 2 ? holders.slice(0, 2) : [f.target, ...topo.agents.get(cid)!.filter((a) => a !== f.target).slice(0, 1)];
-        // The second dies with the first or up to 1.4 s later: while the first one's units are being restored.
-        const gapMs = (f.count - 1) * 700;
+        // The second dies with the first, or ~0.5 s later: dead but not yet declared when the first one's units are restored.
+        const gapMs = f.count === 1 ? 0 : 300 + f.count * 100;
         pair.forEach((id, i) => world.after(i * gapMs, () => {
           const a = agents.get(id)!;
           if (!a.proc.alive) return;

@@ -256,7 +256,8 @@ export class GridSupervisor {
     for (const job of this.jobs.values()) {
       if (job.state !== 'running' || job.recovery || job.submit || !this.clustersOf(job).includes(clusterId)) continue;
       const st = this.clusters.get(clusterId)!.reported.get(job.jobId);
-      if (st === 'fenced' || st === 'failed' || st === 'stopped') {
+      // (The old grid acted on fenced shares only: a failed one then ran aborted rounds forever.)
+      if (st === 'fenced' || (st === 'failed' && !this.mutant('restore-onto-dead-node')) || st === 'stopped') {
         this.beginRecovery(job, `cluster ${clusterId} has the job ${st}`, null, out);
       }
     }
