@@ -6,9 +6,9 @@ import { ClusterClient } from '../wire/cluster-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
 import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
-import type { RoundConfig, RoundOutcome } from '../protocol/core/round.js';
+import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
 import type { GridCatalog } from './catalog.js';
-import { GridJob } from './grid-job.js';
+import { GridJob, type GridJobState } from './grid-job.js';
 import { planGridRecovery } from './core/recovery-plan.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
@@ -50,6 +50,12 @@ export interface GridEvents {
   roundFinished(o: RoundOutcome): void;
   clusterVerdict(c: VerdictChange): void;
   recovered(jobId: string, ms: number, ok: boolean): void;
+  // For Watch readers (watch-events.ts); metrics need none of these.
+  clusterRegistered?(clusterId: string, incarnation: bigint, address: string): void;
+  jobPlaced?(jobId: string, clusters: ReadonlyMap<string, string>): void;
+  jobState?(job: GridJob, from: GridJobState, to: GridJobState): void;
+  roundStarted?(round: StartInput): void;
+  recoveryStarted?(jobId: string, reason: string): void;
 }
 
 const COMPLETION_POLL_MS = 200;
@@ -93,6 +99,7 @@ export class GridCoordinator {
     void this.catalog.saveCluster(c.clusterId, { storeDir: c.storeDir, agentLeaseMs: c.agentLeaseMs })
       .catch((err: unknown) => this.log.error({ cluster: c.clusterId, err: String(err) }, 'could not record the cluster in the catalog'));
     this.log.info({ cluster: c.clusterId, incarnation: String(c.incarnation), address: c.address, store: c.storeDir }, 'cluster registered');
+    this.events.clusterRegistered?.(c.clusterId, c.incarnation, c.address);
   }
 
   heartbeat(clusterId: string, incarnation: bigint, seq: number): { known: boolean; leasedJobs: string[] } {
@@ -151,6 +158,7 @@ export class GridCoordinator {
     }
     this.arm(job);
     this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(job.clusters) }, 'grid job started');
+    this.events.jobPlaced?.(spec.jobId, job.clusters);
     return job;
   }
 
@@ -204,6 +212,8 @@ export class GridCoordinator {
       clusterOf: (id) => this.clusters.get(id)?.client ?? null,
       log: this.log,
       onOutcome: (o) => this.events.roundFinished(o),
+      onState: (j, from, to) => this.events.jobState?.(j, from, to),
+      onRoundStarted: (_j, r) => this.events.roundStarted?.(r),
     });
   }
 
@@ -220,6 +230,7 @@ export class GridCoordinator {
 
   private recoverSoon(job: GridJob, reason: string): void {
     job.state = 'recovering';
+    this.events.recoveryStarted?.(job.jobId, reason);
     const prev = this.recovering.get(job.jobId) ?? Promise.resolve();
     const next = prev.then(() => this.recover(job, reason));
     this.recovering.set(job.jobId, next);
