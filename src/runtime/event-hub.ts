@@ -66,7 +66,7 @@ export type EndReason = { kind: 'behind'; queued: number } | { kind: 'closed' };
 export interface SubscriberPort {
   /** Events are waiting to be taken. */
   wake(): void;
-  /** The hub ended the subscription (it is already removed). */
+  /** The hub ended the subscription (it is already removed); on 'closed' the queued events may still be taken. */
   end(why: EndReason): void;
 }
 
@@ -115,9 +115,11 @@ export class Subscription {
     return true;
   }
 
+  /** The service stops: what is queued may still be taken (and sent), nothing more comes. */
   endByHub(): void {
     if (this.closed) return;
-    this.close();
+    this.closed = true;
+    this.remove(this);
     this.port.end({ kind: 'closed' });
   }
 }

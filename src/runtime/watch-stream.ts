@@ -60,8 +60,11 @@ export function serveWatch(hub: EventHub): (call: ServerWritableStream<WatchRequ
         },
         end: (why) => {
           done = true;
-          if (why.kind === 'closed') call.end();
-          else call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: `watcher too far behind: ${why.queued} events waiting (limit ${hub.limits.subscriberQueue}); watch again` });
+          if (why.kind === 'closed') {
+            // The last events still go out (at most a queue's worth), then the stream ends normally.
+            for (let e = sub.take(); e; e = sub.take()) call.write({ event: eventToPb(e) });
+            call.end();
+          } else call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: `watcher too far behind: ${why.queued} events waiting (limit ${hub.limits.subscriberQueue}); watch again` });
         },
       });
     } catch (err) {

@@ -33,6 +33,9 @@ export class WatchStream {
     });
     // Whoever does not wait for it must not see an unhandled rejection.
     this.subscribed.catch(() => undefined);
+    // Start reading now: grpc-js holds back the server (HTTP/2 flow control) only once a read has
+    // begun; before that it would keep every message that arrives.
+    call.read(0);
   }
 
   /**
