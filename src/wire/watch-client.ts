@@ -23,7 +23,7 @@ type WatchFn = (req: { jobId: string; replayRecent: number }, md: Metadata, opts
 export class WatchStream {
   /** Resolves once the server has subscribed this reader; rejects if the stream fails first. */
   readonly subscribed: Promise<void>;
-  private cancelled = false;
+  private cancelledHere = false;
 
   constructor(private readonly call: ClientReadableStream<{ event: WatchEvent | undefined }>, private readonly method: string) {
     this.subscribed = new Promise<void>((resolve, reject) => {
@@ -50,14 +50,19 @@ export class WatchStream {
       }
     } catch (err) {
       const e = err as Partial<ServiceError>;
-      if (this.cancelled && e.code === status.CANCELLED) return;
+      if (this.cancelledHere && e.code === status.CANCELLED) return;
       throw new GrpcCallError(e.code ?? status.UNKNOWN, e.details ?? String(err), this.method);
     }
   }
 
   cancel(): void {
-    this.cancelled = true;
+    this.cancelledHere = true;
     this.call.cancel();
+  }
+
+  /** This reader ended the stream (cancel()), not the service. */
+  get cancelled(): boolean {
+    return this.cancelledHere;
   }
 }
 
