@@ -19,6 +19,12 @@ const REOPEN_PAUSE_MS = 50;
 
 const bigintJson = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));
 
+/** A promise that may lose a race: its later failure must not go unhandled. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 /** Resolves with the first status read that satisfies ok; rejects after deadlineMs naming what and the last status. */
 export async function untilStatus<S>(c: Watchable<S>, ok: (s: S) => boolean, what: string, deadlineMs: number): Promise<S> {
   const endUnixMs = Date.now() + deadlineMs;
@@ -40,14 +46,14 @@ export async function untilStatus<S>(c: Watchable<S>, ok: (s: S) => boolean, wha
         await Promise.race([w.subscribed, deadline]);
         const events = w.events()[Symbol.asyncIterator]();
         for (;;) {
-          last = await Promise.race([c.status(), deadline]);
+          last = await Promise.race([quiet(c.status()), deadline]);
           if (ok(last)) return last;
-          const next: IteratorResult<WatchEvent> = await Promise.race([events.next(), deadline]);
+          const next: IteratorResult<WatchEvent> = await Promise.race([quiet(events.next()), deadline]);
           if (next.done) break;
         }
       } catch (err) {
         const code = (err as { code?: number }).code;
-        if (expired || code === grpcStatus.DEADLINE_EXCEEDED) throw timedOut();
+        if (expired || Date.now() >= endUnixMs) throw timedOut();
         // Restarting, unreachable for a moment, or cut off for being behind: watch again. Anything else is a real error.
         if (code !== grpcStatus.UNAVAILABLE && code !== grpcStatus.RESOURCE_EXHAUSTED && code !== grpcStatus.CANCELLED) throw err;
         // A service that is stopping refuses at once: do not spin on it (waitForReady covers one that is down).

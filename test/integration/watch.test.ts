@@ -45,7 +45,7 @@ describe('Watch on real processes', () => {
         while (registered.size < 3) registered.add((await events.next((e) => e.kind === 'member' && e.to === 'alive', 'three nodes registered')).subject);
         expect([...registered].sort()).toEqual(agents.map((a) => a.ready.nodeId).sort());
 
-        const submitted = await client.submitJob({ job: clusterBankSpec('bank', params, 0) });
+        const submitted = await client.submitJob({ job: clusterBankSpec('bank', params, 0), gridManaged: false });
         const used = new Set(submitted.job!.placements.map((p) => p.nodeId));
         const victim = agents.find((a) => used.has(a.ready.nodeId))!;
         const survivor = agents.find((a) => a !== victim && used.has(a.ready.nodeId)) ?? agents.find((a) => a !== victim)!;
