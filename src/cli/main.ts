@@ -9,6 +9,7 @@ import { addDemoCommand } from './demo.js';
 import { addClusterCommands } from './cluster-cmd.js';
 import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
+import { addWatchCommand } from './watch-cmd.js';
 import { UsageError } from './output.js';
 
 // gridckpt: one binary for every service and every operator command.
@@ -22,6 +23,7 @@ addDemoCommand(program);
 addClusterCommands(program);
 addGridCommands(program);
 addUpCommand(program);
+addWatchCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -30,3 +30,8 @@ export function parseIntFlag(what: string, text: string, min: number, max: numbe
   }
   return n;
 }
+
+/** One JSON object on one line (bigints as strings), for streams of records. */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+}

@@ -1,6 +1,6 @@
 import { GridError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction } from '../protocol/core/round.js';
+import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction, type StartInput } from '../protocol/core/round.js';
 import { RoundDriver } from '../protocol/round-driver.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
@@ -37,6 +37,9 @@ export interface RoundTarget {
   clientOf(nodeId: string): AgentClient | null;
   log: Logger;
   onOutcome(job: ClusterJob, outcome: RoundOutcome): void;
+  /** Every change of the job's state, wherever it is made (for Watch readers). */
+  onState?(job: ClusterJob, from: ClusterJobState, to: ClusterJobState): void;
+  onRoundStarted?(job: ClusterJob, round: StartInput): void;
 }
 
 interface PartAnswer {
@@ -45,7 +48,7 @@ interface PartAnswer {
 }
 
 export class ClusterJob {
-  state: ClusterJobState = 'running';
+  private stateNow: ClusterJobState = 'running';
   /** unitId → nodeId */
   placement: Map<string, string>;
   /** Writer of checkpoint parts → the node that holds its containers now. */
@@ -84,7 +87,18 @@ export class ClusterJob {
       abort: (to, epoch, reason) => this.sendAbort(to, epoch, reason),
       persist: (p) => this.writeManifest(p),
       onReply: (r) => this.onReply(r),
+      onStart: (r) => target.onRoundStarted?.(this, r),
     }, target.log);
+  }
+
+  get state(): ClusterJobState {
+    return this.stateNow;
+  }
+
+  set state(to: ClusterJobState) {
+    const from = this.stateNow;
+    this.stateNow = to;
+    if (from !== to) this.target.onState?.(this, from, to);
   }
 
   get round(): RoundCoordinator {

@@ -7,6 +7,8 @@ import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
 import type { ClusterCoordinator } from './coordinator.js';
 import type { ClusterJob } from './cluster-job.js';
+import type { EventHub } from '../runtime/event-hub.js';
+import { serveWatch } from '../runtime/watch-stream.js';
 
 // gRPC shell of the cluster coordinator.
 
@@ -27,8 +29,9 @@ export function jobStatusToPb(j: ClusterJob): ClusterJobStatus {
   };
 }
 
-export function clusterServiceHandlers(c: ClusterCoordinator, onBug: (e: unknown) => void): ClusterServiceServer {
+export function clusterServiceHandlers(c: ClusterCoordinator, hub: EventHub, onBug: (e: unknown) => void): ClusterServiceServer {
   return {
+    watch: serveWatch(hub),
     registerNode: unary((req) => {
       const capacity = req.capacityUnits;
       if (capacity < 1 || capacity > MAX_CAPACITY_UNITS) {

@@ -5,9 +5,9 @@ import type { Logger } from '../common/log.js';
 import { AgentClient } from '../wire/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
-import type { RoundConfig, RoundOutcome } from '../protocol/core/round.js';
+import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
 import { placeUnits, moveFailedNode, type NodeCapacity } from './core/placement.js';
-import { ClusterJob } from './cluster-job.js';
+import { ClusterJob, type ClusterJobState } from './cluster-job.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
 import { leaseMarginMs } from '../detector/lease.js';
 import { restoreJobOnNodes, restoreGridJob, type GridRestore } from './job-restore.js';
@@ -53,6 +53,12 @@ export interface ClusterEvents {
   nodeVerdict(change: VerdictChange): void;
   recovered(jobId: string, ms: number, ok: boolean): void;
   jobFenced(jobId: string): void;
+  // For Watch readers (watch-events.ts); metrics need none of these.
+  nodeRegistered?(nodeId: string, incarnation: bigint, address: string): void;
+  jobPlaced?(jobId: string, placement: ReadonlyMap<string, string>): void;
+  jobState?(job: ClusterJob, from: ClusterJobState, to: ClusterJobState): void;
+  roundStarted?(round: StartInput): void;
+  recoveryStarted?(jobId: string, nodeId: string, reason: string): void;
 }
 
 export class ClusterCoordinator {
@@ -91,6 +97,7 @@ export class ClusterCoordinator {
     this.detector.watch(n.nodeId, n.incarnation);
     for (const w of this.registered.get(n.nodeId)?.splice(0) ?? []) w();
     this.log.info({ node: n.nodeId, incarnation: String(n.incarnation), address: n.address, capacity: n.capacityUnits }, 'node registered');
+    this.events.nodeRegistered?.(n.nodeId, n.incarnation, n.address);
   }
 
   heartbeat(nodeId: string, incarnation: bigint, seq: number): { known: boolean; leasedJobs: string[] } {
@@ -169,6 +176,7 @@ export class ClusterCoordinator {
     this.arm(job);
     this.persist(job);
     this.log.info({ jobId: spec.jobId, placement: Object.fromEntries(placement) }, 'job placed and started');
+    this.events.jobPlaced?.(spec.jobId, placement);
     return job;
   }
 
@@ -183,6 +191,8 @@ export class ClusterCoordinator {
         this.events.roundFinished(o);
         if (o.kind === 'committed') this.persist(j);
       },
+      onState: (j, from, to) => this.events.jobState?.(j, from, to),
+      onRoundStarted: (_j, r) => this.events.roundStarted?.(r),
     });
     job.gridManaged = gridManaged;
     return job;
@@ -359,6 +369,7 @@ export class ClusterCoordinator {
     if (move) job.lostNodes.add(nodeId);
     this.disarm(job);
     job.participantFailed(nodeId, reason);
+    this.events.recoveryStarted?.(job.jobId, nodeId, reason);
     const prev = this.recoveries.get(job.jobId) ?? Promise.resolve();
     this.recoveries.set(job.jobId, prev.then(() => this.recover(job, nodeId, reason)));
   }

@@ -65,6 +65,7 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   for (const u of adoptedIds) if (!unitIds.has(u)) throw new GridError('invalid-argument', `adopted unit ${u} is not in the job's units for ${clusterId}`);
   const ownIds = [...unitIds].filter((u) => !adoptedIds.has(u));
 
+  c.events.recoveryStarted?.(r.jobId, 'grid', `the grid restores the job here (epoch ${r.epoch ?? 'none'}, ${r.adopt.length} adoptions)`);
   // 1. Nothing of the job runs here any more; the old record does nothing more from now on.
   if (old) {
     old.replaced = true;
@@ -139,6 +140,7 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
     job.lastError = `grid restore failed: ${err instanceof Error ? err.message : String(err)}`;
     c.persist(job);
     c.log.error({ jobId: r.jobId, err: job.lastError }, 'grid restore failed');
+    c.events.recovered(r.jobId, performance.now() - t0, false);
     throw err;
   }
   job.state = 'running';

@@ -12,6 +12,8 @@ import { ClusterCoordinator } from './coordinator.js';
 import { JobTable } from './job-table.js';
 import { ClusterMetrics } from './metrics.js';
 import { clusterServiceHandlers } from './cluster-service.js';
+import { EventHub } from '../runtime/event-hub.js';
+import { clusterWatchEvents } from './watch-events.js';
 
 // Wires a cluster coordinator process.
 
@@ -34,6 +36,7 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
   const incarnation = await bumpIncarnation(cfg.dataDir);
   let coordinator: ClusterCoordinator | null = null;
   const metrics = new ClusterMetrics(() => coordinator);
+  const hub = new EventHub(incarnation);
   coordinator = new ClusterCoordinator(
     {
       clusterId: cfg.clusterId,
@@ -52,13 +55,13 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
       agentLeaseMs: cfg.agentLeaseMs || cfg.heartbeatIntervalMs * 10,
     },
     log,
-    metrics,
+    clusterWatchEvents(hub, metrics, cfg.clusterId, () => coordinator),
     await JobTable.open(cfg.dataDir),
   );
   coordinator.resume();
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(ClusterServiceService, clusterServiceHandlers(coordinator, onBug));
+  server.addService(ClusterServiceService, clusterServiceHandlers(coordinator, hub, onBug));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
   health.addToServer(server);
   const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
@@ -68,9 +71,12 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
     coordinator: c,
     address,
     incarnation,
+    hub,
     metricsUrl: metricsServer?.url ?? null,
     async stop() {
       health.setStatus('', 'NOT_SERVING');
+      // Open Watch streams would hold the server's graceful shutdown forever.
+      hub.close();
       c.shutdown();
       await stopServer(server);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));

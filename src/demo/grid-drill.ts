@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { untilStatus } from '../wire/watch-until.js';
 import { GridClient } from '../wire/grid-client.js';
 import { ClusterClient } from '../wire/cluster-client.js';
 import { AgentClient } from '../wire/agent-client.js';
@@ -39,29 +40,18 @@ export interface GridDrillReport {
 
 const JOB = 'bank';
 
-async function poll<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, deadlineMs: number): Promise<T> {
-  // The services have no event streams yet; their status is polled briefly.
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const v = await read().catch(() => null);
-    if (v !== null && ok(v)) return v;
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void, failure: DrillFailure = 'node'): Promise<GridDrillReport> {
   const grid = new GridClient(g.grid.ready.grpc);
   const clusters = new Map(g.clusters.map((c) => [c.clusterId, new ClusterClient(c.proc.ready.grpc)]));
   try {
-    await poll(() => grid.status(), (s) => s.clusters.filter((c) => c.verdict === 'alive').length === g.clusters.length, 'every cluster', 30_000);
+    await untilStatus(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === g.clusters.length, 'every cluster', 30_000);
     for (const c of g.clusters) {
-      await poll(() => clusters.get(c.clusterId)!.status(), (s) => s.nodes.filter((n) => n.verdict === 'alive').length === c.agents.length, `the nodes of ${c.clusterId}`, 30_000);
+      await untilStatus(clusters.get(c.clusterId)!, (s) => s.nodes.filter((n) => n.verdict === 'alive').length === c.agents.length, `the nodes of ${c.clusterId}`, 30_000);
     }
     const submitted = await grid.submitGridJob({ job: clusterBankSpec(JOB, params, 0) });
     const unitCluster = submitted.job!.clusters;
     say(`bank job: ${params.units} units × ${params.opsPerUnit} transfers, spread ${Object.entries(unitCluster).map(([u, c]) => `${u}@${c}`).join(' ')}`);
-    await poll(() => grid.status(), (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
+    await untilStatus(grid, (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
 
     const victimCluster = g.clusters.find((c) => Object.values(unitCluster).includes(c.clusterId))!;
     const injected = failure === 'node'
@@ -69,7 +59,7 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
       : await killCluster(victimCluster, grid, say);
     const { detectionMs, recoveryMs, killed } = injected;
 
-    const done = await poll(() => grid.status(), (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
+    const done = await untilStatus(grid, (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
     const job = jobOf(done)!;
     if (job.state !== 'completed') throw new Error(`the grid job ended ${job.state}: ${job.lastError}`);
     const last = job.lines[job.lines.length - 1]!;
@@ -142,10 +132,10 @@ async function killNode(victimCluster: LocalGrid['clusters'][number], vc: Cluste
     }
   }
   say(`kill -9 of node agent ${victim.ready.nodeId} in ${victimCluster.clusterId} and its ${pids.length} units`);
-  await poll(() => vc.status(), (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
+  await untilStatus(vc, (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
   const detectionMs = performance.now() - killedAt;
   say(`detected as failed after ${detectionMs.toFixed(0)} ms`);
-  await poll(() => vc.status(), (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
+  await untilStatus(vc, (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
   const recoveryMs = performance.now() - killedAt - detectionMs;
   say(`recovered on a spare node ${recoveryMs.toFixed(0)} ms after detection`);
   return { detectionMs: Math.round(detectionMs), recoveryMs: Math.round(recoveryMs), killed: victim.ready.nodeId };
@@ -156,10 +146,10 @@ async function killCluster(victim: LocalGrid['clusters'][number], grid: GridClie
   const killedAt = performance.now();
   victim.proc.child.kill('SIGKILL');
   say(`kill -9 of cluster coordinator ${victim.clusterId} (its agents and units run on until their leases lapse)`);
-  await poll(() => grid.status(), (s) => s.clusters.find((c) => c.clusterId === victim.clusterId)?.verdict === 'failed', 'the failure verdict', 10_000);
+  await untilStatus(grid, (s) => s.clusters.find((c) => c.clusterId === victim.clusterId)?.verdict === 'failed', 'the failure verdict', 10_000);
   const detectionMs = performance.now() - killedAt;
   say(`detected as failed by the grid after ${detectionMs.toFixed(0)} ms`);
-  const s = await poll(() => grid.status(), (x) => (jobOf(x)?.recoveries ?? 0n) >= 1n || jobOf(x)?.state === 'failed', 'the grid recovery', 60_000);
+  const s = await untilStatus(grid, (x) => (jobOf(x)?.recoveries ?? 0n) >= 1n || jobOf(x)?.state === 'failed', 'the grid recovery', 60_000);
   if (jobOf(s)!.state === 'failed') throw new Error(`the grid could not recover the job: ${jobOf(s)!.lastError}`);
   const recoveryMs = performance.now() - killedAt - detectionMs;
   say(`recovered ${recoveryMs.toFixed(0)} ms after detection (lease wait included): ${jobOf(s)!.lastError}`);

@@ -6,10 +6,11 @@ import { ClusterClient } from '../wire/cluster-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
 import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
-import type { RoundConfig, RoundOutcome } from '../protocol/core/round.js';
+import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
 import type { GridCatalog } from './catalog.js';
-import { GridJob } from './grid-job.js';
+import { GridJob, type GridJobState } from './grid-job.js';
 import { planGridRecovery } from './core/recovery-plan.js';
+import { ClusterFollower } from './cluster-follower.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
@@ -50,9 +51,17 @@ export interface GridEvents {
   roundFinished(o: RoundOutcome): void;
   clusterVerdict(c: VerdictChange): void;
   recovered(jobId: string, ms: number, ok: boolean): void;
+  // For Watch readers (watch-events.ts); metrics need none of these.
+  clusterRegistered?(clusterId: string, incarnation: bigint, address: string): void;
+  jobPlaced?(jobId: string, clusters: ReadonlyMap<string, string>): void;
+  jobState?(job: GridJob, from: GridJobState, to: GridJobState): void;
+  roundStarted?(round: StartInput): void;
+  recoveryStarted?(jobId: string, reason: string): void;
 }
 
-const COMPLETION_POLL_MS = 200;
+/** A look at a job's clusters that failed (a status call) is tried again after this, doubling up to MAX. */
+const LOOK_RETRY_MS = 250;
+const LOOK_RETRY_MAX_MS = 4_000;
 
 export class GridCoordinator {
   readonly clusters = new Map<string, GridClusterEntry>();
@@ -65,8 +74,20 @@ export class GridCoordinator {
   private readonly graceTimers: NodeJS.Timeout[] = [];
   private readonly startedAt = performance.now();
 
+  /** The clusters' Watch streams: how the grid hears that a job's share ended there. */
+  private readonly followers: ClusterFollower;
+
   constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
+    this.followers = new ClusterFollower({
+      jobEvent: (_clusterId, e) => {
+        const job = this.jobs.get(e.jobId);
+        if (job) this.lookAt(job);
+      },
+      resubscribed: (clusterId) => {
+        for (const job of this.jobs.values()) if (job.clusterIds().includes(clusterId)) this.lookAt(job);
+      },
+    }, log);
   }
 
   // ---- clusters ----
@@ -81,8 +102,10 @@ export class GridCoordinator {
       this.clusterLost(old.clusterId, `cluster ${c.clusterId} restarted (incarnation ${old.incarnation} → ${c.incarnation})`);
     }
     old?.client?.close();
+    const client = new ClusterClient(c.address, this.settings.rpcTimeoutMs);
+    this.followers.follow(c.clusterId, client);
     this.clusters.set(c.clusterId, {
-      ...c, verdict: 'alive', client: new ClusterClient(c.address, this.settings.rpcTimeoutMs),
+      ...c, verdict: 'alive', client,
       // Leases the old incarnation held still count.
       lastGrantMs: old?.lastGrantMs ?? performance.now(),
     });
@@ -93,6 +116,7 @@ export class GridCoordinator {
     void this.catalog.saveCluster(c.clusterId, { storeDir: c.storeDir, agentLeaseMs: c.agentLeaseMs })
       .catch((err: unknown) => this.log.error({ cluster: c.clusterId, err: String(err) }, 'could not record the cluster in the catalog'));
     this.log.info({ cluster: c.clusterId, incarnation: String(c.incarnation), address: c.address, store: c.storeDir }, 'cluster registered');
+    this.events.clusterRegistered?.(c.clusterId, c.incarnation, c.address);
   }
 
   heartbeat(clusterId: string, incarnation: bigint, seq: number): { known: boolean; leasedJobs: string[] } {
@@ -151,6 +175,7 @@ export class GridCoordinator {
     }
     this.arm(job);
     this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(job.clusters) }, 'grid job started');
+    this.events.jobPlaced?.(spec.jobId, job.clusters);
     return job;
   }
 
@@ -204,6 +229,12 @@ export class GridCoordinator {
       clusterOf: (id) => this.clusters.get(id)?.client ?? null,
       log: this.log,
       onOutcome: (o) => this.events.roundFinished(o),
+      onState: (j, from, to) => {
+        this.events.jobState?.(j, from, to);
+        // Back to running after a recovery: whatever the clusters said meanwhile was not acted on.
+        if (to === 'running') this.lookAt(j);
+      },
+      onRoundStarted: (_j, r) => this.events.roundStarted?.(r),
     });
   }
 
@@ -220,6 +251,7 @@ export class GridCoordinator {
 
   private recoverSoon(job: GridJob, reason: string): void {
     job.state = 'recovering';
+    this.events.recoveryStarted?.(job.jobId, reason);
     const prev = this.recovering.get(job.jobId) ?? Promise.resolve();
     const next = prev.then(() => this.recover(job, reason));
     this.recovering.set(job.jobId, next);
@@ -338,8 +370,9 @@ export class GridCoordinator {
       if (job.state !== 'running' || job.core.status().phase !== 'idle') return;
       job.checkpoint().catch((err: unknown) => this.log.warn({ jobId: job.jobId, err: String(err) }, 'grid round not started'));
     }, job.spec.checkpointIntervalMs);
-    const poll = setInterval(() => void this.pollCompletion(job), COMPLETION_POLL_MS);
-    this.timers.set(job.jobId, [every, poll]);
+    this.timers.set(job.jobId, [every]);
+    // A share that ended before this instant was reported to no one.
+    this.lookAt(job);
   }
 
   private disarm(job: GridJob): void {
@@ -347,12 +380,41 @@ export class GridCoordinator {
     this.timers.delete(job.jobId);
   }
 
-  private polling = new Set<string>();
+  /** Per job: a look is running, and whether another must follow it (something happened meanwhile). */
+  private readonly looking = new Map<string, { again: boolean; retryMs: number }>();
 
-  /** The clusters have no event stream yet: ask them, a few times a second. */
-  private async pollCompletion(job: GridJob): Promise<void> {
-    if (this.polling.has(job.jobId) || job.state !== 'running') return;
-    this.polling.add(job.jobId);
+  /**
+   * Reads the job's state in each of its clusters and acts on it; called when
+   * a cluster pushes a job event, when a cluster's stream is (re)subscribed,
+   * and when the job is armed or running again. One look at a time per job;
+   * a call meanwhile makes another follow. A look that could not read every
+   * cluster is tried again a little later.
+   */
+  private lookAt(job: GridJob): void {
+    if (!this.timers.has(job.jobId) || job.state !== 'running') return;
+    const busy = this.looking.get(job.jobId);
+    if (busy) {
+      busy.again = true;
+      return;
+    }
+    const state = { again: false, retryMs: LOOK_RETRY_MS };
+    this.looking.set(job.jobId, state);
+    void (async () => {
+      do {
+        state.again = false;
+        if (!(await this.checkCompletion(job)) && this.timers.has(job.jobId) && job.state === 'running') {
+          await new Promise((r) => setTimeout(r, state.retryMs));
+          state.retryMs = Math.min(state.retryMs * 2, LOOK_RETRY_MAX_MS);
+          state.again = true;
+        }
+      } while (state.again && this.timers.has(job.jobId) && job.state === 'running' && this.jobs.get(job.jobId) === job);
+      this.looking.delete(job.jobId);
+    })();
+  }
+
+  /** One look; false when a cluster could not be read (it is looked at again). */
+  private async checkCompletion(job: GridJob): Promise<boolean> {
+    if (job.state !== 'running') return true;
     try {
       const states = await Promise.all(job.clusterIds().map(async (id) => {
         const client = this.clusters.get(id)?.client;
@@ -360,7 +422,7 @@ export class GridCoordinator {
         const s = await client.status();
         return [id, s.jobs.find((j) => j.jobId === job.jobId)?.state ?? 'missing'] as const;
       }));
-      if (job.state !== 'running') return;
+      if (job.state !== 'running') return true;
       // A cluster that fenced its share (its lease lapsed) or no longer knows the job (it restarted
       // while this grid was away): nothing runs there; roll the whole job back to its line.
       const gone = states.filter(([, st]) => st === 'fenced' || st === 'missing');
@@ -371,22 +433,24 @@ export class GridCoordinator {
         job.participantFailed(gone[0]![0], reason);
         this.log.warn({ jobId: job.jobId, reason }, 'rolling the job back to its last recovery line');
         this.recoverSoon(job, reason);
-        return;
+        return true;
       }
-      if (!states.every(([, st]) => st === 'completed')) return;
+      if (!states.every(([, st]) => st === 'completed')) return true;
       this.disarm(job);
       const last = await job.checkpointNext().catch(() => null);
       job.state = 'completed';
       this.saveJob(job);
       this.log.info({ jobId: job.jobId, last: last?.kind ?? 'none' }, 'grid job completed');
-    } catch {
-      // a cluster that does not answer is the detector's business
-    } finally {
-      this.polling.delete(job.jobId);
+      return true;
+    } catch (err) {
+      // A cluster that does not answer for good is the detector's business; until then, look again.
+      this.log.debug({ jobId: job.jobId, err: String(err) }, 'could not read a cluster\'s job state');
+      return false;
     }
   }
 
   shutdown(): void {
+    this.followers.stop();
     for (const t of this.graceTimers) clearTimeout(t);
     for (const job of this.jobs.values()) {
       this.disarm(job);

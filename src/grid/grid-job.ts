@@ -1,7 +1,7 @@
 import { GridError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import type { Logger } from '../common/log.js';
-import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction } from '../protocol/core/round.js';
+import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction, type StartInput } from '../protocol/core/round.js';
 import { RoundDriver } from '../protocol/round-driver.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
@@ -22,10 +22,13 @@ export interface GridTarget {
   clusterOf(clusterId: string): ClusterClient | null;
   log: Logger;
   onOutcome(outcome: RoundOutcome): void;
+  /** Every change of the job's state, wherever it is made (for Watch readers). */
+  onState?(job: GridJob, from: GridJobState, to: GridJobState): void;
+  onRoundStarted?(job: GridJob, round: StartInput): void;
 }
 
 export class GridJob {
-  state: GridJobState = 'running';
+  private stateNow: GridJobState = 'running';
   lastError = '';
   recoveries = 0;
   /** Clusters lost and not yet recovered from: they get no lease for this job. */
@@ -55,7 +58,18 @@ export class GridJob {
         else this.roundsSinceFull = r.full ? 0 : this.roundsSinceFull + 1;
         this.target.onOutcome(r);
       },
+      onStart: (r) => target.onRoundStarted?.(this, r),
     }, target.log);
+  }
+
+  get state(): GridJobState {
+    return this.stateNow;
+  }
+
+  set state(to: GridJobState) {
+    const from = this.stateNow;
+    this.stateNow = to;
+    if (from !== to) this.target.onState?.(this, from, to);
   }
 
   get jobId(): string {

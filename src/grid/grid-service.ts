@@ -7,6 +7,8 @@ import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
 import type { GridCoordinator } from './coordinator.js';
 import type { RecoveryLine } from './catalog.js';
+import type { EventHub } from '../runtime/event-hub.js';
+import { serveWatch } from '../runtime/watch-stream.js';
 
 // gRPC shell of the grid coordinator.
 
@@ -34,8 +36,9 @@ function jobStatus(g: GridCoordinator, jobId: string): GridJobStatus {
   };
 }
 
-export function gridServiceHandlers(g: GridCoordinator, onBug: (e: unknown) => void): GridServiceServer {
+export function gridServiceHandlers(g: GridCoordinator, hub: EventHub, onBug: (e: unknown) => void): GridServiceServer {
   return {
+    watch: serveWatch(hub),
     registerCluster: unary((req) => {
       if (!isAbsolute(req.storeDir)) throw new GridError('invalid-argument', `store_dir ${JSON.stringify(req.storeDir)} must be an absolute path`);
       if (req.incarnation === 0n) throw new GridError('invalid-argument', 'incarnation must be at least 1');

@@ -12,6 +12,8 @@ import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../protocol/core/roun
 import { GridCatalog } from './catalog.js';
 import { GridCoordinator } from './coordinator.js';
 import { gridServiceHandlers } from './grid-service.js';
+import { EventHub } from '../runtime/event-hub.js';
+import { gridWatchEvents } from './watch-events.js';
 
 // Wires a grid coordinator process; its metrics live here (the tier's only prom-client user).
 
@@ -31,6 +33,7 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
   await mkdir(cfg.dataDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
   const catalog = await GridCatalog.open(cfg.dataDir);
+  const hub = new EventHub(incarnation);
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry, prefix: 'gridckpt_grid_process_' });
@@ -63,20 +66,20 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
     },
     catalog,
     log,
-    {
+    gridWatchEvents(hub, {
       roundFinished: (o) => rounds.inc({ outcome: o.kind }),
       clusterVerdict: (c) => { if (c.to === 'failed') failures.inc(); },
       recovered: (_jobId, ms, ok) => {
         recoveries.inc({ outcome: ok ? 'ok' : 'failed' });
         if (ok) recoverySeconds.observe(ms / 1000);
       },
-    },
+    }, cfg.gridId, () => coordinator),
   );
   const g = coordinator;
   g.resume();
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(GridServiceService, gridServiceHandlers(g, onBug));
+  server.addService(GridServiceService, gridServiceHandlers(g, hub, onBug));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
   health.addToServer(server);
   const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
@@ -85,9 +88,12 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
     coordinator: g,
     address,
     incarnation,
+    hub,
     metricsUrl: metricsServer?.url ?? null,
     async stop() {
       health.setStatus('', 'NOT_SERVING');
+      // Open Watch streams would hold the server's graceful shutdown forever.
+      hub.close();
       g.shutdown();
       await stopServer(server);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));

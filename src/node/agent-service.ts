@@ -5,6 +5,8 @@ import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
 import type { NodeAgent } from './agent.js';
+import type { EventHub } from '../runtime/event-hub.js';
+import { serveWatch } from '../runtime/watch-stream.js';
 import { verifyEpoch, listCommitted } from '../store/index.js';
 import {
   required, jobSpecFromPb, fenceFromPb, partInfoToPb, jobStatusToPb, epochFromPb, epochInfoToPb, chainLengths, statusToPb,
@@ -14,9 +16,10 @@ import {
 
 const MAX_WAIT_MS = 3_600_000;
 
-export function agentServiceHandlers(agent: NodeAgent, onBug: (e: unknown) => void): NodeAgentServiceServer {
+export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e: unknown) => void): NodeAgentServiceServer {
   const { config } = agent.deps;
   return {
+    watch: serveWatch(hub),
     startJob: unary(async (req) => ({
       job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)), { leaseBound: req.leaseBound, fresh: req.fresh })),
     }), onBug),

@@ -11,6 +11,7 @@ import { listCommitted, removeIncomplete, listJobs } from '../store/index.js';
 import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
 import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
+import { AgentWatch, type EventSink } from './agent-events.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
 import {
   prepareParticipant, commitParticipant, abortParticipant, type Fence, type PrepareResult, type CommitResult,
@@ -54,6 +55,8 @@ export interface AgentDeps {
   freezer: Freezer;
   log: Logger;
   metrics: AgentMetricsSink;
+  /** Watch readers' hub; none in tests that need no events. */
+  events?: EventSink;
 }
 
 /** How a coordinator starts a job here (see StartJobRequest). */
@@ -69,8 +72,10 @@ export class NodeAgent {
   private readonly jobs = new Map<string, JobRecord>();
   /** Leases of coordinator-started jobs; renewed by the cluster link. */
   readonly leases: LeaseKeeper;
+  private readonly watch: AgentWatch;
 
   constructor(readonly deps: AgentDeps) {
+    this.watch = new AgentWatch(deps.events, deps.config.nodeId);
     this.leases = new LeaseKeeper(DEFAULT_LEASE_MS, (jobId) => void this.fenceJob(jobId));
   }
 
@@ -110,6 +115,7 @@ export class NodeAgent {
     await this.startUnits(job, null);
     this.armTimer(job);
     this.deps.log.info({ jobId: spec.jobId, units: spec.units.length, leaseBound: opts.leaseBound === true }, 'job started');
+    this.watch.job(spec.jobId, existing?.state ?? '', 'running', `started ${spec.units.length} units${opts.fresh ? ' anew' : ''}`);
     return this.view(job);
   }
 
@@ -118,8 +124,10 @@ export class NodeAgent {
     this.leases.unbind(jobId);
     this.disarmTimer(job);
     await job.checkpointInFlight?.catch(() => undefined);
+    const from = job.state;
     if (job.state === 'running') job.state = 'stopped';
     await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
+    this.watch.job(jobId, from, job.state, 'units stopped');
     return this.view(job);
   }
 
@@ -141,7 +149,10 @@ export class NodeAgent {
     if (job.state !== 'running' && job.state !== 'completed' && job.state !== 'failed') {
       return Promise.reject(new GridError('failed-precondition', `job ${jobId} is ${job.state}; nothing to checkpoint`));
     }
-    return this.exclusive(job, () => runCheckpoint(this.deps, job, full));
+    return this.exclusive(job, () => runCheckpoint(this.deps, job, full)).then((r) => {
+      this.watch.checkpointed(jobId, r);
+      return r;
+    });
   }
 
   // ---- the participant side of a coordinated round ----
@@ -150,14 +161,20 @@ export class NodeAgent {
     const job = this.job(jobId);
     const refused = this.notCheckpointable(job);
     if (refused) return Promise.reject(refused);
-    return this.exclusive(job, () => prepareParticipant(this.deps, job, fence, parentEpoch, full));
+    return this.exclusive(job, () => prepareParticipant(this.deps, job, fence, parentEpoch, full)).then(
+      (r) => (this.watch.prepared(jobId, r), r),
+      (err: unknown) => { this.watch.stepFailed(jobId, fence.epoch, 'prepare', err); throw err; },
+    );
   }
 
   commitCheckpoint(fence: Fence, jobId: string): Promise<CommitResult> {
     const job = this.job(jobId);
     const refused = this.notCheckpointable(job);
     if (refused) return Promise.reject(refused);
-    return this.exclusive(job, () => commitParticipant(this.deps, job, fence));
+    return this.exclusive(job, () => commitParticipant(this.deps, job, fence)).then(
+      (r) => (this.watch.durable(jobId, r), r),
+      (err: unknown) => { this.watch.stepFailed(jobId, fence.epoch, 'commit', err); throw err; },
+    );
   }
 
   /** A fenced, stopped or restoring job holds no state worth a part: an empty part would be a wrong epoch. */
@@ -172,6 +189,7 @@ export class NodeAgent {
     await job.checkpointInFlight?.catch(() => undefined);
     const dropped = abortParticipant(this.deps, job, fence);
     this.deps.log.info({ jobId, epoch: String(fence.epoch), reason, dropped }, 'round aborted by the coordinator');
+    this.watch.aborted(jobId, fence.epoch, reason, dropped);
     return dropped;
   }
 
@@ -193,6 +211,7 @@ export class NodeAgent {
     if (scope.sources && !scope.spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
     const existing = this.jobs.get(jobId);
     this.leases.unbind(jobId);
+    this.watch.restoreStarted(jobId, epoch);
     if (existing) {
       this.disarmTimer(existing);
       existing.state = 'restoring';
@@ -208,6 +227,7 @@ export class NodeAgent {
         existing.state = 'stopped';
         existing.lastError = `restore failed: ${err instanceof Error ? err.message : String(err)}`;
       }
+      this.watch.restoreFailed(jobId, err);
       throw err;
     }
     const job = newJobRecord(result.spec, this.deps.config.limits.maxGatedRequests);
@@ -222,6 +242,7 @@ export class NodeAgent {
     this.bindLease(jobId, opts.leaseBound === true);
     await this.startUnits(job, result.manifest.epoch);
     this.armTimer(job);
+    this.watch.restored(jobId, result);
     return { ...result, job: this.view(job) };
   }
 
@@ -234,9 +255,11 @@ export class NodeAgent {
     if (!job) return;
     this.leases.unbind(jobId);
     this.disarmTimer(job);
+    const from = job.state;
     job.state = 'fenced';
     job.lastError = `lease lapsed: the coordinator stopped renewing job ${jobId} here, so its units were killed`;
     this.deps.log.warn({ jobId }, 'job lease lapsed: killing its units');
+    this.watch.job(jobId, from, 'fenced', job.lastError);
     this.deps.metrics.leaseLapsed();
     await this.deps.supervisor.stopJob(jobId, 0).catch((err: unknown) => this.deps.log.error({ jobId, err: String(err) }, 'killing fenced units failed'));
     await job.checkpointInFlight?.catch(() => undefined);
@@ -353,7 +376,9 @@ export class NodeAgent {
     if (!job || job.state === 'restoring') return;
     const units = this.deps.supervisor.units(info.jobId);
     if (units.some((u) => u.state !== 'exited')) return;
+    const from = job.state;
     if (job.state === 'running') job.state = units.every((u) => u.exitCode === 0) ? 'completed' : 'failed';
+    this.watch.job(info.jobId, from, job.state, `every unit exited (${units.map((u) => `${u.unitId}: ${u.signal ?? `code ${u.exitCode}`}`).join(', ')})`);
     this.leases.unbind(info.jobId);
     this.disarmTimer(job);
     const waiters = job.exitWaiters.splice(0);

@@ -17,6 +17,7 @@ import { UnitSupervisor } from './units/unit-supervisor.js';
 import { AgentMetrics } from './metrics.js';
 import { agentServiceHandlers } from './agent-service.js';
 import { unitServiceHandlers, UnitLifelines } from './unit-service.js';
+import { EventHub } from '../runtime/event-hub.js';
 
 // Wires a node agent process: directories, incarnation, freezer, page
 // memory, supervisor, the two gRPC servers and /metrics.
@@ -61,7 +62,9 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
     onExit: (info) => agentRef?.onUnitExit(info),
   });
   let metrics: AgentMetrics | null = null;
+  const hub = new EventHub(incarnation);
   const agent = new NodeAgent({
+    events: hub,
     config,
     incarnation,
     memory,
@@ -83,7 +86,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.NodeAgentService': 'SERVING' });
   const server = new Server();
-  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, onBug));
+  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, onBug));
   health.addToServer(server);
   const port = await bindServer(server, config.listen);
   const address = boundAddress(config.listen, port);
@@ -101,6 +104,8 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
   const stop = () => {
     stopping ??= (async () => {
       health.setStatus('', 'NOT_SERVING');
+      // Open Watch streams would hold the server's graceful shutdown forever.
+      hub.close();
       await agent.shutdown();
       // Leave no cgroup behind: the scope is ours alone.
       await freezer.cleanupScope().catch((err: unknown) => log.warn({ err: String(err) }, 'cgroup cleanup failed'));

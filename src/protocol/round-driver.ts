@@ -18,6 +18,8 @@ export interface RoundPorts {
   abort(to: string, epoch: bigint, reason: string): Promise<void>;
   persist(action: WriteManifestAction): Promise<void>;
   onReply(reply: RoundReply): void;
+  /** A round the core accepted has started (for Watch readers). */
+  onStart?(input: StartInput): void;
 }
 
 export class RoundDriver {
@@ -40,6 +42,7 @@ export class RoundDriver {
       throw err;
     }
     this.current = done;
+    this.ports.onStart?.(input);
     return done;
   }
 

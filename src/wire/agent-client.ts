@@ -1,5 +1,6 @@
 import { credentials } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
+import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
 import { NodeAgentServiceClient } from '../gen/gridckpt/v1/node_agent.js';
 import * as pb from '../gen/gridckpt/v1/node_agent.js';
 
@@ -31,6 +32,9 @@ export class AgentClient {
   prepareCheckpoint(req: pb.PrepareCheckpointRequest) { return this.call<pb.PrepareCheckpointRequest, pb.PrepareCheckpointResponse>('prepareCheckpoint', req); }
   commitCheckpoint(req: pb.CommitCheckpointRequest) { return this.call<pb.CommitCheckpointRequest, pb.CommitCheckpointResponse>('commitCheckpoint', req); }
   abortCheckpoint(req: pb.AbortCheckpointRequest) { return this.call<pb.AbortCheckpointRequest, pb.AbortCheckpointResponse>('abortCheckpoint', req); }
+
+  /** The service's events as they happen (see watch-client.ts). */
+  watch(o: WatchOptions = {}): WatchStream { return openWatch(this.client, o); }
 
   close(): void {
     this.client.close();

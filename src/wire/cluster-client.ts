@@ -1,5 +1,6 @@
 import { credentials, type ChannelOptions } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
+import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
 import { ClusterServiceClient } from '../gen/gridckpt/v1/cluster.js';
 import * as pb from '../gen/gridckpt/v1/cluster.js';
 
@@ -21,6 +22,9 @@ export class ClusterClient {
   abortRound(req: pb.AbortRoundRequest, timeoutMs?: number) { return this.call<pb.AbortRoundRequest, pb.AbortRoundResponse>('abortRound', req, timeoutMs); }
   restoreGridJob(req: pb.RestoreGridJobRequest) { return this.call<pb.RestoreGridJobRequest, pb.RestoreGridJobResponse>('restoreGridJob', req, this.timeoutMs * 4); }
   status() { return this.call<pb.ClusterStatusRequest, pb.ClusterStatusResponse>('clusterStatus', {}); }
+
+  /** The service's events as they happen (see watch-client.ts). */
+  watch(o: WatchOptions = {}): WatchStream { return openWatch(this.client, o); }
 
   close(): void {
     this.client.close();

@@ -1,5 +1,6 @@
 import { credentials, type ChannelOptions } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
+import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
 import { GridServiceClient } from '../gen/gridckpt/v1/grid.js';
 import type * as pb from '../gen/gridckpt/v1/grid.js';
 
@@ -17,6 +18,9 @@ export class GridClient {
   submitGridJob(req: pb.SubmitGridJobRequest) { return this.call<pb.SubmitGridJobRequest, pb.SubmitGridJobResponse>('submitGridJob', req); }
   checkpointGridJob(req: pb.CheckpointGridJobRequest) { return this.call<pb.CheckpointGridJobRequest, pb.CheckpointGridJobResponse>('checkpointGridJob', req, this.timeoutMs * 4); }
   status() { return this.call<pb.GridStatusRequest, pb.GridStatusResponse>('gridStatus', {}); }
+
+  /** The service's events as they happen (see watch-client.ts). */
+  watch(o: WatchOptions = {}): WatchStream { return openWatch(this.client, o); }
 
   close(): void {
     this.client.close();

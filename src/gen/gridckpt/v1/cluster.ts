@@ -11,14 +11,16 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { EpochInfo, Fence } from "./common.js";
+import { EpochInfo, Fence, WatchEvent } from "./common.js";
 import { JobSpec } from "./node_agent.js";
 
 export const protobufPackage = "gridckpt.v1";
@@ -198,6 +200,23 @@ export interface ClusterStatusResponse {
   storeDir: string;
   /** Failure verdicts since the coordinator started. */
   failuresDetected: bigint;
+}
+
+export interface ClusterServiceWatchRequest {
+  /**
+   * Only this job's events (member events name no job, so they are left
+   * out); empty for every event.
+   */
+  jobId: string;
+  /**
+   * Send up to this many of the most recent buffered events (that pass the
+   * filter) first; the service keeps a bounded number, so fewer may come.
+   */
+  replayRecent: number;
+}
+
+export interface ClusterServiceWatchResponse {
+  event: WatchEvent | undefined;
 }
 
 function createBaseRestoreGridJobRequest(): RestoreGridJobRequest {
@@ -2815,6 +2834,168 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
   },
 };
 
+function createBaseClusterServiceWatchRequest(): ClusterServiceWatchRequest {
+  return { jobId: "", replayRecent: 0 };
+}
+
+export const ClusterServiceWatchRequest: MessageFns<ClusterServiceWatchRequest> = {
+  encode(message: ClusterServiceWatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.replayRecent !== 0) {
+      writer.uint32(16).uint32(message.replayRecent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterServiceWatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterServiceWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replayRecent = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterServiceWatchRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      replayRecent: isSet(object.replayRecent)
+        ? globalThis.Number(object.replayRecent)
+        : isSet(object.replay_recent)
+        ? globalThis.Number(object.replay_recent)
+        : 0,
+    };
+  },
+
+  toJSON(message: ClusterServiceWatchRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.replayRecent !== 0) {
+      obj.replayRecent = Math.round(message.replayRecent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterServiceWatchRequest>, I>>(base?: I): ClusterServiceWatchRequest {
+    return ClusterServiceWatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterServiceWatchRequest>, I>>(object: I): ClusterServiceWatchRequest {
+    const message = createBaseClusterServiceWatchRequest();
+    message.jobId = object.jobId ?? "";
+    message.replayRecent = object.replayRecent ?? 0;
+    return message;
+  },
+};
+
+function createBaseClusterServiceWatchResponse(): ClusterServiceWatchResponse {
+  return { event: undefined };
+}
+
+export const ClusterServiceWatchResponse: MessageFns<ClusterServiceWatchResponse> = {
+  encode(message: ClusterServiceWatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      WatchEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterServiceWatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterServiceWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = WatchEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterServiceWatchResponse {
+    return { event: isSet(object.event) ? WatchEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: ClusterServiceWatchResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = WatchEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterServiceWatchResponse>, I>>(base?: I): ClusterServiceWatchResponse {
+    return ClusterServiceWatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterServiceWatchResponse>, I>>(object: I): ClusterServiceWatchResponse {
+    const message = createBaseClusterServiceWatchResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? WatchEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * The cluster coordinator (the seed's system checkpointer): node agents
  * register and heartbeat to it; it places a job's units on nodes, runs the
@@ -2922,6 +3103,22 @@ export const ClusterServiceService = {
       Buffer.from(RestoreGridJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RestoreGridJobResponse => RestoreGridJobResponse.decode(value),
   },
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch: {
+    path: "/gridckpt.v1.ClusterService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ClusterServiceWatchRequest): Buffer =>
+      Buffer.from(ClusterServiceWatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClusterServiceWatchRequest => ClusterServiceWatchRequest.decode(value),
+    responseSerialize: (value: ClusterServiceWatchResponse): Buffer =>
+      Buffer.from(ClusterServiceWatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClusterServiceWatchResponse => ClusterServiceWatchResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
@@ -2946,6 +3143,12 @@ export interface ClusterServiceServer extends UntypedServiceImplementation {
    * restart them all.
    */
   restoreGridJob: handleUnaryCall<RestoreGridJobRequest, RestoreGridJobResponse>;
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch: handleServerStreamingCall<ClusterServiceWatchRequest, ClusterServiceWatchResponse>;
 }
 
 export interface ClusterServiceClient extends Client {
@@ -3096,6 +3299,20 @@ export interface ClusterServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RestoreGridJobResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch(
+    request: ClusterServiceWatchRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ClusterServiceWatchResponse>;
+  watch(
+    request: ClusterServiceWatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ClusterServiceWatchResponse>;
 }
 
 export const ClusterServiceClient = makeGenericClientConstructor(

@@ -40,6 +40,38 @@ export interface EpochInfo {
   chainLength: number;
 }
 
+/**
+ * One thing that happened in a service, as its Watch stream tells it (the
+ * same message from a node agent, a cluster and the grid).
+ */
+export interface WatchEvent {
+  /**
+   * Starts at 1 and grows by one per event the service emits within one
+   * incarnation (a filtered stream skips numbers). A stream never drops an
+   * event silently: a reader too far behind is cut off instead.
+   */
+  seq: bigint;
+  /** The incarnation of the service that numbered this event. */
+  incarnation: bigint;
+  atUnixMs: bigint;
+  /** job | round | member | recovery */
+  kind: string;
+  /** Empty when the event names no job (member events). */
+  jobId: string;
+  /** What the event is about: a node id, a cluster id, an epoch as text. */
+  subject: string;
+  /**
+   * The states before and after, where the event is a change of state
+   * (a job's state, a member's verdict, a round's or a recovery's phase).
+   */
+  from: string;
+  to: string;
+  /** 0 when no epoch applies. */
+  epoch: bigint;
+  /** For people: what happened and why. */
+  detail: string;
+}
+
 function createBaseFence(): Fence {
   return { clusterId: "", nodeId: "", incarnation: 0n, epoch: 0n };
 }
@@ -419,6 +451,252 @@ export const EpochInfo: MessageFns<EpochInfo> = {
       ? BigInt(object.createdUnixMs)
       : 0n;
     message.chainLength = object.chainLength ?? 0;
+    return message;
+  },
+};
+
+function createBaseWatchEvent(): WatchEvent {
+  return {
+    seq: 0n,
+    incarnation: 0n,
+    atUnixMs: 0n,
+    kind: "",
+    jobId: "",
+    subject: "",
+    from: "",
+    to: "",
+    epoch: 0n,
+    detail: "",
+  };
+}
+
+export const WatchEvent: MessageFns<WatchEvent> = {
+  encode(message: WatchEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.incarnation !== 0n) {
+      if (BigInt.asUintN(64, message.incarnation) !== message.incarnation) {
+        throw new globalThis.Error("value provided for field message.incarnation of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.incarnation);
+    }
+    if (message.atUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.atUnixMs) !== message.atUnixMs) {
+        throw new globalThis.Error("value provided for field message.atUnixMs of type int64 too large");
+      }
+      writer.uint32(24).int64(message.atUnixMs);
+    }
+    if (message.kind !== "") {
+      writer.uint32(34).string(message.kind);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(42).string(message.jobId);
+    }
+    if (message.subject !== "") {
+      writer.uint32(50).string(message.subject);
+    }
+    if (message.from !== "") {
+      writer.uint32(58).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(66).string(message.to);
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.epoch);
+    }
+    if (message.detail !== "") {
+      writer.uint32(82).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.incarnation = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.atUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEvent {
+    return {
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
+      atUnixMs: isSet(object.atUnixMs)
+        ? BigInt(object.atUnixMs)
+        : isSet(object.at_unix_ms)
+        ? BigInt(object.at_unix_ms)
+        : 0n,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: WatchEvent): unknown {
+    const obj: any = {};
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
+    if (message.incarnation !== 0n) {
+      obj.incarnation = message.incarnation.toString();
+    }
+    if (message.atUnixMs !== 0n) {
+      obj.atUnixMs = message.atUnixMs.toString();
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchEvent>, I>>(base?: I): WatchEvent {
+    return WatchEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchEvent>, I>>(object: I): WatchEvent {
+    const message = createBaseWatchEvent();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.incarnation = (object.incarnation !== undefined && object.incarnation !== null)
+      ? BigInt(object.incarnation)
+      : 0n;
+    message.atUnixMs = (object.atUnixMs !== undefined && object.atUnixMs !== null) ? BigInt(object.atUnixMs) : 0n;
+    message.kind = object.kind ?? "";
+    message.jobId = object.jobId ?? "";
+    message.subject = object.subject ?? "";
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.detail = object.detail ?? "";
     return message;
   },
 };

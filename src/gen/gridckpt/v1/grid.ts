@@ -11,13 +11,16 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { WatchEvent } from "./common.js";
 import { JobSpec } from "./node_agent.js";
 
 export const protobufPackage = "gridckpt.v1";
@@ -145,6 +148,23 @@ export interface GridStatusResponse {
   jobs: GridJobStatus[];
   failuresDetected: bigint;
   recoveries: bigint;
+}
+
+export interface GridServiceWatchRequest {
+  /**
+   * Only this job's events (member events name no job, so they are left
+   * out); empty for every event.
+   */
+  jobId: string;
+  /**
+   * Send up to this many of the most recent buffered events (that pass the
+   * filter) first; the service keeps a bounded number, so fewer may come.
+   */
+  replayRecent: number;
+}
+
+export interface GridServiceWatchResponse {
+  event: WatchEvent | undefined;
 }
 
 function createBaseRegisterClusterRequest(): RegisterClusterRequest {
@@ -2098,6 +2118,168 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
   },
 };
 
+function createBaseGridServiceWatchRequest(): GridServiceWatchRequest {
+  return { jobId: "", replayRecent: 0 };
+}
+
+export const GridServiceWatchRequest: MessageFns<GridServiceWatchRequest> = {
+  encode(message: GridServiceWatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.replayRecent !== 0) {
+      writer.uint32(16).uint32(message.replayRecent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GridServiceWatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGridServiceWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replayRecent = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GridServiceWatchRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      replayRecent: isSet(object.replayRecent)
+        ? globalThis.Number(object.replayRecent)
+        : isSet(object.replay_recent)
+        ? globalThis.Number(object.replay_recent)
+        : 0,
+    };
+  },
+
+  toJSON(message: GridServiceWatchRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.replayRecent !== 0) {
+      obj.replayRecent = Math.round(message.replayRecent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GridServiceWatchRequest>, I>>(base?: I): GridServiceWatchRequest {
+    return GridServiceWatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GridServiceWatchRequest>, I>>(object: I): GridServiceWatchRequest {
+    const message = createBaseGridServiceWatchRequest();
+    message.jobId = object.jobId ?? "";
+    message.replayRecent = object.replayRecent ?? 0;
+    return message;
+  },
+};
+
+function createBaseGridServiceWatchResponse(): GridServiceWatchResponse {
+  return { event: undefined };
+}
+
+export const GridServiceWatchResponse: MessageFns<GridServiceWatchResponse> = {
+  encode(message: GridServiceWatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      WatchEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GridServiceWatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGridServiceWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = WatchEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GridServiceWatchResponse {
+    return { event: isSet(object.event) ? WatchEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: GridServiceWatchResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = WatchEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GridServiceWatchResponse>, I>>(base?: I): GridServiceWatchResponse {
+    return GridServiceWatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GridServiceWatchResponse>, I>>(object: I): GridServiceWatchResponse {
+    const message = createBaseGridServiceWatchResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? WatchEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * The grid coordinator (the seed's grid checkpointer): cluster coordinators
  * register and heartbeat to it; a job may span clusters; for now every job
@@ -2159,6 +2341,22 @@ export const GridServiceService = {
     responseSerialize: (value: GridStatusResponse): Buffer => Buffer.from(GridStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GridStatusResponse => GridStatusResponse.decode(value),
   },
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch: {
+    path: "/gridckpt.v1.GridService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GridServiceWatchRequest): Buffer =>
+      Buffer.from(GridServiceWatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GridServiceWatchRequest => GridServiceWatchRequest.decode(value),
+    responseSerialize: (value: GridServiceWatchResponse): Buffer =>
+      Buffer.from(GridServiceWatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GridServiceWatchResponse => GridServiceWatchResponse.decode(value),
+  },
 } as const;
 
 export interface GridServiceServer extends UntypedServiceImplementation {
@@ -2167,6 +2365,12 @@ export interface GridServiceServer extends UntypedServiceImplementation {
   submitGridJob: handleUnaryCall<SubmitGridJobRequest, SubmitGridJobResponse>;
   checkpointGridJob: handleUnaryCall<CheckpointGridJobRequest, CheckpointGridJobResponse>;
   gridStatus: handleUnaryCall<GridStatusRequest, GridStatusResponse>;
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch: handleServerStreamingCall<GridServiceWatchRequest, GridServiceWatchResponse>;
 }
 
 export interface GridServiceClient extends Client {
@@ -2245,6 +2449,20 @@ export interface GridServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GridStatusResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch(
+    request: GridServiceWatchRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<GridServiceWatchResponse>;
+  watch(
+    request: GridServiceWatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<GridServiceWatchResponse>;
 }
 
 export const GridServiceClient = makeGenericClientConstructor(

@@ -11,14 +11,16 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { EpochInfo, Fence } from "./common.js";
+import { EpochInfo, Fence, WatchEvent } from "./common.js";
 
 export const protobufPackage = "gridckpt.v1";
 
@@ -296,6 +298,23 @@ export interface ReadContainerRequest {
 
 export interface ReadContainerResponse {
   data: Buffer;
+}
+
+export interface NodeAgentServiceWatchRequest {
+  /**
+   * Only this job's events (member events name no job, so they are left
+   * out); empty for every event.
+   */
+  jobId: string;
+  /**
+   * Send up to this many of the most recent buffered events (that pass the
+   * filter) first; the service keeps a bounded number, so fewer may come.
+   */
+  replayRecent: number;
+}
+
+export interface NodeAgentServiceWatchResponse {
+  event: WatchEvent | undefined;
 }
 
 function createBasePrepareCheckpointRequest(): PrepareCheckpointRequest {
@@ -4433,6 +4452,170 @@ export const ReadContainerResponse: MessageFns<ReadContainerResponse> = {
   },
 };
 
+function createBaseNodeAgentServiceWatchRequest(): NodeAgentServiceWatchRequest {
+  return { jobId: "", replayRecent: 0 };
+}
+
+export const NodeAgentServiceWatchRequest: MessageFns<NodeAgentServiceWatchRequest> = {
+  encode(message: NodeAgentServiceWatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.replayRecent !== 0) {
+      writer.uint32(16).uint32(message.replayRecent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeAgentServiceWatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeAgentServiceWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replayRecent = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeAgentServiceWatchRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      replayRecent: isSet(object.replayRecent)
+        ? globalThis.Number(object.replayRecent)
+        : isSet(object.replay_recent)
+        ? globalThis.Number(object.replay_recent)
+        : 0,
+    };
+  },
+
+  toJSON(message: NodeAgentServiceWatchRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.replayRecent !== 0) {
+      obj.replayRecent = Math.round(message.replayRecent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeAgentServiceWatchRequest>, I>>(base?: I): NodeAgentServiceWatchRequest {
+    return NodeAgentServiceWatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeAgentServiceWatchRequest>, I>>(object: I): NodeAgentServiceWatchRequest {
+    const message = createBaseNodeAgentServiceWatchRequest();
+    message.jobId = object.jobId ?? "";
+    message.replayRecent = object.replayRecent ?? 0;
+    return message;
+  },
+};
+
+function createBaseNodeAgentServiceWatchResponse(): NodeAgentServiceWatchResponse {
+  return { event: undefined };
+}
+
+export const NodeAgentServiceWatchResponse: MessageFns<NodeAgentServiceWatchResponse> = {
+  encode(message: NodeAgentServiceWatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      WatchEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeAgentServiceWatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeAgentServiceWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = WatchEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeAgentServiceWatchResponse {
+    return { event: isSet(object.event) ? WatchEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: NodeAgentServiceWatchResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = WatchEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeAgentServiceWatchResponse>, I>>(base?: I): NodeAgentServiceWatchResponse {
+    return NodeAgentServiceWatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeAgentServiceWatchResponse>, I>>(
+    object: I,
+  ): NodeAgentServiceWatchResponse {
+    const message = createBaseNodeAgentServiceWatchResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? WatchEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * The node agent (the seed's kernel checkpointer): page memory, units,
  * freeze/thaw and local checkpoint images. The CLI talks to it today; the
@@ -4566,6 +4749,22 @@ export const NodeAgentServiceService = {
       Buffer.from(AbortCheckpointResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AbortCheckpointResponse => AbortCheckpointResponse.decode(value),
   },
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch: {
+    path: "/gridckpt.v1.NodeAgentService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: NodeAgentServiceWatchRequest): Buffer =>
+      Buffer.from(NodeAgentServiceWatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NodeAgentServiceWatchRequest => NodeAgentServiceWatchRequest.decode(value),
+    responseSerialize: (value: NodeAgentServiceWatchResponse): Buffer =>
+      Buffer.from(NodeAgentServiceWatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NodeAgentServiceWatchResponse => NodeAgentServiceWatchResponse.decode(value),
+  },
 } as const;
 
 export interface NodeAgentServiceServer extends UntypedServiceImplementation {
@@ -4592,6 +4791,12 @@ export interface NodeAgentServiceServer extends UntypedServiceImplementation {
   prepareCheckpoint: handleUnaryCall<PrepareCheckpointRequest, PrepareCheckpointResponse>;
   commitCheckpoint: handleUnaryCall<CommitCheckpointRequest, CommitCheckpointResponse>;
   abortCheckpoint: handleUnaryCall<AbortCheckpointRequest, AbortCheckpointResponse>;
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch: handleServerStreamingCall<NodeAgentServiceWatchRequest, NodeAgentServiceWatchResponse>;
 }
 
 export interface NodeAgentServiceClient extends Client {
@@ -4786,6 +4991,20 @@ export interface NodeAgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AbortCheckpointResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Pushes the service's events as they happen (job, round, member,
+   * recovery), optionally the recent ones first. Ends when the service
+   * stops, or with RESOURCE_EXHAUSTED when the reader falls too far behind.
+   */
+  watch(
+    request: NodeAgentServiceWatchRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<NodeAgentServiceWatchResponse>;
+  watch(
+    request: NodeAgentServiceWatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<NodeAgentServiceWatchResponse>;
 }
 
 export const NodeAgentServiceClient = makeGenericClientConstructor(

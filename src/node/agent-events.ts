@@ -1,0 +1,61 @@
+import type { NewEvent } from '../runtime/event-hub.js';
+import type { PrepareResult, CommitResult } from './participant-runner.js';
+import type { CheckpointResult } from './checkpoint-runner.js';
+import type { RestoreResult } from './restore-runner.js';
+
+// What the node agent tells its Watch readers: its jobs' states, its part in
+// each round (prepared, durable, aborted), its own local checkpoints, and
+// restores. The subject is this node for job events, the epoch for rounds.
+
+export interface EventSink {
+  emit(e: NewEvent): void;
+}
+
+export class AgentWatch {
+  constructor(private readonly sink: EventSink | undefined, private readonly nodeId: string) {}
+
+  job(jobId: string, from: string, to: string, detail: string): void {
+    if (from !== to) this.sink?.emit({ kind: 'job', jobId, subject: this.nodeId, from, to, detail: `job ${jobId} on ${this.nodeId}: ${detail}` });
+  }
+
+  prepared(jobId: string, r: PrepareResult): void {
+    this.round(jobId, r.epoch, 'prepared', `epoch ${r.epoch} prepared: ${r.pages} pages, ${r.bytes} bytes staged; frozen ${r.freezeWindowMs.toFixed(2)} ms`);
+  }
+
+  durable(jobId: string, r: CommitResult): void {
+    this.round(jobId, r.epoch, 'durable', `epoch ${r.epoch}: this node's part is durable (${r.writeMs.toFixed(1)} ms); committed once the coordinator writes the manifest`);
+  }
+
+  stepFailed(jobId: string, epoch: bigint, step: 'prepare' | 'commit', err: unknown): void {
+    this.round(jobId, epoch, 'failed', `${step} of epoch ${epoch} failed: ${err instanceof Error ? err.message : String(err)}`, step);
+  }
+
+  aborted(jobId: string, epoch: bigint, reason: string, dropped: boolean): void {
+    this.round(jobId, epoch, 'aborted', `epoch ${epoch} aborted by the coordinator (${dropped ? 'staging dropped' : 'nothing staged'}): ${reason}`);
+  }
+
+  checkpointed(jobId: string, r: CheckpointResult): void {
+    const m = r.manifest;
+    this.round(jobId, m.epoch, 'committed', `local epoch ${m.epoch} committed (${m.parentEpoch === null ? 'full' : `incremental on ${m.parentEpoch}`}); frozen ${r.freezeWindowMs.toFixed(2)} ms`);
+  }
+
+  restoreStarted(jobId: string, epoch: bigint | null): void {
+    this.sink?.emit({ kind: 'recovery', jobId, subject: this.nodeId, to: 'started', epoch: epoch ?? 0n, detail: `restoring job ${jobId} from epoch ${epoch ?? 'latest'}` });
+  }
+
+  restored(jobId: string, r: RestoreResult): void {
+    const skipped = r.skipped.map((s) => ` (skipped ${s.epoch}: ${s.reason})`).join('');
+    this.sink?.emit({
+      kind: 'recovery', jobId, subject: this.nodeId, from: 'started', to: 'done', epoch: r.manifest.epoch,
+      detail: `job ${jobId} restored from epoch ${r.manifest.epoch}: ${r.pagesLoaded} pages loaded, units restarted${skipped}`,
+    });
+  }
+
+  restoreFailed(jobId: string, err: unknown): void {
+    this.sink?.emit({ kind: 'recovery', jobId, subject: this.nodeId, from: 'started', to: 'failed', detail: `restore of job ${jobId} failed: ${err instanceof Error ? err.message : String(err)}` });
+  }
+
+  private round(jobId: string, epoch: bigint, to: string, detail: string, from = ''): void {
+    this.sink?.emit({ kind: 'round', jobId, subject: String(epoch), from, to, epoch, detail });
+  }
+}
