@@ -15,6 +15,7 @@ import { recoverNodes } from './node-recovery.js';
 import { describeSkipped } from '../store/restorable.js';
 import { rowOf, type JobTable, type JobRow } from './job-table.js';
 import { listCommitted } from '../store/index.js';
+import { runFinalRound } from '../protocol/final-round.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery
@@ -355,13 +356,21 @@ export class ClusterCoordinator {
       }));
       if (!current() || ends.some((e) => e !== 'completed')) return;
       this.stopTimer(job);
-      // A last round records the job's end state (after any periodic one still running).
+      // A last round records the job's end state (after any periodic one still running); a grid job's is the grid's.
       await job.whenIdle();
       if (!current()) return;
-      const last = job.gridManaged ? null : await job.checkpoint().catch(() => null);
-      if (current()) job.state = 'completed';
+      const end = job.gridManaged ? null : await runFinalRound(() => job.checkpoint(), current);
+      if (!current()) return;
+      // Completed only with the end state in a committed epoch (core/final-round.ts).
+      if (end?.kind === 'not-checkpointed') {
+        job.state = 'failed';
+        job.lastError = end.reason;
+        this.log.error({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), err: end.reason }, 'job failed: its final state is not checkpointed');
+      } else {
+        job.state = 'completed';
+        this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: end ? String(end.epoch) : 'the grid\'s' }, 'job completed');
+      }
       this.persist(job);
-      this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: last?.kind ?? 'none' }, 'job completed');
     } catch (err) {
       if (current()) this.log.warn({ jobId: job.jobId, err: String(err) }, 'waiting for the job failed; a recovery will take over if a node failed');
     }

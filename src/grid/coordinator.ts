@@ -10,6 +10,7 @@ import type { RoundConfig, RoundOutcome } from '../protocol/core/round.js';
 import type { GridCatalog } from './catalog.js';
 import { GridJob } from './grid-job.js';
 import { planGridRecovery } from './core/recovery-plan.js';
+import { runFinalRound } from '../protocol/final-round.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
@@ -375,10 +376,18 @@ export class GridCoordinator {
       }
       if (!states.every(([, st]) => st === 'completed')) return;
       this.disarm(job);
-      const last = await job.checkpointNext().catch(() => null);
-      job.state = 'completed';
+      // Completed only with the end state on a committed line (core/final-round.ts).
+      const end = await runFinalRound(() => job.checkpointNext(), () => job.state === 'running');
+      if (end === null) return;
+      if (end.kind === 'completed') {
+        job.state = 'completed';
+        this.log.info({ jobId: job.jobId, last: String(end.epoch) }, 'grid job completed');
+      } else {
+        job.state = 'failed';
+        job.lastError = end.reason;
+        this.log.error({ jobId: job.jobId, err: end.reason }, 'grid job failed: its final state is not checkpointed');
+      }
       this.saveJob(job);
-      this.log.info({ jobId: job.jobId, last: last?.kind ?? 'none' }, 'grid job completed');
     } catch {
       // a cluster that does not answer is the detector's business
     } finally {
