@@ -11,6 +11,7 @@ import type { GridCatalog } from './catalog.js';
 import { GridJob } from './grid-job.js';
 import { planGridRecovery } from './core/recovery-plan.js';
 import { runFinalRound } from '../protocol/final-round.js';
+import { judgeShares, type ShareReport } from './core/shares.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
@@ -226,12 +227,13 @@ export class GridCoordinator {
     this.recovering.set(job.jobId, next);
   }
 
-  /** When no lease that a lost cluster (or its agents) held can still hold. */
-  private safeAt(clusterId: string): number {
+  /** When no lease on this job that a lost cluster (or its agents) held can still hold. */
+  private safeAt(job: GridJob, clusterId: string): number {
     const c = this.clusters.get(clusterId);
     const known = this.catalog.cluster(clusterId);
     // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
-    const lastGrant = c?.lastGrantMs ?? this.startedAt;
+    // A share lost while its cluster lives: the cluster's grants since then did not name this job.
+    const lastGrant = Math.min(c?.lastGrantMs ?? this.startedAt, job.shareLostAtMs.get(clusterId) ?? Infinity);
     const agentLease = c?.agentLeaseMs || known?.agentLeaseMs || this.settings.clusterLeaseMs;
     return leaseSafeAfter(lastGrant, this.settings.clusterLeaseMs, agentLease, leaseMarginMs(this.settings.clusterLeaseMs + agentLease));
   }
@@ -246,7 +248,7 @@ export class GridCoordinator {
       let waited = 0;
       for (;;) {
         lost = new Set(job.lost);
-        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(id) - performance.now()));
+        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(job, id) - performance.now()));
         if (wait <= 0) break;
         if (waited === 0) this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.round(wait) }, 'recovering the job from a lost cluster once its leases have lapsed');
         waited += wait;
@@ -289,7 +291,10 @@ export class GridCoordinator {
         this.granted(clusterId);
       }));
       if (job.state !== 'recovering') return;
-      for (const id of lost) job.lost.delete(id);
+      for (const id of lost) {
+        job.lost.delete(id);
+        job.shareLostAtMs.delete(id);
+      }
       job.recoveries += 1;
       this.recoveries += 1;
       const what = lost.size > 0 ? `the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ') || 'none'} moved to ${plan.target}` : reason;
@@ -355,26 +360,36 @@ export class GridCoordinator {
     if (this.polling.has(job.jobId) || job.state !== 'running') return;
     this.polling.add(job.jobId);
     try {
-      const states = await Promise.all(job.clusterIds().map(async (id) => {
-        const client = this.clusters.get(id)?.client;
-        if (!client) return [id, 'unregistered'] as const;
-        const s = await client.status();
-        return [id, s.jobs.find((j) => j.jobId === job.jobId)?.state ?? 'missing'] as const;
+      const states: ShareReport[] = await Promise.all(job.clusterIds().map(async (clusterId) => {
+        const client = this.clusters.get(clusterId)?.client;
+        if (!client) return { clusterId, state: 'unregistered', lastError: '' };
+        const share = (await client.status()).jobs.find((j) => j.jobId === job.jobId);
+        return { clusterId, state: share?.state ?? 'missing', lastError: share?.lastError ?? '' };
       }));
       if (job.state !== 'running') return;
-      // A cluster that fenced its share (its lease lapsed) or no longer knows the job (it restarted
-      // while this grid was away): nothing runs there; roll the whole job back to its line.
-      const gone = states.filter(([, st]) => st === 'fenced' || st === 'missing');
-      if (gone.length > 0) {
-        const reason = gone.map(([id, st]) => `cluster ${id} has the job ${st}`).join('; ');
-        job.rollback = true;
-        job.lastError = reason;
-        job.participantFailed(gone[0]![0], reason);
-        this.log.warn({ jobId: job.jobId, reason }, 'rolling the job back to its last recovery line');
-        this.recoverSoon(job, reason);
-        return;
+      const verdict = judgeShares(states);
+      switch (verdict.kind) {
+        case 'wait':
+          return;
+        case 'lose':
+          // A share its cluster could not recover is lost, as if the cluster were: its units move.
+          this.log.warn({ jobId: job.jobId, clusters: verdict.clusters, reason: verdict.reason }, 'a cluster failed its share of the job: recovering it elsewhere');
+          for (const id of verdict.clusters) job.loseShare(id, performance.now());
+          job.lastError = verdict.reason;
+          job.participantFailed(verdict.clusters[0]!, verdict.reason);
+          this.recoverSoon(job, verdict.reason);
+          return;
+        case 'rollback':
+          // Nothing runs there (its lease lapsed, or it restarted while this grid was away): roll the whole job back to its line.
+          job.rollback = true;
+          job.lastError = verdict.reason;
+          job.participantFailed(states.find((x) => x.state === 'fenced' || x.state === 'missing')!.clusterId, verdict.reason);
+          this.log.warn({ jobId: job.jobId, reason: verdict.reason }, 'rolling the job back to its last recovery line');
+          this.recoverSoon(job, verdict.reason);
+          return;
+        case 'completed':
+          break;
       }
-      if (!states.every(([, st]) => st === 'completed')) return;
       this.disarm(job);
       // Completed only with the end state on a committed line (core/final-round.ts).
       const end = await runFinalRound(() => job.checkpointNext(), () => job.state === 'running');

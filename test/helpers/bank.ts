@@ -56,3 +56,18 @@ export async function expectSubBanksFinished(storeDir: string, jobId: string, ep
     expect(balancesDigest(image.balances), `sub-bank ${i} at epoch ${epoch}`).toBe(balancesDigest(referenceBalances(one)));
   }
 }
+
+/** A grid bank job at a recovery line: each unit's sub-bank, read from the store the line names for it, at its end state. */
+export async function expectLineFinished(
+  line: { clusterEpochs: Record<string, bigint>; unitClusters: Record<string, string> },
+  stores: ReadonlyMap<string, string>,
+  p: BankParams,
+): Promise<void> {
+  for (let i = 0; i < p.units; i++) {
+    const c = line.unitClusters[`u${i}`]!;
+    const one = { ...p, units: 1, seed: p.seed + i };
+    const image = await bankFromEpoch(stores.get(c)!, 'bank', line.clusterEpochs[c]!, one, `bank-u${i}`);
+    expect(image.counters, `u${i} in ${c}`).toEqual([p.opsPerUnit]);
+    expect(balancesDigest(image.balances), `u${i} in ${c}`).toBe(balancesDigest(referenceBalances(one)));
+  }
+}
