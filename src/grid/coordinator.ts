@@ -9,9 +9,9 @@ import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
 import type { RoundConfig, RoundOutcome } from '../protocol/core/round.js';
 import type { GridCatalog } from './catalog.js';
 import { GridJob } from './grid-job.js';
-import { planGridRecovery } from './core/recovery-plan.js';
-import { runFinalRound } from '../protocol/final-round.js';
+import { rollBack, type RestoreCall } from './rollback.js';
 import { judgeShares, type ShareReport } from './core/shares.js';
+import { runFinalRound } from '../protocol/final-round.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
@@ -264,32 +264,11 @@ export class GridCoordinator {
         if (!s) return;
         free.set(c.clusterId, s.nodes.filter((n) => n.verdict === 'alive').reduce((a, n) => a + Math.max(0, n.capacityUnits - n.placedUnits), 0));
       }));
-      const line = this.catalog.latest(job.jobId);
-      const named = new Set([...job.clusters.values(), ...Object.values(line?.unitClusters ?? {}), ...Object.keys(line?.clusterEpochs ?? {})]);
-      const stores = new Map<string, string>();
-      for (const id of named) {
-        const dir = this.clusters.get(id)?.storeDir || this.catalog.cluster(id)?.storeDir;
-        if (dir) stores.set(id, dir);
-      }
-      const plan = planGridRecovery({ clusters: job.clusters, lost, line, free, stores });
-      if (!plan.ok) throw new GridError('resource-exhausted', plan.reason);
-      // The plan is recorded first, and every cluster in it is named in heartbeat answers (its lease) from now on.
-      job.clusters = plan.clusters;
-      await this.catalog.saveJob(job.record());
-      await Promise.all([...plan.restores].map(async ([clusterId, r]) => {
-        await this.retryUnavailable(() => {
-          const client = this.clusters.get(clusterId)?.client;
-          if (!client) throw new GridError('unavailable', `cluster ${clusterId} is not registered`);
-          return client.restoreGridJob({
-            fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
-            jobId: job.jobId,
-            job: { ...job.spec, units: job.spec.units.filter((u) => r.units.includes(u.unitId)), checkpointIntervalMs: 0 },
-            epoch: r.epoch ?? 0n,
-            adopt: r.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
-          });
-        });
-        this.granted(clusterId);
-      }));
+      const { plan, line, passedOver } = await rollBack({
+        catalog: this.catalog,
+        storeOf: (id) => this.clusters.get(id)?.storeDir || this.catalog.cluster(id)?.storeDir,
+        restore: (id, call) => this.restoreOn(id, call),
+      }, job, lost, free);
       if (job.state !== 'recovering') return;
       for (const id of lost) {
         job.lost.delete(id);
@@ -298,9 +277,11 @@ export class GridCoordinator {
       job.recoveries += 1;
       this.recoveries += 1;
       const what = lost.size > 0 ? `the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ') || 'none'} moved to ${plan.target}` : reason;
-      job.lastError = `recovered from ${what}`;
+      // What was restored, and which newer lines it passed over (invariant 6: say which).
+      const walked = passedOver.length > 0 ? `; rolled back to line ${line?.gridEpoch ?? 'none'}, passing over ${passedOver.join('; ')}` : '';
+      job.lastError = `recovered from ${what}${walked}`;
       const ms = performance.now() - t0;
-      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
+      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', passedOver, leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
       this.events.recovered(job.jobId, ms, true);
       if (job.lost.size > 0) {
         // Another cluster was lost meanwhile: the job stays recovering, and goes again.
@@ -319,6 +300,21 @@ export class GridCoordinator {
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'grid recovery failed');
       this.events.recovered(job.jobId, performance.now() - t0, false);
     }
+  }
+
+  private async restoreOn(clusterId: string, call: RestoreCall): Promise<void> {
+    await this.retryUnavailable(() => {
+      const client = this.clusters.get(clusterId)?.client;
+      if (!client) throw new GridError('unavailable', `cluster ${clusterId} is not registered`);
+      return client.restoreGridJob({
+        fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
+        jobId: call.jobId,
+        job: call.job,
+        epoch: call.epoch ?? 0n,
+        adopt: call.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
+      });
+    });
+    this.granted(clusterId);
   }
 
   /** A cluster busy with its own recovery answers UNAVAILABLE: ask again, for a while. */
