@@ -8,7 +8,7 @@ import { GridError } from '../common/errors.js';
 import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
 import { verifyEpoch } from './epoch-reader.js';
 import type { EpochManifest } from './manifest.js';
-import { planWalkBack, type ManifestState, type SkippedEpoch } from './walk-back.js';
+import { planWalkBack, type ManifestState, type SkippedEpoch, type WalkStep } from './walk-back.js';
 
 /** Verification errors quoted in a skip reason; verifyEpoch says how many there were. */
 const MAX_QUOTED_ERRORS = 3;
@@ -27,8 +27,8 @@ export interface RestorableOptions {
   bad?: ReadonlyMap<bigint, string>;
 }
 
-/** The newest of `named` (and the parents their manifests name) whose whole chain verifies. */
-export async function newestRestorable(storeDir: string, jobId: string, named: Iterable<bigint>, opts: RestorableOptions): Promise<Restorable> {
+/** The walk-back plan over what the job's epoch directories hold, and the committed manifests by epoch. */
+export async function planStoreWalk(storeDir: string, jobId: string, named: Iterable<bigint>): Promise<{ steps: WalkStep[]; found: Map<bigint, EpochManifest> }> {
   const manifests = new Map<bigint, ManifestState>();
   const found = new Map<bigint, EpochManifest>();
   for (const epoch of await listEpochDirs(storeDir, jobId)) {
@@ -40,9 +40,15 @@ export async function newestRestorable(storeDir: string, jobId: string, named: I
       manifests.set(epoch, m.kind === 'missing' ? m : { kind: 'invalid', reason: m.error.message });
     }
   }
+  return { steps: planWalkBack(named, manifests), found };
+}
+
+/** The newest of `named` (and the parents their manifests name) whose whole chain verifies. */
+export async function newestRestorable(storeDir: string, jobId: string, named: Iterable<bigint>, opts: RestorableOptions): Promise<Restorable> {
+  const { steps, found } = await planStoreWalk(storeDir, jobId, named);
   const skipped: SkippedEpoch[] = [];
   let tried = 0;
-  for (const step of planWalkBack(named, manifests)) {
+  for (const step of steps) {
     if (step.kind === 'skip') {
       skipped.push(step.skipped);
       continue;

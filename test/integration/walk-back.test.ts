@@ -8,6 +8,9 @@ import { deleteManifest, flipPageByte, truncatePageTable } from '../helpers/dama
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
 import { GridClient } from '../../src/wire/grid-client.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
+import { bankJobSpec } from '../../src/bank/job.js';
+import { startAgent, uniqueNodeId } from '../helpers/agent.js';
+import { untilJob } from '../helpers/bank.js';
 
 // ARCHITECTURE §3 invariant 6 in a coordinated recovery: the newest epochs
 // are damaged (a deleted manifest, a truncated page table, a flipped byte in
@@ -109,4 +112,23 @@ describe('a coordinated recovery walks back past damaged epochs', () => {
       });
     });
   }, 240_000);
+
+  it('standalone agent restore: the deleted manifest of the epoch it last committed is named, not passed over in silence', async () => {
+    await withTmp('walk-back-agent', async (dir) => {
+      const a = await startAgent(dir, { nodeId: uniqueNodeId('wb') });
+      try {
+        await a.client.startJob({ job: bankJobSpec('bank', { accounts: 256, units: 2, opsPerUnit: 50_000, seed: 9 }, 0) });
+        await untilJob(a.client, 'bank', (j) => j.containers.length > 0);
+        for (let i = 1; i <= 3; i++) expect((await a.client.checkpoint({ jobId: 'bank', full: false })).epoch!.epoch).toBe(BigInt(i));
+        await deleteManifest(join(dir, 'store'), 'bank', 3n);
+        const r = await a.client.restore({ jobId: 'bank', epoch: 0n });
+        expect(r.epoch!.epoch).toBe(2n);
+        expect(r.skipped.map((x) => x.epoch)).toEqual([3n]);
+        expect(r.skipped[0]!.reason).toMatch(/^manifest missing: .*MANIFEST\.json does not exist/);
+        await a.client.stopJob({ jobId: 'bank' });
+      } finally {
+        await a.stop();
+      }
+    });
+  });
 });
