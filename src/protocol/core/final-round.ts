@@ -8,6 +8,8 @@
 //   2. At most MAX_FINAL_ROUND_ATTEMPTS rounds; then a verdict that names
 //      every attempt's reason.
 
+import { assert } from '../../common/errors.js';
+
 export const MAX_FINAL_ROUND_ATTEMPTS = 3;
 /** Wait before the next attempt: attempt × this (a full store may drain, a busy peer settle). */
 export const FINAL_ROUND_BACKOFF_MS = 250;
@@ -23,7 +25,7 @@ export type FinalRoundVerdict =
 /** `attempts`: every attempt so far, oldest first (at least one). */
 export function afterFinalAttempt(attempts: readonly FinalAttempt[]): FinalRoundVerdict {
   const last = attempts[attempts.length - 1];
-  if (last === undefined) throw new Error('invariant broken: afterFinalAttempt needs an attempt');
+  assert(last !== undefined, 'afterFinalAttempt needs an attempt');
   if (last.kind === 'committed') return { kind: 'completed', epoch: last.epoch };
   if (attempts.length < MAX_FINAL_ROUND_ATTEMPTS) return { kind: 'retry', afterMs: attempts.length * FINAL_ROUND_BACKOFF_MS };
   const reasons = attempts.map((a, i) => `attempt ${i + 1}: ${a.kind === 'failed' ? a.reason : 'committed'}`).join('; ');
