@@ -389,7 +389,11 @@ export class GridCoordinator {
       this.disarm(job);
       // Completed only with the end state on a committed line (core/final-round.ts).
       const end = await runFinalRound(() => job.checkpointNext(), () => job.state === 'running');
-      if (end === null) return;
+      if (end === null) {
+        // A recovery took over (a cluster was lost meanwhile): watch for the end again once it is done.
+        if (job.state === 'running' || job.state === 'recovering') this.arm(job);
+        return;
+      }
       if (end.kind === 'completed') {
         job.state = 'completed';
         this.log.info({ jobId: job.jobId, last: String(end.epoch) }, 'grid job completed');
