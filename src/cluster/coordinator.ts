@@ -6,13 +6,16 @@ import { AgentClient } from '../wire/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
 import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
-import { placeUnits, moveFailedNode, type NodeCapacity } from './core/placement.js';
+import { placeUnits, type NodeCapacity } from './core/placement.js';
 import { ClusterJob, type ClusterJobState } from './cluster-job.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
 import { leaseMarginMs } from '../detector/lease.js';
-import { restoreJobOnNodes, restoreGridJob, type GridRestore } from './job-restore.js';
+import { restoreGridJob, type GridRestore } from './job-restore.js';
+import { recoverNodes } from './node-recovery.js';
+import { describeSkipped } from '../store/restorable.js';
 import { rowOf, type JobTable, type JobRow } from './job-table.js';
 import { listCommitted } from '../store/index.js';
+import { runFinalRound } from '../protocol/final-round.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery
@@ -72,6 +75,8 @@ export class ClusterCoordinator {
   readonly gridLeases: LeaseKeeper;
 
   private readonly registered = new Map<string, Array<() => void>>();
+  /** Called at every verdict change (see untilNotSuspected). */
+  private readonly verdictWaiters = new Set<() => void>();
 
   constructor(readonly settings: ClusterSettings, readonly log: Logger, readonly events: ClusterEvents, private readonly table: JobTable | null = null) {
     this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
@@ -124,6 +129,24 @@ export class ClusterCoordinator {
     return node.lastGrantMs + this.settings.agentLeaseMs + leaseMarginMs(this.settings.agentLeaseMs);
   }
 
+  /** Resolves once none of these nodes is suspected (each is alive or failed), or after maxMs. */
+  untilNotSuspected(nodeIds: readonly string[], maxMs: number): Promise<void> {
+    const settled = () => nodeIds.every((n) => this.nodes.get(n)?.verdict !== 'suspected');
+    if (settled()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.verdictWaiters.delete(check);
+        resolve();
+      };
+      const check = () => {
+        if (settled()) done();
+      };
+      const timer = setTimeout(done, maxMs);
+      this.verdictWaiters.add(check);
+    });
+  }
+
   /** A start or restore call that returned: the node holds a fresh lease. */
   granted(nodeId: string): void {
     const node = this.nodes.get(nodeId);
@@ -135,6 +158,7 @@ export class ClusterCoordinator {
     this.events.nodeVerdict(change);
     if (!node || node.incarnation !== change.incarnation) return;
     node.verdict = change.to;
+    for (const w of [...this.verdictWaiters]) w();
     this.log.warn({ node: change.peer, from: change.from, to: change.to, phi: change.phi, silenceMs: change.silenceMs }, `node ${change.to}`);
     if (change.to === 'failed') {
       this.failuresDetected += 1;
@@ -229,7 +253,8 @@ export class ClusterCoordinator {
 
   private async resumeJob(job: ClusterJob, row: JobRow): Promise<void> {
     // An epoch committed after the table's last save is the job's newest state.
-    const newest = (await listCommitted(this.settings.storeDir, job.jobId).catch(() => [])).at(-1);
+    const committed = await listCommitted(this.settings.storeDir, job.jobId).catch(() => []);
+    const newest = committed.at(-1);
     if (newest && (job.lastEpoch === null || newest.epoch > job.lastEpoch)) {
       job.lastEpoch = newest.epoch;
       if (newest.full) {
@@ -238,6 +263,8 @@ export class ClusterCoordinator {
         job.needsFull = false;
       }
     }
+    // The epochs a recovery may walk back to (a job the cluster runs alone has one history).
+    for (const m of committed) if (job.lastEpoch !== null && m.epoch <= job.lastEpoch) job.committedHere.add(m.epoch);
     const deadline = this.settings.agentLeaseMs * 3;
     const missing = await this.untilRegistered(job.nodes(), deadline);
     this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), missing, was: row.state }, 'job resumed from the job table');
@@ -339,13 +366,21 @@ export class ClusterCoordinator {
       }));
       if (!current() || ends.some((e) => e !== 'completed')) return;
       this.stopTimer(job);
-      // A last round records the job's end state (after any periodic one still running).
+      // A last round records the job's end state (after any periodic one still running); a grid job's is the grid's.
       await job.whenIdle();
       if (!current()) return;
-      const last = job.gridManaged ? null : await job.checkpoint().catch(() => null);
-      if (current()) job.state = 'completed';
+      const end = job.gridManaged ? null : await runFinalRound(() => job.checkpoint(), current);
+      if (!current()) return;
+      // Completed only with the end state in a committed epoch (core/final-round.ts).
+      if (end?.kind === 'not-checkpointed') {
+        job.state = 'failed';
+        job.lastError = end.reason;
+        this.log.error({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), err: end.reason }, 'job failed: its final state is not checkpointed');
+      } else {
+        job.state = 'completed';
+        this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: end ? String(end.epoch) : 'the grid\'s' }, 'job completed');
+      }
       this.persist(job);
-      this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: last?.kind ?? 'none' }, 'job completed');
     } catch (err) {
       if (current()) this.log.warn({ jobId: job.jobId, err: String(err) }, 'waiting for the job failed; a recovery will take over if a node failed');
     }
@@ -377,38 +412,24 @@ export class ClusterCoordinator {
   private async recover(job: ClusterJob, nodeId: string, reason: string): Promise<void> {
     if (!this.isLive(job) || job.state !== 'recovering') return;
     const t0 = performance.now();
+    const current = () => this.isLive(job) && job.state === 'recovering';
     try {
-      // Every node lost so far moves now (a later verdict's recovery then finds nothing to move).
-      const lost = [...job.lostNodes].filter((n) => job.nodes().includes(n));
-      const survivors = job.nodes().filter((n) => !lost.includes(n));
-      await this.stopOn(job.jobId, survivors);
-      const spares: string[] = [];
-      for (const failed of lost) {
-        // A node whose old parts now stand for another node cannot hold new ones until a full epoch.
-        const room = this.capacities().filter((n) => !job.writerElsewhere(n.nodeId) && !job.lostNodes.has(n.nodeId));
-        const moved = moveFailedNode(job.placement, failed, room);
-        job.placement = moved.placement;
-        job.moveHolder(failed, moved.spareNodeId);
-        spares.push(moved.spareNodeId);
-      }
-      // The lost nodes' units must be dead before they run elsewhere (fenced ones are already).
-      let waited = 0;
-      for (;;) {
-        const wait = Math.max(0, ...[...job.lostNodes].map((n) => this.leaseSafeAt(n) - performance.now()));
-        if (wait <= 0) break;
-        waited += wait;
-        await new Promise((r) => setTimeout(r, wait));
-      }
-      if (!this.isLive(job) || job.state !== 'recovering') return this.stopIfFenced(job);
-      await restoreJobOnNodes(this, job, job.nodes());
-      if (!this.isLive(job) || job.state !== 'recovering') return this.stopIfFenced(job);
+      // A round in its last step settles first: lastEpoch must be what the store holds.
+      await job.whenIdle();
+      const r = current() ? await recoverNodes(this, job, current) : null;
+      if (r === null || !current()) return this.stopIfFenced(job);
       job.recoveries += 1;
-      for (const n of lost) job.lostNodes.delete(n);
+      for (const m of r.moved) job.lostNodes.delete(m.from);
+      // What was restored, and which newer epochs it passed over (invariant 6: say which).
+      if (r.skipped.length > 0) job.lastError = `recovered at epoch ${r.epoch} after passing over ${describeSkipped(r.skipped)}`;
       job.state = 'running';
       this.arm(job);
       this.persist(job);
       const ms = performance.now() - t0;
-      this.log.warn({ jobId: job.jobId, reason, moved: lost, spares, epoch: String(job.lastEpoch), leaseWaitMs: Math.round(waited), ms }, 'job recovered');
+      this.log.warn({
+        jobId: job.jobId, reason, moved: r.moved, epoch: String(r.epoch), skipped: r.skipped.map((x) => ({ epoch: String(x.epoch), reason: x.reason })),
+        attempts: r.attempts, leaseWaitMs: Math.round(r.leaseWaitMs), ms,
+      }, 'job recovered');
       this.events.recovered(job.jobId, ms, true);
     } catch (err) {
       if (!this.isLive(job)) return this.stopIfFenced(job);

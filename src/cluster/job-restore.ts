@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { listCommitted } from '../store/index.js';
+import { whyNotRestorable } from '../store/restorable.js';
 import { planAdoption, type ForeignEpochLayout } from './core/adoption.js';
 import { moveFailedNode, placeUnits, type NodeCapacity } from './core/placement.js';
 import type { AdoptedParts, ClusterJob, ClusterJobState } from './cluster-job.js';
@@ -24,21 +25,24 @@ export interface GridRestore {
 
 /** Restore where a node holds pages, start anew where it holds none. */
 export async function restoreJobOnNodes(c: ClusterCoordinator, job: ClusterJob, nodes: readonly string[]): Promise<void> {
-  for (const nodeId of nodes) {
-    const spec = job.specFor(nodeId);
-    const sources = job.sourcesFor(nodeId);
-    const agent = c.client(nodeId);
-    if (sources.length === 0) {
-      await agent.stopJob({ jobId: job.jobId }).catch(() => undefined);
-      await agent.startJob({ job: spec, leaseBound: true, fresh: true });
-    } else {
-      await agent.restore({
-        jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true,
-        sources: sources.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch, partsFrom: s.parts })),
-      });
-    }
-    c.granted(nodeId);
+  for (const nodeId of nodes) await restoreNode(c, job, nodeId);
+}
+
+/** One node: its units from what it holds (sourcesFor), or anew. */
+export async function restoreNode(c: ClusterCoordinator, job: ClusterJob, nodeId: string): Promise<void> {
+  const spec = job.specFor(nodeId);
+  const sources = job.sourcesFor(nodeId);
+  const agent = c.client(nodeId);
+  if (sources.length === 0) {
+    await agent.stopJob({ jobId: job.jobId }).catch(() => undefined);
+    await agent.startJob({ job: spec, leaseBound: true, fresh: true });
+  } else {
+    await agent.restore({
+      jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true,
+      sources: sources.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch, partsFrom: s.parts })),
+    });
   }
+  c.granted(nodeId);
 }
 
 async function readLayout(storeDir: string, jobId: string, epoch: bigint): Promise<ForeignEpochLayout> {
@@ -64,6 +68,8 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   const adoptedIds = new Set(r.adopt.flatMap((a) => a.unitIds));
   for (const u of adoptedIds) if (!unitIds.has(u)) throw new GridError('invalid-argument', `adopted unit ${u} is not in the job's units for ${clusterId}`);
   const ownIds = [...unitIds].filter((u) => !adoptedIds.has(u));
+  // Every epoch it would load must verify, before anything is stopped: if not, the grid walks back to an older line.
+  await checkGridSources(c.settings.storeDir, r);
 
   c.events.recoveryStarted?.(r.jobId, 'grid', `the grid restores the job here (epoch ${r.epoch ?? 'none'}, ${r.adopt.length} adoptions)`);
   // 1. Nothing of the job runs here any more; the old record does nothing more from now on.
@@ -121,7 +127,8 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   job.adopted = adopted;
   job.needsFull = relaid || adopted.length > 0;
   job.lastEpoch = r.epoch;
-  if (r.epoch !== null) job.committedHere.add(r.epoch);
+  // The job's history in this store: what the old record built up to the line, and the line.
+  if (r.epoch !== null) for (const e of [...(old?.committedHere ?? []), r.epoch]) if (e <= r.epoch) job.committedHere.add(e);
   job.recoveries = (old?.recoveries ?? 0) + 1;
   job.checkGridFence(r.gridIncarnation);
   job.state = 'recovering';
@@ -153,6 +160,18 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
   }, 'job restored for the grid');
   c.events.recovered(r.jobId, ms, true);
   return job;
+}
+
+/** data-loss naming the store and epoch that does not restore (the grid passes the line over). */
+async function checkGridSources(ownStore: string, r: GridRestore): Promise<void> {
+  const sources = [
+    ...(r.epoch === null ? [] : [{ what: 'this cluster\'s store', storeDir: ownStore, epoch: r.epoch }]),
+    ...r.adopt.flatMap((a) => (a.epoch === null ? [] : [{ what: `the store of ${a.fromCluster}`, storeDir: a.storeDir, epoch: a.epoch }])),
+  ];
+  for (const s of sources) {
+    const why = await whyNotRestorable(s.storeDir, r.jobId, s.epoch);
+    if (why !== null) throw new GridError('data-loss', `epoch ${s.epoch} of job ${r.jobId} in ${s.what} (${s.storeDir}) does not restore: ${why}`);
+  }
 }
 
 function count(values: Iterable<string>): Map<string, number> {

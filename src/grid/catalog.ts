@@ -112,6 +112,11 @@ export class GridCatalog {
     });
   }
 
+  /** Drops a job's lines above this one: a rollback found them unrestorable and restored this one. */
+  dropAbove(jobId: string, gridEpoch: bigint): Promise<void> {
+    return this.file.update((s) => ({ ...s, lines: s.lines.filter((l) => l.jobId !== jobId || l.gridEpoch <= gridEpoch) }));
+  }
+
   saveJob(record: GridJobRecord): Promise<void> {
     return this.file.update((s) => ({ ...s, jobs: { ...s.jobs, [record.spec.jobId]: record } }));
   }

@@ -9,8 +9,10 @@ import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
 import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
 import type { GridCatalog } from './catalog.js';
 import { GridJob, type GridJobState } from './grid-job.js';
-import { planGridRecovery } from './core/recovery-plan.js';
 import { ClusterFollower } from './cluster-follower.js';
+import { rollBack, type RestoreCall } from './rollback.js';
+import { judgeShares, type ShareReport } from './core/shares.js';
+import { runFinalRound } from '../protocol/final-round.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
@@ -257,12 +259,13 @@ export class GridCoordinator {
     this.recovering.set(job.jobId, next);
   }
 
-  /** When no lease that a lost cluster (or its agents) held can still hold. */
-  private safeAt(clusterId: string): number {
+  /** When no lease on this job that a lost cluster (or its agents) held can still hold. */
+  private safeAt(job: GridJob, clusterId: string): number {
     const c = this.clusters.get(clusterId);
     const known = this.catalog.cluster(clusterId);
     // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
-    const lastGrant = c?.lastGrantMs ?? this.startedAt;
+    // A share lost while its cluster lives: the cluster's grants since then did not name this job.
+    const lastGrant = Math.min(c?.lastGrantMs ?? this.startedAt, job.shareLostAtMs.get(clusterId) ?? Infinity);
     const agentLease = c?.agentLeaseMs || known?.agentLeaseMs || this.settings.clusterLeaseMs;
     return leaseSafeAfter(lastGrant, this.settings.clusterLeaseMs, agentLease, leaseMarginMs(this.settings.clusterLeaseMs + agentLease));
   }
@@ -277,7 +280,7 @@ export class GridCoordinator {
       let waited = 0;
       for (;;) {
         lost = new Set(job.lost);
-        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(id) - performance.now()));
+        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(job, id) - performance.now()));
         if (wait <= 0) break;
         if (waited === 0) this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.round(wait) }, 'recovering the job from a lost cluster once its leases have lapsed');
         waited += wait;
@@ -293,40 +296,24 @@ export class GridCoordinator {
         if (!s) return;
         free.set(c.clusterId, s.nodes.filter((n) => n.verdict === 'alive').reduce((a, n) => a + Math.max(0, n.capacityUnits - n.placedUnits), 0));
       }));
-      const line = this.catalog.latest(job.jobId);
-      const named = new Set([...job.clusters.values(), ...Object.values(line?.unitClusters ?? {}), ...Object.keys(line?.clusterEpochs ?? {})]);
-      const stores = new Map<string, string>();
-      for (const id of named) {
-        const dir = this.clusters.get(id)?.storeDir || this.catalog.cluster(id)?.storeDir;
-        if (dir) stores.set(id, dir);
-      }
-      const plan = planGridRecovery({ clusters: job.clusters, lost, line, free, stores });
-      if (!plan.ok) throw new GridError('resource-exhausted', plan.reason);
-      // The plan is recorded first, and every cluster in it is named in heartbeat answers (its lease) from now on.
-      job.clusters = plan.clusters;
-      await this.catalog.saveJob(job.record());
-      await Promise.all([...plan.restores].map(async ([clusterId, r]) => {
-        await this.retryUnavailable(() => {
-          const client = this.clusters.get(clusterId)?.client;
-          if (!client) throw new GridError('unavailable', `cluster ${clusterId} is not registered`);
-          return client.restoreGridJob({
-            fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
-            jobId: job.jobId,
-            job: { ...job.spec, units: job.spec.units.filter((u) => r.units.includes(u.unitId)), checkpointIntervalMs: 0 },
-            epoch: r.epoch ?? 0n,
-            adopt: r.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
-          });
-        });
-        this.granted(clusterId);
-      }));
+      const { plan, line, passedOver } = await rollBack({
+        catalog: this.catalog,
+        storeOf: (id) => this.clusters.get(id)?.storeDir || this.catalog.cluster(id)?.storeDir,
+        restore: (id, call) => this.restoreOn(id, call),
+      }, job, lost, free);
       if (job.state !== 'recovering') return;
-      for (const id of lost) job.lost.delete(id);
+      for (const id of lost) {
+        job.lost.delete(id);
+        job.shareLostAtMs.delete(id);
+      }
       job.recoveries += 1;
       this.recoveries += 1;
       const what = lost.size > 0 ? `the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ') || 'none'} moved to ${plan.target}` : reason;
-      job.lastError = `recovered from ${what}`;
+      // What was restored, and which newer lines it passed over (invariant 6: say which).
+      const walked = passedOver.length > 0 ? `; rolled back to line ${line?.gridEpoch ?? 'none'}, passing over ${passedOver.join('; ')}` : '';
+      job.lastError = `recovered from ${what}${walked}`;
       const ms = performance.now() - t0;
-      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
+      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', passedOver, leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
       this.events.recovered(job.jobId, ms, true);
       if (job.lost.size > 0) {
         // Another cluster was lost meanwhile: the job stays recovering, and goes again.
@@ -345,6 +332,21 @@ export class GridCoordinator {
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'grid recovery failed');
       this.events.recovered(job.jobId, performance.now() - t0, false);
     }
+  }
+
+  private async restoreOn(clusterId: string, call: RestoreCall): Promise<void> {
+    await this.retryUnavailable(() => {
+      const client = this.clusters.get(clusterId)?.client;
+      if (!client) throw new GridError('unavailable', `cluster ${clusterId} is not registered`);
+      return client.restoreGridJob({
+        fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
+        jobId: call.jobId,
+        job: call.job,
+        epoch: call.epoch ?? 0n,
+        adopt: call.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
+      });
+    });
+    this.granted(clusterId);
   }
 
   /** A cluster busy with its own recovery answers UNAVAILABLE: ask again, for a while. */
@@ -416,31 +418,53 @@ export class GridCoordinator {
   private async checkCompletion(job: GridJob): Promise<boolean> {
     if (job.state !== 'running') return true;
     try {
-      const states = await Promise.all(job.clusterIds().map(async (id) => {
-        const client = this.clusters.get(id)?.client;
-        if (!client) return [id, 'unregistered'] as const;
-        const s = await client.status();
-        return [id, s.jobs.find((j) => j.jobId === job.jobId)?.state ?? 'missing'] as const;
+      const states: ShareReport[] = await Promise.all(job.clusterIds().map(async (clusterId) => {
+        const client = this.clusters.get(clusterId)?.client;
+        if (!client) return { clusterId, state: 'unregistered', lastError: '' };
+        const share = (await client.status()).jobs.find((j) => j.jobId === job.jobId);
+        return { clusterId, state: share?.state ?? 'missing', lastError: share?.lastError ?? '' };
       }));
       if (job.state !== 'running') return true;
-      // A cluster that fenced its share (its lease lapsed) or no longer knows the job (it restarted
-      // while this grid was away): nothing runs there; roll the whole job back to its line.
-      const gone = states.filter(([, st]) => st === 'fenced' || st === 'missing');
-      if (gone.length > 0) {
-        const reason = gone.map(([id, st]) => `cluster ${id} has the job ${st}`).join('; ');
-        job.rollback = true;
-        job.lastError = reason;
-        job.participantFailed(gone[0]![0], reason);
-        this.log.warn({ jobId: job.jobId, reason }, 'rolling the job back to its last recovery line');
-        this.recoverSoon(job, reason);
+      const verdict = judgeShares(states);
+      switch (verdict.kind) {
+        case 'wait':
+          return true;
+        case 'lose':
+          // A share its cluster could not recover is lost, as if the cluster were: its units move.
+          this.log.warn({ jobId: job.jobId, clusters: verdict.clusters, reason: verdict.reason }, 'a cluster failed its share of the job: recovering it elsewhere');
+          for (const id of verdict.clusters) job.loseShare(id, performance.now());
+          job.lastError = verdict.reason;
+          job.participantFailed(verdict.clusters[0]!, verdict.reason);
+          this.recoverSoon(job, verdict.reason);
+          return true;
+        case 'rollback':
+          // Nothing runs there (its lease lapsed, or it restarted while this grid was away): roll the whole job back to its line.
+          job.rollback = true;
+          job.lastError = verdict.reason;
+          job.participantFailed(states.find((x) => x.state === 'fenced' || x.state === 'missing')!.clusterId, verdict.reason);
+          this.log.warn({ jobId: job.jobId, reason: verdict.reason }, 'rolling the job back to its last recovery line');
+          this.recoverSoon(job, verdict.reason);
+          return true;
+        case 'completed':
+          break;
+      }
+      this.disarm(job);
+      // Completed only with the end state on a committed line (core/final-round.ts).
+      const end = await runFinalRound(() => job.checkpointNext(), () => job.state === 'running');
+      if (end === null) {
+        // A recovery took over (a cluster was lost meanwhile): watch for the end again once it is done.
+        if (job.state === 'running' || job.state === 'recovering') this.arm(job);
         return true;
       }
-      if (!states.every(([, st]) => st === 'completed')) return true;
-      this.disarm(job);
-      const last = await job.checkpointNext().catch(() => null);
-      job.state = 'completed';
+      if (end.kind === 'completed') {
+        job.state = 'completed';
+        this.log.info({ jobId: job.jobId, last: String(end.epoch) }, 'grid job completed');
+      } else {
+        job.state = 'failed';
+        job.lastError = end.reason;
+        this.log.error({ jobId: job.jobId, err: end.reason }, 'grid job failed: its final state is not checkpointed');
+      }
       this.saveJob(job);
-      this.log.info({ jobId: job.jobId, last: last?.kind ?? 'none' }, 'grid job completed');
       return true;
     } catch (err) {
       // A cluster that does not answer for good is the detector's business; until then, look again.

@@ -33,6 +33,8 @@ export class GridJob {
   recoveries = 0;
   /** Clusters lost and not yet recovered from: they get no lease for this job. */
   readonly lost = new Set<string>();
+  /** Clusters alive but whose share failed (lost for this job only) → when it stopped being named to them. */
+  readonly shareLostAtMs = new Map<string, number>();
   /** The whole job must roll back to its line even if no cluster is lost (a share was fenced). */
   rollback = false;
   private roundsSinceFull = 0;
@@ -116,6 +118,12 @@ export class GridJob {
       await this.whenIdle();
       if (this.core.status().phase === 'idle') return this.checkpoint();
     }
+  }
+
+  /** A cluster could not recover its share: lost for this job from nowMs (no lease names it from now on). */
+  loseShare(clusterId: string, nowMs: number): void {
+    this.lost.add(clusterId);
+    if (!this.shareLostAtMs.has(clusterId)) this.shareLostAtMs.set(clusterId, nowMs);
   }
 
   participantFailed(clusterId: string, reason: string): void {

@@ -220,7 +220,8 @@ export class NodeAgent {
     }
     let result: RestoreResult;
     try {
-      result = await runRestore(this.deps, jobId, epoch, scope);
+      const known = existing?.parentEpoch ?? null;
+      result = await runRestore(this.deps, jobId, epoch, known === null ? scope : { ...scope, known: [known] });
     } catch (err) {
       // Nothing was loaded; the units stay stopped, and the job says why.
       if (existing) {

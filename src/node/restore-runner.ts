@@ -3,15 +3,14 @@ import { GridError } from '../common/errors.js';
 import type { AgentDeps, JobView } from './agent.js';
 import { jobSpecFromManifest, type JobSpec } from './job-spec.js';
 import { listCommitted, loadEpoch, epochChain, type EpochManifest } from '../store/index.js';
+import { planStoreWalk } from '../store/restorable.js';
+import type { SkippedEpoch } from '../store/walk-back.js';
 
 // Restore (invariant 6): load the chosen epoch's chain into page memory,
 // every page verified before any is used. Asked for "latest", it walks back
 // from the newest committed epoch and says which newer ones it passed over.
 
-export interface SkippedEpoch {
-  epoch: bigint;
-  reason: string;
-}
+export type { SkippedEpoch } from '../store/walk-back.js';
 
 export interface RestoreResult {
   manifest: EpochManifest;
@@ -34,6 +33,8 @@ export interface RestoreScope {
    * coordinator chose them as one consistent line); needs spec.
    */
   sources?: RestoreSource[];
+  /** Epochs this agent knows were committed (its last one): a missing manifest of one is named, not passed over. */
+  known?: bigint[];
 }
 
 export interface RestoreSource {
@@ -51,11 +52,11 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
     throw new GridError('not-found', `job ${jobId} has no committed epoch in ${config.storeDir}`);
   }
   const highestEpoch = committed[committed.length - 1]!.epoch;
-  const candidates = epoch === null ? [...committed].reverse() : committed.filter((m) => m.epoch === epoch);
+  const skipped: SkippedEpoch[] = [];
+  const candidates = epoch === null ? await walkCandidates(config.storeDir, jobId, committed, scope.known ?? [], skipped) : committed.filter((m) => m.epoch === epoch);
   if (candidates.length === 0) {
     throw new GridError('not-found', `job ${jobId} has no committed epoch ${epoch} (newest is ${highestEpoch})`);
   }
-  const skipped: SkippedEpoch[] = [];
   for (const manifest of candidates) {
     try {
       const spec = scope.spec ?? jobSpecFromManifest(manifest.job, config.limits, config.defaultFullEvery);
@@ -84,7 +85,23 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
       skipped.push({ epoch: manifest.epoch, reason });
     }
   }
+  skipped.sort((a, b) => (a.epoch > b.epoch ? -1 : a.epoch < b.epoch ? 1 : 0));
   throw new GridError('data-loss', `job ${jobId}: no committed epoch is restorable: ${skipped.map((s) => `epoch ${s.epoch}: ${s.reason}`).join('; ')}`);
+}
+
+/**
+ * Committed epochs newest first; an epoch this agent knows it committed, or
+ * that a manifest names as its parent, whose manifest is gone or unreadable is
+ * reported skipped (walk-back.ts) instead of passed over in silence.
+ */
+async function walkCandidates(storeDir: string, jobId: string, committed: EpochManifest[], known: readonly bigint[], skipped: SkippedEpoch[]): Promise<EpochManifest[]> {
+  const { steps, found } = await planStoreWalk(storeDir, jobId, [...committed.map((m) => m.epoch), ...known]);
+  const out: EpochManifest[] = [];
+  for (const step of steps) {
+    if (step.kind === 'skip') skipped.push(step.skipped);
+    else out.push(found.get(step.epoch)!);
+  }
+  return out;
 }
 
 async function restoreFromSources(deps: AgentDeps, jobId: string, sources: RestoreSource[], spec: JobSpec | undefined): Promise<RestoreResult> {

@@ -147,6 +147,7 @@ function planPageTable(input: NodePartInput): PageTable {
 
 export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   const { storeDir, jobId, epoch } = input;
+  failpoint('store.commit-fails'); // tests: a full or read-only store, where no manifest can be written
   const manifest = buildManifest({
     jobId, epoch, parentEpoch: input.parentEpoch, full: input.full, createdUnixMs: input.createdUnixMs,
     containers: input.containers, parts: input.parts, job: input.job,

@@ -3,6 +3,7 @@ import type { AgentClient } from '../../src/wire/agent-client.js';
 import type { JobStatus } from '../../src/gen/gridckpt/v1/node_agent.js';
 import { readBankFromAgent } from '../../src/bank/job.js';
 import { balancesDigest } from '../../src/bank/digest.js';
+import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../../src/bank/model.js';
 
 /** Waits for the bank job to finish and checks it against the reference. */
@@ -44,4 +45,29 @@ export async function untilJob(client: AgentClient, jobId: string, ok: (j: JobSt
 
 export async function untilCommitted(client: AgentClient, jobId: string, n: number): Promise<void> {
   await untilJob(client, jobId, (j) => j.checkpointsCommitted >= BigInt(n));
+}
+
+/** A cluster bank job (one sub-bank per unit) at this epoch of a store: each sub-bank's failure-free end state. */
+export async function expectSubBanksFinished(storeDir: string, jobId: string, epoch: bigint, p: BankParams): Promise<void> {
+  for (let i = 0; i < p.units; i++) {
+    const one = { ...p, units: 1, seed: p.seed + i };
+    const image = await bankFromEpoch(storeDir, jobId, epoch, one, `bank-u${i}`);
+    expect(image.counters, `sub-bank ${i} at epoch ${epoch}`).toEqual([p.opsPerUnit]);
+    expect(balancesDigest(image.balances), `sub-bank ${i} at epoch ${epoch}`).toBe(balancesDigest(referenceBalances(one)));
+  }
+}
+
+/** A grid bank job at a recovery line: each unit's sub-bank, read from the store the line names for it, at its end state. */
+export async function expectLineFinished(
+  line: { clusterEpochs: Record<string, bigint>; unitClusters: Record<string, string> },
+  stores: ReadonlyMap<string, string>,
+  p: BankParams,
+): Promise<void> {
+  for (let i = 0; i < p.units; i++) {
+    const c = line.unitClusters[`u${i}`]!;
+    const one = { ...p, units: 1, seed: p.seed + i };
+    const image = await bankFromEpoch(stores.get(c)!, 'bank', line.clusterEpochs[c]!, one, `bank-u${i}`);
+    expect(image.counters, `u${i} in ${c}`).toEqual([p.opsPerUnit]);
+    expect(balancesDigest(image.balances), `u${i} in ${c}`).toBe(balancesDigest(referenceBalances(one)));
+  }
 }
