@@ -23,7 +23,7 @@ import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { GridError, invalidArgument } from '../common/errors.js';
-import { failpoint } from '../common/failpoints.js';
+import { failpoint, failpointAsync } from '../common/failpoints.js';
 import { checkName } from '../common/names.js';
 import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
 import { listCommitted } from './epoch-catalog.js';
@@ -171,7 +171,7 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   failpoint('store.before-manifest');
   const tmp = path.join(dir, MANIFEST_TMP_FILE);
   await writeFileSynced(tmp, bytes);
-  failpoint('store.before-manifest-rename');
+  await failpointAsync('store.before-manifest-rename'); // async: a test can hold a commit here (wait)
   try {
     await renameDurable(tmp, path.join(dir, MANIFEST_FILE));
   } catch (err) {
