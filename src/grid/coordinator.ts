@@ -66,7 +66,12 @@ export class GridCoordinator {
   private readonly startedAt = performance.now();
 
   constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
-    this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
+    this.detector = new MonitorDriver({
+      config: settings.detector,
+      onChange: (c) => this.onVerdict(c),
+      // This process was stopped (SIGSTOP, GC, VM stall): its clusters' silence meanwhile is not theirs.
+      onOwnPause: (p) => this.log.warn({ pausedMs: Math.round(p.toMs - p.fromMs) }, 'failure detector was paused with this process; its clusters get that time back'),
+    });
   }
 
   // ---- clusters ----
