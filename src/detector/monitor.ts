@@ -20,7 +20,7 @@ import { PhiAccrual } from './phi-accrual.js';
 // heartbeat or with the passage of time, and rises monotonically in between,
 // so every threshold crossing has an exact instant, computed when the
 // heartbeat arrives and kept in a heap: nextDeadlineMs() is its minimum, and
-// a shell arms exactly one timer for it.
+// a shell arms exactly one timer for it (for nextStepMs(), see below).
 //
 // A step first advances time to nowMs (applies every crossing due by then,
 // at its own instant, in (instant, peer) order), then applies its input.
@@ -47,7 +47,7 @@ import { PhiAccrual } from './phi-accrual.js';
 // if it was not already: a restart means the old process died) and starts
 // the new one alive with a fresh window. Failed is final for an incarnation.
 //
-// Invariants (checkInvariants; tests cite them as M1..M8):
+// Invariants (checkInvariants; tests cite them as M1..M11):
 //   M1. Within an incarnation verdicts move only alive→suspected→failed,
 //       plus suspected→alive on an accepted heartbeat; failed is final.
 //   M2. A peer's incarnation never decreases; inputs naming an older one
@@ -69,10 +69,10 @@ import { PhiAccrual } from './phi-accrual.js';
 //       live peer's silence clock first moves forward by the gap; no change
 //       of that step is a crossing inside the gap, and no silence in it ever
 //       counts towards a verdict. A gap of at most selfPauseMs is no pause.
-//   M10. Prompt detection: a peer silent since t is failed once the monitor's
-//       running time since t (the gaps of M9 not counted) reaches the usual
-//       fail silence, whatever the pauses; the interval spanning a pause is
-//       not sampled into the peer's window.
+//   M10. Prompt detection: a peer silent since t is failed once the time
+//       since t outside the gaps of M9 (each counted from the last step
+//       before it) reaches its usual fail silence, whatever the pauses; the
+//       interval spanning a pause is not sampled into the peer's window.
 //   M11. nextStepMs() is nextDeadlineMs(), or with selfTickMs > 0 and a live
 //       peer lastStep + selfTickMs if earlier: a driver that arms its timer
 //       there steps the monitor at least that often, so a longer gap means it
