@@ -25,12 +25,13 @@ import { PHI_CAP } from './phi-accrual.js';
 // peers (monitor.ts, M9-M11). selfTickMs and selfPauseMs turn that check on:
 // the monitor asks to be stepped every selfTickMs while it watches a live
 // peer, and a gap above selfPauseMs between two steps is its own pause.
-// scaleDetectorConfig, what the processes use, sets them to one and four
-// heartbeat intervals: four, so timer lateness and short event-loop stalls
-// (already absorbed by acceptablePauseMs) are not taken for a pause, yet any
-// pause long enough to convict a punctual peer (~900 ms) is. They are off (0)
-// in DEFAULT_DETECTOR_CONFIG, the bare phi detector that exact tests step
-// only at its deadlines.
+// scaleDetectorConfig, what the processes use, sets selfTickMs to one
+// heartbeat interval and selfPauseMs to one interval more than the stall phi
+// already shrugs off (acceptablePauseMs; 400 ms at the defaults): timer
+// lateness and short event-loop stalls are no pause, yet any stop long
+// enough to convict a punctual peer (~900 ms) is. They are off (0) in
+// DEFAULT_DETECTOR_CONFIG, the bare phi detector that exact tests step only
+// at its deadlines.
 
 export interface DetectorConfig {
   /** How often peers send heartbeats; seeds a new peer's window. */
@@ -65,20 +66,20 @@ export const DEFAULT_DETECTOR_CONFIG: DetectorConfig = Object.freeze({
   selfPauseMs: 0,
 });
 
-/** Own-pause check of scaleDetectorConfig: a pause is a gap of this many heartbeat intervals. */
-const SELF_PAUSE_INTERVALS = 4;
-
 /** The defaults' shape for another interval (times scale, phi does not). */
 export function scaleDetectorConfig(heartbeatIntervalMs: number, overrides: Partial<DetectorConfig> = {}): DetectorConfig {
   const k = heartbeatIntervalMs / DEFAULT_DETECTOR_CONFIG.heartbeatIntervalMs;
-  return validateDetectorConfig({
+  const shaped: DetectorConfig = {
     ...DEFAULT_DETECTOR_CONFIG,
     heartbeatIntervalMs,
     minStdDevMs: DEFAULT_DETECTOR_CONFIG.minStdDevMs * k,
     acceptablePauseMs: DEFAULT_DETECTOR_CONFIG.acceptablePauseMs * k,
-    selfTickMs: heartbeatIntervalMs,
-    selfPauseMs: heartbeatIntervalMs * SELF_PAUSE_INTERVALS,
     ...overrides,
+  };
+  return validateDetectorConfig({
+    ...shaped,
+    selfTickMs: overrides.selfTickMs ?? heartbeatIntervalMs,
+    selfPauseMs: overrides.selfPauseMs ?? Math.max(shaped.acceptablePauseMs, heartbeatIntervalMs) + heartbeatIntervalMs,
   });
 }
 

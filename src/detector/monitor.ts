@@ -35,12 +35,15 @@ import { PhiAccrual } from './phi-accrual.js';
 // monitor asks to be stepped at least every selfTickMs while a peer is live
 // (nextStepMs), and a gap of more than selfPauseMs between two steps is
 // its own pause: before anything else in that step, every live peer's silence
-// clock moves forward by the whole gap, and no crossing falls inside it.
+// clock moves forward by the gap less one selfTickMs (the one tick in which
+// it was due to run, and may have heard nothing for real), so crossings that
+// fell in the rest of the gap do not happen.
 // Moving the clock rather than restarting the peer's window: silence heard
 // before the pause still counts and the learned rhythm is kept, so a peer
-// that really died is failed after exactly its usual silence of the
-// monitor's running time — pauses delay a verdict by their own length, and
-// repeated pauses cannot postpone it forever, as fresh windows would.
+// that really died is failed after its usual silence, counted outside
+// pauses. And since every step counts at least one tick of silence, even a
+// monitor that is late at every step (a starved process) fails a dead peer
+// in a bounded number of steps; fresh windows at each pause would not.
 //
 // Incarnations fence the past: a heartbeat or watch naming an older
 // incarnation is ignored; a newer one ends the current incarnation (failed,
@@ -66,13 +69,15 @@ import { PhiAccrual } from './phi-accrual.js';
 //   M8. nowMs never goes backwards across steps.
 //   M9. Own pause (selfPauseMs > 0): in a step that comes more than
 //       selfPauseMs after the previous one while some peer is live, every
-//       live peer's silence clock first moves forward by the gap; no change
-//       of that step is a crossing inside the gap, and no silence in it ever
-//       counts towards a verdict. A gap of at most selfPauseMs is no pause.
-//   M10. Prompt detection: a peer silent since t is failed once the time
-//       since t outside the gaps of M9 (each counted from the last step
-//       before it) reaches its usual fail silence, whatever the pauses; the
-//       interval spanning a pause is not sampled into the peer's window.
+//       live peer's silence clock first moves forward by the gap less
+//       selfTickMs; of that gap only its last selfTickMs counts as silence,
+//       and a crossing that step applies lies in that last tick. A gap of at
+//       most selfPauseMs is no pause: it counts whole.
+//   M10. Prompt detection: a peer silent since t is failed once its counted
+//       silence (M9) reaches its usual fail silence; every step after t
+//       counts at least min(gap, selfTickMs), so pauses, even at every step,
+//       delay the verdict but never prevent it. The interval spanning a pause
+//       is not sampled into the peer's window.
 //   M11. nextStepMs() is nextDeadlineMs(), or with selfTickMs > 0 and a live
 //       peer lastStep + selfTickMs if earlier: a driver that arms its timer
 //       there steps the monitor at least that often, so a longer gap means it
@@ -140,7 +145,7 @@ export interface MonitorCounters {
   recoveries: number;
   failures: number;
   incarnationsStarted: number;
-  /** Own pauses excused (M9), and their total length. */
+  /** Own pauses excused (M9), and the total time excused. */
   ownPauses: number;
   ownPausedMs: number;
 }
@@ -336,18 +341,19 @@ export class Monitor {
 
   // ---- transitions -------------------------------------------------------
 
-  /** M9: a gap above selfPauseMs while a peer is live is the monitor's own pause; no silence counts it. */
+  /** M9: a gap above selfPauseMs while a peer is live is the monitor's own pause; only its last tick counts as silence. */
   private excuseOwnPause(nowMs: number): OwnPause | null {
     const selfPauseMs = this.config.selfPauseMs ?? 0;
     const gapMs = nowMs - this.nowMs;
     if (selfPauseMs === 0 || this.heap.size === 0 || !(gapMs > selfPauseMs)) return null;
+    const excusedMs = gapMs - (this.config.selfTickMs ?? 0);
     for (const st of this.peers.values()) {
       if (st.verdict === 'failed') continue;
-      st.detector.excuse(gapMs);
+      st.detector.excuse(excusedMs);
       this.armNextCrossing(st);
     }
     this.counts.ownPauses += 1;
-    this.counts.ownPausedMs += gapMs;
+    this.counts.ownPausedMs += excusedMs;
     return { fromMs: this.nowMs, toMs: nowMs };
   }
 

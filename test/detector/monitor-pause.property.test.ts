@@ -11,9 +11,10 @@ import { SelfStepper } from './self-stepper.js';
 // nextStepMs; a stop steps nothing, then the overdue tick fires late). The
 // model keeps plain arrays, evaluates phi at each step's time, and applies
 // the rule as stated: a gap above selfPauseMs while a peer is live moves
-// every live peer's silence clock by the gap and drops the interval across
-// it. Then a tail of short runs between long stops, without heartbeats:
-// every peer must end failed (M10: pauses delay a verdict, never forever).
+// every live peer's silence clock by the gap less selfTickMs and drops the
+// interval across it. Then a tail of short runs between long stops, without
+// heartbeats: every peer must end failed (M10: pauses delay a verdict, never
+// forever).
 
 const PEERS = ['a', 'b', 'c'] as const;
 
@@ -54,7 +55,7 @@ class PauseModel {
     for (const [name, p] of this.peers) {
       if (p.verdict === 'failed') continue;
       if (paused) {
-        p.lastArrivalMs += gap;
+        p.lastArrivalMs += gap - this.config.selfTickMs!;
         p.skipNext = true;
       }
       const { mean, sd } = this.stats(p);
@@ -120,7 +121,7 @@ function checkRun(config: DetectorConfig, events: Event[]): void {
     else if (e.kind === 'run') s.runTo(s.nowMs + e.dtMs);
     else s.feed({ kind: 'heartbeat', peer: PEERS[e.peer]!, incarnation: 1n }, s.nowMs + e.dtMs);
   }
-  // The tail: no heartbeats; 300 ms runs (at least 300 - selfTickMs heard) between 2 s stops.
+  // The tail: no heartbeats; 300 ms runs (at least 300 - selfTickMs counted) between 2 s stops.
   const live = [...model.peers.values()].filter((p) => p.verdict !== 'failed');
   const neededMs = Math.max(0, ...live.map((p) => model.failSilenceMs(p)));
   const heardPerCycleMs = 300 - config.selfTickMs!;
@@ -130,9 +131,12 @@ function checkRun(config: DetectorConfig, events: Event[]): void {
   }
   s.runTo(s.nowMs + 300);
   expect(s.monitor.status(s.nowMs).map((p) => p.verdict)).toEqual(['failed', 'failed', 'failed']);
-  // M9: no crossing ever falls inside a pause.
+  // M9: no crossing ever falls inside a pause but in its last tick.
   for (const c of crossings) {
-    for (const p of pauses) expect(c.atMs <= p.fromMs + 1e-6 || c.atMs >= p.toMs - 1e-6, `${c.peer} ${c.to} at ${c.atMs} inside ${p.fromMs}-${p.toMs}`).toBe(true);
+    for (const p of pauses) {
+      const inside = c.atMs > p.fromMs + 1e-6 && c.atMs < p.toMs - config.selfTickMs! - 1e-6;
+      expect(inside, `${c.peer} ${c.to} at ${c.atMs} inside ${p.fromMs}-${p.toMs}`).toBe(false);
+    }
   }
 }
 

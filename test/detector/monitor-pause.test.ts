@@ -7,8 +7,9 @@ import { SelfStepper } from './self-stepper.js';
 
 // The monitor's own pauses (monitor.ts M9-M11), exact outputs. The config is
 // what the processes run: the defaults' shape at 100 ms with the own-pause
-// check (a step every 100 ms, a gap above 400 ms is a pause). Crossing
-// instants for a punctual peer are the hand-computed ones of monitor.test.ts.
+// check (a step every 100 ms; a gap above 400 ms is a pause, of which only
+// the last 100 ms count as silence). Crossing instants for a punctual peer
+// are the hand-computed ones of monitor.test.ts.
 
 const SUSPECT_AFTER_MS = 811.91914909627255203;
 const FAIL_AFTER_MS = 922.59866440935634263;
@@ -46,7 +47,7 @@ describe('Monitor: its own pause is not its peers\' silence (M9)', () => {
     beat(5100, 7000);
     expect(s.changes).toEqual([]);
     expect(verdicts(s.monitor, 7060)).toEqual(['a:alive', 'b:alive', 'c:alive']);
-    expect(s.monitor.counters()).toMatchObject({ ownPauses: 1, ownPausedMs: 3000, failures: 0, suspicions: 0 });
+    expect(s.monitor.counters()).toMatchObject({ ownPauses: 1, ownPausedMs: 2900, failures: 0, suspicions: 0 });
 
     // The same steps, the check off (the behaviour this replaced): every peer failed inside the pause.
     const old = new Monitor(DEFAULT_DETECTOR_CONFIG);
@@ -80,7 +81,7 @@ describe('Monitor: its own pause is not its peers\' silence (M9)', () => {
     expect(s.monitor.counters().ownPauses).toBe(0);
   });
 
-  it('does not apply a crossing that fell inside the pause: a suspected peer keeps only the grace it had left', () => {
+  it('does not apply a crossing that fell inside the pause: a suspected peer keeps the grace it had left, less one tick', () => {
     const s = new SelfStepper(new Monitor(CONFIG));
     s.feed(watch('a'), 0);
     s.feed(watch('b'), 0);
@@ -90,10 +91,12 @@ describe('Monitor: its own pause is not its peers\' silence (M9)', () => {
     s.feed(hb('b'), 4850);
     expect(pauses(s)).toEqual([{ fromMs: 1850, toMs: 4850 }]);
     for (let t = 4950; t <= 6000; t += 100) s.feed(hb('b'), t);
+    // 850 ms heard before the pause, and its last 72.6 ms (of the 100 that count): failed at the resume step.
     expect(s.changes).toEqual([
       change('a', 'alive', 'suspected', 5, SUSPECT_AFTER_MS, 1000 + SUSPECT_AFTER_MS),
-      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 4000 + FAIL_AFTER_MS), // 850 ms heard before, 72.6 after
+      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 3900 + FAIL_AFTER_MS),
     ]);
+    expect(s.outputs.find((o) => o.out.changes.some((c) => c.to === 'failed'))!.nowMs).toBe(4850);
   });
 });
 
@@ -110,16 +113,16 @@ describe('Monitor: a dead peer is still failed promptly (M10)', () => {
       { changes: [], ignored: null },
     ]);
     for (let t = 4550; t <= 6000; t += 100) s.feed(hb('b'), t);
-    // a was heard silent for 450 ms before the pause: failed 472.6 ms after it.
+    // a was heard silent for 450 ms before the pause, 100 ms of the pause count: failed 372.6 ms after it.
     expect(s.changes).toEqual([
-      change('a', 'alive', 'suspected', 5, SUSPECT_AFTER_MS, 4000 + SUSPECT_AFTER_MS),
-      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 4000 + FAIL_AFTER_MS),
+      change('a', 'alive', 'suspected', 5, SUSPECT_AFTER_MS, 3900 + SUSPECT_AFTER_MS),
+      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 3900 + FAIL_AFTER_MS),
     ]);
     expect(s.changes[1]!.atMs - 4450).toBeLessThan(FAIL_AFTER_MS);
     expect(verdicts(s.monitor, 6000)).toEqual(['a:failed', 'b:alive']);
   });
 
-  it('repeated pauses delay a verdict by their length only: 300 ms runs between 1 s pauses still fail a dead peer', () => {
+  it('repeated pauses delay a verdict, never prevent it: 300 ms runs between 1 s pauses still fail a dead peer', () => {
     // A fresh window at each pause would never get there: 300 ms of silence stays below the 812 ms of a suspicion.
     const s = new SelfStepper(new Monitor(CONFIG));
     s.feed(watch('a'), 0);
@@ -128,17 +131,28 @@ describe('Monitor: a dead peer is still failed promptly (M10)', () => {
       s.runTo(s.nowMs + 300);
       s.pause(1000);
     }
-    // Suspected 211.9 ms into the third run (300 + 300 + 211.9 ms heard). That was its last step
-    // before the pause, so the whole gap from it is excused: failed 110.7 ms into the fourth run.
+    // Counted: 300 ms (first run) + 100 (last tick of the pause) + 300 + 100, then 11.9 ms into
+    // the third run it is suspected and 122.6 ms into it failed.
     expect(s.changes).toEqual([
-      change('a', 'alive', 'suspected', 5, SUSPECT_AFTER_MS, 3000 + SUSPECT_AFTER_MS),
-      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 4900 - SUSPECT_AFTER_MS + FAIL_AFTER_MS),
+      change('a', 'alive', 'suspected', 5, SUSPECT_AFTER_MS, 2800 + SUSPECT_AFTER_MS),
+      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 2800 + FAIL_AFTER_MS),
     ]);
-    expect(pauses(s)).toEqual([
-      { fromMs: 1300, toMs: 2300 },
-      { fromMs: 2600, toMs: 3600 },
-      { fromMs: expect.closeTo(3000 + SUSPECT_AFTER_MS, 6), toMs: 4900 },
-    ]); // no pause counts once nobody is live
+    expect(pauses(s)).toEqual([{ fromMs: 1300, toMs: 2300 }, { fromMs: 2600, toMs: 3600 }]); // none counts once nobody is live
+    expect(s.monitor.counters().ownPausedMs).toBe(1800);
+  });
+  it('a monitor late at every step (a starved process) still fails a dead peer: each step counts one tick', () => {
+    const s = new SelfStepper(new Monitor(CONFIG));
+    s.feed(watch('a'), 0);
+    for (let t = 100; t <= 1000; t += 100) s.feed(hb('a'), t);
+    for (let k = 0; k < 12; k += 1) {
+      s.pause(500); // every gap is a pause: 400 ms of each excused, 100 counted
+      s.runTo(s.nowMs);
+    }
+    expect(s.changes).toEqual([
+      change('a', 'alive', 'suspected', 5, SUSPECT_AFTER_MS, 4600 + SUSPECT_AFTER_MS), // at the 9th step, 5500
+      change('a', 'suspected', 'failed', 8, FAIL_AFTER_MS, 5000 + FAIL_AFTER_MS), // at the 10th, 6000
+    ]);
+    expect(s.monitor.counters().ownPauses).toBe(10);
   });
 });
 
@@ -191,10 +205,13 @@ describe('Monitor: nextStepMs (M11) and the sampled window', () => {
 });
 
 describe('own-pause config', () => {
-  it('is off in the bare defaults, one and four heartbeat intervals when scaled, and validated', () => {
+  it('is off in the bare defaults; scaled, a tick per interval and a pause beyond acceptablePauseMs + one interval; validated', () => {
     expect(DEFAULT_DETECTOR_CONFIG).toMatchObject({ selfTickMs: 0, selfPauseMs: 0 });
     expect(scaleDetectorConfig(100)).toMatchObject({ selfTickMs: 100, selfPauseMs: 400 });
     expect(scaleDetectorConfig(250)).toMatchObject({ selfTickMs: 250, selfPauseMs: 1000 });
+    expect(scaleDetectorConfig(20, { acceptablePauseMs: 300 })).toMatchObject({ selfTickMs: 20, selfPauseMs: 320 });
+    expect(scaleDetectorConfig(100, { acceptablePauseMs: 0 })).toMatchObject({ selfTickMs: 100, selfPauseMs: 200 });
+    expect(scaleDetectorConfig(100, { selfTickMs: 0, selfPauseMs: 0 })).toMatchObject({ selfTickMs: 0, selfPauseMs: 0 });
     for (const bad of [{ selfTickMs: 100, selfPauseMs: 150 }, { selfTickMs: 0, selfPauseMs: 400 }, { selfTickMs: 100, selfPauseMs: 0 }, { selfTickMs: -1, selfPauseMs: 0 }]) {
       expect(() => validateDetectorConfig({ ...DEFAULT_DETECTOR_CONFIG, ...bad }), JSON.stringify(bad)).toThrow(GridError);
     }
