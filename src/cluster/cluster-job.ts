@@ -76,7 +76,7 @@ export class ClusterJob {
   gridManaged = false;
   private gridIncarnation = 0n;
   /** Removes this job's epochs that can no longer commit (the coordinator's business, not the agents'). */
-  readonly sweeper: EpochSweeper;
+  private readonly sweeper: EpochSweeper;
 
   constructor(readonly spec: JobSpec, placement: Map<string, string>, roundConfig: RoundConfig, private readonly target: RoundTarget) {
     this.placement = placement;

@@ -27,11 +27,6 @@ export class EpochSweeper {
     this.running ??= this.drain();
   }
 
-  /** Resolves once no sweep is running. */
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
   private async drain(): Promise<void> {
     try {
       for (let below = this.pending; below !== null; below = this.pending) {
