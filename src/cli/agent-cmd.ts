@@ -35,6 +35,7 @@ export function addAgentCommand(program: Command): void {
         freezer: opts['freezer'],
         freezeTimeoutMs: opts['freezeTimeoutMs'],
         fullEvery: opts['fullEvery'],
+        underCluster: opts['cluster'] !== undefined,
       });
       const log = createLogger(`agent:${config.nodeId}`);
       const running = await runAgent(config, log);

@@ -6,6 +6,7 @@ import type { AgentClient } from '../wire/agent-client.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { partInfoFromPb } from '../wire/codec.js';
 import { commitEpoch, type PartInfo } from '../store/index.js';
+import { EpochSweeper } from './epoch-sweeper.js';
 
 // One job of the cluster: its placement and its rounds, run by a RoundDriver
 // over the pure RoundCoordinator with the node agents as participants and
@@ -77,10 +78,13 @@ export class ClusterJob {
   /** The grid drives this job's rounds (no periodic rounds of the cluster's own). */
   gridManaged = false;
   private gridIncarnation = 0n;
+  /** Removes this job's epochs that can no longer commit (the coordinator's business, not the agents'). */
+  private readonly sweeper: EpochSweeper;
 
   constructor(readonly spec: JobSpec, placement: Map<string, string>, roundConfig: RoundConfig, private readonly target: RoundTarget) {
     this.placement = placement;
     for (const node of new Set(placement.values())) this.partOwners.set(node, node);
+    this.sweeper = new EpochSweeper(target.storeDir, spec.jobId, target.log);
     this.driver = new RoundDriver(spec.jobId, roundConfig, {
       prepare: (to, epoch, parent, full) => this.sendPrepare(to, epoch, parent, full),
       commit: (to, epoch) => this.sendCommit(to, epoch),
@@ -254,6 +258,7 @@ export class ClusterJob {
     if (outcome.kind === 'committed') {
       this.lastEpoch = outcome.epoch;
       this.committedHere.add(outcome.epoch);
+      this.sweeper.committed(outcome.epoch);
       this.roundsSinceFull = outcome.full ? 0 : this.roundsSinceFull + 1;
       if (outcome.full) {
         // A full epoch holds every container in the part of the node that

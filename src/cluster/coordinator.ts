@@ -79,7 +79,12 @@ export class ClusterCoordinator {
   private readonly verdictWaiters = new Set<() => void>();
 
   constructor(readonly settings: ClusterSettings, readonly log: Logger, readonly events: ClusterEvents, private readonly table: JobTable | null = null) {
-    this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
+    this.detector = new MonitorDriver({
+      config: settings.detector,
+      onChange: (c) => this.onVerdict(c),
+      // This process was stopped (SIGSTOP, GC, VM stall): its nodes' silence meanwhile is not theirs.
+      onOwnPause: (p) => this.log.warn({ pausedMs: Math.round(p.toMs - p.fromMs) }, 'failure detector was paused with this process; its nodes get that time back'),
+    });
     this.gridLeases = new LeaseKeeper(3_000, (jobId) => void this.fenceGridJob(jobId));
   }
 

@@ -19,6 +19,19 @@ import { PHI_CAP } from './phi-accrual.js';
 //     stall does not swing the mean, short enough to follow a change of
 //     network; maxPeers 4096 bounds memory at ~6.5 MB of windows.
 // For another heartbeat interval, scaleDetectorConfig keeps the same shape.
+//
+// The monitor's own pauses (a SIGSTOP, a GC, a VM stall of the coordinator):
+// silence it could not hear, since it was not running, must not convict its
+// peers (monitor.ts, M9-M11). selfTickMs and selfPauseMs turn that check on:
+// the monitor asks to be stepped every selfTickMs while it watches a live
+// peer, and a gap above selfPauseMs between two steps is its own pause.
+// scaleDetectorConfig, what the processes use, sets selfTickMs to one
+// heartbeat interval and selfPauseMs to one interval more than the stall phi
+// already shrugs off (acceptablePauseMs; 400 ms at the defaults): timer
+// lateness and short event-loop stalls are no pause, yet any stop long
+// enough to convict a punctual peer (~900 ms) is. They are off (0) in
+// DEFAULT_DETECTOR_CONFIG, the bare phi detector that exact tests step only
+// at its deadlines.
 
 export interface DetectorConfig {
   /** How often peers send heartbeats; seeds a new peer's window. */
@@ -35,6 +48,10 @@ export interface DetectorConfig {
   readonly maxSamples: number;
   /** Peers watched at once. */
   readonly maxPeers: number;
+  /** While a peer is live, the monitor wants a step at least this often (0 or absent: no own-pause check). */
+  readonly selfTickMs?: number;
+  /** A gap longer than this between two steps is the monitor's own pause (0 or absent: no own-pause check). */
+  readonly selfPauseMs?: number;
 }
 
 export const DEFAULT_DETECTOR_CONFIG: DetectorConfig = Object.freeze({
@@ -45,17 +62,24 @@ export const DEFAULT_DETECTOR_CONFIG: DetectorConfig = Object.freeze({
   acceptablePauseMs: 300,
   maxSamples: 200,
   maxPeers: 4096,
+  selfTickMs: 0,
+  selfPauseMs: 0,
 });
 
 /** The defaults' shape for another interval (times scale, phi does not). */
 export function scaleDetectorConfig(heartbeatIntervalMs: number, overrides: Partial<DetectorConfig> = {}): DetectorConfig {
   const k = heartbeatIntervalMs / DEFAULT_DETECTOR_CONFIG.heartbeatIntervalMs;
-  return validateDetectorConfig({
+  const shaped: DetectorConfig = {
     ...DEFAULT_DETECTOR_CONFIG,
     heartbeatIntervalMs,
     minStdDevMs: DEFAULT_DETECTOR_CONFIG.minStdDevMs * k,
     acceptablePauseMs: DEFAULT_DETECTOR_CONFIG.acceptablePauseMs * k,
     ...overrides,
+  };
+  return validateDetectorConfig({
+    ...shaped,
+    selfTickMs: overrides.selfTickMs ?? heartbeatIntervalMs,
+    selfPauseMs: overrides.selfPauseMs ?? Math.max(shaped.acceptablePauseMs, heartbeatIntervalMs) + heartbeatIntervalMs,
   });
 }
 
@@ -95,5 +119,16 @@ export function validateDetectorConfig(config: DetectorConfig): DetectorConfig {
   }
   checkNumber('maxSamples', config.maxSamples, 2, MAX_SAMPLES, true);
   checkNumber('maxPeers', config.maxPeers, 1, MAX_PEERS, true);
+  const selfTickMs = config.selfTickMs ?? 0;
+  const selfPauseMs = config.selfPauseMs ?? 0;
+  checkNumber('selfTickMs', selfTickMs, 0, MAX_TIME_MS, false);
+  checkNumber('selfPauseMs', selfPauseMs, 0, MAX_TIME_MS, false);
+  // Steps come every selfTickMs plus timer lateness: a pause must be well beyond that.
+  const off = selfTickMs === 0 && selfPauseMs === 0;
+  if (!off && !(selfTickMs > 0 && selfPauseMs >= 2 * selfTickMs)) {
+    throw invalidArgument(
+      `detector selfPauseMs ${selfPauseMs} must be at least twice selfTickMs ${selfTickMs} (both 0 turns the own-pause check off)`,
+    );
+  }
   return config;
 }

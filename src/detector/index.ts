@@ -9,6 +9,7 @@ export {
   type MonitorCounters,
   type MonitorInput,
   type MonitorOutput,
+  type OwnPause,
   type PeerStatus,
   type Verdict,
   type VerdictChange,

@@ -1,12 +1,16 @@
 import { GridError } from '../common/errors.js';
 import type { DetectorConfig } from './config.js';
-import { type IgnoredReason, Monitor, type MonitorCounters, type MonitorInput, type PeerStatus, type VerdictChange } from './monitor.js';
+import {
+  type IgnoredReason, Monitor, type MonitorCounters, type MonitorInput, type OwnPause, type PeerStatus, type VerdictChange,
+} from './monitor.js';
 import { type Clock, type TimerPort, realClock, realTimers } from './ports.js';
 
 // The receiver's shell around a Monitor: stamps each input with the clock,
-// keeps exactly one timer armed for the monitor's next deadline (the tick
-// that turns silence into a verdict), and hands each verdict change to
-// onChange in the order the core reported it.
+// keeps exactly one timer armed for the monitor's next step (the tick that
+// turns silence into a verdict, or, with the own-pause check, the regular
+// tick that lets the core tell its own pauses from its peers' silence), and
+// hands each verdict change to onChange in the order the core reported it.
+// A pause the core excused is reported to onOwnPause (for a log line).
 //
 // One serial driver (CONVENTIONS §2): every call steps the core to
 // completion before anything else happens. onChange may call back into the
@@ -24,6 +28,7 @@ import { type Clock, type TimerPort, realClock, realTimers } from './ports.js';
 export interface MonitorDriverOptions {
   readonly config: DetectorConfig;
   readonly onChange: (change: VerdictChange) => void;
+  readonly onOwnPause?: (pause: OwnPause) => void;
   readonly clock?: Clock;
   readonly timers?: TimerPort;
 }
@@ -31,6 +36,7 @@ export interface MonitorDriverOptions {
 export class MonitorDriver {
   private readonly monitor: Monitor;
   private readonly onChange: (change: VerdictChange) => void;
+  private readonly onOwnPause: (pause: OwnPause) => void;
   private readonly clock: Clock;
   private readonly timers: TimerPort;
   private timer: unknown = null;
@@ -42,6 +48,7 @@ export class MonitorDriver {
   constructor(options: MonitorDriverOptions) {
     this.monitor = new Monitor(options.config);
     this.onChange = options.onChange;
+    this.onOwnPause = options.onOwnPause ?? (() => {});
     this.clock = options.clock ?? realClock;
     this.timers = options.timers ?? realTimers;
   }
@@ -83,6 +90,7 @@ export class MonitorDriver {
     if (this.stopped) throw new GridError('failed-precondition', 'the failure monitor has stopped');
     const out = this.monitor.step(input, this.clock.nowMs());
     this.rearm();
+    if (out.ownPause) this.onOwnPause(out.ownPause);
     this.undelivered.push(...out.changes);
     this.deliver();
     return out.ignored;
@@ -116,7 +124,7 @@ export class MonitorDriver {
   }
 
   private rearm(): void {
-    const deadline = this.monitor.nextDeadlineMs();
+    const deadline = this.monitor.nextStepMs();
     if (deadline === null) {
       this.disarm();
       return;

@@ -20,19 +20,37 @@ import { PhiAccrual } from './phi-accrual.js';
 // heartbeat or with the passage of time, and rises monotonically in between,
 // so every threshold crossing has an exact instant, computed when the
 // heartbeat arrives and kept in a heap: nextDeadlineMs() is its minimum, and
-// a shell arms exactly one timer for it.
+// a shell arms exactly one timer for it (for nextStepMs(), see below).
 //
 // A step first advances time to nowMs (applies every crossing due by then,
 // at its own instant, in (instant, peer) order), then applies its input.
 // So the changes a run reports do not depend on when ticks happen, only on
-// the heartbeats: ticks decide when a change is reported, never which.
+// the heartbeats: ticks decide when a change is reported, never which —
+// with one exception, the monitor's own pauses, below.
+//
+// Own pauses. The monitor hears nothing while its process is stopped (a
+// SIGSTOP, a long GC, a VM stall): on resume every peer looks silent for the
+// whole pause, and without a check all of them were failed in the same
+// millisecond though they had kept beating. So, with selfPauseMs set, the
+// monitor asks to be stepped at least every selfTickMs while a peer is live
+// (nextStepMs), and a gap of more than selfPauseMs between two steps is
+// its own pause: before anything else in that step, every live peer's silence
+// clock moves forward by the gap less one selfTickMs (the one tick in which
+// it was due to run, and may have heard nothing for real), so crossings that
+// fell in the rest of the gap do not happen.
+// Moving the clock rather than restarting the peer's window: silence heard
+// before the pause still counts and the learned rhythm is kept, so a peer
+// that really died is failed after its usual silence, counted outside
+// pauses. And since every step counts at least one tick of silence, even a
+// monitor that is late at every step (a starved process) fails a dead peer
+// in a bounded number of steps; fresh windows at each pause would not.
 //
 // Incarnations fence the past: a heartbeat or watch naming an older
 // incarnation is ignored; a newer one ends the current incarnation (failed,
 // if it was not already: a restart means the old process died) and starts
 // the new one alive with a fresh window. Failed is final for an incarnation.
 //
-// Invariants (checkInvariants; tests cite them as M1..M8):
+// Invariants (checkInvariants; tests cite them as M1..M11):
 //   M1. Within an incarnation verdicts move only alive→suspected→failed,
 //       plus suspected→alive on an accepted heartbeat; failed is final.
 //   M2. A peer's incarnation never decreases; inputs naming an older one
@@ -49,6 +67,21 @@ import { PhiAccrual } from './phi-accrual.js';
 //   M7. At most maxPeers peers, at most maxSamples intervals each; failed
 //       peers hold no deadline.
 //   M8. nowMs never goes backwards across steps.
+//   M9. Own pause (selfPauseMs > 0): in a step that comes more than
+//       selfPauseMs after the previous one while some peer is live, every
+//       live peer's silence clock first moves forward by the gap less
+//       selfTickMs; of that gap only its last selfTickMs counts as silence,
+//       and a crossing that step applies lies in that last tick. A gap of at
+//       most selfPauseMs is no pause: it counts whole.
+//   M10. Prompt detection: a peer silent since t is failed once its counted
+//       silence (M9) reaches its usual fail silence; every step after t
+//       counts at least min(gap, selfTickMs), so pauses, even at every step,
+//       delay the verdict but never prevent it. The interval spanning a pause
+//       is not sampled into the peer's window.
+//   M11. nextStepMs() is nextDeadlineMs(), or with selfTickMs > 0 and a live
+//       peer lastStep + selfTickMs if earlier: a driver that arms its timer
+//       there steps the monitor at least that often, so a longer gap means it
+//       did not run.
 
 export type Verdict = 'alive' | 'suspected' | 'failed';
 
@@ -68,15 +101,23 @@ export interface VerdictChange {
   readonly to: Verdict;
   /** phi at atMs, measured before the causing input was applied. */
   readonly phi: number;
-  /** Time since the last accepted heartbeat (or the watch) at atMs. */
+  /** Time since the last accepted heartbeat (or the watch) at atMs, the monitor's own pauses not counted. */
   readonly silenceMs: number;
   /** When the change took effect: a crossing's own instant, else the step's nowMs. */
   readonly atMs: number;
 }
 
+/** A gap in the monitor's own steps that it excused (M9). */
+export interface OwnPause {
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
 export interface MonitorOutput {
   readonly changes: VerdictChange[];
   readonly ignored: IgnoredReason | null;
+  /** Present only when this step found the monitor had been paused. */
+  readonly ownPause?: OwnPause;
 }
 
 export interface PeerStatus {
@@ -85,7 +126,7 @@ export interface PeerStatus {
   /** As of the last step (call step(tick) first for a fresh verdict). */
   readonly verdict: Verdict;
   readonly phi: number;
-  /** Time since the last accepted heartbeat, or since the watch if none yet. */
+  /** Time since the last accepted heartbeat, or since the watch if none yet; own pauses not counted. */
   readonly lastHeartbeatAgeMs: number;
   readonly heartbeats: number;
   /** Intervals in the window, the two bootstrap samples included. */
@@ -104,6 +145,9 @@ export interface MonitorCounters {
   recoveries: number;
   failures: number;
   incarnationsStarted: number;
+  /** Own pauses excused (M9), and the total time excused. */
+  ownPauses: number;
+  ownPausedMs: number;
 }
 
 interface PeerState extends HeapItem {
@@ -140,6 +184,8 @@ export class Monitor {
     recoveries: 0,
     failures: 0,
     incarnationsStarted: 0,
+    ownPauses: 0,
+    ownPausedMs: 0,
   };
 
   constructor(config: DetectorConfig) {
@@ -150,6 +196,7 @@ export class Monitor {
   step(input: MonitorInput, nowMs: number): MonitorOutput {
     this.checkInput(input, nowMs);
     const changes: VerdictChange[] = [];
+    const ownPause = this.excuseOwnPause(nowMs);
     this.advanceTo(nowMs, changes);
     this.nowMs = nowMs;
     let ignored: IgnoredReason | null = null;
@@ -171,12 +218,20 @@ export class Monitor {
       }
     }
     if (ignored !== null) this.counts[IGNORED_COUNTER[ignored]] += 1;
-    return { changes, ignored };
+    return ownPause === null ? { changes, ignored } : { changes, ignored, ownPause };
   }
 
   /** The earliest instant at which a verdict changes if no heartbeat comes. */
   nextDeadlineMs(): number | null {
     return this.heap.peek()?.deadlineMs ?? null;
+  }
+
+  /** When the monitor wants its next step (M11): the next crossing, or its own tick if earlier. */
+  nextStepMs(): number | null {
+    const crossing = this.nextDeadlineMs();
+    const selfTickMs = this.config.selfTickMs ?? 0;
+    if (crossing === null || selfTickMs === 0) return crossing;
+    return Math.min(crossing, this.nowMs + selfTickMs);
   }
 
   status(nowMs: number): PeerStatus[] {
@@ -286,6 +341,22 @@ export class Monitor {
 
   // ---- transitions -------------------------------------------------------
 
+  /** M9: a gap above selfPauseMs while a peer is live is the monitor's own pause; only its last tick counts as silence. */
+  private excuseOwnPause(nowMs: number): OwnPause | null {
+    const selfPauseMs = this.config.selfPauseMs ?? 0;
+    const gapMs = nowMs - this.nowMs;
+    if (selfPauseMs === 0 || this.heap.size === 0 || !(gapMs > selfPauseMs)) return null;
+    const excusedMs = gapMs - (this.config.selfTickMs ?? 0);
+    for (const st of this.peers.values()) {
+      if (st.verdict === 'failed') continue;
+      st.detector.excuse(excusedMs);
+      this.armNextCrossing(st);
+    }
+    this.counts.ownPauses += 1;
+    this.counts.ownPausedMs += excusedMs;
+    return { fromMs: this.nowMs, toMs: nowMs };
+  }
+
   /** Applies every crossing due by nowMs, each at its own instant. */
   private advanceTo(nowMs: number, changes: VerdictChange[]): void {
     const limit = 2 * this.peers.size; // each peer crosses at most twice
@@ -383,6 +454,10 @@ export class Monitor {
       this.checkCrossing(st, threshold, phiNow);
     }
     assert(this.heap.size === pending, 'M5: heap and peers disagree');
+    const selfTickMs = this.config.selfTickMs ?? 0;
+    if (selfTickMs > 0 && pending > 0) {
+      assert(this.nextStepMs()! <= this.nowMs + selfTickMs, 'M11: the monitor asks for no step within selfTickMs');
+    }
   }
 
   private checkCrossing(st: PeerState, threshold: number, phiNow: number): void {

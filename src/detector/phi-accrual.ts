@@ -40,6 +40,9 @@ import { assert } from '../common/errors.js';
 //      phi reaches p: phiAt(crossingMs(p)) >= p.
 //   5. Time at this level never goes backwards: heartbeats arrive at
 //      non-decreasing instants.
+//   6. excuse(ms) moves the silence clock forward by ms (time the caller was
+//      not running, so could not hear a heartbeat); the interval that spans
+//      an excused stretch is not sampled: it measures the caller, not the peer.
 //
 // This file is pure: no I/O, no timers, no clock. Time comes in as arguments.
 // Hot-path checks read `if (!cond) assert(false, message)` so the message is
@@ -199,6 +202,8 @@ export class PhiAccrual {
   private readonly window: IntervalWindow;
   private lastArrival: number;
   private arrivals = 0;
+  /** The next interval spans excused time (invariant 6). */
+  private skipNextInterval = false;
 
   /** Starts the silence clock at `startMs` (a watch without a heartbeat yet). */
   constructor(params: PhiAccrualParams, startMs: number) {
@@ -224,9 +229,17 @@ export class PhiAccrual {
 
   heartbeat(nowMs: number): void {
     if (!(nowMs >= this.lastArrival)) assert(false, `heartbeat at ${nowMs} before the last one at ${this.lastArrival}`);
-    if (this.arrivals > 0) this.window.push(nowMs - this.lastArrival);
+    if (this.arrivals > 0 && !this.skipNextInterval) this.window.push(nowMs - this.lastArrival);
+    this.skipNextInterval = false;
     this.arrivals += 1;
     this.lastArrival = nowMs;
+  }
+
+  /** `pausedMs` during which the caller could not hear this peer: it does not count as silence. */
+  excuse(pausedMs: number): void {
+    if (!(Number.isFinite(pausedMs) && pausedMs >= 0)) assert(false, `bad excused time ${pausedMs}`);
+    this.lastArrival += pausedMs;
+    this.skipNextInterval = true;
   }
 
   /** The mean used by phi: the window's mean plus the acceptable pause. */

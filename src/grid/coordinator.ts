@@ -80,7 +80,12 @@ export class GridCoordinator {
   private readonly followers: ClusterFollower;
 
   constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
-    this.detector = new MonitorDriver({ config: settings.detector, onChange: (c) => this.onVerdict(c) });
+    this.detector = new MonitorDriver({
+      config: settings.detector,
+      onChange: (c) => this.onVerdict(c),
+      // This process was stopped (SIGSTOP, GC, VM stall): its clusters' silence meanwhile is not theirs.
+      onOwnPause: (p) => this.log.warn({ pausedMs: Math.round(p.toMs - p.fromMs) }, 'failure detector was paused with this process; its clusters get that time back'),
+    });
     this.followers = new ClusterFollower({
       jobEvent: (_clusterId, e) => {
         const job = this.jobs.get(e.jobId);

@@ -7,7 +7,7 @@ import { validateJobSpec, type JobSpec } from './job-spec.js';
 import type { PageMemory, PageWriteOp, ContainerInfo, MemoryStats } from './memory/page-memory.js';
 import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
 import type { Freezer } from './units/freezer.js';
-import { listCommitted, removeIncomplete, listJobs } from '../store/index.js';
+import { listCommitted, listJobs, removeIncomplete } from '../store/index.js';
 import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
 import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
@@ -20,6 +20,16 @@ import {
 // The node agent's shell: it owns the page memory, the unit supervisor and
 // the job table, authenticates unit requests, routes them through each job's
 // checkpoint gate, and runs checkpoints and restores one at a time per job.
+// Incomplete epochs: under a cluster (config.ownsStore false) it never removes
+// any, at start or later. The store is shared, and an epoch without a manifest
+// may be the round other agents are writing right now, whose manifest the
+// coordinator may rename in at any moment (agents that swept at start deleted
+// such an epoch, once just after it committed). Only the committer knows which
+// epochs can no longer commit, so only it sweeps (src/cluster/epoch-sweeper.ts).
+// Deleting just this node's own parts would not be safe either: a part it
+// wrote before a crash may be in an epoch that is about to commit. An agent
+// without a cluster is the only writer and committer of its store, and sweeps
+// it at start, before it takes any request.
 
 export interface UnitIdentity {
   jobId: string;
@@ -79,8 +89,9 @@ export class NodeAgent {
     this.leases = new LeaseKeeper(DEFAULT_LEASE_MS, (jobId) => void this.fenceJob(jobId));
   }
 
-  /** Removes half-written epochs a crash left behind; they were never committed. */
-  async recoverStore(): Promise<void> {
+  /** Removes half-written epochs of its own store that a crash left (see the header: only without a cluster). */
+  async sweepOwnStore(): Promise<void> {
+    if (!this.deps.config.ownsStore) return;
     for (const jobId of await listJobs(this.deps.config.storeDir)) {
       const removed = await removeIncomplete(this.deps.config.storeDir, jobId);
       if (removed.length > 0) {

@@ -1,12 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import { rm } from 'node:fs/promises';
 import { GridError } from '../common/errors.js';
 import { failpointAsync } from '../common/failpoints.js';
 import type { AgentDeps } from './agent.js';
 import type { JobRecord } from './job-record.js';
 import { PAGE_BYTES, type Snapshot } from './memory/page-memory.js';
-import { writeNodePart, commitEpoch, type EpochManifest } from '../store/index.js';
-import { epochDir } from '../store/layout.js';
+import { writeNodePart, commitEpoch, removeIfIncomplete, type EpochManifest } from '../store/index.js';
 
 // One local checkpoint (ARCHITECTURE §4 on a single node):
 //   freeze units → close the gate → snapshot changed pages to staging →
@@ -148,8 +146,9 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
     return result;
   } catch (err) {
     memory.restoreChanged(jobId, snapshot.entries);
-    // Best effort: the half-written epoch has no manifest, so it is never restored either way.
-    await rm(epochDir(config.storeDir, jobId, epoch), { recursive: true, force: true }).catch(() => undefined);
+    // Best effort: the half-written epoch has no manifest, so it is never restored either way. Not a
+    // plain rm: a commit can fail after its rename (the directory's fsync), and a committed epoch stays.
+    await removeIfIncomplete(config.storeDir, jobId, epoch).catch(() => undefined);
     fail(job, 'write', err);
     metrics.checkpointFailed('write');
     if (err instanceof GridError) throw err;

@@ -23,6 +23,12 @@ export interface AgentConfig {
   nodeId: string;
   dataDir: string;
   storeDir: string;
+  /**
+   * No cluster coordinator drives this agent: it alone writes and commits
+   * epochs in its store, so it may sweep crash leftovers there at start.
+   * Under a cluster the store is shared and only the coordinator sweeps.
+   */
+  ownsStore: boolean;
   listen: string;
   metricsListen: string | null;
   unitSocket: string;
@@ -58,6 +64,8 @@ export interface AgentFlags {
   freezer?: string | undefined;
   freezeTimeoutMs?: string | undefined;
   fullEvery?: string | undefined;
+  /** Registered with a cluster coordinator (--cluster): the store is the cluster's. */
+  underCluster?: boolean | undefined;
 }
 
 
@@ -87,6 +95,7 @@ export function agentConfigFromFlags(flags: AgentFlags): AgentConfig {
     nodeId,
     dataDir,
     storeDir: flags.storeDir ?? `${dataDir}/store`,
+    ownsStore: flags.underCluster !== true,
     listen: checkHostPort('listen address', flags.listen ?? '127.0.0.1:0'),
     metricsListen: flags.metricsListen === undefined ? null : checkHostPort('metrics address', flags.metricsListen),
     unitSocket: flags.unitSocket ?? `${dataDir}/unit.sock`,

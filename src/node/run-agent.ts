@@ -81,7 +81,7 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
   });
   agentRef = agent;
   metrics = new AgentMetrics(() => agent.status());
-  await agent.recoverStore();
+  await agent.sweepOwnStore();
 
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.NodeAgentService': 'SERVING' });

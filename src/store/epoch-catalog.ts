@@ -6,14 +6,14 @@
 //      (a .tmp manifest, part files, a corrupt manifest) makes it committed.
 //   2. epochChain returns [epoch, parent, ..., full] with strictly decreasing
 //      epochs (parse enforces parent < epoch), so it always terminates.
-//   3. removeIncomplete deletes only directories that invariant 1 says are not
-//      committed. It must not run while a round of the job is writing parts.
+//   3. A MANIFEST.json that is a directory is a removal's tombstone
+//      (epoch-removal.ts): that epoch is not committed and never will be.
 
 import { readFile, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { GridError, notFound } from '../common/errors.js';
 import { checkName } from '../common/names.js';
-import { isErrno, removeTreeDurable } from '../runtime/durable-fs.js';
+import { isErrno } from '../runtime/durable-fs.js';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, checkEpoch, epochDir, jobDir, parseEpochDirName } from './layout.js';
 import { parseManifest, type EpochManifest } from './manifest.js';
 
@@ -28,6 +28,7 @@ export async function lookupManifest(storeDir: string, jobId: string, epoch: big
   let bytes: Buffer;
   try {
     const st = await stat(file);
+    if (st.isDirectory()) return { kind: 'missing', reason: `${file} is the tombstone of a removal` };
     if (st.size > MAX_MANIFEST_BYTES) {
       return { kind: 'invalid', error: new GridError('data-loss', `${file}: manifest of ${st.size} bytes exceeds ${MAX_MANIFEST_BYTES}`) };
     }
@@ -73,17 +74,6 @@ export async function listCommitted(storeDir: string, jobId: string): Promise<Ep
     if (found.kind === 'committed') committed.push(found.manifest);
   }
   return committed;
-}
-
-export async function removeIncomplete(storeDir: string, jobId: string): Promise<bigint[]> {
-  const removed: bigint[] = [];
-  for (const epoch of await listEpochDirs(storeDir, jobId)) {
-    const found = await lookupManifest(storeDir, jobId, epoch);
-    if (found.kind === 'committed') continue;
-    await removeTreeDurable(epochDir(storeDir, jobId, epoch));
-    removed.push(epoch);
-  }
-  return removed;
 }
 
 export async function listJobs(storeDir: string): Promise<string[]> {

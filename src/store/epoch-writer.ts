@@ -14,6 +14,8 @@
 //   3. A part is never written into a committed epoch, and commitEpoch writes
 //      MANIFEST.json.tmp, fsyncs it, renames it and fsyncs the directory, in
 //      that order: a crash before the rename leaves the epoch uncommitted.
+//      A rename that loses the manifest's name to a removal (epoch-removal.ts)
+//      fails with failed-precondition: that epoch is gone, never committed.
 //   4. commitEpoch refuses an epoch not above every committed one, a parent that
 //      is not committed, and part files whose sizes differ from the PartInfo.
 
@@ -21,7 +23,7 @@ import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { GridError, invalidArgument } from '../common/errors.js';
-import { failpoint } from '../common/failpoints.js';
+import { failpoint, failpointAsync } from '../common/failpoints.js';
 import { checkName } from '../common/names.js';
 import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
 import { listCommitted } from './epoch-catalog.js';
@@ -55,8 +57,12 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   const { storeDir, jobId, epoch, nodeId, staging } = input;
   const dir = epochDir(storeDir, jobId, epoch);
   const table = planPageTable(input);
-  if (await exists(path.join(dir, MANIFEST_FILE))) {
+  const manifest = await kindOf(path.join(dir, MANIFEST_FILE));
+  if (manifest === 'file') {
     throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} is already committed; node ${nodeId} cannot add a part to it`);
+  }
+  if (manifest === 'dir') {
+    throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} is being removed as incomplete; node ${nodeId} cannot add a part to it`);
   }
   await ensureDirDurable(dir);
 
@@ -166,8 +172,16 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   failpoint('store.before-manifest');
   const tmp = path.join(dir, MANIFEST_TMP_FILE);
   await writeFileSynced(tmp, bytes);
-  failpoint('store.before-manifest-rename');
-  await renameDurable(tmp, path.join(dir, MANIFEST_FILE));
+  await failpointAsync('store.before-manifest-rename'); // async: a test can hold a commit here (wait)
+  try {
+    await renameDurable(tmp, path.join(dir, MANIFEST_FILE));
+  } catch (err) {
+    // A removal claimed the manifest's name first (epoch-removal.ts): this epoch is gone, not committed.
+    if (isErrno(err, 'EISDIR') || isErrno(err, 'ENOENT')) {
+      throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} was removed as incomplete before its manifest landed`);
+    }
+    throw err;
+  }
   return manifest;
 }
 
@@ -195,12 +209,11 @@ async function checkSize(file: string, expectedBytes: number, epoch: bigint): Pr
   }
 }
 
-async function exists(file: string): Promise<boolean> {
+async function kindOf(file: string): Promise<'none' | 'file' | 'dir'> {
   try {
-    await stat(file);
-    return true;
+    return (await stat(file)).isDirectory() ? 'dir' : 'file';
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return false;
+    if (isErrno(err, 'ENOENT')) return 'none';
     throw err;
   }
 }

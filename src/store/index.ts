@@ -9,6 +9,7 @@ export { PAGE_BYTES, epochDir } from './layout.js';
 export type { ContainerMeta, EpochManifest, PartInfo } from './manifest.js';
 export { writeNodePart, commitEpoch } from './epoch-writer.js';
 export type { CommitInput, NodePartInput, PartPage } from './epoch-writer.js';
-export { listCommitted, removeIncomplete, listJobs, epochChain } from './epoch-catalog.js';
+export { listCommitted, listJobs, epochChain } from './epoch-catalog.js';
+export { removeIncomplete, removeIfIncomplete, type RemoveOptions } from './epoch-removal.js';
 export { loadEpoch, verifyEpoch } from './epoch-reader.js';
 export type { LoadOptions, LoadResult, PageSink, VerifyResult } from './epoch-reader.js';

@@ -22,7 +22,7 @@ import { epochChain, epochDir, listCommitted, loadEpoch, removeIncomplete, verif
 import { CRASH_CONTAINERS, collector, crashChain, crashEpoch, expectedImage, makeStoreDir, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let work: string;
 let childScript: string;
 
@@ -44,7 +44,7 @@ async function transpileClosure(entry: string, outDir: string): Promise<void> {
 }
 
 const CHILD = `
-import { writeEpoch, crashEpoch, CRASH_CONTAINERS } from '../node/store/build/test/node/store/helpers.js';
+import { writeEpoch, crashEpoch, CRASH_CONTAINERS } from './build/test/store/helpers.js';
 const [storeDir, mode, first] = process.argv.slice(2);
 process.stdout.write('ready\\n');
 if (mode === 'one') {
@@ -63,7 +63,7 @@ if (mode === 'one') {
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'gridckpt-store-crash-'));
   await symlink(path.join(repo, 'node_modules'), path.join(work, 'node_modules'), 'dir');
-  await transpileClosure(path.join(repo, 'test/node/store/helpers.ts'), path.join(work, 'build'));
+  await transpileClosure(path.join(repo, 'test/store/helpers.ts'), path.join(work, 'build'));
   childScript = path.join(work, 'child.mjs');
   await writeFile(childScript, CHILD);
 });
