@@ -23,6 +23,7 @@ export const MUTANTS: readonly Mutant[] = [
   { name: 'agent-cleans-shared-store', what: 'a starting agent deletes epochs without a manifest from the shared store (the old recoverStore)', caughtBy: '§3.3 atomic commit', faults: { kinds: ['agent-crash'], count: 14, durationMs: { min: 20, max: 120 } } },
   { name: 'restore-onto-dead-node', what: 'a restore whose target died fails the job instead of re-planning, and the grid ignores a failed share (the old pair)', caughtBy: 'liveness', faults: { kinds: ['agent-crash-pair'] } },
   { name: 'no-walk-back', what: 'a coordinated recovery fails on a damaged newest epoch instead of walking back', caughtBy: 'liveness', faults: { kinds: ['corrupt-newest'] } },
+  { name: 'blame-own-pause', what: 'a coordinator\'s detector takes its own pause (GC, VM, SIGSTOP) for its members\' silence', caughtBy: 'liveness', faults: { kinds: ['pause-grid', 'pause-cluster'] } },
   { name: 'complete-without-final-epoch', what: 'the grid marks a job completed without a final line holding its end state', caughtBy: '§3.5 same answer' },
 ];
 

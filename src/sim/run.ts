@@ -72,7 +72,9 @@ export function runSeed(o: SimOptions): SimResult {
     beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
     opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, tracing: o.trace ?? false, trace: log,
   };
-  const detector = scaleDetectorConfig(SIM.heartbeatIntervalMs);
+  // The old detector took its own pauses for its peers' silence (the mutant turns the check off).
+  const scaled = scaleDetectorConfig(SIM.heartbeatIntervalMs);
+  const detector = mutants.has('blame-own-pause') ? { ...scaled, selfTickMs: 0, selfPauseMs: 0 } : scaled;
   const round = { ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: 300, holdTimeoutMs: 600, commitTimeoutMs: 400, manifestTimeoutMs: 300, abortTimeoutMs: 100 };
   const topo = { clusters: [] as string[], agents: new Map<string, string[]>() };
   for (let c = 1; c <= SIM.clusters; c++) {

@@ -125,7 +125,8 @@ export class ClusterSupervisor {
 
   nextDeadline(): number | null {
     let at = this.nextBeatMs;
-    const m = this.monitor.nextDeadlineMs();
+    // nextStepMs: the detector also asks to be stepped every tick, to tell its own pauses from its peers' silence.
+    const m = this.monitor.nextStepMs();
     if (m !== null) at = Math.min(at, m);
     for (const j of this.jobs.values()) {
       const r = j.round.nextDeadlineMs();

@@ -124,7 +124,8 @@ export class GridSupervisor {
   }
 
   nextDeadline(): number | null {
-    let at: number | null = this.monitor.nextDeadlineMs();
+    // nextStepMs: the detector also asks to be stepped every tick, to tell its own pauses from its peers' silence.
+    let at: number | null = this.monitor.nextStepMs();
     const min = (x: number) => { at = at === null ? x : Math.min(at, x); };
     for (const j of this.jobs.values()) {
       const r = j.round.nextDeadlineMs();
