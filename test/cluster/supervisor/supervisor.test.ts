@@ -1,0 +1,414 @@
+import { describe, expect, it } from 'vitest';
+import { leaseMarginMs } from '../../../src/detector/lease.js';
+import {
+  agentCall, beatAnswer, calls, callsOf, CLUSTER_CONFIG, ClusterHarness, commitEpoch, gridAnswers, JOB, NODES, PLACED, runningJob, UNITS, type Logged,
+} from './harness.js';
+
+// Exact-output tests of the cluster supervisor core (src/cluster/core/supervisor.ts),
+// driven by feeding inputs and comparing the exact sends, persists and
+// replies; invariants C1..C7 are those of its header, and checkInvariants()
+// runs after every step (harness.ts). Config values are the simulator's.
+
+const SURVIVORS = ['c1n2', 'c1n3'];
+const LEASE_WAIT_MS = CLUSTER_CONFIG.agentLeaseMs + leaseMarginMs(CLUSTER_CONFIG.agentLeaseMs); // 500 + 200
+
+const startCalls = (steps: Logged[]) => callsOf(steps).filter((c) => c.req.kind === 'startJob');
+
+describe('ClusterSupervisor: membership', () => {
+  it('registers an agent by its first heartbeat and answers known with the agent lease', () => {
+    const h = new ClusterHarness();
+    expect(h.step({ kind: 'tick' }, 0)).toEqual({
+      persist: [], reply: [],
+      send: [{ to: 'grid', heartbeat: { member: 'c1', incarnation: 1n, seq: 1, sentAtMs: 0, jobs: [], freeUnits: 0 } }],
+    });
+    expect(h.heartbeat('c1n1', {}, 5)).toEqual({
+      persist: [], send: [],
+      reply: [{ to: 'c1n1', kind: 'beat', seq: 1, answer: { known: true, leasedJobs: [], leaseMs: 500 } }],
+    });
+    h.heartbeat('c1n2', { freeUnits: 3 }, 6);
+    // The next heartbeat to the grid counts the free room of the alive registered nodes.
+    const beat = h.advance(50, []).flatMap((l) => l.out.send);
+    expect(beat).toEqual([{ to: 'grid', heartbeat: { member: 'c1', incarnation: 1n, seq: 2, sentAtMs: 50, jobs: [], freeUnits: 7 } }]);
+  });
+
+  it('answers a heartbeat from an older incarnation than the one registered as unknown', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.heartbeat('c1n1', { incarnation: 2n }, 1);
+    expect(h.heartbeat('c1n1', { incarnation: 1n }, 2).reply).toEqual([
+      { to: 'c1n1', kind: 'beat', seq: 2, answer: { known: false, leasedJobs: [], leaseMs: 500 } },
+    ]);
+  });
+});
+
+describe('ClusterSupervisor: submit', () => {
+  it('starts the units on the registered nodes and answers the grid ok once every start is', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(NODES, 0);
+    const { reqId, out } = h.grid({ kind: 'submitJob', jobId: JOB, units: ['u3', 'u2', 'u1', 'u0'], gen: 1 }, 10);
+    expect(out).toEqual({
+      persist: [], reply: [],
+      send: [
+        { to: 'c1n1', call: agentCall(1, { kind: 'startJob', jobId: JOB, units: PLACED.c1n1!, sources: [], leaseMs: 500, gen: 1 }) },
+        { to: 'c1n2', call: agentCall(2, { kind: 'startJob', jobId: JOB, units: PLACED.c1n2!, sources: [], leaseMs: 500, gen: 2 }) },
+        { to: 'c1n3', call: agentCall(3, { kind: 'startJob', jobId: JOB, units: PLACED.c1n3!, sources: [], leaseMs: 500, gen: 3 }) },
+      ],
+    });
+    expect(h.core.jobState(JOB)).toBe('starting');
+    const starts = calls(out);
+    expect(h.answer(starts[0]!, { kind: 'ok' }, 20)).toEqual({ persist: [], send: [], reply: [] });
+    expect(h.answer(starts[2]!, { kind: 'ok' }, 21)).toEqual({ persist: [], send: [], reply: [] });
+    expect(h.answer(starts[1]!, { kind: 'ok' }, 22)).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId, answer: { kind: 'ok' } }] });
+    expect(h.core.jobState(JOB)).toBe('running');
+    // Every node of the job now gets the job named in its heartbeat answer (its lease).
+    for (const n of NODES) expect(beatAnswer(h.heartbeat(n, {}, 30))).toEqual({ known: true, leasedJobs: [JOB], leaseMs: 500 });
+  });
+
+  it('refuses a second submit of a live job and a submit from an older grid incarnation', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const again = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 2 });
+    expect(again.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: again.reqId, answer: { kind: 'refused', reason: 'job bank is already running' } }] });
+    h.grid({ kind: 'stopJob', jobId: 'other' }, 30, 3n);
+    const old = h.grid({ kind: 'submitJob', jobId: 'other', units: ['x'], gen: 1 }, 31, 2n);
+    expect(old.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: old.reqId, answer: { kind: 'refused', reason: 'fenced: grid incarnation 2 is older than 3' } }] });
+  });
+});
+
+describe('ClusterSupervisor: the grid round (held two-level round)', () => {
+  it('prepare → agent PREPAREs → one PREPARED answer to the grid (pages summed, done false) → commit → manifest → committed', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 30);
+    expect(prep.out).toEqual({
+      persist: [], reply: [],
+      send: NODES.map((n, i) => ({ to: n, call: agentCall(4 + i, { kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null, full: true }) })),
+    });
+    const prepares = calls(prep.out);
+    expect(h.answer(prepares[0]!, { kind: 'prepared', pages: 2, bytes: 8192, done: false }, 31)).toEqual({ persist: [], send: [], reply: [] });
+    expect(h.answer(prepares[1]!, { kind: 'prepared', pages: 1, bytes: 4096, done: false }, 32)).toEqual({ persist: [], send: [], reply: [] });
+    expect(h.answer(prepares[2]!, { kind: 'prepared', pages: 1, bytes: 4096, done: false }, 33)).toEqual({
+      persist: [], send: [],
+      reply: [{ to: 'grid', kind: 'answer', reqId: prep.reqId, answer: { kind: 'prepared', pages: 4, bytes: 16384, done: false } }],
+    });
+    // Held: no COMMIT until the grid says so.
+    const com = h.grid({ kind: 'commit', jobId: JOB, epoch: 1n }, 40);
+    expect(com.out).toEqual({
+      persist: [], reply: [],
+      send: NODES.map((n, i) => ({ to: n, call: agentCall(7 + i, { kind: 'commit', jobId: JOB, epoch: 1n }) })),
+    });
+    const commits = calls(com.out);
+    const part = (n: string) => ({ writer: n, epoch: 1n, units: PLACED[n]!, pages: PLACED[n]!.length });
+    expect(h.answer(commits[0]!, { kind: 'durable', part: part('c1n1') }, 41)).toEqual({ persist: [], send: [], reply: [] });
+    expect(h.answer(commits[1]!, { kind: 'durable', part: part('c1n2') }, 42)).toEqual({ persist: [], send: [], reply: [] });
+    const manifestStep = h.answer(commits[2]!, { kind: 'durable', part: part('c1n3') }, 43);
+    expect(manifestStep).toEqual({
+      send: [], reply: [], // no answer to the grid before the manifest is durable
+      persist: [{
+        kind: 'manifest', jobId: JOB, epoch: 1n, parentEpoch: null, full: true,
+        parts: NODES.map(part),
+        placement: { u0: 'c1n1', u1: 'c1n2', u2: 'c1n3', u3: 'c1n1' },
+      }],
+    });
+    expect(h.step({ kind: 'persisted', what: manifestStep.persist[0]! }, 44)).toEqual({
+      persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: com.reqId, answer: { kind: 'committed', epoch: 1n } }],
+    });
+    expect(h.core.jobView(JOB)!.committed).toEqual([1n]);
+  });
+
+  it('the PREPARED answer says done only when every node said done at the cut', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 30);
+    const [a, b, c] = calls(prep.out);
+    h.answer(a!, { kind: 'prepared', pages: 1, bytes: 1, done: true });
+    h.answer(b!, { kind: 'prepared', pages: 1, bytes: 1, done: false });
+    expect(gridAnswers(h.answer(c!, { kind: 'prepared', pages: 1, bytes: 1, done: true }))).toEqual([{ reqId: prep.reqId, answer: { kind: 'prepared', pages: 3, bytes: 3, done: false } }]);
+    h.grid({ kind: 'abort', jobId: JOB, epoch: 1n });
+    const prep2 = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: null }, 40);
+    let last = null;
+    for (const x of calls(prep2.out)) last = h.answer(x, { kind: 'prepared', pages: 1, bytes: 1, done: true });
+    expect(gridAnswers(last!)).toEqual([{ reqId: prep2.reqId, answer: { kind: 'prepared', pages: 3, bytes: 3, done: true } }]);
+  });
+
+  it('an incremental epoch names its parent once a full one committed', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    commitEpoch(h, 1n, null);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n });
+    expect(calls(prep.out).map((c) => c.req)).toEqual(NODES.map(() => ({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n, full: false })));
+  });
+
+  it('a manifest that fails to persist aborts the round: ABORT to every node, the grid commit refused', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 30);
+    for (const c of calls(prep.out)) h.answer(c, { kind: 'prepared', pages: 1, bytes: 1, done: false });
+    const com = h.grid({ kind: 'commit', jobId: JOB, epoch: 1n });
+    let last = null;
+    for (const c of calls(com.out)) last = h.answer(c, { kind: 'durable', part: { writer: c.to, epoch: 1n, units: [], pages: 1 } });
+    const out = h.step({ kind: 'persistFailed', what: last!.persist[0]!, reason: 'ENOSPC' }, 50);
+    expect(calls(out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'abort', jobId: JOB, epoch: 1n }]));
+    expect(gridAnswers(out)).toEqual([{ reqId: com.reqId, answer: { kind: 'refused', reason: expect.stringMatching(/^round 1 aborted in writingManifest: .*ENOSPC/) } }]);
+    expect(h.core.jobView(JOB)!.committed).toEqual([]);
+  });
+
+  it('a node that refuses to prepare aborts the round and the grid prepare is refused', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 30);
+    const out = h.answer(calls(prep.out)[1]!, { kind: 'refused', reason: 'freeze of epoch 1 took over 100 ms' }, 31);
+    expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'abort']));
+    expect(gridAnswers(out)).toEqual([{ reqId: prep.reqId, answer: { kind: 'refused', reason: expect.stringMatching(/^round 1 aborted in preparing: .*c1n2.*freeze of epoch 1 took over 100 ms/) } }]);
+  });
+
+  it('refuses a commit with no prepared round, and a prepare of an epoch not above the highest (C3)', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const com = h.grid({ kind: 'commit', jobId: JOB, epoch: 1n }, 30);
+    expect(com.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: com.reqId, answer: { kind: 'refused', reason: 'no prepared round for epoch 1 of job bank' } }] });
+    commitEpoch(h, 3n, null);
+    for (const epoch of [3n, 2n]) {
+      const p = h.grid({ kind: 'prepare', jobId: JOB, epoch, parentEpoch: null });
+      expect(p.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: p.reqId, answer: { kind: 'refused', reason: `stale grid epoch ${epoch}: this cluster is at 3` } }] });
+    }
+  });
+});
+
+describe('ClusterSupervisor: a lost node (C1)', () => {
+  /** The job runs with epoch 1 committed; c1n1 heartbeats until 300, then falls silent. */
+  function lostNode(): ClusterHarness {
+    const h = new ClusterHarness();
+    runningJob(h);
+    h.advance(100, NODES);
+    commitEpoch(h, 1n, null);
+    h.advance(300, NODES);
+    return h;
+  }
+
+  it('declares the silent node failed, stops the survivors, and restores only at last grant + agentLeaseMs + margin, on a spare', () => {
+    const h = lostNode();
+    const lastBeat = h.lastBeatOf('c1n1');
+    expect(lastBeat).toBe(300);
+    const failing = h.advance(5000, SURVIVORS, (l) => calls(l.out).length > 0);
+    const failedAt = failing.at(-1)!;
+    // The detector's verdict, < 1 s after the last heartbeat (scaleDetectorConfig(50): ~461 ms of silence).
+    expect(failedAt.t).toBe(762);
+    expect(h.core.failuresDetected).toBe(1);
+    expect(calls(failedAt.out).map((c) => [c.to, c.req])).toEqual(SURVIVORS.map((n) => [n, { kind: 'stopJob', jobId: JOB }]));
+    expect(h.core.jobState(JOB)).toBe('recovering');
+    for (const c of calls(failedAt.out)) h.answer(c, { kind: 'ok' }, 770);
+    // The lost node's lease ran from its last heartbeat answered with the job: nothing is restored before it surely lapsed.
+    const safeAt = lastBeat + LEASE_WAIT_MS;
+    expect(safeAt).toBe(1000);
+    const waiting = h.advance(safeAt - 1, SURVIVORS);
+    expect(startCalls(waiting)).toEqual([]);
+    const restoring = h.advance(safeAt, SURVIVORS);
+    const starts = startCalls(restoring);
+    expect(starts.map((c) => c.t)).toEqual([safeAt, safeAt]);
+    expect(starts.map((c) => [c.to, c.req])).toEqual([
+      // c1n1's units move together to the alive node with the most room (ties by id): c1n2.
+      ['c1n2', { kind: 'startJob', jobId: JOB, units: ['u0', 'u1', 'u3'], sources: [{ store: 'c1', epoch: 1n, units: ['u0', 'u1', 'u3'] }], leaseMs: 500, gen: starts[0]!.reqId }],
+      ['c1n3', { kind: 'startJob', jobId: JOB, units: ['u2'], sources: [{ store: 'c1', epoch: 1n, units: ['u2'] }], leaseMs: 500, gen: starts[1]!.reqId }],
+    ]);
+    for (const c of starts) h.answer(c, { kind: 'ok' }, safeAt + 5);
+    expect(h.core.jobState(JOB)).toBe('running');
+    expect(Object.fromEntries(h.core.jobView(JOB)!.placement)).toEqual({ u0: 'c1n2', u1: 'c1n2', u2: 'c1n3', u3: 'c1n2' });
+    // After a restart the next epoch is full: the moved units' pages are in no incremental chain here.
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n }, safeAt + 10);
+    expect(calls(prep.out).map((c) => [c.to, c.req])).toEqual(SURVIVORS.map((n) => [n, { kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: null, full: true }]));
+  });
+
+  it('a round the silent node does not answer aborts at its prepare deadline; back after its failure, the node is leased nothing', () => {
+    const h = lostNode();
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n }, 300);
+    for (const c of calls(prep.out).filter((c) => c.to !== 'c1n1')) h.answer(c, { kind: 'prepared', pages: 1, bytes: 1, done: false }, 301);
+    // c1n1 never answers; the prepare deadline (300 ms) aborts the round first.
+    const steps = h.advance(5000, SURVIVORS, (l) => calls(l.out).some((c) => c.req.kind === 'stopJob'));
+    const aborts = callsOf(steps).filter((c) => c.req.kind === 'abort');
+    expect(aborts.map((c) => [c.t, c.to])).toEqual(NODES.map((n) => [600, n]));
+    expect(steps.flatMap((l) => gridAnswers(l.out))).toEqual([{ reqId: prep.reqId, answer: { kind: 'refused', reason: expect.stringMatching(/^round 2 aborted in preparing/) } }]);
+    // Back from the dead with the same incarnation after its failure: it is told nothing is leased to it.
+    const back = h.heartbeat('c1n1', {}, 800);
+    expect(beatAnswer(back).leasedJobs).toEqual([]);
+  });
+
+  it('waits for every survivor to stop before restoring, even past the lease wait', () => {
+    const h = lostNode();
+    const failing = h.advance(5000, SURVIVORS, (l) => calls(l.out).length > 0);
+    const [s2, s3] = calls(failing.at(-1)!.out);
+    h.answer(s2!, { kind: 'ok' }, 800);
+    expect(startCalls(h.advance(1100, SURVIVORS))).toEqual([]);
+    const out = h.answer(s3!, { kind: 'ok' }, 1100);
+    expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual([['c1n2', 'startJob'], ['c1n3', 'startJob']]);
+  });
+
+  it('a survivor that dies during the restore is one more lost node: re-plan, never fail while room remains', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register([...NODES, 'c1n4'], 0);
+    const sub = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1 }, 10);
+    for (const c of calls(sub.out)) h.answer(c, { kind: 'ok' }, 20);
+    const placed = Object.fromEntries(h.core.jobView(JOB)!.placement);
+    expect(placed).toEqual({ u0: 'c1n1', u1: 'c1n2', u2: 'c1n3', u3: 'c1n4' });
+    h.advance(300, [...NODES, 'c1n4']);
+    const alive = ['c1n2', 'c1n3', 'c1n4'];
+    const failing = h.advance(5000, alive, (l) => calls(l.out).length > 0);
+    for (const c of calls(failing.at(-1)!.out)) h.answer(c, { kind: 'ok' });
+    const restoring = h.advance(5000, alive, (l) => calls(l.out).length > 0);
+    const starts = startCalls(restoring);
+    // c1n1's unit goes to the spare with the most room (ties by id): c1n2, which turns out unreachable.
+    expect(starts.map((c) => [c.t, c.to, c.req.kind === 'startJob' && c.req.units])).toEqual([
+      [1000, 'c1n2', ['u0', 'u1']], [1000, 'c1n3', ['u2']], [1000, 'c1n4', ['u3']],
+    ]);
+    const target = starts[0]!;
+    const out = h.step({ kind: 'agentUnreachable', node: target.to, reqId: target.reqId, reason: 'deadline exceeded' }, 1001);
+    expect(h.core.jobState(JOB)).toBe('recovering');
+    expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual([['c1n3', 'stopJob'], ['c1n4', 'stopJob']]);
+    for (const c of calls(out)) h.answer(c, { kind: 'ok' }, 1002);
+    // C1 for the unreachable target too: it may have received the start up to its deadline, so
+    // its units run elsewhere only after 1000 + callTimeoutMs + agentLeaseMs + margin.
+    const safeAt = 1000 + CLUSTER_CONFIG.callTimeoutMs + LEASE_WAIT_MS;
+    expect(startCalls(h.advance(safeAt - 1, alive))).toEqual([]);
+    const again = startCalls(h.advance(safeAt, alive));
+    expect(again.map((c) => [c.t, c.to, c.req.kind === 'startJob' && c.req.units])).toEqual([
+      [safeAt, 'c1n3', ['u0', 'u1', 'u2']], [safeAt, 'c1n4', ['u3']],
+    ]);
+  });
+});
+
+describe('ClusterSupervisor: restarts in place', () => {
+  it('an agent that restarted (new incarnation) restarts the job in place from the last committed epoch', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    commitEpoch(h, 1n, null);
+    const out = h.heartbeat('c1n2', { incarnation: 2n }, 100);
+    // Every node of the job stops (the restarted one too: it may hold a half-started copy); none is lost.
+    expect(calls(out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB }]));
+    let restore = null;
+    for (const c of calls(out)) restore = h.answer(c, { kind: 'ok' }, 101);
+    // Nothing lost: no lease to wait for; the same placement, from epoch 1.
+    expect(calls(restore!).map((c) => [c.to, c.req.kind === 'startJob' ? c.req.sources : null])).toEqual(
+      NODES.map((n) => [n, [{ store: 'c1', epoch: 1n, units: PLACED[n]! }]]));
+  });
+
+  it('units reported fenced restart the job (a report counts only with the gen of the node\'s last start)', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    h.reports.set('c1n3', [{ jobId: JOB, state: 'fenced', gen: 99 }]);
+    expect(calls(h.heartbeat('c1n3', {}, 50))).toEqual([]); // an old start's report: ignored
+    h.reports.set('c1n3', [{ jobId: JOB, state: 'fenced', gen: 3 }]);
+    expect(calls(h.heartbeat('c1n3', {}, 60)).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
+    expect(h.core.jobState(JOB)).toBe('recovering');
+  });
+});
+
+describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
+  it('a restore source of this store that fails verification walks every node back to the previous committed epoch', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    h.advance(100, NODES);
+    commitEpoch(h, 1n, null);
+    commitEpoch(h, 2n, 1n);
+    h.advance(300, NODES);
+    const failing = h.advance(5000, SURVIVORS, (l) => calls(l.out).length > 0);
+    for (const c of calls(failing.at(-1)!.out)) h.answer(c, { kind: 'ok' });
+    const restoring = h.advance(5000, SURVIVORS, (l) => calls(l.out).length > 0);
+    const starts = startCalls(restoring);
+    expect(starts.map((c) => c.req.kind === 'startJob' && c.req.sources.map((s) => s.epoch))).toEqual([[2n], [2n]]);
+    // c1n2 finds epoch 2 damaged.
+    const out = h.answer(starts[0]!, { kind: 'corrupt', store: 'c1', epoch: 2n, reason: 'crc mismatch' }, h.nowMs + 1);
+    expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual(SURVIVORS.map((n) => [n, 'stopJob']));
+    let again = null;
+    for (const c of calls(out)) again = h.answer(c, { kind: 'ok' });
+    expect(calls(again!).map((c) => [c.to, c.req.kind === 'startJob' && c.req.sources])).toEqual([
+      ['c1n2', [{ store: 'c1', epoch: 1n, units: ['u0', 'u1', 'u3'] }]],
+      ['c1n3', [{ store: 'c1', epoch: 1n, units: ['u2'] }]],
+    ]);
+    // The late answer to the first restore attempt changes nothing.
+    expect(h.answer(starts[1]!, { kind: 'ok' })).toEqual({ persist: [], send: [], reply: [] });
+    for (const c of calls(again!)) h.answer(c, { kind: 'ok' });
+    expect(h.core.jobView(JOB)).toMatchObject({ state: 'running', committed: [1n] });
+  });
+
+  it('past the oldest intact epoch the units start anew (no source)', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    commitEpoch(h, 1n, null);
+    const out = h.heartbeat('c1n2', { incarnation: 2n }, 100);
+    let restore = null;
+    for (const c of calls(out)) restore = h.answer(c, { kind: 'ok' }, 101);
+    const first = calls(restore!)[0]!;
+    const back = h.answer(first, { kind: 'corrupt', store: 'c1', epoch: 1n, reason: 'torn write' }, 102);
+    let fresh = null;
+    for (const c of calls(back)) fresh = h.answer(c, { kind: 'ok' }, 103);
+    expect(calls(fresh!).map((c) => c.req.kind === 'startJob' && c.req.sources)).toEqual([[], [], []]);
+  });
+
+  it('a damaged source in another cluster\'s store is the grid\'s to walk back: the restore is answered corrupt', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(NODES, 0);
+    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 4n, units: ['u3'] }], gen: 5 }, 10);
+    const starts = calls(r.out);
+    expect(starts.map((c) => c.req.kind === 'startJob' && c.req.sources)).toEqual([[{ store: 'c2', epoch: 4n, units: ['u3'] }], [], []]);
+    const out = h.answer(starts[0]!, { kind: 'corrupt', store: 'c2', epoch: 4n, reason: 'bad page' }, 20);
+    expect(gridAnswers(out)).toEqual([{ reqId: r.reqId, answer: { kind: 'corrupt', store: 'c2', epoch: 4n, reason: 'bad page' } }]);
+    expect(h.core.jobState(JOB)).toBe('failed');
+    expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
+  });
+});
+
+describe('ClusterSupervisor: the grid lease (C6) and completion (C5)', () => {
+  it('fences a grid-managed job exactly when the grid lease lapses: stop on every node, state fenced', () => {
+    const h = new ClusterHarness();
+    h.gridAnswers = false;
+    runningJob(h); // submitted at 10: the grid lease runs to 10 + gridLeaseMs
+    const until = 10 + CLUSTER_CONFIG.gridLeaseMs;
+    const before = h.advance(until - 1, NODES);
+    expect(callsOf(before)).toEqual([]);
+    expect(h.core.jobState(JOB)).toBe('running');
+    const at = h.advance(until, NODES);
+    const fence = at.find((l) => calls(l.out).length > 0)!;
+    expect(fence.t).toBe(until);
+    expect(calls(fence.out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB }]));
+    expect(h.core.jobState(JOB)).toBe('fenced');
+    expect(beatAnswer(h.heartbeat('c1n1', {}, until + 1)).leasedJobs).toEqual([]);
+  });
+
+  it('a grid heartbeat answer renews the lease from its send', () => {
+    const h = new ClusterHarness();
+    h.gridAnswers = false;
+    runningJob(h);
+    h.advance(700, NODES);
+    h.step({ kind: 'gridHeartbeatAnswer', sentAtMs: 500, answer: { known: true, leasedJobs: [JOB], leaseMs: 1000 } }, 700);
+    h.advance(1499, NODES);
+    expect(h.core.jobState(JOB)).toBe('running');
+    h.advance(1500, NODES);
+    expect(h.core.jobState(JOB)).toBe('fenced');
+  });
+
+  it('reports its share completed to the grid only once every node reported completion and no round runs', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const shareState = (steps: Logged[]) => steps.flatMap((l) => l.out.send).flatMap((s) => ('heartbeat' in s ? s.heartbeat.jobs : [])).at(-1);
+    h.reports.set('c1n1', [{ jobId: JOB, state: 'completed', gen: 1 }]);
+    h.reports.set('c1n2', [{ jobId: JOB, state: 'completed', gen: 2 }]);
+    expect(shareState(h.advance(100, NODES))).toEqual({ jobId: JOB, state: 'running', gen: 1 });
+    h.reports.set('c1n3', [{ jobId: JOB, state: 'completed', gen: 3 }]);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 100);
+    expect(shareState(h.advance(150, NODES))).toEqual({ jobId: JOB, state: 'running', gen: 1 }); // a round runs
+    let last = null;
+    for (const c of calls(prep.out)) last = h.answer(c, { kind: 'prepared', pages: 1, bytes: 1, done: true }, 160);
+    expect(gridAnswers(last!)).toEqual([{ reqId: prep.reqId, answer: { kind: 'prepared', pages: 3, bytes: 3, done: true } }]);
+    const com = h.grid({ kind: 'commit', jobId: JOB, epoch: 1n }, 170);
+    for (const c of calls(com.out)) last = h.answer(c, { kind: 'durable', part: { writer: c.to, epoch: 1n, units: [], pages: 1 } }, 171);
+    h.step({ kind: 'persisted', what: last!.persist[0]! }, 172);
+    expect(shareState(h.advance(200, NODES))).toEqual({ jobId: JOB, state: 'completed', gen: 1 });
+    // The grid ends the job: completed here, and the nodes are told to stop.
+    const stop = h.grid({ kind: 'stopJob', jobId: JOB }, 210);
+    expect(calls(stop.out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
+    expect(h.core.jobState(JOB)).toBe('completed');
+  });
+});
