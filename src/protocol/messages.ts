@@ -22,7 +22,8 @@ export interface RestoreSource {
 export type AgentRequest =
   /** gen names this start: the agent's reports on the job carry it, so a report from before it is told apart. */
   | { kind: 'startJob'; jobId: string; units: string[]; sources: RestoreSource[]; leaseMs: number; gen: number }
-  | { kind: 'stopJob'; jobId: string }
+  /** Stops every start of the job below gen, even one still in flight (calls may overtake each other). */
+  | { kind: 'stopJob'; jobId: string; gen: number }
   | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean }
   | { kind: 'commit'; jobId: string; epoch: bigint }
   | { kind: 'abort'; jobId: string; epoch: bigint };

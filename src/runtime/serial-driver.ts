@@ -47,6 +47,8 @@ export const MAX_DRIVER_QUEUE = 100_000;
 export class SerialDriver<I, P, S, R> {
   private readonly queue: I[] = [];
   private busy = false;
+  /** Inside pump(): a nested call (a port that answers synchronously) returns at once and the outer loop goes on. */
+  private pumping = false;
   private stopped = false;
   private timer: unknown = null;
   private timerAt: number | null = null;
@@ -71,16 +73,29 @@ export class SerialDriver<I, P, S, R> {
   }
 
   private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.drain();
+    } finally {
+      this.pumping = false;
+    }
+    if (!this.busy) this.arm();
+  }
+
+  private drain(): void {
     while (!this.busy && !this.stopped && this.queue.length > 0) {
       const input = this.queue.shift() as I;
+      // busy while stepping and delivering: an input a synchronous port queues meanwhile waits its turn.
+      this.busy = true;
       const out = this.core.step(input, Math.floor(this.ports.clock.nowMs()));
       this.steps += 1;
       this.ports.afterStep?.(input);
       if (out.persist.length === 0) {
         this.deliver(out);
+        this.busy = false;
         continue;
       }
-      this.busy = true;
       let pending = out.persist.length;
       const failures: I[] = [];
       for (const p of out.persist) {
@@ -88,7 +103,6 @@ export class SerialDriver<I, P, S, R> {
           if (error !== null) failures.push(this.ports.persistFailed(p, error));
           pending -= 1;
           if (pending > 0) return;
-          this.busy = false;
           if (this.stopped) return;
           if (failures.length === 0) {
             this.deliver(out);
@@ -101,12 +115,12 @@ export class SerialDriver<I, P, S, R> {
           } else {
             this.queue.unshift(...failures);
           }
+          this.busy = false;
           this.arm();
           this.pump();
         });
       }
     }
-    if (!this.busy) this.arm();
   }
 
   private deliver(out: CoreStep<P, S, R>): void {

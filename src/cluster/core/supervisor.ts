@@ -131,7 +131,8 @@ export class ClusterSupervisor {
     for (const j of this.jobs.values()) {
       const r = j.round.nextDeadlineMs();
       if (r !== null) at = Math.min(at, r);
-      if (j.restart?.phase === 'leaseWait') at = Math.min(at, j.restart.safeAtMs);
+      // Past its lease wait, a restart waits for a verdict (a heartbeat or a detector deadline), not a time.
+      if (j.restart?.phase === 'leaseWait' && j.restart.safeAtMs > this.nowMs) at = Math.min(at, j.restart.safeAtMs);
       if (j.state === 'running' || j.state === 'recovering') at = Math.min(at, j.gridLeaseUntilMs);
     }
     return at;
@@ -166,7 +167,8 @@ export class ClusterSupervisor {
     if (r.ignored !== null || node.verdict === 'failed') return this.beatReply(out, hb, false, []);
     for (const { jobId, state, gen } of hb.jobs) if (this.jobs.get(jobId)?.startGens.get(hb.member) === gen) node.reported.set(jobId, state);
     const leased = this.leasedOn(hb.member);
-    if (leased.length > 0) node.lastGrantMs = this.nowMs;
+    // max: a start still in flight may have set a later bound (send + deadline) than this answer (C1).
+    if (leased.length > 0) node.lastGrantMs = Math.max(node.lastGrantMs, this.nowMs);
     this.beatReply(out, hb, true, leased);
     for (const { jobId, state, gen } of hb.jobs) if (this.jobs.get(jobId)?.startGens.get(hb.member) === gen) this.onReported(hb.member, jobId, state, out);
   }
@@ -251,7 +253,7 @@ export class ClusterSupervisor {
           if (job.restart?.answer) this.answerGrid(out, job.restart.answer, { kind: 'refused', reason: 'stopped' });
           job.restart = null;
           job.state = job.allDoneAtMs !== null ? 'completed' : 'stopped';
-          for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'stop', null);
+          for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
         }
         return this.answerGrid(out, call.reqId, { kind: 'ok' });
       case 'prepare': return this.onGridPrepare(call.reqId, r.jobId, r.epoch, r.parentEpoch, out);
@@ -379,7 +381,7 @@ export class ClusterSupervisor {
     };
     if (job.restart.attempt > this.config.maxRecoveryAttempts) return this.failJob(job, `${reason}: gave up after ${this.config.maxRecoveryAttempts} attempts`, out);
     for (const n of this.nodesOf(job).filter((n) => !lost.has(n))) {
-      job.restart.waiting.add(this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'restart', null));
+      job.restart.waiting.add(this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'restart', null));
     }
     this.advanceRestart(job, out);
   }
@@ -403,6 +405,8 @@ export class ClusterSupervisor {
 
   private restore(job: Job, out: ClusterStep): void {
     const r = job.restart!;
+    // A suspected node of the job may still run its units under a lease no one waited out: wait for its verdict (C1).
+    if (this.nodesOf(job).some((n) => !r.lost.has(n) && this.nodes.get(n)?.verdict === 'suspected')) return;
     let placement: Map<string, string>;
     try {
       placement = this.plan(job, r.lost);
@@ -429,7 +433,7 @@ export class ClusterSupervisor {
     }
   }
 
-  /** Units of lost nodes move to the alive node with the most room; the others stay (C2). */
+  /** Units of lost nodes (their leases waited out) move to the alive node with the most room; the others stay (C1, C2). */
   private plan(job: Job, lost: Set<string>): Map<string, string> {
     const usable = (n: NodeEntry) => n.verdict === 'alive' && !lost.has(n.nodeId);
     const room = this.capacities(job).filter((c) => usable(this.nodes.get(c.nodeId)!));
@@ -439,7 +443,7 @@ export class ClusterSupervisor {
       for (const [u, n] of placeUnits(unplaced, room)) placement.set(u, n);
       for (const c of room) c.placedUnits += [...placement].filter(([u, n]) => unplaced.includes(u) && n === c.nodeId).length;
     }
-    for (const failed of [...new Set(placement.values())].filter((n) => lost.has(n) || !usable(this.nodes.get(n)!)).sort()) {
+    for (const failed of [...new Set(placement.values())].filter((n) => lost.has(n)).sort()) {
       const moved = moveFailedNode(placement, failed, room);
       placement = moved.placement;
       const spare = room.find((c) => c.nodeId === moved.spareNodeId)!;
@@ -501,7 +505,7 @@ export class ClusterSupervisor {
     job.restart = null;
     job.state = 'failed';
     job.lastError = reason;
-    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'stop', null);
+    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
   }
 
   // ---- agent calls ---------------------------------------------------------------
@@ -538,10 +542,14 @@ export class ClusterSupervisor {
 
   private onTime(out: ClusterStep): void {
     for (const job of this.jobs.values()) {
+      // The grid's lease first: a cluster that wakes from a pause past it must not start anything more (C6).
+      const live = job.state === 'running' || job.state === 'recovering' || job.state === 'starting';
+      if (live && this.nowMs >= job.gridLeaseUntilMs) {
+        this.fence(job, out);
+        continue;
+      }
       if (job.round.nextDeadlineMs() !== null && this.nowMs >= job.round.nextDeadlineMs()!) this.roundStep(job, { kind: 'tick' }, out);
       if (job.restart?.phase === 'leaseWait') this.advanceRestart(job, out);
-      const live = job.state === 'running' || job.state === 'recovering' || job.state === 'starting';
-      if (live && this.nowMs >= job.gridLeaseUntilMs) this.fence(job, out);
     }
     if (this.nowMs >= this.nextBeatMs) this.beatGrid(out);
   }
@@ -553,7 +561,7 @@ export class ClusterSupervisor {
     job.restart = null;
     job.state = 'fenced';
     job.lastError = `fenced: the grid's lease on job ${job.jobId} lapsed`;
-    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'stop', null);
+    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
   }
 
   private beatGrid(out: ClusterStep): void {

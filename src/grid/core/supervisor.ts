@@ -65,6 +65,8 @@ interface GJob {
   final: { attempts: number; sinceMs: number } | null;
   lastError: string;
   submit: { reqId: number; waiting: Set<number> } | null;
+  /** A final round committed while a share was not done at its cut (its report predated a restart of its own). */
+  finalMissed: boolean;
   /** Bumped by every submit or restore: a share's report counts only if it names the current one. */
   gen: number;
   /** Clusters whose PREPARED of the running round said their share had ended. */
@@ -130,7 +132,8 @@ export class GridSupervisor {
     for (const j of this.jobs.values()) {
       const r = j.round.nextDeadlineMs();
       if (r !== null) min(r);
-      if (j.state === 'running' && j.round.status().phase === 'idle') min(j.nextRoundAtMs);
+      // No round starts while a submit is unanswered: its time is then no deadline (a driver would spin on it).
+      if (j.state === 'running' && !j.submit && j.round.status().phase === 'idle') min(j.nextRoundAtMs);
       // Past its lease wait, a recovery waits for a verdict (a heartbeat or a detector deadline), not a time.
       if (j.recovery?.phase === 'leaseWait' && j.recovery.safeAtMs > this.nowMs) min(j.recovery.safeAtMs);
       for (const t of j.recovery?.retry.values() ?? []) min(t);
@@ -193,7 +196,7 @@ export class GridSupervisor {
     const job: GJob = {
       jobId, units: [...units].sort(), state: 'running', clusters, highestEpoch, lines: [], lost: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highestEpoch, this.config.mutants), recovery: null, nextRoundAtMs: this.nowMs + this.config.checkpointIntervalMs,
-      final: null, lastError: '', submit: null, gen: 0, doneAtCut: new Set(),
+      final: null, lastError: '', submit: null, gen: 0, doneAtCut: new Set(), finalMissed: false,
     };
     this.jobs.set(jobId, job);
     return job;
@@ -241,7 +244,8 @@ export class GridSupervisor {
     c.freeUnits = hb.freeUnits;
     c.reported = new Map(hb.jobs.filter((j) => j.gen === this.jobs.get(j.jobId)?.gen).map((j) => [j.jobId, j.state]));
     const leased = this.leasedOn(hb.member);
-    if (leased.length > 0) c.lastGrantMs = this.nowMs;
+    // max: a submit or restore still in flight may have set a later bound (send + deadline) than this answer (G1).
+    if (leased.length > 0) c.lastGrantMs = Math.max(c.lastGrantMs, this.nowMs);
     reply(true, leased);
     this.onShares(hb.member, out);
   }
@@ -347,6 +351,7 @@ export class GridSupervisor {
     if (r.kind === 'committed' && !ended) {
       // A share reported done from before a restart of its own: not the end yet (G4).
       job.final = null;
+      job.finalMissed = true;
       return;
     }
     if (r.kind === 'committed') {
@@ -563,7 +568,9 @@ export class GridSupervisor {
       return;
     }
     job.final = { attempts: 0, sinceMs: this.nowMs };
-    job.nextRoundAtMs = this.nowMs;
+    // At once; after a final round that found a share not done after all, only after a pause.
+    job.nextRoundAtMs = job.finalMissed ? Math.min(job.nextRoundAtMs, this.nowMs + this.config.retryMs) : this.nowMs;
+    job.finalMissed = false;
   }
 
   private clustersOf(job: GJob): string[] {

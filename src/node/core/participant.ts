@@ -90,6 +90,8 @@ export interface ParticipantStep {
 export class NodeParticipant {
   private readonly jobs = new Map<string, AgentJob>();
   private clusterIncarnation = 0n;
+  /** Per job, the gen below which every start is stopped (a stop may overtake the start it stops). */
+  private readonly stoppedBelow = new Map<string, number>();
   private nextBeatMs = 0;
   private seq = 0;
   private nowMs = 0;
@@ -109,7 +111,7 @@ export class NodeParticipant {
       case 'heartbeatAnswer': this.onHeartbeatAnswer(input.sentAtMs, input.answer); break;
       case 'spawned': this.onSpawned(input, out); break;
       case 'snapshotTaken': this.onSnapshot(input, out); break;
-      case 'unitsExited': this.onExited(input); break;
+      case 'unitsExited': this.onExited(input, out); break;
       case 'partFailed': this.reply(out, input.to, input.reqId, { kind: 'refused', reason: `part of epoch ${input.epoch} not durable: ${input.reason}` }); break;
       case 'tick': break;
     }
@@ -149,13 +151,16 @@ export class NodeParticipant {
     if (call.incarnation < this.clusterIncarnation) {
       return this.reply(out, call.from, call.reqId, { kind: 'refused', reason: `fenced: cluster incarnation ${call.incarnation} is older than ${this.clusterIncarnation}` });
     }
+    // gens are a cluster incarnation's own numbers: a new incarnation starts them afresh.
+    if (call.incarnation > this.clusterIncarnation) this.stoppedBelow.clear();
     this.clusterIncarnation = call.incarnation;
     const r = call.req;
     const job = this.jobs.get(r.jobId);
     switch (r.kind) {
       case 'startJob': return this.onStart(call, r.units, r.sources, r.leaseMs, r.gen, out);
       case 'stopJob':
-        if (job) this.end(job, 'stopped', 'stopped by the cluster', out);
+        this.stoppedBelow.set(r.jobId, Math.max(this.stoppedBelow.get(r.jobId) ?? 0, r.gen));
+        if (job && job.gen < r.gen) this.end(job, 'stopped', 'stopped by the cluster', out);
         return this.reply(out, call.from, call.reqId, { kind: 'ok' });
       case 'prepare': {
         // A completed job still takes part: the last round records its end state.
@@ -195,11 +200,15 @@ export class NodeParticipant {
 
   private onStart(call: AgentCall, units: string[], sources: RestoreSource[], leaseMs: number, gen: number, out: ParticipantStep): void {
     const jobId = call.req.jobId;
+    if (gen < (this.stoppedBelow.get(jobId) ?? 0)) {
+      return this.reply(out, call.from, call.reqId, { kind: 'refused', reason: `start ${gen} of job ${jobId} was stopped before it arrived` });
+    }
     const old = this.jobs.get(jobId);
     if (!old && this.jobs.size >= this.config.maxJobs) {
       return this.reply(out, call.from, call.reqId, { kind: 'refused', reason: `at most ${this.config.maxJobs} jobs per agent` });
     }
     if (old && isLive(old)) this.end(old, 'stopped', 'restarted', out);
+    else if (old?.freezing) this.endFreeze(old, `job ${jobId} restarted`, out);
     const job: AgentJob = {
       jobId, gen, units: [...units].sort(), state: 'starting', leaseUntilMs: this.nowMs + leaseMs,
       highestPrepared: old?.highestPrepared ?? 0n, freezing: null, staged: null, starting: { reqId: call.reqId, to: call.from }, lastError: '',
@@ -233,9 +242,16 @@ export class NodeParticipant {
     this.reply(out, f.to, f.reqId, { kind: 'prepared', pages: input.pages, bytes: input.bytes, done: f.done });
   }
 
-  private onExited(input: Extract<ParticipantInput, { kind: 'unitsExited' }>): void {
+  private onExited(input: Extract<ParticipantInput, { kind: 'unitsExited' }>, out: ParticipantStep): void {
     const job = this.jobs.get(input.jobId);
     if (!job || job.state !== 'running') return;
+    // A unit that failed ends the job here: no round takes its state (P5). A clean exit mid-freeze
+    // lets the snapshot finish: it holds the end state.
+    if (!input.ok) {
+      if (job.freezing) this.endFreeze(job, `units failed: ${input.reason}`, out);
+      if (job.staged) out.send.push({ to: 'units', unit: { op: 'dropStaging', jobId: job.jobId } });
+      job.staged = null;
+    }
     job.state = input.ok ? 'completed' : 'failed';
     job.lastError = input.reason;
     job.leaseUntilMs = null;
@@ -284,8 +300,15 @@ export class NodeParticipant {
 
   // ---- helpers ----------------------------------------------------------------
 
+  /** Thaws a freeze that will not finish, and answers its PREPARE (P1). */
+  private endFreeze(job: AgentJob, why: string, out: ParticipantStep): void {
+    const f = job.freezing!;
+    this.thaw(job, out);
+    this.reply(out, f.to, f.reqId, { kind: 'refused', reason: `epoch ${f.epoch} not prepared: ${why}` });
+  }
+
   private end(job: AgentJob, state: 'stopped' | 'fenced', why: string, out: ParticipantStep): void {
-    if (job.freezing) this.thaw(job, out);
+    if (job.freezing) this.endFreeze(job, why, out);
     if (job.starting) {
       this.reply(out, job.starting.to, job.starting.reqId, { kind: 'refused', reason: `job ${job.jobId} ${state} while starting` });
       job.starting = null;

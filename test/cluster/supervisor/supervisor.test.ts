@@ -196,7 +196,7 @@ describe('ClusterSupervisor: a lost node (C1)', () => {
     // The detector's verdict, < 1 s after the last heartbeat (scaleDetectorConfig(50): ~461 ms of silence).
     expect(failedAt.t).toBe(762);
     expect(h.core.failuresDetected).toBe(1);
-    expect(calls(failedAt.out).map((c) => [c.to, c.req])).toEqual(SURVIVORS.map((n) => [n, { kind: 'stopJob', jobId: JOB }]));
+    expect(calls(failedAt.out).map((c) => [c.to, c.req])).toEqual(SURVIVORS.map((n) => [n, { kind: 'stopJob', jobId: JOB, gen: expect.any(Number) }]));
     expect(h.core.jobState(JOB)).toBe('recovering');
     for (const c of calls(failedAt.out)) h.answer(c, { kind: 'ok' }, 770);
     // The lost node's lease ran from its last heartbeat answered with the job: nothing is restored before it surely lapsed.
@@ -285,7 +285,7 @@ describe('ClusterSupervisor: restarts in place', () => {
     commitEpoch(h, 1n, null);
     const out = h.heartbeat('c1n2', { incarnation: 2n }, 100);
     // Every node of the job stops (the restarted one too: it may hold a half-started copy); none is lost.
-    expect(calls(out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB }]));
+    expect(calls(out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB, gen: expect.any(Number) }]));
     let restore = null;
     for (const c of calls(out)) restore = h.answer(c, { kind: 'ok' }, 101);
     // Nothing lost: no lease to wait for; the same placement, from epoch 1.
@@ -372,7 +372,7 @@ describe('ClusterSupervisor: the grid lease (C6) and completion (C5)', () => {
     const at = h.advance(until, NODES);
     const fence = at.find((l) => calls(l.out).length > 0)!;
     expect(fence.t).toBe(until);
-    expect(calls(fence.out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB }]));
+    expect(calls(fence.out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB, gen: expect.any(Number) }]));
     expect(h.core.jobState(JOB)).toBe('fenced');
     expect(beatAnswer(h.heartbeat('c1n1', {}, until + 1)).leasedJobs).toEqual([]);
   });

@@ -188,10 +188,15 @@ describe('GridSupervisor: the final round (G4)', () => {
     const written = commitRound(h, final.out, { c1: true, c2: false, c3: true });
     expect(h.core.jobState(JOB)).toBe('running');
     expect(h.core.jobView(JOB)!.lines.map((l) => l.epoch)).toEqual([1n, 2n]);
-    // Still every share says completed: another final round follows in the same step (no stop was sent),
-    // and it completes the job once every cluster was done at its cut.
-    expect(written.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'prepare', jobId: JOB, epoch: 3n, parentEpoch: 2n }]));
-    commitRound(h, written, { c1: true, c2: true, c3: true });
+    // Still every share says completed: another final round follows, after a pause (retryMs), not in the
+    // same step (no stop was sent), and it completes the job once every cluster was done at its cut.
+    expect(written.send).toEqual([]);
+    const writtenAtMs = h.nowMs;
+    const again = nextRound(h);
+    expect(again.t).toBeGreaterThan(writtenAtMs);
+    expect(again.t).toBeLessThanOrEqual(writtenAtMs + GRID_CONFIG.retryMs + 50);
+    expect(again.out.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'prepare', jobId: JOB, epoch: 3n, parentEpoch: 2n }]));
+    commitRound(h, again.out, { c1: true, c2: true, c3: true });
     expect(h.core.jobState(JOB)).toBe('completed');
   });
 
@@ -305,7 +310,8 @@ describe('GridSupervisor: rollback and walk-back', () => {
     submitted(h);
     commitRound(h, nextRound(h).out);
     h.advance(200, CLUSTERS);
-    const lastGrant = h.lastBeatOf('c2');
+    // Its last grant: its last answered heartbeat, or the submit's bound (sent at 10, deadline 200) if later (G1).
+    const lastGrant = Math.max(h.lastBeatOf('c2'), 10 + GRID_CONFIG.callTimeoutMs);
     const out = h.heartbeat('c2', { incarnation: 2n }, 210);
     expect(out.persist).toEqual([expect.objectContaining({ jobs: [expect.objectContaining({ state: 'recovering', lost: ['c2'] })] })]);
     expect(calls(out).filter((c) => c.req.kind === 'restoreJob')).toEqual([]);

@@ -86,12 +86,12 @@ function run(schedule: Array<[number, Cmd]>): void {
       case 'snap': other = { kind: 'snapshotTaken', jobId: JOB, epoch: cmd.current && lastPrepare ? lastPrepare.epoch : BigInt(cmd.epoch), pages: 1, bytes: 4096 }; break;
       case 'commit': req = { kind: 'commit', jobId: JOB, epoch: cmd.current ? lastSnapEpoch : BigInt(cmd.epoch) }; break;
       case 'abort': req = { kind: 'abort', jobId: JOB, epoch: BigInt(cmd.epoch) }; break;
-      case 'stop': req = { kind: 'stopJob', jobId: JOB }; break;
+      case 'stop': req = { kind: 'stopJob', jobId: JOB, gen: reqId + 1 }; break; // above every start so far
       case 'beat': other = { kind: 'heartbeatAnswer', sentAtMs: Math.max(0, now - cmd.backMs), answer: { known: true, leasedJobs: cmd.leased ? [JOB] : [], leaseMs: LEASE_MS } }; break;
       case 'exit': other = { kind: 'unitsExited', jobId: JOB, ok: cmd.ok, reason: 'exit' }; break;
       case 'tick': other = { kind: 'tick' }; break;
-      case 'bump': inc += 1n; reqInc = inc; req = { kind: 'stopJob', jobId: 'unrelated' }; break;
-      case 'old': reqInc = maxInc - 1n; req = { kind: 'stopJob', jobId: JOB }; break;
+      case 'bump': inc += 1n; reqInc = inc; req = { kind: 'stopJob', jobId: 'unrelated', gen: 1 }; break;
+      case 'old': reqInc = maxInc - 1n; req = { kind: 'stopJob', jobId: JOB, gen: 1_000_000 }; break;
     }
     if (req !== null) reqId += 1;
     const input: ParticipantInput = req !== null ? { kind: 'call', call: { reqId, from: 'c', incarnation: reqInc, req } } : other!;

@@ -36,7 +36,8 @@ const prepare = (reqId: number, epoch: bigint, inc = 1n) =>
   call({ kind: 'prepare', jobId: JOB, epoch, parentEpoch: epoch > 1n ? epoch - 1n : null, full: epoch === 1n }, reqId, inc);
 const commit = (reqId: number, epoch: bigint) => call({ kind: 'commit', jobId: JOB, epoch }, reqId);
 const abort = (reqId: number, epoch: bigint) => call({ kind: 'abort', jobId: JOB, epoch }, reqId);
-const stop = (reqId: number, inc = 1n) => call({ kind: 'stopJob', jobId: JOB }, reqId, inc);
+// A stop names a gen above every start sent before it.
+const stop = (reqId: number, inc = 1n) => call({ kind: 'stopJob', jobId: JOB, gen: 1_000_000 }, reqId, inc);
 const snapshotTaken = (epoch: bigint, pages = 2): ParticipantInput => ({ kind: 'snapshotTaken', jobId: JOB, epoch, pages, bytes: pages * 4096 });
 const tick: ParticipantInput = { kind: 'tick' };
 const beatAnswer = (sentAtMs: number, answer: Partial<HeartbeatAnswer> = {}): ParticipantInput =>
@@ -284,7 +285,8 @@ describe('NodeParticipant: the checkpoint round', () => {
     expect(step(stop(6), 22)).toEqual({
       persist: [],
       send: [unit({ op: 'thaw', jobId: JOB }), unit({ op: 'kill', jobId: JOB })],
-      reply: [reply(6, { kind: 'ok' })],
+      // The PREPARE in flight is answered too: the freeze it started will not finish.
+      reply: [reply(5, { kind: 'refused', reason: 'epoch 1 not prepared: stopped by the cluster' }), reply(6, { kind: 'ok' })],
     });
     expect(p.jobState(JOB)).toBe('stopped');
     expect(step(snapshotTaken(1n), 24)).toEqual(NONE);
@@ -335,7 +337,7 @@ describe('NodeParticipant: P3 fencing by cluster incarnation', () => {
   it('an older incarnation cannot start a job', () => {
     const { p, step } = make();
     step(tick, 0);
-    step(call({ kind: 'stopJob', jobId: 'none' }, 1, 3n), 1);
+    step(call({ kind: 'stopJob', jobId: 'none', gen: 1 }, 1, 3n), 1);
     expect(step(startJob(2, {}, 2n), 2)).toEqual({
       persist: [], send: [], reply: [reply(2, { kind: 'refused', reason: 'fenced: cluster incarnation 2 is older than 3' })],
     });
@@ -402,5 +404,28 @@ describe('NodeParticipant: P4 leases', () => {
     expect(step(prepare(10, 4n), 610).reply).toEqual([reply(10, { kind: 'refused', reason: 'stale epoch 4: prepared 4' })]);
     expect(p.mayRun(JOB, 1099)).toBe(true);
     expect(p.mayRun(JOB, 1100)).toBe(false);
+  });
+});
+
+describe('NodeParticipant: a stop that overtakes its start', () => {
+  it('a start whose gen is below a stop already seen is refused, and a later start runs', () => {
+    const h = new NodeParticipant(CONFIG);
+    h.step(tick, 0);
+    // Calls may be reordered: the stop (sent after start gen 7) arrives first.
+    const stopped = h.step(call({ kind: 'stopJob', jobId: JOB, gen: 8 }, 2), 5);
+    expect(stopped.reply).toEqual([reply(2, { kind: 'ok' })]);
+    const late = h.step(startJob(1, { gen: 7 }), 6);
+    expect(late).toEqual({ persist: [], send: [], reply: [reply(1, { kind: 'refused', reason: `start 7 of job ${JOB} was stopped before it arrived` })] });
+    expect(h.jobState(JOB)).toBeNull();
+    const fresh = h.step(startJob(3, { gen: 9 }), 7);
+    expect(fresh.send).toEqual([unit({ op: 'spawn', jobId: JOB, units: ['u0', 'u3'], sources: [], reqId: 3 })]);
+  });
+
+  it('a new cluster incarnation starts its gens afresh', () => {
+    const h = new NodeParticipant(CONFIG);
+    h.step(tick, 0);
+    h.step(call({ kind: 'stopJob', jobId: JOB, gen: 50 }, 2), 5);
+    const out = h.step(startJob(1, { gen: 3 }, 2n), 6);
+    expect(out.send).toEqual([unit({ op: 'spawn', jobId: JOB, units: ['u0', 'u3'], sources: [], reqId: 1 })]);
   });
 });
