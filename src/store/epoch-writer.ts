@@ -171,11 +171,12 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   }
   failpoint('store.before-manifest');
   const tmp = path.join(dir, MANIFEST_TMP_FILE);
-  await writeFileSynced(tmp, bytes);
-  await failpointAsync('store.before-manifest-rename'); // async: a test can hold a commit here (wait)
   try {
+    await writeFileSynced(tmp, bytes);
+    await failpointAsync('store.before-manifest-rename'); // async: a test can hold a commit here (wait)
     await renameDurable(tmp, path.join(dir, MANIFEST_FILE));
   } catch (err) {
+    // The removal may also have moved the whole epoch to its trash while the manifest was being written (ENOENT).
     // A removal claimed the manifest's name first (epoch-removal.ts): this epoch is gone, not committed.
     if (isErrno(err, 'EISDIR') || isErrno(err, 'ENOENT')) {
       throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} was removed as incomplete before its manifest landed`);
