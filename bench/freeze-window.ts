@@ -14,6 +14,7 @@ import { warmStaging } from '../src/node/checkpoint-runner.js';
 import { newJobRecord, type JobRecord } from '../src/node/job-record.js';
 import { detectFreezer, type Freezer } from '../src/node/units/freezer.js';
 import { UnitSupervisor } from '../src/node/units/unit-supervisor.js';
+import { realRuntime } from '../src/wire/real-clients.js';
 import { info, list, median, printBench, sizeLabel } from './format.js';
 import { BENCH_JOB, dirtyAllPages, type MemoryFixture } from './memory-fixture.js';
 import { collectGarbage, memcpyFresh, memcpyInto } from './reference.js';
@@ -35,7 +36,8 @@ export interface FreezeRig {
 }
 
 export async function openFreezeRig(workDir: string): Promise<FreezeRig> {
-  const freezer = await detectFreezer('auto', { scope: `bench-${process.pid}` });
+  const runtime = realRuntime();
+  const freezer = await detectFreezer('auto', { scope: `bench-${process.pid}`, time: runtime });
   const logDir = path.join(workDir, 'unit-logs');
   await mkdir(logDir, { recursive: true });
   const unexpected: string[] = [];
@@ -44,6 +46,7 @@ export async function openFreezeRig(workDir: string): Promise<FreezeRig> {
     freezer,
     logDir,
     freezeTimeoutMs: FREEZE_TIMEOUT_MS,
+    timers: runtime.timers,
     onExit: (u) => {
       if (!closing) unexpected.push(`unit ${u.unitId} (pid ${u.pid}) exited: code ${u.exitCode} signal ${u.signal}`);
     },

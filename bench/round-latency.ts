@@ -15,6 +15,7 @@ import { runAgent, type RunningAgent } from '../src/node/run-agent.js';
 import { AgentClient } from '../src/wire/agent-client.js';
 import { ClusterJob } from '../src/cluster/cluster-job.js';
 import { DEFAULT_ROUND_CONFIG } from '../src/protocol/core/round.js';
+import { realRuntime } from '../src/wire/real-clients.js';
 import { info, list, median, printBench } from './format.js';
 
 const COUNTS = [1, 4, 16, 64];
@@ -62,7 +63,7 @@ export async function benchRoundLatency(workDir: string, rounds: number): Promis
       const placement = new Map(Array.from({ length: n }, (_, i) => [`u${i}`, agents[i]!.agent.deps.config.nodeId]));
       const byNode = new Map(Array.from({ length: n }, (_, i) => [agents[i]!.agent.deps.config.nodeId, clients[i]!]));
       const job = new ClusterJob({ jobId, units: [], checkpointIntervalMs: 0, fullEvery: 1_000_000 }, placement, DEFAULT_ROUND_CONFIG, {
-        clusterId: 'bench', incarnation: 1n, storeDir, clientOf: (id) => byNode.get(id) ?? null, log,
+        clusterId: 'bench', incarnation: 1n, storeDir, runtime: realRuntime(), clientOf: (id) => byNode.get(id) ?? null, log,
         onOutcome: () => undefined,
       });
       const times: number[] = [];

@@ -4,6 +4,7 @@ import { agentConfigFromFlags, checkHostPort, FREEZERS } from '../node/config.js
 import { linkToCluster } from '../node/cluster-link.js';
 import { parseIntFlag } from './output.js';
 import { runAgent } from '../node/run-agent.js';
+import { realRuntime } from '../wire/real-clients.js';
 
 // `gridckpt agent`: a node agent in the foreground until SIGINT/SIGTERM.
 
@@ -38,7 +39,8 @@ export function addAgentCommand(program: Command): void {
         underCluster: opts['cluster'] !== undefined,
       });
       const log = createLogger(`agent:${config.nodeId}`);
-      const running = await runAgent(config, log);
+      const runtime = realRuntime();
+      const running = await runAgent(config, log, runtime);
       const status = running.agent.status();
       process.stdout.write(
         `${JSON.stringify({
@@ -62,6 +64,7 @@ export function addAgentCommand(program: Command): void {
             capacityUnits: parseIntFlag('capacity', opts['capacity'] ?? '4', 1, 4096),
             leases: running.agent.leases,
             log,
+            runtime,
           })
         : null;
       const shutdown = (signal: string) => {

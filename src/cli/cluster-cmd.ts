@@ -5,6 +5,7 @@ import { checkName } from '../common/names.js';
 import { checkHostPort } from '../node/config.js';
 import { runCluster } from '../cluster/run-cluster.js';
 import { linkToGrid } from '../cluster/grid-link.js';
+import { realRuntime } from '../wire/real-clients.js';
 import { ClusterClient } from '../wire/cluster-client.js';
 import { clusterBankSpec } from '../bank/job.js';
 export { clusterBankSpec };
@@ -46,12 +47,13 @@ export function addClusterCommands(program: Command): void {
         throw new UsageError(`bad --agent-lease-ms ${cfg.agentLeaseMs}: it must be at least three heartbeat intervals (${3 * cfg.heartbeatIntervalMs} ms)`);
       }
       const log = createLogger(`cluster:${cfg.clusterId}`);
-      const running = await runCluster(cfg, log);
+      const runtime = realRuntime();
+      const running = await runCluster(cfg, log, runtime);
       process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
       const link = o['grid']
         ? linkToGrid({
             gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
-            storeDir: cfg.storeDir, agentLeaseMs: running.coordinator.settings.agentLeaseMs, leases: running.coordinator.gridLeases, log,
+            storeDir: cfg.storeDir, agentLeaseMs: running.coordinator.settings.agentLeaseMs, leases: running.coordinator.gridLeases, log, runtime,
           })
         : null;
       const shutdown = () => {

@@ -3,6 +3,7 @@ import type { Logger } from '../common/log.js';
 import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction, type StartInput } from '../protocol/core/round.js';
 import { RoundDriver } from '../protocol/round-driver.js';
 import type { AgentClient } from '../wire/agent-client.js';
+import type { TierRuntime } from '../wire/clients.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { partInfoFromPb } from '../wire/codec.js';
 import { commitEpoch, type PartInfo } from '../store/index.js';
@@ -35,6 +36,8 @@ export interface RoundTarget {
   clusterId: string;
   incarnation: bigint;
   storeDir: string;
+  /** The round driver's clock and timers, and the manifests' wall-clock stamps. */
+  runtime: TierRuntime;
   clientOf(nodeId: string): AgentClient | null;
   log: Logger;
   onOutcome(job: ClusterJob, outcome: RoundOutcome): void;
@@ -92,7 +95,7 @@ export class ClusterJob {
       persist: (p) => this.writeManifest(p),
       onReply: (r) => this.onReply(r),
       onStart: (r) => target.onRoundStarted?.(this, r),
-    }, target.log);
+    }, target.runtime, target.log);
   }
 
   get state(): ClusterJobState {
@@ -308,7 +311,7 @@ export class ClusterJob {
       epoch: p.epoch,
       parentEpoch: p.parentEpoch,
       full: p.full,
-      createdUnixMs: Date.now(),
+      createdUnixMs: this.target.runtime.clock.wallMs(),
       containers: answers.flatMap((a) => a.containers),
       parts: answers.map((a) => a.part),
       // placement and partOwners let another cluster adopt these units (core/adoption.ts).

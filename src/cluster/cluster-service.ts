@@ -58,7 +58,7 @@ export function clusterServiceHandlers(c: ClusterCoordinator, hub: EventHub, onB
       return {
         epoch: {
           jobId: outcome.jobId, epoch: outcome.epoch, parentEpoch: outcome.parentEpoch ?? 0n, full: outcome.full,
-          pageCount: BigInt(outcome.pages), dataBytes: BigInt(outcome.bytes), digest: '', createdUnixMs: BigInt(Date.now()), chainLength: 0,
+          pageCount: BigInt(outcome.pages), dataBytes: BigInt(outcome.bytes), digest: '', createdUnixMs: BigInt(c.runtime.clock.wallMs()), chainLength: 0,
         },
         prepareMs: outcome.timings.prepareMs,
         commitMs: outcome.timings.commitMs,

@@ -1,8 +1,9 @@
-import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { AgentClient } from '../wire/agent-client.js';
+import type { AgentClient } from '../wire/agent-client.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { repeat, sleep, type Repeating } from '../runtime/timers.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
 import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
@@ -68,7 +69,7 @@ export class ClusterCoordinator {
   readonly nodes = new Map<string, ClusterNode>();
   readonly jobs = new Map<string, ClusterJob>();
   readonly detector: MonitorDriver;
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, Repeating>();
   private readonly generation = new Map<string, number>();
   failuresDetected = 0;
   /** Grid-managed jobs run here only while the grid renews their lease. */
@@ -78,14 +79,22 @@ export class ClusterCoordinator {
   /** Called at every verdict change (see untilNotSuspected). */
   private readonly verdictWaiters = new Set<() => void>();
 
-  constructor(readonly settings: ClusterSettings, readonly log: Logger, readonly events: ClusterEvents, private readonly table: JobTable | null = null) {
+  constructor(
+    readonly settings: ClusterSettings,
+    readonly runtime: TierRuntime,
+    readonly log: Logger,
+    readonly events: ClusterEvents,
+    private readonly table: JobTable | null = null,
+  ) {
     this.detector = new MonitorDriver({
       config: settings.detector,
+      clock: runtime.clock,
+      timers: runtime.timers,
       onChange: (c) => this.onVerdict(c),
       // This process was stopped (SIGSTOP, GC, VM stall): its nodes' silence meanwhile is not theirs.
       onOwnPause: (p) => this.log.warn({ pausedMs: Math.round(p.toMs - p.fromMs) }, 'failure detector was paused with this process; its nodes get that time back'),
     });
-    this.gridLeases = new LeaseKeeper(3_000, (jobId) => void this.fenceGridJob(jobId));
+    this.gridLeases = new LeaseKeeper(3_000, (jobId) => void this.fenceGridJob(jobId), runtime);
   }
 
   // ---- nodes ----
@@ -97,9 +106,9 @@ export class ClusterCoordinator {
     }
     old?.client.close();
     this.nodes.set(n.nodeId, {
-      ...n, verdict: 'alive', client: new AgentClient(n.address, this.settings.rpcTimeoutMs),
+      ...n, verdict: 'alive', client: this.runtime.clients.agentClient(n.address, this.settings.rpcTimeoutMs),
       // Leases the old registration holds still count.
-      lastGrantMs: old?.lastGrantMs ?? performance.now(),
+      lastGrantMs: old?.lastGrantMs ?? this.runtime.clock.nowMs(),
     });
     // The same incarnation back after a failed verdict (it was stopped or cut off): a fresh start,
     // since failed is final for an incarnation in the detector. Its jobs are being moved; no lease.
@@ -115,7 +124,7 @@ export class ClusterCoordinator {
     if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(nodeId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
     const leasedJobs = this.leasedJobsOf(nodeId);
-    if (leasedJobs.length > 0) node.lastGrantMs = performance.now();
+    if (leasedJobs.length > 0) node.lastGrantMs = this.runtime.clock.nowMs();
     return { known: true, leasedJobs };
   }
 
@@ -138,16 +147,17 @@ export class ClusterCoordinator {
   untilNotSuspected(nodeIds: readonly string[], maxMs: number): Promise<void> {
     const settled = () => nodeIds.every((n) => this.nodes.get(n)?.verdict !== 'suspected');
     if (settled()) return Promise.resolve();
+    const { timers } = this.runtime;
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        timers.clearTimer(timer);
         this.verdictWaiters.delete(check);
         resolve();
       };
       const check = () => {
         if (settled()) done();
       };
-      const timer = setTimeout(done, maxMs);
+      const timer = timers.setTimer(done, maxMs);
       this.verdictWaiters.add(check);
     });
   }
@@ -155,7 +165,7 @@ export class ClusterCoordinator {
   /** A start or restore call that returned: the node holds a fresh lease. */
   granted(nodeId: string): void {
     const node = this.nodes.get(nodeId);
-    if (node) node.lastGrantMs = Math.max(node.lastGrantMs, performance.now());
+    if (node) node.lastGrantMs = Math.max(node.lastGrantMs, this.runtime.clock.nowMs());
   }
 
   private onVerdict(change: VerdictChange): void {
@@ -214,6 +224,7 @@ export class ClusterCoordinator {
       clusterId: this.settings.clusterId,
       incarnation: this.settings.incarnation,
       storeDir: this.settings.storeDir,
+      runtime: this.runtime,
       clientOf: (id) => this.nodes.get(id)?.client ?? null,
       log: this.log,
       onOutcome: (j, o) => {
@@ -285,7 +296,7 @@ export class ClusterCoordinator {
   private async untilRegistered(nodes: readonly string[], deadlineMs: number): Promise<string[]> {
     await Promise.race([
       Promise.all(nodes.map((n) => this.nodes.has(n) ? Promise.resolve() : new Promise<void>((r) => this.registered.set(n, [...(this.registered.get(n) ?? []), r])))),
-      new Promise((r) => setTimeout(r, deadlineMs)),
+      sleep(this.runtime.timers, deadlineMs),
     ]);
     return nodes.filter((n) => !this.nodes.has(n));
   }
@@ -315,10 +326,10 @@ export class ClusterCoordinator {
     this.disarm(job);
     const every = job.gridManaged ? 0 : job.spec.checkpointIntervalMs;
     if (every > 0) {
-      this.timers.set(job.jobId, setInterval(() => {
+      this.timers.set(job.jobId, repeat(this.runtime.timers, every, () => {
         if (job.state !== 'running' || job.round.status().phase !== 'idle') return;
         job.checkpoint().catch((err: unknown) => this.log.warn({ jobId: job.jobId, err: String(err) }, 'round not started'));
-      }, every));
+      }));
     }
     const gen = (this.generation.get(job.jobId) ?? 0) + 1;
     this.generation.set(job.jobId, gen);
@@ -333,7 +344,7 @@ export class ClusterCoordinator {
 
   private stopTimer(job: ClusterJob): void {
     const t = this.timers.get(job.jobId);
-    if (t) clearInterval(t);
+    t?.stop();
     this.timers.delete(job.jobId);
   }
 
@@ -374,7 +385,7 @@ export class ClusterCoordinator {
       // A last round records the job's end state (after any periodic one still running); a grid job's is the grid's.
       await job.whenIdle();
       if (!current()) return;
-      const end = job.gridManaged ? null : await runFinalRound(() => job.checkpoint(), current);
+      const end = job.gridManaged ? null : await runFinalRound(this.runtime.timers, () => job.checkpoint(), current);
       if (!current()) return;
       // Completed only with the end state in a committed epoch (core/final-round.ts).
       if (end?.kind === 'not-checkpointed') {
@@ -416,7 +427,7 @@ export class ClusterCoordinator {
 
   private async recover(job: ClusterJob, nodeId: string, reason: string): Promise<void> {
     if (!this.isLive(job) || job.state !== 'recovering') return;
-    const t0 = performance.now();
+    const t0 = this.runtime.clock.nowMs();
     const current = () => this.isLive(job) && job.state === 'recovering';
     try {
       // A round in its last step settles first: lastEpoch must be what the store holds.
@@ -430,7 +441,7 @@ export class ClusterCoordinator {
       job.state = 'running';
       this.arm(job);
       this.persist(job);
-      const ms = performance.now() - t0;
+      const ms = this.runtime.clock.nowMs() - t0;
       this.log.warn({
         jobId: job.jobId, reason, moved: r.moved, epoch: String(r.epoch), skipped: r.skipped.map((x) => ({ epoch: String(x.epoch), reason: x.reason })),
         attempts: r.attempts, leaseWaitMs: Math.round(r.leaseWaitMs), ms,
@@ -442,7 +453,7 @@ export class ClusterCoordinator {
       job.lastError = `recovery (${reason}) failed: ${err instanceof Error ? err.message : String(err)}`;
       this.persist(job);
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'recovery failed');
-      this.events.recovered(job.jobId, performance.now() - t0, false);
+      this.events.recovered(job.jobId, this.runtime.clock.nowMs() - t0, false);
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Logger } from '../common/log.js';
-import { GridClient } from '../wire/grid-client.js';
+import type { TierRuntime } from '../wire/clients.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { failpoint } from '../common/failpoints.js';
 import { startMembership } from '../detector/membership.js';
@@ -18,10 +18,11 @@ export interface GridLinkOptions {
   agentLeaseMs: number;
   leases: LeaseKeeper;
   log: Logger;
+  runtime: TierRuntime;
 }
 
 export function linkToGrid(o: GridLinkOptions): { stop(): void } {
-  const client = new GridClient(o.gridAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
+  const client = o.runtime.clients.gridClient(o.gridAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
   const m = startMembership({
     register: async () => {
       failpoint('cluster.grid-link'); // a test's partition between this cluster and the grid
@@ -36,6 +37,7 @@ export function linkToGrid(o: GridLinkOptions): { stop(): void } {
     onRegistered: (r) => o.leases.setLength(r.leaseMs || 3_000),
     onLeases: (jobs, sentAt) => o.leases.renew(jobs, sentAt),
     log: o.log,
+    time: o.runtime,
   });
   return {
     stop() {

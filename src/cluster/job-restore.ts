@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { listCommitted } from '../store/index.js';
@@ -54,7 +53,7 @@ async function readLayout(storeDir: string, jobId: string, epoch: bigint): Promi
 }
 
 export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Promise<ClusterJob> {
-  const t0 = performance.now();
+  const t0 = c.runtime.clock.nowMs();
   const clusterId = c.settings.clusterId;
   const old = c.jobs.get(r.jobId) ?? null;
   if (old?.state === 'recovering') {
@@ -147,13 +146,13 @@ export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Pro
     job.lastError = `grid restore failed: ${err instanceof Error ? err.message : String(err)}`;
     c.persist(job);
     c.log.error({ jobId: r.jobId, err: job.lastError }, 'grid restore failed');
-    c.events.recovered(r.jobId, performance.now() - t0, false);
+    c.events.recovered(r.jobId, c.runtime.clock.nowMs() - t0, false);
     throw err;
   }
   job.state = 'running';
   c.arm(job);
   c.persist(job);
-  const ms = performance.now() - t0;
+  const ms = c.runtime.clock.nowMs() - t0;
   c.log.warn({
     jobId: r.jobId, epoch: r.epoch === null ? 'none' : String(r.epoch), placement: Object.fromEntries(placement),
     adopted: r.adopt.map((a) => ({ from: a.fromCluster, epoch: a.epoch === null ? 'none' : String(a.epoch), units: a.unitIds })), ms,

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError } from '../common/errors.js';
 import type { SkippedEpoch } from '../store/walk-back.js';
@@ -8,6 +7,7 @@ import { chooseRestoreEpoch } from './epoch-choice.js';
 import { restoreNode } from './job-restore.js';
 import type { ClusterJob } from './cluster-job.js';
 import type { ClusterCoordinator } from './coordinator.js';
+import { sleep } from '../runtime/timers.js';
 
 // The shell of a node recovery (decisions in core/node-recovery.ts): wait
 // for the verdict on any node of the job the detector doubts, move the lost
@@ -92,9 +92,9 @@ async function restoreAll(c: ClusterCoordinator, job: ClusterJob, epoch: bigint 
 async function untilLeasesLapsed(c: ClusterCoordinator, nodes: readonly string[]): Promise<number> {
   let waited = 0;
   for (;;) {
-    const wait = Math.max(0, ...nodes.map((n) => c.leaseSafeAt(n) - performance.now()));
+    const wait = Math.max(0, ...nodes.map((n) => c.leaseSafeAt(n) - c.runtime.clock.nowMs()));
     if (wait <= 0) return waited;
     waited += wait;
-    await new Promise((r) => setTimeout(r, wait));
+    await sleep(c.runtime.timers, wait);
   }
 }

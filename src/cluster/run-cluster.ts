@@ -12,7 +12,9 @@ import { ClusterCoordinator } from './coordinator.js';
 import { JobTable } from './job-table.js';
 import { ClusterMetrics } from './metrics.js';
 import { clusterServiceHandlers } from './cluster-service.js';
-import { EventHub } from '../runtime/event-hub.js';
+import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { realRuntime } from '../wire/real-clients.js';
 import { clusterWatchEvents } from './watch-events.js';
 
 // Wires a cluster coordinator process.
@@ -30,13 +32,14 @@ export interface ClusterProcessConfig {
   agentLeaseMs: number;
 }
 
-export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
+/** A composition root: the real runtime unless the caller (the CLI) shares its own. */
+export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime: TierRuntime = realRuntime()) {
   await mkdir(cfg.dataDir, { recursive: true });
   await mkdir(cfg.storeDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
   let coordinator: ClusterCoordinator | null = null;
   const metrics = new ClusterMetrics(() => coordinator);
-  const hub = new EventHub(incarnation);
+  const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
   coordinator = new ClusterCoordinator(
     {
       clusterId: cfg.clusterId,
@@ -54,6 +57,7 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger) {
       rpcTimeoutMs: cfg.roundTimeoutMs * 4,
       agentLeaseMs: cfg.agentLeaseMs || cfg.heartbeatIntervalMs * 10,
     },
+    runtime,
     log,
     clusterWatchEvents(hub, metrics, cfg.clusterId, () => coordinator),
     await JobTable.open(cfg.dataDir),

@@ -12,10 +12,11 @@ export class GrpcCallError extends Error {
 
 type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: Res) => void) => void;
 
-export function callUnary<Req, Res>(client: Client, method: string, req: Req, timeoutMs: number): Promise<Res> {
+/** deadline: wall-clock time, as gRPC sends it on the wire (the caller reads the clock). */
+export function callUnary<Req, Res>(client: Client, method: string, req: Req, deadline: Date): Promise<Res> {
   const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(client);
   return new Promise((resolve, reject) => {
-    fn(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
+    fn(req, new Metadata(), { deadline }, (err, res) => {
       if (err) reject(new GrpcCallError(err.code, err.details, method));
       else resolve(res);
     });

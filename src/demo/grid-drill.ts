@@ -1,8 +1,8 @@
-import { performance } from 'node:perf_hooks';
 import { untilStatus } from '../wire/watch-until.js';
-import { GridClient } from '../wire/grid-client.js';
-import { ClusterClient } from '../wire/cluster-client.js';
-import { AgentClient } from '../wire/agent-client.js';
+import type { GridClient } from '../wire/grid-client.js';
+import type { ClusterClient } from '../wire/cluster-client.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { realRuntime } from '../wire/real-clients.js';
 import { clusterBankSpec } from '../bank/job.js';
 import { referenceBalances, totalOf, expectedTotal, type BankParams } from '../bank/model.js';
 import { balancesDigest } from '../bank/digest.js';
@@ -41,25 +41,26 @@ export interface GridDrillReport {
 const JOB = 'bank';
 
 export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void, failure: DrillFailure = 'node'): Promise<GridDrillReport> {
-  const grid = new GridClient(g.grid.ready.grpc);
-  const clusters = new Map(g.clusters.map((c) => [c.clusterId, new ClusterClient(c.proc.ready.grpc)]));
+  const rt = realRuntime();
+  const grid = rt.clients.gridClient(g.grid.ready.grpc);
+  const clusters = new Map(g.clusters.map((c) => [c.clusterId, rt.clients.clusterClient(c.proc.ready.grpc)]));
   try {
-    await untilStatus(grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === g.clusters.length, 'every cluster', 30_000);
+    await untilStatus(rt, grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === g.clusters.length, 'every cluster', 30_000);
     for (const c of g.clusters) {
-      await untilStatus(clusters.get(c.clusterId)!, (s) => s.nodes.filter((n) => n.verdict === 'alive').length === c.agents.length, `the nodes of ${c.clusterId}`, 30_000);
+      await untilStatus(rt, clusters.get(c.clusterId)!, (s) => s.nodes.filter((n) => n.verdict === 'alive').length === c.agents.length, `the nodes of ${c.clusterId}`, 30_000);
     }
     const submitted = await grid.submitGridJob({ job: clusterBankSpec(JOB, params, 0) });
     const unitCluster = submitted.job!.clusters;
     say(`bank job: ${params.units} units × ${params.opsPerUnit} transfers, spread ${Object.entries(unitCluster).map(([u, c]) => `${u}@${c}`).join(' ')}`);
-    await untilStatus(grid, (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
+    await untilStatus(rt, grid, (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
 
     const victimCluster = g.clusters.find((c) => Object.values(unitCluster).includes(c.clusterId))!;
     const injected = failure === 'node'
-      ? await killNode(victimCluster, clusters.get(victimCluster.clusterId)!, say)
-      : await killCluster(victimCluster, grid, say);
+      ? await killNode(rt, victimCluster, clusters.get(victimCluster.clusterId)!, say)
+      : await killCluster(rt, victimCluster, grid, say);
     const { detectionMs, recoveryMs, killed } = injected;
 
-    const done = await untilStatus(grid, (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
+    const done = await untilStatus(rt, grid, (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
     const job = jobOf(done)!;
     if (job.state !== 'completed') throw new Error(`the grid job ended ${job.state}: ${job.lastError}`);
     const last = job.lines[job.lines.length - 1]!;
@@ -116,13 +117,13 @@ interface Injected {
 }
 
 /** kill -9 of a node agent holding units, and its units; its cluster recovers. */
-async function killNode(victimCluster: LocalGrid['clusters'][number], vc: ClusterClient, say: (t: string) => void): Promise<Injected> {
+async function killNode(rt: TierRuntime, victimCluster: LocalGrid['clusters'][number], vc: ClusterClient, say: (t: string) => void): Promise<Injected> {
   const placed = (await vc.status()).jobs.find((j) => j.jobId === JOB)!.placements;
   const victim = victimCluster.agents.find((a) => placed.some((p) => p.nodeId === a.ready.nodeId))!;
-  const agent = new AgentClient(victim.ready.grpc);
+  const agent = rt.clients.agentClient(victim.ready.grpc);
   const pids = (await agent.status()).jobs.flatMap((j) => j.units.filter((u) => u.state !== 'exited').map((u) => u.pid));
   agent.close();
-  const killedAt = performance.now();
+  const killedAt = rt.clock.nowMs();
   victim.child.kill('SIGKILL');
   for (const pid of pids) {
     try {
@@ -132,26 +133,26 @@ async function killNode(victimCluster: LocalGrid['clusters'][number], vc: Cluste
     }
   }
   say(`kill -9 of node agent ${victim.ready.nodeId} in ${victimCluster.clusterId} and its ${pids.length} units`);
-  await untilStatus(vc, (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
-  const detectionMs = performance.now() - killedAt;
+  await untilStatus(rt, vc, (s) => s.nodes.find((n) => n.nodeId === victim.ready.nodeId)?.verdict === 'failed', 'the failure verdict', 10_000);
+  const detectionMs = rt.clock.nowMs() - killedAt;
   say(`detected as failed after ${detectionMs.toFixed(0)} ms`);
-  await untilStatus(vc, (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
-  const recoveryMs = performance.now() - killedAt - detectionMs;
+  await untilStatus(rt, vc, (s) => (jobOfCluster(s)?.recoveries ?? 0n) >= 1n && jobOfCluster(s)!.state === 'running', 'the recovery', 60_000);
+  const recoveryMs = rt.clock.nowMs() - killedAt - detectionMs;
   say(`recovered on a spare node ${recoveryMs.toFixed(0)} ms after detection`);
   return { detectionMs: Math.round(detectionMs), recoveryMs: Math.round(recoveryMs), killed: victim.ready.nodeId };
 }
 
 /** kill -9 of a cluster coordinator whose agents run units; the grid recovers. */
-async function killCluster(victim: LocalGrid['clusters'][number], grid: GridClient, say: (t: string) => void): Promise<Injected> {
-  const killedAt = performance.now();
+async function killCluster(rt: TierRuntime, victim: LocalGrid['clusters'][number], grid: GridClient, say: (t: string) => void): Promise<Injected> {
+  const killedAt = rt.clock.nowMs();
   victim.proc.child.kill('SIGKILL');
   say(`kill -9 of cluster coordinator ${victim.clusterId} (its agents and units run on until their leases lapse)`);
-  await untilStatus(grid, (s) => s.clusters.find((c) => c.clusterId === victim.clusterId)?.verdict === 'failed', 'the failure verdict', 10_000);
-  const detectionMs = performance.now() - killedAt;
+  await untilStatus(rt, grid, (s) => s.clusters.find((c) => c.clusterId === victim.clusterId)?.verdict === 'failed', 'the failure verdict', 10_000);
+  const detectionMs = rt.clock.nowMs() - killedAt;
   say(`detected as failed by the grid after ${detectionMs.toFixed(0)} ms`);
-  const s = await untilStatus(grid, (x) => (jobOf(x)?.recoveries ?? 0n) >= 1n || jobOf(x)?.state === 'failed', 'the grid recovery', 60_000);
+  const s = await untilStatus(rt, grid, (x) => (jobOf(x)?.recoveries ?? 0n) >= 1n || jobOf(x)?.state === 'failed', 'the grid recovery', 60_000);
   if (jobOf(s)!.state === 'failed') throw new Error(`the grid could not recover the job: ${jobOf(s)!.lastError}`);
-  const recoveryMs = performance.now() - killedAt - detectionMs;
+  const recoveryMs = rt.clock.nowMs() - killedAt - detectionMs;
   say(`recovered ${recoveryMs.toFixed(0)} ms after detection (lease wait included): ${jobOf(s)!.lastError}`);
   return { detectionMs: Math.round(detectionMs), recoveryMs: Math.round(recoveryMs), killed: victim.clusterId };
 }

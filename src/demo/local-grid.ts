@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { spawnService, type AgentProcess } from '../node/agent-process.js';
 import { detectFreezer } from '../node/units/freezer.js';
+import { realRuntime } from '../wire/real-clients.js';
 
 // A whole local grid on loopback as separate OS processes: one grid
 // coordinator, N cluster coordinators, M node agents per cluster, each
@@ -41,7 +42,7 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
     }
     // An agent that died (the drill kills one) may have left units frozen in
     // its cgroups: they must not run on, and nothing else will remove them.
-    for (const p of agentProcs) await (await detectFreezer('auto', { scope: p.ready.nodeId })).cleanupScope();
+    for (const p of agentProcs) await (await detectFreezer('auto', { scope: p.ready.nodeId, time: realRuntime() })).cleanupScope();
   };
   try {
     const grid = await spawnService('grid', [

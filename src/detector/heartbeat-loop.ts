@@ -1,5 +1,5 @@
 import { invalidArgument } from '../common/errors.js';
-import { type Clock, type TimerPort, realClock, realTimers } from './ports.js';
+import type { Clock, TimerPort } from './ports.js';
 
 // The sender's shell: calls send(seq) every intervalMs, for a node agent
 // heartbeating its cluster coordinator or a coordinator heartbeating the grid.
@@ -20,8 +20,8 @@ export interface HeartbeatLoopOptions {
   readonly intervalMs: number;
   readonly send: (seq: number) => Promise<void>;
   readonly onError?: (err: unknown) => void;
-  readonly clock?: Clock;
-  readonly timers?: TimerPort;
+  readonly clock: Clock;
+  readonly timers: TimerPort;
 }
 
 export interface HeartbeatStats {
@@ -45,8 +45,7 @@ export function startHeartbeats(options: HeartbeatLoopOptions): HeartbeatLoop {
   if (typeof intervalMs !== 'number' || !Number.isFinite(intervalMs) || intervalMs <= 0) {
     throw invalidArgument(`bad heartbeat interval ${String(intervalMs)} ms`);
   }
-  const clock = options.clock ?? realClock;
-  const timers = options.timers ?? realTimers;
+  const { clock, timers } = options;
   const startMs = clock.nowMs();
   let seq = 0;
   let inFlight = false;

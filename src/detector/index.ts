@@ -16,4 +16,4 @@ export {
 } from './monitor.js';
 export { MonitorDriver, type MonitorDriverOptions } from './monitor-driver.js';
 export { PHI_CAP, PhiAccrual, phiOf, silenceForPhi } from './phi-accrual.js';
-export { type Clock, type TimerPort, realClock, realTimers } from './ports.js';
+export type { Clock, TimerPort } from './ports.js';

@@ -1,5 +1,5 @@
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../common/log.js';
+import type { TimePorts } from './ports.js';
 import { startHeartbeats, type HeartbeatLoop } from './heartbeat-loop.js';
 
 // A member's tie to its coordinator (an agent to its cluster, a cluster to
@@ -26,13 +26,15 @@ export interface MembershipOptions {
   onRegistered?(r: Registered): void;
   onLeases?(jobIds: string[], sentAtMs: number): void;
   log: Logger;
+  time: TimePorts;
   retryMs?: number;
 }
 
 export function startMembership(o: MembershipOptions): { stop(): void } {
+  const { clock, timers } = o.time;
   let loop: HeartbeatLoop | null = null;
   let stopped = false;
-  let retry: NodeJS.Timeout | null = null;
+  let retry: unknown = null;
   const register = (): void => {
     if (stopped) return;
     o.register().then(
@@ -43,8 +45,10 @@ export function startMembership(o: MembershipOptions): { stop(): void } {
         loop?.stop();
         loop = startHeartbeats({
           intervalMs: r.heartbeatIntervalMs,
+          clock,
+          timers,
           send: async (seq) => {
-            const sentAt = performance.now();
+            const sentAt = clock.nowMs();
             const answer = await o.beat(seq, r.heartbeatIntervalMs * 5);
             if (stopped) return;
             if (!answer.known) {
@@ -60,7 +64,7 @@ export function startMembership(o: MembershipOptions): { stop(): void } {
       },
       (err: unknown) => {
         o.log.warn({ err: String(err) }, 'coordinator not reachable; retrying');
-        retry = setTimeout(register, o.retryMs ?? 200);
+        retry = timers.setTimer(register, o.retryMs ?? 200);
       },
     );
   };
@@ -68,7 +72,7 @@ export function startMembership(o: MembershipOptions): { stop(): void } {
   return {
     stop() {
       stopped = true;
-      if (retry) clearTimeout(retry);
+      if (retry !== null) timers.clearTimer(retry);
       loop?.stop();
     },
   };

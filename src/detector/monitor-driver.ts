@@ -3,7 +3,7 @@ import type { DetectorConfig } from './config.js';
 import {
   type IgnoredReason, Monitor, type MonitorCounters, type MonitorInput, type OwnPause, type PeerStatus, type VerdictChange,
 } from './monitor.js';
-import { type Clock, type TimerPort, realClock, realTimers } from './ports.js';
+import type { Clock, TimerPort } from './ports.js';
 
 // The receiver's shell around a Monitor: stamps each input with the clock,
 // keeps exactly one timer armed for the monitor's next step (the tick that
@@ -29,8 +29,8 @@ export interface MonitorDriverOptions {
   readonly config: DetectorConfig;
   readonly onChange: (change: VerdictChange) => void;
   readonly onOwnPause?: (pause: OwnPause) => void;
-  readonly clock?: Clock;
-  readonly timers?: TimerPort;
+  readonly clock: Clock;
+  readonly timers: TimerPort;
 }
 
 export class MonitorDriver {
@@ -49,8 +49,8 @@ export class MonitorDriver {
     this.monitor = new Monitor(options.config);
     this.onChange = options.onChange;
     this.onOwnPause = options.onOwnPause ?? (() => {});
-    this.clock = options.clock ?? realClock;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock;
+    this.timers = options.timers;
   }
 
   watch(peer: string, incarnation: bigint): IgnoredReason | null {

@@ -1,3 +1,4 @@
-// The detector's shells take the runtime's ports (src/runtime/ports.ts).
+// The detector's shells take the runtime's ports (src/runtime/ports.ts);
+// the roots pass the real ones, tests and the simulator their own.
 export type { Clock, TimerPort } from '../runtime/ports.js';
-export { realClock, realTimers } from '../runtime/real-ports.js';
+export type { TimePorts } from '../runtime/runtime.js';

@@ -2,6 +2,8 @@ import type { Logger } from '../common/log.js';
 import type { WatchEvent } from '../gen/gridckpt/v1/common.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
 import type { WatchStream } from '../wire/watch-client.js';
+import type { TimerPort } from '../runtime/ports.js';
+import { sleep } from '../runtime/timers.js';
 
 // The grid follows each registered cluster's Watch stream, so that it hears
 // of a job's share ending there (completed, fenced) when it happens instead
@@ -27,7 +29,7 @@ export class ClusterFollower {
   private readonly streams = new Map<string, { client: ClusterClient; stream: WatchStream | null }>();
   private stopped = false;
 
-  constructor(private readonly port: FollowerPort, private readonly log: Logger) {}
+  constructor(private readonly port: FollowerPort, private readonly log: Logger, private readonly timers: TimerPort) {}
 
   /** Follows the cluster through this client from now on (a previous client's stream ends). */
   follow(clusterId: string, client: ClusterClient): void {
@@ -69,7 +71,7 @@ export class ClusterFollower {
         stream.cancel();
       }
       if (!current()) return;
-      await new Promise((r) => setTimeout(r, pauseMs));
+      await sleep(this.timers, pauseMs);
       pauseMs = Math.min(pauseMs * 2, REOPEN_MAX_MS);
     }
   }

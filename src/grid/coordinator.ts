@@ -1,8 +1,9 @@
-import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { ClusterClient } from '../wire/cluster-client.js';
+import type { ClusterClient } from '../wire/cluster-client.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { repeat, sleep, type Repeating } from '../runtime/timers.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
 import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
@@ -71,17 +72,26 @@ export class GridCoordinator {
   readonly detector: MonitorDriver;
   failuresDetected = 0;
   recoveries = 0;
-  private readonly timers = new Map<string, NodeJS.Timeout[]>();
+  private readonly timers = new Map<string, Repeating[]>();
   private readonly recovering = new Map<string, Promise<void>>();
-  private readonly graceTimers: NodeJS.Timeout[] = [];
-  private readonly startedAt = performance.now();
+  private readonly graceTimers: unknown[] = [];
+  private readonly startedAt: number;
 
   /** The clusters' Watch streams: how the grid hears that a job's share ended there. */
   private readonly followers: ClusterFollower;
 
-  constructor(readonly settings: GridSettings, readonly catalog: GridCatalog, private readonly log: Logger, private readonly events: GridEvents) {
+  constructor(
+    readonly settings: GridSettings,
+    readonly runtime: TierRuntime,
+    readonly catalog: GridCatalog,
+    private readonly log: Logger,
+    private readonly events: GridEvents,
+  ) {
+    this.startedAt = runtime.clock.nowMs();
     this.detector = new MonitorDriver({
       config: settings.detector,
+      clock: runtime.clock,
+      timers: runtime.timers,
       onChange: (c) => this.onVerdict(c),
       // This process was stopped (SIGSTOP, GC, VM stall): its clusters' silence meanwhile is not theirs.
       onOwnPause: (p) => this.log.warn({ pausedMs: Math.round(p.toMs - p.fromMs) }, 'failure detector was paused with this process; its clusters get that time back'),
@@ -94,7 +104,7 @@ export class GridCoordinator {
       resubscribed: (clusterId) => {
         for (const job of this.jobs.values()) if (job.clusterIds().includes(clusterId)) this.lookAt(job);
       },
-    }, log);
+    }, log, runtime.timers);
   }
 
   // ---- clusters ----
@@ -109,12 +119,12 @@ export class GridCoordinator {
       this.clusterLost(old.clusterId, `cluster ${c.clusterId} restarted (incarnation ${old.incarnation} → ${c.incarnation})`);
     }
     old?.client?.close();
-    const client = new ClusterClient(c.address, this.settings.rpcTimeoutMs);
+    const client = this.runtime.clients.clusterClient(c.address, this.settings.rpcTimeoutMs);
     this.followers.follow(c.clusterId, client);
     this.clusters.set(c.clusterId, {
       ...c, verdict: 'alive', client,
       // Leases the old incarnation held still count.
-      lastGrantMs: old?.lastGrantMs ?? performance.now(),
+      lastGrantMs: old?.lastGrantMs ?? this.runtime.clock.nowMs(),
     });
     // The same incarnation back after a failed verdict (a healed partition): a fresh start, since
     // failed is final for an incarnation in the detector. Its jobs moved on; it holds no lease.
@@ -131,7 +141,7 @@ export class GridCoordinator {
     if (!c || c.incarnation !== incarnation || c.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(clusterId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
     const leasedJobs = this.leasedJobsOf(clusterId);
-    if (leasedJobs.length > 0) c.lastGrantMs = performance.now();
+    if (leasedJobs.length > 0) c.lastGrantMs = this.runtime.clock.nowMs();
     return { known: true, leasedJobs };
   }
 
@@ -199,10 +209,10 @@ export class GridCoordinator {
                 const known = this.catalog.cluster(id);
         this.clusters.set(id, {
           clusterId: id, incarnation: 0n, address: '', verdict: 'alive', client: null,
-          storeDir: known?.storeDir ?? '', agentLeaseMs: known?.agentLeaseMs ?? 0, lastGrantMs: performance.now(),
+          storeDir: known?.storeDir ?? '', agentLeaseMs: known?.agentLeaseMs ?? 0, lastGrantMs: this.runtime.clock.nowMs(),
         });
         // Its lease on the job outlasts a grid restart; if it has not registered by then, it is lost.
-        const grace = setTimeout(() => {
+        const grace = this.runtime.timers.setTimer(() => {
           const c = this.clusters.get(id);
           if (!c || c.incarnation !== 0n || c.verdict === 'failed') return;
           c.verdict = 'failed';
@@ -232,6 +242,7 @@ export class GridCoordinator {
     return new GridJob(spec, clusters, this.settings.round, {
       gridId: this.settings.gridId,
       incarnation: this.settings.incarnation,
+      runtime: this.runtime,
       catalog: this.catalog,
       clusterOf: (id) => this.clusters.get(id)?.client ?? null,
       log: this.log,
@@ -247,7 +258,7 @@ export class GridCoordinator {
 
   private granted(clusterId: string): void {
     const c = this.clusters.get(clusterId);
-    if (c) c.lastGrantMs = Math.max(c.lastGrantMs, performance.now());
+    if (c) c.lastGrantMs = Math.max(c.lastGrantMs, this.runtime.clock.nowMs());
   }
 
   private saveJob(job: GridJob): void {
@@ -277,7 +288,7 @@ export class GridCoordinator {
 
   private async recover(job: GridJob, reason: string): Promise<void> {
     if ((job.lost.size === 0 && !job.rollback) || job.state !== 'recovering') return;
-    const t0 = performance.now();
+    const t0 = this.runtime.clock.nowMs();
     let lost = new Set(job.lost);
     try {
       // The lost clusters' units, and their agents', must be dead before they run elsewhere;
@@ -285,11 +296,11 @@ export class GridCoordinator {
       let waited = 0;
       for (;;) {
         lost = new Set(job.lost);
-        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(job, id) - performance.now()));
+        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(job, id) - this.runtime.clock.nowMs()));
         if (wait <= 0) break;
         if (waited === 0) this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.round(wait) }, 'recovering the job from a lost cluster once its leases have lapsed');
         waited += wait;
-        await new Promise((r) => setTimeout(r, wait));
+        await sleep(this.runtime.timers, wait);
       }
       await job.whenIdle();
       if (job.state !== 'recovering') return;
@@ -317,7 +328,7 @@ export class GridCoordinator {
       // What was restored, and which newer lines it passed over (invariant 6: say which).
       const walked = passedOver.length > 0 ? `; rolled back to line ${line?.gridEpoch ?? 'none'}, passing over ${passedOver.join('; ')}` : '';
       job.lastError = `recovered from ${what}${walked}`;
-      const ms = performance.now() - t0;
+      const ms = this.runtime.clock.nowMs() - t0;
       this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', passedOver, leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
       this.events.recovered(job.jobId, ms, true);
       if (job.lost.size > 0) {
@@ -335,7 +346,7 @@ export class GridCoordinator {
       this.disarm(job);
       this.saveJob(job);
       this.log.error({ jobId: job.jobId, err: job.lastError }, 'grid recovery failed');
-      this.events.recovered(job.jobId, performance.now() - t0, false);
+      this.events.recovered(job.jobId, this.runtime.clock.nowMs() - t0, false);
     }
   }
 
@@ -356,16 +367,16 @@ export class GridCoordinator {
 
   /** A cluster busy with its own recovery answers UNAVAILABLE: ask again, for a while. */
   private async retryUnavailable<T>(call: () => Promise<T>, forMs = 30_000): Promise<T> {
-    const end = performance.now() + forMs;
+    const end = this.runtime.clock.nowMs() + forMs;
     for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
       try {
         return await call();
       } catch (err) {
         const code = (err as { code?: number }).code;
         const unavailable = code === grpcStatus.UNAVAILABLE || (err instanceof GridError && err.kind === 'unavailable');
-        if (!unavailable || performance.now() + delay > end) throw err;
+        if (!unavailable || this.runtime.clock.nowMs() + delay > end) throw err;
         this.log.warn({ err: String(err), retryInMs: delay }, 'cluster not ready for the restore; retrying');
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(this.runtime.timers, delay);
       }
     }
   }
@@ -373,17 +384,17 @@ export class GridCoordinator {
   // ---- timers ----
 
   private arm(job: GridJob): void {
-    const every = setInterval(() => {
+    const every = repeat(this.runtime.timers, job.spec.checkpointIntervalMs, () => {
       if (job.state !== 'running' || job.core.status().phase !== 'idle') return;
       job.checkpoint().catch((err: unknown) => this.log.warn({ jobId: job.jobId, err: String(err) }, 'grid round not started'));
-    }, job.spec.checkpointIntervalMs);
+    });
     this.timers.set(job.jobId, [every]);
     // A share that ended before this instant was reported to no one.
     this.lookAt(job);
   }
 
   private disarm(job: GridJob): void {
-    for (const t of this.timers.get(job.jobId) ?? []) clearInterval(t);
+    for (const t of this.timers.get(job.jobId) ?? []) t.stop();
     this.timers.delete(job.jobId);
   }
 
@@ -410,7 +421,7 @@ export class GridCoordinator {
       do {
         state.again = false;
         if (!(await this.checkCompletion(job)) && this.timers.has(job.jobId) && job.state === 'running') {
-          await new Promise((r) => setTimeout(r, state.retryMs));
+          await sleep(this.runtime.timers, state.retryMs);
           state.retryMs = Math.min(state.retryMs * 2, LOOK_RETRY_MAX_MS);
           state.again = true;
         }
@@ -437,7 +448,7 @@ export class GridCoordinator {
         case 'lose':
           // A share its cluster could not recover is lost, as if the cluster were: its units move.
           this.log.warn({ jobId: job.jobId, clusters: verdict.clusters, reason: verdict.reason }, 'a cluster failed its share of the job: recovering it elsewhere');
-          for (const id of verdict.clusters) job.loseShare(id, performance.now());
+          for (const id of verdict.clusters) job.loseShare(id, this.runtime.clock.nowMs());
           job.lastError = verdict.reason;
           job.participantFailed(verdict.clusters[0]!, verdict.reason);
           this.recoverSoon(job, verdict.reason);
@@ -455,7 +466,7 @@ export class GridCoordinator {
       }
       this.disarm(job);
       // Completed only with the end state on a committed line (core/final-round.ts).
-      const end = await runFinalRound(() => job.checkpointNext(), () => job.state === 'running');
+      const end = await runFinalRound(this.runtime.timers, () => job.checkpointNext(), () => job.state === 'running');
       if (end === null) {
         // A recovery took over (a cluster was lost meanwhile): watch for the end again once it is done.
         if (job.state === 'running' || job.state === 'recovering') this.arm(job);
@@ -480,7 +491,7 @@ export class GridCoordinator {
 
   shutdown(): void {
     this.followers.stop();
-    for (const t of this.graceTimers) clearTimeout(t);
+    for (const t of this.graceTimers) this.runtime.timers.clearTimer(t);
     for (const job of this.jobs.values()) {
       this.disarm(job);
       job.stop();

@@ -4,6 +4,7 @@ import type { Logger } from '../common/log.js';
 import { nextEpoch, type RoundConfig, type RoundOutcome, type WriteManifestAction, type StartInput } from '../protocol/core/round.js';
 import { RoundDriver } from '../protocol/round-driver.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
+import type { TierRuntime } from '../wire/clients.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { GridCatalog, RecoveryLine } from './catalog.js';
 
@@ -18,6 +19,8 @@ export type GridJobState = 'running' | 'recovering' | 'completed' | 'failed';
 export interface GridTarget {
   gridId: string;
   incarnation: bigint;
+  /** The round driver's clock and timers, and the lines' wall-clock stamps. */
+  runtime: TierRuntime;
   catalog: GridCatalog;
   clusterOf(clusterId: string): ClusterClient | null;
   log: Logger;
@@ -61,7 +64,7 @@ export class GridJob {
         this.target.onOutcome(r);
       },
       onStart: (r) => target.onRoundStarted?.(this, r),
-    }, target.log);
+    }, target.runtime, target.log);
   }
 
   get state(): GridJobState {
@@ -149,7 +152,7 @@ export class GridJob {
       jobId: p.jobId,
       gridEpoch: p.epoch,
       clusterEpochs: Object.fromEntries(p.parts.map((x) => [x.participant, x.part as bigint])),
-      committedUnixMs: Date.now(),
+      committedUnixMs: this.target.runtime.clock.wallMs(),
       // Every cluster of the round committed its units' pages in its own store.
       unitClusters: Object.fromEntries(this.clusters),
     };

@@ -12,7 +12,9 @@ import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../protocol/core/roun
 import { GridCatalog } from './catalog.js';
 import { GridCoordinator } from './coordinator.js';
 import { gridServiceHandlers } from './grid-service.js';
-import { EventHub } from '../runtime/event-hub.js';
+import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { realRuntime } from '../wire/real-clients.js';
 import { gridWatchEvents } from './watch-events.js';
 
 // Wires a grid coordinator process; its metrics live here (the tier's only prom-client user).
@@ -29,11 +31,12 @@ export interface GridProcessConfig {
   clusterLeaseMs: number;
 }
 
-export async function runGrid(cfg: GridProcessConfig, log: Logger) {
+/** A composition root: the real runtime unless the caller shares its own. */
+export async function runGrid(cfg: GridProcessConfig, log: Logger, runtime: TierRuntime = realRuntime()) {
   await mkdir(cfg.dataDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
   const catalog = await GridCatalog.open(cfg.dataDir);
-  const hub = new EventHub(incarnation);
+  const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry, prefix: 'gridckpt_grid_process_' });
@@ -64,6 +67,7 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger) {
       // Long enough for a restarted grid to be back before the clusters fence its jobs.
       clusterLeaseMs: cfg.clusterLeaseMs || Math.max(3_000, cfg.heartbeatIntervalMs * 10),
     },
+    runtime,
     catalog,
     log,
     gridWatchEvents(hub, {

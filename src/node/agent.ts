@@ -13,6 +13,8 @@ import { runRestore, type RestoreResult, type RestoreScope } from './restore-run
 import type { AgentMetricsSink } from './metrics-sink.js';
 import { AgentWatch, type EventSink } from './agent-events.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { repeat } from '../runtime/timers.js';
 import {
   prepareParticipant, commitParticipant, abortParticipant, type Fence, type PrepareResult, type CommitResult,
 } from './participant-runner.js';
@@ -59,6 +61,8 @@ export interface AgentStatus {
 
 export interface AgentDeps {
   config: AgentConfig;
+  /** Clock and timers for the agent, its leases and its checkpoint and restore runners. */
+  runtime: TierRuntime;
   incarnation: bigint;
   memory: PageMemory;
   supervisor: UnitSupervisor;
@@ -86,7 +90,7 @@ export class NodeAgent {
 
   constructor(readonly deps: AgentDeps) {
     this.watch = new AgentWatch(deps.events, deps.config.nodeId);
-    this.leases = new LeaseKeeper(DEFAULT_LEASE_MS, (jobId) => void this.fenceJob(jobId));
+    this.leases = new LeaseKeeper(DEFAULT_LEASE_MS, (jobId) => void this.fenceJob(jobId), deps.runtime);
   }
 
   /** Removes half-written epochs of its own store that a crash left (see the header: only without a cluster). */
@@ -145,10 +149,11 @@ export class NodeAgent {
   async waitJob(jobId: string, timeoutMs: number): Promise<{ job: JobView; done: boolean }> {
     const job = this.job(jobId);
     if (this.isSettled(job)) return { job: this.view(job), done: true };
+    const { timers } = this.deps.runtime;
     const done = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const timer = timers.setTimer(() => resolve(false), timeoutMs);
       job.exitWaiters.push(() => {
-        clearTimeout(timer);
+        timers.clearTimer(timer);
         resolve(true);
       });
     });
@@ -404,16 +409,16 @@ export class NodeAgent {
   private armTimer(job: JobRecord): void {
     const every = job.spec.checkpointIntervalMs;
     if (every === 0) return;
-    job.timer = setInterval(() => {
+    job.timer = repeat(this.deps.runtime.timers, every, () => {
       if (job.state !== 'running' || job.checkpointInFlight) return;
       this.checkpoint(job.spec.jobId, false).catch((err: unknown) => {
         this.deps.log.warn({ jobId: job.spec.jobId, err: String(err) }, 'periodic checkpoint failed');
       });
-    }, every);
+    });
   }
 
   private disarmTimer(job: JobRecord): void {
-    if (job.timer) clearInterval(job.timer);
+    job.timer?.stop();
     job.timer = null;
   }
 

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import { failpointAsync } from '../common/failpoints.js';
 import type { AgentDeps } from './agent.js';
@@ -57,9 +56,10 @@ export interface FrozenSnapshot {
  */
 export async function freezeAndSnapshot(deps: AgentDeps, job: JobRecord, epoch: bigint, mode: 'full' | 'changed'): Promise<FrozenSnapshot> {
   const { memory, supervisor, metrics } = deps;
+  const { clock } = deps.runtime;
   const jobId = job.spec.jobId;
   const staging = warmStaging(job, memory.snapshotBytes(jobId, mode), PAGE_BYTES);
-  const t0 = performance.now();
+  const t0 = clock.nowMs();
   try {
     await supervisor.freezeJob(jobId);
   } catch (err) {
@@ -67,7 +67,7 @@ export async function freezeAndSnapshot(deps: AgentDeps, job: JobRecord, epoch: 
     metrics.checkpointFailed('freeze');
     throw new GridError('unavailable', `epoch ${epoch} of job ${jobId}: freeze failed: ${message(err)}`);
   }
-  const t1 = performance.now();
+  const t1 = clock.nowMs();
   let snapshot: Snapshot | null = null;
   let snapshotError: unknown = null;
   job.gate.close();
@@ -77,13 +77,13 @@ export async function freezeAndSnapshot(deps: AgentDeps, job: JobRecord, epoch: 
   } catch (err) {
     snapshotError = err;
   }
-  const t2 = performance.now();
+  const t2 = clock.nowMs();
   try {
     await supervisor.thawJob(jobId);
   } finally {
     job.gate.open();
   }
-  const t3 = performance.now();
+  const t3 = clock.nowMs();
   if (!snapshot) {
     fail(job, 'snapshot', snapshotError);
     metrics.checkpointFailed('snapshot');
@@ -94,13 +94,14 @@ export async function freezeAndSnapshot(deps: AgentDeps, job: JobRecord, epoch: 
 
 export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: boolean): Promise<CheckpointResult> {
   const { memory, config, log, metrics } = deps;
+  const { clock } = deps.runtime;
   const jobId = job.spec.jobId;
   const full = forceFull || job.parentEpoch === null || job.epochsSinceFull + 1 >= job.spec.fullEvery;
   const mode = full ? 'full' : 'changed';
   const epoch = job.highestEpoch + 1n;
   job.highestEpoch = epoch;
   const { snapshot, freezeMs, snapshotMs, thawMs, freezeWindowMs } = await freezeAndSnapshot(deps, job, epoch, mode);
-  const t3 = performance.now();
+  const t3 = clock.nowMs();
 
   try {
     const part = await writeNodePart({
@@ -117,12 +118,12 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
       epoch,
       parentEpoch: full ? null : job.parentEpoch,
       full,
-      createdUnixMs: Date.now(),
+      createdUnixMs: clock.wallMs(),
       containers: memory.containers(jobId).map((c) => ({ name: c.name, pageCount: c.pageCount })),
       parts: [part],
       job: job.spec,
     });
-    const t4 = performance.now();
+    const t4 = clock.nowMs();
     job.parentEpoch = epoch;
     job.epochsSinceFull = full ? 0 : job.epochsSinceFull + 1;
     job.committed += 1;

@@ -1,5 +1,5 @@
 import type { Logger } from '../common/log.js';
-import { ClusterClient } from '../wire/cluster-client.js';
+import type { TierRuntime } from '../wire/clients.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { startMembership } from '../detector/membership.js';
 import type { LeaseKeeper } from '../detector/lease-keeper.js';
@@ -15,16 +15,18 @@ export interface ClusterLinkOptions {
   capacityUnits: number;
   leases: LeaseKeeper;
   log: Logger;
+  runtime: TierRuntime;
 }
 
 export function linkToCluster(o: ClusterLinkOptions): { stop(): void } {
-  const client = new ClusterClient(o.clusterAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
+  const client = o.runtime.clients.clusterClient(o.clusterAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
   const m = startMembership({
     register: () => client.registerNode({ nodeId: o.nodeId, incarnation: o.incarnation, address: o.agentAddress, capacityUnits: o.capacityUnits, labels: {} }),
     beat: (seq, timeoutMs) => client.heartbeat({ nodeId: o.nodeId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs),
     onRegistered: (r) => o.leases.setLength(r.leaseMs || 1_000),
     onLeases: (jobs, sentAt) => o.leases.renew(jobs, sentAt),
     log: o.log,
+    time: o.runtime,
   });
   return {
     stop() {

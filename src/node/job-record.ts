@@ -1,6 +1,7 @@
 import type { JobSpec } from './job-spec.js';
 import { RequestGate } from './request-gate.js';
 import type { Snapshot, SnapshotEntry } from './memory/page-memory.js';
+import type { Repeating } from '../runtime/timers.js';
 
 export interface StagedEpoch {
   epoch: bigint;
@@ -32,7 +33,8 @@ export interface JobRecord {
   unconfirmed: { epoch: bigint; entries: SnapshotEntry[] } | null;
   /** The newest coordinator fence seen, per coordinator (cluster/node). */
   fences: Map<string, bigint>;
-  timer: NodeJS.Timeout | null;
+  /** Periodic local checkpoints (spec.checkpointIntervalMs). */
+  timer: Repeating | null;
   committed: number;
   failed: number;
   lastError: string;

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { AgentDeps } from './agent.js';
 import type { JobRecord } from './job-record.js';
@@ -80,7 +79,8 @@ export async function commitParticipant(deps: AgentDeps, job: JobRecord, fence: 
     throw new GridError('failed-precondition', `nothing prepared for epoch ${fence.epoch} of job ${job.spec.jobId}${staged ? ` (epoch ${staged.epoch} is)` : ''}`);
   }
   const { config, memory } = deps;
-  const t0 = performance.now();
+  const { clock } = deps.runtime;
+  const t0 = clock.nowMs();
   try {
     const part = await writeNodePart({
       storeDir: config.storeDir,
@@ -93,7 +93,7 @@ export async function commitParticipant(deps: AgentDeps, job: JobRecord, fence: 
     job.staged = null;
     job.unconfirmed = { epoch: staged.epoch, entries: staged.snapshot.entries };
     const containers = memory.containers(job.spec.jobId).map((c) => ({ name: c.name, pageCount: c.pageCount }));
-    return { epoch: staged.epoch, part, containers, writeMs: performance.now() - t0 };
+    return { epoch: staged.epoch, part, containers, writeMs: clock.nowMs() - t0 };
   } catch (err) {
     memory.restoreChanged(job.spec.jobId, staged.snapshot.entries);
     job.staged = null;

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { GridError } from '../common/errors.js';
 import type { AgentDeps, JobView } from './agent.js';
 import { jobSpecFromManifest, type JobSpec } from './job-spec.js';
@@ -46,7 +45,8 @@ export interface RestoreSource {
 export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint | null, scope: RestoreScope = {}): Promise<RestoreResult> {
   if (scope.sources) return restoreFromSources(deps, jobId, scope.sources, scope.spec);
   const { config, memory, log, metrics } = deps;
-  const t0 = performance.now();
+  const { clock } = deps.runtime;
+  const t0 = clock.nowMs();
   const committed = await listCommitted(config.storeDir, jobId);
   if (committed.length === 0) {
     throw new GridError('not-found', `job ${jobId} has no committed epoch in ${config.storeDir}`);
@@ -68,7 +68,7 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
         if (!memory.hasContainer(jobId, container)) memory.createContainer(jobId, container, sizes.get(container)!);
         memory.loadPage(jobId, container, page, data);
       }, scope.parts ? { parts: scope.parts } : {});
-      metrics.restored(performance.now() - t0, skipped.length > 0);
+      metrics.restored(clock.nowMs() - t0, skipped.length > 0);
       log.info(
         { jobId, epoch: String(manifest.epoch), pages: loaded.pagesLoaded, skipped: skipped.map((s) => String(s.epoch)) },
         skipped.length > 0 ? 'restored an older epoch after newer ones failed to verify' : 'restored',
@@ -106,7 +106,8 @@ async function walkCandidates(storeDir: string, jobId: string, committed: EpochM
 
 async function restoreFromSources(deps: AgentDeps, jobId: string, sources: RestoreSource[], spec: JobSpec | undefined): Promise<RestoreResult> {
   const { config, memory, log, metrics } = deps;
-  const t0 = performance.now();
+  const { clock } = deps.runtime;
+  const t0 = clock.nowMs();
   if (!spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
   if (sources.length === 0) throw new GridError('invalid-argument', `restoring job ${jobId}: no source given`);
   const found: Array<{ source: RestoreSource; manifest: EpochManifest; chainLength: number; highest: bigint }> = [];
@@ -135,7 +136,7 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
     if (err instanceof GridError) throw err;
     throw new GridError('data-loss', err instanceof Error ? err.message : String(err));
   }
-  metrics.restored(performance.now() - t0, false);
+  metrics.restored(clock.nowMs() - t0, false);
   log.info({ jobId, sources: found.map((f) => ({ store: f.source.storeDir, epoch: String(f.manifest.epoch), parts: [...f.source.parts] })), pages: pagesLoaded }, 'restored from several stores');
   // The agent's own store decides what the next incremental epoch builds on.
   const own = found.find((f) => f.source.storeDir === config.storeDir) ?? found[0]!;

@@ -17,7 +17,9 @@ import { UnitSupervisor } from './units/unit-supervisor.js';
 import { AgentMetrics } from './metrics.js';
 import { agentServiceHandlers } from './agent-service.js';
 import { unitServiceHandlers, UnitLifelines } from './unit-service.js';
-import { EventHub } from '../runtime/event-hub.js';
+import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { realRuntime } from '../wire/real-clients.js';
 
 // Wires a node agent process: directories, incarnation, freezer, page
 // memory, supervisor, the two gRPC servers and /metrics.
@@ -30,14 +32,15 @@ export interface RunningAgent {
 }
 
 
-export async function runAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+/** A composition root: the real runtime unless the caller (the CLI) shares its own. */
+export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRuntime = realRuntime()): Promise<RunningAgent> {
   await mkdir(config.dataDir, { recursive: true });
   await mkdir(config.storeDir, { recursive: true });
   const logDir = join(config.dataDir, 'logs');
   await mkdir(logDir, { recursive: true });
   const incarnation = await bumpIncarnation(config.dataDir);
 
-  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId });
+  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId, time: runtime });
   const stale = await freezer.cleanupScope();
   if (stale > 0) log.warn({ groups: stale }, 'killed units left frozen or running by an earlier incarnation');
   log.info({ freezer: freezer.kind, detail: freezer.detail }, `freezer: ${freezer.kind}`);
@@ -59,13 +62,15 @@ export async function runAgent(config: AgentConfig, log: Logger): Promise<Runnin
     freezer,
     logDir,
     freezeTimeoutMs: config.freezeTimeoutMs,
+    timers: runtime.timers,
     onExit: (info) => agentRef?.onUnitExit(info),
   });
   let metrics: AgentMetrics | null = null;
-  const hub = new EventHub(incarnation);
+  const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
   const agent = new NodeAgent({
     events: hub,
     config,
+    runtime,
     incarnation,
     memory,
     supervisor,

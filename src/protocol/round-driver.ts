@@ -1,5 +1,5 @@
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../common/log.js';
+import type { TimePorts } from '../runtime/runtime.js';
 import {
   RoundCoordinator, type RoundConfig, type RoundInput, type RoundOutcome, type RoundReply, type SendAction, type StartInput,
   type WriteManifestAction,
@@ -24,11 +24,11 @@ export interface RoundPorts {
 
 export class RoundDriver {
   readonly core: RoundCoordinator;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: unknown = null;
   private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
   private current: Promise<RoundOutcome> | null = null;
 
-  constructor(jobId: string, config: RoundConfig, private readonly ports: RoundPorts, private readonly log: Logger) {
+  constructor(jobId: string, config: RoundConfig, private readonly ports: RoundPorts, private readonly time: TimePorts, private readonly log: Logger) {
     this.core = new RoundCoordinator(jobId, config);
   }
 
@@ -52,7 +52,7 @@ export class RoundDriver {
   }
 
   step(input: RoundInput): void {
-    const out = this.core.step(input, Math.floor(performance.now()));
+    const out = this.core.step(input, Math.floor(this.time.clock.nowMs()));
     for (const p of out.persist) void this.persist(p);
     for (const s of out.send) void this.send(s);
     if (out.reply) {
@@ -66,20 +66,22 @@ export class RoundDriver {
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.disarm();
     const s = this.core.status();
     if (s.phase !== 'idle' && s.epoch !== null) this.step({ kind: 'cancel', epoch: s.epoch, reason: 'job stopped' });
-    if (this.timer) clearTimeout(this.timer);
+    this.disarm();
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) this.time.timers.clearTimer(this.timer);
     this.timer = null;
   }
 
   private arm(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.disarm();
     const at = this.core.nextDeadlineMs();
     if (at === null) return;
-    this.timer = setTimeout(() => this.step({ kind: 'tick' }), Math.max(0, at - performance.now()) + 1);
+    this.timer = this.time.timers.setTimer(() => this.step({ kind: 'tick' }), Math.max(0, at - this.time.clock.nowMs()) + 1);
   }
 
   private async send(s: SendAction): Promise<void> {

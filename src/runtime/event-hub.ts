@@ -136,8 +136,9 @@ export class EventHub {
 
   constructor(
     readonly incarnation: bigint,
-    readonly limits: HubLimits = DEFAULT_HUB_LIMITS,
-    private readonly nowUnixMs: () => number = () => Date.now(),
+    readonly limits: HubLimits,
+    /** Wall-clock time for the events' stamps (the runtime's clock.wallMs). */
+    private readonly nowUnixMs: () => number,
   ) {
     validateHubLimits(limits);
   }

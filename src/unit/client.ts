@@ -2,6 +2,7 @@ import { credentials, Metadata, type ServiceError, type ClientReadableStream } f
 import {
   UnitServiceClient, type UnitIdentity, type PageWrite, type AttachResponse,
 } from '../gen/gridckpt/v1/unit.js';
+import { realClock } from '../runtime/real-ports.js';
 
 // The TypeScript client of the unit API (`gridckpt/unit`). A unit keeps all
 // the state it must not lose in containers: the agent checkpoints those, not
@@ -125,7 +126,8 @@ export class UnitClient {
 
   private call<T>(method: 'openContainer' | 'read' | 'write' | 'writeBatch', request: object): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const deadline = new Date(Date.now() + this.callTimeoutMs);
+      // Wall-clock time on the wire, judged by the agent: real time.
+      const deadline = new Date(realClock.wallMs() + this.callTimeoutMs);
       const fn = (this.client[method] as unknown as (
         req: object, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: T) => void,
       ) => void).bind(this.client);

@@ -1,5 +1,6 @@
 import { credentials } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
+import { realClock } from '../runtime/real-ports.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
 import { NodeAgentServiceClient } from '../gen/gridckpt/v1/node_agent.js';
 import * as pb from '../gen/gridckpt/v1/node_agent.js';
@@ -41,6 +42,7 @@ export class AgentClient {
   }
 
   private call<Req, Res>(method: string, req: Req, timeoutMs = this.timeoutMs): Promise<Res> {
-    return callUnary<Req, Res>(this.client, method, req, timeoutMs);
+    // A gRPC deadline is wall-clock time on the wire, judged by the peer: real time, whatever the runtime.
+    return callUnary<Req, Res>(this.client, method, req, new Date(realClock.wallMs() + timeoutMs));
   }
 }

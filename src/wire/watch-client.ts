@@ -14,7 +14,7 @@ export interface WatchOptions {
   replayRecent?: number;
   /** Wait for the service to be reachable instead of failing at once (a restarting service). */
   waitForReady?: boolean;
-  /** Give up (DEADLINE_EXCEEDED) at this instant, Date.now() based; none by default: a watch runs until ended. */
+  /** Give up (DEADLINE_EXCEEDED) at this wall-clock instant (Unix ms); none by default: a watch runs until ended. */
   deadlineUnixMs?: number;
 }
 

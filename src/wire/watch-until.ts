@@ -1,6 +1,8 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { WatchEvent } from '../gen/gridckpt/v1/common.js';
 import type { WatchOptions, WatchStream } from './watch-client.js';
+import type { TimePorts } from '../runtime/runtime.js';
+import { sleep } from '../runtime/timers.js';
 
 // Waiting for a condition on a service's status without polling it: read the
 // status once the service has subscribed us to its Watch stream, then again
@@ -26,14 +28,15 @@ function quiet<T>(p: Promise<T>): Promise<T> {
 }
 
 /** Resolves with the first status read that satisfies ok; rejects after deadlineMs naming what and the last status. */
-export async function untilStatus<S>(c: Watchable<S>, ok: (s: S) => boolean, what: string, deadlineMs: number): Promise<S> {
-  const endUnixMs = Date.now() + deadlineMs;
+export async function untilStatus<S>(time: TimePorts, c: Watchable<S>, ok: (s: S) => boolean, what: string, deadlineMs: number): Promise<S> {
+  const { clock, timers } = time;
+  const endUnixMs = clock.wallMs() + deadlineMs;
   let last: S | null = null;
   const timedOut = () => new Error(`timed out after ${deadlineMs} ms waiting for ${what}: ${bigintJson(last)}`);
-  let timer: NodeJS.Timeout | undefined;
+  let timer: unknown = null;
   let expired = false;
   const deadline = new Promise<never>((_r, reject) => {
-    timer = setTimeout(() => {
+    timer = timers.setTimer(() => {
       expired = true;
       reject(timedOut());
     }, deadlineMs);
@@ -53,16 +56,16 @@ export async function untilStatus<S>(c: Watchable<S>, ok: (s: S) => boolean, wha
         }
       } catch (err) {
         const code = (err as { code?: number }).code;
-        if (expired || Date.now() >= endUnixMs) throw timedOut();
+        if (expired || clock.wallMs() >= endUnixMs) throw timedOut();
         // Restarting, unreachable for a moment, or cut off for being behind: watch again. Anything else is a real error.
         if (code !== grpcStatus.UNAVAILABLE && code !== grpcStatus.RESOURCE_EXHAUSTED && code !== grpcStatus.CANCELLED) throw err;
         // A service that is stopping refuses at once: do not spin on it (waitForReady covers one that is down).
-        await Promise.race([new Promise((r) => setTimeout(r, REOPEN_PAUSE_MS)), deadline]);
+        await Promise.race([sleep(timers, REOPEN_PAUSE_MS), deadline]);
       } finally {
         w.cancel();
       }
     }
   } finally {
-    clearTimeout(timer);
+    if (timer !== null) timers.clearTimer(timer);
   }
 }

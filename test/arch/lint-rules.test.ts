@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ESLint } from 'eslint';
 
-// The architecture's import arrows and core purity are lint rules
+// The architecture's import arrows, core purity and ports are lint rules
 // (eslint.config.js); these show that breaking one fails with a message
 // naming the rule it breaks, and that the tree as it stands is clean of them.
 
@@ -31,6 +31,20 @@ describe('architecture lint rules', () => {
     for (const what of ["'node:fs' import is restricted", 'a core has no async', "'Date.now' is restricted", "'Math.random' is restricted", "'setTimeout'"]) {
       expect(m).toContain(what);
     }
+  });
+
+  it('a shell reading Date.now() or constructing a client fails, naming the ports rule; a root may', async () => {
+    const code = "import { AgentClient } from '../wire/agent-client.js';\nexport const at = (): number => Date.now();\nexport const c = new AgentClient('127.0.0.1:1');\n";
+    const m = (await messagesFor(code, 'src/cluster/example.ts')).join('\n');
+    expect(m).toMatch(/'Date\.now' is restricted.*clock\.wallMs.*ports are passed in, never found through globals.*CONVENTIONS\.md §3/);
+    expect(m).toMatch(/client comes from the runtime's client factory.*CONVENTIONS\.md §3/);
+    expect(await messagesFor(code, 'src/cluster/run-example.ts')).toEqual([]);
+  });
+
+  it('a core keeps its purity messages and gains the ports rule where it had none', async () => {
+    const m = (await messagesFor('export const f = (): number => Date.now() + performance.now();\n', 'src/grid/core/example.ts')).join('\n');
+    expect(m).toMatch(/'Date\.now' is restricted.*a core is pure/);
+    expect(m).toMatch(/'performance\.now' is restricted.*CONVENTIONS\.md §3/);
   });
 
   it('the detector may not import a tier, and the store may not import the protocol', async () => {

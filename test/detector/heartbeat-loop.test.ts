@@ -108,8 +108,9 @@ describe('startHeartbeats (fake time)', () => {
   });
 
   it('rejects a bad interval', () => {
+    const time = new FakeTime(0);
     for (const intervalMs of [0, -1, NaN, Infinity]) {
-      expect(() => startHeartbeats({ intervalMs, send: async () => {} })).toThrow(GridError);
+      expect(() => startHeartbeats({ intervalMs, send: async () => {}, clock: time, timers: time })).toThrow(GridError);
     }
   });
 });

@@ -4,6 +4,7 @@ import { DEFAULT_DETECTOR_CONFIG, scaleDetectorConfig } from '../../src/detector
 import { startHeartbeats } from '../../src/detector/heartbeat-loop.js';
 import { Monitor, type VerdictChange } from '../../src/detector/monitor.js';
 import { MonitorDriver } from '../../src/detector/monitor-driver.js';
+import { realClock, realTimers } from '../../src/runtime/real-ports.js';
 import { FakeTime } from './helpers.js';
 
 const SUSPECT_AFTER_MS = 811.91914909627255203;
@@ -131,6 +132,8 @@ describe('MonitorDriver + startHeartbeats (real timers, in-process)', () => {
           onFailed(c);
         }
       },
+      clock: realClock,
+      timers: realTimers,
     });
     driver.watch('agent-1', 1n);
     let onTenth: () => void = () => {};
@@ -143,6 +146,8 @@ describe('MonitorDriver + startHeartbeats (real timers, in-process)', () => {
         received += 1;
         if (received === 10) onTenth();
       },
+      clock: realClock,
+      timers: realTimers,
     });
     try {
       await tenBeats;

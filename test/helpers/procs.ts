@@ -5,6 +5,7 @@ import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
 import { uniqueNodeId } from './agent.js';
 import { untilCluster } from './cluster.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // Real processes for cluster tests: a coordinator and agents added one by
 // one, all stopped afterwards, and the cgroups (and frozen units) of agents
@@ -66,7 +67,7 @@ export async function withProcs(dir: string, fn: (p: Procs) => Promise<void>): P
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
       await p.exited;
     }
-    for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+    for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
   }
 }
 

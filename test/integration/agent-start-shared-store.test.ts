@@ -13,6 +13,7 @@ import { detectFreezer } from '../../src/node/units/freezer.js';
 import { uniqueNodeId, untilFile } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // Agents starting next to a cluster store that other agents are writing, all
 // real processes. The coordinator is held (failpoint) between its last part
@@ -103,7 +104,7 @@ describe('an agent starting beside a shared cluster store', () => {
         await Promise.all([...agents, ...(idle ? [idle] : [])].map((a) => a.exited));
         cluster.child.kill('SIGTERM');
         await cluster.exited;
-        for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+        for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
       }
     });
   }, 180_000);

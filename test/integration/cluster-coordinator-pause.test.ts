@@ -11,6 +11,7 @@ import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
 import { stall } from '../helpers/stall.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // SIGSTOP of the cluster coordinator itself for 3 s while a job runs over
 // three real agents (what a GC or VM pause does to it). Its failure detector
@@ -77,7 +78,7 @@ describe('cluster: the coordinator process is stopped for 3 s', () => {
         await Promise.all(agents.map((a) => a.exited));
         cluster.child.kill('SIGTERM');
         await cluster.exited;
-        for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+        for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
       }
     });
   }, 240_000);

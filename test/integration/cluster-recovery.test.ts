@@ -13,6 +13,7 @@ import { uniqueNodeId } from '../helpers/agent.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // A cluster coordinator and three node agents as real processes. The bank
 // job's units are placed over the nodes; the coordinator runs coordinated
@@ -93,7 +94,7 @@ describe('cluster: kill -9 of a node agent during a job', () => {
         cluster.child.kill('SIGTERM');
         await cluster.exited;
         // The victim may have died with its units frozen: remove them and its cgroups.
-        for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+        for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
       }
     });
   });

@@ -13,6 +13,7 @@ import { uniqueNodeId } from '../helpers/agent.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // kill -9 of a cluster coordinator (no grid) and its restart on the same
 // data directory and address. Its agents' job leases run out unless it is
@@ -101,7 +102,7 @@ async function scenario(waitForFence: boolean): Promise<void> {
       await Promise.all(agents.map((a) => a.exited));
       if (cluster.child.exitCode === null && cluster.child.signalCode === null) cluster.child.kill('SIGTERM');
       await cluster.exited;
-      for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+      for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
     }
   });
 }

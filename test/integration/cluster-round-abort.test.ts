@@ -13,6 +13,7 @@ import { detectFreezer } from '../../src/node/units/freezer.js';
 import { uniqueNodeId, procState, untilFile } from '../helpers/agent.js';
 import { untilCluster } from '../helpers/cluster.js';
 import { withTmp } from '../helpers/tmp.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // kill -9 of an agent in the middle of a round (ARCHITECTURE §3 invariants 3
 // and 4): the victim is parked inside its freeze window by a failpoint, then
@@ -88,14 +89,14 @@ describe('cluster: kill -9 of an agent in the middle of a round', () => {
           expect(balancesDigest(image.balances)).toBe(balancesDigest(referenceBalances(p)));
         }
         // The victim's units were frozen when it died: nothing but a cleanup may touch them.
-        const leftovers = await detectFreezer('auto', { scope: victim.proc.ready.nodeId });
+        const leftovers = await detectFreezer('auto', { time: realRuntime(), scope: victim.proc.ready.nodeId });
         expect(await leftovers.cleanupScope()).toBeGreaterThan(0);
       } finally {
         client.close();
         for (const a of agents) {
           if (a.proc.child.exitCode === null && a.proc.child.signalCode === null) a.proc.child.kill('SIGTERM');
           await a.proc.exited;
-          await (await detectFreezer('auto', { scope: a.proc.ready.nodeId })).cleanupScope();
+          await (await detectFreezer('auto', { time: realRuntime(), scope: a.proc.ready.nodeId })).cleanupScope();
         }
         cluster.child.kill('SIGTERM');
         await cluster.exited;

@@ -12,6 +12,7 @@ import { untilCluster, untilGrid } from '../helpers/cluster.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { stall } from '../helpers/stall.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // SIGSTOP of the grid coordinator for 3 s while a grid job runs over two
 // healthy clusters, every tier a real process. The grid's detector heard
@@ -97,7 +98,7 @@ describe('grid: the grid coordinator process is stopped for 3 s', () => {
           if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
           await p.exited;
         }
-        for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+        for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
       }
     });
   }, 300_000);

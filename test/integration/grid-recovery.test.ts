@@ -15,6 +15,7 @@ import { untilCluster, untilGrid } from '../helpers/cluster.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // The loss of a whole cluster coordinator (kill -9), every tier a real
 // process. The grid detects it, waits until the lost cluster's job leases
@@ -83,7 +84,7 @@ async function withGrid(dir: string, fn: (grid: AgentProcess, addCluster: AddClu
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
       await p.exited;
     }
-    for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+    for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
   }
 }
 

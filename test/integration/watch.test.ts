@@ -10,6 +10,7 @@ import { detectFreezer } from '../../src/node/units/freezer.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { killGroups, unitPids } from '../helpers/bank.js';
 import { EventLog } from '../helpers/watch.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // Push, not poll: a cluster coordinator and three node agents as real
 // processes, watched over their Watch streams only. The cluster's stream
@@ -34,7 +35,7 @@ describe('Watch on real processes', () => {
         if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
         await p.exited;
       }
-      for (const a of agents) await (await detectFreezer('auto', { scope: a.ready.nodeId })).cleanupScope();
+      for (const a of agents) await (await detectFreezer('auto', { time: realRuntime(), scope: a.ready.nodeId })).cleanupScope();
       await rm(dir, { recursive: true, force: true });
     });
     const storeDir = join(dir, 'store');

@@ -119,6 +119,6 @@ describe('EventHub', () => {
   });
 
   it('rejects bad limits', () => {
-    expect(() => new EventHub(1n, { recentEvents: 0, subscriberQueue: 4, maxSubscribers: 1 })).toThrow(/recentEvents 0/);
+    expect(() => new EventHub(1n, { recentEvents: 0, subscriberQueue: 4, maxSubscribers: 1 }, () => 1_000)).toThrow(/recentEvents 0/);
   });
 });

@@ -20,7 +20,7 @@ interface Served {
 }
 
 async function serve(limits: HubLimits = { recentEvents: 64, subscriberQueue: 64, maxSubscribers: 4 }): Promise<Served> {
-  const hub = new EventHub(3n, limits);
+  const hub = new EventHub(3n, limits, () => Date.now());
   const handler = serveWatch(hub);
   let ended = 0;
   const waiters: Array<{ n: number; resolve: () => void }> = [];

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import { access, mkdir, open, readFile, readdir, rmdir, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import type { SpawnPlan } from './freezer.js';
+import type { TimePorts } from '../../runtime/runtime.js';
 import { pollUntil } from './poll-until.js';
 import { hasExited, readProcState } from './proc-stat.js';
 
@@ -166,6 +166,7 @@ export async function groupTreeHasPid(groupDir: string, pid: number): Promise<bo
  *   something that is dying proves nothing.
  */
 export async function awaitGroupFrozen<S>(
+  time: TimePorts,
   dir: string,
   pid: number,
   timeoutMs: number,
@@ -175,7 +176,7 @@ export async function awaitGroupFrozen<S>(
   let state: S | null = null;
   let member = false;
   let exited = false;
-  const settled = await pollUntil(async () => {
+  const settled = await pollUntil(time, async () => {
     state = await readState();
     if (state === null || !isFrozen(state)) return state === null;
     member = await groupTreeHasPid(dir, pid);
@@ -214,23 +215,24 @@ export type ReleaseGroup = (dir: string) => Promise<void>;
  * rmdir it deepest first. Returns false when the group did not exist.
  */
 export async function removeGroupTree(
+  time: TimePorts,
   groupDir: string,
   release: ReleaseGroup,
   timeoutMs = REMOVE_TIMEOUT_MS,
 ): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
+  const deadline = time.clock.nowMs() + timeoutMs;
   const dirs = await listTree(groupDir);
   if (dirs.length === 0) return false;
   for (const dir of dirs) killPids(await readPids(dir), 'SIGKILL');
   for (const dir of dirs) await release(dir);
   let left: number[] = [];
-  const emptied = await pollUntil(async () => {
+  const emptied = await pollUntil(time, async () => {
     left = (await Promise.all(dirs.map(readPids))).flat();
     killPids(left, 'SIGKILL');
     return left.length === 0;
-  }, deadline - performance.now());
+  }, deadline - time.clock.nowMs());
   if (!emptied) throw new Error(`cgroup ${groupDir} still holds pids ${left.join(', ')} after SIGKILL`);
-  for (const dir of dirs.reverse()) await rmdirGroup(dir, deadline);
+  for (const dir of dirs.reverse()) await rmdirGroup(time, dir, deadline);
   return true;
 }
 
@@ -248,9 +250,9 @@ async function listTree(dir: string): Promise<string[]> {
 }
 
 /** An emptied group can refuse rmdir for a moment (EBUSY) while the kernel tears the last task down. */
-async function rmdirGroup(dir: string, deadline: number): Promise<void> {
+async function rmdirGroup(time: TimePorts, dir: string, deadline: number): Promise<void> {
   let lastError: unknown = null;
-  const removed = await pollUntil(async () => {
+  const removed = await pollUntil(time, async () => {
     try {
       await rmdir(dir);
       return true;
@@ -260,7 +262,7 @@ async function rmdirGroup(dir: string, deadline: number): Promise<void> {
       lastError = err;
       return false;
     }
-  }, deadline - performance.now());
+  }, deadline - time.clock.nowMs());
   if (!removed) throw new Error(`cannot rmdir cgroup ${dir}: ${String(lastError)}`);
 }
 
@@ -270,12 +272,12 @@ async function rmdirGroup(dir: string, deadline: number): Promise<void> {
  * Not to be run while this scope starts units: a group planned meanwhile
  * could be deleted under the unit.
  */
-export async function removeScopeGroups(scopeDir: string, release: ReleaseGroup): Promise<number> {
+export async function removeScopeGroups(time: TimePorts, scopeDir: string, release: ReleaseGroup): Promise<number> {
   let count = 0;
   for (const group of await listChildGroups(scopeDir)) {
-    if (await removeGroupTree(join(scopeDir, group), release)) count++;
+    if (await removeGroupTree(time, join(scopeDir, group), release)) count++;
   }
   // The kernel may refuse for a moment (EBUSY) while the groups just removed are torn down.
-  await rmdirGroup(scopeDir, performance.now() + REMOVE_TIMEOUT_MS);
+  await rmdirGroup(time, scopeDir, time.clock.nowMs() + REMOVE_TIMEOUT_MS);
   return count;
 }

@@ -12,6 +12,7 @@ import {
   writeControl,
 } from './cgroup-dir.js';
 import { pollUntil } from './poll-until.js';
+import type { TimePorts } from '../../runtime/runtime.js';
 
 // The cgroup v1 freezer: writing FROZEN to a group's freezer.state asks the
 // kernel to freeze every task in it; the file reads FREEZING until the last
@@ -20,15 +21,15 @@ import { pollUntil } from './poll-until.js';
 // a frozen task does not die from SIGKILL until it is thawed, so every path
 // that kills (remove, cleanupScope) sends SIGKILL first and thaws after.
 
-export async function openCgroupV1Freezer(root: string, scope: string): Promise<Freezer> {
-  return new CgroupV1Freezer(await prepareScope(root, scope, CGROUP_V1_MAGIC, 'freezer.state'));
+export async function openCgroupV1Freezer(root: string, scope: string, time: TimePorts): Promise<Freezer> {
+  return new CgroupV1Freezer(await prepareScope(root, scope, CGROUP_V1_MAGIC, 'freezer.state'), time);
 }
 
 class CgroupV1Freezer implements Freezer {
   readonly kind = 'cgroup-v1' as const;
   readonly detail: string;
 
-  constructor(private readonly scopeDir: string) {
+  constructor(private readonly scopeDir: string, private readonly time: TimePorts) {
     this.detail = `cgroup v1 freezer, groups under ${scopeDir}`;
   }
 
@@ -43,7 +44,7 @@ class CgroupV1Freezer implements Freezer {
     if (!(await writeControl(dir, 'freezer.state', 'FROZEN'))) {
       throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
     }
-    const why = await awaitGroupFrozen(dir, pid, timeoutMs, () => readControl(dir, 'freezer.state'), (s) => s === 'FROZEN');
+    const why = await awaitGroupFrozen(this.time, dir, pid, timeoutMs, () => readControl(dir, 'freezer.state'), (s) => s === 'FROZEN');
     if (why === null) return;
     throw await thawAfterFailure(dir, `cannot freeze ${group}: ${why}`);
   }
@@ -52,7 +53,7 @@ class CgroupV1Freezer implements Freezer {
     const dir = groupDirOf(this.scopeDir, group);
     if (!(await writeControl(dir, 'freezer.state', 'THAWED'))) return; // gone: nothing left frozen
     let state: string | null = null;
-    const thawed = await pollUntil(async () => {
+    const thawed = await pollUntil(this.time, async () => {
       state = await readControl(dir, 'freezer.state');
       return state === 'THAWED' || state === null;
     }, timeoutMs);
@@ -64,11 +65,11 @@ class CgroupV1Freezer implements Freezer {
   }
 
   async remove(group: string): Promise<void> {
-    await removeGroupTree(groupDirOf(this.scopeDir, group), releaseV1);
+    await removeGroupTree(this.time, groupDirOf(this.scopeDir, group), releaseV1);
   }
 
   cleanupScope(): Promise<number> {
-    return removeScopeGroups(this.scopeDir, releaseV1);
+    return removeScopeGroups(this.time, this.scopeDir, releaseV1);
   }
 }
 

@@ -12,21 +12,22 @@ import {
   writeControl,
 } from './cgroup-dir.js';
 import { pollUntil } from './poll-until.js';
+import type { TimePorts } from '../../runtime/runtime.js';
 
 // The cgroup v2 freezer: writing 1 to a group's cgroup.freeze asks the kernel
 // to stop every task in it; cgroup.events says "frozen 1" once they all are.
 // Unlike v1, fatal signals still reach frozen tasks, and cgroup.kill
 // (Linux 5.14+) kills a whole group at once, frozen or not.
 
-export async function openCgroupV2Freezer(root: string, scope: string): Promise<Freezer> {
-  return new CgroupV2Freezer(await prepareScope(root, scope, CGROUP_V2_MAGIC, 'cgroup.freeze'));
+export async function openCgroupV2Freezer(root: string, scope: string, time: TimePorts): Promise<Freezer> {
+  return new CgroupV2Freezer(await prepareScope(root, scope, CGROUP_V2_MAGIC, 'cgroup.freeze'), time);
 }
 
 class CgroupV2Freezer implements Freezer {
   readonly kind = 'cgroup-v2' as const;
   readonly detail: string;
 
-  constructor(private readonly scopeDir: string) {
+  constructor(private readonly scopeDir: string, private readonly time: TimePorts) {
     this.detail = `cgroup v2 cgroup.freeze, groups under ${scopeDir}`;
   }
 
@@ -41,7 +42,7 @@ class CgroupV2Freezer implements Freezer {
     if (!(await writeControl(dir, 'cgroup.freeze', '1'))) {
       throw new Error(`cannot freeze ${group}: cgroup ${dir} is gone`);
     }
-    const why = await awaitGroupFrozen(dir, pid, timeoutMs, () => readFrozen(dir), (frozen) => frozen);
+    const why = await awaitGroupFrozen(this.time, dir, pid, timeoutMs, () => readFrozen(dir), (frozen) => frozen);
     if (why === null) return;
     throw await thawAfterFailure(dir, `cannot freeze ${group}: ${why}`);
   }
@@ -49,7 +50,7 @@ class CgroupV2Freezer implements Freezer {
   async thaw(group: string, _pid: number, timeoutMs: number): Promise<void> {
     const dir = groupDirOf(this.scopeDir, group);
     if (!(await writeControl(dir, 'cgroup.freeze', '0'))) return; // gone: nothing left frozen
-    const thawed = await pollUntil(async () => (await readFrozen(dir)) !== true, timeoutMs);
+    const thawed = await pollUntil(this.time, async () => (await readFrozen(dir)) !== true, timeoutMs);
     if (!thawed) throw new Error(`cgroup ${dir} did not thaw within ${timeoutMs} ms`);
   }
 
@@ -58,11 +59,11 @@ class CgroupV2Freezer implements Freezer {
   }
 
   async remove(group: string): Promise<void> {
-    await removeGroupTree(groupDirOf(this.scopeDir, group), releaseV2);
+    await removeGroupTree(this.time, groupDirOf(this.scopeDir, group), releaseV2);
   }
 
   cleanupScope(): Promise<number> {
-    return removeScopeGroups(this.scopeDir, releaseV2);
+    return removeScopeGroups(this.time, this.scopeDir, releaseV2);
   }
 }
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Freezer, SpawnPlan } from './freezer.js';
 import { hasExited, isGone, listPids, listProcessGroup, listThreads, readProcStat, readProcState } from './proc-stat.js';
 import { pollUntil } from './poll-until.js';
+import type { TimePorts } from '../../runtime/runtime.js';
 import { REMOVE_TIMEOUT_MS } from './cgroup-dir.js';
 
 // The freezer of last resort: SIGSTOP to the unit's process group (the
@@ -22,13 +23,13 @@ import { REMOVE_TIMEOUT_MS } from './cgroup-dir.js';
 
 export const TAG_VARIABLE = 'GRIDCKPT_FREEZER_TAG';
 
-export async function openSignalFreezer(scope: string, note: string): Promise<Freezer> {
+export async function openSignalFreezer(scope: string, note: string, time: TimePorts): Promise<Freezer> {
   try {
     await readFile('/proc/self/stat');
   } catch (err) {
     throw new Error(`cannot read /proc/self/stat (${(err as Error).message}): cannot tell when a unit has stopped`);
   }
-  return new SignalFreezer(scope, note);
+  return new SignalFreezer(scope, note, time);
 }
 
 class SignalFreezer implements Freezer {
@@ -38,6 +39,7 @@ class SignalFreezer implements Freezer {
   constructor(
     private readonly scope: string,
     note: string,
+    private readonly time: TimePorts,
   ) {
     this.detail = `SIGSTOP/SIGCONT to the unit's process group${note ? ` (${note})` : ''}`;
   }
@@ -60,7 +62,7 @@ class SignalFreezer implements Freezer {
     // cannot fork or join the group, so no member can appear later.
     const members = await listProcessGroup(pid);
     let waiting: number[] = [];
-    const stopped = await pollUntil(async () => {
+    const stopped = await pollUntil(this.time, async () => {
       waiting = await notStopped(waiting.length > 0 ? waiting : members);
       return waiting.length === 0;
     }, timeoutMs);
@@ -79,7 +81,7 @@ class SignalFreezer implements Freezer {
     // The kernel wakes every stopped thread of every member while it
     // delivers SIGCONT, before kill() returns; looking at the leader is a
     // cheap check of that, where a scan of /proc would cost the freeze window.
-    const running = await pollUntil(async () => (await readProcState(pid)) !== 'T', timeoutMs);
+    const running = await pollUntil(this.time, async () => (await readProcState(pid)) !== 'T', timeoutMs);
     if (!running) throw new Error(`unit process ${pid} of ${group} is still stopped ${timeoutMs} ms after SIGCONT`);
   }
 
@@ -97,7 +99,7 @@ class SignalFreezer implements Freezer {
     for (const { pid } of tagged) killQuietly(pid, 'SIGKILL'); // SIGKILL ends a stopped process too
     const pids = tagged.map((t) => t.pid);
     const allExited = async (): Promise<boolean> => (await Promise.all(pids.map(readProcState))).every(hasExited);
-    const gone = await pollUntil(allExited, REMOVE_TIMEOUT_MS);
+    const gone = await pollUntil(this.time, allExited, REMOVE_TIMEOUT_MS);
     if (!gone) throw new Error(`processes ${pids.join(', ')} of an earlier incarnation survived SIGKILL`);
     return groups.size;
   }

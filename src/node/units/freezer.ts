@@ -2,6 +2,7 @@ import { checkName } from '../../common/names.js';
 import { openCgroupV1Freezer } from './freezer-cgroup-v1.js';
 import { openCgroupV2Freezer } from './freezer-cgroup-v2.js';
 import { openSignalFreezer } from './freezer-signal.js';
+import type { TimePorts } from '../../runtime/runtime.js';
 
 // A checkpoint must stop a job's units for real before it snapshots their
 // pages, and must always let them go again (ARCHITECTURE §3 invariant 4).
@@ -53,6 +54,8 @@ export interface DetectOptions {
   cgroupV1Root?: string;
   /** Where the cgroup v2 hierarchy is mounted; default /sys/fs/cgroup. */
   cgroupV2Root?: string;
+  /** The clock and timers a freezer polls with (the kernel says nothing when a freeze is done). */
+  time: TimePorts;
 }
 
 export const DEFAULT_CGROUP_V1_ROOT = '/sys/fs/cgroup/freezer';
@@ -72,16 +75,16 @@ export async function detectFreezer(preference: 'auto' | FreezerKind, opts: Dete
   const v2Root = opts.cgroupV2Root ?? DEFAULT_CGROUP_V2_ROOT;
   switch (preference) {
     case 'cgroup-v1':
-      return explicit('cgroup-v1', openCgroupV1Freezer(v1Root, scope));
+      return explicit('cgroup-v1', openCgroupV1Freezer(v1Root, scope, opts.time));
     case 'cgroup-v2':
-      return explicit('cgroup-v2', openCgroupV2Freezer(v2Root, scope));
+      return explicit('cgroup-v2', openCgroupV2Freezer(v2Root, scope, opts.time));
     case 'signal':
-      return explicit('signal', openSignalFreezer(scope, ''));
+      return explicit('signal', openSignalFreezer(scope, '', opts.time));
     case 'auto': {
       const skipped: string[] = [];
       for (const [kind, open] of [
-        ['cgroup-v1', () => openCgroupV1Freezer(v1Root, scope)],
-        ['cgroup-v2', () => openCgroupV2Freezer(v2Root, scope)],
+        ['cgroup-v1', () => openCgroupV1Freezer(v1Root, scope, opts.time)],
+        ['cgroup-v2', () => openCgroupV2Freezer(v2Root, scope, opts.time)],
       ] as const) {
         try {
           return await open();
@@ -89,7 +92,7 @@ export async function detectFreezer(preference: 'auto' | FreezerKind, opts: Dete
           skipped.push(`${kind} unavailable: ${(err as Error).message}`);
         }
       }
-      return explicit('signal', openSignalFreezer(scope, skipped.join('; ')));
+      return explicit('signal', openSignalFreezer(scope, skipped.join('; '), opts.time));
     }
     default: {
       const never: never = preference;

@@ -1,4 +1,5 @@
-import { performance } from 'node:perf_hooks';
+import type { TimePorts } from '../../runtime/runtime.js';
+import { sleep } from '../../runtime/timers.js';
 
 // The kernel gives no event when a cgroup finishes freezing or a process
 // reaches the stopped state, so the freezers poll. A freeze sits inside the
@@ -18,17 +19,18 @@ const MAX_INTERVAL_MS = 4;
  * whether it succeeded. The last check happens at or after the deadline, so a
  * condition that became true just in time is not reported as a timeout.
  */
-export async function pollUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + Math.max(0, timeoutMs);
+export async function pollUntil(time: TimePorts, check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const { clock, timers } = time;
+  const deadline = clock.nowMs() + Math.max(0, timeoutMs);
   let intervalMs = 1;
   for (let attempt = 0; ; attempt++) {
     if (await check()) return true;
-    if (performance.now() >= deadline) return false;
+    if (clock.nowMs() >= deadline) return false;
     if (attempt < IMMEDIATE_CHECKS) {
       await new Promise<void>((resolve) => setImmediate(resolve));
     } else {
-      const leftMs = deadline - performance.now();
-      await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(intervalMs, leftMs))));
+      const leftMs = deadline - clock.nowMs();
+      await sleep(timers, Math.max(0, Math.min(intervalMs, leftMs)));
       intervalMs = Math.min(MAX_INTERVAL_MS, intervalMs * 2);
     }
   }

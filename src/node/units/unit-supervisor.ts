@@ -5,6 +5,8 @@ import { GridError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Freezer } from './freezer.js';
 import { isGone } from './proc-stat.js';
+import type { TimerPort } from '../../runtime/ports.js';
+import { settlesWithin } from '../../runtime/timers.js';
 
 // The node agent's hands on its units: it spawns each unit as a real OS
 // process in its own process group and freezer group, remembers it until it
@@ -48,6 +50,8 @@ export interface SupervisorOptions {
   onExit?: (info: UnitInfo) => void;
   /** Where failures nobody awaits (removing the group of a unit that exited by itself) are reported. */
   log?: Logger;
+  /** For the grace and kill waits of stopJob. */
+  timers: TimerPort;
 }
 
 /** How long stopJob waits for SIGKILLed units to be reaped before it gives up and says which. */
@@ -124,12 +128,12 @@ export class UnitSupervisor {
     const live = this.live(jobId);
     await this.thawUnits(live); // a stopped unit cannot act on SIGTERM; failures are handled by the kill below
     for (const r of live) signalUnit(r, 'SIGTERM');
-    if (!(await settlesWithin(Promise.all(live.map((r) => r.exited)), graceMs))) {
+    if (!(await settlesWithin(this.opts.timers, Promise.all(live.map((r) => r.exited)), graceMs))) {
       const stubborn = live.filter((r) => r.info.state !== 'exited');
       for (const r of stubborn) signalUnit(r, 'SIGKILL');
       // remove() SIGKILLs everything in the group and thaws it, so a unit frozen meanwhile dies as well.
       const killErrors = await Promise.all(stubborn.map((r) => this.removeGroup(r.group)));
-      if (!(await settlesWithin(Promise.all(stubborn.map((r) => r.exited)), KILL_WAIT_MS))) {
+      if (!(await settlesWithin(this.opts.timers, Promise.all(stubborn.map((r) => r.exited)), KILL_WAIT_MS))) {
         const left = stubborn.filter((r) => r.info.state !== 'exited').map((r) => `${r.info.unitId} (pid ${r.info.pid})`);
         const why = describe(stubborn.flatMap((r, i) => (killErrors[i] ? [{ unitId: r.info.unitId, error: killErrors[i] }] : [])));
         throw new Error(`units of job ${jobId} survived SIGKILL: ${left.join(', ')}${why ? `; ${why}` : ''}`);
@@ -296,17 +300,6 @@ function signalUnit(r: UnitRecord, signal: NodeJS.Signals): void {
     process.kill(-r.info.pid, signal);
   } catch (err) {
     if (!isGone(err)) throw err;
-  }
-}
-
-/** Whether `promise` settled within `ms`; the timer is cleared either way. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

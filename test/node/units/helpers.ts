@@ -12,6 +12,7 @@ import type { Freezer, FreezerKind } from '../../../src/node/units/freezer.js';
 import { detectFreezer } from '../../../src/node/units/freezer.js';
 import { CGROUP_V1_MAGIC, CGROUP_V2_MAGIC } from '../../../src/node/units/cgroup-dir.js';
 import { pollUntil } from '../../../src/node/units/poll-until.js';
+import { realRuntime } from '../../../src/wire/real-clients.js';
 
 export const V1_ROOT = '/sys/fs/cgroup/freezer';
 /** On this hybrid machine cgroup v2 is mounted here, not at /sys/fs/cgroup. */
@@ -40,7 +41,7 @@ export const AVAILABLE_KINDS: FreezerKind[] = [
 ];
 
 export function openFreezer(kind: FreezerKind, scope: string): Promise<Freezer> {
-  return detectFreezer(kind, { scope, cgroupV1Root: V1_ROOT, cgroupV2Root: V2_ROOT });
+  return detectFreezer(kind, { scope, cgroupV1Root: V1_ROOT, cgroupV2Root: V2_ROOT, time: realRuntime() });
 }
 
 /** Prints its cgroup membership, then a counter line every millisecond, forever, on the CPU. */
@@ -99,7 +100,7 @@ export async function readText(file: string): Promise<string> {
 
 /** Polls with a deadline; fails the test with `what` if the condition never holds. */
 export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  if (!(await pollUntil(check, timeoutMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  if (!(await pollUntil(realRuntime(), check, timeoutMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** Waits until the child's counter passes `above`: it is running. */

@@ -26,6 +26,7 @@ import {
   uniqueScope,
   waitCounting,
 } from './helpers.js';
+import { realRuntime } from '../../../src/wire/real-clients.js';
 
 const FREEZE_TIMEOUT_MS = 5_000;
 
@@ -71,7 +72,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
       exits.push(info);
       for (const w of exitWaiters.splice(0)) w();
     };
-    sup = new UnitSupervisor({ freezer, logDir, freezeTimeoutMs: FREEZE_TIMEOUT_MS, onExit });
+    sup = new UnitSupervisor({ freezer, logDir, freezeTimeoutMs: FREEZE_TIMEOUT_MS, onExit, timers: realRuntime().timers });
   });
 
   afterEach(async () => {
