@@ -1,16 +1,19 @@
 import type { Logger } from '../common/log.js';
 import type { TimePorts } from '../runtime/runtime.js';
+import { SerialDriver } from '../runtime/serial-driver.js';
+import { failedPrecondition } from './core/round-checks.js';
 import {
   RoundCoordinator, type RoundConfig, type RoundInput, type RoundOutcome, type RoundReply, type SendAction, type StartInput,
   type WriteManifestAction,
 } from './core/round.js';
 
-// The serial driver of one job's RoundCoordinator, at either level: it
-// performs each step's actions in order (persist, then send, then reply),
-// turns every answer or failure of the participants back into an input, and
-// arms one timer at the core's next deadline. What a send or a persist does
-// is the level's business (RoundPorts): agents and the cluster store below,
-// clusters and the grid catalog above.
+// The shell of one job's RoundCoordinator, at either level, on the one
+// SerialDriver (src/runtime/serial-driver.ts): each step's manifest is
+// persisted and safe before anything else of that step goes out, then the
+// sends, then the reply; every answer or failure of the participants comes
+// back as an input, one at a time; one timer at the core's next deadline.
+// What a send or a persist does is the level's business (RoundPorts): agents
+// and the cluster store below, clusters and the grid catalog above.
 
 export interface RoundPorts {
   prepare(to: string, epoch: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }>;
@@ -24,19 +27,42 @@ export interface RoundPorts {
 
 export class RoundDriver {
   readonly core: RoundCoordinator;
-  private timer: unknown = null;
+  private readonly driver: SerialDriver<RoundInput, WriteManifestAction, SendAction, RoundReply>;
   private readonly waiters = new Map<bigint, (o: RoundOutcome) => void>();
   private current: Promise<RoundOutcome> | null = null;
 
-  constructor(jobId: string, config: RoundConfig, private readonly ports: RoundPorts, private readonly time: TimePorts, private readonly log: Logger) {
-    this.core = new RoundCoordinator(jobId, config);
+  constructor(jobId: string, config: RoundConfig, private readonly ports: RoundPorts, time: TimePorts, private readonly log: Logger) {
+    const core = new RoundCoordinator(jobId, config);
+    this.core = core;
+    this.driver = new SerialDriver({
+      step: (input, nowMs) => {
+        const out = core.step(input, nowMs);
+        return { persist: out.persist, send: out.send, reply: out.reply ? [out.reply] : [] };
+      },
+      nextDeadline: () => core.nextDeadlineMs(),
+      checkInvariants: () => core.checkInvariants(),
+    }, {
+      clock: time.clock,
+      timers: time.timers,
+      persist: (p, done) => {
+        this.ports.persist(p).then(() => done(null), (err: unknown) => done(err instanceof Error ? err.message : String(err)));
+      },
+      persisted: (p): RoundInput => ({ kind: 'manifestWritten', epoch: p.epoch }),
+      persistFailed: (p, reason): RoundInput => ({ kind: 'manifestFailed', epoch: p.epoch, reason }),
+      send: (a) => void this.send(a),
+      reply: (r) => this.onReply(r),
+      tick: (): RoundInput => ({ kind: 'tick' }),
+    });
   }
 
   /** Starts a round; resolves with its outcome. A refused start throws, and nothing waits. */
   start(input: StartInput): Promise<RoundOutcome> {
+    // The core refuses a start while a round runs; while its manifest is being written the
+    // driver holds inputs, so say so here rather than refuse later where no one hears it.
+    if (this.driver.isBusy()) throw failedPrecondition(`job ${this.core.jobId} is writing the manifest of round ${this.core.status().roundId}`);
     const done = new Promise<RoundOutcome>((resolve) => this.waiters.set(input.epoch, resolve));
     try {
-      this.step(input);
+      this.driver.input(input);
     } catch (err) {
       this.waiters.delete(input.epoch);
       throw err;
@@ -52,36 +78,20 @@ export class RoundDriver {
   }
 
   step(input: RoundInput): void {
-    const out = this.core.step(input, Math.floor(this.time.clock.nowMs()));
-    for (const p of out.persist) void this.persist(p);
-    for (const s of out.send) void this.send(s);
-    if (out.reply) {
-      this.ports.onReply(out.reply);
-      if (out.reply.kind !== 'prepareDone') {
-        this.waiters.get(out.reply.epoch)?.(out.reply);
-        this.waiters.delete(out.reply.epoch);
-      }
-    }
-    this.arm();
+    this.driver.input(input);
   }
 
+  /** Cancels the round, if one runs (its outcome reaches its waiter). */
   stop(): void {
-    this.disarm();
     const s = this.core.status();
     if (s.phase !== 'idle' && s.epoch !== null) this.step({ kind: 'cancel', epoch: s.epoch, reason: 'job stopped' });
-    this.disarm();
   }
 
-  private disarm(): void {
-    if (this.timer !== null) this.time.timers.clearTimer(this.timer);
-    this.timer = null;
-  }
-
-  private arm(): void {
-    this.disarm();
-    const at = this.core.nextDeadlineMs();
-    if (at === null) return;
-    this.timer = this.time.timers.setTimer(() => this.step({ kind: 'tick' }), Math.max(0, at - this.time.clock.nowMs()) + 1);
+  private onReply(reply: RoundReply): void {
+    this.ports.onReply(reply);
+    if (reply.kind === 'prepareDone') return;
+    this.waiters.get(reply.epoch)?.(reply);
+    this.waiters.delete(reply.epoch);
   }
 
   private async send(s: SendAction): Promise<void> {
@@ -112,15 +122,6 @@ export class RoundDriver {
       if (s.kind === 'prepare') this.step({ kind: 'prepareFailed', participant, epoch, reason });
       else if (s.kind === 'commit') this.step({ kind: 'durableFailed', participant, epoch, reason });
       else this.log.debug({ participant, epoch: String(epoch), reason }, 'abort not delivered');
-    }
-  }
-
-  private async persist(p: WriteManifestAction): Promise<void> {
-    try {
-      await this.ports.persist(p);
-      this.step({ kind: 'manifestWritten', epoch: p.epoch });
-    } catch (err) {
-      this.step({ kind: 'manifestFailed', epoch: p.epoch, reason: err instanceof Error ? err.message : String(err) });
     }
   }
 }

@@ -56,6 +56,11 @@ export class SerialDriver<I, P, S, R> {
 
   constructor(readonly core: PureCore<I, P, S, R>, private readonly ports: DriverPorts<I, P, S, R>) {}
 
+  /** A step's persists are in flight: inputs wait. */
+  isBusy(): boolean {
+    return this.busy;
+  }
+
   /** Queues an input; it is fed once every earlier one has finished. */
   input(i: I): void {
     if (this.stopped) return;
@@ -88,7 +93,14 @@ export class SerialDriver<I, P, S, R> {
       const input = this.queue.shift() as I;
       // busy while stepping and delivering: an input a synchronous port queues meanwhile waits its turn.
       this.busy = true;
-      const out = this.core.step(input, Math.floor(this.ports.clock.nowMs()));
+      let out: CoreStep<P, S, R>;
+      try {
+        out = this.core.step(input, Math.floor(this.ports.clock.nowMs()));
+      } catch (err) {
+        // A refused input (a core validates what a caller hands it) changes nothing; the driver goes on.
+        this.busy = false;
+        throw err;
+      }
       this.steps += 1;
       this.ports.afterStep?.(input);
       if (out.persist.length === 0) {
