@@ -33,7 +33,8 @@ export async function exportOnce(storeDir: string, snap: Snapshot, pageCount: nu
   const t1 = performance.now();
   await commitEpoch({
     storeDir, jobId: BENCH_JOB, epoch, parentEpoch: null, full: true, createdUnixMs: Date.now(),
-    containers: [{ name: BENCH_CONTAINER, pageCount }], parts: [part], job: { bench: true },
+    containers: [{ name: BENCH_CONTAINER, pageCount }], parts: [part],
+    layout: { spec: { jobId: BENCH_JOB, units: [], checkpointIntervalMs: 0, fullEvery: 0 }, placement: {}, partOwners: {} },
   });
   const t2 = performance.now();
   if (part.dataBytes !== snap.staging.byteLength || part.pageCount !== snap.entries.length) {

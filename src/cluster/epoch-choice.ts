@@ -37,10 +37,10 @@ export async function chooseRestoreEpoch(storeDir: string, job: ClusterJob, bad:
       // The adopted units' pages are in another cluster's store at the grid's epoch: only the grid can roll back both.
       throw new GridError('data-loss', `epoch ${last} of job ${job.jobId} does not restore and units adopted at that epoch cannot roll back here: ${describeSkipped(found.skipped)}`);
     }
-    const layout = found.manifest.job as { placement?: Record<string, string>; partOwners?: Record<string, string> } | null;
+    const layout = found.manifest.layout;
     const writers = [...new Set((await epochChain(storeDir, job.jobId, epoch)).flatMap((m) => m.parts.map((p) => p.nodeId)))];
-    const laid = layout?.placement
-      ? holdersAtEpoch({ placement: layout.placement, partOwners: layout.partOwners ?? {} }, writers, job.placement)
+    const laid = Object.keys(layout.placement).length > 0
+      ? holdersAtEpoch({ placement: layout.placement, partOwners: layout.partOwners }, writers, job.placement)
       : { ok: false as const, reason: 'its manifest records no placement' };
     if (!laid.ok) {
       unusable.set(epoch, `its parts cannot be laid out on the nodes now: ${laid.reason}`);

@@ -47,9 +47,9 @@ export async function restoreNode(c: ClusterCoordinator, job: ClusterJob, nodeId
 async function readLayout(storeDir: string, jobId: string, epoch: bigint): Promise<ForeignEpochLayout> {
   const m = (await listCommitted(storeDir, jobId)).find((x) => x.epoch === epoch);
   if (!m) throw new GridError('not-found', `job ${jobId} has no committed epoch ${epoch} in ${storeDir}`);
-  const job = m.job as { placement?: Record<string, string>; partOwners?: Record<string, string> } | null;
-  if (!job?.placement) throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} in ${storeDir} records no placement`);
-  return { placement: job.placement, partOwners: job.partOwners ?? {} };
+  const { placement, partOwners } = m.layout;
+  if (Object.keys(placement).length === 0) throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} in ${storeDir} records no placement`);
+  return { placement, partOwners };
 }
 
 export async function restoreGridJob(c: ClusterCoordinator, r: GridRestore): Promise<ClusterJob> {

@@ -121,7 +121,7 @@ export async function runCheckpoint(deps: AgentDeps, job: JobRecord, forceFull: 
       createdUnixMs: clock.wallMs(),
       containers: memory.containers(jobId).map((c) => ({ name: c.name, pageCount: c.pageCount })),
       parts: [part],
-      job: job.spec,
+      layout: { spec: job.spec, placement: {}, partOwners: {} },
     });
     const t4 = clock.nowMs();
     job.parentEpoch = epoch;

@@ -2,6 +2,7 @@ import { checkName } from '../common/names.js';
 import { invalidArgument } from '../common/errors.js';
 import type { AgentLimits } from './config.js';
 import type { UnitSpec } from './units/unit-supervisor.js';
+import type { StoredJobSpec } from '../store/index.js';
 
 // A job as the node agent runs it: validated once on entry, stored in every
 // epoch manifest so that a restore can restart the same units.
@@ -46,20 +47,7 @@ export function validateJobSpec(raw: JobSpec, limits: AgentLimits, defaultFullEv
   return { jobId, units, checkpointIntervalMs: interval, fullEvery };
 }
 
-/** Reads a job spec back from a manifest; a manifest is trusted but checked. */
-export function jobSpecFromManifest(value: unknown, limits: AgentLimits, defaultFullEvery: number): JobSpec {
-  const v = value as Partial<JobSpec> | null;
-  if (!v || typeof v.jobId !== 'string' || !Array.isArray(v.units)) {
-    throw invalidArgument('epoch manifest holds no usable job spec');
-  }
-  return validateJobSpec(
-    {
-      jobId: v.jobId,
-      units: v.units,
-      checkpointIntervalMs: Number(v.checkpointIntervalMs ?? 0),
-      fullEvery: Number(v.fullEvery ?? 0),
-    },
-    limits,
-    defaultFullEvery,
-  );
+/** Reads a job spec back from a manifest's layout (its shape checked on parse); values are validated again. */
+export function jobSpecFromManifest(value: StoredJobSpec, limits: AgentLimits, defaultFullEvery: number): JobSpec {
+  return validateJobSpec({ ...value, units: value.units.map((u) => ({ ...u })) }, limits, defaultFullEvery);
 }

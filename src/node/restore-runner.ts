@@ -59,7 +59,7 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
   }
   for (const manifest of candidates) {
     try {
-      const spec = scope.spec ?? jobSpecFromManifest(manifest.job, config.limits, config.defaultFullEvery);
+      const spec = scope.spec ?? jobSpecFromManifest(manifest.layout.spec, config.limits, config.defaultFullEvery);
       const chain = await epochChain(config.storeDir, jobId, manifest.epoch);
       if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
       const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));

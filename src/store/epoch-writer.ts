@@ -156,7 +156,7 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   failpoint('store.commit-fails'); // tests: a full or read-only store, where no manifest can be written
   const manifest = buildManifest({
     jobId, epoch, parentEpoch: input.parentEpoch, full: input.full, createdUnixMs: input.createdUnixMs,
-    containers: input.containers, parts: input.parts, job: input.job,
+    containers: input.containers, parts: input.parts, layout: input.layout,
   });
   const bytes = encodeManifest(manifest);
   if (bytes.byteLength > MAX_MANIFEST_BYTES) {

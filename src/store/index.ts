@@ -6,7 +6,7 @@
 // epoch and the coordinator commits once all are durable.
 
 export { PAGE_BYTES, epochDir } from './layout.js';
-export type { ContainerMeta, EpochManifest, PartInfo } from './manifest.js';
+export type { ContainerMeta, EpochLayout, EpochManifest, PartInfo, StoredJobSpec, StoredUnit } from './manifest.js';
 export { writeNodePart, commitEpoch } from './epoch-writer.js';
 export type { CommitInput, NodePartInput, PartPage } from './epoch-writer.js';
 export { listCommitted, listJobs, epochChain } from './epoch-catalog.js';

@@ -17,7 +17,8 @@ import { GridError } from '../common/errors.js';
 import { checkName } from '../common/names.js';
 import { MAX_CONTAINERS, MAX_EPOCH, PAGE_BYTES, dataFileName, tableFileName } from './layout.js';
 
-export const MANIFEST_FORMAT = 'gridckpt-epoch/1';
+// 2: the typed layout record replaced the opaque `job` value of format 1.
+export const MANIFEST_FORMAT = 'gridckpt-epoch/2';
 
 export interface ContainerMeta { name: string; pageCount: number }
 
@@ -34,6 +35,33 @@ export interface PartInfo {
   tableDigest: string;
 }
 
+/** A unit as the store keeps it: what it takes to start it again. */
+export interface StoredUnit {
+  unitId: string;
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/** The job as the store keeps it (a domain record, not a wire message). */
+export interface StoredJobSpec {
+  jobId: string;
+  units: StoredUnit[];
+  checkpointIntervalMs: number;
+  fullEvery: number;
+}
+
+/**
+ * What a restore needs besides pages: the job's units, where each ran at the
+ * cut (unit -> node) and whose parts each node loads (writer -> holder). A
+ * standalone agent leaves the maps empty.
+ */
+export interface EpochLayout {
+  spec: StoredJobSpec;
+  placement: Record<string, string>;
+  partOwners: Record<string, string>;
+}
+
 export interface EpochManifest {
   format: typeof MANIFEST_FORMAT;
   jobId: string;
@@ -43,8 +71,7 @@ export interface EpochManifest {
   createdUnixMs: number;
   containers: ContainerMeta[];
   parts: PartInfo[];
-  /** Opaque JSON the agent stores to restart units. */
-  job: unknown;
+  layout: EpochLayout;
   /** sha256 hex over every field above. */
   digest: string;
 }
@@ -74,7 +101,22 @@ function manifestBody(m: ManifestFields): Record<string, unknown> {
       nodeId: p.nodeId, dataFile: p.dataFile, tableFile: p.tableFile, dataBytes: p.dataBytes,
       tableBytes: p.tableBytes, pageCount: p.pageCount, tableDigest: p.tableDigest,
     })),
-    job: m.job,
+    layout: layoutBody(m.layout),
+  };
+}
+
+/** The layout in a fixed key order (the digest hashes the JSON text). */
+function layoutBody(l: EpochLayout): EpochLayout {
+  const sorted = (r: Record<string, string>) => Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return {
+    spec: {
+      jobId: l.spec.jobId,
+      units: l.spec.units.map((u) => ({ unitId: u.unitId, command: u.command, args: [...u.args], env: sorted(u.env) })),
+      checkpointIntervalMs: l.spec.checkpointIntervalMs,
+      fullEvery: l.spec.fullEvery,
+    },
+    placement: sorted(l.placement),
+    partOwners: sorted(l.partOwners),
   };
 }
 
@@ -85,15 +127,8 @@ function manifestDigest(m: ManifestFields): string {
 /** Validates the fields and seals them with their digest; bad input is invalid-argument. */
 export function buildManifest(fields: ManifestFields): EpochManifest {
   const fail: Fail = (message) => new GridError('invalid-argument', `bad epoch manifest: ${message}`);
-  let jobText: string | undefined;
-  try {
-    jobText = JSON.stringify(fields.job);
-  } catch (err) {
-    throw fail(`job is not JSON-serialisable: ${(err as Error).message}`);
-  }
-  if (jobText === undefined) throw fail('job must be a JSON value');
-  // Normalise the job record to exactly what a reader will parse back, so the digest matches.
-  const normalised: ManifestFields = { ...fields, job: JSON.parse(jobText) as unknown };
+  // Normalise the layout to exactly what a reader will parse back, so the digest matches.
+  const normalised: ManifestFields = { ...fields, layout: parseLayout(fields.layout, fail) };
   checkFields(normalised, fail);
   return { format: MANIFEST_FORMAT, ...normalised, digest: manifestDigest(normalised) };
 }
@@ -112,8 +147,8 @@ export function parseManifest(text: string, where: string): EpochManifest {
     throw fail(`not JSON (${(err as Error).message})`);
   }
   const o = record(raw, 'manifest', fail);
-  exactKeys(o, ['format', 'jobId', 'epoch', 'parentEpoch', 'full', 'createdUnixMs', 'containers', 'parts', 'job', 'digest'], 'manifest', fail);
   if (o['format'] !== MANIFEST_FORMAT) throw fail(`format ${JSON.stringify(o['format'])}, expected ${MANIFEST_FORMAT}`);
+  exactKeys(o, ['format', 'jobId', 'epoch', 'parentEpoch', 'full', 'createdUnixMs', 'containers', 'parts', 'layout', 'digest'], 'manifest', fail);
   const fields: ManifestFields = {
     jobId: str(o['jobId'], 'jobId', fail),
     epoch: decimal(o['epoch'], 'epoch', fail),
@@ -122,7 +157,7 @@ export function parseManifest(text: string, where: string): EpochManifest {
     createdUnixMs: o['createdUnixMs'] as number,
     containers: array(o['containers'], 'containers', fail).map((c, i) => parseContainer(c, `containers[${i}]`, fail)),
     parts: array(o['parts'], 'parts', fail).map((p, i) => parsePart(p, `parts[${i}]`, fail)),
-    job: o['job'],
+    layout: parseLayout(o['layout'], fail),
   };
   checkFields(fields, fail);
   const digest = str(o['digest'], 'digest', fail);
@@ -237,4 +272,38 @@ function decimal(raw: unknown, what: string, fail: Fail): bigint {
   const value = BigInt(raw);
   if (value > MAX_EPOCH) throw fail(`${what} ${raw} exceeds 2^64-1`);
   return value;
+}
+
+/** Checks a layout record's shape (from a caller or a file); the result has exactly the known keys. */
+function parseLayout(raw: unknown, fail: Fail): EpochLayout {
+  const l = record(raw, 'layout', fail);
+  exactKeys(l, ['spec', 'placement', 'partOwners'], 'layout', fail);
+  const s = record(l['spec'], 'layout.spec', fail);
+  exactKeys(s, ['jobId', 'units', 'checkpointIntervalMs', 'fullEvery'], 'layout.spec', fail);
+  const strings = (v: unknown, what: string): Record<string, string> => {
+    const r = record(v, what, fail);
+    for (const [k, x] of Object.entries(r)) if (typeof x !== 'string') throw fail(`${what}.${k} must be a string`);
+    return r as Record<string, string>;
+  };
+  return {
+    spec: {
+      jobId: str(s['jobId'], 'layout.spec.jobId', fail),
+      units: array(s['units'], 'layout.spec.units', fail).map((u, i) => {
+        const x = record(u, `layout.spec.units[${i}]`, fail);
+        exactKeys(x, ['unitId', 'command', 'args', 'env'], `layout.spec.units[${i}]`, fail);
+        const args = array(x['args'], `layout.spec.units[${i}].args`, fail);
+        if (!args.every((a) => typeof a === 'string')) throw fail(`layout.spec.units[${i}].args must be strings`);
+        return { unitId: str(x['unitId'], `layout.spec.units[${i}].unitId`, fail), command: str(x['command'], `layout.spec.units[${i}].command`, fail), args: args as string[], env: strings(x['env'], `layout.spec.units[${i}].env`) };
+      }),
+      checkpointIntervalMs: counted('layout.spec.checkpointIntervalMs', s['checkpointIntervalMs'], fail),
+      fullEvery: counted('layout.spec.fullEvery', s['fullEvery'], fail),
+    },
+    placement: strings(l['placement'], 'layout.placement'),
+    partOwners: strings(l['partOwners'], 'layout.partOwners'),
+  };
+}
+
+function counted(what: string, value: unknown, fail: Fail): number {
+  count(what, value, Number.MAX_SAFE_INTEGER, fail);
+  return value as number;
 }

@@ -35,7 +35,7 @@ async function round(agents: TestAgent[], storeDir: string, epoch: bigint, paren
     storeDir, jobId: JOB, epoch, parentEpoch: parent, full: parent === null, createdUnixMs: Date.now(),
     containers: commits.flatMap((c) => c.containers),
     parts: commits.map((c) => partInfoFromPb(c.part!)),
-    job: { jobId: JOB, units: [], checkpointIntervalMs: 0, fullEvery: 0 },
+    layout: { spec: { jobId: JOB, units: [], checkpointIntervalMs: 0, fullEvery: 0 }, placement: {}, partOwners: {} },
   });
 }
 

@@ -11,7 +11,7 @@ import { GridError } from '../../src/common/errors.js';
 import {
   commitEpoch, epochDir, listCommitted, loadEpoch, removeIfIncomplete, removeIncomplete, writeNodePart, type PartInfo,
 } from '../../src/store/index.js';
-import { CONTAINERS, collector, expectedImage, makeStoreDir, stage, writeEpoch } from './helpers.js';
+import { CONTAINERS, collector, expectedImage, makeStoreDir, stage, testLayout, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 
 let store: string;
@@ -31,7 +31,7 @@ async function writeParts(epoch: bigint): Promise<PartInfo[]> {
 }
 
 function commit(epoch: bigint, parts: PartInfo[]) {
-  return commitEpoch({ storeDir: store, jobId: 'job', epoch, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, parts, job: null });
+  return commitEpoch({ storeDir: store, jobId: 'job', epoch, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, parts, layout: testLayout('job') });
 }
 
 async function expectRestores(epoch: bigint): Promise<void> {

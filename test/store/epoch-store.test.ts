@@ -10,7 +10,7 @@ import { GridError } from '../../src/common/errors.js';
 import {
   PAGE_BYTES, commitEpoch, epochChain, epochDir, listCommitted, listJobs, loadEpoch, verifyEpoch, writeNodePart,
 } from '../../src/store/index.js';
-import { CONTAINERS, collector, expectedImage, makeStoreDir, range, stage, writeEpoch } from './helpers.js';
+import { CONTAINERS, collector, expectedImage, makeStoreDir, range, stage, testLayout, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 
 let store: string;
@@ -52,11 +52,11 @@ describe('store layout', () => {
 
     const manifest = await commitEpoch({
       storeDir: store, jobId: 'job-1', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 5,
-      containers: CONTAINERS, parts: [part], job: { spec: 'x' },
+      containers: CONTAINERS, parts: [part], layout: testLayout('job'),
     });
     expect((await readdir(dir)).sort()).toEqual(['MANIFEST.json', 'node-a.pages', 'node-a.table']);
     const json = JSON.parse(await readFile(path.join(dir, 'MANIFEST.json'), 'utf8'));
-    expect(json).toMatchObject({ format: 'gridckpt-epoch/1', jobId: 'job-1', epoch: '1', parentEpoch: null, full: true, digest: manifest.digest });
+    expect(json).toMatchObject({ format: 'gridckpt-epoch/2', jobId: 'job-1', epoch: '1', parentEpoch: null, full: true, digest: manifest.digest });
     expect(await listCommitted(store, 'job-1')).toEqual([manifest]);
     expect(await listJobs(store)).toEqual(['job-1']);
   });
@@ -114,7 +114,7 @@ describe('restore composes the chain', () => {
       return { ...p, stagingOffset: slots[i]! * PAGE_BYTES };
     });
     const part = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 1n, nodeId: 'n', staging, pages });
-    await commitEpoch({ storeDir: store, jobId: 'job', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, parts: [part], job: null });
+    await commitEpoch({ storeDir: store, jobId: 'job', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, parts: [part], layout: testLayout('job') });
     const got = collector();
     await loadEpoch(store, 'job', 1n, got.sink);
     expectSameImage(got.pages, expectedImage([{ epoch: 1n, pages: order }]), 'epoch 1');
@@ -174,7 +174,7 @@ describe('commitEpoch and writeNodePart refuse what would break the chain', () =
   it('refuses a non-increasing epoch and an uncommitted parent (failed-precondition)', async () => {
     await writeEpoch(store, 'job', 2n, null, { n: [['bank', 0]] });
     const part = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 1n, nodeId: 'n', ...stage(1n, [['bank', 1]]) });
-    const base = { storeDir: store, jobId: 'job', createdUnixMs: 1, containers: CONTAINERS, parts: [part], job: null };
+    const base = { storeDir: store, jobId: 'job', createdUnixMs: 1, containers: CONTAINERS, parts: [part], layout: testLayout('job') };
     await expect(commitEpoch({ ...base, epoch: 1n, parentEpoch: null, full: true })).rejects.toSatisfy(
       rejectsWith('failed-precondition', /epoch 1 is not above the latest committed epoch 2/));
     const part2 = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 2n, nodeId: 'n', ...stage(2n, [['bank', 1]]) }).catch((e) => e);
@@ -190,7 +190,7 @@ describe('commitEpoch and writeNodePart refuse what would break the chain', () =
 
   it('checks part files exist with the stated sizes before committing', async () => {
     const part = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 1n, nodeId: 'n', ...stage(1n, [['bank', 1]]) });
-    const base = { storeDir: store, jobId: 'job', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, job: null };
+    const base = { storeDir: store, jobId: 'job', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, layout: testLayout('job') };
     expect(await kindOf(commitEpoch({ ...base, parts: [{ ...part, tableBytes: part.tableBytes + 1 }] }))).toMatchObject({
       kind: 'failed-precondition', message: expect.stringMatching(/n\.table has \d+ bytes, the part says/),
     });
@@ -216,10 +216,10 @@ describe('commitEpoch and writeNodePart refuse what would break the chain', () =
       expect(await kindOf(writeNodePart(bad)), what).toMatchObject({ kind: 'invalid-argument', message: expect.stringMatching(pattern) });
     }
     const part = await writeNodePart(input);
-    const base = { storeDir: store, jobId: 'job', epoch: 1n, createdUnixMs: 1, containers: CONTAINERS, parts: [part], job: null };
+    const base = { storeDir: store, jobId: 'job', epoch: 1n, createdUnixMs: 1, containers: CONTAINERS, parts: [part], layout: testLayout('job') };
     expect(await kindOf(commitEpoch({ ...base, parentEpoch: 0n, full: true }))).toMatchObject({ kind: 'invalid-argument', message: expect.stringMatching(/full epoch has no parent/) });
     expect(await kindOf(commitEpoch({ ...base, parentEpoch: null, full: false }))).toMatchObject({ kind: 'invalid-argument', message: expect.stringMatching(/needs a parent/) });
-    expect(await kindOf(commitEpoch({ ...base, parentEpoch: null, full: true, job: undefined }))).toMatchObject({ kind: 'invalid-argument' });
+    expect(await kindOf(commitEpoch({ ...base, parentEpoch: null, full: true, layout: undefined as never }))).toMatchObject({ kind: 'invalid-argument' });
   });
 });
 

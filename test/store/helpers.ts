@@ -5,7 +5,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { PAGE_BYTES, commitEpoch, writeNodePart, type EpochManifest, type PartPage } from '../../src/store/index.js';
+import { PAGE_BYTES, commitEpoch, writeNodePart, type EpochLayout, type EpochManifest, type PartPage } from '../../src/store/index.js';
+
+/** A layout record for tests: one unit, no placement (a standalone agent's). */
+export function testLayout(jobId: string): EpochLayout {
+  return { spec: { jobId, units: [{ unitId: 'u1', command: '/bin/true', args: [], env: {} }], checkpointIntervalMs: 0, fullEvery: 0 }, placement: {}, partOwners: {} };
+}
 
 export async function makeStoreDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gridckpt-store-'));
@@ -69,7 +74,7 @@ export async function writeEpoch(
   }
   return commitEpoch({
     storeDir, jobId, epoch, parentEpoch, full: parentEpoch === null, createdUnixMs: 1_700_000_000_000 + Number(epoch),
-    containers, parts: infos, job: { units: ['u1'], epoch: String(epoch) },
+    containers, parts: infos, layout: testLayout(jobId),
   });
 }
 
