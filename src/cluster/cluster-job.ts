@@ -6,7 +6,7 @@ import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { partInfoFromPb } from '../wire/codec.js';
-import { commitEpoch, type PartInfo, type StoredJobSpec } from '../store/index.js';
+import { commitEpoch, storedSpecOf, type PartInfo } from '../store/index.js';
 import { EpochSweeper } from './epoch-sweeper.js';
 
 // One job of the cluster: its placement and its rounds, run by a RoundDriver
@@ -317,19 +317,10 @@ export class ClusterJob {
       // placement and partOwners let another cluster adopt these units (core/adoption.ts).
       // A full epoch's chain is its own parts: each node holds exactly what it wrote.
       layout: {
-        spec: storedSpec(this.spec), placement: Object.fromEntries(this.placement),
+        spec: storedSpecOf(this.spec), placement: Object.fromEntries(this.placement),
         partOwners: Object.fromEntries(p.full ? this.nodes().map((n) => [n, n]) : this.partOwners),
       },
     });
   }
 }
 
-/** The domain record the store keeps, built field by field from the wire message (not the message itself). */
-function storedSpec(s: JobSpec): StoredJobSpec {
-  return {
-    jobId: s.jobId,
-    units: s.units.map((u) => ({ unitId: u.unitId, command: u.command, args: [...u.args], env: { ...u.env } })),
-    checkpointIntervalMs: s.checkpointIntervalMs,
-    fullEvery: s.fullEvery,
-  };
-}

@@ -1,5 +1,5 @@
 import { DurableJson } from '../runtime/durable-json.js';
-import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import { storedSpecOf, type StoredJobSpec } from '../store/index.js';
 import type { ClusterJob, ClusterJobState } from './cluster-job.js';
 
 // The cluster coordinator's job table on disk (`jobs.json` in its data
@@ -10,7 +10,7 @@ import type { ClusterJob, ClusterJobState } from './cluster-job.js';
 // atomically, one write at a time.
 
 export interface JobRow {
-  spec: JobSpec;
+  spec: StoredJobSpec;
   state: ClusterJobState;
   gridManaged: boolean;
   placement: Record<string, string>;
@@ -28,7 +28,7 @@ const FORMAT = 'gridckpt-cluster-jobs/1';
 
 export function rowOf(job: ClusterJob): JobRow {
   return {
-    spec: job.spec,
+    spec: storedSpecOf(job.spec),
     state: job.state,
     gridManaged: job.gridManaged,
     placement: Object.fromEntries(job.placement),

@@ -1,6 +1,6 @@
 import { GridError } from '../common/errors.js';
 import { DurableJson } from '../runtime/durable-json.js';
-import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import type { StoredJobSpec } from '../store/index.js';
 
 // The grid catalog: every committed recovery line (job, grid epoch, each
 // cluster's epoch, and which cluster's store holds each unit's pages), the
@@ -20,7 +20,7 @@ export interface RecoveryLine {
 }
 
 export interface GridJobRecord {
-  spec: JobSpec;
+  spec: StoredJobSpec;
   /** unit → cluster */
   clusters: Record<string, string>;
   state: string;

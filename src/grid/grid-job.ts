@@ -1,3 +1,4 @@
+import { storedSpecOf } from '../store/index.js';
 import { GridError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import type { Logger } from '../common/log.js';
@@ -92,7 +93,7 @@ export class GridJob {
   /** What the catalog keeps of this job. */
   record() {
     return {
-      spec: this.spec, clusters: Object.fromEntries(this.clusters), state: this.state, recoveries: this.recoveries,
+      spec: storedSpecOf(this.spec), clusters: Object.fromEntries(this.clusters), state: this.state, recoveries: this.recoveries,
       lastError: this.lastError, lost: [...this.lost],
     };
   }

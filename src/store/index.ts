@@ -6,6 +6,7 @@
 // epoch and the coordinator commits once all are durable.
 
 export { PAGE_BYTES, epochDir } from './layout.js';
+export { storedSpecOf } from './stored-spec.js';
 export type { ContainerMeta, EpochLayout, EpochManifest, PartInfo, StoredJobSpec, StoredUnit } from './manifest.js';
 export { writeNodePart, commitEpoch } from './epoch-writer.js';
 export type { CommitInput, NodePartInput, PartPage } from './epoch-writer.js';
