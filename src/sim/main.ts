@@ -64,7 +64,8 @@ async function main(): Promise<void> {
   const mutant = o.mutant ?? null;
   if (mutant !== null && !mutantNamed(mutant)) {
     console.error(`sim: unknown mutant ${JSON.stringify(mutant)}; --list-mutants names them`);
-    process.exit(2);
+    process.exitCode = 2;
+    return;
   }
   if (o.seed !== undefined) {
     const m = mutant === null ? undefined : mutantNamed(mutant);
@@ -74,7 +75,9 @@ async function main(): Promise<void> {
       for (const line of r.trace) console.log(line);
       console.log(`sim: seed ${r.seed} ${r.ok ? 'passed' : `failed: ${r.violation}`} (${r.events} events, ${r.simMs} ms simulated)`);
     }
-    process.exit(r.ok === (mutant === null) ? 0 : 1);
+    // exitCode, not exit(): stdout to a pipe is written asynchronously, and exit() would cut a long trace.
+    process.exitCode = r.ok === (mutant === null) ? 0 : 1;
+    return;
   }
   if (o.regressions) return runRegressions(o.json ?? false, o.workers);
 
