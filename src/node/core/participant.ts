@@ -26,7 +26,8 @@ import type { AgentAnswer, AgentCall, Heartbeat, HeartbeatAnswer, MemberJobState
 //      units are killed and it takes part in no round.
 //  P5. A job that is neither running nor completed holds no staged
 //      snapshot and is not frozen.
-//  P6. Bounded: at most maxJobs jobs.
+//  P6. Bounded: at most maxJobs jobs, and stops remembered for at most
+//      4 x maxJobs jobs.
 
 export interface ParticipantConfig {
   nodeId: string;
@@ -160,6 +161,11 @@ export class NodeParticipant {
       case 'startJob': return this.onStart(call, r.units, r.sources, r.leaseMs, r.gen, out);
       case 'stopJob':
         this.stoppedBelow.set(r.jobId, Math.max(this.stoppedBelow.get(r.jobId) ?? 0, r.gen));
+        // Bounded (P6): stops of jobs this agent no longer holds go first; they only matter while a start is in flight.
+        for (const id of this.stoppedBelow.keys()) {
+          if (this.stoppedBelow.size <= 4 * this.config.maxJobs) break;
+          if (!this.jobs.has(id) && id !== r.jobId) this.stoppedBelow.delete(id);
+        }
         if (job && job.gen < r.gen) this.end(job, 'stopped', 'stopped by the cluster', out);
         return this.reply(out, call.from, call.reqId, { kind: 'ok' });
       case 'prepare': {
@@ -332,6 +338,7 @@ export class NodeParticipant {
   checkInvariants(): void {
     const fail = (m: string): never => { throw new Error(`participant ${this.config.nodeId}: ${m}`); };
     if (this.jobs.size > this.config.maxJobs) fail('P6: too many jobs');
+    if (this.stoppedBelow.size > 4 * this.config.maxJobs + 1) fail('P6: too many remembered stops');
     for (const j of this.jobs.values()) {
       if (j.freezing && this.nowMs > j.freezing.sinceMs + this.config.freezeTimeoutMs) fail(`P1: job ${j.jobId} frozen past its timeout`);
       if (j.freezing && j.freezing.epoch !== j.highestPrepared) fail(`P2: job ${j.jobId} freezes a stale epoch`);

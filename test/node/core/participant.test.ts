@@ -429,3 +429,14 @@ describe('NodeParticipant: a stop that overtakes its start', () => {
     expect(out.send).toEqual([unit({ op: 'spawn', jobId: JOB, units: ['u0', 'u3'], sources: [], reqId: 1 })]);
   });
 });
+
+describe('NodeParticipant: P6 remembered stops are bounded', () => {
+  it('stops of many jobs it never held are forgotten past 4 x maxJobs, the newest still fences its late start', () => {
+    const h = new NodeParticipant({ ...CONFIG, maxJobs: 2 });
+    h.step(tick, 0);
+    for (let i = 0; i < 50; i++) h.step(call({ kind: 'stopJob', jobId: `j${i}`, gen: 10 }, 100 + i), 1);
+    expect(() => h.checkInvariants()).not.toThrow();
+    const late = h.step(call({ kind: 'startJob', jobId: 'j49', units: ['u0'], sources: [], leaseMs: LEASE_MS, gen: 9 }, 200), 2);
+    expect(late.reply).toEqual([reply(200, { kind: 'refused', reason: 'start 9 of job j49 was stopped before it arrived' })]);
+  });
+});
