@@ -58,7 +58,6 @@ export class SimAgent {
     this.units = new SimUnits({
       proc: this.proc, participant: () => this.core, input: (i) => this.driver.input(i), store: (id) => this.env.stores.get(id),
       opsPerUnit: this.env.opsPerUnit, opIntervalMs: this.env.opIntervalMs, beforeOp: this.env.beforeOp, nextCopyId: this.env.nextCopyId,
-      onCopies: () => undefined,
     });
     // The old shell's start-up clean of the shared store (the bug it caused is a mutant now).
     if (this.env.mutants.has('agent-cleans-shared-store')) {
@@ -134,7 +133,6 @@ export class SimCluster {
       clock: this.env.world.clock,
       timers: this.proc.timers(),
       persist: (p, done) => {
-        if (p.kind !== 'manifest') return done(null);
         diskWrite(this.proc, this.env.world.rng, this.env.disk, () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p), done);
       },
       persisted: (p) => ({ kind: 'persisted', what: p }),

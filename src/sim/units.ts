@@ -32,8 +32,6 @@ export interface UnitsEnv {
   /** Called before a copy does an op: the simulator's split-brain check. */
   beforeOp: (copy: UnitCopy) => void;
   nextCopyId: () => number;
-  /** The sim-level mutant of the old shell (it cleaned the shared store at start). */
-  onCopies: (copies: UnitCopy[]) => void;
 }
 
 export class SimUnits {
@@ -98,7 +96,6 @@ export class SimUnits {
       frozenSinceMs: null, killed: false, exited: false,
     }));
     this.copies.set(jobId, copies);
-    this.env.onCopies(copies);
     // Loading takes a moment; the units start once the agent has answered.
     this.env.proc.deliver(2 + this.env.proc.world.rng.int(3), () => {
       this.env.input({ kind: 'spawned', jobId, reqId, corrupt });

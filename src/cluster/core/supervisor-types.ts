@@ -49,10 +49,7 @@ export interface ManifestRecord {
   placement: Record<string, string>;
 }
 
-/** The cluster's job table, written whole (replaced atomically). */
-export interface TableRecord { kind: 'table'; rows: JobRow[] }
-
-export type ClusterPersist = ManifestRecord | TableRecord;
+export type ClusterPersist = ManifestRecord;
 
 export type ClusterSend =
   | { to: string; call: AgentCall }
@@ -69,16 +66,3 @@ export interface ClusterStep {
 }
 
 export type ClusterJobState = 'starting' | 'running' | 'recovering' | 'completed' | 'failed' | 'fenced' | 'stopped';
-
-/** What survives a coordinator restart. */
-export interface JobRow {
-  jobId: string;
-  units: string[];
-  state: ClusterJobState;
-  placement: Record<string, string>;
-  /** Committed epochs, oldest first (at most keepEpochs). */
-  committed: string[];
-  /** The highest epoch ever prepared here: a new one is always above it. */
-  highestEpoch: string;
-  lastError: string;
-}

@@ -2,7 +2,8 @@ import { Monitor, type VerdictChange, type Verdict } from '../../detector/monito
 import { leaseMarginMs } from '../../detector/lease.js';
 import { RoundCoordinator, type RoundReply, type RoundStep, type RoundInput } from '../../protocol/core/round.js';
 import type { AgentAnswer, AgentRequest, ClusterAnswer, ClusterCall, Heartbeat, MemberJobState, PartRef, RestoreSource } from '../../protocol/messages.js';
-import { moveFailedNode, placeUnits, type NodeCapacity } from './placement.js';
+import type { NodeCapacity } from './placement.js';
+import { planRestart } from './restart-plan.js';
 import type { ClusterInput, ClusterJobState, ClusterStep, ClusterSupervisorConfig, ClusterPersist } from './supervisor-types.js';
 
 // The cluster coordinator's job supervisor as a pure core (ARCHITECTURE §8):
@@ -180,7 +181,7 @@ export class ClusterSupervisor {
   /** Jobs a node may keep running: placed there, running, and leased from the grid. */
   private leasedOn(nodeId: string): string[] {
     return [...this.jobs.values()]
-      .filter((j) => (j.state === 'running' || j.state === 'recovering' || j.state === 'starting') && [...j.placement.values()].includes(nodeId) && !j.restart?.lost.has(nodeId))
+      .filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId) && !j.restart?.lost.has(nodeId))
       .map((j) => j.jobId).sort();
   }
 
@@ -196,7 +197,7 @@ export class ClusterSupervisor {
   }
 
   private jobsOn(nodeId: string): Job[] {
-    return [...this.jobs.values()].filter((j) => (j.state === 'running' || j.state === 'recovering' || j.state === 'starting') && [...j.placement.values()].includes(nodeId));
+    return [...this.jobs.values()].filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId));
   }
 
   /** A node's report on a job: fenced units restart in place; completion is noted. */
@@ -253,7 +254,7 @@ export class ClusterSupervisor {
           if (job.restart?.answer) this.answerGrid(out, job.restart.answer, { kind: 'refused', reason: 'stopped' });
           job.restart = null;
           job.state = job.allDoneAtMs !== null ? 'completed' : 'stopped';
-          for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
+          this.stopEverywhere(job, out);
         }
         return this.answerGrid(out, call.reqId, { kind: 'ok' });
       case 'prepare': return this.onGridPrepare(call.reqId, r.jobId, r.epoch, r.parentEpoch, out);
@@ -355,7 +356,6 @@ export class ClusterSupervisor {
   }
 
   private onPersisted(what: ClusterPersist, error: string | null, out: ClusterStep): void {
-    if (what.kind !== 'manifest') return;
     const job = this.jobs.get(what.jobId);
     if (!job) return;
     this.roundStep(job, error === null ? { kind: 'manifestWritten', epoch: what.epoch } : { kind: 'manifestFailed', epoch: what.epoch, reason: error }, out);
@@ -409,7 +409,10 @@ export class ClusterSupervisor {
     if (this.nodesOf(job).some((n) => !r.lost.has(n) && this.nodes.get(n)?.verdict === 'suspected')) return;
     let placement: Map<string, string>;
     try {
-      placement = this.plan(job, r.lost);
+      placement = planRestart({
+        units: job.units, placement: job.placement, lost: r.lost, room: this.capacities(job),
+        usable: (n) => this.nodes.get(n)?.verdict === 'alive' && !r.lost.has(n),
+      });
     } catch (err) {
       return this.failJob(job, `${r.reason}: ${err instanceof Error ? err.message : String(err)}`, out);
     }
@@ -433,30 +436,11 @@ export class ClusterSupervisor {
     }
   }
 
-  /** Units of lost nodes (their leases waited out) move to the alive node with the most room; the others stay (C1, C2). */
-  private plan(job: Job, lost: Set<string>): Map<string, string> {
-    const usable = (n: NodeEntry) => n.verdict === 'alive' && !lost.has(n.nodeId);
-    const room = this.capacities(job).filter((c) => usable(this.nodes.get(c.nodeId)!));
-    const unplaced = job.units.filter((u) => !job.placement.has(u) || !this.nodes.has(job.placement.get(u)!));
-    let placement = new Map([...job.placement].filter(([u]) => !unplaced.includes(u)));
-    if (unplaced.length > 0) {
-      for (const [u, n] of placeUnits(unplaced, room)) placement.set(u, n);
-      for (const c of room) c.placedUnits += [...placement].filter(([u, n]) => unplaced.includes(u) && n === c.nodeId).length;
-    }
-    for (const failed of [...new Set(placement.values())].filter((n) => lost.has(n)).sort()) {
-      const moved = moveFailedNode(placement, failed, room);
-      placement = moved.placement;
-      const spare = room.find((c) => c.nodeId === moved.spareNodeId)!;
-      spare.placedUnits += moved.moved.length;
-    }
-    return placement;
-  }
-
   /** Free room of each registered node, not counting this job's own units. */
-  private capacities(except: Job): NodeCapacity[] {
+  private capacities(except: Job | null): NodeCapacity[] {
     const placed = new Map<string, number>();
     for (const j of this.jobs.values()) {
-      if (j === except || !(j.state === 'running' || j.state === 'recovering' || j.state === 'starting')) continue;
+      if (j === except || !isLive(j)) continue;
       for (const n of j.placement.values()) placed.set(n, (placed.get(n) ?? 0) + 1);
     }
     return [...this.nodes.values()].map((n) => ({ nodeId: n.nodeId, capacityUnits: n.capacityUnits, placedUnits: placed.get(n.nodeId) ?? 0 }));
@@ -505,7 +489,7 @@ export class ClusterSupervisor {
     job.restart = null;
     job.state = 'failed';
     job.lastError = reason;
-    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
+    this.stopEverywhere(job, out);
   }
 
   // ---- agent calls ---------------------------------------------------------------
@@ -543,8 +527,7 @@ export class ClusterSupervisor {
   private onTime(out: ClusterStep): void {
     for (const job of this.jobs.values()) {
       // The grid's lease first: a cluster that wakes from a pause past it must not start anything more (C6).
-      const live = job.state === 'running' || job.state === 'recovering' || job.state === 'starting';
-      if (live && this.nowMs >= job.gridLeaseUntilMs) {
+      if (isLive(job) && this.nowMs >= job.gridLeaseUntilMs) {
         this.fence(job, out);
         continue;
       }
@@ -561,14 +544,14 @@ export class ClusterSupervisor {
     job.restart = null;
     job.state = 'fenced';
     job.lastError = `fenced: the grid's lease on job ${job.jobId} lapsed`;
-    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
+    this.stopEverywhere(job, out);
   }
 
   private beatGrid(out: ClusterStep): void {
     this.beatSeq += 1;
     this.nextBeatMs = this.nowMs + this.config.heartbeatIntervalMs;
     const jobs = [...this.jobs.values()].map((j) => ({ jobId: j.jobId, state: this.shareState(j), gen: j.gridGen }));
-    const room = this.capacities({} as Job).filter((c) => this.nodes.get(c.nodeId)!.verdict === 'alive');
+    const room = this.capacities(null).filter((c) => this.nodes.get(c.nodeId)!.verdict === 'alive');
     const freeUnits = room.reduce((a, c) => a + Math.max(0, c.capacityUnits - c.placedUnits), 0);
     out.send.push({ to: 'grid', heartbeat: { member: this.config.clusterId, incarnation: this.config.incarnation, seq: this.beatSeq, sentAtMs: this.nowMs, jobs, freeUnits } });
   }
@@ -576,7 +559,12 @@ export class ClusterSupervisor {
   private shareState(j: Job): MemberJobState {
     if (j.state === 'running' && j.allDoneAtMs !== null && j.round.status().phase === 'idle') return 'completed';
     if (j.state === 'starting' || j.state === 'recovering') return 'running';
-    return j.state === 'completed' ? 'completed' : j.state === 'running' ? 'running' : j.state;
+    return j.state;
+  }
+
+  /** Best effort: a node that misses it is its lease's business. */
+  private stopEverywhere(job: Job, out: ClusterStep): void {
+    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
   }
 
   private nodesOf(job: Job): string[] {
@@ -591,8 +579,7 @@ export class ClusterSupervisor {
       if (j.committed.length > this.config.keepEpochs) fail(`C7: job ${j.jobId} remembers too many epochs`);
       if (j.restart && j.round.status().phase !== 'idle') fail(`C4: job ${j.jobId} runs a round during a restart`);
       for (const n of j.placement.values()) if (!this.nodes.has(n)) fail(`C2: job ${j.jobId} placed on unregistered node ${n}`);
-      const live = j.state === 'running' || j.state === 'recovering' || j.state === 'starting';
-      if (live && this.nowMs > j.gridLeaseUntilMs) fail(`C6: job ${j.jobId} is ${j.state} past its grid lease`);
+      if (isLive(j) && this.nowMs > j.gridLeaseUntilMs) fail(`C6: job ${j.jobId} is ${j.state} past its grid lease`);
       if (j.restart?.phase === 'restoring' && !this.mutant('restore-before-lease-lapse')) {
         for (const n of j.restart.lost) {
           const e = this.nodes.get(n);
@@ -601,4 +588,8 @@ export class ClusterSupervisor {
       }
     }
   }
+}
+
+function isLive(j: Job): boolean {
+  return j.state === 'running' || j.state === 'recovering' || j.state === 'starting';
 }

@@ -1,7 +1,8 @@
 import { Monitor, type Verdict, type VerdictChange } from '../../detector/monitor.js';
 import { leaseMarginMs, leaseSafeAfter } from '../../detector/lease.js';
 import { RoundCoordinator, type RoundInput, type RoundReply, type RoundStep } from '../../protocol/core/round.js';
-import type { AdoptSource, ClusterAnswer, ClusterRequest, Heartbeat, MemberJobState } from '../../protocol/messages.js';
+import { planGridRecovery, type ClusterRestore, type GridRecoveryPlan } from './recovery-plan.js';
+import type { ClusterAnswer, ClusterRequest, Heartbeat, MemberJobState } from '../../protocol/messages.js';
 import type { GridInput, GridJobRow, GridJobState, GridLine, GridPersist, GridStep, GridSupervisorConfig } from './supervisor-types.js';
 
 // The grid coordinator's job supervisor as a pure core: clusters' membership
@@ -49,6 +50,8 @@ interface Recovery {
   safeAtMs: number;
   waiting: Map<number, string>;
   retry: Map<string, number>;
+  /** What each cluster restores, once planned (core/recovery-plan.ts). */
+  restores: Map<string, ClusterRestore>;
 }
 
 interface GJob {
@@ -62,7 +65,7 @@ interface GJob {
   round: RoundCoordinator;
   recovery: Recovery | null;
   nextRoundAtMs: number;
-  final: { attempts: number; sinceMs: number } | null;
+  final: { attempts: number } | null;
   lastError: string;
   submit: { reqId: number; waiting: Set<number> } | null;
   /** A final round committed while a share was not done at its cut (its report predated a restart of its own). */
@@ -385,7 +388,7 @@ export class GridSupervisor {
     job.lastError = reason;
     const margin = leaseMarginMs(this.config.clusterLeaseMs + this.config.agentLeaseMs);
     const safeAtMs = Math.max(this.nowMs, notBeforeMs, ...[...job.lost].map((id) => leaseSafeAfter(this.entry(id).lastGrantMs, this.config.clusterLeaseMs, this.config.agentLeaseMs, margin)));
-    job.recovery = { reason, attempt: (job.recovery?.attempt ?? 0) + 1, phase: 'leaseWait', safeAtMs, waiting: new Map(), retry: new Map() };
+    job.recovery = { reason, attempt: (job.recovery?.attempt ?? 0) + 1, phase: 'leaseWait', safeAtMs, waiting: new Map(), retry: new Map(), restores: new Map() };
     if (job.submit) {
       if (out) out.reply.push({ to: 'operator', kind: 'submitted', reqId: job.submit.reqId, ok: true, reason: `started; recovering: ${reason}` });
       job.submit = null;
@@ -403,8 +406,9 @@ export class GridSupervisor {
       if (job.round.status().phase !== 'idle') return;
       const plan = this.plan(job);
       if (plan === 'wait') return;
-      if (typeof plan === 'string') return this.failJob(job, plan, out);
-      job.clusters = plan;
+      if (!plan.ok) return this.failJob(job, plan.reason, out);
+      job.clusters = plan.clusters;
+      r.restores = plan.restores;
       job.gen += 1;
       for (const c of this.clusters.values()) c.reported.delete(job.jobId);
       r.phase = 'restoring';
@@ -423,37 +427,30 @@ export class GridSupervisor {
   }
 
   /**
-   * Lost clusters' units go to the alive cluster with the most room that fits
-   * them all. Units stay where a cluster is suspected or has not registered
-   * again yet: only a lost one's lease has been waited out (G1), so the plan
-   * waits for a verdict either way.
+   * The plan (planGridRecovery, the grid's one recovery planner): lost
+   * clusters' units go to the alive cluster with the most room, every share
+   * rolls back to the last line, moved units adopted from the store that
+   * held them at its cut. Units stay where a cluster is suspected or has not
+   * registered again yet: only a lost one's lease has been waited out (G1),
+   * so the plan waits for a verdict either way.
    */
-  private plan(job: GJob): Map<string, string> | string {
+  private plan(job: GJob): GridRecoveryPlan | 'wait' {
     const alive = (id: string) => { const c = this.clusters.get(id); return c !== undefined && c.registered && c.verdict === 'alive' && !job.lost.has(id); };
     if (this.clustersOf(job).some((id) => !job.lost.has(id) && !alive(id))) return 'wait';
-    const moved = job.units.filter((u) => job.lost.has(job.clusters.get(u)!));
-    const next = new Map(job.clusters);
-    if (moved.length === 0) return next;
-    const target = [...this.clusters.values()].filter((c) => alive(c.clusterId) && c.freeUnits >= moved.length)
-      .sort((a, b) => b.freeUnits - a.freeUnits || a.clusterId.localeCompare(b.clusterId))[0];
-    if (!target) return `no alive cluster has room for the ${moved.length} units of ${[...job.lost].join(', ') || 'the lost clusters'}`;
-    for (const u of moved) next.set(u, target.clusterId);
-    return next;
+    const line = job.lines.at(-1);
+    const free = new Map([...this.clusters.values()].filter((c) => alive(c.clusterId)).map((c) => [c.clusterId, c.freeUnits]));
+    return planGridRecovery({
+      clusters: job.clusters, lost: job.lost, free,
+      line: line ? { clusterEpochs: Object.fromEntries(Object.entries(line.clusterEpochs).map(([c, e]) => [c, BigInt(e)])), unitClusters: line.unitClusters } : null,
+      // A cluster's store is named by its cluster id (a store outlives its coordinator).
+      stores: new Map([...this.clusters.keys()].map((c) => [c, c])),
+    });
   }
 
   private askRestore(job: GJob, c: string, out: GridStep): void {
-    const line = job.lines.at(-1);
-    const units = this.unitsIn(job, c);
-    const where = (u: string) => line?.unitClusters[u] ?? null;
-    const epochOf = (id: string): bigint | null => (line?.clusterEpochs[id] !== undefined ? BigInt(line.clusterEpochs[id]!) : null);
-    const adopt = new Map<string, string[]>();
-    for (const u of units) {
-      const from = where(u);
-      if (from !== null && from !== c) adopt.set(from, [...(adopt.get(from) ?? []), u]);
-    }
-    const sources: AdoptSource[] = [...adopt].map(([fromCluster, us]) => ({ fromCluster, epoch: epochOf(fromCluster), units: us }));
-    const own = units.some((u) => where(u) === c);
-    const reqId = this.call(out, c, { kind: 'restoreJob', jobId: job.jobId, units, epoch: own ? epochOf(c) : null, adopt: sources, gen: job.gen }, job.jobId, 'restore', null);
+    const r = job.recovery!.restores.get(c) ?? { units: this.unitsIn(job, c), epoch: null, adopt: [] };
+    const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.unitIds }));
+    const reqId = this.call(out, c, { kind: 'restoreJob', jobId: job.jobId, units: r.units, epoch: r.epoch, adopt, gen: job.gen }, job.jobId, 'restore', null);
     job.recovery!.waiting.set(reqId, c);
     this.entry(c).lastGrantMs = Math.max(this.entry(c).lastGrantMs, this.nowMs + this.config.callTimeoutMs);
   }
@@ -567,7 +564,7 @@ export class GridSupervisor {
       this.save(out);
       return;
     }
-    job.final = { attempts: 0, sinceMs: this.nowMs };
+    job.final = { attempts: 0 };
     // At once; after a final round that found a share not done after all, only after a pause.
     job.nextRoundAtMs = job.finalMissed ? Math.min(job.nextRoundAtMs, this.nowMs + this.config.retryMs) : this.nowMs;
     job.finalMissed = false;
