@@ -10,8 +10,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PAGE_BYTES, type Snapshot } from '../src/node/memory/page-memory.js';
-import { warmStaging } from '../src/node/checkpoint-runner.js';
-import { newJobRecord, type JobRecord } from '../src/node/job-record.js';
+import { warmStaging, newJobShell, type JobShell } from '../src/node/job-shell.js';
 import { detectFreezer, type Freezer } from '../src/node/units/freezer.js';
 import { UnitSupervisor } from '../src/node/units/unit-supervisor.js';
 import { realRuntime } from '../src/wire/real-clients.js';
@@ -106,7 +105,7 @@ interface WindowTiming {
   thawMs: number;
 }
 
-async function windowOnce(rig: FreezeRig, fx: MemoryFixture, job: JobRecord): Promise<WindowTiming> {
+async function windowOnce(rig: FreezeRig, fx: MemoryFixture, job: JobShell): Promise<WindowTiming> {
   // Outside the window, exactly as the checkpoint runner does it.
   const staging = warmStaging(job, fx.memory.snapshotBytes(BENCH_JOB, 'changed'), PAGE_BYTES);
   const t0 = performance.now();
@@ -140,7 +139,7 @@ async function windowOnce(rig: FreezeRig, fx: MemoryFixture, job: JobRecord): Pr
  */
 export async function benchFreezeWindow(rig: FreezeRig, fx: MemoryFixture, src: Uint8Array, rounds: number): Promise<{ warmMs: number[] }> {
   if (src.byteLength !== fx.bytes) throw new Error(`memcpy source has ${src.byteLength} bytes, memory ${fx.bytes}`);
-  const job = newJobRecord({ jobId: BENCH_JOB, units: [], checkpointIntervalMs: 0, fullEvery: 1 }, 1);
+  const job = newJobShell({ jobId: BENCH_JOB, units: [], checkpointIntervalMs: 0, fullEvery: 1 }, 1);
   const dest = new Uint8Array(src.byteLength);
   dest.fill(1); // touched once, like the agent's staging
   const memcpyMs: number[] = [];

@@ -1,6 +1,6 @@
 import type { NewEvent } from '../runtime/event-hub.js';
-import type { PrepareResult, CommitResult } from './participant-runner.js';
-import type { CheckpointResult } from './checkpoint-runner.js';
+import type { PrepareResult, CommitResult } from './step-results.js';
+import type { EpochManifest } from '../store/index.js';
 import type { RestoreResult } from './restore-runner.js';
 
 // What the node agent tells its Watch readers: its jobs' states, its part in
@@ -34,9 +34,8 @@ export class AgentWatch {
     this.round(jobId, epoch, 'aborted', `epoch ${epoch} aborted by the coordinator (${dropped ? 'staging dropped' : 'nothing staged'}): ${reason}`);
   }
 
-  checkpointed(jobId: string, r: CheckpointResult): void {
-    const m = r.manifest;
-    this.round(jobId, m.epoch, 'committed', `local epoch ${m.epoch} committed (${m.parentEpoch === null ? 'full' : `incremental on ${m.parentEpoch}`}); frozen ${r.freezeWindowMs.toFixed(2)} ms`);
+  checkpointed(jobId: string, m: EpochManifest, freezeWindowMs: number): void {
+    this.round(jobId, m.epoch, 'committed', `local epoch ${m.epoch} committed (${m.parentEpoch === null ? 'full' : `incremental on ${m.parentEpoch}`}); frozen ${freezeWindowMs.toFixed(2)} ms`);
   }
 
   restoreStarted(jobId: string, epoch: bigint | null): void {

@@ -2,26 +2,34 @@ import { randomBytes } from 'node:crypto';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
-import { newJobRecord, type JobRecord } from './job-record.js';
+import { newJobShell, message, type JobShell } from './job-shell.js';
 import { validateJobSpec, type JobSpec } from './job-spec.js';
 import type { PageMemory, PageWriteOp, ContainerInfo, MemoryStats } from './memory/page-memory.js';
 import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
 import type { Freezer } from './units/freezer.js';
 import { listCommitted, listJobs, removeIncomplete } from '../store/index.js';
-import { runCheckpoint, type CheckpointResult } from './checkpoint-runner.js';
 import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
 import { AgentWatch, type EventSink } from './agent-events.js';
-import { LeaseKeeper } from '../detector/lease-keeper.js';
 import type { TierRuntime } from '../wire/clients.js';
-import { repeat } from '../runtime/timers.js';
-import {
-  prepareParticipant, commitParticipant, abortParticipant, type Fence, type PrepareResult, type CommitResult,
-} from './participant-runner.js';
+import type { Fence } from '../wire/codec.js';
+import { SerialDriver } from '../runtime/serial-driver.js';
+import { NodeParticipant, LOCAL, type JobSummary, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from './core/participant.js';
+import type { AgentAnswer, AgentRequest, Heartbeat } from '../protocol/messages.js';
+import { performOp, type OpsTarget } from './agent-ops.js';
+import type { CheckpointResult, CommitResult, PrepareResult } from './step-results.js';
 
-// The node agent's shell: it owns the page memory, the unit supervisor and
-// the job table, authenticates unit requests, routes them through each job's
-// checkpoint gate, and runs checkpoints and restores one at a time per job.
+export type { CheckpointResult, CommitResult, PrepareResult } from './step-results.js';
+export type { Fence } from '../wire/codec.js';
+
+// The node agent's shell around its pure core (core/participant.ts), which
+// alone decides every job's lifecycle: starts, stops, restores, leases,
+// fencing, epochs and checkpoint steps. The shell turns requests into core
+// inputs and waits for the core's answers; it performs the core's unit ops
+// (agent-ops.ts) one after another per job and feeds their results back; and
+// it owns what a core cannot hold: page memory, the unit processes, their
+// secrets and request gates, and the bytes in staging. One SerialDriver
+// feeds the core (ARCHITECTURE §8).
 // Incomplete epochs: under a cluster (config.ownsStore false) it never removes
 // any, at start or later. The store is shared, and an epoch without a manifest
 // may be the round other agents are writing right now, whose manifest the
@@ -41,7 +49,7 @@ export interface UnitIdentity {
 
 export interface JobView {
   spec: JobSpec;
-  state: JobRecord['state'];
+  state: AgentJobState;
   units: UnitInfo[];
   lastEpoch: bigint | null;
   containers: ContainerInfo[];
@@ -79,18 +87,83 @@ export interface StartOptions {
   fresh?: boolean;
 }
 
+
+export type AgentJobState = 'running' | 'completed' | 'failed' | 'stopped' | 'restoring' | 'fenced';
+
 /** Until a coordinator says how long its leases last. */
 const DEFAULT_LEASE_MS = 1_000;
 
+/** What a start asked for, kept by the shell until its spawn op runs (the core keeps only unit ids). */
+type StartCtx =
+  | { kind: 'start'; spec: JobSpec }
+  | { kind: 'restore'; epoch: bigint | null; scope: RestoreScope; result?: RestoreResult; error?: unknown };
+
+const SETTLED: ReadonlySet<string> = new Set(['completed', 'failed', 'stopped', 'fenced']);
+
 export class NodeAgent {
-  private readonly jobs = new Map<string, JobRecord>();
-  /** Leases of coordinator-started jobs; renewed by the cluster link. */
-  readonly leases: LeaseKeeper;
+  private readonly core: NodeParticipant;
+  private readonly driver: SerialDriver<ParticipantInput, never, ParticipantSend, ParticipantReply>;
+  private readonly shells = new Map<string, JobShell>();
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly waiting = new Map<number, (a: AgentAnswer) => void>();
+  private readonly starts = new Map<number, StartCtx>();
+  private readonly seen = new Map<string, string>();
   private readonly watch: AgentWatch;
+  private readonly opsTarget: OpsTarget;
+  private nextReq = 1;
+  /** Starts are numbered in arrival order; a stop stops every start before it (the core's gens). */
+  private gens = 0;
+  private leaseMs = DEFAULT_LEASE_MS;
+  /** The core's last heartbeat: its jobs' states, for the cluster link. */
+  lastHeartbeat: Heartbeat | null = null;
+  /** The cluster link's view of the leases: it renews them from heartbeat answers. */
+  readonly leases = {
+    setLength: (ms: number): void => { this.leaseMs = ms; },
+    renew: (jobIds: string[], sentAtMs: number): void => {
+      this.driver.input({ kind: 'heartbeatAnswer', sentAtMs, answer: { known: true, leasedJobs: jobIds, leaseMs: this.leaseMs } });
+    },
+  };
 
   constructor(readonly deps: AgentDeps) {
-    this.watch = new AgentWatch(deps.events, deps.config.nodeId);
-    this.leases = new LeaseKeeper(DEFAULT_LEASE_MS, (jobId) => void this.fenceJob(jobId), deps.runtime);
+    const { config, runtime } = deps;
+    this.watch = new AgentWatch(deps.events, config.nodeId);
+    this.core = new NodeParticipant({
+      nodeId: config.nodeId, incarnation: deps.incarnation, capacityUnits: config.limits.maxUnitsPerJob * config.limits.maxJobs,
+      heartbeatIntervalMs: 1_000, freezeTimeoutMs: 4 * config.freezeTimeoutMs, maxJobs: config.limits.maxJobs, defaultFullEvery: config.defaultFullEvery,
+    });
+    this.driver = new SerialDriver(this.core, {
+      clock: runtime.clock,
+      timers: runtime.timers,
+      persist: (_p, done) => done(null), // the core persists nothing itself: parts are written by ops
+      persistFailed: () => ({ kind: 'tick' }),
+      send: (s) => this.onSend(s),
+      reply: (r) => {
+        const w = this.waiting.get(r.reqId);
+        this.waiting.delete(r.reqId);
+        w?.(r.answer);
+      },
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => this.sync(),
+    });
+    this.opsTarget = {
+      deps,
+      shell: (jobId: string) => this.shells.get(jobId) ?? null,
+      input: (i: ParticipantInput) => this.driver.input(i),
+      spawn: (op: Extract<UnitOp, { op: 'spawn' }>) => this.spawn(op),
+      kill: (jobId: string, graceful: boolean) => this.kill(jobId, graceful),
+      onLocalWritten: (jobId: string, epoch: bigint) => {
+        const shell = this.shells.get(jobId);
+        const written = shell?.written.get(epoch);
+        const timing = shell?.timing.get(epoch);
+        if (!written?.manifest || !timing) return;
+        this.watch.checkpointed(jobId, written.manifest, timing.freezeWindowMs);
+        this.deps.log.debug({ jobId, epoch: String(epoch), full: written.manifest.parentEpoch === null, freezeWindowMs: timing.freezeWindowMs }, 'epoch committed');
+      },
+      onStepFailed: (jobId: string, epoch: bigint, stage: string, err: unknown) => {
+        this.deps.log.warn({ jobId, epoch: String(epoch), stage, err: message(err) }, 'checkpoint step failed');
+      },
+    };
+    this.driver.input({ kind: 'tick' });
   }
 
   /** Removes half-written epochs of its own store that a crash left (see the header: only without a cluster). */
@@ -104,14 +177,36 @@ export class NodeAgent {
     }
   }
 
+  // ---- requests to the core ----
+
+  /** Feeds the core one input that it answers (by reqId), and waits for the answer. */
+  private ask(make: (reqId: number) => ParticipantInput, ctx?: StartCtx): Promise<AgentAnswer> {
+    const reqId = this.nextReq++;
+    if (ctx) this.starts.set(reqId, ctx);
+    return new Promise<AgentAnswer>((resolve) => {
+      this.waiting.set(reqId, resolve);
+      this.driver.input(make(reqId));
+    }).finally(() => this.starts.delete(reqId));
+  }
+
+  private call(from: string, incarnation: bigint, req: AgentRequest, ctx?: StartCtx): Promise<AgentAnswer> {
+    return this.ask((reqId) => ({ kind: 'call', call: { reqId, from, incarnation, req } }), ctx);
+  }
+
+  private summary(jobId: string): JobSummary {
+    const s = this.core.summary(jobId);
+    if (!s) throw notFound(`unknown job ${JSON.stringify(jobId)} on node ${this.deps.config.nodeId}`);
+    return s;
+  }
+
   // ---- jobs ----
 
   async startJob(raw: JobSpec, opts: StartOptions = {}): Promise<JobView> {
     const { config } = this.deps;
     const spec = validateJobSpec(raw, config.limits, config.defaultFullEvery);
-    const existing = this.jobs.get(spec.jobId);
-    if (existing && (existing.state === 'running' || existing.state === 'restoring')) {
-      throw new GridError('already-exists', `job ${spec.jobId} is already ${existing.state} on ${config.nodeId}`);
+    const existing = this.core.summary(spec.jobId);
+    if (existing && (existing.state === 'running' || existing.state === 'starting')) {
+      throw new GridError('already-exists', `job ${spec.jobId} is already ${this.stateOf(existing)} on ${config.nodeId}`);
     }
     const committed = opts.fresh ? [] : await listCommitted(config.storeDir, spec.jobId);
     if (committed.length > 0) {
@@ -120,173 +215,223 @@ export class NodeAgent {
         `job ${spec.jobId} has ${committed.length} committed epochs in ${config.storeDir}: restore it instead of starting it anew`,
       );
     }
-    if (!existing && this.jobs.size >= config.limits.maxJobs) {
-      throw new GridError('resource-exhausted', `node ${config.nodeId} already runs ${this.jobs.size} jobs (limit ${config.limits.maxJobs})`);
-    }
-    if (existing) this.deps.memory.dropJob(spec.jobId);
-    const job = newJobRecord(spec, config.limits.maxGatedRequests);
-    this.jobs.set(spec.jobId, job);
-    this.bindLease(spec.jobId, opts.leaseBound === true);
-    await this.startUnits(job, null);
-    this.armTimer(job);
+    const answer = await this.call(LOCAL, 0n, this.startRequest(spec, opts.leaseBound === true), { kind: 'start', spec });
+    if (answer.kind !== 'ok') throw refusal(answer);
     this.deps.log.info({ jobId: spec.jobId, units: spec.units.length, leaseBound: opts.leaseBound === true }, 'job started');
-    this.watch.job(spec.jobId, existing?.state ?? '', 'running', `started ${spec.units.length} units${opts.fresh ? ' anew' : ''}`);
-    return this.view(job);
+    return this.jobView(spec.jobId);
+  }
+
+  private startRequest(spec: JobSpec, leaseBound: boolean): AgentRequest {
+    return {
+      kind: 'startJob', jobId: spec.jobId, units: spec.units.map((u) => u.unitId), sources: [], gen: ++this.gens,
+      leaseMs: leaseBound ? this.leaseMs : null, intervalMs: spec.checkpointIntervalMs, fullEvery: spec.fullEvery,
+    };
   }
 
   async stopJob(jobId: string): Promise<JobView> {
-    const job = this.job(jobId);
-    this.leases.unbind(jobId);
-    this.disarmTimer(job);
-    await job.checkpointInFlight?.catch(() => undefined);
-    const from = job.state;
-    if (job.state === 'running') job.state = 'stopped';
-    await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
-    this.watch.job(jobId, from, job.state, 'units stopped');
-    return this.view(job);
+    this.summary(jobId);
+    await this.call(LOCAL, 0n, { kind: 'stopJob', jobId, gen: this.gens + 1 });
+    await this.chains.get(jobId); // the kill it asked for
+    return this.jobView(jobId);
   }
 
   async waitJob(jobId: string, timeoutMs: number): Promise<{ job: JobView; done: boolean }> {
-    const job = this.job(jobId);
-    if (this.isSettled(job)) return { job: this.view(job), done: true };
+    const s = this.summary(jobId);
+    const shell = this.shells.get(jobId);
+    if (SETTLED.has(s.state) || !shell) return { job: this.jobView(jobId), done: SETTLED.has(s.state) };
     const { timers } = this.deps.runtime;
     const done = await new Promise<boolean>((resolve) => {
       const timer = timers.setTimer(() => resolve(false), timeoutMs);
-      job.exitWaiters.push(() => {
+      shell.exitWaiters.push(() => {
         timers.clearTimer(timer);
         resolve(true);
       });
     });
-    return { job: this.view(job), done };
+    return { job: this.jobView(jobId), done };
   }
 
-  checkpoint(jobId: string, full: boolean): Promise<CheckpointResult> {
-    const job = this.job(jobId);
-    if (job.state !== 'running' && job.state !== 'completed' && job.state !== 'failed') {
-      return Promise.reject(new GridError('failed-precondition', `job ${jobId} is ${job.state}; nothing to checkpoint`));
-    }
-    return this.exclusive(job, () => runCheckpoint(this.deps, job, full)).then((r) => {
-      this.watch.checkpointed(jobId, r);
-      return r;
-    });
+  async checkpoint(jobId: string, full: boolean): Promise<CheckpointResult> {
+    this.summary(jobId);
+    const answer = await this.ask((reqId) => ({ kind: 'localCheckpoint', reqId, jobId, full }));
+    if (answer.kind !== 'committed') throw refusal(answer);
+    const shell = this.shells.get(jobId);
+    const written = shell?.written.get(answer.epoch);
+    const timing = shell?.timing.get(answer.epoch);
+    if (!written?.manifest || !timing) throw new GridError('internal', `epoch ${answer.epoch} of job ${jobId} committed, but its record is gone`);
+    return { manifest: written.manifest, chainLength: answer.chainLength, ...timing, writeMs: written.writeMs };
   }
 
   // ---- the participant side of a coordinated round ----
 
-  prepareCheckpoint(fence: Fence, jobId: string, parentEpoch: bigint | null, full: boolean): Promise<PrepareResult> {
-    const job = this.job(jobId);
-    const refused = this.notCheckpointable(job);
-    if (refused) return Promise.reject(refused);
-    return this.exclusive(job, () => prepareParticipant(this.deps, job, fence, parentEpoch, full)).then(
-      (r) => (this.watch.prepared(jobId, r), r),
-      (err: unknown) => { this.watch.stepFailed(jobId, fence.epoch, 'prepare', err); throw err; },
-    );
+  async prepareCheckpoint(fence: Fence, jobId: string, parentEpoch: bigint | null, full: boolean): Promise<PrepareResult> {
+    this.summary(jobId);
+    const answer = await this.call(coordinatorOf(fence), fence.incarnation, { kind: 'prepare', jobId, epoch: fence.epoch, parentEpoch, full });
+    if (answer.kind !== 'prepared') {
+      const err = refusal(answer);
+      this.watch.stepFailed(jobId, fence.epoch, 'prepare', err);
+      throw err;
+    }
+    const timing = this.shells.get(jobId)?.timing.get(fence.epoch);
+    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0 };
+    this.watch.prepared(jobId, r);
+    return r;
   }
 
-  commitCheckpoint(fence: Fence, jobId: string): Promise<CommitResult> {
-    const job = this.job(jobId);
-    const refused = this.notCheckpointable(job);
-    if (refused) return Promise.reject(refused);
-    return this.exclusive(job, () => commitParticipant(this.deps, job, fence)).then(
-      (r) => (this.watch.durable(jobId, r), r),
-      (err: unknown) => { this.watch.stepFailed(jobId, fence.epoch, 'commit', err); throw err; },
-    );
+  async commitCheckpoint(fence: Fence, jobId: string): Promise<CommitResult> {
+    this.summary(jobId);
+    const answer = await this.call(coordinatorOf(fence), fence.incarnation, { kind: 'commit', jobId, epoch: fence.epoch });
+    const written = answer.kind === 'durable' ? this.shells.get(jobId)?.written.get(fence.epoch) : undefined;
+    if (!written) {
+      const err = answer.kind === 'durable' ? new GridError('internal', `part of epoch ${fence.epoch} is durable, but its record is gone`) : refusal(answer);
+      this.watch.stepFailed(jobId, fence.epoch, 'commit', err);
+      throw err;
+    }
+    const r: CommitResult = { epoch: fence.epoch, part: written.part, containers: written.containers, writeMs: written.writeMs };
+    this.watch.durable(jobId, r);
+    return r;
   }
 
-  /** A fenced, stopped or restoring job holds no state worth a part: an empty part would be a wrong epoch. */
-  private notCheckpointable(job: JobRecord): GridError | null {
-    if (job.state === 'running' || job.state === 'completed' || job.state === 'failed') return null;
-    return new GridError('failed-precondition', `job ${job.spec.jobId} is ${job.state} on ${this.deps.config.nodeId}; it takes part in no round`);
-  }
-
-  /** Waits for a prepare or commit in flight, then drops what that epoch staged or wrote. */
+  /** Drops what that epoch staged or wrote (its pages count as changed again); a step still running ends refused. */
   async abortCheckpoint(fence: Fence, jobId: string, reason: string): Promise<boolean> {
-    const job = this.job(jobId);
-    await job.checkpointInFlight?.catch(() => undefined);
-    const dropped = abortParticipant(this.deps, job, fence);
+    this.summary(jobId);
+    const answer = await this.call(coordinatorOf(fence), fence.incarnation, { kind: 'abort', jobId, epoch: fence.epoch });
+    if (answer.kind !== 'ok') throw refusal(answer);
+    const dropped = answer.dropped === true;
     this.deps.log.info({ jobId, epoch: String(fence.epoch), reason, dropped }, 'round aborted by the coordinator');
     this.watch.aborted(jobId, fence.epoch, reason, dropped);
     return dropped;
-  }
-
-  /** One checkpoint step of a job at a time; a second one is refused, not queued. */
-  private exclusive<T>(job: JobRecord, step: () => Promise<T>): Promise<T> {
-    if (job.checkpointInFlight) {
-      return Promise.reject(new GridError('aborted', `a checkpoint step of job ${job.spec.jobId} is already in progress`));
-    }
-    const run = step().finally(() => {
-      job.checkpointInFlight = null;
-    });
-    job.checkpointInFlight = run;
-    return run;
   }
 
   async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}, opts: StartOptions = {}): Promise<RestoreResult> {
     // Bad input is refused before anything running is stopped.
     if (scope.spec) scope = { ...scope, spec: validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery) };
     if (scope.sources && !scope.spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
-    const existing = this.jobs.get(jobId);
-    this.leases.unbind(jobId);
+    const known = this.core.summary(jobId)?.lastEpoch ?? null;
+    if (known !== null) scope = { ...scope, known: [known] };
     this.watch.restoreStarted(jobId, epoch);
-    if (existing) {
-      this.disarmTimer(existing);
-      existing.state = 'restoring';
-      await existing.checkpointInFlight?.catch(() => undefined);
-      await this.deps.supervisor.stopJob(jobId, this.deps.config.stopGraceMs);
-    }
-    let result: RestoreResult;
-    try {
-      const known = existing?.parentEpoch ?? null;
-      result = await runRestore(this.deps, jobId, epoch, known === null ? scope : { ...scope, known: [known] });
-    } catch (err) {
-      // Nothing was loaded; the units stay stopped, and the job says why.
-      if (existing) {
-        existing.state = 'stopped';
-        existing.lastError = `restore failed: ${err instanceof Error ? err.message : String(err)}`;
-      }
+    const ctx: StartCtx = { kind: 'restore', epoch, scope };
+    // The units to run are known once the epoch is read (its manifest's job): the core learns them from the spawn.
+    const units = scope.spec?.units.map((u) => u.unitId) ?? [];
+    const req: AgentRequest = { kind: 'startJob', jobId, units, sources: [], gen: ++this.gens, leaseMs: opts.leaseBound === true ? this.leaseMs : null };
+    const answer = await this.call(LOCAL, 0n, req, ctx);
+    if (answer.kind !== 'ok' || !ctx.result) {
+      const err = ctx.error ?? (answer.kind === 'ok' ? new GridError('internal', 'restore answered without a result') : refusal(answer));
       this.watch.restoreFailed(jobId, err);
       throw err;
     }
-    const job = newJobRecord(result.spec, this.deps.config.limits.maxGatedRequests);
-    job.parentEpoch = result.manifest.epoch;
-    job.highestEpoch = result.highestEpoch;
-    job.epochsSinceFull = result.chainLength - 1;
-    if (existing) {
-      job.committed = existing.committed;
-      job.failed = existing.failed;
+    this.watch.restored(jobId, ctx.result);
+    return { ...ctx.result, job: this.jobView(jobId) };
+  }
+
+  // ---- the core's ops ----
+
+  private onSend(s: ParticipantSend): void {
+    if (s.to === 'cluster') {
+      this.lastHeartbeat = s.heartbeat;
+      return;
     }
-    this.jobs.set(jobId, job);
-    this.bindLease(jobId, opts.leaseBound === true);
-    await this.startUnits(job, result.manifest.epoch);
-    this.armTimer(job);
-    this.watch.restored(jobId, result);
-    return { ...result, job: this.view(job) };
+    const op = s.unit;
+    const before = this.chains.get(op.jobId) ?? Promise.resolve();
+    const next = before.then(() => performOp(this.opsTarget, op)).catch((err: unknown) => {
+      this.deps.log.error({ jobId: op.jobId, op: op.op, err: err instanceof Error ? err.stack : String(err) }, 'unit op failed unexpectedly');
+    });
+    this.chains.set(op.jobId, next);
+    void next.then(() => {
+      if (this.chains.get(op.jobId) === next) this.chains.delete(op.jobId);
+    });
   }
 
-  /**
-   * The job's lease lapsed: its coordinator may already be running these
-   * units elsewhere, so they die now (no grace), and the job's pages go.
-   */
-  async fenceJob(jobId: string): Promise<void> {
-    const job = this.jobs.get(jobId);
-    if (!job) return;
-    this.leases.unbind(jobId);
-    this.disarmTimer(job);
-    const from = job.state;
-    job.state = 'fenced';
-    job.lastError = `lease lapsed: the coordinator stopped renewing job ${jobId} here, so its units were killed`;
-    this.deps.log.warn({ jobId }, 'job lease lapsed: killing its units');
-    this.watch.job(jobId, from, 'fenced', job.lastError);
-    this.deps.metrics.leaseLapsed();
-    await this.deps.supervisor.stopJob(jobId, 0).catch((err: unknown) => this.deps.log.error({ jobId, err: String(err) }, 'killing fenced units failed'));
-    await job.checkpointInFlight?.catch(() => undefined);
-    if (job.state === 'fenced' && this.deps.memory.jobs().includes(jobId)) this.deps.memory.dropJob(jobId);
-    for (const w of job.exitWaiters.splice(0)) w();
+
+
+  private async spawn(op: Extract<UnitOp, { op: 'spawn' }>): Promise<void> {
+    const ctx = this.starts.get(op.reqId);
+    const { memory, config } = this.deps;
+    if (!ctx) {
+      this.driver.input({ kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null, failed: 'the start was withdrawn' });
+      return;
+    }
+    try {
+      if (ctx.kind === 'start') {
+        if (memory.jobs().includes(op.jobId)) memory.dropJob(op.jobId);
+        const shell = newJobShell(ctx.spec, config.limits.maxGatedRequests);
+        this.shells.set(op.jobId, shell);
+        await this.startUnits(shell, null);
+        this.driver.input({ kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null, restored: null });
+        return;
+      }
+      const result = await runRestore(this.deps, op.jobId, ctx.epoch, ctx.scope);
+      ctx.result = result;
+      const shell = newJobShell(result.spec, config.limits.maxGatedRequests);
+      this.shells.set(op.jobId, shell);
+      await this.startUnits(shell, result.manifest.epoch);
+      this.driver.input({
+        kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null,
+        restored: {
+          epoch: result.manifest.epoch, highestEpoch: result.highestEpoch, chainLength: result.chainLength,
+          job: { units: result.spec.units.map((u) => u.unitId), intervalMs: result.spec.checkpointIntervalMs, fullEvery: result.spec.fullEvery },
+        },
+      });
+    } catch (err) {
+      if (ctx.kind === 'restore') ctx.error = err;
+      await this.deps.supervisor.stopJob(op.jobId, 0).catch(() => undefined);
+      this.driver.input({ kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null, failed: message(err) });
+    }
   }
 
-  private bindLease(jobId: string, bound: boolean): void {
-    if (bound) this.leases.bind(jobId);
-    else this.leases.unbind(jobId);
+  private async kill(jobId: string, graceful: boolean): Promise<void> {
+    const { supervisor, memory, config, log } = this.deps;
+    if (!graceful) log.warn({ jobId }, 'killing the units of a fenced job');
+    await supervisor.stopJob(jobId, graceful ? config.stopGraceMs : 0).catch((err: unknown) => log.error({ jobId, err: String(err) }, 'killing units failed'));
+    // A fenced job's pages go: its coordinator restores them elsewhere.
+    if (!graceful && this.core.jobState(jobId) !== 'starting' && memory.jobs().includes(jobId)) memory.dropJob(jobId);
+  }
+
+  private async startUnits(shell: JobShell, restoredEpoch: bigint | null): Promise<void> {
+    const { config, supervisor } = this.deps;
+    for (const unit of shell.spec.units) {
+      const token = randomBytes(16).toString('hex');
+      shell.tokens.set(unit.unitId, token);
+      const env: Record<string, string> = {
+        GRIDCKPT_SOCKET: config.unitSocket,
+        GRIDCKPT_NODE_ID: config.nodeId,
+        GRIDCKPT_JOB_ID: shell.spec.jobId,
+        GRIDCKPT_UNIT_ID: unit.unitId,
+        GRIDCKPT_UNIT_TOKEN: token,
+      };
+      if (restoredEpoch !== null) env['GRIDCKPT_RESTORED_EPOCH'] = restoredEpoch.toString();
+      await supervisor.start(shell.spec.jobId, unit, env);
+    }
+  }
+
+  /** Called by the supervisor whenever a unit process exits. */
+  onUnitExit(info: UnitInfo): void {
+    this.deps.log.info({ jobId: info.jobId, unitId: info.unitId, code: info.exitCode, signal: info.signal }, 'unit exited');
+    this.deps.metrics.unitExited(info.exitCode === 0);
+    const units = this.deps.supervisor.units(info.jobId);
+    if (units.some((u) => u.state !== 'exited')) return;
+    const ok = units.every((u) => u.exitCode === 0);
+    this.driver.input({ kind: 'unitsExited', jobId: info.jobId, ok, reason: `every unit exited (${units.map((u) => `${u.unitId}: ${u.signal ?? `code ${u.exitCode}`}`).join(', ')})` });
+  }
+
+  /** After every core step: state changes become events, log lines and woken waiters. */
+  private sync(): void {
+    for (const jobId of this.core.jobIds()) {
+      const s = this.core.summary(jobId)!;
+      const from = this.seen.get(jobId) ?? '';
+      if (from === s.state) continue;
+      this.seen.set(jobId, s.state);
+      this.watch.job(jobId, from === 'starting' ? (this.shells.has(jobId) ? 'restoring' : '') : from, this.stateOf(s), s.lastError || `units ${s.state}`);
+      if (s.state === 'fenced') {
+        this.deps.log.warn({ jobId }, 'job lease lapsed: killing its units');
+        this.deps.metrics.leaseLapsed();
+      }
+      if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
+    }
+    for (const jobId of [...this.seen.keys()]) {
+      if (this.core.summary(jobId)) continue;
+      this.seen.delete(jobId);
+      this.shells.delete(jobId);
+    }
   }
 
   async listEpochs(jobId: string) {
@@ -300,18 +445,34 @@ export class NodeAgent {
       freezer: this.deps.freezer.kind,
       freezerDetail: this.deps.freezer.detail,
       memory: this.deps.memory.stats(),
-      jobs: [...this.jobs.values()].map((j) => this.view(j)),
+      jobs: this.core.jobIds().filter((id) => this.shells.has(id)).map((id) => this.jobView(id)),
     };
   }
 
   jobView(jobId: string): JobView {
-    return this.view(this.job(jobId));
+    const s = this.summary(jobId);
+    const shell = this.shells.get(jobId);
+    const memory = this.deps.memory;
+    return {
+      spec: shell?.spec ?? { jobId, units: [], checkpointIntervalMs: 0, fullEvery: 1 },
+      state: this.stateOf(s),
+      units: this.deps.supervisor.units(jobId),
+      lastEpoch: s.lastEpoch,
+      containers: memory.jobs().includes(jobId) ? memory.containers(jobId) : [],
+      committed: s.committed,
+      failed: s.failed,
+      lastError: s.lastError,
+    };
+  }
+
+  private stateOf(s: JobSummary): AgentJobState {
+    if (s.state !== 'starting') return s.state;
+    return [...this.starts.values()].some((c) => c.kind === 'restore') ? 'restoring' : 'running';
   }
 
   async shutdown(): Promise<void> {
-    this.leases.stop();
-    for (const job of this.jobs.values()) this.disarmTimer(job);
-    await Promise.all([...this.jobs.values()].map((j) => j.checkpointInFlight?.catch(() => undefined)));
+    await Promise.all([...this.chains.values()]);
+    this.driver.stop();
     await this.deps.supervisor.shutdown();
   }
 
@@ -321,6 +482,7 @@ export class NodeAgent {
     const job = this.authUnit(id);
     const { memory } = this.deps;
     return job.gate.run(() => {
+      this.checkLease(id.jobId);
       if (create && !memory.hasContainer(id.jobId, name)) {
         return { info: memory.createContainer(id.jobId, name, pageCount), created: true };
       }
@@ -336,13 +498,25 @@ export class NodeAgent {
   applyBatch(id: UnitIdentity, writes: PageWriteOp[]): Promise<number> {
     const job = this.authUnit(id);
     return job.gate.run(() => {
+      this.checkLease(id.jobId);
       this.deps.memory.applyBatch(id.jobId, writes);
       return writes.length;
     });
   }
 
+  /**
+   * A lease-bound job whose lease ran out changes no page, even before the
+   * core's lease timer has fenced it (an agent that wakes from a pause may
+   * serve a request first): its coordinator may run the units elsewhere.
+   */
+  private checkLease(jobId: string): void {
+    if (this.core.leaseLapsed(jobId, this.deps.runtime.clock.nowMs())) {
+      throw new GridError('failed-precondition', `the lease of job ${jobId} on ${this.deps.config.nodeId} lapsed: its units are being fenced`);
+    }
+  }
+
   readContainer(jobId: string, container: string, firstPage: number, count: number): Uint8Array {
-    this.job(jobId);
+    this.summary(jobId);
     const max = this.deps.config.limits.maxReadPages;
     if (count < 1 || count > max) {
       throw new GridError('invalid-argument', `page count ${count} out of range: read 1 to ${max} pages at a time`);
@@ -351,88 +525,21 @@ export class NodeAgent {
   }
 
   /** Checks a unit's identity; the lifeline (Attach) uses it too. */
-  authUnit(id: UnitIdentity): JobRecord {
-    const job = this.jobs.get(id.jobId);
+  authUnit(id: UnitIdentity): JobShell {
+    const job = this.shells.get(id.jobId);
     const token = job?.tokens.get(id.unitId);
     if (!job || token === undefined) throw notFound(`unknown unit ${JSON.stringify(id.unitId)} of job ${JSON.stringify(id.jobId)}`);
     if (token !== id.token) throw new GridError('permission-denied', `wrong token for unit ${id.unitId} of job ${id.jobId}`);
     return job;
   }
+}
 
-  // ---- internals ----
+/** A coordinator names itself by its cluster and node; its incarnation fences it (P3). */
+function coordinatorOf(fence: Fence): string {
+  return `${fence.clusterId}/${fence.nodeId}`;
+}
 
-  private job(jobId: string): JobRecord {
-    const job = this.jobs.get(jobId);
-    if (!job) throw notFound(`unknown job ${JSON.stringify(jobId)} on node ${this.deps.config.nodeId}`);
-    return job;
-  }
-
-  private async startUnits(job: JobRecord, restoredEpoch: bigint | null): Promise<void> {
-    const { config, supervisor } = this.deps;
-    for (const unit of job.spec.units) {
-      const token = randomBytes(16).toString('hex');
-      job.tokens.set(unit.unitId, token);
-      const env: Record<string, string> = {
-        GRIDCKPT_SOCKET: config.unitSocket,
-        GRIDCKPT_NODE_ID: config.nodeId,
-        GRIDCKPT_JOB_ID: job.spec.jobId,
-        GRIDCKPT_UNIT_ID: unit.unitId,
-        GRIDCKPT_UNIT_TOKEN: token,
-      };
-      if (restoredEpoch !== null) env['GRIDCKPT_RESTORED_EPOCH'] = restoredEpoch.toString();
-      await supervisor.start(job.spec.jobId, unit, env);
-    }
-    job.state = 'running';
-  }
-
-  /** Called by the supervisor whenever a unit process exits. */
-  onUnitExit(info: UnitInfo): void {
-    const job = this.jobs.get(info.jobId);
-    this.deps.log.info({ jobId: info.jobId, unitId: info.unitId, code: info.exitCode, signal: info.signal }, 'unit exited');
-    this.deps.metrics.unitExited(info.exitCode === 0);
-    if (!job || job.state === 'restoring') return;
-    const units = this.deps.supervisor.units(info.jobId);
-    if (units.some((u) => u.state !== 'exited')) return;
-    const from = job.state;
-    if (job.state === 'running') job.state = units.every((u) => u.exitCode === 0) ? 'completed' : 'failed';
-    this.watch.job(info.jobId, from, job.state, `every unit exited (${units.map((u) => `${u.unitId}: ${u.signal ?? `code ${u.exitCode}`}`).join(', ')})`);
-    this.leases.unbind(info.jobId);
-    this.disarmTimer(job);
-    const waiters = job.exitWaiters.splice(0);
-    for (const w of waiters) w();
-  }
-
-  private isSettled(job: JobRecord): boolean {
-    return job.state === 'completed' || job.state === 'failed' || job.state === 'stopped' || job.state === 'fenced';
-  }
-
-  private armTimer(job: JobRecord): void {
-    const every = job.spec.checkpointIntervalMs;
-    if (every === 0) return;
-    job.timer = repeat(this.deps.runtime.timers, every, () => {
-      if (job.state !== 'running' || job.checkpointInFlight) return;
-      this.checkpoint(job.spec.jobId, false).catch((err: unknown) => {
-        this.deps.log.warn({ jobId: job.spec.jobId, err: String(err) }, 'periodic checkpoint failed');
-      });
-    });
-  }
-
-  private disarmTimer(job: JobRecord): void {
-    job.timer?.stop();
-    job.timer = null;
-  }
-
-  private view(job: JobRecord): JobView {
-    const memory = this.deps.memory;
-    return {
-      spec: job.spec,
-      state: job.state,
-      units: this.deps.supervisor.units(job.spec.jobId),
-      lastEpoch: job.parentEpoch,
-      containers: memory.jobs().includes(job.spec.jobId) ? memory.containers(job.spec.jobId) : [],
-      committed: job.committed,
-      failed: job.failed,
-      lastError: job.lastError,
-    };
-  }
+function refusal(a: AgentAnswer): GridError {
+  if (a.kind === 'refused') return new GridError(a.code ?? 'aborted', a.reason);
+  return new GridError('internal', `unexpected answer ${a.kind}`);
 }

@@ -2,10 +2,15 @@ import type { Logger } from '../common/log.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { startMembership } from '../detector/membership.js';
-import type { LeaseKeeper } from '../detector/lease-keeper.js';
 
 // The agent's tie to its cluster coordinator (see detector/membership.ts):
 // each heartbeat answer renews the leases of the jobs it names.
+
+/** Where heartbeat answers renew the agent's job leases (the agent's core). */
+export interface LeaseRenewals {
+  setLength(leaseMs: number): void;
+  renew(jobIds: string[], sentAtMs: number): void;
+}
 
 export interface ClusterLinkOptions {
   clusterAddress: string;
@@ -13,7 +18,7 @@ export interface ClusterLinkOptions {
   incarnation: bigint;
   agentAddress: string;
   capacityUnits: number;
-  leases: LeaseKeeper;
+  leases: LeaseRenewals;
   log: Logger;
   runtime: TierRuntime;
 }

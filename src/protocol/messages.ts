@@ -21,7 +21,11 @@ export interface RestoreSource {
 
 export type AgentRequest =
   /** gen names this start: the agent's reports on the job carry it, so a report from before it is told apart. */
-  | { kind: 'startJob'; jobId: string; units: string[]; sources: RestoreSource[]; leaseMs: number; gen: number }
+  /**
+   * leaseMs null: not bound to a lease (a job the agent runs on its own).
+   * intervalMs and fullEvery: the agent's own periodic checkpoints (0: none; a coordinator's jobs have none).
+   */
+  | { kind: 'startJob'; jobId: string; units: string[]; sources: RestoreSource[]; leaseMs: number | null; gen: number; intervalMs?: number; fullEvery?: number }
   /** Stops every start of the job below gen, even one still in flight (calls may overtake each other). */
   | { kind: 'stopJob'; jobId: string; gen: number }
   | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean }
@@ -44,13 +48,19 @@ export interface PartRef {
 }
 
 export type AgentAnswer =
-  | { kind: 'ok' }
+  /** dropped (to an abort): something of that epoch was staged or written here and is dropped. */
+  | { kind: 'ok'; dropped?: boolean }
   /** done: every unit of the job had exited at the cut, so this snapshot holds its end state. */
   | { kind: 'prepared'; pages: number; bytes: number; done: boolean }
   | { kind: 'durable'; part: PartRef }
   /** A restore that found a source damaged: the epoch and why (ARCHITECTURE §3.6). */
   | { kind: 'corrupt'; store: string; epoch: bigint; reason: string }
-  | { kind: 'refused'; reason: string };
+  /** A local checkpoint (the agent's own epoch) committed. */
+  | { kind: 'committed'; epoch: bigint; full: boolean; chainLength: number }
+  | { kind: 'refused'; reason: string; code?: RefusalCode };
+
+/** Why a request was refused, for shells that map it to a status (gRPC); cores need none. */
+export type RefusalCode = 'not-found' | 'already-exists' | 'failed-precondition' | 'aborted' | 'invalid-argument' | 'resource-exhausted' | 'unavailable';
 
 // ---- agent -> cluster, cluster -> grid: membership ------------------------------
 

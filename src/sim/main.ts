@@ -120,7 +120,8 @@ async function runRegressions(json: boolean, workers: number): Promise<void> {
   const bad: string[] = [];
   for (const r of plain.results) if (!r.ok) bad.push(`regression seed ${r.seed} failed again: ${r.violation}\n  replay: ${replayCommand(r.seed, null)}`);
   for (const e of list.filter((x) => x.mutant)) {
-    const r = runSeed({ seed: e.seed, mutants: new Set([e.mutant!]) });
+    // With the mutant's own fault profile, exactly as `--mutant NAME --seed S` replays it.
+    const r = runSeed({ seed: e.seed, mutants: new Set([e.mutant!]), faults: mutantNamed(e.mutant!)?.faults });
     if (r.ok) bad.push(`regression seed ${e.seed} no longer reproduces ${e.mutant} (${e.why}): re-derive the list`);
   }
   for (const line of bad) console.log(line);

@@ -2,7 +2,7 @@ import { ClusterSupervisor } from '../cluster/core/supervisor.js';
 import type { ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig } from '../cluster/core/supervisor-types.js';
 import { GridSupervisor } from '../grid/core/supervisor.js';
 import type { GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from '../grid/core/supervisor-types.js';
-import { NodeParticipant, type ParticipantConfig, type ParticipantInput, type ParticipantReply, type ParticipantSend, type WritePart } from '../node/core/participant.js';
+import { NodeParticipant, type ParticipantConfig, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from '../node/core/participant.js';
 import type { AgentAnswer, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import type { SimNet } from './net.js';
@@ -42,7 +42,7 @@ type AnswerFn<A> = (a: A) => void;
 export class SimAgent {
   readonly proc: SimProcess;
   core!: NodeParticipant;
-  driver!: SerialDriver<ParticipantInput, WritePart, ParticipantSend, ParticipantReply>;
+  driver!: SerialDriver<ParticipantInput, never, ParticipantSend, ParticipantReply>;
   units!: SimUnits;
   private replies = new Map<string, AnswerFn<AgentAnswer>>();
 
@@ -69,18 +69,11 @@ export class SimAgent {
     this.driver = new SerialDriver(this.core, {
       clock: this.env.world.clock,
       timers: this.proc.timers(),
-      persist: (p, done) => {
-        const units = this.units.stagedFor(p.jobId, p.epoch) ?? new Map();
-        diskWrite(this.proc, this.env.world.rng, this.env.disk, () => {
-          store.parts.set(SimStore.partKey(p.jobId, p.epoch, p.writer), { units: new Map(units), damaged: false });
-        }, (err) => {
-          if (err === null) this.units.recordSaved(p.jobId, p.epoch, units);
-          done(err);
-        });
-      },
-      persistFailed: (p, reason) => ({ kind: 'partFailed', jobId: p.jobId, epoch: p.epoch, reqId: p.reqId, to: p.to, reason }),
+      // The participant persists nothing through the driver: a part's write is a unit op (writePart).
+      persist: (_p, done) => done(null),
+      persistFailed: () => ({ kind: 'tick' }),
       send: (s) => {
-        if (s.to === 'units') return this.units.apply(s.unit);
+        if (s.to === 'units') return s.unit.op === 'write' ? this.writePart(s.unit, store) : this.units.apply(s.unit);
         const cluster = this.env.clusters.get(this.clusterId)!;
         const sentAtMs = s.heartbeat.sentAtMs;
         this.env.net.call<HeartbeatAnswer>(this.proc, cluster.proc,
@@ -103,6 +96,17 @@ export class SimAgent {
     this.proc.crash();
     this.driver?.stop();
     this.units?.crash();
+  }
+
+  /** Writes the staged snapshot as this node's part (lost if unsynced at a crash); the result is an input. */
+  private writePart(p: Extract<UnitOp, { op: 'write' }>, store: SimStore): void {
+    const units = this.units.stagedFor(p.jobId, p.epoch) ?? new Map();
+    diskWrite(this.proc, this.env.world.rng, this.env.disk, () => {
+      store.parts.set(SimStore.partKey(p.jobId, p.epoch, p.writer), { units: new Map(units), damaged: false });
+    }, (err) => {
+      if (err === null) this.units.recordSaved(p.jobId, p.epoch, units);
+      this.driver.input(err === null ? { kind: 'written', jobId: p.jobId, epoch: p.epoch, reqId: p.reqId } : { kind: 'partFailed', jobId: p.jobId, epoch: p.epoch, reqId: p.reqId, to: p.to, reason: err });
+    });
   }
 
   /** A call from the cluster arrives. */

@@ -89,7 +89,7 @@ export function runSeed(o: SimOptions): SimResult {
     for (let n = 1; n <= SIM.agentsPerCluster; n++) {
       const id = `${cid}n${n}`;
       ids.push(id);
-      agents.set(id, new SimAgent(id, cid, { capacityUnits: SIM.capacityUnits, heartbeatIntervalMs: SIM.heartbeatIntervalMs, freezeTimeoutMs: SIM.freezeTimeoutMs, maxJobs: 16 }, env));
+      agents.set(id, new SimAgent(id, cid, { capacityUnits: SIM.capacityUnits, heartbeatIntervalMs: SIM.heartbeatIntervalMs, freezeTimeoutMs: SIM.freezeTimeoutMs, maxJobs: 16, defaultFullEvery: 8 }, env));
     }
     topo.agents.set(cid, ids);
   }

@@ -55,8 +55,11 @@ export class SimUnits {
         return;
       case 'snapshot': return this.snapshot(u.jobId, u.epoch, u.full, u.parentEpoch);
       case 'dropStaging':
-        this.staged.delete(u.jobId);
+        if (this.staged.get(u.jobId)?.epoch === u.epoch) this.staged.delete(u.jobId);
         return;
+      // Simulated units keep no change bits: the next snapshot compares against what the parent saved.
+      case 'settle': return;
+      case 'write': throw new Error('a write is the agent\'s (SimAgent.writePart), not the units\'');
     }
   }
 

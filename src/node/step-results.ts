@@ -1,0 +1,29 @@
+import type { EpochManifest, PartInfo } from '../store/index.js';
+
+// What the agent's checkpoint steps answer (its API and Watch events).
+
+export interface PrepareResult {
+  epoch: bigint;
+  pages: number;
+  bytes: number;
+  freezeWindowMs: number;
+}
+
+export interface CommitResult {
+  epoch: bigint;
+  part: PartInfo;
+  containers: Array<{ name: string; pageCount: number }>;
+  writeMs: number;
+}
+
+/** A local checkpoint (ARCHITECTURE §4 on a single node). */
+export interface CheckpointResult {
+  manifest: EpochManifest;
+  chainLength: number;
+  freezeWindowMs: number;
+  freezeMs: number;
+  snapshotMs: number;
+  thawMs: number;
+  writeMs: number;
+  pagesSwappedIn: number;
+}
