@@ -106,7 +106,7 @@ export class RoundDriver {
         }
         case 'commit': {
           const part = await this.ports.commit(participant, epoch);
-          this.step({ kind: 'durable', participant, epoch, part });
+          this.step({ kind: 'durable', participant, epoch, part, digest: '' });
           return;
         }
         case 'abort':
