@@ -2,7 +2,7 @@ import { GridError } from '../common/errors.js';
 import type { AgentDeps } from './agent.js';
 import type { JobRecord } from './job-record.js';
 import { freezeAndSnapshot, fail, message } from './checkpoint-runner.js';
-import { writeNodePart, type PartInfo } from '../store/index.js';
+import { stagedPartDigest, writeNodePart, type PartInfo } from '../store/index.js';
 
 // The node agent as a participant in a coordinated round (ARCHITECTURE §4).
 //   prepare(epoch): freeze → snapshot changed pages into staging → thaw; keep it staged.
@@ -23,6 +23,8 @@ export interface PrepareResult {
   pages: number;
   bytes: number;
   freezeWindowMs: number;
+  /** The tableDigest commit's part will have (part-digest.ts); computed after the thaw. */
+  digest: string;
 }
 
 export interface CommitResult {
@@ -64,11 +66,14 @@ export async function prepareParticipant(deps: AgentDeps, job: JobRecord, fence:
   job.highestEpoch = fence.epoch;
   const frozen = await freezeAndSnapshot(deps, job, fence.epoch, full ? 'full' : 'changed');
   job.staged = { epoch: fence.epoch, parentEpoch: full ? null : parentEpoch, snapshot: frozen.snapshot };
+  // Thawed already: the digest's CRCs never lengthen the freeze window.
+  const digest = await stagedPartDigest({ epoch: fence.epoch, staging: frozen.snapshot.staging, pages: frozen.snapshot.entries });
   return {
     epoch: fence.epoch,
     pages: frozen.snapshot.pageCount,
     bytes: frozen.snapshot.staging.byteLength,
     freezeWindowMs: frozen.freezeWindowMs,
+    digest,
   };
 }
 
