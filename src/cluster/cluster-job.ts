@@ -1,7 +1,7 @@
 import { GridError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { nextEpoch, type RoundConfig, type RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type WriteManifestAction, type StartInput } from '../protocol/core/round.js';
-import { RoundDriver } from '../protocol/round-driver.js';
+import { RoundDriver, type DurableAnswer, type PreparedAnswer } from '../protocol/round-driver.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
@@ -289,14 +289,16 @@ export class ClusterJob {
     return client;
   }
 
-  private async sendPrepare(to: string, epoch: bigint, parentEpoch: bigint | null, full: boolean) {
+  private async sendPrepare(to: string, epoch: bigint, parentEpoch: bigint | null, full: boolean): Promise<PreparedAnswer> {
     const r = await this.agent(to).prepareCheckpoint({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: parentEpoch ?? 0n, full });
-    return { pages: Number(r.pages), bytes: Number(r.bytes) };
+    return { pages: Number(r.pages), bytes: Number(r.bytes), digest: r.digest };
   }
 
-  private async sendCommit(to: string, epoch: bigint): Promise<PartAnswer> {
+  /** The part's table digest goes to the round core, which checks it against the agent's PREPARED digest. */
+  private async sendCommit(to: string, epoch: bigint): Promise<DurableAnswer> {
     const r = await this.agent(to).commitCheckpoint({ fence: this.fence(epoch), jobId: this.jobId });
-    return { part: partInfoFromPb(r.part!), containers: r.containers };
+    const answer: PartAnswer = { part: partInfoFromPb(r.part!), containers: r.containers };
+    return { part: answer, digest: answer.part.tableDigest };
   }
 
   private async sendAbort(to: string, epoch: bigint, reason: string): Promise<void> {

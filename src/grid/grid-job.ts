@@ -48,11 +48,12 @@ export class GridJob {
     this.driver = new RoundDriver(spec.jobId, config, {
       prepare: async (to, epoch, parent, full) => {
         const r = await this.cluster(to).prepareRound({ fence: this.fence(epoch), jobId: this.jobId, parentEpoch: parent ?? 0n, full });
-        return { pages: Number(r.pages), bytes: Number(r.bytes) };
+        // A cluster's share has no one digest: its agents' are checked by its own round.
+        return { pages: Number(r.pages), bytes: Number(r.bytes), digest: '' };
       },
       commit: async (to, epoch) => {
         failpoint('grid.before-commit'); // crash tests: every cluster prepared and holding, no decision sent
-        return (await this.cluster(to).commitRound({ fence: this.fence(epoch), jobId: this.jobId })).epoch;
+        return { part: (await this.cluster(to).commitRound({ fence: this.fence(epoch), jobId: this.jobId })).epoch, digest: '' };
       },
       abort: async (to, epoch, reason) => {
         await this.cluster(to).abortRound({ fence: this.fence(epoch), jobId: this.jobId, reason });

@@ -78,7 +78,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e:
     }, onBug),
     prepareCheckpoint: unary(async (req) => {
       const r = await agent.prepareCheckpoint(fenceFromPb(req.fence), req.jobId, epochFromPb(req.parentEpoch), req.full);
-      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs };
+      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest };
     }, onBug),
     commitCheckpoint: unary(async (req) => {
       const r = await agent.commitCheckpoint(fenceFromPb(req.fence), req.jobId);

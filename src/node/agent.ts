@@ -7,7 +7,7 @@ import { validateJobSpec, type JobSpec } from './job-spec.js';
 import type { PageMemory, PageWriteOp, ContainerInfo, MemoryStats } from './memory/page-memory.js';
 import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
 import type { Freezer } from './units/freezer.js';
-import { listCommitted, listJobs, removeIncomplete } from '../store/index.js';
+import { listCommitted, listJobs, removeIncomplete, stagedPartDigest } from '../store/index.js';
 import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
 import type { AgentMetricsSink } from './metrics-sink.js';
 import { AgentWatch, type EventSink } from './agent-events.js';
@@ -271,8 +271,13 @@ export class NodeAgent {
       this.watch.stepFailed(jobId, fence.epoch, 'prepare', err);
       throw err;
     }
-    const timing = this.shells.get(jobId)?.timing.get(fence.epoch);
-    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0 };
+    // After the thaw (the job's ops run in order): the digest's CRCs never lengthen the freeze window.
+    await this.chains.get(jobId);
+    const shell = this.shells.get(jobId);
+    const snapshot = shell?.snapshots.get(fence.epoch);
+    const digest = snapshot ? await stagedPartDigest({ epoch: fence.epoch, staging: snapshot.staging, pages: snapshot.entries }) : '';
+    const timing = shell?.timing.get(fence.epoch);
+    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0, digest };
     this.watch.prepared(jobId, r);
     return r;
   }

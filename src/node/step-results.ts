@@ -7,6 +7,8 @@ export interface PrepareResult {
   pages: number;
   bytes: number;
   freezeWindowMs: number;
+  /** The tableDigest commit's part will have (store/part-digest.ts); computed after the thaw. */
+  digest: string;
 }
 
 export interface CommitResult {

@@ -15,9 +15,14 @@ import {
 // What a send or a persist does is the level's business (RoundPorts): agents
 // and the cluster store below, clusters and the grid catalog above.
 
+/** A participant's PREPARED: `digest` is its part's digest to come, '' when the level has none (round.ts invariant 10). */
+export interface PreparedAnswer { pages: number; bytes: number; digest: string }
+/** A participant's DURABLE: its part as the manifest takes it, and that part's digest ('' when none). */
+export interface DurableAnswer { part: unknown; digest: string }
+
 export interface RoundPorts {
-  prepare(to: string, epoch: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }>;
-  commit(to: string, epoch: bigint): Promise<unknown>;
+  prepare(to: string, epoch: bigint, parentEpoch: bigint | null, full: boolean): Promise<PreparedAnswer>;
+  commit(to: string, epoch: bigint): Promise<DurableAnswer>;
   abort(to: string, epoch: bigint, reason: string): Promise<void>;
   persist(action: WriteManifestAction): Promise<void>;
   onReply(reply: RoundReply): void;
@@ -101,12 +106,12 @@ export class RoundDriver {
       switch (s.kind) {
         case 'prepare': {
           const r = await this.ports.prepare(participant, epoch, s.parentEpoch, s.full);
-          this.step({ kind: 'prepared', participant, epoch, pages: r.pages, bytes: r.bytes, digest: '' });
+          this.step({ kind: 'prepared', participant, epoch, pages: r.pages, bytes: r.bytes, digest: r.digest });
           return;
         }
         case 'commit': {
-          const part = await this.ports.commit(participant, epoch);
-          this.step({ kind: 'durable', participant, epoch, part });
+          const { part, digest } = await this.ports.commit(participant, epoch);
+          this.step({ kind: 'durable', participant, epoch, part, digest });
           return;
         }
         case 'abort':

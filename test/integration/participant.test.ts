@@ -16,6 +16,8 @@ import { commitEpoch, listCommitted } from '../../src/store/index.js';
 // with this test as the coordinator: PREPARE → COMMIT → manifest; an aborted
 // round writes no manifest and loses no change (its pages are marked changed
 // again, so the next epoch holds them); stale and fenced messages are refused.
+// Each agent's PREPARED digest is the table digest of the part it then writes
+// (part-digest.ts invariant 1), as the committed manifest records it.
 
 const params = { accounts: 2048, units: 2, opsPerUnit: 1500, seed: 21 };
 const JOB = 'bank';
@@ -25,9 +27,12 @@ function fence(epoch: bigint, incarnation = 1n) {
 }
 
 async function round(agents: TestAgent[], storeDir: string, epoch: bigint, parent: bigint | null): Promise<void> {
+  const preparedDigests: Record<string, string> = {};
   for (const a of agents) {
     const p = await a.client.prepareCheckpoint({ fence: fence(epoch), jobId: JOB, parentEpoch: parent ?? 0n, full: parent === null });
     expect(p.epoch).toBe(epoch);
+    expect(p.digest).toMatch(/^[0-9a-f]{64}$/);
+    preparedDigests[a.nodeId] = p.digest;
   }
   const commits = [];
   for (const a of agents) commits.push(await a.client.commitCheckpoint({ fence: fence(epoch), jobId: JOB }));
@@ -37,6 +42,8 @@ async function round(agents: TestAgent[], storeDir: string, epoch: bigint, paren
     parts: commits.map((c) => partInfoFromPb(c.part!)),
     layout: { spec: { jobId: JOB, units: [], checkpointIntervalMs: 0, fullEvery: 0 }, placement: {}, partOwners: {} },
   });
+  const committed = (await listCommitted(storeDir, JOB)).find((m) => m.epoch === epoch)!;
+  expect(Object.fromEntries(committed.parts.map((p) => [p.nodeId, p.tableDigest]))).toEqual(preparedDigests);
 }
 
 describe('node agents as round participants', () => {

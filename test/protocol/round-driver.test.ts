@@ -17,8 +17,8 @@ describe('RoundDriver on the serial driver', () => {
     let begun!: () => void;
     const persistBegun = new Promise<void>((r) => { begun = r; });
     const d = new RoundDriver('job', DEFAULT_ROUND_CONFIG, {
-      prepare: async (to) => { log.push(`prepare ${to}`); return { pages: 1, bytes: 4096 }; },
-      commit: async (to) => { log.push(`commit ${to}`); return { part: to }; },
+      prepare: async (to) => { log.push(`prepare ${to}`); return { pages: 1, bytes: 4096, digest: `d-${to}` }; },
+      commit: async (to) => { log.push(`commit ${to}`); return { part: to, digest: `d-${to}` }; },
       abort: async () => undefined,
       persist: async () => { log.push('persist begins'); begun(); await persisted; log.push('persist done'); },
       onReply: (r) => log.push(`reply ${r.kind}`),
@@ -39,8 +39,8 @@ describe('RoundDriver on the serial driver', () => {
 
   it('a failed manifest write aborts the round, and a refused start leaves the driver usable', async () => {
     const d = new RoundDriver('job', DEFAULT_ROUND_CONFIG, {
-      prepare: async () => ({ pages: 0, bytes: 0 }),
-      commit: async () => ({}),
+      prepare: async () => ({ pages: 0, bytes: 0, digest: '' }),
+      commit: async () => ({ part: {}, digest: '' }),
       abort: async () => undefined,
       persist: async () => { throw new Error('ENOSPC: no space left on device'); },
       onReply: () => undefined,
@@ -49,5 +49,24 @@ describe('RoundDriver on the serial driver', () => {
     const o = await d.start({ kind: 'start', roundId: 'r1', jobId: 'job', epoch: 1n, parentEpoch: null, participants: ['a'], full: true });
     expect(o).toMatchObject({ kind: 'aborted', phase: 'writingManifest' });
     expect(o.kind === 'aborted' && o.reason).toContain('ENOSPC');
+  });
+
+  it('passes each PREPARED and DURABLE digest to the core: a part that is not the snapshot prepared aborts, no manifest (invariant 10)', async () => {
+    const persisted: bigint[] = [];
+    const aborted: string[] = [];
+    const d = new RoundDriver('job', DEFAULT_ROUND_CONFIG, {
+      prepare: async (to) => ({ pages: 1, bytes: 4096, digest: `snap-${to}` }),
+      commit: async (to) => ({ part: { to }, digest: to === 'b' ? 'something-else' : `snap-${to}` }),
+      abort: async (to) => { aborted.push(to); },
+      persist: async (p) => { persisted.push(p.epoch); },
+      onReply: () => undefined,
+    }, { clock: realClock, timers: realTimers }, silentLogger());
+    const o = await d.start({ kind: 'start', roundId: 'r1', jobId: 'job', epoch: 1n, parentEpoch: null, participants: ['a', 'b'], full: true });
+    expect(o).toMatchObject({ kind: 'aborted', phase: 'committing', culprits: ['b'] });
+    expect(o.kind === 'aborted' && o.reason).toBe(
+      'participant "b" wrote a part with digest something-else, not the digest snap-b it prepared: the part is not the snapshot prepared');
+    expect(persisted).toEqual([]);
+    await d.whenIdle();
+    expect(aborted.sort()).toEqual(['a', 'b']);
   });
 });

@@ -12,7 +12,7 @@ import {
 // messages for other epochs, duplicates of past inputs, cancels, proceeds
 // (held rounds), starts (some while busy, some with a used epoch, which must
 // be refused without changing anything) and ticks. After every step:
-// checkInvariants() (invariants 1-9 of src/cluster/core/round.ts). After the
+// checkInvariants() (invariants 1-10 of src/protocol/core/round.ts). After the
 // schedule a drain delivers what is pending and ticks past every deadline,
 // and an observer that sees only inputs and outputs checks the trace:
 //  - every started round has exactly one outcome, and nothing is sent or
@@ -22,10 +22,15 @@ import {
 //    DURABLE (after COMMIT) before the one writeManifest, whose parts are the
 //    first DURABLE answers; the manifest was reported written in the step of
 //    the outcome; every answer counted arrived before its deadline; no ABORT
-//    for that epoch (3, 4, 5, 7);
+//    for that epoch; every part's DURABLE digest agrees with its PREPARED
+//    one (3, 4, 5, 7, 10);
 //  - aborted ⇒ ABORT to every participant exactly once, in the step of the
 //    outcome; a writeManifest only if it then failed or timed out; the abort
-//    is explained by the input of that step or by a passed deadline (6, 7).
+//    is explained by the input of that step or by a passed deadline (6, 7);
+//    one explained by a DURABLE is a part whose digest differs from the one
+//    its participant PREPARED, both non-empty, and names both (10).
+// In the faulty world a participant sometimes reports no digest ('') and
+// sometimes writes a part that is not its snapshot (another digest).
 // A fault-free world (no failures, no losses, long deadlines) must commit
 // every round. The same seed gives the same schedule and the same trace.
 
@@ -52,6 +57,11 @@ const choiceArb: fc.Arbitrary<Choice> = fc.noBias(fc.record({ op: fc.nat(99), ar
 const worldArb = (faults: boolean): fc.Arbitrary<World> =>
   fc.record({ participants: fc.integer({ min: 1, max: 4 }), rounds: fc.integer({ min: 1, max: 4 }), holdMask: fc.nat(15), faults: fc.constant(faults) });
 const scheduleArb = (faults: boolean) => fc.tuple(worldArb(faults), fc.noBias(fc.array(choiceArb, { maxLength: 120 })));
+
+/** The digest of the snapshot `participant` prepares for `epoch` (a part written from it has the same). */
+const snapshotDigest = (participant: string, epoch: bigint): string => `h${participant}${epoch}`;
+/** Invariant 10's agreement, written out: '' is no digest. */
+const agree = (prepared: string, durable: string): boolean => prepared === '' || durable === '' || prepared === durable;
 
 /** Runs the core in the simulated world; returns the trace and the started rounds. */
 function simulate(world: World, choices: readonly Choice[]): { trace: TraceEntry[]; starts: StartInput[]; core: RoundCoordinator } {
@@ -85,16 +95,22 @@ function simulate(world: World, choices: readonly Choice[]): { trace: TraceEntry
     for (const p of out.persist) pending.push({ type: 'manifest', participant: '', epoch: p.epoch });
     if (out.reply?.kind === 'committed') lastCommitted = out.reply.epoch;
   };
-  /** The answer to `p`; with `mayFail`, a failure 1 time in 9 (1 in 3 for a manifest, whose window is short). */
+  /**
+   * The answer to `p`; with `mayFail`, a failure 1 time in 9 (1 in 3 for a manifest, whose
+   * window is short), and now and then no digest or a part that is not the snapshot prepared.
+   */
   const answer = (p: Pending, mayFail: boolean, arg: number): RoundInput => {
     const { participant, epoch } = p;
     const fail = mayFail && arg % (p.type === 'manifest' ? 3 : 9) === 0;
     switch (p.type) {
       case 'prepare':
         return fail ? { kind: 'prepareFailed', participant, epoch, reason: `E${arg}` }
-          : { kind: 'prepared', participant, epoch, pages: arg % 5, bytes: (arg % 5) * 4096, digest: `h${arg % 100}` };
-      case 'commit':
-        return fail ? { kind: 'durableFailed', participant, epoch, reason: `W${arg}` } : { kind: 'durable', participant, epoch, part: { participant, arg } };
+          : { kind: 'prepared', participant, epoch, pages: arg % 5, bytes: (arg % 5) * 4096, digest: mayFail && arg % 7 === 1 ? '' : snapshotDigest(participant, epoch) };
+      case 'commit': {
+        if (fail) return { kind: 'durableFailed', participant, epoch, reason: `W${arg}` };
+        const written = mayFail && arg % 11 === 5 ? `x${participant}${epoch}` : snapshotDigest(participant, epoch);
+        return { kind: 'durable', participant, epoch, part: { participant, arg }, digest: mayFail && arg % 7 === 2 ? '' : written };
+      }
       case 'manifest':
         return fail ? { kind: 'manifestFailed', epoch, reason: `M${arg}` } : { kind: 'manifestWritten', epoch };
     }
@@ -215,6 +231,11 @@ function checkTrace(trace: readonly TraceEntry[], starts: readonly StartInput[])
       }
       expect(manifest!.parts.map((x) => [x.participant, x.part])).toEqual(
         participants.map((p) => [p, (firstFrom(durableIn, p)!.input as { part: unknown }).part]));
+      for (const p of participants) {
+        const prep = (firstFrom(preparedIn, p)!.input as { digest: string }).digest;
+        expect(agree(prep, (firstFrom(durableIn, p)!.input as { digest: string }).digest)).toBe(true);
+        expect(manifest!.parts.find((x) => x.participant === p)!.digest).toBe(prep);
+      }
       expect(manifest!.i).toBeLessThan(endIdx);
       expect(end.input).toEqual({ kind: 'manifestWritten', epoch });
       expect(end.nowMs).toBeLessThan(manifest!.deadlineMs);
@@ -228,7 +249,16 @@ function checkTrace(trace: readonly TraceEntry[], starts: readonly StartInput[])
         expect(outcome.phase).toBe('writingManifest');
         expect(input.kind === 'manifestFailed' || outcome.reason.startsWith('manifest write did not report'), outcome.reason).toBe(true);
       }
+      if (input.kind === 'durable' && input.epoch === epoch) {
+        // Only a part that is not the snapshot prepared ends a round on DURABLE (10).
+        const commitIdx = ofKind('commit')[0]!.i;
+        const prep = (firstFrom(inputs('prepared', startIdx, commitIdx), input.participant)!.input as { digest: string }).digest;
+        expect(prep !== '' && input.digest !== '' && prep !== input.digest).toBe(true);
+        expect(outcome).toMatchObject({ phase: 'committing', culprits: [input.participant] });
+        expect(outcome.reason).toContain(`digest ${input.digest}, not the digest ${prep} it prepared`);
+      }
       const explained =
+        (input.kind === 'durable' && input.epoch === epoch && outcome.reason.includes('is not the snapshot prepared')) ||
         (input.kind === 'cancel' && input.epoch === epoch && outcome.reason.startsWith('cancelled')) ||
         (input.kind === 'manifestFailed' && input.epoch === epoch && manifest !== undefined) ||
         ((input.kind === 'prepareFailed' || input.kind === 'durableFailed' || input.kind === 'participantFailed') &&
@@ -279,5 +309,12 @@ describe('RoundCoordinator under random schedules', () => {
     const again = first.map(([world, choices]) => serialize(simulate(world, choices).trace));
     expect(again).toEqual(traces);
     expect(traces.some((t) => t.includes('"committed"')) && traces.some((t) => t.includes('"aborted"'))).toBe(true);
+  });
+
+  it('the faulty world does exercise invariant 10: some rounds abort on a part that is not the snapshot prepared', () => {
+    const runs = fc.sample(scheduleArb(true), { seed: 20240611, numRuns: 200 }).map(([world, choices]) => simulate(world, choices).trace);
+    const digestAborts = runs.flatMap((t) => t).filter((e) => e.out?.reply?.kind === 'aborted' && e.out.reply.reason.includes('is not the snapshot prepared'));
+    expect(digestAborts.length).toBeGreaterThan(0);
+    expect(digestAborts.every((e) => e.input.kind === 'durable')).toBe(true);
   });
 });

@@ -6,7 +6,7 @@ import {
 
 // Exact-output tests of the round core (Temporal style): feed inputs, compare
 // the exact persist / send / reply lists. Invariant numbers are those of
-// src/cluster/core/round.ts; checkInvariants() runs after every step.
+// src/protocol/core/round.ts; checkInvariants() runs after every step.
 
 const CONFIG: RoundConfig = {
   prepareTimeoutMs: 1000,
@@ -40,8 +40,8 @@ function make(): { c: RoundCoordinator; step: (input: RoundInput, nowMs: number)
 
 const prepared = (participant: string, epoch: bigint, pages = 10): RoundInput =>
   ({ kind: 'prepared', participant, epoch, pages, bytes: pages * 4096, digest: `d-${participant}` });
-const durable = (participant: string, epoch: bigint): RoundInput =>
-  ({ kind: 'durable', participant, epoch, part: { file: `${participant}.pages` } });
+const durable = (participant: string, epoch: bigint, digest = `d-${participant}`): RoundInput =>
+  ({ kind: 'durable', participant, epoch, part: { file: `${participant}.pages` }, digest });
 
 const prepares = (epoch: bigint, deadlineMs: number, parentEpoch: bigint | null = epoch - 1n || null, full = epoch === 1n) =>
   P3.map((to) => ({ kind: 'prepare', to, jobId: JOB, epoch, parentEpoch, full, deadlineMs }));
@@ -230,7 +230,7 @@ describe('RoundCoordinator, exact outputs', () => {
     step(prepared('n3', 1n), 30);
     expect(step(prepared('n3', 1n), 40)).toEqual(NONE); // a late duplicate during the commit phase
     step(durable('n1', 1n), 50);
-    expect(step({ kind: 'durable', participant: 'n1', epoch: 1n, part: 'other' }, 60)).toEqual(NONE);
+    expect(step({ kind: 'durable', participant: 'n1', epoch: 1n, part: 'other', digest: 'd-n1' }, 60)).toEqual(NONE);
     step(durable('n2', 1n), 70);
     const out = step(durable('n3', 1n), 80);
     expect(out.persist[0]?.parts[0]).toEqual({ participant: 'n1', pages: 5, bytes: 20480, digest: 'd-n1', part: { file: 'n1.pages' } });
@@ -252,6 +252,37 @@ describe('RoundCoordinator, exact outputs', () => {
     ];
     for (const input of bad) expect(step(input, 10)).toEqual(NONE);
     expect(c.status()).toMatchObject({ phase: 'preparing', waitingFor: P3, ignored: { stale: 0, duplicate: 0, unexpected: 10, irrelevant: 0 } });
+  });
+
+  it('a DURABLE part whose digest is not the one PREPARED aborts the round, naming the participant and both digests (invariant 10)', () => {
+    const { c, step } = make();
+    step(start(1n), 0);
+    for (const p of P3) step(prepared(p, 1n), 10);
+    expect(step(durable('n1', 1n), 20)).toEqual(NONE);
+    const reason = 'participant "n2" wrote a part with digest e-n2, not the digest d-n2 it prepared: the part is not the snapshot prepared';
+    expect(step(durable('n2', 1n, 'e-n2'), 30)).toEqual({
+      persist: [],
+      send: aborts(1n, 130, reason),
+      reply: { kind: 'aborted', roundId: 'r1', jobId: JOB, epoch: 1n, phase: 'committing', reason, culprits: ['n2'], elapsedMs: 30 },
+    });
+    // No manifest follows: the last DURABLE is for a round that is over.
+    expect(step(durable('n3', 1n), 40)).toEqual(NONE);
+    expect(c.status()).toMatchObject({ phase: 'idle', roundsCommitted: 0, roundsAborted: 1, ignored: { stale: 1 } });
+  });
+
+  it('an empty digest on either side is not compared; a malformed DURABLE digest is unexpected and changes nothing (invariants 8, 10)', () => {
+    const { c, step } = make();
+    step(start(1n), 0);
+    step({ kind: 'prepared', participant: 'n1', epoch: 1n, pages: 1, bytes: 4096, digest: '' }, 10);
+    step(prepared('n2', 1n), 10);
+    step(prepared('n3', 1n), 10);
+    expect(step(durable('n1', 1n, 'anything'), 20)).toEqual(NONE); // n1 prepared none: nothing to compare
+    expect(step(durable('n2', 1n, ''), 20)).toEqual(NONE); // n2's level reports none on DURABLE
+    expect(step(durable('n3', 1n, 'x'.repeat(17)), 20)).toEqual(NONE); // longer than maxIdChars
+    expect(step({ ...durable('n3', 1n), digest: 7 } as unknown as RoundInput, 20)).toEqual(NONE);
+    expect(c.status()).toMatchObject({ phase: 'committing', waitingFor: ['n3'], ignored: { unexpected: 2 } });
+    const out = step(durable('n3', 1n), 30);
+    expect(out.persist[0]?.parts.map((x) => [x.participant, x.digest])).toEqual([['n1', ''], ['n2', 'd-n2'], ['n3', 'd-n3']]);
   });
 
   it('a cancel aborts a live round with no culprit', () => {

@@ -516,7 +516,7 @@ export class ClusterSupervisor {
     const participant = p.node;
     if (answer.kind === 'prepared' && answer.done) job.doneAtCut.add(participant);
     if (answer.kind === 'prepared') return this.roundStep(job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: '' }, out);
-    if (answer.kind === 'durable') return this.roundStep(job, { kind: 'durable', participant, epoch, part: answer.part }, out);
+    if (answer.kind === 'durable') return this.roundStep(job, { kind: 'durable', participant, epoch, part: answer.part, digest: '' }, out);
     const reason = 'reason' in answer ? answer.reason : answer.kind;
     if (p.kind === 'prepare') this.roundStep(job, { kind: 'prepareFailed', participant, epoch, reason }, out);
     else if (p.kind === 'commit') this.roundStep(job, { kind: 'durableFailed', participant, epoch, reason }, out);

@@ -497,7 +497,7 @@ export class GridSupervisor {
     const epoch = p.epoch;
     if (answer.kind === 'prepared' && answer.done) job.doneAtCut.add(participant);
     if (answer.kind === 'prepared') return this.roundStep(job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: '' }, out);
-    if (answer.kind === 'committed') return this.roundStep(job, { kind: 'durable', participant, epoch, part: { cluster: participant, epoch } }, out);
+    if (answer.kind === 'committed') return this.roundStep(job, { kind: 'durable', participant, epoch, part: { cluster: participant, epoch }, digest: '' }, out);
     const reason = 'reason' in answer ? answer.reason : answer.kind;
     if (p.kind === 'prepare') this.roundStep(job, { kind: 'prepareFailed', participant, epoch, reason }, out);
     else if (p.kind === 'commit') this.roundStep(job, { kind: 'durableFailed', participant, epoch, reason }, out);

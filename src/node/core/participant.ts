@@ -314,7 +314,8 @@ export class NodeParticipant {
     if (why) return this.reply(out, to, reqId, why);
     const j = job!;
     if (j.leaseBound) return this.reply(out, to, reqId, refused(`job ${jobId} is run by a coordinator: its checkpoints are the coordinator's rounds`, 'failed-precondition'));
-    if (j.freezing || j.writing) return this.reply(out, to, reqId, this.busy(j));
+    // A round's staged snapshot waits for its COMMIT: one staging per job (P7).
+    if (j.freezing || j.writing || j.staged) return this.reply(out, to, reqId, this.busy(j));
     const full = forceFull || j.lastEpoch === null || j.epochsSinceFull + 1 >= j.fullEvery;
     const parentEpoch = full ? null : j.lastEpoch;
     const epoch = j.highestEpoch + 1n;
@@ -455,7 +456,7 @@ export class NodeParticipant {
       if (job.nextLocalMs !== null && this.nowMs >= job.nextLocalMs) {
         job.nextLocalMs = null;
         // A step still running skips this turn; the next turn counts from its end.
-        if (job.freezing || job.writing) continue;
+        if (job.freezing || job.writing || job.staged) continue;
         this.onLocal(job.jobId, false, 0, '', out);
       }
     }

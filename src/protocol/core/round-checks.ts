@@ -5,7 +5,7 @@
 
 import { GridError, invalidArgument } from '../../common/errors.js';
 import { checkName } from '../../common/names.js';
-import type { PreparedInput, RoundConfig, StartInput } from './round-types.js';
+import type { DurableInput, PreparedInput, RoundConfig, StartInput } from './round-types.js';
 
 /** Epochs travel as uint64. */
 export const MAX_EPOCH = (1n << 64n) - 1n;
@@ -107,9 +107,21 @@ export function isWellFormedAnswer(participant: unknown, epoch: unknown, config:
   return isId(participant, config.maxIdChars) && isEpoch(epoch);
 }
 
+function isDigest(value: unknown, maxChars: number): value is string {
+  return typeof value === 'string' && value.length <= maxChars;
+}
+
 export function isWellFormedPrepared(input: PreparedInput, config: RoundConfig): boolean {
-  return isCount(input.pages) && isCount(input.bytes) && typeof input.digest === 'string' &&
-    input.digest.length <= config.maxIdChars;
+  return isCount(input.pages) && isCount(input.bytes) && isDigest(input.digest, config.maxIdChars);
+}
+
+export function isWellFormedDurable(input: DurableInput, config: RoundConfig): boolean {
+  return isDigest(input.digest, config.maxIdChars);
+}
+
+/** Invariant 10: a part agrees with its PREPARED unless both digests are known and differ ('' is unknown). */
+export function digestsAgree(prepared: string, durable: string): boolean {
+  return prepared === '' || durable === '' || prepared === durable;
 }
 
 /** A reason from the network, cut to a bounded length. */

@@ -4,7 +4,8 @@
 // only what the state says.
 
 import { assert } from '../../common/errors.js';
-import type { PreparedInfo, RoundOutcome, RoundPhase, StartInput } from './round-types.js';
+import { digestsAgree } from './round-checks.js';
+import type { DurableInfo, PreparedInfo, RoundOutcome, RoundPhase, StartInput } from './round-types.js';
 
 export type RecordPhase = RoundPhase | 'committed' | 'aborted';
 
@@ -26,7 +27,7 @@ export interface RoundRecord {
   manifestAtMs: number | null;
   endedAtMs: number | null;
   readonly prepared: Map<string, PreparedInfo>;
-  readonly durable: Map<string, unknown>;
+  readonly durable: Map<string, DurableInfo>;
   // ---- ledger ----
   readonly sentPrepare: Set<string>;
   readonly sentCommit: Set<string>;
@@ -69,7 +70,7 @@ function subset(a: Iterable<string>, b: ReadonlySet<string> | Map<string, unknow
   return true;
 }
 
-/** Throws (a bug) if the record breaks one of invariants 2-7 or 9. */
+/** Throws (a bug) if the record breaks one of invariants 2-7, 9 or 10. */
 export function checkRecord(r: RoundRecord, maxParticipants: number): void {
   const n = r.participants.length;
   const at = `round ${r.roundId} epoch ${r.epoch} (${r.phase})`;
@@ -77,6 +78,7 @@ export function checkRecord(r: RoundRecord, maxParticipants: number): void {
   assert(r.sentPrepare.size === n, `${at}: PREPARE went to every participant`); // 2
   assert(subset(r.prepared.keys(), r.members), `${at}: prepared ⊆ participants`);
   assert(subset(r.durable.keys(), r.prepared), `${at}: durable ⊆ prepared`);
+  for (const [p, d] of r.durable) assert(digestsAgree(r.prepared.get(p)!.digest, d.digest), `${at}: ${p}'s durable part is the snapshot it prepared`); // 10
   assert(r.sentCommit.size === 0 || (r.sentCommit.size === n && r.prepared.size === n), `${at}: COMMIT only to all, after all PREPARED`); // 3
   assert(r.manifestsEmitted <= 1, `${at}: one manifest per epoch`); // 4
   assert(r.manifestsEmitted === 0 || r.durable.size === n, `${at}: manifest only after every DURABLE`); // 4

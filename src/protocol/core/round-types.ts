@@ -18,7 +18,7 @@ export interface RoundConfig {
   maxParticipants: number;
   /** Reasons from the network are cut to this many characters. */
   maxReasonChars: number;
-  /** Longest participant id, round id and digest accepted. */
+  /** Longest participant id, round id and digest (prepared or durable) accepted. */
   maxIdChars: number;
 }
 
@@ -46,11 +46,19 @@ export interface PreparedInput {
   epoch: bigint;
   pages: number;
   bytes: number;
+  /** The digest of the part this participant will write from its snapshot; '' when the level has none. */
   digest: string;
 }
 
 export interface PrepareFailedInput { kind: 'prepareFailed'; participant: string; epoch: bigint; reason: string }
-export interface DurableInput { kind: 'durable'; participant: string; epoch: bigint; part: unknown }
+export interface DurableInput {
+  kind: 'durable';
+  participant: string;
+  epoch: bigint;
+  part: unknown;
+  /** The digest of the part as written (its table digest); '' when the level has none. Checked by invariant 10. */
+  digest: string;
+}
 export interface DurableFailedInput { kind: 'durableFailed'; participant: string; epoch: bigint; reason: string }
 /** A verdict of the failure detector; carries no epoch. */
 export interface ParticipantFailedInput { kind: 'participantFailed'; participant: string; reason: string }
@@ -116,6 +124,9 @@ export interface AbortAction { kind: 'abort'; to: string; jobId: string; epoch: 
 export type SendAction = PrepareAction | CommitAction | AbortAction;
 
 export interface PreparedInfo { participant: string; pages: number; bytes: number; digest: string }
+
+/** What a participant answered with DURABLE: its part as is, and the part's digest. */
+export interface DurableInfo { part: unknown; digest: string }
 
 export type RoundPhase = 'preparing' | 'holding' | 'committing' | 'writingManifest';
 export type AbortPhase = RoundPhase;

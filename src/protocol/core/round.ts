@@ -54,11 +54,16 @@
 //  9. Bounded: participants ≤ maxParticipants, ids ≤ maxIdChars, reasons cut
 //     to maxReasonChars; a round's sets never exceed its participants; the
 //     core keeps only the current and the last round.
+// 10. A part is the snapshot prepared: a DURABLE whose digest differs from the
+//     digest its participant PREPARED (both non-empty; '' means the level has
+//     none) is never recorded; it aborts the round, naming the participant
+//     and both digests. So every durable part, and every part a manifest
+//     names, agrees with its PREPARED.
 
 import { assert, invalidArgument } from '../../common/errors.js';
 import {
-  boundedReason, checkJobId, checkStartShape, describeValue, failedPrecondition, isWellFormedAnswer,
-  isWellFormedPrepared, MAX_EPOCH, nameList, validateRoundConfig,
+  boundedReason, checkJobId, checkStartShape, describeValue, digestsAgree, failedPrecondition, isWellFormedAnswer,
+  isWellFormedDurable, isWellFormedPrepared, MAX_EPOCH, nameList, validateRoundConfig,
 } from './round-checks.js';
 import { checkRecord, newRecord, type RoundRecord } from './round-record.js';
 import type {
@@ -238,7 +243,14 @@ export class RoundCoordinator {
     if (r === null) return;
     if (r.durable.has(input.participant)) return void (this.ignored.duplicate += 1);
     if (r.phase !== 'committing') return void (this.ignored.unexpected += 1); // no COMMIT sent yet
-    r.durable.set(input.participant, input.part);
+    if (!isWellFormedDurable(input, this.config)) return void (this.ignored.unexpected += 1);
+    const { participant, part, digest } = input;
+    const prepared = r.prepared.get(participant)!.digest;
+    if (!digestsAgree(prepared, digest)) {
+      const why = `wrote a part with digest ${digest}, not the digest ${prepared} it prepared: the part is not the snapshot prepared`;
+      return this.becomeAborted(r, `participant ${JSON.stringify(participant)} ${why}`, [participant], nowMs, out);
+    }
+    r.durable.set(participant, { part, digest });
     if (r.durable.size === r.participants.length) this.becomeWritingManifest(r, nowMs, out);
   }
 
@@ -341,7 +353,7 @@ export class RoundCoordinator {
     r.manifestsEmitted += 1;
     const parts: ManifestPart[] = r.participants.map((participant) => {
       const info = r.prepared.get(participant)!;
-      return { participant, pages: info.pages, bytes: info.bytes, digest: info.digest, part: r.durable.get(participant) };
+      return { participant, pages: info.pages, bytes: info.bytes, digest: info.digest, part: r.durable.get(participant)!.part };
     });
     out.persist.push({
       kind: 'writeManifest', jobId: r.jobId, epoch: r.epoch, parentEpoch: r.parentEpoch, full: r.full, parts,

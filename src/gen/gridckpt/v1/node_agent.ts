@@ -40,6 +40,12 @@ export interface PrepareCheckpointResponse {
   pages: bigint;
   bytes: bigint;
   freezeWindowMs: number;
+  /**
+   * The table_digest this node's part will have when COMMIT writes the
+   * snapshot just staged (sha256 hex of its page table); the coordinator
+   * aborts the round if the PartInfo it gets on COMMIT has another one.
+   */
+  digest: string;
 }
 
 export interface CommitCheckpointRequest {
@@ -448,7 +454,7 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
 };
 
 function createBasePrepareCheckpointResponse(): PrepareCheckpointResponse {
-  return { epoch: 0n, pages: 0n, bytes: 0n, freezeWindowMs: 0 };
+  return { epoch: 0n, pages: 0n, bytes: 0n, freezeWindowMs: 0, digest: "" };
 }
 
 export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = {
@@ -473,6 +479,9 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     }
     if (message.freezeWindowMs !== 0) {
       writer.uint32(33).double(message.freezeWindowMs);
+    }
+    if (message.digest !== "") {
+      writer.uint32(42).string(message.digest);
     }
     return writer;
   },
@@ -522,6 +531,14 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
             message.freezeWindowMs = reader.double();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -544,6 +561,7 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
         : isSet(object.freeze_window_ms)
         ? globalThis.Number(object.freeze_window_ms)
         : 0,
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
     };
   },
 
@@ -561,6 +579,9 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     if (message.freezeWindowMs !== 0) {
       obj.freezeWindowMs = floatToJson(message.freezeWindowMs);
     }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
     return obj;
   },
 
@@ -573,6 +594,7 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     message.pages = (object.pages !== undefined && object.pages !== null) ? BigInt(object.pages) : 0n;
     message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
     message.freezeWindowMs = object.freezeWindowMs ?? 0;
+    message.digest = object.digest ?? "";
     return message;
   },
 };

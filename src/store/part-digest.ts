@@ -1,0 +1,31 @@
+// The digest of a node's part: the sha256 of its encoded page table, which
+// lists every page in the order written with its container, page number,
+// offset, CRC32C, version and epoch. The writer records it in PartInfo as
+// `tableDigest` (and the reader checks the table file against it); a
+// participant computes the same value from its staging after the thaw and
+// answers it with PREPARED, so the coordinator can check that the part it is
+// given on DURABLE is the snapshot that was prepared (round.ts invariant 10).
+// Invariants:
+//   1. stagedPartDigest(p) === writeNodePart({...p, ...}).tableDigest for the
+//      same epoch, pages and staging bytes: both are digestPageTable of
+//      planPageTable + fillChecksums (part-plan.ts); nothing else goes in.
+//   2. It never runs inside the freeze window: its cost (CRC32C of every
+//      staged byte, then sha256 of 36 bytes a page) is paid after the thaw,
+//      in slices that let the agent's event loop turn.
+
+import { sha256Hex } from './manifest.js';
+import { encodePageTable, type PageTable } from './page-table.js';
+import { fillChecksums, planPageTable, type StagedPart } from './part-plan.js';
+
+/** A table with its checksums filled in, encoded, and the sha256 hex of that encoding. */
+export function digestPageTable(table: PageTable): { tableBytes: Uint8Array; tableDigest: string } {
+  const tableBytes = encodePageTable(table);
+  return { tableBytes, tableDigest: sha256Hex(tableBytes) };
+}
+
+/** The tableDigest that writeNodePart will record for these staged pages. */
+export async function stagedPartDigest(part: StagedPart): Promise<string> {
+  const table = planPageTable(part);
+  await fillChecksums(table, part.staging);
+  return digestPageTable(table).tableDigest;
+}
