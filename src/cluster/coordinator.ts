@@ -209,8 +209,8 @@ export class ClusterCoordinator {
     this.jobs.set(spec.jobId, job);
     if (gridManaged) this.gridLeases.bind(spec.jobId);
     for (const nodeId of job.nodes()) {
-      await this.client(nodeId).startJob({ job: job.specFor(nodeId), leaseBound: true, fresh: false });
-      this.granted(nodeId);
+      // Granted even if the call fails: the agent may have bound a lease before it did (a late call is refused there).
+      await this.client(nodeId).startJob({ job: job.specFor(nodeId), leaseBound: true, fresh: false }).finally(() => this.granted(nodeId));
     }
     this.arm(job);
     this.persist(job);

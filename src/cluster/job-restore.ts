@@ -32,16 +32,21 @@ export async function restoreNode(c: ClusterCoordinator, job: ClusterJob, nodeId
   const spec = job.specFor(nodeId);
   const sources = job.sourcesFor(nodeId);
   const agent = c.client(nodeId);
-  if (sources.length === 0) {
-    await agent.stopJob({ jobId: job.jobId }).catch(() => undefined);
-    await agent.startJob({ job: spec, leaseBound: true, fresh: true });
-  } else {
-    await agent.restore({
-      jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true,
-      sources: sources.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch, partsFrom: s.parts })),
-    });
+  try {
+    if (sources.length === 0) {
+      await agent.stopJob({ jobId: job.jobId }).catch(() => undefined);
+      await agent.startJob({ job: spec, leaseBound: true, fresh: true });
+    } else {
+      await agent.restore({
+        jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true,
+        sources: sources.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch, partsFrom: s.parts })),
+      });
+    }
+  } finally {
+    // Granted even if the call failed: the agent may have bound a lease before it did. It refuses a
+    // start that reaches its core after the call's deadline, so any lease it bound began before now.
+    c.granted(nodeId);
   }
-  c.granted(nodeId);
 }
 
 async function readLayout(storeDir: string, jobId: string, epoch: bigint): Promise<ForeignEpochLayout> {

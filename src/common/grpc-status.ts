@@ -40,15 +40,15 @@ export function statusName(code: number | undefined): string {
 
 /** Adapts an async domain handler to a grpc-js unary handler. */
 export function unary<Req, Res>(
-  handler: (req: Req) => Promise<Res> | Res,
+  handler: (req: Req, call: { getDeadline?(): Date | number }) => Promise<Res> | Res,
   onError?: (err: unknown) => void,
 ): (
-  call: { request: Req },
+  call: { request: Req; getDeadline?(): Date | number },
   callback: (err: Partial<ServiceError> | null, value?: Res) => void,
 ) => void {
   return (call, callback) => {
     Promise.resolve()
-      .then(() => handler(call.request))
+      .then(() => handler(call.request, call))
       .then(
         (value) => callback(null, value),
         (err: unknown) => {

@@ -20,8 +20,8 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e:
   const { config } = agent.deps;
   return {
     watch: serveWatch(hub),
-    startJob: unary(async (req) => ({
-      job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)), { leaseBound: req.leaseBound, fresh: req.fresh })),
+    startJob: unary(async (req, call) => ({
+      job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)), { leaseBound: req.leaseBound, fresh: req.fresh, ...deadlineOf(call) })),
     }), onBug),
     stopJob: unary(async (req) => ({ job: jobStatusToPb(await agent.stopJob(req.jobId)) }), onBug),
     checkpoint: unary(async (req) => {
@@ -54,13 +54,13 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e:
       const r = await verifyEpoch(config.storeDir, req.jobId, epoch);
       return { ok: r.ok, epoch: r.epoch, pagesChecked: BigInt(r.pagesChecked), errors: r.errors };
     }, onBug),
-    restore: unary(async (req) => {
+    restore: unary(async (req, call) => {
       checkName('job id', req.jobId);
       const r = await agent.restore(req.jobId, epochFromPb(req.epoch), {
         ...(req.partsFrom.length > 0 ? { parts: new Set(req.partsFrom.map((n) => checkName('node id', n))) } : {}),
         ...(req.job ? { spec: jobSpecFromPb(req.job) } : {}),
         ...(req.sources.length > 0 ? { sources: req.sources.map(restoreSourceFromPb) } : {}),
-      }, { leaseBound: req.leaseBound });
+      }, { leaseBound: req.leaseBound, ...deadlineOf(call) });
       return {
         epoch: epochInfoToPb(r.manifest, r.chainLength),
         skipped: r.skipped.map((s) => ({ epoch: s.epoch, reason: s.reason })),
@@ -92,6 +92,13 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e:
       return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
     }, onBug),
   };
+}
+
+/** A call's deadline, if it has a finite one (grpc-js does not cancel a handler past it; the core refuses the start). */
+function deadlineOf(call: { getDeadline?(): Date | number }): { deadline?: number } {
+  const d = call.getDeadline?.();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return ms !== undefined && Number.isFinite(ms) ? { deadline: ms } : {};
 }
 
 function restoreSourceFromPb(s: RestoreSourcePb): RestoreSource {

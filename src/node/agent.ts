@@ -85,6 +85,8 @@ export interface AgentDeps {
 export interface StartOptions {
   leaseBound?: boolean;
   fresh?: boolean;
+  /** The call's deadline (wall-clock ms): a start that reaches the core after it is refused. */
+  deadline?: number;
 }
 
 
@@ -189,8 +191,11 @@ export class NodeAgent {
     }).finally(() => this.starts.delete(reqId));
   }
 
-  private call(from: string, incarnation: bigint, req: AgentRequest, ctx?: StartCtx): Promise<AgentAnswer> {
-    return this.ask((reqId) => ({ kind: 'call', call: { reqId, from, incarnation, req } }), ctx);
+  private call(from: string, incarnation: bigint, req: AgentRequest, ctx?: StartCtx, deadline?: number): Promise<AgentAnswer> {
+    const { clock } = this.deps.runtime;
+    // The caller's deadline (wall clock) on the core's clock.
+    const deadlineMs = deadline === undefined ? undefined : Math.floor(clock.nowMs() + (deadline - clock.wallMs()));
+    return this.ask((reqId) => ({ kind: 'call', call: { reqId, from, incarnation, req, ...(deadlineMs === undefined ? {} : { deadlineMs }) } }), ctx);
   }
 
   private summary(jobId: string): JobSummary {
@@ -215,7 +220,7 @@ export class NodeAgent {
         `job ${spec.jobId} has ${committed.length} committed epochs in ${config.storeDir}: restore it instead of starting it anew`,
       );
     }
-    const answer = await this.call(LOCAL, 0n, this.startRequest(spec, opts.leaseBound === true), { kind: 'start', spec });
+    const answer = await this.call(LOCAL, 0n, this.startRequest(spec, opts.leaseBound === true), { kind: 'start', spec }, opts.deadline);
     if (answer.kind !== 'ok') throw refusal(answer);
     this.deps.log.info({ jobId: spec.jobId, units: spec.units.length, leaseBound: opts.leaseBound === true }, 'job started');
     return this.jobView(spec.jobId);
@@ -318,7 +323,7 @@ export class NodeAgent {
     // The units to run are known once the epoch is read (its manifest's job): the core learns them from the spawn.
     const units = scope.spec?.units.map((u) => u.unitId) ?? [];
     const req: AgentRequest = { kind: 'startJob', jobId, units, sources: [], gen: ++this.gens, leaseMs: opts.leaseBound === true ? this.leaseMs : null };
-    const answer = await this.call(LOCAL, 0n, req, ctx);
+    const answer = await this.call(LOCAL, 0n, req, ctx, opts.deadline);
     if (answer.kind !== 'ok' || !ctx.result) {
       const err = ctx.error ?? (answer.kind === 'ok' ? new GridError('internal', 'restore answered without a result') : refusal(answer));
       this.watch.restoreFailed(jobId, err);

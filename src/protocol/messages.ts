@@ -37,6 +37,11 @@ export interface AgentCall {
   from: string;
   incarnation: bigint;
   req: AgentRequest;
+  /**
+   * When the caller gives up (on the receiver's clock): a call stepped after
+   * it is refused, since a lease it would bind is one the caller never counts.
+   */
+  deadlineMs?: number;
 }
 
 /** What an agent wrote for an epoch: a part file named by its writer. */
@@ -60,7 +65,7 @@ export type AgentAnswer =
   | { kind: 'refused'; reason: string; code?: RefusalCode };
 
 /** Why a request was refused, for shells that map it to a status (gRPC); cores need none. */
-export type RefusalCode = 'not-found' | 'already-exists' | 'failed-precondition' | 'aborted' | 'invalid-argument' | 'resource-exhausted' | 'unavailable';
+export type RefusalCode = 'not-found' | 'already-exists' | 'failed-precondition' | 'aborted' | 'invalid-argument' | 'resource-exhausted' | 'unavailable' | 'deadline-exceeded';
 
 // ---- agent -> cluster, cluster -> grid: membership ------------------------------
 

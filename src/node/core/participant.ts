@@ -162,6 +162,9 @@ export class NodeParticipant {
     if (call.incarnation < seen) {
       return this.reply(out, call.from, call.reqId, refused(`fenced: coordinator ${call.from} incarnation ${call.incarnation} is older than ${seen}`, 'failed-precondition'));
     }
+    if (call.deadlineMs !== undefined && this.nowMs > call.deadlineMs) {
+      return this.reply(out, call.from, call.reqId, refused(`the call came ${this.nowMs - call.deadlineMs} ms after its deadline: its caller gave up`, 'deadline-exceeded'));
+    }
     // gens are a coordinator incarnation's own numbers: a new incarnation starts them afresh.
     if (call.incarnation > seen) this.stoppedBelow.clear();
     this.incarnations.delete(call.from);
