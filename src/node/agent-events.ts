@@ -18,6 +18,11 @@ export class AgentWatch {
     if (from !== to) this.sink?.emit({ kind: 'job', jobId, subject: this.nodeId, from, to, detail: `job ${jobId} on ${this.nodeId}: ${detail}` });
   }
 
+  /** A start that reached this node after its caller gave up: refused, so no lease binds that the caller never counted. */
+  lateStart(jobId: string, reason: string): void {
+    this.sink?.emit({ kind: 'job', jobId, subject: this.nodeId, from: '', to: 'refused', detail: `start of job ${jobId} on ${this.nodeId} refused: ${reason}` });
+  }
+
   prepared(jobId: string, r: PrepareResult): void {
     this.round(jobId, r.epoch, 'prepared', `epoch ${r.epoch} prepared: ${r.pages} pages, ${r.bytes} bytes staged; frozen ${r.freezeWindowMs.toFixed(2)} ms`);
   }

@@ -221,6 +221,7 @@ export class NodeAgent {
       );
     }
     const answer = await this.call(LOCAL, 0n, this.startRequest(spec, opts.leaseBound === true), { kind: 'start', spec }, opts.deadline);
+    if (answer.kind === 'refused' && answer.code === 'deadline-exceeded') this.watch.lateStart(spec.jobId, answer.reason);
     if (answer.kind !== 'ok') throw refusal(answer);
     this.deps.log.info({ jobId: spec.jobId, units: spec.units.length, leaseBound: opts.leaseBound === true }, 'job started');
     return this.jobView(spec.jobId);
@@ -324,6 +325,7 @@ export class NodeAgent {
     const units = scope.spec?.units.map((u) => u.unitId) ?? [];
     const req: AgentRequest = { kind: 'startJob', jobId, units, sources: [], gen: ++this.gens, leaseMs: opts.leaseBound === true ? this.leaseMs : null };
     const answer = await this.call(LOCAL, 0n, req, ctx, opts.deadline);
+    if (answer.kind === 'refused' && answer.code === 'deadline-exceeded') this.watch.lateStart(jobId, answer.reason);
     if (answer.kind !== 'ok' || !ctx.result) {
       const err = ctx.error ?? (answer.kind === 'ok' ? new GridError('internal', 'restore answered without a result') : refusal(answer));
       this.watch.restoreFailed(jobId, err);

@@ -76,7 +76,11 @@ export class NodeParticipant {
   private readonly jobs = new Map<string, AgentJob>();
   /** The newest incarnation seen per coordinator (P3). */
   private readonly incarnations = new Map<string, bigint>();
-  /** Per job, the gen below which every start is stopped (a stop may overtake the start it stops). */
+  /**
+   * Per coordinator and job, the gen below which every start is stopped (a
+   * stop may overtake the start it stops). Gens are one coordinator
+   * incarnation's own numbers, so the key names the coordinator.
+   */
   private readonly stoppedBelow = new Map<string, number>();
   private nextBeatMs = 0;
   private seq = 0;
@@ -166,7 +170,7 @@ export class NodeParticipant {
       return this.reply(out, call.from, call.reqId, refused(`the call came ${this.nowMs - call.deadlineMs} ms after its deadline: its caller gave up`, 'deadline-exceeded'));
     }
     // gens are a coordinator incarnation's own numbers: a new incarnation starts them afresh.
-    if (call.incarnation > seen) this.stoppedBelow.clear();
+    if (call.incarnation > seen) for (const k of [...this.stoppedBelow.keys()]) if (k.startsWith(`${call.from}\n`)) this.stoppedBelow.delete(k);
     this.incarnations.delete(call.from);
     this.incarnations.set(call.from, call.incarnation);
     for (const id of this.incarnations.keys()) {
@@ -177,12 +181,13 @@ export class NodeParticipant {
     const job = this.jobs.get(r.jobId);
     switch (r.kind) {
       case 'startJob': return this.onStart(call, r, out);
-      case 'stopJob':
-        this.stoppedBelow.set(r.jobId, Math.max(this.stoppedBelow.get(r.jobId) ?? 0, r.gen));
+      case 'stopJob': {
+        const key = stopKey(call.from, r.jobId);
+        this.stoppedBelow.set(key, Math.max(this.stoppedBelow.get(key) ?? 0, r.gen));
         // Bounded (P6): stops of jobs this agent no longer holds go first; they only matter while a start is in flight.
-        for (const id of this.stoppedBelow.keys()) {
+        for (const k of this.stoppedBelow.keys()) {
           if (this.stoppedBelow.size <= 4 * this.config.maxJobs) break;
-          if (!this.jobs.has(id) && id !== r.jobId) this.stoppedBelow.delete(id);
+          if (!this.jobs.has(k.slice(k.indexOf('\n') + 1)) && k !== key) this.stoppedBelow.delete(k);
         }
         if (job && job.gen < r.gen) {
           if (isLive(job)) this.end(job, 'stopped', 'stopped by its coordinator', true, out);
@@ -193,6 +198,7 @@ export class NodeParticipant {
           }
         }
         return this.reply(out, call.from, call.reqId, { kind: 'ok' });
+      }
       case 'prepare': return this.onPrepare(call, r, job, out);
       case 'commit': {
         const why = this.notCheckpointable(r.jobId, job);
@@ -249,7 +255,7 @@ export class NodeParticipant {
 
   private onStart(call: AgentCall, r: Extract<AgentCall['req'], { kind: 'startJob' }>, out: ParticipantStep): void {
     const jobId = r.jobId;
-    if (r.gen < (this.stoppedBelow.get(jobId) ?? 0)) {
+    if (r.gen < (this.stoppedBelow.get(stopKey(call.from, jobId)) ?? 0)) {
       return this.reply(out, call.from, call.reqId, refused(`start ${r.gen} of job ${jobId} was stopped before it arrived`, 'aborted'));
     }
     const old = this.jobs.get(jobId);
@@ -258,6 +264,9 @@ export class NodeParticipant {
     }
     if (old && isLive(old)) this.end(old, 'stopped', 'restarted', true, out);
     else if (old?.freezing) this.endFreeze(old, `job ${jobId} restarted`, out);
+    // What the old job staged or wrote unconfirmed is no epoch of the new one: its pages count as changed again.
+    if (old?.staged) this.dropStaged(old, out);
+    if (old && old.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: old.written, confirmed: false } });
     const job: AgentJob = {
       jobId, gen: r.gen, units: [...r.units].sort(), state: 'starting',
       leaseUntilMs: r.leaseMs === null ? null : this.nowMs + r.leaseMs, leaseBound: r.leaseMs !== null,
@@ -458,8 +467,11 @@ export class NodeParticipant {
       }
       if (job.nextLocalMs !== null && this.nowMs >= job.nextLocalMs) {
         job.nextLocalMs = null;
-        // A step still running skips this turn; the next turn counts from its end.
-        if (job.freezing || job.writing || job.staged) continue;
+        // A step still running skips this turn (a local one sets the next turn at its end; a round's, here).
+        if (job.freezing || job.writing || job.staged) {
+          if (!job.freezing?.local && !job.writing?.local) job.nextLocalMs = this.nowMs + job.intervalMs;
+          continue;
+        }
         this.onLocal(job.jobId, false, 0, '', out);
       }
     }
@@ -540,6 +552,10 @@ export class NodeParticipant {
       if (j.writing && (j.freezing || j.staged)) fail(`P7: job ${j.jobId} snapshots while a write of it runs`);
     }
   }
+}
+
+function stopKey(from: string, jobId: string): string {
+  return `${from}\n${jobId}`;
 }
 
 function isLive(j: AgentJob): boolean {

@@ -404,6 +404,15 @@ function run(schedule: Array<[number, Cmd]>): void {
         }
       }
     }
+    // A restart (a start that spawns) settles the old record's written part unconfirmed: it is no epoch of the new one.
+    for (const [jm, which] of [[J, 'job'], [O, 'own']] as const) {
+      const spawned = cmd.k === 'start' && cmd.j === which && out.send.some((x) => x.to === 'units' && x.unit.op === 'spawn' && x.unit.jobId === jm.id);
+      if (spawned && jm.writtenPart !== null) {
+        expectedSettles.push(`${jm.id}:${jm.writtenPart}:false`);
+        jm.writtenPart = null;
+        seen.unconfirmed += 1;
+      }
+    }
     // Settles: exactly those the model expects, each part once.
     eq(expectedSettles.sort(), settles.sort());
     for (const s of settles) {
@@ -468,7 +477,7 @@ function run(schedule: Array<[number, Cmd]>): void {
     for (const [jm, which] of [[J, 'job'], [O, 'own']] as const) {
       if (cmd.k === 'start' && cmd.j === which && out.send.some((s) => s.to === 'units' && s.unit.op === 'spawn' && s.unit.jobId === jm.id)) {
         jm.startReq = callReq;
-        // A restart is a new record: its written part (if any) is forgotten without a settle (see the report), its chain restarts.
+        // A restart is a new record: its written part was settled above, its chain restarts.
         jm.writtenPart = null;
         jm.lastEpoch = null;
         jm.sinceFull = 0;
