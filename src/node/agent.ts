@@ -276,9 +276,10 @@ export class NodeAgent {
     job.state = 'fenced';
     job.lastError = `lease lapsed: the coordinator stopped renewing job ${jobId} here, so its units were killed`;
     this.deps.log.warn({ jobId }, 'job lease lapsed: killing its units');
-    this.watch.job(jobId, from, 'fenced', job.lastError);
     this.deps.metrics.leaseLapsed();
     await this.deps.supervisor.stopJob(jobId, 0).catch((err: unknown) => this.deps.log.error({ jobId, err: String(err) }, 'killing fenced units failed'));
+    // Told once the units are gone (as stopJob tells "stopped"): a reader that hears "fenced" finds them exited.
+    this.watch.job(jobId, from, 'fenced', job.lastError);
     await job.checkpointInFlight?.catch(() => undefined);
     if (job.state === 'fenced' && this.deps.memory.jobs().includes(jobId)) this.deps.memory.dropJob(jobId);
     for (const w of job.exitWaiters.splice(0)) w();
@@ -322,7 +323,9 @@ export class NodeAgent {
     const { memory } = this.deps;
     return job.gate.run(() => {
       if (create && !memory.hasContainer(id.jobId, name)) {
-        return { info: memory.createContainer(id.jobId, name, pageCount), created: true };
+        const info = memory.createContainer(id.jobId, name, pageCount);
+        this.watch.containerCreated(id.jobId, id.unitId, info.name, info.pageCount);
+        return { info, created: true };
       }
       return { info: memory.openContainer(id.jobId, name, pageCount || undefined), created: false };
     });
