@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { spawnAgent, type AgentProcess } from '../../src/node/agent-process.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import type { UnitEnv } from '../../src/unit/client.js';
+import type { StatusResponse } from '../../src/gen/gridckpt/v1/node_agent.js';
+import { untilStatus } from '../../src/wire/watch-until.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // Starts a real agent process for a test and stops it afterwards.
 
@@ -45,6 +48,16 @@ export async function startAgent(dataDir: string, opts: { nodeId: string; args?:
       await proc.exited;
     },
   };
+}
+
+/**
+ * Waits for the agent's status to satisfy ok: read once the agent has
+ * subscribed us to its Watch stream, then again at each event it pushes (its
+ * jobs' states, rounds, local checkpoints, restores and containers all change
+ * with an event), never on a timer. ok may throw to end the wait at once.
+ */
+export function untilAgent(c: AgentClient, ok: (s: StatusResponse) => boolean | Promise<boolean>, what: string, deadlineMs = 120_000): Promise<StatusResponse> {
+  return untilStatus(realRuntime(), c, ok, what, deadlineMs);
 }
 
 /** A unit's identity, read from its environment as root can (for API tests). */
