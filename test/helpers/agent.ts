@@ -84,23 +84,34 @@ export async function procState(pid: number): Promise<string | null> {
   }
 }
 
-export async function untilFile(path: string, deadlineMs = 30_000): Promise<void> {
+export function untilFile(path: string, deadlineMs = 30_000): Promise<void> {
+  return untilPath(path, true, deadlineMs);
+}
+
+/** Until path is gone (removed by a service that tells no event of it): the directory above it is watched. */
+export function untilGone(path: string, deadlineMs = 30_000): Promise<void> {
+  return untilPath(path, false, deadlineMs);
+}
+
+/** Until path exists (or is gone): looked at again at each change the kernel reports in its directory, never on a timer. */
+async function untilPath(path: string, present: boolean, deadlineMs: number): Promise<void> {
   const { watch, existsSync } = await import('node:fs');
   const { dirname } = await import('node:path');
-  if (existsSync(path)) return;
+  const done = () => existsSync(path) === present;
+  if (done()) return;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       watcher.close();
-      reject(new Error(`${path} did not appear within ${deadlineMs} ms`));
+      reject(new Error(`${path} ${present ? 'did not appear' : 'was still there'} within ${deadlineMs} ms`));
     }, deadlineMs);
     const watcher = watch(dirname(path), () => {
-      if (existsSync(path)) {
+      if (done()) {
         clearTimeout(timer);
         watcher.close();
         resolve();
       }
     });
-    if (existsSync(path)) {
+    if (done()) {
       clearTimeout(timer);
       watcher.close();
       resolve();
