@@ -10,7 +10,6 @@ import { ClusterClient } from '../wire/cluster-client.js';
 import { AgentClient } from '../wire/agent-client.js';
 import type { WatchStream } from '../wire/watch-client.js';
 import { realRuntime } from '../wire/real-clients.js';
-import { sleep } from '../runtime/timers.js';
 import { UsageError, jsonLine, line, parseIntFlag } from './output.js';
 import { FIRST_PAUSE_MS, MAX_PAUSE_MS, REPLAY_ON_REOPEN, WatchResume, nextPauseMs } from './watch-resume.js';
 
@@ -95,9 +94,15 @@ class StopSignal {
     this.wake();
   }
 
-  /** The pause between attempts, cut short by stop(). */
+  /** The pause between attempts, cut short by stop() (its timer cleared: it must not hold the process). */
   async pause(ms: number): Promise<void> {
-    await Promise.race([sleep(realRuntime().timers, ms), this.done]);
+    const { timers } = realRuntime();
+    let timer: unknown = null;
+    try {
+      await Promise.race([new Promise<void>((resolve) => (timer = timers.setTimer(resolve, ms))), this.done]);
+    } finally {
+      if (timer !== null) timers.clearTimer(timer);
+    }
   }
 }
 
