@@ -2,6 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { spawnAgent, type AgentProcess } from '../node/agent-process.js';
 import { AgentClient } from '../wire/agent-client.js';
+import { untilStatus } from '../wire/watch-until.js';
+import { realRuntime } from '../wire/real-clients.js';
 import { listCommitted } from '../store/index.js';
 import { bankJobSpec, readBankFromAgent } from '../bank/job.js';
 import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../bank/model.js';
@@ -111,15 +113,14 @@ export async function runNodeDrill(o: NodeDrillOptions): Promise<NodeDrillReport
   }
 }
 
+/** Over the agent's Watch stream (a local checkpoint is an event): fails at once if the job ends first. */
 async function untilCommitted(c: AgentClient, n: number): Promise<void> {
-  // The agent has no event stream yet; poll its status briefly.
-  for (;;) {
-    const s = await c.status();
+  await untilStatus(realRuntime(), c, (s) => {
     const job = s.jobs.find((j) => j.jobId === JOB);
-    if (job && job.checkpointsCommitted >= BigInt(n)) return;
+    if (job && job.checkpointsCommitted >= BigInt(n)) return true;
     if (job && job.state !== 'running') throw new Error(`job ${job.state} before its first checkpoint: ${job.lastError}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return false;
+  }, `${n} committed checkpoints of job ${JOB}`, 120_000);
 }
 
 async function killAll(agent: AgentProcess, c: AgentClient): Promise<void> {

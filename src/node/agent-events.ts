@@ -4,8 +4,11 @@ import type { EpochManifest } from '../store/index.js';
 import type { RestoreResult } from './restore-runner.js';
 
 // What the node agent tells its Watch readers: its jobs' states, its part in
-// each round (prepared, durable, aborted), its own local checkpoints, and
-// restores. The subject is this node for job events, the epoch for rounds.
+// each round (prepared, durable, aborted), its own local checkpoints,
+// restores, and the containers its units create (a job's memory appearing
+// changes its status: a reader waiting for it hears of it). The subject is
+// this node for job events, the epoch for rounds, the container's name for
+// containers.
 
 export interface EventSink {
   emit(e: NewEvent): void;
@@ -16,6 +19,11 @@ export class AgentWatch {
 
   job(jobId: string, from: string, to: string, detail: string): void {
     if (from !== to) this.sink?.emit({ kind: 'job', jobId, subject: this.nodeId, from, to, detail: `job ${jobId} on ${this.nodeId}: ${detail}` });
+  }
+
+  /** A unit created a container (at most maxContainersPerJob a job). */
+  containerCreated(jobId: string, unitId: string, name: string, pageCount: number): void {
+    this.sink?.emit({ kind: 'container', jobId, subject: name, to: 'created', detail: `unit ${unitId} of job ${jobId} created container ${name} (${pageCount} pages) on ${this.nodeId}` });
   }
 
   /** A start that reached this node after its caller gave up: refused, so no lease binds that the caller never counted. */

@@ -432,12 +432,18 @@ export class NodeAgent {
       const from = this.seen.get(jobId) ?? '';
       if (from === s.state) continue;
       this.seen.set(jobId, s.state);
-      this.watch.job(jobId, from === 'starting' ? (this.shells.has(jobId) ? 'restoring' : '') : from, this.stateOf(s), s.lastError || `units ${s.state}`);
+      const tell = (): void => {
+        this.watch.job(jobId, from === 'starting' ? (this.shells.has(jobId) ? 'restoring' : '') : from, this.stateOf(s), s.lastError || `units ${s.state}`);
+        if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
+      };
       if (s.state === 'fenced') {
         this.deps.log.warn({ jobId }, 'job lease lapsed: killing its units');
         this.deps.metrics.leaseLapsed();
       }
-      if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
+      // Stopped or fenced is told once the units are gone (the kill is this step's op, queued after this
+      // hook): a reader that hears it finds them exited.
+      if (s.state === 'stopped' || s.state === 'fenced') void Promise.resolve().then(() => this.chains.get(jobId)).then(tell);
+      else tell();
     }
     for (const jobId of [...this.seen.keys()]) {
       if (this.core.summary(jobId)) continue;
@@ -496,7 +502,9 @@ export class NodeAgent {
     return job.gate.run(() => {
       this.checkLease(id.jobId);
       if (create && !memory.hasContainer(id.jobId, name)) {
-        return { info: memory.createContainer(id.jobId, name, pageCount), created: true };
+        const info = memory.createContainer(id.jobId, name, pageCount);
+        this.watch.containerCreated(id.jobId, id.unitId, info.name, info.pageCount);
+        return { info, created: true };
       }
       return { info: memory.openContainer(id.jobId, name, pageCount || undefined), created: false };
     });

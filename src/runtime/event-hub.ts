@@ -14,7 +14,7 @@ import { GridError } from '../common/errors.js';
 //      is never held back by whoever watches it.
 // No I/O here: the clock comes in, and delivery is the caller's (watch-stream.ts).
 
-export type WatchKind = 'job' | 'round' | 'member' | 'recovery';
+export type WatchKind = 'job' | 'round' | 'member' | 'recovery' | 'container';
 
 export interface HubEvent {
   seq: bigint;

@@ -1,4 +1,4 @@
-import { credentials } from '@grpc/grpc-js';
+import { credentials, type ChannelOptions } from '@grpc/grpc-js';
 import { callUnary } from '../common/grpc-call.js';
 import { realClock } from '../runtime/real-ports.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
@@ -14,8 +14,8 @@ export { GrpcCallError as AgentCallError } from '../common/grpc-call.js';
 export class AgentClient {
   private readonly client: NodeAgentServiceClient;
 
-  constructor(readonly address: string, readonly timeoutMs = 30_000) {
-    this.client = new NodeAgentServiceClient(address, credentials.createInsecure());
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}) {
+    this.client = new NodeAgentServiceClient(address, credentials.createInsecure(), options);
   }
 
   startJob(req: pb.StartJobRequest) { return this.call<pb.StartJobRequest, pb.StartJobResponse>('startJob', req); }

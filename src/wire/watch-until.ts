@@ -27,8 +27,15 @@ function quiet<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/** Resolves with the first status read that satisfies ok; rejects after deadlineMs naming what and the last status. */
-export async function untilStatus<S>(time: TimePorts, c: Watchable<S>, ok: (s: S) => boolean, what: string, deadlineMs: number): Promise<S> {
+/**
+ * Resolves with the first status read that satisfies ok; rejects after
+ * deadlineMs naming what and the last status. ok may look further (at the
+ * processes the status names, say) and answer later; an error it throws or
+ * rejects with ends the wait with that error.
+ */
+export async function untilStatus<S>(
+  time: TimePorts, c: Watchable<S>, ok: (s: S) => boolean | Promise<boolean>, what: string, deadlineMs: number,
+): Promise<S> {
   const { clock, timers } = time;
   const endUnixMs = clock.wallMs() + deadlineMs;
   let last: S | null = null;
@@ -50,7 +57,7 @@ export async function untilStatus<S>(time: TimePorts, c: Watchable<S>, ok: (s: S
         const events = w.events()[Symbol.asyncIterator]();
         for (;;) {
           last = await Promise.race([quiet(c.status()), deadline]);
-          if (ok(last)) return last;
+          if (await Promise.race([quiet(Promise.resolve(ok(last))), deadline])) return last;
           const next: IteratorResult<WatchEvent> = await Promise.race([quiet(events.next()), deadline]);
           if (next.done) break;
         }

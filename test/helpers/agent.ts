@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { spawnAgent, type AgentProcess } from '../../src/node/agent-process.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import type { UnitEnv } from '../../src/unit/client.js';
+import type { StatusResponse } from '../../src/gen/gridckpt/v1/node_agent.js';
+import { untilStatus } from '../../src/wire/watch-until.js';
+import { realRuntime } from '../../src/wire/real-clients.js';
 
 // Starts a real agent process for a test and stops it afterwards.
 
@@ -47,6 +50,16 @@ export async function startAgent(dataDir: string, opts: { nodeId: string; args?:
   };
 }
 
+/**
+ * Waits for the agent's status to satisfy ok: read once the agent has
+ * subscribed us to its Watch stream, then again at each event it pushes (its
+ * jobs' states, rounds, local checkpoints, restores and containers all change
+ * with an event), never on a timer. ok may throw to end the wait at once.
+ */
+export function untilAgent(c: AgentClient, ok: (s: StatusResponse) => boolean | Promise<boolean>, what: string, deadlineMs = 120_000): Promise<StatusResponse> {
+  return untilStatus(realRuntime(), c, ok, what, deadlineMs);
+}
+
 /** A unit's identity, read from its environment as root can (for API tests). */
 export async function unitEnvOf(pid: number): Promise<UnitEnv> {
   const raw = await readFile(join('/proc', String(pid), 'environ'), 'utf8');
@@ -71,23 +84,34 @@ export async function procState(pid: number): Promise<string | null> {
   }
 }
 
-export async function untilFile(path: string, deadlineMs = 30_000): Promise<void> {
+export function untilFile(path: string, deadlineMs = 30_000): Promise<void> {
+  return untilPath(path, true, deadlineMs);
+}
+
+/** Until path is gone (removed by a service that tells no event of it): the directory above it is watched. */
+export function untilGone(path: string, deadlineMs = 30_000): Promise<void> {
+  return untilPath(path, false, deadlineMs);
+}
+
+/** Until path exists (or is gone): looked at again at each change the kernel reports in its directory, never on a timer. */
+async function untilPath(path: string, present: boolean, deadlineMs: number): Promise<void> {
   const { watch, existsSync } = await import('node:fs');
   const { dirname } = await import('node:path');
-  if (existsSync(path)) return;
+  const done = () => existsSync(path) === present;
+  if (done()) return;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       watcher.close();
-      reject(new Error(`${path} did not appear within ${deadlineMs} ms`));
+      reject(new Error(`${path} ${present ? 'did not appear' : 'was still there'} within ${deadlineMs} ms`));
     }, deadlineMs);
     const watcher = watch(dirname(path), () => {
-      if (existsSync(path)) {
+      if (done()) {
         clearTimeout(timer);
         watcher.close();
         resolve();
       }
     });
-    if (existsSync(path)) {
+    if (done()) {
       clearTimeout(timer);
       watcher.close();
       resolve();

@@ -1,6 +1,7 @@
 import { expect } from 'vitest';
 import type { AgentClient } from '../../src/wire/agent-client.js';
-import type { JobStatus } from '../../src/gen/gridckpt/v1/node_agent.js';
+import type { JobStatus, StatusResponse } from '../../src/gen/gridckpt/v1/node_agent.js';
+import { untilAgent } from './agent.js';
 import { readBankFromAgent } from '../../src/bank/job.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
@@ -33,14 +34,20 @@ export function killGroups(pids: number[]): void {
   }
 }
 
-/** Polls the agent's status until the job satisfies ok (the agent has no event stream yet). */
-export async function untilJob(client: AgentClient, jobId: string, ok: (j: JobStatus) => boolean): Promise<JobStatus> {
-  for (;;) {
-    const job = (await client.status()).jobs.find((j) => j.jobId === jobId);
-    if (job && ok(job)) return job;
+/**
+ * Waits for the job to satisfy ok, over the agent's Watch stream (see
+ * untilAgent): a job the agent does not know yet is waited for; one that
+ * leaves running before ok holds fails the wait at once, with its lastError.
+ */
+export async function untilJob(client: AgentClient, jobId: string, ok: (j: JobStatus) => boolean, deadlineMs = 120_000): Promise<JobStatus> {
+  const find = (s: StatusResponse) => s.jobs.find((j) => j.jobId === jobId);
+  const s = await untilAgent(client, (st) => {
+    const job = find(st);
+    if (job && ok(job)) return true;
     if (job && job.state !== 'running') throw new Error(`job ${job.state} while waiting: ${job.lastError}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return false;
+  }, `job ${jobId}`, deadlineMs);
+  return find(s)!;
 }
 
 export async function untilCommitted(client: AgentClient, jobId: string, n: number): Promise<void> {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { clusterBankSpec } from '../../src/bank/job.js';
@@ -10,7 +9,7 @@ import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { epochChain, epochDir, listCommitted } from '../../src/store/index.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
-import { uniqueNodeId, untilFile } from '../helpers/agent.js';
+import { uniqueNodeId, untilFile, untilGone } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
 import { realRuntime } from '../../src/wire/real-clients.js';
@@ -76,7 +75,7 @@ describe('an agent starting beside a shared cluster store', () => {
         expect((await listCommitted(storeDir, 'bank')).map((m) => m.epoch)).toContain(1n);
         expect(s.jobs[0]!.roundsAborted).toBe(0n);
         // The coordinator sweeps below what it committed: the stale epoch 0, not the rounds after 1.
-        await untilGone(stale);
+        await untilGone(stale, 10_000);
 
         // Kill -9 and restart the idle agent while rounds run; nothing committed ever goes.
         for (let cycle = 0; cycle < 6; cycle += 1) {
@@ -117,14 +116,4 @@ async function expectCommittedStay(storeDir: string, lastEpoch: bigint): Promise
   expect(chain[0]!.epoch).toBe(lastEpoch);
   const committed = (await listCommitted(storeDir, 'bank')).map((m) => m.epoch);
   for (const m of chain) expect(committed).toContain(m.epoch);
-}
-
-/** Polls until a directory is gone (the sweep runs off the round's path; no event to wait on). */
-async function untilGone(path: string, deadlineMs = 10_000): Promise<void> {
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    if (!(await readdir(path).then(() => true, () => false))) return;
-    if (performance.now() > end) throw new Error(`${path} still there after ${deadlineMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

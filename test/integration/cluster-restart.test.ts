@@ -3,13 +3,12 @@ import { join } from 'node:path';
 import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
-import type { JobStatus } from '../../src/gen/gridckpt/v1/node_agent.js';
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';
 import { referenceBalances, totalOf, expectedTotal } from '../../src/bank/model.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { listCommitted } from '../../src/store/index.js';
-import { uniqueNodeId } from '../helpers/agent.js';
+import { uniqueNodeId, untilAgent } from '../helpers/agent.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
 import { withTmp } from '../helpers/tmp.js';
 import { untilCluster as until } from '../helpers/cluster.js';
@@ -24,15 +23,6 @@ import { realRuntime } from '../../src/wire/real-clients.js';
 // job ends with the failure-free result.
 
 const logs = process.env['GRIDCKPT_TEST_LOGS'] ? 'inherit' : 'ignore';
-
-async function untilAgent(a: AgentClient, ok: (job: JobStatus | undefined) => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 3_000; i++) {
-    const s = await a.status();
-    if (ok(s.jobs.find((j) => j.jobId === 'bank'))) return;
-    await new Promise((r) => setTimeout(r, 20)); // no event stream yet
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function scenario(waitForFence: boolean): Promise<void> {
   await withTmp('cluster-restart', async (dir) => {
@@ -64,9 +54,12 @@ async function scenario(waitForFence: boolean): Promise<void> {
         // Nobody renews the job's lease: every agent kills its units.
         for (const a of agents) {
           const ac = new AgentClient(a.ready.grpc);
-          // Fenced, and (a moment later) every unit reaped.
-          await untilAgent(ac, (j) => j?.state === 'fenced' && j.units.every((u) => u.state === 'exited'), `${a.ready.nodeId} to fence the job`);
-          const job = (await ac.status()).jobs.find((j) => j.jobId === 'bank')!;
+          // Fenced, and every unit reaped (the agent tells "fenced" once they are).
+          const fenced = await untilAgent(ac, (st) => {
+            const j = st.jobs.find((x) => x.jobId === 'bank');
+            return j?.state === 'fenced' && j.units.every((u) => u.state === 'exited');
+          }, `${a.ready.nodeId} to fence the job`, 60_000);
+          const job = fenced.jobs.find((j) => j.jobId === 'bank')!;
           expect(job.lastError).toMatch(/lease lapsed/);
           for (const u of job.units) expect(['SIGTERM', 'SIGKILL']).toContain(u.signal); // killed, not ended
           ac.close();

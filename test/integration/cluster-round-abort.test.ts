@@ -10,7 +10,7 @@ import { referenceBalances } from '../../src/bank/model.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';
-import { uniqueNodeId, procState, untilFile } from '../helpers/agent.js';
+import { uniqueNodeId, procState, untilAgent, untilFile } from '../helpers/agent.js';
 import { untilCluster } from '../helpers/cluster.js';
 import { withTmp } from '../helpers/tmp.js';
 import { realRuntime } from '../../src/wire/real-clients.js';
@@ -66,14 +66,16 @@ describe('cluster: kill -9 of an agent in the middle of a round', () => {
         // inside a freeze window right now: it must come out of it).
         for (const a of agents.filter((x) => x !== victim)) {
           const c = new AgentClient(a.proc.ready.grpc);
-          const end = performance.now() + 5_000;
-          for (;;) {
-            const units = (await c.status()).jobs.flatMap((j) => j.units).filter((u) => u.state !== 'exited');
-            const states = await Promise.all(units.map(async (u) => (u.state === 'running' ? await procState(u.pid) : 'frozen')));
-            if (states.every((x) => x !== 'frozen' && x !== 'T')) break;
-            expect(performance.now(), `units of ${a.proc.ready.nodeId} stay frozen: ${states.join(',')}`).toBeLessThan(end);
-            await new Promise((r) => setTimeout(r, 5));
-          }
+          // Looked at again at each of the agent's events: a freeze ends before the agent tells of
+          // its step (prepared, failed) or of the abort.
+          let states: (string | null)[] = [];
+          await untilAgent(c, async (st) => {
+            const units = st.jobs.flatMap((j) => j.units).filter((u) => u.state !== 'exited');
+            states = await Promise.all(units.map(async (u) => (u.state === 'running' ? await procState(u.pid) : 'frozen')));
+            return states.every((x) => x !== 'frozen' && x !== 'T');
+          }, `the units of ${a.proc.ready.nodeId} out of any freeze`, 5_000).catch((err: unknown) => {
+            throw new Error(`units of ${a.proc.ready.nodeId} stay frozen: ${states.join(',')} (${String(err)})`);
+          });
           // The previous epoch verifies through any survivor (the store is the cluster's).
           const v = await c.verifyEpoch({ jobId: 'bank', epoch: committedBefore });
           expect(v.ok, v.errors.join('; ')).toBe(true);

@@ -6,8 +6,8 @@ import { CLI_SCRIPT } from '../../src/node/agent-process.js';
 // `gridckpt watch` as an operator runs it, next to `gridckpt up --demo`: one
 // watcher per cluster (text) and one on the grid (--json). The victim
 // cluster's watcher prints a committed round, then the recovery from the
-// agent the drill killed (started, naming it, then done); each watcher exits
-// 0 when `up` stops its service. --replay makes the watchers' start time
+// agent the drill killed (started, naming it, then done); each watcher (with
+// --once) exits 0 when `up` stops its service. --replay makes the watchers' start time
 // irrelevant: nothing is waited for by time.
 
 interface Proc {
@@ -64,7 +64,8 @@ describe('gridckpt watch', () => {
     early.catch(() => undefined);
     const at = await Promise.race([printed, early]);
     for (const [name, address] of at) {
-      watchers.set(name, run(name === 'grid' ? ['watch', '--grid', address, '--replay', '1000', '--json'] : ['watch', '--cluster', address, '--job', 'bank', '--replay', '1000']));
+      // --once: the watcher ends with the stream (without it, it would wait for the service to come back).
+      watchers.set(name, run(name === 'grid' ? ['watch', '--grid', address, '--replay', '1000', '--json', '--once'] : ['watch', '--cluster', address, '--job', 'bank', '--replay', '1000', '--once']));
     }
     expect(await up.exited, [...up.lines, ...up.errors.slice(-20)].join('\n')).toBe(0);
     for (const [name, w] of watchers) expect(await w.exited, `watcher of ${name}: ${w.lines.slice(-3).join('\n')}`).toBe(0);

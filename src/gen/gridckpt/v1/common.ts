@@ -54,7 +54,7 @@ export interface WatchEvent {
   /** The incarnation of the service that numbered this event. */
   incarnation: bigint;
   atUnixMs: bigint;
-  /** job | round | member | recovery */
+  /** job | round | member | recovery | container (a node agent: a unit created one) */
   kind: string;
   /** Empty when the event names no job (member events). */
   jobId: string;
