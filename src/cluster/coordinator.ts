@@ -124,7 +124,8 @@ export class ClusterCoordinator {
     if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(nodeId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
     const leasedJobs = this.leasedJobsOf(nodeId);
-    if (leasedJobs.length > 0) node.lastGrantMs = this.runtime.clock.nowMs();
+    // Every answer is a grant: a start the node takes later binds a lease no longer than its newest answered beat covers.
+    node.lastGrantMs = this.runtime.clock.nowMs();
     return { known: true, leasedJobs };
   }
 

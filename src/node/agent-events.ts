@@ -26,8 +26,8 @@ export class AgentWatch {
     this.sink?.emit({ kind: 'container', jobId, subject: name, to: 'created', detail: `unit ${unitId} of job ${jobId} created container ${name} (${pageCount} pages) on ${this.nodeId}` });
   }
 
-  /** A start that reached this node after its caller gave up: refused, so no lease binds that the caller never counted. */
-  lateStart(jobId: string, reason: string): void {
+  /** A start or restore refused by the core (one that came too late among them: no lease binds that its caller never counted). */
+  startRefused(jobId: string, reason: string): void {
     this.sink?.emit({ kind: 'job', jobId, subject: this.nodeId, from: '', to: 'refused', detail: `start of job ${jobId} on ${this.nodeId} refused: ${reason}` });
   }
 

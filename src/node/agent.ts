@@ -221,7 +221,7 @@ export class NodeAgent {
       );
     }
     const answer = await this.call(LOCAL, 0n, this.startRequest(spec, opts.leaseBound === true), { kind: 'start', spec }, opts.deadline);
-    if (answer.kind === 'refused' && answer.code === 'deadline-exceeded') this.watch.lateStart(spec.jobId, answer.reason);
+    if (answer.kind === 'refused') this.watch.startRefused(spec.jobId, answer.reason);
     if (answer.kind !== 'ok') throw refusal(answer);
     this.deps.log.info({ jobId: spec.jobId, units: spec.units.length, leaseBound: opts.leaseBound === true }, 'job started');
     return this.jobView(spec.jobId);
@@ -325,7 +325,7 @@ export class NodeAgent {
     const units = scope.spec?.units.map((u) => u.unitId) ?? [];
     const req: AgentRequest = { kind: 'startJob', jobId, units, sources: [], gen: ++this.gens, leaseMs: opts.leaseBound === true ? this.leaseMs : null };
     const answer = await this.call(LOCAL, 0n, req, ctx, opts.deadline);
-    if (answer.kind === 'refused' && answer.code === 'deadline-exceeded') this.watch.lateStart(jobId, answer.reason);
+    if (answer.kind === 'refused') this.watch.startRefused(jobId, answer.reason);
     if (answer.kind !== 'ok' || !ctx.result) {
       const err = ctx.error ?? (answer.kind === 'ok' ? new GridError('internal', 'restore answered without a result') : refusal(answer));
       this.watch.restoreFailed(jobId, err);
@@ -430,10 +430,11 @@ export class NodeAgent {
     for (const jobId of this.core.jobIds()) {
       const s = this.core.summary(jobId)!;
       const from = this.seen.get(jobId) ?? '';
-      if (from === s.state) continue;
+      // A start is told when its units run (from the state before it), not while they spawn.
+      if (from === s.state || s.state === 'starting') continue;
       this.seen.set(jobId, s.state);
       const tell = (): void => {
-        this.watch.job(jobId, from === 'starting' ? (this.shells.has(jobId) ? 'restoring' : '') : from, this.stateOf(s), s.lastError || `units ${s.state}`);
+        this.watch.job(jobId, from, this.stateOf(s), s.lastError || `units ${s.state}`);
         if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
       };
       if (s.state === 'fenced') {
@@ -499,8 +500,8 @@ export class NodeAgent {
   openContainer(id: UnitIdentity, name: string, pageCount: number, create: boolean) {
     const job = this.authUnit(id);
     const { memory } = this.deps;
+    if (this.leaseLapsed(id.jobId)) return this.untilFenced(id.jobId, job);
     return job.gate.run(() => {
-      this.checkLease(id.jobId);
       if (create && !memory.hasContainer(id.jobId, name)) {
         const info = memory.createContainer(id.jobId, name, pageCount);
         this.watch.containerCreated(id.jobId, id.unitId, info.name, info.pageCount);
@@ -517,8 +518,8 @@ export class NodeAgent {
 
   applyBatch(id: UnitIdentity, writes: PageWriteOp[]): Promise<number> {
     const job = this.authUnit(id);
+    if (this.leaseLapsed(id.jobId)) return this.untilFenced(id.jobId, job);
     return job.gate.run(() => {
-      this.checkLease(id.jobId);
       this.deps.memory.applyBatch(id.jobId, writes);
       return writes.length;
     });
@@ -528,11 +529,18 @@ export class NodeAgent {
    * A lease-bound job whose lease ran out changes no page, even before the
    * core's lease timer has fenced it (an agent that wakes from a pause may
    * serve a request first): its coordinator may run the units elsewhere.
+   * The request waits for the fence (due now) and is then refused: a unit
+   * that got an error at once might end on its own, and its end would be
+   * taken for the job's.
    */
-  private checkLease(jobId: string): void {
-    if (this.core.leaseLapsed(jobId, this.deps.runtime.clock.nowMs())) {
-      throw new GridError('failed-precondition', `the lease of job ${jobId} on ${this.deps.config.nodeId} lapsed: its units are being fenced`);
-    }
+  private leaseLapsed(jobId: string): boolean {
+    return this.core.leaseLapsed(jobId, this.deps.runtime.clock.nowMs());
+  }
+
+  private untilFenced(jobId: string, shell: JobShell): Promise<never> {
+    const refuse = () => new GridError('failed-precondition', `the lease of job ${jobId} on ${this.deps.config.nodeId} lapsed: its units are fenced`);
+    this.driver.input({ kind: 'tick' }); // the fence is due: step it now
+    return new Promise<never>((_resolve, reject) => shell.exitWaiters.push(() => reject(refuse())));
   }
 
   readContainer(jobId: string, container: string, firstPage: number, count: number): Uint8Array {

@@ -169,7 +169,8 @@ export class ClusterSupervisor {
     for (const { jobId, state, gen } of hb.jobs) if (this.jobs.get(jobId)?.startGens.get(hb.member) === gen) node.reported.set(jobId, state);
     const leased = this.leasedOn(hb.member);
     // max: a start still in flight may have set a later bound (send + deadline) than this answer (C1).
-    if (leased.length > 0) node.lastGrantMs = Math.max(node.lastGrantMs, this.nowMs);
+    // Every answer is a grant: a start the node takes later binds a lease no longer than its newest answered beat covers (P4).
+    node.lastGrantMs = Math.max(node.lastGrantMs, this.nowMs);
     this.beatReply(out, hb, true, leased);
     for (const { jobId, state, gen } of hb.jobs) if (this.jobs.get(jobId)?.startGens.get(hb.member) === gen) this.onReported(hb.member, jobId, state, out);
   }
