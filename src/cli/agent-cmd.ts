@@ -63,6 +63,7 @@ export function addAgentCommand(program: Command): void {
             agentAddress: running.address,
             capacityUnits: parseIntFlag('capacity', opts['capacity'] ?? '4', 1, 4096),
             leases: running.agent.leases,
+            reports: () => running.jobReports(),
             log,
             runtime,
           })

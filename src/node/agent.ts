@@ -308,6 +308,11 @@ export class NodeAgent {
     return this.view(this.job(jobId));
   }
 
+  /** Every job's state, cheaply: the cluster link reports them on each heartbeat. */
+  jobStates(): Array<{ jobId: string; state: JobRecord['state']; lastError: string }> {
+    return [...this.jobs.values()].map((j) => ({ jobId: j.spec.jobId, state: j.state, lastError: j.lastError }));
+  }
+
   async shutdown(): Promise<void> {
     this.leases.stop();
     for (const job of this.jobs.values()) this.disarmTimer(job);

@@ -16,6 +16,7 @@ import { detectFreezer } from './units/freezer.js';
 import { UnitSupervisor } from './units/unit-supervisor.js';
 import { AgentMetrics } from './metrics.js';
 import { agentServiceHandlers } from './agent-service.js';
+import { StartGens, type JobReport } from './job-reports.js';
 import { unitServiceHandlers, UnitLifelines } from './unit-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
@@ -28,6 +29,8 @@ export interface RunningAgent {
   agent: NodeAgent;
   address: string;
   metricsUrl: string | null;
+  /** What its heartbeats tell its cluster about its jobs (see job-reports.ts). */
+  jobReports(): JobReport[];
   stop(): Promise<void>;
 }
 
@@ -91,7 +94,8 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.NodeAgentService': 'SERVING' });
   const server = new Server();
-  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, onBug));
+  const starts = new StartGens();
+  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, starts, onBug));
   health.addToServer(server);
   const port = await bindServer(server, config.listen);
   const address = boundAddress(config.listen, port);
@@ -124,5 +128,5 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
     })();
     return stopping;
   };
-  return { agent, address, metricsUrl: metricsServer?.url ?? null, stop };
+  return { agent, address, metricsUrl: metricsServer?.url ?? null, jobReports: () => starts.reports(agent.jobStates()), stop };
 }
