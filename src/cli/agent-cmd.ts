@@ -64,6 +64,7 @@ export function addAgentCommand(program: Command): void {
             capacityUnits: parseIntFlag('capacity', opts['capacity'] ?? '4', 1, 4096),
             leases: running.agent.leases,
             reports: () => running.jobReports(),
+            onJobChange: (l) => running.onJobChange(l),
             log,
             runtime,
           })

@@ -48,6 +48,7 @@ export function clusterServiceHandlers(c: ClusterCoordinator, hub: EventHub, onB
       return { clusterId: c.settings.clusterId, heartbeatIntervalMs: c.settings.detector.heartbeatIntervalMs, leaseMs: c.settings.agentLeaseMs };
     }, onBug),
     heartbeat: unary((req) => c.heartbeat(req.nodeId, req.incarnation, Number(req.seq), jobReportsFromPb(req.jobs), req.reportsJobs), onBug),
+    reportJobs: unary((req) => c.reportJobs(req.nodeId, req.incarnation, jobReportsFromPb(req.jobs)), onBug),
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);

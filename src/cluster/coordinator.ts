@@ -153,6 +153,19 @@ export class ClusterCoordinator {
     return { known: true, leasedJobs };
   }
 
+  /**
+   * A node's job states sent as soon as one changed, between its beats
+   * (ReportJobs): judged as a beat's, but no beat (the detector and the
+   * leases do not see it). A report of an unknown, older or failed
+   * incarnation is not taken.
+   */
+  reportJobs(nodeId: string, incarnation: bigint, reports: readonly JobReport[]): { known: boolean } {
+    const node = this.nodes.get(nodeId);
+    if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false };
+    this.onJobReports(nodeId, reports, true);
+    return { known: true };
+  }
+
   /** The jobs this node may keep running: placed there, not fenced, and (grid jobs) leased from the grid. */
   leasedJobsOf(nodeId: string): string[] {
     return [...this.jobs.values()]

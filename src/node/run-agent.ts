@@ -31,6 +31,8 @@ export interface RunningAgent {
   metricsUrl: string | null;
   /** What its heartbeats tell its cluster about its jobs (see job-reports.ts). */
   jobReports(): JobReport[];
+  /** Calls listener at every change of a job's state, from inside the agent's step: do no I/O inline. */
+  onJobChange(listener: () => void): void;
   stop(): Promise<void>;
 }
 
@@ -70,8 +72,15 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
   });
   let metrics: AgentMetrics | null = null;
   const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
+  const jobListeners: Array<() => void> = [];
   const agent = new NodeAgent({
-    events: hub,
+    // Watch readers get every event; a job's change of state also wakes the cluster link (onJobChange).
+    events: {
+      emit: (e) => {
+        hub.emit(e);
+        if (e.kind === 'job') for (const l of jobListeners) l();
+      },
+    },
     config,
     runtime,
     incarnation,
@@ -128,5 +137,12 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
     })();
     return stopping;
   };
-  return { agent, address, metricsUrl: metricsServer?.url ?? null, jobReports: () => starts.reports(agent.jobStates()), stop };
+  return {
+    agent,
+    address,
+    metricsUrl: metricsServer?.url ?? null,
+    jobReports: () => starts.reports(agent.jobStates()),
+    onJobChange: (l) => void jobListeners.push(l),
+    stop,
+  };
 }

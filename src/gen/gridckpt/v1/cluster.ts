@@ -132,6 +132,21 @@ export interface HeartbeatRequest {
   reportsJobs: boolean;
 }
 
+export interface ReportJobsRequest {
+  nodeId: string;
+  incarnation: bigint;
+  /** Every job the agent has (as HeartbeatRequest.jobs with reports_jobs). */
+  jobs: JobReport[];
+}
+
+export interface ReportJobsResponse {
+  /**
+   * False when the coordinator does not know this node (or this
+   * incarnation): the report was not taken; the heartbeats sort it out.
+   */
+  known: boolean;
+}
+
 /** One job as the agent sees it. */
 export interface JobReport {
   jobId: string;
@@ -1669,6 +1684,183 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
     message.jobs = object.jobs?.map((e) => JobReport.fromPartial(e)) || [];
     message.reportsJobs = object.reportsJobs ?? false;
+    return message;
+  },
+};
+
+function createBaseReportJobsRequest(): ReportJobsRequest {
+  return { nodeId: "", incarnation: 0n, jobs: [] };
+}
+
+export const ReportJobsRequest: MessageFns<ReportJobsRequest> = {
+  encode(message: ReportJobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.incarnation !== 0n) {
+      if (BigInt.asUintN(64, message.incarnation) !== message.incarnation) {
+        throw new globalThis.Error("value provided for field message.incarnation of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.incarnation);
+    }
+    for (const v of message.jobs) {
+      JobReport.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportJobsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportJobsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.incarnation = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.jobs.push(JobReport.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportJobsRequest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => JobReport.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReportJobsRequest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.incarnation !== 0n) {
+      obj.incarnation = message.incarnation.toString();
+    }
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => JobReport.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportJobsRequest>, I>>(base?: I): ReportJobsRequest {
+    return ReportJobsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportJobsRequest>, I>>(object: I): ReportJobsRequest {
+    const message = createBaseReportJobsRequest();
+    message.nodeId = object.nodeId ?? "";
+    message.incarnation = (object.incarnation !== undefined && object.incarnation !== null)
+      ? BigInt(object.incarnation)
+      : 0n;
+    message.jobs = object.jobs?.map((e) => JobReport.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReportJobsResponse(): ReportJobsResponse {
+  return { known: false };
+}
+
+export const ReportJobsResponse: MessageFns<ReportJobsResponse> = {
+  encode(message: ReportJobsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.known !== false) {
+      writer.uint32(8).bool(message.known);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportJobsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportJobsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.known = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportJobsResponse {
+    return { known: isSet(object.known) ? globalThis.Boolean(object.known) : false };
+  },
+
+  toJSON(message: ReportJobsResponse): unknown {
+    const obj: any = {};
+    if (message.known !== false) {
+      obj.known = message.known;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportJobsResponse>, I>>(base?: I): ReportJobsResponse {
+    return ReportJobsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportJobsResponse>, I>>(object: I): ReportJobsResponse {
+    const message = createBaseReportJobsResponse();
+    message.known = object.known ?? false;
     return message;
   },
 };
@@ -3219,6 +3411,20 @@ export const ClusterServiceService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
+  /**
+   * An agent's job states as soon as one changes, between its heartbeats
+   * (which carry them too): it is no heartbeat, the failure detector does
+   * not see it.
+   */
+  reportJobs: {
+    path: "/gridckpt.v1.ClusterService/ReportJobs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportJobsRequest): Buffer => Buffer.from(ReportJobsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportJobsRequest => ReportJobsRequest.decode(value),
+    responseSerialize: (value: ReportJobsResponse): Buffer => Buffer.from(ReportJobsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportJobsResponse => ReportJobsResponse.decode(value),
+  },
   submitJob: {
     path: "/gridckpt.v1.ClusterService/SubmitJob" as const,
     requestStream: false as const,
@@ -3320,6 +3526,12 @@ export const ClusterServiceService = {
 export interface ClusterServiceServer extends UntypedServiceImplementation {
   registerNode: handleUnaryCall<RegisterNodeRequest, RegisterNodeResponse>;
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  /**
+   * An agent's job states as soon as one changes, between its heartbeats
+   * (which carry them too): it is no heartbeat, the failure detector does
+   * not see it.
+   */
+  reportJobs: handleUnaryCall<ReportJobsRequest, ReportJobsResponse>;
   submitJob: handleUnaryCall<SubmitJobRequest, SubmitJobResponse>;
   /** Runs one round of the job now. */
   checkpointJob: handleUnaryCall<CheckpointJobRequest, CheckpointJobResponse>;
@@ -3377,6 +3589,26 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * An agent's job states as soon as one changes, between its heartbeats
+   * (which carry them too): it is no heartbeat, the failure detector does
+   * not see it.
+   */
+  reportJobs(
+    request: ReportJobsRequest,
+    callback: (error: ServiceError | null, response: ReportJobsResponse) => void,
+  ): ClientUnaryCall;
+  reportJobs(
+    request: ReportJobsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportJobsResponse) => void,
+  ): ClientUnaryCall;
+  reportJobs(
+    request: ReportJobsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportJobsResponse) => void,
   ): ClientUnaryCall;
   submitJob(
     request: SubmitJobRequest,
