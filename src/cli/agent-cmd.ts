@@ -63,6 +63,8 @@ export function addAgentCommand(program: Command): void {
             agentAddress: running.address,
             capacityUnits: parseIntFlag('capacity', opts['capacity'] ?? '4', 1, 4096),
             leases: running.agent.leases,
+            reports: () => running.jobReports(),
+            onJobChange: (l) => running.onJobChange(l),
             log,
             runtime,
           })

@@ -74,6 +74,8 @@ export class ClusterJob {
   readonly lostNodes = new Set<string>();
   /** The next round must be full: adopted pages, or parts laid out anew (partOwners not from our own rounds). */
   needsFull = false;
+  /** The gen of the last start (StartJob or Restore) sent to each node: its reports must carry it (core/job-end.ts, E1). */
+  readonly startGens = new Map<string, bigint>();
   private readonly driver: RoundDriver;
   /** The grid round this cluster is holding, if any (see gridPrepare). */
   private gridRound: Promise<RoundOutcome> | null = null;

@@ -9,6 +9,7 @@ import type { ClusterCoordinator } from './coordinator.js';
 import type { ClusterJob } from './cluster-job.js';
 import type { EventHub } from '../runtime/event-hub.js';
 import { serveWatch } from '../runtime/watch-stream.js';
+import { jobReportsFromPb } from './codec.js';
 
 // gRPC shell of the cluster coordinator.
 
@@ -46,7 +47,8 @@ export function clusterServiceHandlers(c: ClusterCoordinator, hub: EventHub, onB
       });
       return { clusterId: c.settings.clusterId, heartbeatIntervalMs: c.settings.detector.heartbeatIntervalMs, leaseMs: c.settings.agentLeaseMs };
     }, onBug),
-    heartbeat: unary((req) => c.heartbeat(req.nodeId, req.incarnation, Number(req.seq)), onBug),
+    heartbeat: unary((req) => c.heartbeat(req.nodeId, req.incarnation, Number(req.seq), jobReportsFromPb(req.jobs), req.reportsJobs), onBug),
+    reportJobs: unary((req) => c.reportJobs(req.nodeId, req.incarnation, jobReportsFromPb(req.jobs)), onBug),
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);

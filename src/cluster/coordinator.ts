@@ -1,5 +1,4 @@
-import { status as grpcStatus } from '@grpc/grpc-js';
-import { GridError, notFound } from '../common/errors.js';
+import { assert, GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
@@ -17,12 +16,17 @@ import { describeSkipped } from '../store/restorable.js';
 import { rowOf, type JobTable, type JobRow } from './job-table.js';
 import { listCommitted } from '../store/index.js';
 import { runFinalRound } from '../protocol/final-round.js';
+import { EndWatch, type EndDecision, type JobReport } from './core/job-end.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery
 // of a job when one of its nodes is declared failed: abort the round, stop
 // the job's other units, move the failed node's units to one spare node, and
 // restore every node of the job from the last committed epoch.
+// The end of a job comes up on the agents' heartbeats (push, not poll): each
+// beat carries the states of the agent's jobs, tagged with the gen of the
+// start they belong to; an EndWatch per arming of a job judges them
+// (core/job-end.ts), and the coordinator acts on its decisions.
 // Leases: every job it starts is bound to the agents' leases, which each
 // heartbeat answer renews; a node declared failed gets no more answers, and
 // its units are run elsewhere only once its lease has surely lapsed. A
@@ -71,6 +75,10 @@ export class ClusterCoordinator {
   readonly detector: MonitorDriver;
   private readonly timers = new Map<string, Repeating>();
   private readonly generation = new Map<string, number>();
+  /** The end watch of each armed job (one per arming: see arm). */
+  private readonly endWatches = new Map<string, { job: ClusterJob; gen: number; end: EndWatch }>();
+  /** Starts sent to agents by this incarnation (see nextStartGen). */
+  private startsSent = 0;
   failuresDetected = 0;
   /** Grid-managed jobs run here only while the grid renews their lease. */
   readonly gridLeases: LeaseKeeper;
@@ -117,16 +125,46 @@ export class ClusterCoordinator {
     for (const w of this.registered.get(n.nodeId)?.splice(0) ?? []) w();
     this.log.info({ node: n.nodeId, incarnation: String(n.incarnation), address: n.address, capacity: n.capacityUnits }, 'node registered');
     this.events.nodeRegistered?.(n.nodeId, n.incarnation, n.address);
+    if (old && n.incarnation > old.incarnation) this.onAgentRestarted(n.nodeId);
   }
 
-  heartbeat(nodeId: string, incarnation: bigint, seq: number): { known: boolean; leasedJobs: string[] } {
+  /** A new incarnation of an agent lost the units it ran (they died with the old one): restore them where they were. */
+  private onAgentRestarted(nodeId: string): void {
+    for (const job of this.jobs.values()) {
+      if (job.state === 'running' && this.isLive(job) && job.nodes().includes(nodeId) && !job.lostNodes.has(nodeId)) {
+        this.recoverSoon(job, nodeId, false, `the agent on ${nodeId} restarted and lost the job`);
+      }
+    }
+  }
+
+  /**
+   * A node's beat: the detector's input, the leases it renews, and the
+   * states of the node's jobs (reports; full: they list every job the agent
+   * has). Reports count only once the beat is accepted: one of an older
+   * incarnation, or refused by the detector, says nothing.
+   */
+  heartbeat(nodeId: string, incarnation: bigint, seq: number, reports: readonly JobReport[] = [], full = false): { known: boolean; leasedJobs: string[] } {
     const node = this.nodes.get(nodeId);
     if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(nodeId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
     const leasedJobs = this.leasedJobsOf(nodeId);
     // Every answer is a grant: a start the node takes later binds a lease no longer than its newest answered beat covers.
     node.lastGrantMs = this.runtime.clock.nowMs();
+    this.onJobReports(nodeId, reports, full);
     return { known: true, leasedJobs };
+  }
+
+  /**
+   * A node's job states sent as soon as one changed, between its beats
+   * (ReportJobs): judged as a beat's, but no beat (the detector and the
+   * leases do not see it). A report of an unknown, older or failed
+   * incarnation is not taken.
+   */
+  reportJobs(nodeId: string, incarnation: bigint, reports: readonly JobReport[]): { known: boolean } {
+    const node = this.nodes.get(nodeId);
+    if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false };
+    this.onJobReports(nodeId, reports, true);
+    return { known: true };
   }
 
   /** The jobs this node may keep running: placed there, not fenced, and (grid jobs) leased from the grid. */
@@ -210,8 +248,10 @@ export class ClusterCoordinator {
     this.jobs.set(spec.jobId, job);
     if (gridManaged) this.gridLeases.bind(spec.jobId);
     for (const nodeId of job.nodes()) {
+      const gen = this.nextStartGen();
+      job.startGens.set(nodeId, gen);
       // Granted even if the call fails: the agent may have bound a lease before it did (a late call is refused there).
-      await this.client(nodeId).startJob({ job: job.specFor(nodeId), leaseBound: true, fresh: false }).finally(() => this.granted(nodeId));
+      await this.client(nodeId).startJob({ job: job.specFor(nodeId), leaseBound: true, fresh: false, gen }).finally(() => this.granted(nodeId));
     }
     this.arm(job);
     this.persist(job);
@@ -250,7 +290,8 @@ export class ClusterCoordinator {
    * jobs are the grid's to recover: it sees this incarnation as a new one).
    * It waits for the job's nodes to register again; their heartbeat answers
    * then renew the job's lease. A node that does not come back is handled as
-   * failed; units whose lease lapsed meanwhile are restored (watchCompletion).
+   * failed; units whose lease lapsed meanwhile are restored (their fenced
+   * reports on the heartbeats, or a job missing from an agent's report: E4).
    */
   resume(): void {
     for (const row of this.table?.all() ?? []) {
@@ -334,13 +375,22 @@ export class ClusterCoordinator {
     }
     const gen = (this.generation.get(job.jobId) ?? 0) + 1;
     this.generation.set(job.jobId, gen);
-    void this.watchCompletion(job, gen);
+    // The end of this start comes with the nodes' heartbeats (onJobReports).
+    this.endWatches.set(job.jobId, { job, gen, end: new EndWatch(job.nodes(), job.startGens) });
   }
 
   disarm(job: ClusterJob): void {
     this.stopTimer(job);
-    // Outstanding completion watches of the job end at their next look.
+    // A final round under way ends at its next look; reports wait for the next arming.
     this.generation.set(job.jobId, (this.generation.get(job.jobId) ?? 0) + 1);
+    if (this.endWatches.get(job.jobId)?.job === job) this.endWatches.delete(job.jobId);
+  }
+
+  /** Names each start sent to an agent (StartJob/Restore gen): this incarnation above, a count below, so no two starts share one (E1). */
+  nextStartGen(): bigint {
+    this.startsSent += 1;
+    assert(this.startsSent < 2 ** 32 && this.settings.incarnation < 2n ** 31n, `start gen out of range: incarnation ${this.settings.incarnation}, start ${this.startsSent}`);
+    return (this.settings.incarnation << 32n) | BigInt(this.startsSent);
   }
 
   private stopTimer(job: ClusterJob): void {
@@ -349,39 +399,48 @@ export class ClusterCoordinator {
     this.timers.delete(job.jobId);
   }
 
-  private async watchCompletion(job: ClusterJob, gen: number): Promise<void> {
-    const current = () => this.generation.get(job.jobId) === gen && job.state === 'running' && this.isLive(job);
+  /** A node's reports on its jobs: each armed job on the node judges its own (core/job-end.ts). */
+  private onJobReports(nodeId: string, reports: readonly JobReport[], full: boolean): void {
+    const byJob = new Map(reports.map((r) => [r.jobId, r]));
+    for (const w of [...this.endWatches.values()]) {
+      if (!w.end.nodes.includes(nodeId) || !this.isWatched(w.job, w.gen)) continue;
+      const d = w.end.onBeat(nodeId, byJob.get(w.job.jobId) ?? null, full);
+      this.onEndDecision(w.job, w.gen, d);
+    }
+  }
+
+  private onEndDecision(job: ClusterJob, gen: number, d: EndDecision): void {
+    switch (d.kind) {
+      case 'none':
+        return;
+      case 'stale':
+        this.log.debug({ jobId: job.jobId, node: d.nodeId, reportedGen: String(d.reportedGen), startGen: String(d.startGen) }, 'report on an earlier start of the job ignored');
+        return;
+      case 'lost':
+        this.recoverSoon(job, d.nodeId, false, `the agent on ${d.nodeId} restarted and lost the job`);
+        return;
+      case 'fenced':
+        // Its lease lapsed (this coordinator was away, or could not reach it): restore the job where it is.
+        if (!job.gridManaged || this.gridLeases.leases.isBound(job.jobId)) this.recoverSoon(job, d.nodeId, false, `the units on ${d.nodeId} were fenced`);
+        return;
+      case 'ended':
+        this.log.warn({ jobId: job.jobId, node: d.nodeId, err: `units on ${d.nodeId} ended ${d.state}: ${d.lastError}` }, 'the job\'s units ended without completing; a recovery will take over if a node failed');
+        return;
+      case 'all-completed':
+        void this.finishJob(job, gen);
+        return;
+    }
+  }
+
+  /** This arming of the job is still the one in force. */
+  private isWatched(job: ClusterJob, gen: number): boolean {
+    return this.generation.get(job.jobId) === gen && job.state === 'running' && this.isLive(job);
+  }
+
+  /** Every unit of the job completed: a final round records the end state, then the job is completed (or failed). */
+  private async finishJob(job: ClusterJob, gen: number): Promise<void> {
+    const current = () => this.isWatched(job, gen);
     try {
-      // Every node at once: one whose units were fenced must not wait behind one still running.
-      const ends = await Promise.all(job.nodes().map(async (nodeId) => {
-        for (;;) {
-          if (!current()) return 'gone' as const;
-          const node = this.nodes.get(nodeId);
-          if (!node) return 'gone' as const;
-          let r;
-          try {
-            r = await node.client.waitJob({ jobId: job.jobId, timeoutMs: 5_000 });
-          } catch (err) {
-            // A new incarnation of the agent knows nothing of the job: its units died with the old one.
-            if ((err as { code?: number }).code === grpcStatus.NOT_FOUND && current()) {
-              this.recoverSoon(job, nodeId, false, `the agent on ${nodeId} restarted and lost the job`);
-              return 'gone' as const;
-            }
-            throw err;
-          }
-          if (!r.done) continue;
-          if (r.job!.state === 'fenced') {
-            // Its lease lapsed (this coordinator was away, or could not reach it): restore the job where it is.
-            if (current() && (!job.gridManaged || this.gridLeases.leases.isBound(job.jobId))) {
-              this.recoverSoon(job, nodeId, false, `the units on ${nodeId} were fenced`);
-            }
-            return 'gone' as const;
-          }
-          if (r.job!.state !== 'completed') throw new Error(`units on ${nodeId} ended ${r.job!.state}: ${r.job!.lastError}`);
-          return 'completed' as const;
-        }
-      }));
-      if (!current() || ends.some((e) => e !== 'completed')) return;
       this.stopTimer(job);
       // A last round records the job's end state (after any periodic one still running); a grid job's is the grid's.
       await job.whenIdle();
@@ -399,7 +458,7 @@ export class ClusterCoordinator {
       }
       this.persist(job);
     } catch (err) {
-      if (current()) this.log.warn({ jobId: job.jobId, err: String(err) }, 'waiting for the job failed; a recovery will take over if a node failed');
+      if (current()) this.log.warn({ jobId: job.jobId, err: String(err) }, 'the final round of the job failed; a recovery will take over if a node failed');
     }
   }
 

@@ -32,13 +32,16 @@ export async function restoreNode(c: ClusterCoordinator, job: ClusterJob, nodeId
   const spec = job.specFor(nodeId);
   const sources = job.sourcesFor(nodeId);
   const agent = c.client(nodeId);
+  // Named before it is sent: from now on only reports on this start count (core/job-end.ts, E1).
+  const gen = c.nextStartGen();
+  job.startGens.set(nodeId, gen);
   try {
     if (sources.length === 0) {
       await agent.stopJob({ jobId: job.jobId }).catch(() => undefined);
-      await agent.startJob({ job: spec, leaseBound: true, fresh: true });
+      await agent.startJob({ job: spec, leaseBound: true, fresh: true, gen });
     } else {
       await agent.restore({
-        jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true,
+        jobId: job.jobId, epoch: 0n, partsFrom: [], job: spec, leaseBound: true, gen,
         sources: sources.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch, partsFrom: s.parts })),
       });
     }

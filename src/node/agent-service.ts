@@ -5,6 +5,7 @@ import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
 import type { NodeAgent } from './agent.js';
+import type { StartGens } from './job-reports.js';
 import type { EventHub } from '../runtime/event-hub.js';
 import { serveWatch } from '../runtime/watch-stream.js';
 import { verifyEpoch, listCommitted } from '../store/index.js';
@@ -16,13 +17,17 @@ import {
 
 const MAX_WAIT_MS = 3_600_000;
 
-export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e: unknown) => void): NodeAgentServiceServer {
+/** starts: where a start's gen is recorded once it returned (the heartbeat reports carry it, job-reports.ts). */
+export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: StartGens, onBug: (e: unknown) => void): NodeAgentServiceServer {
   const { config } = agent.deps;
   return {
     watch: serveWatch(hub),
-    startJob: unary(async (req, call) => ({
-      job: jobStatusToPb(await agent.startJob(jobSpecFromPb(required('job', req.job)), { leaseBound: req.leaseBound, fresh: req.fresh, ...deadlineOf(call) })),
-    }), onBug),
+    startJob: unary(async (req, call) => {
+      const spec = jobSpecFromPb(required('job', req.job));
+      const view = await agent.startJob(spec, { leaseBound: req.leaseBound, fresh: req.fresh, ...deadlineOf(call) });
+      starts.started(spec.jobId, req.gen);
+      return { job: jobStatusToPb(view) };
+    }, onBug),
     stopJob: unary(async (req) => ({ job: jobStatusToPb(await agent.stopJob(req.jobId)) }), onBug),
     checkpoint: unary(async (req) => {
       const r = await agent.checkpoint(req.jobId, req.full);
@@ -61,6 +66,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, onBug: (e:
         ...(req.job ? { spec: jobSpecFromPb(req.job) } : {}),
         ...(req.sources.length > 0 ? { sources: req.sources.map(restoreSourceFromPb) } : {}),
       }, { leaseBound: req.leaseBound, ...deadlineOf(call) });
+      starts.started(req.jobId, req.gen);
       return {
         epoch: epochInfoToPb(r.manifest, r.chainLength),
         skipped: r.skipped.map((s) => ({ epoch: s.epoch, reason: s.reason })),

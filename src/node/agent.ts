@@ -489,6 +489,14 @@ export class NodeAgent {
     return [...this.starts.values()].some((c) => c.kind === 'restore') ? 'restoring' : 'running';
   }
 
+  /** Every job's state, cheaply: the cluster link reports them on each heartbeat. */
+  jobStates(): Array<{ jobId: string; state: AgentJobState; lastError: string }> {
+    return this.core.jobIds().filter((id) => this.shells.has(id)).map((id) => {
+      const s = this.summary(id);
+      return { jobId: id, state: this.stateOf(s), lastError: s.lastError };
+    });
+  }
+
   async shutdown(): Promise<void> {
     await Promise.all([...this.chains.values()]);
     this.driver.stop();

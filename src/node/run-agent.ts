@@ -16,6 +16,7 @@ import { detectFreezer } from './units/freezer.js';
 import { UnitSupervisor } from './units/unit-supervisor.js';
 import { AgentMetrics } from './metrics.js';
 import { agentServiceHandlers } from './agent-service.js';
+import { StartGens, type JobReport } from './job-reports.js';
 import { unitServiceHandlers, UnitLifelines } from './unit-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
@@ -28,6 +29,10 @@ export interface RunningAgent {
   agent: NodeAgent;
   address: string;
   metricsUrl: string | null;
+  /** What its heartbeats tell its cluster about its jobs (see job-reports.ts). */
+  jobReports(): JobReport[];
+  /** Calls listener at every change of a job's state, from inside the agent's step: do no I/O inline. */
+  onJobChange(listener: () => void): void;
   stop(): Promise<void>;
 }
 
@@ -67,8 +72,15 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
   });
   let metrics: AgentMetrics | null = null;
   const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
+  const jobListeners: Array<() => void> = [];
   const agent = new NodeAgent({
-    events: hub,
+    // Watch readers get every event; a job's change of state also wakes the cluster link (onJobChange).
+    events: {
+      emit: (e) => {
+        hub.emit(e);
+        if (e.kind === 'job') for (const l of jobListeners) l();
+      },
+    },
     config,
     runtime,
     incarnation,
@@ -91,7 +103,8 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.NodeAgentService': 'SERVING' });
   const server = new Server();
-  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, onBug));
+  const starts = new StartGens();
+  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, starts, onBug));
   health.addToServer(server);
   const port = await bindServer(server, config.listen);
   const address = boundAddress(config.listen, port);
@@ -124,5 +137,12 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
     })();
     return stopping;
   };
-  return { agent, address, metricsUrl: metricsServer?.url ?? null, stop };
+  return {
+    agent,
+    address,
+    metricsUrl: metricsServer?.url ?? null,
+    jobReports: () => starts.reports(agent.jobStates()),
+    onJobChange: (l) => void jobListeners.push(l),
+    stop,
+  };
 }

@@ -18,7 +18,7 @@ export class AgentClient {
     this.client = new NodeAgentServiceClient(address, credentials.createInsecure(), options);
   }
 
-  startJob(req: pb.StartJobRequest) { return this.call<pb.StartJobRequest, pb.StartJobResponse>('startJob', req); }
+  startJob(req: pb.DeepPartial<pb.StartJobRequest>) { return this.call<pb.StartJobRequest, pb.StartJobResponse>('startJob', pb.StartJobRequest.fromPartial(req)); }
   stopJob(req: pb.StopJobRequest) { return this.call<pb.StopJobRequest, pb.StopJobResponse>('stopJob', req); }
   checkpoint(req: pb.CheckpointRequest) { return this.call<pb.CheckpointRequest, pb.CheckpointResponse>('checkpoint', req); }
   listEpochs(req: pb.ListEpochsRequest) { return this.call<pb.ListEpochsRequest, pb.ListEpochsResponse>('listEpochs', req); }

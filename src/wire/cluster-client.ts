@@ -16,6 +16,7 @@ export class ClusterClient {
 
   registerNode(req: pb.RegisterNodeRequest, timeoutMs?: number) { return this.call<pb.RegisterNodeRequest, pb.RegisterNodeResponse>('registerNode', req, timeoutMs); }
   heartbeat(req: pb.HeartbeatRequest, timeoutMs?: number) { return this.call<pb.HeartbeatRequest, pb.HeartbeatResponse>('heartbeat', req, timeoutMs); }
+  reportJobs(req: pb.ReportJobsRequest, timeoutMs?: number) { return this.call<pb.ReportJobsRequest, pb.ReportJobsResponse>('reportJobs', req, timeoutMs); }
   submitJob(req: pb.SubmitJobRequest) { return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', req); }
   checkpointJob(req: pb.CheckpointJobRequest) { return this.call<pb.CheckpointJobRequest, pb.CheckpointJobResponse>('checkpointJob', req, this.timeoutMs * 4); }
   prepareRound(req: pb.PrepareRoundRequest, timeoutMs?: number) { return this.call<pb.PrepareRoundRequest, pb.PrepareRoundResponse>('prepareRound', req, timeoutMs); }

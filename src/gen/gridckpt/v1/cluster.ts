@@ -117,6 +117,53 @@ export interface HeartbeatRequest {
   nodeId: string;
   incarnation: bigint;
   seq: bigint;
+  /**
+   * The states of the agent's jobs as this beat is sent (push, not poll):
+   * the coordinator learns from them when a job's units ended. Every beat
+   * repeats them, so a lost beat loses nothing. Empty: no report (an agent
+   * that does not report; its jobs' ends are not seen) unless reports_jobs.
+   */
+  jobs: JobReport[];
+  /**
+   * True: jobs lists every job the agent has, so a job missing from it is
+   * one this incarnation of the agent does not have. False (an agent that
+   * does not report): jobs is empty and says nothing.
+   */
+  reportsJobs: boolean;
+}
+
+export interface ReportJobsRequest {
+  nodeId: string;
+  incarnation: bigint;
+  /** Every job the agent has (as HeartbeatRequest.jobs with reports_jobs). */
+  jobs: JobReport[];
+}
+
+export interface ReportJobsResponse {
+  /**
+   * False when the coordinator does not know this node (or this
+   * incarnation): the report was not taken; the heartbeats sort it out.
+   */
+  known: boolean;
+}
+
+/** One job as the agent sees it. */
+export interface JobReport {
+  jobId: string;
+  /**
+   * The agent's job state: running | completed | failed | stopped |
+   * restoring | fenced (as in JobStatus.state).
+   */
+  state: string;
+  /**
+   * The start this state belongs to: the gen of the StartJob or Restore
+   * that made the agent's current run of the job (0: one that named none).
+   * A report whose gen is not the one the coordinator last sent that node
+   * is from an older start, and is ignored.
+   */
+  gen: bigint;
+  /** Why it failed, was stopped or fenced, if it did. */
+  lastError: string;
 }
 
 export interface HeartbeatResponse {
@@ -1493,7 +1540,7 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { nodeId: "", incarnation: 0n, seq: 0n };
+  return { nodeId: "", incarnation: 0n, seq: 0n, jobs: [], reportsJobs: false };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -1512,6 +1559,12 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
         throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
       }
       writer.uint32(24).uint64(message.seq);
+    }
+    for (const v of message.jobs) {
+      JobReport.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.reportsJobs !== false) {
+      writer.uint32(40).bool(message.reportsJobs);
     }
     return writer;
   },
@@ -1553,6 +1606,22 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.seq = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.jobs.push(JobReport.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reportsJobs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1574,6 +1643,12 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
         : "",
       incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
       seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => JobReport.fromJSON(e)) : [],
+      reportsJobs: isSet(object.reportsJobs)
+        ? globalThis.Boolean(object.reportsJobs)
+        : isSet(object.reports_jobs)
+        ? globalThis.Boolean(object.reports_jobs)
+        : false,
     };
   },
 
@@ -1588,6 +1663,12 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     if (message.seq !== 0n) {
       obj.seq = message.seq.toString();
     }
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => JobReport.toJSON(e));
+    }
+    if (message.reportsJobs !== false) {
+      obj.reportsJobs = message.reportsJobs;
+    }
     return obj;
   },
 
@@ -1601,6 +1682,313 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
       ? BigInt(object.incarnation)
       : 0n;
     message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.jobs = object.jobs?.map((e) => JobReport.fromPartial(e)) || [];
+    message.reportsJobs = object.reportsJobs ?? false;
+    return message;
+  },
+};
+
+function createBaseReportJobsRequest(): ReportJobsRequest {
+  return { nodeId: "", incarnation: 0n, jobs: [] };
+}
+
+export const ReportJobsRequest: MessageFns<ReportJobsRequest> = {
+  encode(message: ReportJobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.incarnation !== 0n) {
+      if (BigInt.asUintN(64, message.incarnation) !== message.incarnation) {
+        throw new globalThis.Error("value provided for field message.incarnation of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.incarnation);
+    }
+    for (const v of message.jobs) {
+      JobReport.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportJobsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportJobsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.incarnation = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.jobs.push(JobReport.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportJobsRequest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => JobReport.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReportJobsRequest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.incarnation !== 0n) {
+      obj.incarnation = message.incarnation.toString();
+    }
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => JobReport.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportJobsRequest>, I>>(base?: I): ReportJobsRequest {
+    return ReportJobsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportJobsRequest>, I>>(object: I): ReportJobsRequest {
+    const message = createBaseReportJobsRequest();
+    message.nodeId = object.nodeId ?? "";
+    message.incarnation = (object.incarnation !== undefined && object.incarnation !== null)
+      ? BigInt(object.incarnation)
+      : 0n;
+    message.jobs = object.jobs?.map((e) => JobReport.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReportJobsResponse(): ReportJobsResponse {
+  return { known: false };
+}
+
+export const ReportJobsResponse: MessageFns<ReportJobsResponse> = {
+  encode(message: ReportJobsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.known !== false) {
+      writer.uint32(8).bool(message.known);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportJobsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportJobsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.known = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportJobsResponse {
+    return { known: isSet(object.known) ? globalThis.Boolean(object.known) : false };
+  },
+
+  toJSON(message: ReportJobsResponse): unknown {
+    const obj: any = {};
+    if (message.known !== false) {
+      obj.known = message.known;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportJobsResponse>, I>>(base?: I): ReportJobsResponse {
+    return ReportJobsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportJobsResponse>, I>>(object: I): ReportJobsResponse {
+    const message = createBaseReportJobsResponse();
+    message.known = object.known ?? false;
+    return message;
+  },
+};
+
+function createBaseJobReport(): JobReport {
+  return { jobId: "", state: "", gen: 0n, lastError: "" };
+}
+
+export const JobReport: MessageFns<JobReport> = {
+  encode(message: JobReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.gen !== 0n) {
+      if (BigInt.asUintN(64, message.gen) !== message.gen) {
+        throw new globalThis.Error("value provided for field message.gen of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.gen);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(34).string(message.lastError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gen = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobReport {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      gen: isSet(object.gen) ? BigInt(object.gen) : 0n,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+    };
+  },
+
+  toJSON(message: JobReport): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.gen !== 0n) {
+      obj.gen = message.gen.toString();
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JobReport>, I>>(base?: I): JobReport {
+    return JobReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JobReport>, I>>(object: I): JobReport {
+    const message = createBaseJobReport();
+    message.jobId = object.jobId ?? "";
+    message.state = object.state ?? "";
+    message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
+    message.lastError = object.lastError ?? "";
     return message;
   },
 };
@@ -3023,6 +3411,20 @@ export const ClusterServiceService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
+  /**
+   * An agent's job states as soon as one changes, between its heartbeats
+   * (which carry them too): it is no heartbeat, the failure detector does
+   * not see it.
+   */
+  reportJobs: {
+    path: "/gridckpt.v1.ClusterService/ReportJobs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportJobsRequest): Buffer => Buffer.from(ReportJobsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportJobsRequest => ReportJobsRequest.decode(value),
+    responseSerialize: (value: ReportJobsResponse): Buffer => Buffer.from(ReportJobsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportJobsResponse => ReportJobsResponse.decode(value),
+  },
   submitJob: {
     path: "/gridckpt.v1.ClusterService/SubmitJob" as const,
     requestStream: false as const,
@@ -3124,6 +3526,12 @@ export const ClusterServiceService = {
 export interface ClusterServiceServer extends UntypedServiceImplementation {
   registerNode: handleUnaryCall<RegisterNodeRequest, RegisterNodeResponse>;
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  /**
+   * An agent's job states as soon as one changes, between its heartbeats
+   * (which carry them too): it is no heartbeat, the failure detector does
+   * not see it.
+   */
+  reportJobs: handleUnaryCall<ReportJobsRequest, ReportJobsResponse>;
   submitJob: handleUnaryCall<SubmitJobRequest, SubmitJobResponse>;
   /** Runs one round of the job now. */
   checkpointJob: handleUnaryCall<CheckpointJobRequest, CheckpointJobResponse>;
@@ -3181,6 +3589,26 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * An agent's job states as soon as one changes, between its heartbeats
+   * (which carry them too): it is no heartbeat, the failure detector does
+   * not see it.
+   */
+  reportJobs(
+    request: ReportJobsRequest,
+    callback: (error: ServiceError | null, response: ReportJobsResponse) => void,
+  ): ClientUnaryCall;
+  reportJobs(
+    request: ReportJobsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportJobsResponse) => void,
+  ): ClientUnaryCall;
+  reportJobs(
+    request: ReportJobsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportJobsResponse) => void,
   ): ClientUnaryCall;
   submitJob(
     request: SubmitJobRequest,

@@ -123,6 +123,12 @@ export interface StartJobRequest {
    * coordinator restarting the job from its beginning).
    */
   fresh: boolean;
+  /**
+   * Names this start: the agent's heartbeat reports on the job carry it
+   * (JobReport.gen), so its coordinator tells a report on this start from
+   * one on an earlier start. 0: none.
+   */
+  gen: bigint;
 }
 
 export interface StartJobResponse {
@@ -198,6 +204,8 @@ export interface RestoreRequest {
   sources: RestoreSource[];
   /** As in StartJobRequest. */
   leaseBound: boolean;
+  /** As in StartJobRequest: names this start of the job's units. */
+  gen: bigint;
 }
 
 /**
@@ -1645,7 +1653,7 @@ export const JobSpec: MessageFns<JobSpec> = {
 };
 
 function createBaseStartJobRequest(): StartJobRequest {
-  return { job: undefined, leaseBound: false, fresh: false };
+  return { job: undefined, leaseBound: false, fresh: false, gen: 0n };
 }
 
 export const StartJobRequest: MessageFns<StartJobRequest> = {
@@ -1658,6 +1666,12 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     }
     if (message.fresh !== false) {
       writer.uint32(24).bool(message.fresh);
+    }
+    if (message.gen !== 0n) {
+      if (BigInt.asUintN(64, message.gen) !== message.gen) {
+        throw new globalThis.Error("value provided for field message.gen of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.gen);
     }
     return writer;
   },
@@ -1699,6 +1713,14 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.fresh = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.gen = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1720,6 +1742,7 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         ? globalThis.Boolean(object.lease_bound)
         : false,
       fresh: isSet(object.fresh) ? globalThis.Boolean(object.fresh) : false,
+      gen: isSet(object.gen) ? BigInt(object.gen) : 0n,
     };
   },
 
@@ -1734,6 +1757,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.fresh !== false) {
       obj.fresh = message.fresh;
     }
+    if (message.gen !== 0n) {
+      obj.gen = message.gen.toString();
+    }
     return obj;
   },
 
@@ -1745,6 +1771,7 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     message.leaseBound = object.leaseBound ?? false;
     message.fresh = object.fresh ?? false;
+    message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
     return message;
   },
 };
@@ -2605,7 +2632,7 @@ export const VerifyEpochResponse: MessageFns<VerifyEpochResponse> = {
 };
 
 function createBaseRestoreRequest(): RestoreRequest {
-  return { jobId: "", epoch: 0n, partsFrom: [], job: undefined, sources: [], leaseBound: false };
+  return { jobId: "", epoch: 0n, partsFrom: [], job: undefined, sources: [], leaseBound: false, gen: 0n };
 }
 
 export const RestoreRequest: MessageFns<RestoreRequest> = {
@@ -2630,6 +2657,12 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     }
     if (message.leaseBound !== false) {
       writer.uint32(48).bool(message.leaseBound);
+    }
+    if (message.gen !== 0n) {
+      if (BigInt.asUintN(64, message.gen) !== message.gen) {
+        throw new globalThis.Error("value provided for field message.gen of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.gen);
     }
     return writer;
   },
@@ -2695,6 +2728,14 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.leaseBound = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.gen = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2729,6 +2770,7 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
         : isSet(object.lease_bound)
         ? globalThis.Boolean(object.lease_bound)
         : false,
+      gen: isSet(object.gen) ? BigInt(object.gen) : 0n,
     };
   },
 
@@ -2752,6 +2794,9 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     if (message.leaseBound !== false) {
       obj.leaseBound = message.leaseBound;
     }
+    if (message.gen !== 0n) {
+      obj.gen = message.gen.toString();
+    }
     return obj;
   },
 
@@ -2766,6 +2811,7 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     message.sources = object.sources?.map((e) => RestoreSource.fromPartial(e)) || [];
     message.leaseBound = object.leaseBound ?? false;
+    message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
     return message;
   },
 };
