@@ -1,0 +1,132 @@
+import { leaseMarginMs } from '../../detector/lease.js';
+import type { AgentAnswer, RestoreSource } from '../../protocol/messages.js';
+import { planRestart } from './restart-plan.js';
+import { cancelRound, roundStep } from './supervisor-rounds.js';
+import type { ClusterState, Job } from './supervisor-state.js';
+import type { ClusterStep } from './supervisor-types.js';
+
+// A job's restart in the cluster supervisor core (supervisor.ts): start,
+// recovery from a lost node, rollback for the grid. A restart goes stop →
+// lease wait → restore and can go round again: a node that dies during a
+// restore is one more lost node (re-plan, never fail while room remains); a
+// restore source that fails verification is an epoch to walk back from.
+// A restore that moves units off a lost node waits out its lease (C1).
+
+export function beginRestart(st: ClusterState, job: Job, reason: string, lostNode: string | null, out: ClusterStep, grid?: { epoch: bigint | null; adopt: RestoreSource[]; answer: number }): void {
+  if (job.state === 'fenced' || job.state === 'completed' || job.state === 'stopped' || job.state === 'failed') {
+    if (!grid) return;
+  }
+  if (lostNode !== null) roundStep(st, job, { kind: 'participantFailed', participant: lostNode, reason }, out);
+  cancelRound(st, job, reason, out);
+  const prev = job.restart;
+  const lost = new Set(prev?.lost ?? []);
+  if (lostNode !== null) lost.add(lostNode);
+  const epoch = grid ? grid.epoch : prev ? prev.epoch : (job.committed.at(-1) ?? null);
+  job.state = grid?.epoch === null && !prev && job.committed.length === 0 && reason === 'submitted' ? 'starting' : 'recovering';
+  job.allDoneAtMs = null;
+  job.restart = {
+    reason, attempt: (prev?.attempt ?? 0) + 1, phase: 'stopping', epoch, lost, waiting: new Set(), safeAtMs: 0,
+    answer: grid?.answer ?? prev?.answer ?? null, adopt: grid?.adopt ?? prev?.adopt ?? [],
+  };
+  if (job.restart.attempt > st.config.maxRecoveryAttempts) return failJob(st, job, `${reason}: gave up after ${st.config.maxRecoveryAttempts} attempts`, out);
+  for (const n of st.nodesOf(job).filter((n) => !lost.has(n))) {
+    job.restart.waiting.add(st.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: st.nextReq }, job.jobId, 'restart', null));
+  }
+  advanceRestart(st, job, out);
+}
+
+export function advanceRestart(st: ClusterState, job: Job, out: ClusterStep): void {
+  const r = job.restart;
+  if (!r || r.waiting.size > 0) return;
+  if (r.phase === 'stopping') {
+    r.phase = 'leaseWait';
+    const margin = leaseMarginMs(st.config.agentLeaseMs);
+    r.safeAtMs = st.mutant('restore-before-lease-lapse') ? st.nowMs
+      : Math.max(st.nowMs, ...[...r.lost].map((n) => (st.nodes.get(n)?.lastGrantMs ?? 0) + st.config.agentLeaseMs + margin));
+  }
+  if (r.phase === 'leaseWait') {
+    if (st.nowMs < r.safeAtMs) return;
+    restore(st, job, out);
+    return;
+  }
+  if (r.phase === 'restoring') finishRestart(st, job, out);
+}
+
+function restore(st: ClusterState, job: Job, out: ClusterStep): void {
+  const r = job.restart!;
+  // A suspected node of the job may still run its units under a lease no one waited out: wait for its verdict (C1).
+  if (st.nodesOf(job).some((n) => !r.lost.has(n) && st.nodes.get(n)?.verdict === 'suspected')) return;
+  let placement: Map<string, string>;
+  try {
+    placement = planRestart({
+      units: job.units, placement: job.placement, lost: r.lost, room: st.capacities(job),
+      usable: (n) => st.nodes.get(n)?.verdict === 'alive' && !r.lost.has(n),
+    });
+  } catch (err) {
+    return failJob(st, job, `${r.reason}: ${err instanceof Error ? err.message : String(err)}`, out);
+  }
+  job.placement = placement;
+  r.phase = 'restoring';
+  for (const node of st.nodesOf(job)) {
+    const units = job.units.filter((u) => placement.get(u) === node);
+    const sources: RestoreSource[] = [];
+    const own = units.filter((u) => !r.adopt.some((a) => a.units.includes(u)));
+    if (r.epoch !== null && own.length > 0) sources.push({ store: st.config.clusterId, epoch: r.epoch, units: own });
+    for (const a of r.adopt) {
+      const mine = a.units.filter((u) => units.includes(u));
+      if (mine.length > 0) sources.push({ store: a.store, epoch: a.epoch, units: mine });
+    }
+    const gen = st.nextReq;
+    job.startGens.set(node, gen);
+    for (const n of st.nodes.values()) n.reported.delete(job.jobId);
+    r.waiting.add(st.callAgent(out, node, { kind: 'startJob', jobId: job.jobId, units, sources, leaseMs: st.config.agentLeaseMs, gen }, job.jobId, 'restart', null));
+    const entry = st.nodes.get(node);
+    if (entry) entry.lastGrantMs = Math.max(entry.lastGrantMs, st.nowMs + st.config.callTimeoutMs);
+  }
+}
+
+function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
+  const r = job.restart!;
+  job.restart = null;
+  job.state = 'running';
+  job.needsFull = true;
+  job.lastError = `restarted: ${r.reason}`;
+  if (r.epoch !== null) job.committed = job.committed.filter((e) => e <= (r.epoch as bigint));
+  if (r.answer !== null) st.answerGrid(out, r.answer, { kind: 'ok' });
+}
+
+export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer: AgentAnswer, unreachable: boolean, out: ClusterStep): void {
+  const r = job.restart!;
+  if (r.phase !== 'restoring' || answer.kind === 'ok') return advanceRestart(st, job, out);
+  if (answer.kind === 'corrupt') {
+    // Walk back: every node of the job restarts from the newest intact epoch below (§3.6).
+    job.badEpochs.add(answer.epoch);
+    const older = job.committed.filter((e) => e < answer.epoch && !job.badEpochs.has(e)).at(-1) ?? null;
+    if (answer.store === st.config.clusterId && !st.mutant('no-walk-back')) {
+      // Past the oldest intact epoch the units start anew: the job runs again from its beginning.
+      r.epoch = older;
+      return beginRestart(st, job, `epoch ${answer.epoch} is damaged (${answer.reason}); walking back to ${older ?? 'a fresh start'}`, null, out);
+    }
+    // Another cluster's store: the grid chose that epoch, so the grid walks back (its line, for every cluster).
+    if (r.answer !== null) {
+      st.answerGrid(out, r.answer, { kind: 'corrupt', store: answer.store, epoch: answer.epoch, reason: answer.reason });
+      r.answer = null;
+    }
+    return failJob(st, job, `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}`, out);
+  }
+  // The target died or refused: one more lost node, and go round again (never fail while room remains).
+  const entry = st.nodes.get(node);
+  const dead = unreachable || entry?.verdict !== 'alive';
+  const lost = dead && !st.mutant('restore-onto-dead-node') ? node : null;
+  if (!lost && st.mutant('restore-onto-dead-node')) return failJob(st, job, `restore on ${node} failed: ${'reason' in answer ? answer.reason : answer.kind}`, out);
+  beginRestart(st, job, `restore on ${node} failed: ${'reason' in answer ? answer.reason : answer.kind}`, lost, out);
+}
+
+function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep): void {
+  cancelRound(st, job, reason, out);
+  if (job.restart?.answer) st.answerGrid(out, job.restart.answer, { kind: 'refused', reason });
+  job.restart = null;
+  job.state = 'failed';
+  job.lastError = reason;
+  st.stopEverywhere(job, out);
+}

@@ -1,0 +1,113 @@
+import type { Verdict } from '../../detector/monitor.js';
+import type { RoundCoordinator } from '../../protocol/core/round.js';
+import type { ClusterRestore } from './recovery-plan.js';
+import type { ClusterRequest, MemberJobState } from '../../protocol/messages.js';
+import type { GridJobRow, GridJobState, GridLine, GridStep, GridSupervisorConfig } from './supervisor-types.js';
+
+// The grid supervisor core's state (supervisor.ts holds the intuition and
+// invariants G1..G6): its clusters, its jobs and its calls in flight, with
+// the few primitives every part of the core shares — a call to a cluster
+// (noted as issued by this step), the catalog's rows and their save, a
+// cluster's entry, a job's clusters and a cluster's units. Internal to the
+// core: only GridSupervisor owns one, and nothing outside the core sees it.
+
+/** Lines remembered per job (G6). */
+export const KEEP_LINES = 8;
+
+export interface ClusterEntry {
+  clusterId: string;
+  incarnation: bigint;
+  verdict: Verdict;
+  lastGrantMs: number;
+  freeUnits: number;
+  registered: boolean;
+  reported: Map<string, MemberJobState>;
+}
+
+export interface Recovery {
+  reason: string;
+  attempt: number;
+  phase: 'leaseWait' | 'restoring';
+  safeAtMs: number;
+  waiting: Map<number, string>;
+  retry: Map<string, number>;
+  /** What each cluster restores, once planned (core/recovery-plan.ts). */
+  restores: Map<string, ClusterRestore>;
+}
+
+export interface GJob {
+  jobId: string;
+  units: string[];
+  state: GridJobState;
+  clusters: Map<string, string>;
+  highestEpoch: bigint;
+  lines: GridLine[];
+  lost: Set<string>;
+  round: RoundCoordinator;
+  recovery: Recovery | null;
+  nextRoundAtMs: number;
+  final: { attempts: number } | null;
+  lastError: string;
+  submit: { reqId: number; waiting: Set<number> } | null;
+  /** A final round committed while a share was not done at its cut (its report predated a restart of its own). */
+  finalMissed: boolean;
+  /** Bumped by every submit or restore: a share's report counts only if it names the current one. */
+  gen: number;
+  /** Clusters whose PREPARED of the running round said their share had ended. */
+  doneAtCut: Set<string>;
+}
+
+export type Pending = { jobId: string; cluster: string; kind: ClusterRequest['kind']; epoch: bigint | null; what: 'round' | 'restore' | 'submit' | 'stop' };
+
+export class GridState {
+  readonly clusters = new Map<string, ClusterEntry>();
+  readonly jobs = new Map<string, GJob>();
+  readonly pending = new Map<number, Pending>();
+  nextReq = 1;
+  stepNo = 0;
+  /** Calls issued by the current step (GridSupervisor.step keeps them while its persist is in flight). */
+  issued: number[] = [];
+
+  constructor(readonly config: GridSupervisorConfig, public nowMs: number, readonly startedAtMs: number) {}
+
+  mutant(name: string): boolean {
+    return this.config.mutants?.has(name) ?? false;
+  }
+
+  rows(): GridJobRow[] {
+    return [...this.jobs.values()].map((j) => ({
+      jobId: j.jobId, units: j.units, state: j.state, clusters: Object.fromEntries(j.clusters), highestEpoch: String(j.highestEpoch),
+      lines: j.lines, lost: [...j.lost], lastError: j.lastError,
+    }));
+  }
+
+  save(out: GridStep): void {
+    out.persist.push({ kind: 'catalog', jobs: this.rows(), reason: 'state', step: this.stepNo });
+  }
+
+  entry(id: string): ClusterEntry {
+    let c = this.clusters.get(id);
+    if (!c) {
+      // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
+      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: this.startedAtMs, freeUnits: 0, registered: false, reported: new Map() };
+      this.clusters.set(id, c);
+    }
+    return c;
+  }
+
+  call(out: GridStep, to: string, req: ClusterRequest, jobId: string, what: Pending['what'], epoch: bigint | null): number {
+    const reqId = this.nextReq++;
+    this.issued.push(reqId);
+    this.pending.set(reqId, { jobId, cluster: to, kind: req.kind, epoch, what });
+    out.send.push({ to, call: { reqId, from: this.config.gridId, incarnation: this.config.incarnation, req } });
+    return reqId;
+  }
+
+  clustersOf(job: GJob): string[] {
+    return [...new Set(job.clusters.values())].sort();
+  }
+
+  unitsIn(job: GJob, cluster: string): string[] {
+    return job.units.filter((u) => job.clusters.get(u) === cluster);
+  }
+}
