@@ -1,26 +1,24 @@
-import { randomBytes } from 'node:crypto';
 import { GridError, notFound } from '../common/errors.js';
-import type { Logger } from '../common/log.js';
-import type { AgentConfig } from './config.js';
-import { newJobShell, message, type JobShell } from './job-shell.js';
+import { message, type JobShell } from './job-shell.js';
 import { validateJobSpec, type JobSpec } from './job-spec.js';
-import type { PageMemory, PageWriteOp, ContainerInfo, MemoryStats } from './memory/page-memory.js';
-import type { UnitSupervisor, UnitInfo } from './units/unit-supervisor.js';
-import type { Freezer } from './units/freezer.js';
+import type { PageWriteOp } from './memory/page-memory.js';
+import type { UnitInfo } from './units/unit-supervisor.js';
 import { listCommitted, listJobs, removeIncomplete, stagedPartDigest } from '../store/index.js';
-import { runRestore, type RestoreResult, type RestoreScope } from './restore-runner.js';
-import type { AgentMetricsSink } from './metrics-sink.js';
-import { AgentWatch, type EventSink } from './agent-events.js';
-import type { TierRuntime } from '../wire/clients.js';
+import type { RestoreResult, RestoreScope } from './restore-runner.js';
+import { AgentWatch } from './agent-events.js';
 import type { Fence } from '../wire/codec.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { NodeParticipant, LOCAL, type JobSummary, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from './core/participant.js';
 import type { AgentAnswer, AgentRequest, Heartbeat } from '../protocol/messages.js';
 import { performOp, type OpsTarget } from './agent-ops.js';
+import { spawnUnits, killUnits, type SpawnTarget, type StartCtx } from './agent-spawn.js';
 import type { CheckpointResult, CommitResult, PrepareResult } from './step-results.js';
 
 export type { CheckpointResult, CommitResult, PrepareResult } from './step-results.js';
 export type { Fence } from '../wire/codec.js';
+export type { UnitIdentity, JobView, AgentStatus, AgentDeps, StartOptions, AgentJobState } from './agent-types.js';
+
+import type { UnitIdentity, JobView, AgentStatus, AgentDeps, StartOptions, AgentJobState } from './agent-types.js';
 
 // The node agent's shell around its pure core (core/participant.ts), which
 // alone decides every job's lifecycle: starts, stops, restores, leases,
@@ -41,64 +39,10 @@ export type { Fence } from '../wire/codec.js';
 // without a cluster is the only writer and committer of its store, and sweeps
 // it at start, before it takes any request.
 
-export interface UnitIdentity {
-  jobId: string;
-  unitId: string;
-  token: string;
-}
-
-export interface JobView {
-  spec: JobSpec;
-  state: AgentJobState;
-  units: UnitInfo[];
-  lastEpoch: bigint | null;
-  containers: ContainerInfo[];
-  committed: number;
-  failed: number;
-  lastError: string;
-}
-
-export interface AgentStatus {
-  nodeId: string;
-  incarnation: bigint;
-  freezer: Freezer['kind'];
-  freezerDetail: string;
-  memory: MemoryStats;
-  jobs: JobView[];
-}
-
-export interface AgentDeps {
-  config: AgentConfig;
-  /** Clock and timers for the agent, its leases and its checkpoint and restore runners. */
-  runtime: TierRuntime;
-  incarnation: bigint;
-  memory: PageMemory;
-  supervisor: UnitSupervisor;
-  freezer: Freezer;
-  log: Logger;
-  metrics: AgentMetricsSink;
-  /** Watch readers' hub; none in tests that need no events. */
-  events?: EventSink;
-}
-
-/** How a coordinator starts a job here (see StartJobRequest). */
-export interface StartOptions {
-  leaseBound?: boolean;
-  fresh?: boolean;
-  /** The call's deadline (wall-clock ms): a start that reaches the core after it is refused. */
-  deadline?: number;
-}
-
-
-export type AgentJobState = 'running' | 'completed' | 'failed' | 'stopped' | 'restoring' | 'fenced';
 
 /** Until a coordinator says how long its leases last. */
 const DEFAULT_LEASE_MS = 1_000;
 
-/** What a start asked for, kept by the shell until its spawn op runs (the core keeps only unit ids). */
-type StartCtx =
-  | { kind: 'start'; spec: JobSpec }
-  | { kind: 'restore'; epoch: bigint | null; scope: RestoreScope; result?: RestoreResult; error?: unknown };
 
 const SETTLED: ReadonlySet<string> = new Set(['completed', 'failed', 'stopped', 'fenced']);
 
@@ -147,12 +91,19 @@ export class NodeAgent {
       tick: () => ({ kind: 'tick' }),
       afterStep: () => this.sync(),
     });
+    const spawnTarget: SpawnTarget = {
+      deps,
+      startCtx: (reqId) => this.starts.get(reqId),
+      setShell: (jobId, shell) => void this.shells.set(jobId, shell),
+      input: (i) => this.driver.input(i),
+      jobState: (jobId) => this.core.jobState(jobId),
+    };
     this.opsTarget = {
       deps,
       shell: (jobId: string) => this.shells.get(jobId) ?? null,
       input: (i: ParticipantInput) => this.driver.input(i),
-      spawn: (op: Extract<UnitOp, { op: 'spawn' }>) => this.spawn(op),
-      kill: (jobId: string, graceful: boolean) => this.kill(jobId, graceful),
+      spawn: (op: Extract<UnitOp, { op: 'spawn' }>) => spawnUnits(spawnTarget, op),
+      kill: (jobId: string, graceful: boolean) => killUnits(spawnTarget, jobId, graceful),
       onLocalWritten: (jobId: string, epoch: bigint) => {
         const shell = this.shells.get(jobId);
         const written = shell?.written.get(epoch);
@@ -354,66 +305,6 @@ export class NodeAgent {
   }
 
 
-
-  private async spawn(op: Extract<UnitOp, { op: 'spawn' }>): Promise<void> {
-    const ctx = this.starts.get(op.reqId);
-    const { memory, config } = this.deps;
-    if (!ctx) {
-      this.driver.input({ kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null, failed: 'the start was withdrawn' });
-      return;
-    }
-    try {
-      if (ctx.kind === 'start') {
-        if (memory.jobs().includes(op.jobId)) memory.dropJob(op.jobId);
-        const shell = newJobShell(ctx.spec, config.limits.maxGatedRequests);
-        this.shells.set(op.jobId, shell);
-        await this.startUnits(shell, null);
-        this.driver.input({ kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null, restored: null });
-        return;
-      }
-      const result = await runRestore(this.deps, op.jobId, ctx.epoch, ctx.scope);
-      ctx.result = result;
-      const shell = newJobShell(result.spec, config.limits.maxGatedRequests);
-      this.shells.set(op.jobId, shell);
-      await this.startUnits(shell, result.manifest.epoch);
-      this.driver.input({
-        kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null,
-        restored: {
-          epoch: result.manifest.epoch, highestEpoch: result.highestEpoch, chainLength: result.chainLength,
-          job: { units: result.spec.units.map((u) => u.unitId), intervalMs: result.spec.checkpointIntervalMs, fullEvery: result.spec.fullEvery },
-        },
-      });
-    } catch (err) {
-      if (ctx.kind === 'restore') ctx.error = err;
-      await this.deps.supervisor.stopJob(op.jobId, 0).catch(() => undefined);
-      this.driver.input({ kind: 'spawned', jobId: op.jobId, reqId: op.reqId, corrupt: null, failed: message(err) });
-    }
-  }
-
-  private async kill(jobId: string, graceful: boolean): Promise<void> {
-    const { supervisor, memory, config, log } = this.deps;
-    if (!graceful) log.warn({ jobId }, 'killing the units of a fenced job');
-    await supervisor.stopJob(jobId, graceful ? config.stopGraceMs : 0).catch((err: unknown) => log.error({ jobId, err: String(err) }, 'killing units failed'));
-    // A fenced job's pages go: its coordinator restores them elsewhere.
-    if (!graceful && this.core.jobState(jobId) !== 'starting' && memory.jobs().includes(jobId)) memory.dropJob(jobId);
-  }
-
-  private async startUnits(shell: JobShell, restoredEpoch: bigint | null): Promise<void> {
-    const { config, supervisor } = this.deps;
-    for (const unit of shell.spec.units) {
-      const token = randomBytes(16).toString('hex');
-      shell.tokens.set(unit.unitId, token);
-      const env: Record<string, string> = {
-        GRIDCKPT_SOCKET: config.unitSocket,
-        GRIDCKPT_NODE_ID: config.nodeId,
-        GRIDCKPT_JOB_ID: shell.spec.jobId,
-        GRIDCKPT_UNIT_ID: unit.unitId,
-        GRIDCKPT_UNIT_TOKEN: token,
-      };
-      if (restoredEpoch !== null) env['GRIDCKPT_RESTORED_EPOCH'] = restoredEpoch.toString();
-      await supervisor.start(shell.spec.jobId, unit, env);
-    }
-  }
 
   /** Called by the supervisor whenever a unit process exits. */
   onUnitExit(info: UnitInfo): void {
