@@ -13,7 +13,7 @@ import type { AgentDeps } from './agent-types.js';
 /** What a start asked for, kept by the shell until its spawn op runs (the core keeps only unit ids). */
 export type StartCtx =
   | { kind: 'start'; spec: JobSpec }
-  | { kind: 'restore'; epoch: bigint | null; scope: RestoreScope; result?: RestoreResult; error?: unknown };
+  | { kind: 'restore'; jobId: string; epoch: bigint | null; scope: RestoreScope; result?: RestoreResult; error?: unknown };
 
 export interface SpawnTarget {
   deps: AgentDeps;

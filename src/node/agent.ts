@@ -271,7 +271,7 @@ export class NodeAgent {
     const known = this.core.summary(jobId)?.lastEpoch ?? null;
     if (known !== null) scope = { ...scope, known: [known] };
     this.watch.restoreStarted(jobId, epoch);
-    const ctx: StartCtx = { kind: 'restore', epoch, scope };
+    const ctx: StartCtx = { kind: 'restore', jobId, epoch, scope };
     // The units to run are known once the epoch is read (its manifest's job): the core learns them from the spawn.
     const units = scope.spec?.units.map((u) => u.unitId) ?? [];
     const req: AgentRequest = { kind: 'startJob', jobId, units, sources: [], gen: ++this.gens, leaseMs: opts.leaseBound === true ? this.leaseMs : null };
@@ -377,7 +377,7 @@ export class NodeAgent {
 
   private stateOf(s: JobSummary): AgentJobState {
     if (s.state !== 'starting') return s.state;
-    return [...this.starts.values()].some((c) => c.kind === 'restore') ? 'restoring' : 'running';
+    return [...this.starts.values()].some((c) => c.kind === 'restore' && c.jobId === s.jobId) ? 'restoring' : 'running';
   }
 
   /** Every job's state, cheaply: the cluster link reports them on each heartbeat. */
