@@ -1,7 +1,7 @@
 import { GridError, notFound } from '../common/errors.js';
 import { message, type JobShell } from './job-shell.js';
 import { validateJobSpec, type JobSpec } from './job-spec.js';
-import type { PageWriteOp } from './memory/page-memory.js';
+import type { ContainerInfo, PageWriteOp } from './memory/page-memory.js';
 import type { UnitInfo } from './units/unit-supervisor.js';
 import { listCommitted, listJobs, removeIncomplete, stagedPartDigest } from '../store/index.js';
 import type { RestoreResult, RestoreScope } from './restore-runner.js';
@@ -54,6 +54,8 @@ export class NodeAgent {
   private readonly waiting = new Map<number, (a: AgentAnswer) => void>();
   private readonly starts = new Map<number, StartCtx>();
   private readonly seen = new Map<string, string>();
+  /** Woken after the core's next step (see afterLeaseStep). */
+  private stepWaiters: Array<() => void> = [];
   private readonly watch: AgentWatch;
   private readonly opsTarget: OpsTarget;
   private nextReq = 1;
@@ -318,6 +320,10 @@ export class NodeAgent {
 
   /** After every core step: state changes become events, log lines and woken waiters. */
   private sync(): void {
+    // Woken in a microtask: by then this step's ops are queued (the driver delivers them after this hook).
+    const woken = this.stepWaiters;
+    this.stepWaiters = [];
+    for (const w of woken) w();
     for (const jobId of this.core.jobIds()) {
       const s = this.core.summary(jobId)!;
       const from = this.seen.get(jobId) ?? '';
@@ -396,10 +402,10 @@ export class NodeAgent {
 
   // ---- the unit API ----
 
-  openContainer(id: UnitIdentity, name: string, pageCount: number, create: boolean) {
+  openContainer(id: UnitIdentity, name: string, pageCount: number, create: boolean): Promise<{ info: ContainerInfo; created: boolean }> {
     const job = this.authUnit(id);
     const { memory } = this.deps;
-    if (this.leaseLapsed(id.jobId)) return this.untilFenced(id.jobId, job);
+    if (this.leaseLapsed(id.jobId)) return this.afterLeaseStep(id.jobId).then(() => this.openContainer(id, name, pageCount, create));
     return job.gate.run(() => {
       if (create && !memory.hasContainer(id.jobId, name)) {
         const info = memory.createContainer(id.jobId, name, pageCount);
@@ -417,7 +423,7 @@ export class NodeAgent {
 
   applyBatch(id: UnitIdentity, writes: PageWriteOp[]): Promise<number> {
     const job = this.authUnit(id);
-    if (this.leaseLapsed(id.jobId)) return this.untilFenced(id.jobId, job);
+    if (this.leaseLapsed(id.jobId)) return this.afterLeaseStep(id.jobId).then(() => this.applyBatch(id, writes));
     return job.gate.run(() => {
       this.deps.memory.applyBatch(id.jobId, writes);
       return writes.length;
@@ -428,18 +434,24 @@ export class NodeAgent {
    * A lease-bound job whose lease ran out changes no page, even before the
    * core's lease timer has fenced it (an agent that wakes from a pause may
    * serve a request first): its coordinator may run the units elsewhere.
-   * The request waits for the fence (due now) and is then refused: a unit
-   * that got an error at once might end on its own, and its end would be
-   * taken for the job's.
+   * The request waits for the core's next step, which either fences the
+   * job (the request is then refused once the units are killed: a unit that
+   * got an error at once might end on its own, and its end would be taken
+   * for the job's) or renews the lease from a heartbeat answer that was
+   * queued behind it (the request is then served).
    */
   private leaseLapsed(jobId: string): boolean {
     return this.core.leaseLapsed(jobId, this.deps.runtime.clock.nowMs());
   }
 
-  private untilFenced(jobId: string, shell: JobShell): Promise<never> {
-    const refuse = () => new GridError('failed-precondition', `the lease of job ${jobId} on ${this.deps.config.nodeId} lapsed: its units are fenced`);
-    this.driver.input({ kind: 'tick' }); // the fence is due: step it now
-    return new Promise<never>((_resolve, reject) => shell.exitWaiters.push(() => reject(refuse())));
+  private async afterLeaseStep(jobId: string): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.stepWaiters.push(resolve);
+      this.driver.input({ kind: 'tick' }); // the fence is due: step it now
+    });
+    if (this.core.jobState(jobId) === 'running' && !this.leaseLapsed(jobId)) return; // renewed meanwhile
+    await this.chains.get(jobId); // the kill
+    throw new GridError('failed-precondition', `the lease of job ${jobId} on ${this.deps.config.nodeId} lapsed: its units are fenced`);
   }
 
   readContainer(jobId: string, container: string, firstPage: number, count: number): Uint8Array {
