@@ -1,8 +1,8 @@
-import { assert, GridError, notFound } from '../common/errors.js';
+import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
-import { repeat, sleep, type Repeating } from '../runtime/timers.js';
+import { sleep } from '../runtime/timers.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
 import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
@@ -11,12 +11,11 @@ import { ClusterJob, type ClusterJobState } from './cluster-job.js';
 import { LeaseKeeper } from '../detector/lease-keeper.js';
 import { leaseMarginMs } from '../detector/lease.js';
 import { restoreGridJob, type GridRestore } from './job-restore.js';
-import { recoverNodes } from './node-recovery.js';
-import { describeSkipped } from '../store/restorable.js';
-import { rowOf, type JobTable, type JobRow } from './job-table.js';
-import { listCommitted } from '../store/index.js';
-import { runFinalRound } from '../protocol/final-round.js';
-import { EndWatch, type EndDecision, type JobReport } from './core/job-end.js';
+import { rowOf, type JobTable } from './job-table.js';
+import type { JobReport } from './core/job-end.js';
+import { JobArming } from './job-arming.js';
+import { isLive, JobRecoveries } from './job-recovery.js';
+import { resumeJobs } from './job-resume.js';
 
 // The cluster coordinator's shell: node registry and heartbeats (through the
 // detector core), job placement, periodic rounds (ClusterJob), and recovery
@@ -31,6 +30,12 @@ import { EndWatch, type EndDecision, type JobReport } from './core/job-end.js';
 // heartbeat answer renews; a node declared failed gets no more answers, and
 // its units are run elsewhere only once its lease has surely lapsed. A
 // grid-managed job holds a lease from the grid the same way (gridLeases).
+// Here: the node registry, heartbeats, verdicts and leases, and job
+// submission. In files of their own: arming a job, its periodic rounds and
+// the watch for its end (job-arming.ts); recovery sequencing and the fence
+// of a grid job (job-recovery.ts, steps in node-recovery.ts); taking jobs
+// back from the job table after a restart (job-resume.ts); a grid restore
+// (job-restore.ts).
 
 export interface ClusterSettings {
   clusterId: string;
@@ -73,12 +78,6 @@ export class ClusterCoordinator {
   readonly nodes = new Map<string, ClusterNode>();
   readonly jobs = new Map<string, ClusterJob>();
   readonly detector: MonitorDriver;
-  private readonly timers = new Map<string, Repeating>();
-  private readonly generation = new Map<string, number>();
-  /** The end watch of each armed job (one per arming: see arm). */
-  private readonly endWatches = new Map<string, { job: ClusterJob; gen: number; end: EndWatch }>();
-  /** Starts sent to agents by this incarnation (see nextStartGen). */
-  private startsSent = 0;
   failuresDetected = 0;
   /** Grid-managed jobs run here only while the grid renews their lease. */
   readonly gridLeases: LeaseKeeper;
@@ -86,6 +85,10 @@ export class ClusterCoordinator {
   private readonly registered = new Map<string, Array<() => void>>();
   /** Called at every verdict change (see untilNotSuspected). */
   private readonly verdictWaiters = new Set<() => void>();
+  /** Periodic rounds and the end watch of each armed job (job-arming.ts). */
+  private readonly arming = new JobArming(this);
+  /** One recovery of a job at a time, and fences (job-recovery.ts). */
+  private readonly recoveryQueue = new JobRecoveries(this);
 
   constructor(
     readonly settings: ClusterSettings,
@@ -131,7 +134,7 @@ export class ClusterCoordinator {
   /** A new incarnation of an agent lost the units it ran (they died with the old one): restore them where they were. */
   private onAgentRestarted(nodeId: string): void {
     for (const job of this.jobs.values()) {
-      if (job.state === 'running' && this.isLive(job) && job.nodes().includes(nodeId) && !job.lostNodes.has(nodeId)) {
+      if (job.state === 'running' && isLive(this, job) && job.nodes().includes(nodeId) && !job.lostNodes.has(nodeId)) {
         this.recoverSoon(job, nodeId, false, `the agent on ${nodeId} restarted and lost the job`);
       }
     }
@@ -150,7 +153,7 @@ export class ClusterCoordinator {
     const leasedJobs = this.leasedJobsOf(nodeId);
     // Every answer is a grant: a start the node takes later binds a lease no longer than its newest answered beat covers.
     node.lastGrantMs = this.runtime.clock.nowMs();
-    this.onJobReports(nodeId, reports, full);
+    this.arming.onJobReports(nodeId, reports, full);
     return { known: true, leasedJobs };
   }
 
@@ -163,7 +166,7 @@ export class ClusterCoordinator {
   reportJobs(nodeId: string, incarnation: bigint, reports: readonly JobReport[]): { known: boolean } {
     const node = this.nodes.get(nodeId);
     if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false };
-    this.onJobReports(nodeId, reports, true);
+    this.arming.onJobReports(nodeId, reports, true);
     return { known: true };
   }
 
@@ -285,54 +288,9 @@ export class ClusterCoordinator {
     this.table.save(rowOf(job)).catch((err: unknown) => this.log.error({ jobId: job.jobId, err: String(err) }, 'could not save the job table'));
   }
 
-  /**
-   * A restarted coordinator takes its own jobs back from the job table (grid
-   * jobs are the grid's to recover: it sees this incarnation as a new one).
-   * It waits for the job's nodes to register again; their heartbeat answers
-   * then renew the job's lease. A node that does not come back is handled as
-   * failed; units whose lease lapsed meanwhile are restored (their fenced
-   * reports on the heartbeats, or a job missing from an agent's report: E4).
-   */
+  /** A restarted coordinator takes its own jobs back from the job table (job-resume.ts). */
   resume(): void {
-    for (const row of this.table?.all() ?? []) {
-      if (row.gridManaged || (row.state !== 'running' && row.state !== 'recovering')) continue;
-      const job = this.newJob(row.spec, new Map(Object.entries(row.placement)), false);
-      job.partOwners = new Map(Object.entries(row.partOwners));
-      job.lastEpoch = row.lastEpoch === null ? null : BigInt(row.lastEpoch);
-      job.roundsSinceFull = row.roundsSinceFull;
-      job.recoveries = row.recoveries;
-      job.needsFull = row.needsFull;
-      job.adopted = row.adopted.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: BigInt(a.epoch), holders: new Map(Object.entries(a.holders)) }));
-      job.state = 'recovering';
-      this.jobs.set(job.jobId, job);
-      void this.resumeJob(job, row);
-    }
-  }
-
-  private async resumeJob(job: ClusterJob, row: JobRow): Promise<void> {
-    // An epoch committed after the table's last save is the job's newest state.
-    const committed = await listCommitted(this.settings.storeDir, job.jobId).catch(() => []);
-    const newest = committed.at(-1);
-    if (newest && (job.lastEpoch === null || newest.epoch > job.lastEpoch)) {
-      job.lastEpoch = newest.epoch;
-      if (newest.full) {
-        job.partOwners = new Map(job.nodes().map((n) => [n, n]));
-        job.adopted = [];
-        job.needsFull = false;
-      }
-    }
-    // The epochs a recovery may walk back to (a job the cluster runs alone has one history).
-    for (const m of committed) if (job.lastEpoch !== null && m.epoch <= job.lastEpoch) job.committedHere.add(m.epoch);
-    const deadline = this.settings.agentLeaseMs * 3;
-    const missing = await this.untilRegistered(job.nodes(), deadline);
-    this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), missing, was: row.state }, 'job resumed from the job table');
-    job.state = 'running';
-    if (missing.length > 0) {
-      for (const n of missing) this.recoverSoon(job, n, true, `node ${n} did not register again after the coordinator restarted`);
-      return;
-    }
-    this.arm(job);
-    this.persist(job);
+    resumeJobs(this, this.table, (nodes, deadlineMs) => this.untilRegistered(nodes, deadlineMs));
   }
 
   private async untilRegistered(nodes: readonly string[], deadlineMs: number): Promise<string[]> {
@@ -363,111 +321,21 @@ export class ClusterCoordinator {
     return node.client;
   }
 
+  // ---- arming (job-arming.ts) and recovery (job-recovery.ts) ----
+
   /** Periodic rounds, and a watch for the end of the job on every node. */
   arm(job: ClusterJob): void {
-    this.disarm(job);
-    const every = job.gridManaged ? 0 : job.spec.checkpointIntervalMs;
-    if (every > 0) {
-      this.timers.set(job.jobId, repeat(this.runtime.timers, every, () => {
-        if (job.state !== 'running' || job.round.status().phase !== 'idle') return;
-        job.checkpoint().catch((err: unknown) => this.log.warn({ jobId: job.jobId, err: String(err) }, 'round not started'));
-      }));
-    }
-    const gen = (this.generation.get(job.jobId) ?? 0) + 1;
-    this.generation.set(job.jobId, gen);
-    // The end of this start comes with the nodes' heartbeats (onJobReports).
-    this.endWatches.set(job.jobId, { job, gen, end: new EndWatch(job.nodes(), job.startGens) });
+    this.arming.arm(job);
   }
 
   disarm(job: ClusterJob): void {
-    this.stopTimer(job);
-    // A final round under way ends at its next look; reports wait for the next arming.
-    this.generation.set(job.jobId, (this.generation.get(job.jobId) ?? 0) + 1);
-    if (this.endWatches.get(job.jobId)?.job === job) this.endWatches.delete(job.jobId);
+    this.arming.disarm(job);
   }
 
   /** Names each start sent to an agent (StartJob/Restore gen): this incarnation above, a count below, so no two starts share one (E1). */
   nextStartGen(): bigint {
-    this.startsSent += 1;
-    assert(this.startsSent < 2 ** 32 && this.settings.incarnation < 2n ** 31n, `start gen out of range: incarnation ${this.settings.incarnation}, start ${this.startsSent}`);
-    return (this.settings.incarnation << 32n) | BigInt(this.startsSent);
+    return this.arming.nextStartGen();
   }
-
-  private stopTimer(job: ClusterJob): void {
-    const t = this.timers.get(job.jobId);
-    t?.stop();
-    this.timers.delete(job.jobId);
-  }
-
-  /** A node's reports on its jobs: each armed job on the node judges its own (core/job-end.ts). */
-  private onJobReports(nodeId: string, reports: readonly JobReport[], full: boolean): void {
-    const byJob = new Map(reports.map((r) => [r.jobId, r]));
-    for (const w of [...this.endWatches.values()]) {
-      if (!w.end.nodes.includes(nodeId) || !this.isWatched(w.job, w.gen)) continue;
-      const d = w.end.onBeat(nodeId, byJob.get(w.job.jobId) ?? null, full);
-      this.onEndDecision(w.job, w.gen, d);
-    }
-  }
-
-  private onEndDecision(job: ClusterJob, gen: number, d: EndDecision): void {
-    switch (d.kind) {
-      case 'none':
-        return;
-      case 'stale':
-        this.log.debug({ jobId: job.jobId, node: d.nodeId, reportedGen: String(d.reportedGen), startGen: String(d.startGen) }, 'report on an earlier start of the job ignored');
-        return;
-      case 'lost':
-        this.recoverSoon(job, d.nodeId, false, `the agent on ${d.nodeId} restarted and lost the job`);
-        return;
-      case 'fenced':
-        // Its lease lapsed (this coordinator was away, or could not reach it): restore the job where it is.
-        if (!job.gridManaged || this.gridLeases.leases.isBound(job.jobId)) this.recoverSoon(job, d.nodeId, false, `the units on ${d.nodeId} were fenced`);
-        return;
-      case 'ended':
-        this.log.warn({ jobId: job.jobId, node: d.nodeId, err: `units on ${d.nodeId} ended ${d.state}: ${d.lastError}` }, 'the job\'s units ended without completing; a recovery will take over if a node failed');
-        return;
-      case 'all-completed':
-        void this.finishJob(job, gen);
-        return;
-    }
-  }
-
-  /** This arming of the job is still the one in force. */
-  private isWatched(job: ClusterJob, gen: number): boolean {
-    return this.generation.get(job.jobId) === gen && job.state === 'running' && this.isLive(job);
-  }
-
-  /** Every unit of the job completed: a final round records the end state, then the job is completed (or failed). */
-  private async finishJob(job: ClusterJob, gen: number): Promise<void> {
-    const current = () => this.isWatched(job, gen);
-    try {
-      this.stopTimer(job);
-      // A last round records the job's end state (after any periodic one still running); a grid job's is the grid's.
-      await job.whenIdle();
-      if (!current()) return;
-      const end = job.gridManaged ? null : await runFinalRound(this.runtime.timers, () => job.checkpoint(), current);
-      if (!current()) return;
-      // Completed only with the end state in a committed epoch (core/final-round.ts).
-      if (end?.kind === 'not-checkpointed') {
-        job.state = 'failed';
-        job.lastError = end.reason;
-        this.log.error({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), err: end.reason }, 'job failed: its final state is not checkpointed');
-      } else {
-        job.state = 'completed';
-        this.log.info({ jobId: job.jobId, lastEpoch: String(job.lastEpoch), finalRound: end ? String(end.epoch) : 'the grid\'s' }, 'job completed');
-      }
-      this.persist(job);
-    } catch (err) {
-      if (current()) this.log.warn({ jobId: job.jobId, err: String(err) }, 'the final round of the job failed; a recovery will take over if a node failed');
-    }
-  }
-
-  /** The job's record is the current one and not fenced (a grid restore or a lapsed grid lease ends it). */
-  private isLive(job: ClusterJob): boolean {
-    return !job.replaced && this.jobs.get(job.jobId) === job && job.state !== 'fenced';
-  }
-
-  private readonly recoveries = new Map<string, Promise<void>>();
 
   /**
    * Restores the job from its last committed epoch, one recovery of a job at
@@ -475,57 +343,12 @@ export class ClusterCoordinator {
    * (its units were fenced, or its agent restarted) they stay where they are.
    */
   recoverSoon(job: ClusterJob, nodeId: string, move: boolean, reason: string): void {
-    if (!this.isLive(job)) return;
-    job.state = 'recovering';
-    if (move) job.lostNodes.add(nodeId);
-    this.disarm(job);
-    job.participantFailed(nodeId, reason);
-    this.events.recoveryStarted?.(job.jobId, nodeId, reason);
-    const prev = this.recoveries.get(job.jobId) ?? Promise.resolve();
-    this.recoveries.set(job.jobId, prev.then(() => this.recover(job, nodeId, reason)));
-  }
-
-  private async recover(job: ClusterJob, nodeId: string, reason: string): Promise<void> {
-    if (!this.isLive(job) || job.state !== 'recovering') return;
-    const t0 = this.runtime.clock.nowMs();
-    const current = () => this.isLive(job) && job.state === 'recovering';
-    try {
-      // A round in its last step settles first: lastEpoch must be what the store holds.
-      await job.whenIdle();
-      const r = current() ? await recoverNodes(this, job, current) : null;
-      if (r === null || !current()) return this.stopIfFenced(job);
-      job.recoveries += 1;
-      for (const m of r.moved) job.lostNodes.delete(m.from);
-      // What was restored, and which newer epochs it passed over (invariant 6: say which).
-      if (r.skipped.length > 0) job.lastError = `recovered at epoch ${r.epoch} after passing over ${describeSkipped(r.skipped)}`;
-      job.state = 'running';
-      this.arm(job);
-      this.persist(job);
-      const ms = this.runtime.clock.nowMs() - t0;
-      this.log.warn({
-        jobId: job.jobId, reason, moved: r.moved, epoch: String(r.epoch), skipped: r.skipped.map((x) => ({ epoch: String(x.epoch), reason: x.reason })),
-        attempts: r.attempts, leaseWaitMs: Math.round(r.leaseWaitMs), ms,
-      }, 'job recovered');
-      this.events.recovered(job.jobId, ms, true);
-    } catch (err) {
-      if (!this.isLive(job)) return this.stopIfFenced(job);
-      job.state = 'failed';
-      job.lastError = `recovery (${reason}) failed: ${err instanceof Error ? err.message : String(err)}`;
-      this.persist(job);
-      this.log.error({ jobId: job.jobId, err: job.lastError }, 'recovery failed');
-      this.events.recovered(job.jobId, this.runtime.clock.nowMs() - t0, false);
-    }
-  }
-
-  /** A recovery overtaken by a fence: whatever it started must not run on. */
-  private async stopIfFenced(job: ClusterJob): Promise<void> {
-    if (job.state !== 'fenced' && !job.replaced) return;
-    await this.stopOn(job.jobId, job.nodes());
+    this.recoveryQueue.recoverSoon(job, nodeId, move, reason);
   }
 
   /** Stops the job's units on these nodes, best effort: a node gone or unreachable is its lease's business. */
-  async stopOn(jobId: string, nodes: readonly string[]): Promise<void> {
-    await Promise.all(nodes.map((n) => this.nodes.get(n)?.client.stopJob({ jobId }).catch(() => undefined)));
+  stopOn(jobId: string, nodes: readonly string[]): Promise<void> {
+    return this.recoveryQueue.stopOn(jobId, nodes);
   }
 
   /** The grid's recovery after it lost a cluster (see job-restore.ts). */
@@ -543,17 +366,8 @@ export class ClusterCoordinator {
    * units elsewhere by now. Stop them here; the agents' own leases lapse
    * anyway, since the job is no longer named in their heartbeat answers.
    */
-  async fenceGridJob(jobId: string): Promise<void> {
-    const job = this.jobs.get(jobId);
-    if (!job || (job.state !== 'running' && job.state !== 'recovering')) return;
-    job.state = 'fenced';
-    job.lastError = `fenced: the grid's lease on job ${jobId} lapsed, so its units here were stopped`;
-    this.disarm(job);
-    job.stop();
-    this.log.warn({ jobId }, 'grid lease lapsed: stopping the job here');
-    this.events.jobFenced(jobId);
-    this.persist(job);
-    await this.stopOn(jobId, job.nodes());
+  fenceGridJob(jobId: string): Promise<void> {
+    return this.recoveryQueue.fenceGridJob(jobId);
   }
 
   shutdown(): void {

@@ -1,19 +1,15 @@
-import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, notFound } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
 import type { TierRuntime } from '../wire/clients.js';
-import { repeat, sleep, type Repeating } from '../runtime/timers.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { MonitorDriver, type DetectorConfig, type VerdictChange, type Verdict } from '../detector/index.js';
-import { leaseMarginMs, leaseSafeAfter } from '../detector/lease.js';
 import type { RoundConfig, RoundOutcome, StartInput } from '../protocol/core/round.js';
 import type { GridCatalog } from './catalog.js';
 import { GridJob, type GridJobState } from './grid-job.js';
 import { ClusterFollower } from './cluster-follower.js';
-import { rollBack, type RestoreCall } from './rollback.js';
-import { judgeShares, type ShareReport } from './core/shares.js';
-import { runFinalRound } from '../protocol/final-round.js';
+import { GridRecoveries } from './job-recovery.js';
+import { GridJobWatch } from './job-watch.js';
 
 // The grid coordinator's shell: cluster registry and heartbeats (through the
 // detector core), jobs spread over clusters, periodic coordinated grid
@@ -25,6 +21,11 @@ import { runFinalRound } from '../protocol/final-round.js';
 // Leases: each heartbeat answer names the jobs the cluster may keep running;
 // a lost cluster gets none, and its units run elsewhere only once its lease,
 // and its agents' leases under it, have surely lapsed.
+// Here: the cluster registry, heartbeats, verdicts and leases, and job
+// submission and resumption. In files of their own: arming a job, its
+// periodic rounds and the looks at its shares that find its end
+// (job-watch.ts); recovery sequencing after a lost cluster (job-recovery.ts,
+// the roll back in rollback.ts).
 
 export interface GridSettings {
   gridId: string;
@@ -62,23 +63,21 @@ export interface GridEvents {
   recoveryStarted?(jobId: string, reason: string): void;
 }
 
-/** A look at a job's clusters that failed (a status call) is tried again after this, doubling up to MAX. */
-const LOOK_RETRY_MS = 250;
-const LOOK_RETRY_MAX_MS = 4_000;
-
 export class GridCoordinator {
   readonly clusters = new Map<string, GridClusterEntry>();
   readonly jobs = new Map<string, GridJob>();
   readonly detector: MonitorDriver;
   failuresDetected = 0;
   recoveries = 0;
-  private readonly timers = new Map<string, Repeating[]>();
-  private readonly recovering = new Map<string, Promise<void>>();
   private readonly graceTimers: unknown[] = [];
   private readonly startedAt: number;
 
   /** The clusters' Watch streams: how the grid hears that a job's share ended there. */
   private readonly followers: ClusterFollower;
+  /** Periodic rounds and looks at each armed job's shares (job-watch.ts). */
+  private readonly watch: GridJobWatch;
+  /** One recovery of a job at a time (job-recovery.ts). */
+  private readonly recovery: GridRecoveries;
 
   constructor(
     readonly settings: GridSettings,
@@ -95,6 +94,20 @@ export class GridCoordinator {
       onChange: (c) => this.onVerdict(c),
       // This process was stopped (SIGSTOP, GC, VM stall): its clusters' silence meanwhile is not theirs.
       onOwnPause: (p) => this.log.warn({ pausedMs: Math.round(p.toMs - p.fromMs) }, 'failure detector was paused with this process; its clusters get that time back'),
+    });
+    this.watch = new GridJobWatch({
+      runtime, log, clusters: this.clusters, jobs: this.jobs,
+      recoverSoon: (job, reason) => this.recoverSoon(job, reason),
+      saveJob: (job) => this.saveJob(job),
+    });
+    this.recovery = new GridRecoveries({
+      settings, runtime, catalog, log, events, clusters: this.clusters, startedAtMs: this.startedAt,
+      disarm: (job) => this.watch.disarm(job),
+      saveJob: (job) => this.saveJob(job),
+      granted: (id) => this.granted(id),
+      countRecovery: () => {
+        this.recoveries += 1;
+      },
     });
     this.followers = new ClusterFollower({
       jobEvent: (_clusterId, e) => {
@@ -206,7 +219,7 @@ export class GridCoordinator {
       this.jobs.set(rec.spec.jobId, job);
       for (const id of job.clusterIds()) {
         if (this.clusters.has(id)) continue;
-                const known = this.catalog.cluster(id);
+        const known = this.catalog.cluster(id);
         this.clusters.set(id, {
           clusterId: id, incarnation: 0n, address: '', verdict: 'alive', client: null,
           storeDir: known?.storeDir ?? '', agentLeaseMs: known?.agentLeaseMs ?? 0, lastGrantMs: this.runtime.clock.nowMs(),
@@ -265,235 +278,25 @@ export class GridCoordinator {
     void this.catalog.saveJob(job.record()).catch((err: unknown) => this.log.error({ jobId: job.jobId, err: String(err) }, 'could not record the job in the catalog'));
   }
 
-  // ---- recovery from a lost cluster ----
+  // ---- recovery (job-recovery.ts) and the job's watch (job-watch.ts) ----
 
   private recoverSoon(job: GridJob, reason: string): void {
-    job.state = 'recovering';
-    this.events.recoveryStarted?.(job.jobId, reason);
-    const prev = this.recovering.get(job.jobId) ?? Promise.resolve();
-    const next = prev.then(() => this.recover(job, reason));
-    this.recovering.set(job.jobId, next);
+    this.recovery.recoverSoon(job, reason);
   }
-
-  /** When no lease on this job that a lost cluster (or its agents) held can still hold. */
-  private safeAt(job: GridJob, clusterId: string): number {
-    const c = this.clusters.get(clusterId);
-    const known = this.catalog.cluster(clusterId);
-    // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
-    // A share lost while its cluster lives: the cluster's grants since then did not name this job.
-    const lastGrant = Math.min(c?.lastGrantMs ?? this.startedAt, job.shareLostAtMs.get(clusterId) ?? Infinity);
-    const agentLease = c?.agentLeaseMs || known?.agentLeaseMs || this.settings.clusterLeaseMs;
-    return leaseSafeAfter(lastGrant, this.settings.clusterLeaseMs, agentLease, leaseMarginMs(this.settings.clusterLeaseMs + agentLease));
-  }
-
-  private async recover(job: GridJob, reason: string): Promise<void> {
-    if ((job.lost.size === 0 && !job.rollback) || job.state !== 'recovering') return;
-    const t0 = this.runtime.clock.nowMs();
-    let lost = new Set(job.lost);
-    try {
-      // The lost clusters' units, and their agents', must be dead before they run elsewhere;
-      // a cluster lost during the wait joins it.
-      let waited = 0;
-      for (;;) {
-        lost = new Set(job.lost);
-        const wait = Math.max(0, ...[...lost].map((id) => this.safeAt(job, id) - this.runtime.clock.nowMs()));
-        if (wait <= 0) break;
-        if (waited === 0) this.log.warn({ jobId: job.jobId, lost: [...lost], reason, leaseWaitMs: Math.round(wait) }, 'recovering the job from a lost cluster once its leases have lapsed');
-        waited += wait;
-        await sleep(this.runtime.timers, wait);
-      }
-      await job.whenIdle();
-      if (job.state !== 'recovering') return;
-      lost = new Set(job.lost);
-      job.rollback = false;
-      const free = new Map<string, number>();
-      await Promise.all([...this.clusters.values()].filter((c) => c.verdict === 'alive' && c.client && !lost.has(c.clusterId)).map(async (c) => {
-        const s = await c.client!.status().catch(() => null);
-        if (!s) return;
-        free.set(c.clusterId, s.nodes.filter((n) => n.verdict === 'alive').reduce((a, n) => a + Math.max(0, n.capacityUnits - n.placedUnits), 0));
-      }));
-      const { plan, line, passedOver } = await rollBack({
-        catalog: this.catalog,
-        storeOf: (id) => this.clusters.get(id)?.storeDir || this.catalog.cluster(id)?.storeDir,
-        restore: (id, call) => this.restoreOn(id, call),
-      }, job, lost, free);
-      if (job.state !== 'recovering') return;
-      for (const id of lost) {
-        job.lost.delete(id);
-        job.shareLostAtMs.delete(id);
-      }
-      job.recoveries += 1;
-      this.recoveries += 1;
-      const what = lost.size > 0 ? `the loss of ${[...lost].join(', ')}: units ${plan.moved.join(', ') || 'none'} moved to ${plan.target}` : reason;
-      // What was restored, and which newer lines it passed over (invariant 6: say which).
-      const walked = passedOver.length > 0 ? `; rolled back to line ${line?.gridEpoch ?? 'none'}, passing over ${passedOver.join('; ')}` : '';
-      job.lastError = `recovered from ${what}${walked}`;
-      const ms = this.runtime.clock.nowMs() - t0;
-      this.log.warn({ jobId: job.jobId, lost: [...lost], target: plan.target, moved: plan.moved, line: line ? String(line.gridEpoch) : 'none', passedOver, leaseWaitMs: Math.round(waited), ms }, 'grid job recovered');
-      this.events.recovered(job.jobId, ms, true);
-      if (job.lost.size > 0) {
-        // Another cluster was lost meanwhile: the job stays recovering, and goes again.
-        this.saveJob(job);
-        this.recoverSoon(job, `cluster ${[...job.lost].join(', ')} was lost during a recovery`);
-        return;
-      }
-      job.state = 'running';
-      this.saveJob(job);
-    } catch (err) {
-      if (job.state !== 'recovering') return;
-      job.state = 'failed';
-      job.lastError = `recovery from ${lost.size > 0 ? `the loss of ${[...lost].join(', ')}` : reason} failed: ${err instanceof Error ? err.message : String(err)}`;
-      this.disarm(job);
-      this.saveJob(job);
-      this.log.error({ jobId: job.jobId, err: job.lastError }, 'grid recovery failed');
-      this.events.recovered(job.jobId, this.runtime.clock.nowMs() - t0, false);
-    }
-  }
-
-  private async restoreOn(clusterId: string, call: RestoreCall): Promise<void> {
-    await this.retryUnavailable(() => {
-      const client = this.clusters.get(clusterId)?.client;
-      if (!client) throw new GridError('unavailable', `cluster ${clusterId} is not registered`);
-      return client.restoreGridJob({
-        fence: { clusterId: this.settings.gridId, nodeId: 'grid', incarnation: this.settings.incarnation, epoch: 0n },
-        jobId: call.jobId,
-        job: call.job,
-        epoch: call.epoch ?? 0n,
-        adopt: call.adopt.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: a.epoch ?? 0n, unitIds: a.unitIds })),
-      });
-    });
-    this.granted(clusterId);
-  }
-
-  /** A cluster busy with its own recovery answers UNAVAILABLE: ask again, for a while. */
-  private async retryUnavailable<T>(call: () => Promise<T>, forMs = 30_000): Promise<T> {
-    const end = this.runtime.clock.nowMs() + forMs;
-    for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
-      try {
-        return await call();
-      } catch (err) {
-        const code = (err as { code?: number }).code;
-        const unavailable = code === grpcStatus.UNAVAILABLE || (err instanceof GridError && err.kind === 'unavailable');
-        if (!unavailable || this.runtime.clock.nowMs() + delay > end) throw err;
-        this.log.warn({ err: String(err), retryInMs: delay }, 'cluster not ready for the restore; retrying');
-        await sleep(this.runtime.timers, delay);
-      }
-    }
-  }
-
-  // ---- timers ----
 
   private arm(job: GridJob): void {
-    const every = repeat(this.runtime.timers, job.spec.checkpointIntervalMs, () => {
-      if (job.state !== 'running' || job.core.status().phase !== 'idle') return;
-      job.checkpoint().catch((err: unknown) => this.log.warn({ jobId: job.jobId, err: String(err) }, 'grid round not started'));
-    });
-    this.timers.set(job.jobId, [every]);
-    // A share that ended before this instant was reported to no one.
-    this.lookAt(job);
+    this.watch.arm(job);
   }
 
-  private disarm(job: GridJob): void {
-    for (const t of this.timers.get(job.jobId) ?? []) t.stop();
-    this.timers.delete(job.jobId);
-  }
-
-  /** Per job: a look is running, and whether another must follow it (something happened meanwhile). */
-  private readonly looking = new Map<string, { again: boolean; retryMs: number }>();
-
-  /**
-   * Reads the job's state in each of its clusters and acts on it; called when
-   * a cluster pushes a job event, when a cluster's stream is (re)subscribed,
-   * and when the job is armed or running again. One look at a time per job;
-   * a call meanwhile makes another follow. A look that could not read every
-   * cluster is tried again a little later.
-   */
   private lookAt(job: GridJob): void {
-    if (!this.timers.has(job.jobId) || job.state !== 'running') return;
-    const busy = this.looking.get(job.jobId);
-    if (busy) {
-      busy.again = true;
-      return;
-    }
-    const state = { again: false, retryMs: LOOK_RETRY_MS };
-    this.looking.set(job.jobId, state);
-    void (async () => {
-      do {
-        state.again = false;
-        if (!(await this.checkCompletion(job)) && this.timers.has(job.jobId) && job.state === 'running') {
-          await sleep(this.runtime.timers, state.retryMs);
-          state.retryMs = Math.min(state.retryMs * 2, LOOK_RETRY_MAX_MS);
-          state.again = true;
-        }
-      } while (state.again && this.timers.has(job.jobId) && job.state === 'running' && this.jobs.get(job.jobId) === job);
-      this.looking.delete(job.jobId);
-    })();
-  }
-
-  /** One look; false when a cluster could not be read (it is looked at again). */
-  private async checkCompletion(job: GridJob): Promise<boolean> {
-    if (job.state !== 'running') return true;
-    try {
-      const states: ShareReport[] = await Promise.all(job.clusterIds().map(async (clusterId) => {
-        const client = this.clusters.get(clusterId)?.client;
-        if (!client) return { clusterId, state: 'unregistered', lastError: '' };
-        const share = (await client.status()).jobs.find((j) => j.jobId === job.jobId);
-        return { clusterId, state: share?.state ?? 'missing', lastError: share?.lastError ?? '' };
-      }));
-      if (job.state !== 'running') return true;
-      const verdict = judgeShares(states);
-      switch (verdict.kind) {
-        case 'wait':
-          return true;
-        case 'lose':
-          // A share its cluster could not recover is lost, as if the cluster were: its units move.
-          this.log.warn({ jobId: job.jobId, clusters: verdict.clusters, reason: verdict.reason }, 'a cluster failed its share of the job: recovering it elsewhere');
-          for (const id of verdict.clusters) job.loseShare(id, this.runtime.clock.nowMs());
-          job.lastError = verdict.reason;
-          job.participantFailed(verdict.clusters[0]!, verdict.reason);
-          this.recoverSoon(job, verdict.reason);
-          return true;
-        case 'rollback':
-          // Nothing runs there (its lease lapsed, or it restarted while this grid was away): roll the whole job back to its line.
-          job.rollback = true;
-          job.lastError = verdict.reason;
-          job.participantFailed(states.find((x) => x.state === 'fenced' || x.state === 'missing')!.clusterId, verdict.reason);
-          this.log.warn({ jobId: job.jobId, reason: verdict.reason }, 'rolling the job back to its last recovery line');
-          this.recoverSoon(job, verdict.reason);
-          return true;
-        case 'completed':
-          break;
-      }
-      this.disarm(job);
-      // Completed only with the end state on a committed line (core/final-round.ts).
-      const end = await runFinalRound(this.runtime.timers, () => job.checkpointNext(), () => job.state === 'running');
-      if (end === null) {
-        // A recovery took over (a cluster was lost meanwhile): watch for the end again once it is done.
-        if (job.state === 'running' || job.state === 'recovering') this.arm(job);
-        return true;
-      }
-      if (end.kind === 'completed') {
-        job.state = 'completed';
-        this.log.info({ jobId: job.jobId, last: String(end.epoch) }, 'grid job completed');
-      } else {
-        job.state = 'failed';
-        job.lastError = end.reason;
-        this.log.error({ jobId: job.jobId, err: end.reason }, 'grid job failed: its final state is not checkpointed');
-      }
-      this.saveJob(job);
-      return true;
-    } catch (err) {
-      // A cluster that does not answer for good is the detector's business; until then, look again.
-      this.log.debug({ jobId: job.jobId, err: String(err) }, 'could not read a cluster\'s job state');
-      return false;
-    }
+    this.watch.lookAt(job);
   }
 
   shutdown(): void {
     this.followers.stop();
     for (const t of this.graceTimers) this.runtime.timers.clearTimer(t);
     for (const job of this.jobs.values()) {
-      this.disarm(job);
+      this.watch.disarm(job);
       job.stop();
     }
     this.detector.stop();
