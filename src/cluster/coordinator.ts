@@ -151,8 +151,10 @@ export class ClusterCoordinator {
     if (!node || node.incarnation !== incarnation || node.verdict === 'failed') return { known: false, leasedJobs: [] };
     if (this.detector.heartbeat(nodeId, incarnation, seq) !== null) return { known: false, leasedJobs: [] };
     const leasedJobs = this.leasedJobsOf(nodeId);
-    // Every answer is a grant: a start the node takes later binds a lease no longer than its newest answered beat covers.
-    node.lastGrantMs = this.runtime.clock.nowMs();
+    // An answer naming jobs is a grant. (Not every answer: a node whose units are being moved still beats,
+    // and its leases must lapse; counting those answers kept a recovery waiting forever. A start the node
+    // takes late is counted by the start's own grant, at the call's end, failed or not.)
+    if (leasedJobs.length > 0) node.lastGrantMs = this.runtime.clock.nowMs();
     this.arming.onJobReports(nodeId, reports, full);
     return { known: true, leasedJobs };
   }

@@ -118,8 +118,9 @@ export class ClusterSupervisor {
     for (const { jobId, state, gen } of hb.jobs) if (this.st.jobs.get(jobId)?.startGens.get(hb.member) === gen) node.reported.set(jobId, state);
     const leased = this.leasedOn(hb.member);
     // max: a start still in flight may have set a later bound (send + deadline) than this answer (C1).
-    // Every answer is a grant: a start the node takes later binds a lease no longer than its newest answered beat covers (P4).
-    node.lastGrantMs = Math.max(node.lastGrantMs, this.st.nowMs);
+    // An answer naming jobs is a grant. (Not every answer: a node whose units are being moved still beats,
+    // and its leases must lapse. A start it takes late is counted by the start's own grant, send + call timeout.)
+    if (leased.length > 0) node.lastGrantMs = Math.max(node.lastGrantMs, this.st.nowMs);
     this.beatReply(out, hb, true, leased);
     for (const { jobId, state, gen } of hb.jobs) if (this.st.jobs.get(jobId)?.startGens.get(hb.member) === gen) this.onReported(hb.member, jobId, state, out);
   }
