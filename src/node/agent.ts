@@ -441,15 +441,18 @@ export class NodeAgent {
    * queued behind it (the request is then served).
    */
   private leaseLapsed(jobId: string): boolean {
-    return this.core.leaseLapsed(jobId, this.deps.runtime.clock.nowMs());
+    // The core's time, as the driver gives it (whole ms): a step at this instant fences what this finds lapsed.
+    return this.core.leaseLapsed(jobId, Math.floor(this.deps.runtime.clock.nowMs()));
   }
 
   private async afterLeaseStep(jobId: string): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.stepWaiters.push(resolve);
-      this.driver.input({ kind: 'tick' }); // the fence is due: step it now
-    });
-    if (this.core.jobState(jobId) === 'running' && !this.leaseLapsed(jobId)) return; // renewed meanwhile
+    do {
+      await new Promise<void>((resolve) => {
+        this.stepWaiters.push(resolve);
+        this.driver.input({ kind: 'tick' }); // the fence is due: step it now
+      });
+    } while (this.core.jobState(jobId) === 'running' && this.leaseLapsed(jobId));
+    if (this.core.jobState(jobId) === 'running') return; // renewed meanwhile
     await this.chains.get(jobId); // the kill
     throw new GridError('failed-precondition', `the lease of job ${jobId} on ${this.deps.config.nodeId} lapsed: its units are fenced`);
   }
