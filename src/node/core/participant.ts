@@ -1,6 +1,7 @@
 import type { AgentAnswer, AgentCall, MemberJobState, PartRef, RefusalCode } from '../../protocol/messages.js';
 import type { JobState, JobSummary, ParticipantConfig, ParticipantInput, ParticipantStep } from './participant-types.js';
 import { LOCAL } from './participant-types.js';
+import { checkParticipant, isLive, refused, stopKey, summaryOf, type AgentJob, type LocalStep } from './participant-state.js';
 
 export * from './participant-types.js';
 
@@ -47,35 +48,6 @@ export * from './participant-types.js';
 //  P7. One checkpoint step of a job at a time: it never freezes while a
 //      write of it runs, and stages at most one snapshot.
 
-interface LocalStep { full: boolean; parentEpoch: bigint | null }
-
-interface AgentJob {
-  jobId: string;
-  gen: number;
-  units: string[];
-  state: JobState;
-  leaseUntilMs: number | null;
-  leaseBound: boolean;
-  /** Every epoch this job used here, prepared or local (P2). */
-  highestEpoch: bigint;
-  lastEpoch: bigint | null;
-  epochsSinceFull: number;
-  fullEvery: number;
-  intervalMs: number;
-  nextLocalMs: number | null;
-  /** The epoch being snapshotted (frozen) and the call to answer ('' to: a periodic checkpoint). */
-  freezing: { epoch: bigint; reqId: number; to: string; sinceMs: number; done: boolean; local: LocalStep | null } | null;
-  staged: { epoch: bigint; pages: number } | null;
-  writing: { epoch: bigint; pages: number; reqId: number; to: string; local: LocalStep | null; aborted: boolean } | null;
-  /** A part written for a coordinator's epoch, not yet confirmed by a PREPARE that builds on it. */
-  written: bigint | null;
-  starting: { reqId: number; to: string; prior: boolean } | null;
-  committed: number;
-  failed: number;
-  lastError: string;
-}
-
-const refused = (reason: string, code?: RefusalCode): AgentAnswer => (code ? { kind: 'refused', reason, code } : { kind: 'refused', reason });
 
 export class NodeParticipant {
   private readonly jobs = new Map<string, AgentJob>();
@@ -137,11 +109,7 @@ export class NodeParticipant {
   /** What the shell may show of a job; null if unknown. */
   summary(jobId: string): JobSummary | null {
     const j = this.jobs.get(jobId);
-    if (!j) return null;
-    return {
-      jobId: j.jobId, gen: j.gen, state: j.state, units: [...j.units], leaseBound: j.leaseBound, lastEpoch: j.lastEpoch,
-      highestEpoch: j.highestEpoch, committed: j.committed, failed: j.failed, lastError: j.lastError, busy: j.freezing !== null || j.writing !== null,
-    };
+    return j ? summaryOf(j) : null;
   }
 
   jobIds(): string[] {
@@ -558,25 +526,6 @@ export class NodeParticipant {
   }
 
   checkInvariants(): void {
-    const fail = (m: string): never => { throw new Error(`participant ${this.config.nodeId}: ${m}`); };
-    if (this.jobs.size > this.config.maxJobs) fail('P6: too many jobs');
-    if (this.stoppedBelow.size > 4 * this.config.maxJobs + 1) fail('P6: too many remembered stops');
-    if (this.incarnations.size > (this.config.maxCoordinators ?? 16)) fail('P6: too many remembered incarnations');
-    for (const j of this.jobs.values()) {
-      if (j.freezing && this.nowMs > j.freezing.sinceMs + this.config.freezeTimeoutMs) fail(`P1: job ${j.jobId} frozen past its timeout`);
-      if (j.freezing && j.freezing.epoch !== j.highestEpoch) fail(`P2: job ${j.jobId} freezes a stale epoch`);
-      if (j.staged && j.staged.epoch !== j.highestEpoch) fail(`P2: job ${j.jobId} stages a stale epoch`);
-      if (!isLive(j) && j.state !== 'completed' && (j.freezing || j.staged)) fail(`P5: ${j.state} job ${j.jobId} holds a snapshot or is frozen`);
-      if (j.state === 'running' && j.leaseUntilMs !== null && j.leaseUntilMs < this.nowMs && !this.mutant('skip-fence-on-lease-loss')) fail(`P4: job ${j.jobId} runs past its lease`);
-      if (j.writing && (j.freezing || j.staged)) fail(`P7: job ${j.jobId} snapshots while a write of it runs`);
-    }
+    checkParticipant({ config: this.config, nowMs: this.nowMs, jobs: this.jobs, stops: this.stoppedBelow.size, incarnations: this.incarnations.size });
   }
-}
-
-function stopKey(from: string, jobId: string): string {
-  return `${from}\n${jobId}`;
-}
-
-function isLive(j: AgentJob): boolean {
-  return j.state === 'running' || j.state === 'starting';
 }

@@ -1,0 +1,65 @@
+import type { AgentAnswer, RefusalCode } from '../../protocol/messages.js';
+import type { JobState, JobSummary, ParticipantConfig } from './participant-types.js';
+
+// The participant core's per-job record, what the shell may read of it, and
+// the invariant checks (participant.ts states them, P1..P7).
+
+export interface LocalStep { full: boolean; parentEpoch: bigint | null }
+
+export interface AgentJob {
+  jobId: string;
+  gen: number;
+  units: string[];
+  state: JobState;
+  leaseUntilMs: number | null;
+  leaseBound: boolean;
+  /** Every epoch this job used here, prepared or local (P2). */
+  highestEpoch: bigint;
+  lastEpoch: bigint | null;
+  epochsSinceFull: number;
+  fullEvery: number;
+  intervalMs: number;
+  nextLocalMs: number | null;
+  /** The epoch being snapshotted (frozen) and the call to answer ('' to: a periodic checkpoint). */
+  freezing: { epoch: bigint; reqId: number; to: string; sinceMs: number; done: boolean; local: LocalStep | null } | null;
+  staged: { epoch: bigint; pages: number } | null;
+  writing: { epoch: bigint; pages: number; reqId: number; to: string; local: LocalStep | null; aborted: boolean } | null;
+  /** A part written for a coordinator's epoch, not yet confirmed by a PREPARE that builds on it. */
+  written: bigint | null;
+  starting: { reqId: number; to: string; prior: boolean } | null;
+  committed: number;
+  failed: number;
+  lastError: string;
+}
+
+export const refused = (reason: string, code?: RefusalCode): AgentAnswer => (code ? { kind: 'refused', reason, code } : { kind: 'refused', reason });
+
+export function summaryOf(j: AgentJob): JobSummary {
+  return {
+    jobId: j.jobId, gen: j.gen, state: j.state, units: [...j.units], leaseBound: j.leaseBound, lastEpoch: j.lastEpoch,
+    highestEpoch: j.highestEpoch, committed: j.committed, failed: j.failed, lastError: j.lastError, busy: j.freezing !== null || j.writing !== null,
+  };
+}
+
+export function checkParticipant(p: { config: ParticipantConfig; nowMs: number; jobs: ReadonlyMap<string, AgentJob>; stops: number; incarnations: number }): void {
+  const fail = (m: string): never => { throw new Error(`participant ${p.config.nodeId}: ${m}`); };
+  if (p.jobs.size > p.config.maxJobs) fail('P6: too many jobs');
+  if (p.stops > 4 * p.config.maxJobs + 1) fail('P6: too many remembered stops');
+  if (p.incarnations > (p.config.maxCoordinators ?? 16)) fail('P6: too many remembered incarnations');
+  for (const j of p.jobs.values()) {
+    if (j.freezing && p.nowMs > j.freezing.sinceMs + p.config.freezeTimeoutMs) fail(`P1: job ${j.jobId} frozen past its timeout`);
+    if (j.freezing && j.freezing.epoch !== j.highestEpoch) fail(`P2: job ${j.jobId} freezes a stale epoch`);
+    if (j.staged && j.staged.epoch !== j.highestEpoch) fail(`P2: job ${j.jobId} stages a stale epoch`);
+    if (!isLive(j) && j.state !== 'completed' && (j.freezing || j.staged)) fail(`P5: ${j.state} job ${j.jobId} holds a snapshot or is frozen`);
+    if (j.state === 'running' && j.leaseUntilMs !== null && j.leaseUntilMs < p.nowMs && !(p.config.mutants?.has('skip-fence-on-lease-loss') ?? false)) fail(`P4: job ${j.jobId} runs past its lease`);
+    if (j.writing && (j.freezing || j.staged)) fail(`P7: job ${j.jobId} snapshots while a write of it runs`);
+  }
+}
+
+export function stopKey(from: string, jobId: string): string {
+  return `${from}\n${jobId}`;
+}
+
+export function isLive(j: AgentJob): boolean {
+  return j.state === 'running' || j.state === 'starting';
+}
