@@ -35,12 +35,7 @@ export * from './participant-types.js';
 //  P3. Fencing: a call from an older incarnation of a coordinator than one
 //      seen is refused before anything else.
 //  P4. A lease-bound job whose lease ran out is fenced in that step: its
-//      units are killed and it takes part in no round. A lease-bound start
-//      ends its lease no later than its coordinator's newest answer covers
-//      (sentAt of the newest answered heartbeat + lease): a start that waited
-//      out a stall of this agent (in its socket, where no deadline sees it)
-//      binds no lease its coordinator did not count, and is refused if that
-//      cover has already run out.
+//      units are killed and it takes part in no round.
 //  P5. A job that is neither running nor completed holds no staged
 //      snapshot and is not frozen.
 //  P6. Bounded: at most maxJobs jobs, stops remembered for at most
@@ -60,8 +55,6 @@ export class NodeParticipant {
    */
   private readonly stoppedBelow = new Map<string, number>();
   private nextBeatMs = 0;
-  /** The send time of the newest heartbeat its coordinator answered (null: never; no coordinator yet). */
-  private coveredSinceMs: number | null = null;
   private seq = 0;
   private nowMs = 0;
 
@@ -237,17 +230,7 @@ export class NodeParticipant {
     if (!old && this.jobs.size >= this.config.maxJobs) {
       return this.reply(out, call.from, call.reqId, refused(`node ${this.config.nodeId} already runs ${this.jobs.size} jobs (limit ${this.config.maxJobs})`, 'resource-exhausted'));
     }
-    let leaseUntilMs: number | null = null;
-    if (r.leaseMs !== null) {
-      leaseUntilMs = this.nowMs + r.leaseMs;
-      if (this.coveredSinceMs !== null) {
-        leaseUntilMs = Math.min(leaseUntilMs, this.coveredSinceMs + r.leaseMs);
-        if (leaseUntilMs <= this.nowMs) {
-          return this.reply(out, call.from, call.reqId, refused(
-            `start of job ${jobId} refused: its coordinator's last answer covers until ${leaseUntilMs} ms and it is ${this.nowMs} ms (this agent was stalled, or cut off)`, 'unavailable'));
-        }
-      }
-    }
+    const leaseUntilMs = r.leaseMs === null ? null : this.nowMs + r.leaseMs;
     if (old && isLive(old)) this.end(old, 'stopped', 'restarted', true, out);
     else if (old?.freezing) this.endFreeze(old, `job ${jobId} restarted`, out);
     // What the old job staged or wrote unconfirmed is no epoch of the new one: its pages count as changed again.
@@ -433,7 +416,6 @@ export class NodeParticipant {
       this.nextBeatMs = this.nowMs; // register again at once
       return;
     }
-    if (this.coveredSinceMs === null || sentAtMs > this.coveredSinceMs) this.coveredSinceMs = sentAtMs;
     for (const id of answer.leasedJobs) {
       const j = this.jobs.get(id);
       if (j && j.leaseUntilMs !== null && isLive(j)) j.leaseUntilMs = Math.max(j.leaseUntilMs, sentAtMs + answer.leaseMs);

@@ -137,8 +137,6 @@ function run(schedule: Array<[number, Cmd]>): void {
   const answered = new Set<number>();
   const m = { job: new JobModel(JOB), own: new JobModel(OWN) };
   const settled = new Set<string>();
-  /** The send time of the newest answered heartbeat: a lease-bound start's lease ends by it + LEASE_MS (P4). */
-  let covered: number | null = null;
 
   for (const [dt, scheduled] of schedule) {
     now += dt;
@@ -237,7 +235,6 @@ function run(schedule: Array<[number, Cmd]>): void {
         else expect.fail(`P3: a stale call caused ${s.unit.op}`);
       }
     }
-    if (input.kind === 'heartbeatAnswer' && input.answer.known && (covered === null || input.sentAtMs > covered)) covered = input.sentAtMs;
     // Lease renewals the model grants (before deciding whether this step had to fence).
     if (input.kind === 'heartbeatAnswer' && wasLive && input.answer.leasedJobs.includes(JOB) && input.sentAtMs + LEASE_MS > J.leaseUntil) {
       J.leaseUntil = input.sentAtMs + LEASE_MS;
@@ -486,7 +483,7 @@ function run(schedule: Array<[number, Cmd]>): void {
         jm.sinceFull = 0;
         if (jm === J) {
           J.live = true;
-          J.leaseUntil = covered === null ? now + LEASE_MS : Math.min(now + LEASE_MS, covered + LEASE_MS);
+          J.leaseUntil = now + LEASE_MS;
         }
       }
       if (input.kind === 'spawned' && input.jobId === jm.id && input.restored && replyTo(input.reqId, which === 'own' ? LOCAL : 'c')?.kind === 'ok') {

@@ -975,39 +975,3 @@ describe('NodeParticipant: defects found by these tests', () => {
     expect(step(startJob(9, { gen: 8 }), 30).send).toContainEqual(unit({ op: 'dropStaging', jobId: JOB, epoch: 1n }));
   });
 });
-
-// A start that waited out a stall of the agent (queued in its socket, where the call's relative deadline
-// does not see it) must not bind a lease its coordinator never counted (P4): the lease ends by the newest
-// answered heartbeat's send + lease, and a start past that cover is refused.
-describe('NodeParticipant: a lease-bound start is covered by the coordinator\'s newest answer', () => {
-  it('bounds the lease by the newest answered heartbeat, not by the start\'s receipt', () => {
-    const { p, step } = make();
-    step(tick, 0);
-    step(beatAnswer(100, { leasedJobs: [] }), 110);
-    step(startJob(1), 400); // covered until 100 + 500
-    step({ kind: 'spawned', jobId: JOB, reqId: 1, corrupt: null }, 405);
-    expect(p.mayRun(JOB, 599)).toBe(true);
-    expect(p.mayRun(JOB, 600)).toBe(false);
-    expect(unitSends(step(tick, 600))).toEqual([unit({ op: 'kill', jobId: JOB, graceful: false })]);
-    expect(p.jobState(JOB)).toBe('fenced');
-  });
-
-  it('refuses a start that arrives after that cover ran out, and starts nothing', () => {
-    const { p, step } = make();
-    step(tick, 0);
-    step(beatAnswer(100, { leasedJobs: [] }), 110);
-    const late = step(startJob(1), 700);
-    expect(late.reply).toEqual([reply(1, refused('start of job bank refused: its coordinator\'s last answer covers until 600 ms and it is 700 ms (this agent was stalled, or cut off)', 'unavailable'))]);
-    expect(unitSends(late)).toEqual([]);
-    expect(p.jobState(JOB)).toBeNull();
-  });
-
-  it('with no answer yet (no coordinator heard), counts from the receipt', () => {
-    const { p, step } = make();
-    step(tick, 0);
-    step(startJob(1), 700);
-    step({ kind: 'spawned', jobId: JOB, reqId: 1, corrupt: null }, 705);
-    expect(p.mayRun(JOB, 1199)).toBe(true);
-    expect(p.mayRun(JOB, 1200)).toBe(false);
-  });
-});
