@@ -9,7 +9,7 @@ import { AgentWatch } from './agent-events.js';
 import type { Fence } from '../wire/codec.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { NodeParticipant, LOCAL, type JobSummary, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from './core/participant.js';
-import type { AgentAnswer, AgentRequest, Heartbeat } from '../protocol/messages.js';
+import type { AgentAnswer, AgentRequest } from '../protocol/messages.js';
 import { performOp, type OpsTarget } from './agent-ops.js';
 import { spawnUnits, killUnits, type SpawnTarget, type StartCtx } from './agent-spawn.js';
 import type { CheckpointResult, CommitResult, PrepareResult } from './step-results.js';
@@ -62,8 +62,6 @@ export class NodeAgent {
   /** Starts are numbered in arrival order; a stop stops every start before it (the core's gens). */
   private gens = 0;
   private leaseMs = DEFAULT_LEASE_MS;
-  /** The core's last heartbeat: its jobs' states, for the cluster link. */
-  lastHeartbeat: Heartbeat | null = null;
   /** The cluster link's view of the leases: it renews them from heartbeat answers. */
   readonly leases = {
     setLength: (ms: number): void => { this.leaseMs = ms; },
@@ -291,10 +289,8 @@ export class NodeAgent {
   // ---- the core's ops ----
 
   private onSend(s: ParticipantSend): void {
-    if (s.to === 'cluster') {
-      this.lastHeartbeat = s.heartbeat;
-      return;
-    }
+    // The core's own heartbeats are not sent: the cluster link beats, carrying job-reports.ts's states.
+    if (s.to === 'cluster') return;
     const op = s.unit;
     const before = this.chains.get(op.jobId) ?? Promise.resolve();
     const next = before.then(() => performOp(this.opsTarget, op)).catch((err: unknown) => {
