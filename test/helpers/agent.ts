@@ -61,8 +61,20 @@ export function untilAgent(c: AgentClient, ok: (s: StatusResponse) => boolean | 
 }
 
 /** A unit's identity, read from its environment as root can (for API tests). */
-export async function unitEnvOf(pid: number): Promise<UnitEnv> {
-  const raw = await readFile(join('/proc', String(pid), 'environ'), 'utf8');
+/**
+ * A unit that announces itself: it dumps its environment to `envFile` (via a
+ * temp name and a rename, so the file appears whole) and then sleeps. A
+ * spawned pid exists before its exec, so /proc/PID/environ may still hold the
+ * parent's environment when StartJob returns; the announcement is the event.
+ */
+export function announcingUnit(unitId: string, envFile: string): { unitId: string; command: string; args: string[]; env: Record<string, string> } {
+  return { unitId, command: '/bin/sh', args: ['-c', 'env -0 > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 600', envFile], env: {} };
+}
+
+/** The unit identity an `announcingUnit` dumped, once its file appears. */
+export async function unitEnvOf(envFile: string): Promise<UnitEnv> {
+  await untilFile(envFile);
+  const raw = await readFile(envFile, 'utf8');
   const env = Object.fromEntries(raw.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   return {
     socket: env['GRIDCKPT_SOCKET']!,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { stat } from 'node:fs/promises';
-import { startAgent, uniqueNodeId, unitEnvOf } from '../helpers/agent.js';
+import { join } from 'node:path';
+import { announcingUnit, startAgent, uniqueNodeId, unitEnvOf } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { UnitClient, UnitApiError } from '../../src/unit/client.js';
 
@@ -20,10 +21,11 @@ describe('unit API', () => {
     await withTmp('unitapi', async (dir) => {
       const agent = await startAgent(dir, { nodeId: uniqueNodeId('api') });
       try {
-        const started = await agent.client.startJob({
-          job: { jobId: 'j1', units: [{ unitId: 'idle', command: '/bin/sleep', args: ['600'], env: {} }], checkpointIntervalMs: 0, fullEvery: 0 },
+        const envFile = join(dir, 'idle.env');
+        await agent.client.startJob({
+          job: { jobId: 'j1', units: [announcingUnit('idle', envFile)], checkpointIntervalMs: 0, fullEvery: 0 },
         });
-        const env = await unitEnvOf(started.job!.units[0]!.pid);
+        const env = await unitEnvOf(envFile);
         const sock = await stat(env.socket);
         expect(sock.isSocket()).toBe(true);
         expect(sock.mode & 0o777).toBe(0o600);
