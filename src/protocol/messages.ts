@@ -55,9 +55,13 @@ export interface PartRef {
 export type AgentAnswer =
   /** dropped (to an abort): something of that epoch was staged or written here and is dropped. */
   | { kind: 'ok'; dropped?: boolean }
-  /** done: every unit of the job had exited at the cut, so this snapshot holds its end state. */
-  | { kind: 'prepared'; pages: number; bytes: number; done: boolean }
-  | { kind: 'durable'; part: PartRef }
+  /**
+   * done: every unit of the job had exited at the cut, so this snapshot holds its end state.
+   * digest: of the part this snapshot will be written as (absent: the agent gives none).
+   */
+  | { kind: 'prepared'; pages: number; bytes: number; done: boolean; digest?: string }
+  /** digest: the part's as written; the round core checks it against the PREPARED one (its invariant 10). */
+  | { kind: 'durable'; part: PartRef; digest?: string }
   /** A restore that found a source damaged: the epoch and why (ARCHITECTURE §3.6). */
   | { kind: 'corrupt'; store: string; epoch: bigint; reason: string }
   /** A local checkpoint (the agent's own epoch) committed. */

@@ -1,3 +1,4 @@
+import type { ClusterEvent } from '../cluster/core/supervisor-types.js';
 import { finalState, sameState, total, ACCOUNTS, OPENING } from './bank-model.js';
 import type { SimAgent, SimCluster, SimGrid } from './members.js';
 import { SimStore } from './store.js';
@@ -28,6 +29,8 @@ export class Checkers {
   private readonly prepared = new Set<string>();
   private checkedManifests = 0;
   private nextThawCheckMs = 0;
+  /** Each cluster job's state as its events last said (cluster#job). */
+  private readonly eventStates = new Map<string, string>();
 
   constructor(private readonly env: CheckEnv) {}
 
@@ -98,6 +101,46 @@ export class Checkers {
     const key = `${cluster}#${jobId}#${epoch}`;
     if (this.prepared.has(key)) throw new Violation('epochs are never reused', `the grid prepared epoch ${epoch} of job ${jobId} in ${cluster} twice`);
     this.prepared.add(key);
+  }
+
+  /**
+   * A cluster core's events after a step: each job's state changes form a
+   * chain (each one from the state the last one went to; a restarted
+   * coordinator's start from nothing), and they name the state the core is in.
+   */
+  clusterEvents(cluster: string, events: ClusterEvent[], trace: ((line: string) => void) | null): void {
+    for (const e of events) {
+      if (e.kind !== 'jobState') continue;
+      trace?.(`${cluster} job ${e.jobId}: ${e.from ?? 'new'} -> ${e.to} (${e.reason})`);
+      const key = `${cluster}#${e.jobId}`;
+      const last = this.eventStates.get(key);
+      if (e.from !== null && last !== e.from) throw new Violation('events', `job ${e.jobId} in ${cluster} went from ${e.from} to ${e.to}, but its last event left it ${last ?? 'unknown'}`);
+      this.eventStates.set(key, e.to);
+    }
+    const core = this.env.clusters.get(cluster)!.core;
+    for (const id of core.jobIds()) {
+      const told = this.eventStates.get(`${cluster}#${id}`);
+      if (told !== core.jobState(id)) throw new Violation('events', `job ${id} in ${cluster} is ${core.jobState(id)}, but its events say ${told ?? 'nothing'}`);
+    }
+  }
+
+  /** At the end: a cluster's local job completed, and its last epoch holds every unit's failure-free final state (§3.5). */
+  finalLocal(cluster: string, jobId: string, units: string[]): void {
+    const view = this.env.clusters.get(cluster)!.core.jobView(jobId);
+    if (!view) throw new Violation('liveness', `cluster ${cluster} does not know its local job ${jobId}`);
+    if (view.state !== 'completed') throw new Violation('liveness', `local job ${jobId} of ${cluster} ended ${view.state}: ${view.lastError}`);
+    const store = this.env.stores.get(cluster)!;
+    const epoch = view.lastEpoch;
+    if (epoch === null) throw new Violation('§3.5 same answer', `local job ${jobId} of ${cluster} completed with no committed epoch`);
+    if (store.newest(jobId)?.epoch !== epoch) throw new Violation('§3.5 same answer', `local job ${jobId} of ${cluster} ends at epoch ${epoch}, but its store's newest is ${store.newest(jobId)?.epoch}`);
+    for (const u of units) {
+      const r = store.load(jobId, epoch, u);
+      if ('error' in r) throw new Violation('§3.5 same answer', `local job ${jobId} of ${cluster}, epoch ${epoch}: ${r.error}`);
+      const want = finalState(u, this.env.opsPerUnit);
+      if (!sameState(r.state, want)) {
+        throw new Violation('§3.5 same answer', `unit ${u} of local job ${jobId} in ${cluster} is at op ${r.state.op} in epoch ${epoch}, the failure-free run ends at op ${want.op}`);
+      }
+    }
   }
 
   /** At the end: the job completed, and its last line holds every unit's failure-free final state (§3.5). */

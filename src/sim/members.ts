@@ -1,5 +1,5 @@
 import { ClusterSupervisor } from '../cluster/core/supervisor.js';
-import type { ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig } from '../cluster/core/supervisor-types.js';
+import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, LocalAnswer, LocalRequest } from '../cluster/core/supervisor-types.js';
 import { GridSupervisor } from '../grid/core/supervisor.js';
 import type { GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from '../grid/core/supervisor-types.js';
 import { NodeParticipant, type ParticipantConfig, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from '../node/core/participant.js';
@@ -26,6 +26,8 @@ export interface SimEnv {
   mutants: ReadonlySet<string>;
   /** After every step of any core: the checkers. */
   afterStep: (member: string) => void;
+  /** What a cluster core reported after a step (drained at once: the checkers look at them). */
+  onClusterEvents: (cluster: string, events: ClusterEvent[]) => void;
   /** Every call the grid sends (the checkers watch its epochs). */
   onGridSend: (to: string, call: ClusterCall) => void;
   beforeOp: (copy: UnitCopy) => void;
@@ -45,6 +47,8 @@ export class SimAgent {
   driver!: SerialDriver<ParticipantInput, never, ParticipantSend, ParticipantReply>;
   units!: SimUnits;
   private replies = new Map<string, AnswerFn<AgentAnswer>>();
+  /** A registration is in flight (one at a time). */
+  private registering = false;
 
   constructor(readonly id: string, readonly clusterId: string, private readonly config: Omit<ParticipantConfig, 'incarnation' | 'nodeId'>, private readonly env: SimEnv) {
     this.proc = new SimProcess(id, env.world);
@@ -78,7 +82,11 @@ export class SimAgent {
         const sentAtMs = s.heartbeat.sentAtMs;
         this.env.net.call<HeartbeatAnswer>(this.proc, cluster.proc,
           (answer) => cluster.onAgentBeat(s.heartbeat, answer),
-          (answer) => this.driver.input({ kind: 'heartbeatAnswer', sentAtMs, answer }),
+          (answer) => {
+            // Unknown to the cluster (it restarted, or failed this incarnation): register again.
+            if (!answer.known) this.register();
+            this.driver.input({ kind: 'heartbeatAnswer', sentAtMs, answer });
+          },
           () => undefined);
       },
       reply: (r) => {
@@ -89,13 +97,36 @@ export class SimAgent {
       tick: () => ({ kind: 'tick' }),
       afterStep: () => this.env.afterStep(this.id),
     });
-    this.driver.input({ kind: 'tick' });
+    this.registering = false;
+    // Registered first, then beating (the first step beats at once).
+    this.register(() => this.driver.input({ kind: 'tick' }));
   }
 
   crash(): void {
     this.proc.crash();
     this.driver?.stop();
     this.units?.crash();
+  }
+
+  /** RegisterNode: retried every heartbeat interval until the cluster takes it. */
+  private register(then?: () => void): void {
+    if (this.registering || !this.proc.alive) return;
+    this.registering = true;
+    const cluster = this.env.clusters.get(this.clusterId)!;
+    const inc = this.proc.incarnation;
+    const retry = (why: string): void => {
+      this.registering = false;
+      if (this.env.tracing) this.env.trace(`${this.id} register: ${why}`);
+      this.proc.deliver(this.config.heartbeatIntervalMs, () => this.register(then));
+    };
+    this.env.net.call<{ ok: boolean; reason?: string }>(this.proc, cluster.proc,
+      (answer) => cluster.onRegister(this.id, inc, this.config.capacityUnits, answer),
+      (answer) => {
+        if (!answer.ok) return retry(answer.reason ?? 'refused');
+        this.registering = false;
+        then?.();
+      },
+      (reason) => retry(`unreachable: ${reason}`));
   }
 
   /** Writes the staged snapshot as this node's part (lost if unsynced at a crash); the result is an input. */
@@ -122,6 +153,9 @@ export class SimCluster {
   driver!: SerialDriver<ClusterInput, ClusterPersist, ClusterSend, ClusterReply>;
   private beats = new Map<string, AnswerFn<HeartbeatAnswer>>();
   private replies = new Map<number, AnswerFn<ClusterAnswer>>();
+  private registrations = new Map<string, AnswerFn<{ ok: boolean; reason?: string }>>();
+  private localReplies = new Map<number, AnswerFn<LocalAnswer>>();
+  private nextLocalReq = 1;
 
   constructor(readonly id: string, private readonly config: Omit<ClusterSupervisorConfig, 'incarnation' | 'clusterId'>, private readonly env: SimEnv) {
     this.proc = new SimProcess(id, env.world);
@@ -131,15 +165,23 @@ export class SimCluster {
     this.proc.start();
     this.beats = new Map();
     this.replies = new Map();
-    this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants });
+    this.registrations = new Map();
+    this.localReplies = new Map();
     const store = this.env.stores.get(this.id)!;
+    // The job table and the store's committed epochs, as a restarted coordinator reads them.
+    const committed = new Map<string, bigint[]>();
+    for (const m of store.manifests.values()) committed.set(m.jobId, [...(committed.get(m.jobId) ?? []), m.epoch]);
+    for (const e of committed.values()) e.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const rows = [...store.table.values()].map((r) => structuredClone(r));
+    this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants }, { rows, committed });
     this.driver = new SerialDriver(this.core, {
       clock: this.env.world.clock,
       timers: this.proc.timers(),
       persist: (p, done) => {
-        diskWrite(this.proc, this.env.world.rng, this.env.disk, () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p), done);
+        const apply = p.kind === 'manifest' ? () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p) : () => store.table.set(p.row.jobId, structuredClone(p.row));
+        diskWrite(this.proc, this.env.world.rng, this.env.disk, apply, done);
       },
-      persisted: (p) => ({ kind: 'persisted', what: p }),
+      persisted: (p) => (p.kind === 'manifest' ? { kind: 'persisted', what: p } : null),
       persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
       send: (s) => {
         if ('heartbeat' in s) {
@@ -168,13 +210,41 @@ export class SimCluster {
           this.beats.delete(`${r.to}#${r.seq}`);
           return;
         }
+        if (r.kind === 'registered') {
+          this.registrations.get(`${r.to}#${r.reqId}`)?.(r.answer);
+          this.registrations.delete(`${r.to}#${r.reqId}`);
+          return;
+        }
+        if (r.to === 'local') {
+          if (this.env.tracing) this.env.trace(`${this.id} -> local #${r.reqId} ${describe(r.answer)}`);
+          this.localReplies.get(r.reqId)?.(r.answer);
+          this.localReplies.delete(r.reqId);
+          return;
+        }
         this.replies.get(r.reqId)?.(r.answer);
         this.replies.delete(r.reqId);
       },
       tick: () => ({ kind: 'tick' }),
-      afterStep: () => this.env.afterStep(this.id),
+      afterStep: () => {
+        this.env.onClusterEvents(this.id, this.core.drainEvents());
+        this.env.afterStep(this.id);
+      },
     });
     this.driver.input({ kind: 'tick' });
+  }
+
+  onRegister(nodeId: string, incarnation: bigint, capacityUnits: number, answer: AnswerFn<{ ok: boolean; reason?: string }>): void {
+    const reqId = this.nextLocalReq++;
+    this.registrations.set(`${nodeId}#${reqId}`, answer);
+    this.driver.input({ kind: 'nodeRegistered', reqId, nodeId, incarnation, capacityUnits });
+  }
+
+  /** A local client's call (the CLI on the coordinator's machine: no network). */
+  localCall(req: LocalRequest, answer: AnswerFn<LocalAnswer>): void {
+    const reqId = this.nextLocalReq++;
+    if (this.env.tracing) this.env.trace(`local -> ${this.id} #${reqId} ${describe(req)}`);
+    this.localReplies.set(reqId, answer);
+    this.driver.input({ kind: 'localCall', reqId, req });
   }
 
   crash(): void {
@@ -256,7 +326,7 @@ export class SimGrid {
   }
 }
 
-/** One line of a message for the trace (bigints as numbers, no job id: the simulator runs one job). */
+/** One line of a message for the trace (bigints as numbers; the job id only when it is not the grid's bank job). */
 function describe(m: object): string {
-  return JSON.stringify(m, (k, v: unknown) => (k === 'jobId' ? undefined : typeof v === 'bigint' ? Number(v) : v));
+  return JSON.stringify(m, (k, v: unknown) => (k === 'jobId' && v === 'bank' ? undefined : typeof v === 'bigint' ? Number(v) : v));
 }

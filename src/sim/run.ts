@@ -9,9 +9,11 @@ import { World } from './world.js';
 import type { UnitCopy } from './units.js';
 
 // One seeded run of a whole grid: 1 grid, 3 clusters x 3 agents, the bank
-// job's 6 units spread over the clusters, a fault schedule drawn from the
-// seed, the checkers after every event, and at the end the job's last line
-// against a failure-free run. Same seed, same trace, byte for byte.
+// job's 6 units spread over the clusters and, in each cluster, a local job
+// of its own (submitted by a local client, no grid), a fault schedule drawn
+// from the seed, the checkers after every event, and at the end the bank
+// job's last line and each local job's last epoch against a failure-free
+// run. Same seed, same trace, byte for byte.
 
 export interface SimOptions {
   seed: number;
@@ -36,8 +38,14 @@ export interface SimResult {
 export const SIM = {
   clusters: 3,
   agentsPerCluster: 3,
-  capacityUnits: 4,
+  // Room for a cluster's local job beside its share of the bank job, even on the one node left by a pair crash.
+  capacityUnits: 6,
   units: 6,
+  /** Each cluster's local job is `${localJob}-${cluster}` (distinct ids: the one-owner check looks at every agent's copies of a job). */
+  localJob: 'solo',
+  localUnits: 2,
+  localIntervalMs: 150,
+  localFullEvery: 4,
   opsPerUnit: 100,
   opIntervalMs: 10,
   heartbeatIntervalMs: 50,
@@ -48,6 +56,10 @@ export const SIM = {
   rpcTimeoutMs: 200,
   untilMs: 60_000,
 };
+
+export function localJobOf(cluster: string): string {
+  return `${SIM.localJob}-${cluster}`;
+}
 
 export function runSeed(o: SimOptions): SimResult {
   const world = new World(o.seed);
@@ -68,6 +80,7 @@ export function runSeed(o: SimOptions): SimResult {
   const env: SimEnv = {
     world, net, disk, stores, gridDisk, agents, clusters, grid: () => grid!, mutants,
     afterStep: (m) => checkers.core(m),
+    onClusterEvents: (c, events) => checkers.clusterEvents(c, events, o.trace ? log : null),
     onGridSend: (to, call) => { if (call.req.kind === 'prepare') checkers.gridPrepare(to, call.req.jobId, call.req.epoch); },
     beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
     opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, tracing: o.trace ?? false, trace: log,
@@ -83,7 +96,7 @@ export function runSeed(o: SimOptions): SimResult {
     stores.set(cid, new SimStore(cid));
     clusters.set(cid, new SimCluster(cid, {
       heartbeatIntervalMs: SIM.heartbeatIntervalMs, detector, round, agentLeaseMs: SIM.agentLeaseMs, gridLeaseMs: SIM.clusterLeaseMs, callTimeoutMs: SIM.rpcTimeoutMs,
-      maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16,
+      maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16, resumeWaitMs: 3 * SIM.agentLeaseMs,
     }, env));
     const ids: string[] = [];
     for (let n = 1; n <= SIM.agentsPerCluster; n++) {
@@ -103,6 +116,22 @@ export function runSeed(o: SimOptions): SimResult {
   grid.start();
   const units = Array.from({ length: SIM.units }, (_, i) => `u${i}`);
   world.at(150, () => grid!.proc.alive && grid!.driver.input({ kind: 'submit', reqId: 1, jobId: 'bank', units }));
+  const localUnits = Array.from({ length: SIM.localUnits }, (_, i) => `s${i}`);
+  // Each cluster's local client submits its job, again while no answer took it (a crash may lose the call), and asks one checkpoint.
+  const accepted = new Set<string>();
+  const submitLocal = (c: SimCluster): void => {
+    if (accepted.has(c.id)) return;
+    if (c.proc.alive) {
+      c.localCall({ kind: 'submitJob', jobId: localJobOf(c.id), units: localUnits, intervalMs: SIM.localIntervalMs, fullEvery: SIM.localFullEvery }, (a) => {
+        if (a.kind === 'ok' || (a.kind === 'refused' && a.code === 'already-exists')) accepted.add(c.id);
+      });
+    }
+    world.after(500, () => submitLocal(c));
+  };
+  for (const c of clusters.values()) {
+    world.at(150, () => submitLocal(c));
+    world.at(700, () => { if (c.proc.alive) c.localCall({ kind: 'checkpoint', jobId: localJobOf(c.id) }, () => undefined); });
+  }
 
   // Faults fall while the job runs (a failure-free run ends at about 1.3 s).
   const faults = drawFaults(rng, topo, { fromMs: 250, toMs: 1250 }, o.faults);
@@ -184,10 +213,11 @@ export function runSeed(o: SimOptions): SimResult {
   }
 
   let violation: string | null = null;
+  const ended = (state: string | null): boolean => state === 'completed' || state === 'failed';
   const done = (): boolean => {
     if (violation !== null) return true;
-    const state = grid!.proc.alive ? grid!.core.jobState('bank') : null;
-    return state === 'completed' || state === 'failed';
+    if (!ended(grid!.proc.alive ? grid!.core.jobState('bank') : null)) return false;
+    return [...clusters.values()].every((c) => c.proc.alive && ended(c.core.jobState(localJobOf(c.id))));
   };
   try {
     world.run(SIM.untilMs, done, () => {
@@ -195,6 +225,7 @@ export function runSeed(o: SimOptions): SimResult {
       checkers.storesAndEpochs();
     });
     checkers.final('bank', units);
+    for (const c of clusters.keys()) checkers.finalLocal(c, localJobOf(c), localUnits);
   } catch (err) {
     // A bug crashes loudly (CONVENTIONS §5): any throw from a core or a driver fails the seed.
     violation = err instanceof Violation ? err.message : `crash: ${err instanceof Error ? err.stack ?? err.message : String(err)}`;

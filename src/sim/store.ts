@@ -1,4 +1,4 @@
-import type { ManifestRecord } from '../cluster/core/supervisor-types.js';
+import type { JobRow, ManifestRecord } from '../cluster/core/supervisor-types.js';
 import type { GridJobRow } from '../grid/core/supervisor-types.js';
 import type { SeededRng } from '../runtime/rng.js';
 import type { UnitState } from './bank-model.js';
@@ -6,7 +6,7 @@ import type { SimProcess } from './world.js';
 
 // Simulated disks: each cluster's shared checkpoint store (parts written by
 // agents, manifests by the coordinator; it outlives any one member, as a
-// shared store does) and the grid's catalog. A write becomes durable only
+// shared store does) with the coordinator's job table, and the grid's catalog. A write becomes durable only
 // after the disk's latency, if the writer is still alive then: a crash
 // before that loses it (an unsynced write). A member can be made to fail
 // its next writes with ENOSPC or EIO.
@@ -19,6 +19,8 @@ export interface StoredPart {
 export class SimStore {
   readonly parts = new Map<string, StoredPart>();
   readonly manifests = new Map<string, ManifestRecord>();
+  /** The cluster coordinator's job table (on its own disk in a real cluster; kept here, beside its store). */
+  readonly table = new Map<string, JobRow>();
   constructor(readonly id: string) {}
 
   static partKey(jobId: string, epoch: bigint, writer: string): string { return `${jobId}/${epoch}/${writer}`; }

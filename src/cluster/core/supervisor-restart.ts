@@ -1,8 +1,9 @@
+import { GridError } from '../../common/errors.js';
 import { leaseMarginMs } from '../../detector/lease.js';
-import type { AgentAnswer, RestoreSource } from '../../protocol/messages.js';
+import type { AgentAnswer, RefusalCode, RestoreSource } from '../../protocol/messages.js';
 import { planRestart } from './restart-plan.js';
 import { cancelRound, roundStep } from './supervisor-rounds.js';
-import type { ClusterState, Job } from './supervisor-state.js';
+import type { Asker, ClusterState, Job } from './supervisor-state.js';
 import type { ClusterStep } from './supervisor-types.js';
 
 // A job's restart in the cluster supervisor core (supervisor.ts): start,
@@ -10,27 +11,45 @@ import type { ClusterStep } from './supervisor-types.js';
 // lease wait → restore and can go round again: a node that dies during a
 // restore is one more lost node (re-plan, never fail while room remains); a
 // restore source that fails verification is an epoch to walk back from.
-// A restore that moves units off a lost node waits out its lease (C1).
+// A restore that moves units off a lost node waits out its lease (C1). The
+// first start of a job (a submit, the grid's or a local client's) is a
+// restart too, from nothing; any other is a recovery (counted, with events).
 
-export function beginRestart(st: ClusterState, job: Job, reason: string, lostNode: string | null, out: ClusterStep, grid?: { epoch: bigint | null; adopt: RestoreSource[]; answer: number }): void {
+/**
+ * Starts (or goes round again with) a job's restart. lost: nodes whose units
+ * move (C1); ask: a start asked from outside (the grid's submit or restore,
+ * a local submit), answered when the restart ends.
+ */
+export function beginRestart(st: ClusterState, job: Job, reason: string, lost: string | readonly string[] | null, out: ClusterStep, ask?: { epoch: bigint | null; adopt: RestoreSource[]; answer: Asker }): void {
   if (job.state === 'fenced' || job.state === 'completed' || job.state === 'stopped' || job.state === 'failed') {
-    if (!grid) return;
+    if (!ask) return;
   }
-  if (lostNode !== null) roundStep(st, job, { kind: 'participantFailed', participant: lostNode, reason }, out);
+  const lostNodes = lost === null ? [] : typeof lost === 'string' ? [lost] : [...lost];
+  for (const n of lostNodes) roundStep(st, job, { kind: 'participantFailed', participant: n, reason }, out);
   cancelRound(st, job, reason, out);
   const prev = job.restart;
-  const lost = new Set(prev?.lost ?? []);
-  if (lostNode !== null) lost.add(lostNode);
-  const epoch = grid ? grid.epoch : prev ? prev.epoch : (job.committed.at(-1) ?? null);
-  job.state = grid?.epoch === null && !prev && job.committed.length === 0 && reason === 'submitted' ? 'starting' : 'recovering';
+  const lostSet = new Set(prev?.lost ?? []);
+  const lostAtMs = new Map(prev?.lostAtMs ?? []);
+  for (const n of lostNodes) {
+    lostSet.add(n);
+    if (!lostAtMs.has(n)) lostAtMs.set(n, st.nowMs);
+  }
+  const epoch = ask ? ask.epoch : prev ? prev.epoch : (job.committed.at(-1) ?? null);
+  const fresh = ask?.epoch === null && !prev && job.committed.length === 0 && reason === 'submitted';
+  if (!fresh) st.recoveryStarted(job, lostNodes[0] ?? null, reason);
+  st.become(job, fresh ? 'starting' : 'recovering', reason);
   job.allDoneAtMs = null;
+  job.doneEpoch = null;
+  job.final = null;
+  job.resume = null;
+  job.nextRoundAtMs = null;
   job.restart = {
-    reason, attempt: (prev?.attempt ?? 0) + 1, phase: 'stopping', epoch, lost, waiting: new Set(), safeAtMs: 0,
-    answer: grid?.answer ?? prev?.answer ?? null, adopt: grid?.adopt ?? prev?.adopt ?? [],
+    reason, attempt: (prev?.attempt ?? 0) + 1, phase: 'stopping', epoch, lost: lostSet, lostAtMs, waiting: new Set(), safeAtMs: 0,
+    answer: ask?.answer ?? prev?.answer ?? null, adopt: ask?.adopt ?? prev?.adopt ?? [],
   };
   if (job.restart.attempt > st.config.maxRecoveryAttempts) return failJob(st, job, `${reason}: gave up after ${st.config.maxRecoveryAttempts} attempts`, out);
-  for (const n of st.nodesOf(job).filter((n) => !lost.has(n))) {
-    job.restart.waiting.add(st.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: st.nextReq }, job.jobId, 'restart', null));
+  for (const n of st.nodesOf(job).filter((n) => !lostSet.has(n))) {
+    job.restart.waiting.add(st.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: st.nextGen() }, job.jobId, 'restart', null));
   }
   advanceRestart(st, job, out);
 }
@@ -42,7 +61,7 @@ export function advanceRestart(st: ClusterState, job: Job, out: ClusterStep): vo
     r.phase = 'leaseWait';
     const margin = leaseMarginMs(st.config.agentLeaseMs);
     r.safeAtMs = st.mutant('restore-before-lease-lapse') ? st.nowMs
-      : Math.max(st.nowMs, ...[...r.lost].map((n) => (st.nodes.get(n)?.lastGrantMs ?? 0) + st.config.agentLeaseMs + margin));
+      : Math.max(st.nowMs, ...[...r.lost].map((n) => st.grantOf(n) + st.config.agentLeaseMs + margin));
   }
   if (r.phase === 'leaseWait') {
     if (st.nowMs < r.safeAtMs) return;
@@ -56,6 +75,15 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
   const r = job.restart!;
   // A suspected node of the job may still run its units under a lease no one waited out: wait for its verdict (C1).
   if (st.nodesOf(job).some((n) => !r.lost.has(n) && st.nodes.get(n)?.verdict === 'suspected')) return;
+  // A lost node that registered again since is back: its leases of this job lapsed (the wait is over, and it was
+  // granted none since), so its units restart in place.
+  for (const n of [...r.lost]) {
+    const e = st.nodes.get(n);
+    if (e && e.verdict === 'alive' && e.registeredAtMs > (r.lostAtMs.get(n) ?? Infinity)) {
+      r.lost.delete(n);
+      r.lostAtMs.delete(n);
+    }
+  }
   let placement: Map<string, string>;
   try {
     placement = planRestart({
@@ -63,9 +91,19 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
       usable: (n) => st.nodes.get(n)?.verdict === 'alive' && !r.lost.has(n),
     });
   } catch (err) {
-    return failJob(st, job, `${r.reason}: ${err instanceof Error ? err.message : String(err)}`, out);
+    const why = `${r.reason}: ${err instanceof Error ? err.message : String(err)}`;
+    const noRoom = err instanceof GridError && err.kind === 'resource-exhausted';
+    // A local job has no grid to move it: it waits for room (its nodes coming back), where a grid job's share fails.
+    if (noRoom && job.local) {
+      job.lastError = `${why}; waiting for room`;
+      r.safeAtMs = st.nowMs + st.config.heartbeatIntervalMs;
+      return;
+    }
+    return failJob(st, job, why, out, noRoom ? 'resource-exhausted' : undefined);
   }
+  const before = JSON.stringify([...job.placement]);
   job.placement = placement;
+  if (JSON.stringify([...placement]) !== before) st.emit({ kind: 'jobPlaced', jobId: job.jobId, placement: Object.fromEntries([...placement].sort()) });
   r.phase = 'restoring';
   for (const node of st.nodesOf(job)) {
     const units = job.units.filter((u) => placement.get(u) === node);
@@ -76,7 +114,7 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
       const mine = a.units.filter((u) => units.includes(u));
       if (mine.length > 0) sources.push({ store: a.store, epoch: a.epoch, units: mine });
     }
-    const gen = st.nextReq;
+    const gen = st.nextGen();
     job.startGens.set(node, gen);
     for (const n of st.nodes.values()) n.reported.delete(job.jobId);
     r.waiting.add(st.callAgent(out, node, { kind: 'startJob', jobId: job.jobId, units, sources, leaseMs: st.config.agentLeaseMs, gen }, job.jobId, 'restart', null));
@@ -88,11 +126,13 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
 function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   const r = job.restart!;
   job.restart = null;
-  job.state = 'running';
   job.needsFull = true;
   job.lastError = `restarted: ${r.reason}`;
+  st.become(job, 'running', r.reason === 'submitted' ? 'started' : `restarted: ${r.reason}`);
+  st.recoveryEnded(job, true);
+  if (job.local && job.local.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local.intervalMs;
   if (r.epoch !== null) job.committed = job.committed.filter((e) => e <= (r.epoch as bigint));
-  if (r.answer !== null) st.answerGrid(out, r.answer, { kind: 'ok' });
+  if (r.answer !== null) st.answer(out, r.answer, { kind: 'ok' });
 }
 
 export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer: AgentAnswer, unreachable: boolean, out: ClusterStep): void {
@@ -109,7 +149,7 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
     }
     // Another cluster's store: the grid chose that epoch, so the grid walks back (its line, for every cluster).
     if (r.answer !== null) {
-      st.answerGrid(out, r.answer, { kind: 'corrupt', store: answer.store, epoch: answer.epoch, reason: answer.reason });
+      st.answer(out, r.answer, { kind: 'corrupt', store: answer.store, epoch: answer.epoch, reason: answer.reason });
       r.answer = null;
     }
     return failJob(st, job, `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}`, out);
@@ -122,11 +162,14 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
   beginRestart(st, job, `restore on ${node} failed: ${'reason' in answer ? answer.reason : answer.kind}`, lost, out);
 }
 
-function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep): void {
+function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep, code?: RefusalCode): void {
   cancelRound(st, job, reason, out);
-  if (job.restart?.answer) st.answerGrid(out, job.restart.answer, { kind: 'refused', reason });
+  const who = job.restart?.answer ?? null;
+  if (who?.to === 'local' && code) st.answerLocal(out, who.reqId, { kind: 'refused', reason, code });
+  else if (who) st.answer(out, who, { kind: 'refused', reason });
   job.restart = null;
-  job.state = 'failed';
   job.lastError = reason;
+  st.become(job, 'failed', reason);
+  st.recoveryEnded(job, false);
   st.stopEverywhere(job, out);
 }

@@ -1,15 +1,31 @@
-import type { RoundInput, RoundReply, RoundStep } from '../../protocol/core/round.js';
+import type { RoundInput, RoundOutcome, RoundReply, RoundStep } from '../../protocol/core/round.js';
 import type { AgentRequest, PartRef } from '../../protocol/messages.js';
 import type { ClusterState, Job } from './supervisor-state.js';
 import type { ClusterStep } from './supervisor-types.js';
 
 // A job's rounds in the cluster supervisor core (supervisor.ts): each input
 // goes to the job's round core, whose persists become manifests, whose sends
-// become agent calls, and whose end answers the grid calls waiting on it
-// (prepare answers prepared, commit answers committed, an abort refuses both).
+// become agent calls, and whose end answers whoever waits on it — the grid
+// (prepare answers prepared, commit answers committed, an abort refuses
+// both) or, for a local job, a checkpoint request; a local job's round end
+// also schedules its next periodic round and judges its final round (C5).
+
+/** Wait before the next attempt of a final round: attempts × this. */
+export const FINAL_ROUND_BACKOFF_MS = 250;
 
 export function roundStep(st: ClusterState, job: Job, input: RoundInput, out: ClusterStep): void {
   applyRound(st, job, job.round.step(input, st.nowMs), out);
+}
+
+/** Starts a round over the job's nodes (its epoch chosen by the caller, C3). */
+export function startRound(st: ClusterState, job: Job, r: { epoch: bigint; parentEpoch: bigint | null; full: boolean; hold: boolean }, out: ClusterStep): void {
+  const participants = st.nodesOf(job);
+  job.doneAtCut.clear();
+  st.emit({ kind: 'roundStarted', jobId: job.jobId, epoch: r.epoch, parentEpoch: r.parentEpoch, full: r.full, participants });
+  roundStep(st, job, {
+    kind: 'start', roundId: `${job.jobId}-${r.epoch}`, jobId: job.jobId, epoch: r.epoch, parentEpoch: r.parentEpoch,
+    participants, full: r.full, holdAfterPrepare: r.hold,
+  }, out);
 }
 
 export function cancelRound(st: ClusterState, job: Job, reason: string, out: ClusterStep): void {
@@ -39,9 +55,13 @@ function onRoundReply(st: ClusterState, job: Job, r: RoundReply, out: ClusterSte
     job.gridPrepare = null;
     return;
   }
+  st.emit({ kind: 'roundFinished', jobId: job.jobId, outcome: r });
   if (r.kind === 'committed') {
     job.committed = [...job.committed, r.epoch].slice(-st.config.keepEpochs);
+    job.roundsSinceFull = r.full ? 0 : job.roundsSinceFull + 1;
     if (r.full) job.needsFull = false;
+    // Every node had exited at the cut: this epoch holds the job's end state (C5).
+    if (st.nodesOf(job).every((n) => job.doneAtCut.has(n))) job.doneEpoch = r.epoch;
     if (job.gridCommit !== null) st.answerGrid(out, job.gridCommit, { kind: 'committed', epoch: r.epoch });
   } else {
     job.lastError = `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
@@ -49,4 +69,37 @@ function onRoundReply(st: ClusterState, job: Job, r: RoundReply, out: ClusterSte
   }
   job.gridPrepare = null;
   job.gridCommit = null;
+  if (job.local) localRoundEnded(st, job, r, out);
+}
+
+/** A local job's round ended: answer its checkpoint request, schedule the next round, judge the final one (C5). */
+function localRoundEnded(st: ClusterState, job: Job, r: RoundOutcome, out: ClusterStep): void {
+  if (job.checkpointReq !== null) {
+    st.answerLocal(out, job.checkpointReq, r.kind === 'committed'
+      ? { kind: 'committed', epoch: r.epoch, parentEpoch: r.parentEpoch, full: r.full, pages: r.pages, bytes: r.bytes }
+      : { kind: 'refused', reason: `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`, code: 'aborted' });
+    job.checkpointReq = null;
+  }
+  if (job.local!.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local!.intervalMs;
+  const f = job.final;
+  if (!f || job.state !== 'running') return;
+  if (r.kind === 'committed' && job.doneEpoch === r.epoch) {
+    job.final = null;
+    job.nextRoundAtMs = null;
+    st.become(job, 'completed', `completed: its end state is epoch ${r.epoch}`);
+    return;
+  }
+  if (f.epoch !== r.epoch) return; // a round started before the end was noted: not an attempt
+  f.epoch = null;
+  f.failures += 1;
+  f.lastFailure = r.kind === 'committed' ? `round ${r.epoch} committed, but not every node had ended at its cut` : `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
+  if (f.failures < st.config.maxFinalAttempts) {
+    f.atMs = st.nowMs + f.failures * FINAL_ROUND_BACKOFF_MS;
+    return;
+  }
+  const reason = `its units finished but the final round did not commit in ${f.failures} attempts, so its final state is in no epoch (the last: ${f.lastFailure})`;
+  job.final = null;
+  job.nextRoundAtMs = null;
+  job.lastError = reason;
+  st.become(job, 'failed', reason);
 }

@@ -1,15 +1,21 @@
-import type { Verdict } from '../../detector/monitor.js';
-import type { RoundCoordinator } from '../../protocol/core/round.js';
+import { invalidArgument } from '../../common/errors.js';
+import { Monitor, type Verdict } from '../../detector/monitor.js';
+import { RoundCoordinator } from '../../protocol/core/round.js';
 import type { AgentRequest, ClusterAnswer, MemberJobState, RestoreSource } from '../../protocol/messages.js';
 import type { NodeCapacity } from './placement.js';
-import type { ClusterJobState, ClusterStep, ClusterSupervisorConfig } from './supervisor-types.js';
+import type { ClusterEvent, ClusterJobState, ClusterStep, ClusterSupervisorConfig, LocalAnswer } from './supervisor-types.js';
 
 // The cluster supervisor core's state (supervisor.ts holds the intuition and
-// invariants C1..C7): its nodes, its jobs and its calls in flight, with the
+// invariants C1..C10): its nodes, its jobs and its calls in flight, with the
 // few primitives every part of the core shares — a call to an agent, an
-// answer to the grid, a job's nodes and the nodes' free room. Internal to
-// the core: only ClusterSupervisor owns one, and nothing outside the core
-// sees it.
+// answer to whoever asked, a job's state change (an event), a job's nodes
+// and the nodes' free room. Internal to the core: only ClusterSupervisor
+// owns one, and nothing outside the core sees it.
+
+/** Events kept for the shell between two drains (C7); past it the oldest half is dropped. */
+export const MAX_EVENTS = 4096;
+/** Start gens are incarnation × 2^32 + a count (C8): the incarnation must keep them safe integers. */
+export const MAX_INCARNATION = 2n ** 21n - 1n;
 
 export interface NodeEntry {
   nodeId: string;
@@ -17,8 +23,16 @@ export interface NodeEntry {
   capacityUnits: number;
   verdict: Verdict;
   lastGrantMs: number;
+  /** When this incarnation (or a fresh watch of it after a failed verdict) registered. */
+  registeredAtMs: number;
   /** Job states the node last reported (push, on its heartbeat). */
   reported: Map<string, MemberJobState>;
+}
+
+/** Who waits for a restart's end: a grid call or a local client's request. */
+export interface Asker {
+  to: 'grid' | 'local';
+  reqId: number;
 }
 
 export interface Restart {
@@ -28,11 +42,25 @@ export interface Restart {
   epoch: bigint | null;
   /** Nodes whose units move; they must be dead before the restore (C1). */
   lost: Set<string>;
+  /** When each was lost: one that registers again after it is back (restored in place). */
+  lostAtMs: Map<string, number>;
   waiting: Set<number>;
   safeAtMs: number;
-  /** A grid call answered when the restart ends. */
-  answer: number | null;
+  /** Answered when the restart ends. */
+  answer: Asker | null;
   adopt: RestoreSource[];
+}
+
+/** A job the cluster runs on its own (no grid): its periodic rounds. */
+export interface LocalSpec {
+  intervalMs: number;
+  fullEvery: number;
+}
+
+/** A job taken back from the job table after a restart of this coordinator, waiting for its nodes. */
+export interface Resume {
+  /** Per node of the job, what its first heartbeat said: 'ok' (runs the row's start) or why it must restart. */
+  seen: Map<string, string>;
 }
 
 export interface Job {
@@ -57,6 +85,25 @@ export interface Job {
   doneAtCut: Set<string>;
   /** After any restart the next epoch is full: moved or adopted units' pages are in no epoch of this store's chain. */
   needsFull: boolean;
+  /** null: grid-managed. */
+  local: LocalSpec | null;
+  /** Local: when the next periodic round is due (null: none). */
+  nextRoundAtMs: number | null;
+  roundsSinceFull: number;
+  /** Local: a checkpoint request answered by the running round's outcome. */
+  checkpointReq: number | null;
+  /** Local: the final round, once every unit completed (C5): attempts failed, the next one's time, the epoch in flight. */
+  final: { failures: number; lastFailure: string; atMs: number; epoch: bigint | null } | null;
+  /** The newest epoch committed with every node done at its cut (C5). */
+  doneEpoch: bigint | null;
+  recoveries: number;
+  /** When the recovery under way began (null: none). */
+  recoveringSinceMs: number | null;
+  resume: Resume | null;
+  /** The row last handed to the driver (see supervisor-resume.ts), null when it must be saved again. */
+  savedRow: string | null;
+  /** A row write failed: the next try waits until then. */
+  rowRetryAtMs: number | null;
 }
 
 export type Pending = { jobId: string; node: string; what: 'round' | 'restart' | 'stop'; epoch: bigint | null; kind: AgentRequest['kind'] };
@@ -65,18 +112,42 @@ export class ClusterState {
   readonly nodes = new Map<string, NodeEntry>();
   readonly jobs = new Map<string, Job>();
   readonly pending = new Map<number, Pending>();
+  readonly monitor: Monitor;
+  /** Highest epoch of each grid-managed job in the job table (not resumed: the grid recovers them), for C3. */
+  readonly knownEpochs = new Map<string, bigint>();
+  events: ClusterEvent[] = [];
+  eventsDropped = 0;
   nextReq = 1;
   nowMs = 0;
+  /** The first step's time (null before it): a resume counts from it. */
+  startedAtMs: number | null = null;
+  /** Whether jobs were taken back from the job table: their nodes may hold leases of the previous incarnation. */
+  resumed = false;
+  failuresDetected = 0;
+  /** Calls issued by the current step (kept while its persists are in flight). */
+  issued: number[] = [];
+  readonly grid = { incarnation: 0n, leaseMs: 0, nextBeatMs: 0, beatSeq: 0 };
 
-  constructor(readonly config: ClusterSupervisorConfig) {}
+  constructor(readonly config: ClusterSupervisorConfig) {
+    if (config.incarnation < 0n || config.incarnation > MAX_INCARNATION) throw invalidArgument(`cluster incarnation ${config.incarnation} is out of range 0..${MAX_INCARNATION}`);
+    if (!Number.isSafeInteger(config.resumeWaitMs) || config.resumeWaitMs <= 0) throw invalidArgument(`resumeWaitMs must be a positive integer, got ${config.resumeWaitMs}`);
+    this.monitor = new Monitor(config.detector);
+    this.grid.leaseMs = config.gridLeaseMs;
+  }
 
   mutant(name: string): boolean {
     return this.config.mutants?.has(name) ?? false;
   }
 
+  /** The gen of the next call (C8): above every gen of an earlier incarnation. */
+  nextGen(): number {
+    return Number(this.config.incarnation) * 2 ** 32 + this.nextReq;
+  }
+
   callAgent(out: ClusterStep, node: string, req: AgentRequest, jobId: string, what: Pending['what'], epoch: bigint | null): number {
     const reqId = this.nextReq++;
     this.pending.set(reqId, { jobId, node, what, epoch, kind: req.kind });
+    this.issued.push(reqId);
     out.send.push({ to: node, call: { reqId, from: this.config.clusterId, incarnation: this.config.incarnation, req } });
     return reqId;
   }
@@ -85,13 +156,68 @@ export class ClusterState {
     out.reply.push({ to: 'grid', kind: 'answer', reqId, answer });
   }
 
+  answerLocal(out: ClusterStep, reqId: number, answer: LocalAnswer): void {
+    out.reply.push({ to: 'local', kind: 'answer', reqId, answer });
+  }
+
+  /** Ends a restart's wait: the grid gets its own answer; a local client ok, or a refusal. */
+  answer(out: ClusterStep, who: Asker, answer: ClusterAnswer): void {
+    if (who.to === 'grid') return this.answerGrid(out, who.reqId, answer);
+    if (answer.kind === 'ok') return this.answerLocal(out, who.reqId, { kind: 'ok' });
+    const reason = 'reason' in answer ? answer.reason : answer.kind;
+    this.answerLocal(out, who.reqId, { kind: 'refused', reason, code: answer.kind === 'corrupt' ? 'failed-precondition' : 'unavailable' });
+  }
+
+  emit(e: ClusterEvent): void {
+    if (this.events.length >= MAX_EVENTS) {
+      const drop = MAX_EVENTS / 2;
+      this.events.splice(0, drop);
+      this.eventsDropped += drop;
+    }
+    this.events.push(e);
+  }
+
+  /** Every change of a job's state goes through here (one event each). */
+  become(job: Job, to: ClusterJobState, reason: string): void {
+    if (job.state === to) return;
+    this.emit({ kind: 'jobState', jobId: job.jobId, from: job.state, to, reason });
+    job.state = to;
+  }
+
+  /** A new record of the job (replacing an ended one): its epochs go on above every one the old record or the job table knew (C3). */
+  newJob(jobId: string, units: string[], local: LocalSpec | null, reason: string, from: { state?: ClusterJobState; highestEpoch?: bigint } = {}): Job {
+    let highest = from.highestEpoch ?? 0n;
+    for (const e of [this.jobs.get(jobId)?.round.status().highestEpoch ?? 0n, this.knownEpochs.get(jobId) ?? 0n]) if (e > highest) highest = e;
+    const state = from.state ?? 'starting';
+    const job: Job = {
+      jobId, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
+      round: new RoundCoordinator(jobId, this.config.round, highest, this.config.mutants),
+      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true,
+      startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
+      doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowRetryAtMs: null,
+    };
+    this.jobs.set(jobId, job);
+    this.emit({ kind: 'jobState', jobId, from: null, to: state, reason });
+    return job;
+  }
+
   /** Best effort: a node that misses it is its lease's business. */
   stopEverywhere(job: Job, out: ClusterStep): void {
-    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextReq }, job.jobId, 'stop', null);
+    for (const n of this.nodesOf(job)) this.callAgent(out, n, { kind: 'stopJob', jobId: job.jobId, gen: this.nextGen() }, job.jobId, 'stop', null);
   }
 
   nodesOf(job: Job): string[] {
     return [...new Set(job.placement.values())].sort();
+  }
+
+  /** The last instant a node may hold a lease of this cluster; for a node not registered since a restart, a bound of the old incarnation's. */
+  grantOf(nodeId: string): number {
+    return this.nodes.get(nodeId)?.lastGrantMs ?? this.resumeGrantFloor();
+  }
+
+  /** The previous incarnation granted nothing after its death, before our first step, save starts still in flight then. */
+  resumeGrantFloor(): number {
+    return this.resumed ? (this.startedAtMs ?? this.nowMs) + this.config.callTimeoutMs : 0;
   }
 
   /** Free room of each registered node, not counting this job's own units. */
@@ -102,6 +228,20 @@ export class ClusterState {
       for (const n of j.placement.values()) placed.set(n, (placed.get(n) ?? 0) + 1);
     }
     return [...this.nodes.values()].map((n) => ({ nodeId: n.nodeId, capacityUnits: n.capacityUnits, placedUnits: placed.get(n.nodeId) ?? 0 }));
+  }
+
+  /** A recovery (not a first start) begins: counted once, until it ends. */
+  recoveryStarted(job: Job, nodeId: string | null, reason: string): void {
+    if (job.recoveringSinceMs !== null) return;
+    job.recoveringSinceMs = this.nowMs;
+    job.recoveries += 1;
+    this.emit({ kind: 'recoveryStarted', jobId: job.jobId, nodeId, reason });
+  }
+
+  recoveryEnded(job: Job, ok: boolean): void {
+    if (job.recoveringSinceMs === null) return;
+    this.emit({ kind: 'recovered', jobId: job.jobId, ms: this.nowMs - job.recoveringSinceMs, ok });
+    job.recoveringSinceMs = null;
   }
 }
 

@@ -1,8 +1,10 @@
 import type { DetectorConfig } from '../../detector/config.js';
-import type { RoundConfig } from '../../protocol/core/round-types.js';
-import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, PartRef } from '../../protocol/messages.js';
+import type { VerdictChange } from '../../detector/monitor.js';
+import type { RoundConfig, RoundOutcome } from '../../protocol/core/round-types.js';
+import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, PartRef, RefusalCode } from '../../protocol/messages.js';
 
-// The cluster supervisor core's inputs, actions and durable record.
+// The cluster supervisor core's inputs, actions, durable records (the epoch
+// manifests and the job table) and the events a shell drains after a step.
 
 export interface ClusterSupervisorConfig {
   clusterId: string;
@@ -23,6 +25,8 @@ export interface ClusterSupervisorConfig {
   /** Committed epochs remembered per job (walk-back depth). */
   keepEpochs: number;
   maxJobs: number;
+  /** How long a job taken back from the job table after a restart waits for its nodes to register again. */
+  resumeWaitMs: number;
   mutants?: ReadonlySet<string>;
 }
 
@@ -35,7 +39,23 @@ export type ClusterInput =
   | { kind: 'gridHeartbeatAnswer'; sentAtMs: number; answer: HeartbeatAnswer }
   | { kind: 'persisted'; what: ClusterPersist }
   | { kind: 'persistFailed'; what: ClusterPersist; reason: string }
-  | { kind: 'tick' };
+  | { kind: 'tick' }
+  /** An agent registers (RegisterNode): its address is the shell's business; capacity and incarnation are the core's. */
+  | { kind: 'nodeRegistered'; reqId: number; nodeId: string; incarnation: bigint; capacityUnits: number }
+  /** A request from a local client (CLI): jobs the cluster runs on its own, without a grid. */
+  | { kind: 'localCall'; reqId: number; req: LocalRequest };
+
+export type LocalRequest =
+  /** intervalMs 0: no periodic rounds (only on request). fullEvery: every Nth epoch is full (>= 1). */
+  | { kind: 'submitJob'; jobId: string; units: string[]; intervalMs: number; fullEvery: number }
+  | { kind: 'checkpoint'; jobId: string };
+
+export type LocalAnswer =
+  /** submitJob: placed, and every node's start answered ok. */
+  | { kind: 'ok' }
+  /** checkpoint: the round's outcome. */
+  | { kind: 'committed'; epoch: bigint; parentEpoch: bigint | null; full: boolean; pages: number; bytes: number }
+  | { kind: 'refused'; reason: string; code?: RefusalCode };
 
 /** An epoch's manifest: the commit decision of the cluster (ARCHITECTURE §5). */
 export interface ManifestRecord {
@@ -49,7 +69,31 @@ export interface ManifestRecord {
   placement: Record<string, string>;
 }
 
-export type ClusterPersist = ManifestRecord;
+/**
+ * The job table: what a restarted coordinator needs to take its jobs back.
+ * Persisted (through the driver, so before the step's sends) whenever a
+ * job's row changes: its state, placement, start gens or committed epochs.
+ */
+export interface JobRow {
+  jobId: string;
+  units: string[];
+  state: ClusterJobState;
+  placement: Record<string, string>;
+  /** null: grid-managed. */
+  local: { intervalMs: number; fullEvery: number } | null;
+  committed: bigint[];
+  needsFull: boolean;
+  startGens: Record<string, number>;
+  gridGen: number;
+  lastError: string;
+  recoveries: number;
+}
+
+/**
+ * What the driver makes durable before the step's sends. A failed persist is
+ * handed back as the same object (the core knows which step it belonged to).
+ */
+export type ClusterPersist = ManifestRecord | { kind: 'jobRow'; row: JobRow };
 
 export type ClusterSend =
   | { to: string; call: AgentCall }
@@ -57,7 +101,20 @@ export type ClusterSend =
 
 export type ClusterReply =
   | { to: string; kind: 'beat'; seq: number; answer: HeartbeatAnswer }
-  | { to: 'grid'; kind: 'answer'; reqId: number; answer: ClusterAnswer };
+  | { to: 'grid'; kind: 'answer'; reqId: number; answer: ClusterAnswer }
+  | { to: 'local'; kind: 'answer'; reqId: number; answer: LocalAnswer }
+  | { to: string /* nodeId */; kind: 'registered'; reqId: number; answer: { ok: true } | { ok: false; reason: string } };
+
+/** What happened in a step, for Watch streams, logs and metrics (observations, not actions; drained by the shell). */
+export type ClusterEvent =
+  | { kind: 'nodeRegistered'; nodeId: string; incarnation: bigint }
+  | { kind: 'nodeVerdict'; change: VerdictChange }
+  | { kind: 'jobState'; jobId: string; from: ClusterJobState | null; to: ClusterJobState; reason: string }
+  | { kind: 'jobPlaced'; jobId: string; placement: Record<string, string> }
+  | { kind: 'roundStarted'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; participants: string[] }
+  | { kind: 'roundFinished'; jobId: string; outcome: RoundOutcome }
+  | { kind: 'recoveryStarted'; jobId: string; nodeId: string | null; reason: string }
+  | { kind: 'recovered'; jobId: string; ms: number; ok: boolean };
 
 export interface ClusterStep {
   persist: ClusterPersist[];

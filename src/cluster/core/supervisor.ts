@@ -1,17 +1,24 @@
-import { Monitor, type VerdictChange } from '../../detector/monitor.js';
-import { RoundCoordinator } from '../../protocol/core/round.js';
-import type { AgentAnswer, ClusterCall, Heartbeat, MemberJobState } from '../../protocol/messages.js';
+import type { Verdict } from '../../detector/monitor.js';
+import type { AgentAnswer } from '../../protocol/messages.js';
 import { checkClusterInvariants } from './supervisor-checks.js';
-import { advanceRestart, beginRestart, onRestartAnswer } from './supervisor-restart.js';
-import { cancelRound, roundStep } from './supervisor-rounds.js';
-import { ClusterState, isLive, type Job } from './supervisor-state.js';
-import type { ClusterInput, ClusterJobState, ClusterStep, ClusterSupervisorConfig, ClusterPersist } from './supervisor-types.js';
+import { beatGrid, fence, onGridBeatAnswer, onGridCall } from './supervisor-grid.js';
+import { localDeadline, localTime, onLocalCall } from './supervisor-local.js';
+import { onAgentBeat, onNodeRegistered, verdicts } from './supervisor-nodes.js';
+import { advanceRestart, onRestartAnswer } from './supervisor-restart.js';
+import { resumeDeadline, resumeStarted, resumeTime, rowFailed, saveRows, takeBack } from './supervisor-resume.js';
+import { roundStep } from './supervisor-rounds.js';
+import { ClusterState, isLive } from './supervisor-state.js';
+import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, ClusterReply, ClusterStep, ClusterSupervisorConfig, JobRow } from './supervisor-types.js';
 
 // The cluster coordinator's job supervisor as a pure core (ARCHITECTURE §8):
-// node membership through the detector core, the grid's two-level rounds
-// through the round core, and each job's lifecycle — start, recovery from a
-// lost node, rollback for the grid, leases and fencing, completion — as a
-// state machine whose waits are deadlines and whose calls are sends.
+// node membership (registration, heartbeats) through the detector core,
+// rounds through the round core — the grid's two-level rounds, and the
+// periodic rounds of the jobs the cluster runs on its own (local jobs) —
+// and each job's lifecycle — start, recovery from a lost node, rollback for
+// the grid, leases and fencing, the final round, completion, resume after a
+// restart of this coordinator — as a state machine whose waits are
+// deadlines and whose calls are sends. What happened comes out as events
+// (drainEvents), for Watch streams, logs and metrics.
 //
 // Intuition: a job is either running, or being (re)started by a "restart"
 // that goes stop → lease wait → restore and can go round again: a node that
@@ -19,245 +26,178 @@ import type { ClusterInput, ClusterJobState, ClusterStep, ClusterSupervisorConfi
 // room remains); a restore source that fails verification is an epoch to
 // walk back from (every node of the job on the same older epoch). The
 // grid's lease bounds every grid-managed job: when it lapses, the job is
-// fenced here before the grid may run it elsewhere.
+// fenced here before the grid may run it elsewhere. The job table (one row
+// per job, saved before the sends that depend on it) lets a restarted
+// coordinator take its local jobs back without stopping them.
 //
-// Invariants (checkInvariants; tests cite them as C1..C7):
+// Invariants (tests cite them as C1..C10; checkInvariants checks those that
+// are about the state, C1..C8; C9 and C10 are about steps, which the tests check):
 //  C1. A node's units run elsewhere only after its lease has surely lapsed:
 //      a restore that moves units off a lost node is sent no earlier than
-//      the node's last grant + agentLeaseMs + margin.
-//  C2. A job's placement uses only registered nodes, each within capacity.
+//      the node's last grant + agentLeaseMs + margin (for a node not
+//      registered since this coordinator started, the previous
+//      incarnation's last possible grant: the first step + callTimeoutMs).
+//  C2. A job's placement uses only registered nodes — save nodes a resumed
+//      job still waits for, and lost nodes whose units a restart moves.
 //  C3. Epochs only grow: every PREPARE of a job names an epoch above every
-//      earlier one this incarnation saw (the round core's invariant 1).
-//  C4. A job with a restart in progress has no round running.
+//      earlier one this incarnation saw (the round core's invariant 1), and
+//      a local job's epoch is also above every epoch committed.
+//  C4. A job with a restart in progress (or a resume) has no round running.
 //  C5. A job is `completed` only if an epoch committed after all of its
-//      units reported completion.
+//      units reported completion; for a local job, one in which every node
+//      said done at the cut (its final round).
 //  C6. A grid-managed job whose grid lease lapsed is fenced, not running.
-//  C7. Bounded: jobs ≤ maxJobs, committed epochs ≤ keepEpochs per job.
+//      A local job has no grid lease.
+//  C7. Bounded: jobs ≤ maxJobs, committed epochs ≤ keepEpochs per job,
+//      events ≤ MAX_EVENTS between drains, persists remembered ≤ 64 steps.
+//  C8. Start and stop gens are incarnation × 2^32 + a count: a restarted
+//      coordinator's are above every earlier one's, and a gen read back
+//      from the job table still names the start a node reports on.
+//  C9. A job's row is handed to the driver (persisted before the step's
+//      sends) in every step that changed it, at most once per step.
+//  C10. A resumed job runs again without a restart only if every node of
+//      its row registered and reported the row's start running (or done).
 //
-// The parts: the state and its shared primitives (supervisor-state.ts), the
-// restart machine (supervisor-restart.ts), a job's rounds (supervisor-rounds.ts)
-// and the invariant checks (supervisor-checks.ts); membership, the grid's
-// calls, agents' answers and time are here.
+// The parts: the state and its shared primitives (supervisor-state.ts),
+// membership (supervisor-nodes.ts), the grid's calls and heartbeat
+// (supervisor-grid.ts), local jobs (supervisor-local.ts), the restart
+// machine (supervisor-restart.ts), a job's rounds (supervisor-rounds.ts),
+// the job table and resume (supervisor-resume.ts) and the invariant checks
+// (supervisor-checks.ts); here the steps, a failed persist, agents'
+// answers, time and the views.
+
+/** Steps whose persists may still be reported failed (C7). */
+const KEEP_STEPS = 64;
+
+export interface ClusterResume {
+  rows: JobRow[];
+  /** Per job, the epochs committed in the store (read by the shell at start): the manifests are the decision. */
+  committed: Map<string, bigint[]>;
+}
 
 export class ClusterSupervisor {
   private readonly st: ClusterState;
-  private readonly monitor: Monitor;
-  private nextBeatMs = 0;
-  private beatSeq = 0;
-  private gridIncarnation = 0n;
-  private gridLeaseMs: number;
-  failuresDetected = 0;
+  /** A step's calls and answers, by the persists it handed the driver: a failed persist means none of them left. */
+  private readonly stepOf = new Map<ClusterPersist, { calls: number[]; replies: ClusterReply[] }>();
 
-  constructor(private readonly config: ClusterSupervisorConfig) {
+  constructor(private readonly config: ClusterSupervisorConfig, resume?: ClusterResume) {
     this.st = new ClusterState(config);
-    this.monitor = new Monitor(config.detector);
-    this.gridLeaseMs = config.gridLeaseMs;
+    if (resume) takeBack(this.st, resume.rows, resume.committed);
+  }
+
+  get failuresDetected(): number {
+    return this.st.failuresDetected;
   }
 
   step(input: ClusterInput, nowMs: number): ClusterStep {
-    if (nowMs < this.st.nowMs) throw new Error(`cluster time went back: ${nowMs} < ${this.st.nowMs}`);
-    this.st.nowMs = nowMs;
+    const st = this.st;
+    if (nowMs < st.nowMs) throw new Error(`cluster time went back: ${nowMs} < ${st.nowMs}`);
+    st.nowMs = nowMs;
+    if (st.startedAtMs === null) {
+      st.startedAtMs = nowMs;
+      resumeStarted(st);
+    }
+    st.issued = [];
     const out: ClusterStep = { persist: [], send: [], reply: [] };
-    this.verdicts(this.monitor.step({ kind: 'tick' }, nowMs).changes, out);
+    verdicts(st, st.monitor.step({ kind: 'tick' }, nowMs).changes, out);
     switch (input.kind) {
-      case 'agentHeartbeat': this.onAgentBeat(input.hb, out); break;
+      case 'nodeRegistered': onNodeRegistered(st, input, out); break;
+      case 'agentHeartbeat': onAgentBeat(st, input.hb, out); break;
       case 'agentAnswer': this.onAgentAnswer(input.reqId, input.answer, out); break;
       case 'agentUnreachable': this.onAgentAnswer(input.reqId, { kind: 'refused', reason: `unreachable: ${input.reason}` }, out, true); break;
-      case 'gridCall': this.onGridCall(input.call, out); break;
-      case 'gridHeartbeatAnswer': this.onGridBeatAnswer(input.sentAtMs, input.answer); break;
+      case 'gridCall': onGridCall(st, input.call, out); break;
+      case 'gridHeartbeatAnswer': onGridBeatAnswer(st, input.sentAtMs, input.answer); break;
+      case 'localCall': onLocalCall(st, input.reqId, input.req, out); break;
       case 'persisted': this.onPersisted(input.what, null, out); break;
       case 'persistFailed': this.onPersisted(input.what, input.reason, out); break;
       case 'tick': break;
     }
     this.onTime(out);
+    saveRows(st, out);
+    if (out.persist.length > 0) {
+      const record = { calls: st.issued, replies: out.reply.filter((r) => r.kind !== 'beat') };
+      for (const p of out.persist) this.stepOf.set(p, record);
+      for (const k of [...this.stepOf.keys()].slice(0, -KEEP_STEPS * 4)) this.stepOf.delete(k);
+    }
     return out;
   }
 
   nextDeadline(): number | null {
-    let at = this.nextBeatMs;
+    const st = this.st;
+    let at = st.grid.nextBeatMs;
+    const min = (x: number | null): void => { if (x !== null) at = Math.min(at, x); };
     // nextStepMs: the detector also asks to be stepped every tick, to tell its own pauses from its peers' silence.
-    const m = this.monitor.nextStepMs();
-    if (m !== null) at = Math.min(at, m);
-    for (const j of this.st.jobs.values()) {
-      const r = j.round.nextDeadlineMs();
-      if (r !== null) at = Math.min(at, r);
+    min(st.monitor.nextStepMs());
+    for (const j of st.jobs.values()) {
+      min(j.round.nextDeadlineMs());
       // Past its lease wait, a restart waits for a verdict (a heartbeat or a detector deadline), not a time.
-      if (j.restart?.phase === 'leaseWait' && j.restart.safeAtMs > this.st.nowMs) at = Math.min(at, j.restart.safeAtMs);
-      if (j.state === 'running' || j.state === 'recovering') at = Math.min(at, j.gridLeaseUntilMs);
+      if (j.restart?.phase === 'leaseWait' && j.restart.safeAtMs > st.nowMs) min(j.restart.safeAtMs);
+      if (!j.local && (j.state === 'running' || j.state === 'recovering')) min(j.gridLeaseUntilMs);
+      min(localDeadline(j));
+      min(resumeDeadline(st, j));
+      min(j.rowRetryAtMs);
     }
     return at;
+  }
+
+  /** Returns and clears what happened since the last call (bounded: C7). */
+  drainEvents(): ClusterEvent[] {
+    const e = this.st.events;
+    this.st.events = [];
+    return e;
   }
 
   jobState(jobId: string): ClusterJobState | null {
     return this.st.jobs.get(jobId)?.state ?? null;
   }
 
-  jobView(jobId: string): { state: ClusterJobState; placement: Map<string, string>; committed: bigint[] } | null {
+  jobIds(): string[] {
+    return [...this.st.jobs.keys()].sort();
+  }
+
+  jobView(jobId: string) {
     const j = this.st.jobs.get(jobId);
-    return j ? { state: j.state, placement: new Map(j.placement), committed: [...j.committed] } : null;
-  }
-
-  // ---- membership --------------------------------------------------------------
-
-  private onAgentBeat(hb: Heartbeat, out: ClusterStep): void {
-    let node = this.st.nodes.get(hb.member);
-    if (node && hb.incarnation < node.incarnation) return this.beatReply(out, hb, false, []);
-    if (!node || hb.incarnation > node.incarnation || node.verdict === 'failed') {
-      const restarted = node !== undefined && hb.incarnation > node.incarnation;
-      const old = node;
-      node = { nodeId: hb.member, incarnation: hb.incarnation, capacityUnits: hb.freeUnits, verdict: 'alive', lastGrantMs: old?.lastGrantMs ?? this.st.nowMs, reported: new Map() };
-      this.st.nodes.set(hb.member, node);
-      if (old && old.incarnation === hb.incarnation) this.monitor.step({ kind: 'unwatch', peer: hb.member }, this.st.nowMs);
-      this.verdicts(this.monitor.step({ kind: 'watch', peer: hb.member, incarnation: hb.incarnation }, this.st.nowMs).changes, out);
-      // A new incarnation lost the units it ran: their jobs restart (in place, the node is back).
-      if (restarted) for (const j of this.jobsOn(hb.member)) beginRestart(this.st, j, `the agent on ${hb.member} restarted`, null, out);
-    }
-    const r = this.monitor.step({ kind: 'heartbeat', peer: hb.member, incarnation: hb.incarnation, sentSeq: hb.seq }, this.st.nowMs);
-    this.verdicts(r.changes, out);
-    if (r.ignored !== null || node.verdict === 'failed') return this.beatReply(out, hb, false, []);
-    for (const { jobId, state, gen } of hb.jobs) if (this.st.jobs.get(jobId)?.startGens.get(hb.member) === gen) node.reported.set(jobId, state);
-    const leased = this.leasedOn(hb.member);
-    // max: a start still in flight may have set a later bound (send + deadline) than this answer (C1).
-    // An answer naming jobs is a grant. (Not every answer: a node whose units are being moved still beats,
-    // and its leases must lapse. A start it takes late is counted by the start's own grant, send + call timeout.)
-    if (leased.length > 0) node.lastGrantMs = Math.max(node.lastGrantMs, this.st.nowMs);
-    this.beatReply(out, hb, true, leased);
-    for (const { jobId, state, gen } of hb.jobs) if (this.st.jobs.get(jobId)?.startGens.get(hb.member) === gen) this.onReported(hb.member, jobId, state, out);
-  }
-
-  private beatReply(out: ClusterStep, hb: Heartbeat, known: boolean, leasedJobs: string[]): void {
-    out.reply.push({ to: hb.member, kind: 'beat', seq: hb.seq, answer: { known, leasedJobs, leaseMs: this.config.agentLeaseMs } });
-  }
-
-  /** Jobs a node may keep running: placed there, running, and leased from the grid. */
-  private leasedOn(nodeId: string): string[] {
-    return [...this.st.jobs.values()]
-      .filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId) && !j.restart?.lost.has(nodeId))
-      .map((j) => j.jobId).sort();
-  }
-
-  private verdicts(changes: VerdictChange[], out: ClusterStep): void {
-    for (const c of changes) {
-      const node = this.st.nodes.get(c.peer);
-      if (!node || node.incarnation !== c.incarnation) continue;
-      node.verdict = c.to;
-      if (c.to !== 'failed') continue;
-      this.failuresDetected += 1;
-      for (const j of this.jobsOn(c.peer)) beginRestart(this.st, j, `node ${c.peer} declared failed`, c.peer, out);
-    }
-  }
-
-  private jobsOn(nodeId: string): Job[] {
-    return [...this.st.jobs.values()].filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId));
-  }
-
-  /** A node's report on a job: fenced units restart in place; completion is noted. */
-  private onReported(nodeId: string, jobId: string, state: MemberJobState, out: ClusterStep): void {
-    const job = this.st.jobs.get(jobId);
-    if (!job || job.state !== 'running' || ![...job.placement.values()].includes(nodeId)) return;
-    if (state === 'fenced' || state === 'failed' || state === 'stopped') {
-      beginRestart(this.st, job, `the units on ${nodeId} were ${state}`, null, out);
-      return;
-    }
-    if (job.allDoneAtMs === null && this.st.nodesOf(job).every((n) => this.st.nodes.get(n)?.reported.get(jobId) === 'completed')) {
-      job.allDoneAtMs = this.st.nowMs;
-    }
-  }
-
-  // ---- the grid ----------------------------------------------------------------
-
-  private onGridBeatAnswer(sentAtMs: number, a: { known: boolean; leasedJobs: string[]; leaseMs: number }): void {
-    if (!a.known) {
-      this.nextBeatMs = this.st.nowMs;
-      return;
-    }
-    this.gridLeaseMs = a.leaseMs;
-    for (const id of a.leasedJobs) {
-      const j = this.st.jobs.get(id);
-      if (j) j.gridLeaseUntilMs = Math.max(j.gridLeaseUntilMs, sentAtMs + a.leaseMs);
-    }
-  }
-
-  private onGridCall(call: ClusterCall, out: ClusterStep): void {
-    if (call.incarnation < this.gridIncarnation) return this.st.answerGrid(out, call.reqId, { kind: 'refused', reason: `fenced: grid incarnation ${call.incarnation} is older than ${this.gridIncarnation}` });
-    this.gridIncarnation = call.incarnation;
-    const r = call.req;
-    const job = this.st.jobs.get(r.jobId);
-    switch (r.kind) {
-      case 'submitJob': return this.onSubmit(call.reqId, r.jobId, r.units, r.gen, out);
-      case 'restoreJob': {
-        if (job?.restart) return this.st.answerGrid(out, call.reqId, { kind: 'busy', reason: `job ${r.jobId} is restarting here (${job.restart.reason})` });
-        const target = job ?? this.newJob(r.jobId, r.units, new Map());
-        target.units = [...r.units].sort();
-        target.gridGen = r.gen;
-        target.placement = new Map([...target.placement].filter(([u]) => target.units.includes(u)));
-        const adopt = r.adopt.filter((a) => a.epoch !== null).map((a) => ({ store: a.fromCluster, epoch: a.epoch as bigint, units: a.units }));
-        target.badEpochs.clear();
-        if (r.epoch !== null) target.committed = target.committed.filter((e) => e <= (r.epoch as bigint));
-        cancelRound(this.st, target, 'the grid restores the job', out);
-        target.gridLeaseUntilMs = this.st.nowMs + this.gridLeaseMs;
-        beginRestart(this.st, target, 'the grid restores the job', null, out, { epoch: r.epoch, adopt, answer: call.reqId });
-        return;
-      }
-      case 'stopJob':
-        if (job) {
-          cancelRound(this.st, job, 'stopped by the grid', out);
-          if (job.restart?.answer) this.st.answerGrid(out, job.restart.answer, { kind: 'refused', reason: 'stopped' });
-          job.restart = null;
-          job.state = job.allDoneAtMs !== null ? 'completed' : 'stopped';
-          this.st.stopEverywhere(job, out);
-        }
-        return this.st.answerGrid(out, call.reqId, { kind: 'ok' });
-      case 'prepare': return this.onGridPrepare(call.reqId, r.jobId, r.epoch, r.parentEpoch, out);
-      case 'commit': {
-        const s = job?.round.status();
-        if (!job || s?.phase !== 'holding' || s.epoch !== r.epoch) return this.st.answerGrid(out, call.reqId, { kind: 'refused', reason: `no prepared round for epoch ${r.epoch} of job ${r.jobId}` });
-        job.gridCommit = call.reqId;
-        return roundStep(this.st, job, { kind: 'proceed', epoch: r.epoch }, out);
-      }
-      case 'abort':
-        if (job && job.round.status().epoch === r.epoch && job.round.status().phase !== 'idle') roundStep(this.st, job, { kind: 'cancel', epoch: r.epoch, reason: 'the grid aborted the round' }, out);
-        return this.st.answerGrid(out, call.reqId, { kind: 'ok' });
-    }
-  }
-
-  private onSubmit(reqId: number, jobId: string, units: string[], gen: number, out: ClusterStep): void {
-    const old = this.st.jobs.get(jobId);
-    if (old && (old.state === 'running' || old.state === 'recovering' || old.state === 'starting')) return this.st.answerGrid(out, reqId, { kind: 'refused', reason: `job ${jobId} is already ${old.state}` });
-    if (!old && this.st.jobs.size >= this.config.maxJobs) return this.st.answerGrid(out, reqId, { kind: 'refused', reason: `at most ${this.config.maxJobs} jobs` });
-    const job = this.newJob(jobId, [...units].sort(), new Map());
-    job.gridGen = gen;
-    job.gridLeaseUntilMs = this.st.nowMs + this.gridLeaseMs;
-    beginRestart(this.st, job, 'submitted', null, out, { epoch: null, adopt: [], answer: reqId });
-  }
-
-  private newJob(jobId: string, units: string[], placement: Map<string, string>): Job {
-    const job: Job = {
-      jobId, units, state: 'starting', placement, committed: [], badEpochs: new Set(),
-      round: new RoundCoordinator(jobId, this.config.round, this.st.jobs.get(jobId)?.round.status().highestEpoch ?? 0n, this.config.mutants),
-      restart: null, gridLeaseUntilMs: this.st.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true, startGens: new Map(), gridGen: 0, doneAtCut: new Set(),
+    if (!j) return null;
+    const r = j.round.status();
+    return {
+      state: j.state, units: [...j.units], placement: new Map(j.placement), committed: [...j.committed], lastEpoch: j.committed.at(-1) ?? null,
+      lastError: j.lastError, recoveries: j.recoveries, roundsCommitted: r.roundsCommitted, roundsAborted: r.roundsAborted, roundPhase: r.phase,
+      local: j.local ? { ...j.local } : null, gridManaged: j.local === null, startGens: new Map(j.startGens),
     };
-    this.st.jobs.set(jobId, job);
-    return job;
   }
 
-  private onGridPrepare(reqId: number, jobId: string, epoch: bigint, parentEpoch: bigint | null, out: ClusterStep): void {
-    const job = this.st.jobs.get(jobId);
-    if (!job || job.state !== 'running' || job.restart) return this.st.answerGrid(out, reqId, { kind: 'refused', reason: `job ${jobId} is ${job?.state ?? 'unknown'} in cluster ${this.config.clusterId}` });
-    const s = job.round.status();
-    if (s.phase === 'holding' && s.epoch !== null && epoch > s.epoch) roundStep(this.st, job, { kind: 'cancel', epoch: s.epoch, reason: `superseded by grid epoch ${epoch}` }, out);
-    if (job.round.status().phase !== 'idle') return this.st.answerGrid(out, reqId, { kind: 'refused', reason: `a round of job ${jobId} is already running` });
-    if (epoch <= job.round.status().highestEpoch) return this.st.answerGrid(out, reqId, { kind: 'refused', reason: `stale grid epoch ${epoch}: this cluster is at ${job.round.status().highestEpoch}` });
-    const full = parentEpoch === null || job.needsFull || !job.committed.includes(parentEpoch);
-    job.gridPrepare = reqId;
-    job.doneAtCut.clear();
-    roundStep(this.st, job, {
-      kind: 'start', roundId: `${jobId}-${epoch}`, jobId, epoch, parentEpoch: full ? null : parentEpoch,
-      participants: this.st.nodesOf(job), full, holdAfterPrepare: true,
-    }, out);
+  nodesView(): Array<{ nodeId: string; incarnation: bigint; capacityUnits: number; placedUnits: number; verdict: Verdict; phi: number; silenceMs: number }> {
+    const status = new Map(this.st.monitor.status(this.st.nowMs).map((s) => [s.peer, s]));
+    return this.st.capacities(null).map((c) => {
+      const n = this.st.nodes.get(c.nodeId)!;
+      const s = status.get(c.nodeId);
+      return { nodeId: c.nodeId, incarnation: n.incarnation, capacityUnits: c.capacityUnits, placedUnits: c.placedUnits, verdict: n.verdict, phi: s?.phi ?? 0, silenceMs: s?.lastHeartbeatAgeMs ?? 0 };
+    }).sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
   }
 
+  checkInvariants(): void {
+    checkClusterInvariants(this.st);
+  }
+
+  // ---- persists ----------------------------------------------------------------
+
+  /**
+   * A manifest's report goes to its round. A failed persist also means the
+   * driver sent none of that step's calls and replies: each call fails as
+   * not sent (a refusal, not a lost node), and the answers go out again.
+   */
   private onPersisted(what: ClusterPersist, error: string | null, out: ClusterStep): void {
+    if (error !== null) {
+      const record = this.stepOf.get(what);
+      for (const [p, r] of this.stepOf) if (r === record) this.stepOf.delete(p);
+      if (record) {
+        const kind = what.kind === 'jobRow' ? 'job table' : 'manifest';
+        for (const reqId of record.calls) this.onAgentAnswer(reqId, { kind: 'refused', reason: `not sent: the ${kind} write failed: ${error}` }, out);
+        out.reply.push(...record.replies);
+      }
+      if (what.kind === 'jobRow') return rowFailed(this.st, what.row);
+    }
+    if (what.kind === 'jobRow') return;
     const job = this.st.jobs.get(what.jobId);
     if (!job) return;
     roundStep(this.st, job, error === null ? { kind: 'manifestWritten', epoch: what.epoch } : { kind: 'manifestFailed', epoch: what.epoch, reason: error }, out);
@@ -266,67 +206,43 @@ export class ClusterSupervisor {
   // ---- agents' answers -----------------------------------------------------------
 
   private onAgentAnswer(reqId: number, answer: AgentAnswer, out: ClusterStep, unreachable = false): void {
-    const p = this.st.pending.get(reqId);
+    const st = this.st;
+    const p = st.pending.get(reqId);
     if (!p) return;
-    this.st.pending.delete(reqId);
-    const job = this.st.jobs.get(p.jobId);
+    st.pending.delete(reqId);
+    const job = st.jobs.get(p.jobId);
     if (!job) return;
     if (p.what === 'restart') {
       if (!job.restart?.waiting.delete(reqId)) return;
-      return onRestartAnswer(this.st, job, p.node, answer, unreachable, out);
+      return onRestartAnswer(st, job, p.node, answer, unreachable, out);
     }
     if (p.what !== 'round' || p.epoch === null) return;
     const epoch = p.epoch;
     const participant = p.node;
     if (answer.kind === 'prepared' && answer.done) job.doneAtCut.add(participant);
-    if (answer.kind === 'prepared') return roundStep(this.st, job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: '' }, out);
-    if (answer.kind === 'durable') return roundStep(this.st, job, { kind: 'durable', participant, epoch, part: answer.part, digest: '' }, out);
+    if (answer.kind === 'prepared') return roundStep(st, job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: answer.digest ?? '' }, out);
+    if (answer.kind === 'durable') return roundStep(st, job, { kind: 'durable', participant, epoch, part: answer.part, digest: answer.digest ?? '' }, out);
     const reason = 'reason' in answer ? answer.reason : answer.kind;
-    if (p.kind === 'prepare') roundStep(this.st, job, { kind: 'prepareFailed', participant, epoch, reason }, out);
-    else if (p.kind === 'commit') roundStep(this.st, job, { kind: 'durableFailed', participant, epoch, reason }, out);
+    if (p.kind === 'prepare') roundStep(st, job, { kind: 'prepareFailed', participant, epoch, reason }, out);
+    else if (p.kind === 'commit') roundStep(st, job, { kind: 'durableFailed', participant, epoch, reason }, out);
   }
 
   // ---- time ----------------------------------------------------------------------
 
   private onTime(out: ClusterStep): void {
-    for (const job of this.st.jobs.values()) {
+    const st = this.st;
+    for (const job of [...st.jobs.values()]) {
       // The grid's lease first: a cluster that wakes from a pause past it must not start anything more (C6).
-      if (isLive(job) && this.st.nowMs >= job.gridLeaseUntilMs) {
-        this.fence(job, out);
+      if (!job.local && isLive(job) && st.nowMs >= job.gridLeaseUntilMs) {
+        fence(st, job, out);
         continue;
       }
-      if (job.round.nextDeadlineMs() !== null && this.st.nowMs >= job.round.nextDeadlineMs()!) roundStep(this.st, job, { kind: 'tick' }, out);
-      if (job.restart?.phase === 'leaseWait') advanceRestart(this.st, job, out);
+      const d = job.round.nextDeadlineMs();
+      if (d !== null && st.nowMs >= d) roundStep(st, job, { kind: 'tick' }, out);
+      if (job.restart?.phase === 'leaseWait') advanceRestart(st, job, out);
+      if (job.resume) resumeTime(st, job, out);
+      localTime(st, job, out);
     }
-    if (this.st.nowMs >= this.nextBeatMs) this.beatGrid(out);
-  }
-
-  /** The grid's lease lapsed: the grid may run the job elsewhere soon; stop it here (C6). */
-  private fence(job: Job, out: ClusterStep): void {
-    cancelRound(this.st, job, 'the grid lease lapsed', out);
-    if (job.restart?.answer) this.st.answerGrid(out, job.restart.answer, { kind: 'refused', reason: 'fenced' });
-    job.restart = null;
-    job.state = 'fenced';
-    job.lastError = `fenced: the grid's lease on job ${job.jobId} lapsed`;
-    this.st.stopEverywhere(job, out);
-  }
-
-  private beatGrid(out: ClusterStep): void {
-    this.beatSeq += 1;
-    this.nextBeatMs = this.st.nowMs + this.config.heartbeatIntervalMs;
-    const jobs = [...this.st.jobs.values()].map((j) => ({ jobId: j.jobId, state: this.shareState(j), gen: j.gridGen }));
-    const room = this.st.capacities(null).filter((c) => this.st.nodes.get(c.nodeId)!.verdict === 'alive');
-    const freeUnits = room.reduce((a, c) => a + Math.max(0, c.capacityUnits - c.placedUnits), 0);
-    out.send.push({ to: 'grid', heartbeat: { member: this.config.clusterId, incarnation: this.config.incarnation, seq: this.beatSeq, sentAtMs: this.st.nowMs, jobs, freeUnits } });
-  }
-
-  private shareState(j: Job): MemberJobState {
-    if (j.state === 'running' && j.allDoneAtMs !== null && j.round.status().phase === 'idle') return 'completed';
-    if (j.state === 'starting' || j.state === 'recovering') return 'running';
-    return j.state;
-  }
-
-  checkInvariants(): void {
-    checkClusterInvariants(this.st);
+    if (st.nowMs >= st.grid.nextBeatMs) beatGrid(st, out);
   }
 }

@@ -1,0 +1,120 @@
+import type { ClusterCall, HeartbeatAnswer, MemberJobState } from '../../protocol/messages.js';
+import { beginRestart } from './supervisor-restart.js';
+import { cancelRound, roundStep, startRound } from './supervisor-rounds.js';
+import { isLive, type ClusterState, type Job } from './supervisor-state.js';
+import type { ClusterStep } from './supervisor-types.js';
+
+// The grid's side of the cluster supervisor core (supervisor.ts): the grid's
+// calls (submit, restore, stop, and its two-level rounds: prepare holds
+// after every PREPARED, commit proceeds, abort cancels), this cluster's
+// heartbeat to the grid (its grid-managed jobs' shares and its free room),
+// the grid's lease on those jobs and their fence when it lapses (C6). Local
+// jobs are none of the grid's business: it may not drive them, and they are
+// not in its heartbeat.
+
+export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep): void {
+  if (call.incarnation < st.grid.incarnation) return st.answerGrid(out, call.reqId, { kind: 'refused', reason: `fenced: grid incarnation ${call.incarnation} is older than ${st.grid.incarnation}` });
+  st.grid.incarnation = call.incarnation;
+  const r = call.req;
+  const job = st.jobs.get(r.jobId);
+  if (job?.local && (isLive(job) || r.kind !== 'submitJob')) {
+    return st.answerGrid(out, call.reqId, { kind: 'refused', reason: `job ${r.jobId} is a local job of cluster ${st.config.clusterId} (${job.state}), not the grid's` });
+  }
+  switch (r.kind) {
+    case 'submitJob': return onSubmit(st, call.reqId, r.jobId, r.units, r.gen, out);
+    case 'restoreJob': {
+      if (job?.restart) return st.answerGrid(out, call.reqId, { kind: 'busy', reason: `job ${r.jobId} is restarting here (${job.restart.reason})` });
+      const target = job ?? st.newJob(r.jobId, [...r.units].sort(), null, 'restored by the grid');
+      target.units = [...r.units].sort();
+      target.gridGen = r.gen;
+      target.placement = new Map([...target.placement].filter(([u]) => target.units.includes(u)));
+      const adopt = r.adopt.filter((a) => a.epoch !== null).map((a) => ({ store: a.fromCluster, epoch: a.epoch as bigint, units: a.units }));
+      target.badEpochs.clear();
+      if (r.epoch !== null) target.committed = target.committed.filter((e) => e <= (r.epoch as bigint));
+      cancelRound(st, target, 'the grid restores the job', out);
+      target.gridLeaseUntilMs = st.nowMs + st.grid.leaseMs;
+      beginRestart(st, target, 'the grid restores the job', null, out, { epoch: r.epoch, adopt, answer: { to: 'grid', reqId: call.reqId } });
+      return;
+    }
+    case 'stopJob':
+      if (job) {
+        cancelRound(st, job, 'stopped by the grid', out);
+        if (job.restart?.answer) st.answer(out, job.restart.answer, { kind: 'refused', reason: 'stopped' });
+        job.restart = null;
+        st.recoveryEnded(job, false);
+        st.become(job, job.allDoneAtMs !== null ? 'completed' : 'stopped', 'stopped by the grid');
+        st.stopEverywhere(job, out);
+      }
+      return st.answerGrid(out, call.reqId, { kind: 'ok' });
+    case 'prepare': return onGridPrepare(st, call.reqId, r.jobId, r.epoch, r.parentEpoch, out);
+    case 'commit': {
+      const s = job?.round.status();
+      if (!job || s?.phase !== 'holding' || s.epoch !== r.epoch) return st.answerGrid(out, call.reqId, { kind: 'refused', reason: `no prepared round for epoch ${r.epoch} of job ${r.jobId}` });
+      job.gridCommit = call.reqId;
+      return roundStep(st, job, { kind: 'proceed', epoch: r.epoch }, out);
+    }
+    case 'abort':
+      if (job && job.round.status().epoch === r.epoch && job.round.status().phase !== 'idle') roundStep(st, job, { kind: 'cancel', epoch: r.epoch, reason: 'the grid aborted the round' }, out);
+      return st.answerGrid(out, call.reqId, { kind: 'ok' });
+  }
+}
+
+function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[], gen: number, out: ClusterStep): void {
+  const old = st.jobs.get(jobId);
+  if (old && isLive(old)) return st.answerGrid(out, reqId, { kind: 'refused', reason: `job ${jobId} is already ${old.state}` });
+  if (!old && st.jobs.size >= st.config.maxJobs) return st.answerGrid(out, reqId, { kind: 'refused', reason: `at most ${st.config.maxJobs} jobs` });
+  const job = st.newJob(jobId, [...units].sort(), null, 'submitted by the grid');
+  job.gridGen = gen;
+  job.gridLeaseUntilMs = st.nowMs + st.grid.leaseMs;
+  beginRestart(st, job, 'submitted', null, out, { epoch: null, adopt: [], answer: { to: 'grid', reqId } });
+}
+
+function onGridPrepare(st: ClusterState, reqId: number, jobId: string, epoch: bigint, parentEpoch: bigint | null, out: ClusterStep): void {
+  const job = st.jobs.get(jobId);
+  if (!job || job.state !== 'running' || job.restart) return st.answerGrid(out, reqId, { kind: 'refused', reason: `job ${jobId} is ${job?.state ?? 'unknown'} in cluster ${st.config.clusterId}` });
+  const s = job.round.status();
+  if (s.phase === 'holding' && s.epoch !== null && epoch > s.epoch) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason: `superseded by grid epoch ${epoch}` }, out);
+  if (job.round.status().phase !== 'idle') return st.answerGrid(out, reqId, { kind: 'refused', reason: `a round of job ${jobId} is already running` });
+  if (epoch <= job.round.status().highestEpoch) return st.answerGrid(out, reqId, { kind: 'refused', reason: `stale grid epoch ${epoch}: this cluster is at ${job.round.status().highestEpoch}` });
+  const full = parentEpoch === null || job.needsFull || !job.committed.includes(parentEpoch);
+  job.gridPrepare = reqId;
+  startRound(st, job, { epoch, parentEpoch: full ? null : parentEpoch, full, hold: true }, out);
+}
+
+export function onGridBeatAnswer(st: ClusterState, sentAtMs: number, a: HeartbeatAnswer): void {
+  if (!a.known) {
+    st.grid.nextBeatMs = st.nowMs;
+    return;
+  }
+  st.grid.leaseMs = a.leaseMs;
+  for (const id of a.leasedJobs) {
+    const j = st.jobs.get(id);
+    if (j && !j.local) j.gridLeaseUntilMs = Math.max(j.gridLeaseUntilMs, sentAtMs + a.leaseMs);
+  }
+}
+
+/** The grid's lease lapsed: the grid may run the job elsewhere soon; stop it here (C6). */
+export function fence(st: ClusterState, job: Job, out: ClusterStep): void {
+  cancelRound(st, job, 'the grid lease lapsed', out);
+  if (job.restart?.answer) st.answer(out, job.restart.answer, { kind: 'refused', reason: 'fenced' });
+  job.restart = null;
+  job.lastError = `fenced: the grid's lease on job ${job.jobId} lapsed`;
+  st.recoveryEnded(job, false);
+  st.become(job, 'fenced', job.lastError);
+  st.stopEverywhere(job, out);
+}
+
+export function beatGrid(st: ClusterState, out: ClusterStep): void {
+  st.grid.beatSeq += 1;
+  st.grid.nextBeatMs = st.nowMs + st.config.heartbeatIntervalMs;
+  const jobs = [...st.jobs.values()].filter((j) => !j.local).map((j) => ({ jobId: j.jobId, state: shareState(j), gen: j.gridGen }));
+  const room = st.capacities(null).filter((c) => st.nodes.get(c.nodeId)!.verdict === 'alive');
+  const freeUnits = room.reduce((a, c) => a + Math.max(0, c.capacityUnits - c.placedUnits), 0);
+  out.send.push({ to: 'grid', heartbeat: { member: st.config.clusterId, incarnation: st.config.incarnation, seq: st.grid.beatSeq, sentAtMs: st.nowMs, jobs, freeUnits } });
+}
+
+function shareState(j: Job): MemberJobState {
+  if (j.state === 'running' && j.allDoneAtMs !== null && j.round.status().phase === 'idle') return 'completed';
+  if (j.state === 'starting' || j.state === 'recovering') return 'running';
+  return j.state;
+}

@@ -1,0 +1,110 @@
+import { checkName } from '../../common/names.js';
+import type { Verdict, VerdictChange } from '../../detector/monitor.js';
+import type { Heartbeat, MemberJobState } from '../../protocol/messages.js';
+import { onResumeBeat } from './supervisor-resume.js';
+import { beginRestart } from './supervisor-restart.js';
+import { isLive, type ClusterState, type Job, type NodeEntry } from './supervisor-state.js';
+import type { ClusterStep } from './supervisor-types.js';
+
+// Node membership in the cluster supervisor core (supervisor.ts):
+// registration (an agent's RegisterNode, fenced by incarnation), heartbeats
+// (the detector's input, the leases they renew, the job states they carry),
+// the detector's verdicts, and what a node's reports mean for its jobs: a
+// restart in place for fenced units, the end of a job once every node
+// reported it completed (then, for a local job, its final round: C5).
+
+export function onNodeRegistered(st: ClusterState, i: { reqId: number; nodeId: string; incarnation: bigint; capacityUnits: number }, out: ClusterStep): void {
+  const refuse = (reason: string): void => void out.reply.push({ to: i.nodeId, kind: 'registered', reqId: i.reqId, answer: { ok: false, reason } });
+  try {
+    checkName('node', i.nodeId);
+  } catch (err) {
+    return refuse(err instanceof Error ? err.message : String(err));
+  }
+  if (typeof i.incarnation !== 'bigint' || i.incarnation < 0n) return refuse(`bad incarnation ${String(i.incarnation)} of node ${i.nodeId}`);
+  if (!Number.isSafeInteger(i.capacityUnits) || i.capacityUnits < 0) return refuse(`bad capacity ${String(i.capacityUnits)} of node ${i.nodeId}: expected an integer >= 0`);
+  const old = st.nodes.get(i.nodeId);
+  if (old && i.incarnation < old.incarnation) return refuse(`fenced: node ${i.nodeId} incarnation ${i.incarnation} is older than ${old.incarnation}`);
+  if (!old && st.nodes.size >= st.config.detector.maxPeers) return refuse(`cluster ${st.config.clusterId} already has ${st.nodes.size} nodes (limit ${st.config.detector.maxPeers})`);
+  const restarted = old !== undefined && i.incarnation > old.incarnation;
+  // The same incarnation, still watched: its verdict and reports stand (it was told unknown for a stale beat, say).
+  const same = old !== undefined && !restarted && old.verdict !== 'failed';
+  const node: NodeEntry = {
+    nodeId: i.nodeId, incarnation: i.incarnation, capacityUnits: i.capacityUnits, verdict: same ? old.verdict : 'alive',
+    // Leases the old registration holds still count; so do the previous coordinator incarnation's (resume).
+    lastGrantMs: Math.max(old?.lastGrantMs ?? st.nowMs, st.resumeGrantFloor()),
+    registeredAtMs: same ? old.registeredAtMs : st.nowMs,
+    reported: same ? old.reported : new Map(),
+  };
+  st.nodes.set(i.nodeId, node);
+  // The same incarnation back after a failed verdict (stopped, or cut off): a fresh watch, since failed is final in the detector.
+  if (old && old.incarnation === i.incarnation && old.verdict === 'failed') st.monitor.step({ kind: 'unwatch', peer: i.nodeId }, st.nowMs);
+  verdicts(st, st.monitor.step({ kind: 'watch', peer: i.nodeId, incarnation: i.incarnation }, st.nowMs).changes, out);
+  st.emit({ kind: 'nodeRegistered', nodeId: i.nodeId, incarnation: i.incarnation });
+  out.reply.push({ to: i.nodeId, kind: 'registered', reqId: i.reqId, answer: { ok: true } });
+  // A new incarnation lost the units it ran: their jobs restart (in place, the node is back).
+  if (restarted) for (const j of jobsOn(st, i.nodeId)) beginRestart(st, j, `the agent on ${i.nodeId} restarted`, null, out);
+}
+
+export function onAgentBeat(st: ClusterState, hb: Heartbeat, out: ClusterStep): void {
+  const node = st.nodes.get(hb.member);
+  // Unregistered, another incarnation than the registered one, or failed: the agent registers (again).
+  if (!node || hb.incarnation !== node.incarnation || node.verdict === 'failed') return beatReply(st, out, hb, false, []);
+  const r = st.monitor.step({ kind: 'heartbeat', peer: hb.member, incarnation: hb.incarnation, sentSeq: hb.seq }, st.nowMs);
+  verdicts(st, r.changes, out);
+  // (verdicts may have changed it)
+  if (r.ignored !== null || (node.verdict as Verdict) === 'failed') return beatReply(st, out, hb, false, []);
+  const current = hb.jobs.filter(({ jobId, gen }) => st.jobs.get(jobId)?.startGens.get(hb.member) === gen);
+  for (const { jobId, state } of current) node.reported.set(jobId, state);
+  const leased = leasedOn(st, hb.member);
+  // max: a start still in flight may have set a later bound (send + deadline) than this answer (C1).
+  // An answer naming jobs is a grant. (Not every answer: a node whose units are being moved still beats,
+  // and its leases must lapse. A start it takes late is counted by the start's own grant, send + call timeout.)
+  if (leased.length > 0) node.lastGrantMs = Math.max(node.lastGrantMs, st.nowMs);
+  beatReply(st, out, hb, true, leased);
+  for (const { jobId, state } of current) onReported(st, hb.member, jobId, state, out);
+  onResumeBeat(st, hb, out);
+}
+
+function beatReply(st: ClusterState, out: ClusterStep, hb: Heartbeat, known: boolean, leasedJobs: string[]): void {
+  out.reply.push({ to: hb.member, kind: 'beat', seq: hb.seq, answer: { known, leasedJobs, leaseMs: st.config.agentLeaseMs } });
+}
+
+/** Jobs a node may keep running: placed there and live (a grid-managed one is fenced here when the grid's lease lapses, C6). */
+function leasedOn(st: ClusterState, nodeId: string): string[] {
+  return [...st.jobs.values()]
+    .filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId) && !j.restart?.lost.has(nodeId))
+    .map((j) => j.jobId).sort();
+}
+
+export function verdicts(st: ClusterState, changes: VerdictChange[], out: ClusterStep): void {
+  for (const c of changes) {
+    st.emit({ kind: 'nodeVerdict', change: c });
+    const node = st.nodes.get(c.peer);
+    if (!node || node.incarnation !== c.incarnation) continue;
+    node.verdict = c.to;
+    if (c.to !== 'failed') continue;
+    st.failuresDetected += 1;
+    for (const j of jobsOn(st, c.peer)) beginRestart(st, j, `node ${c.peer} declared failed`, c.peer, out);
+  }
+}
+
+export function jobsOn(st: ClusterState, nodeId: string): Job[] {
+  return [...st.jobs.values()].filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId));
+}
+
+/** A node's report on a job (of the node's last start): fenced units restart in place; completion is noted. */
+function onReported(st: ClusterState, nodeId: string, jobId: string, state: MemberJobState, out: ClusterStep): void {
+  const job = st.jobs.get(jobId);
+  if (!job || job.state !== 'running' || ![...job.placement.values()].includes(nodeId)) return;
+  if (state === 'fenced' || state === 'failed' || state === 'stopped') {
+    beginRestart(st, job, `the units on ${nodeId} were ${state}`, null, out);
+    return;
+  }
+  if (job.allDoneAtMs !== null || !st.nodesOf(job).every((n) => st.nodes.get(n)?.reported.get(jobId) === 'completed')) return;
+  job.allDoneAtMs = st.nowMs;
+  if (!job.local) return; // a grid-managed job's final round is the grid's
+  if (st.mutant('complete-without-final-round')) return st.become(job, 'completed', 'every unit completed');
+  // A local job's end state must be in a committed epoch: a final round, at once (C5).
+  job.final = { failures: 0, lastFailure: '', atMs: st.nowMs, epoch: null };
+  job.nextRoundAtMs = null;
+}
