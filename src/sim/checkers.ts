@@ -25,7 +25,7 @@ export interface CheckEnv {
 }
 
 export class Checkers {
-  /** (job, epoch) pairs every grid incarnation has prepared: an epoch is never used twice. */
+  /** (job, epoch) pairs every grid incarnation has prepared at a cluster, and every cluster incarnation at a node: an epoch is never used twice. */
   private readonly prepared = new Set<string>();
   private checkedManifests = 0;
   private nextThawCheckMs = 0;
@@ -95,6 +95,13 @@ export class Checkers {
         }
       }
     }
+  }
+
+  /** No epoch of a job is prepared twice on a node, whichever incarnation of its cluster asks (a local job's epochs are the cluster's). */
+  clusterPrepare(cluster: string, node: string, jobId: string, epoch: bigint): void {
+    const key = `${cluster}>${node}#${jobId}#${epoch}`;
+    if (this.prepared.has(key)) throw new Violation('epochs are never reused', `cluster ${cluster} prepared epoch ${epoch} of job ${jobId} on ${node} twice`);
+    this.prepared.add(key);
   }
 
   gridPrepare(cluster: string, jobId: string, epoch: bigint): void {

@@ -3,7 +3,7 @@ import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterReply, ClusterS
 import { GridSupervisor } from '../grid/core/supervisor.js';
 import type { GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from '../grid/core/supervisor-types.js';
 import { NodeParticipant, type ParticipantConfig, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from '../node/core/participant.js';
-import type { AgentAnswer, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
+import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import type { SimNet } from './net.js';
 import { diskWrite, SimStore, type DiskFaults, type GridDisk } from './store.js';
@@ -30,6 +30,8 @@ export interface SimEnv {
   onClusterEvents: (cluster: string, events: ClusterEvent[]) => void;
   /** Every call the grid sends (the checkers watch its epochs). */
   onGridSend: (to: string, call: ClusterCall) => void;
+  /** Every call a cluster sends to an agent (the checkers watch the epochs it prepares). */
+  onClusterSend: (cluster: string, to: string, call: AgentCall) => void;
   beforeOp: (copy: UnitCopy) => void;
   opsPerUnit: number;
   opIntervalMs: number;
@@ -190,6 +192,7 @@ export class SimCluster {
           return this.env.net.call<HeartbeatAnswer>(this.proc, grid.proc, (a) => grid.onClusterBeat(s.heartbeat, a),
             (answer) => this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs, answer }), () => undefined);
         }
+        this.env.onClusterSend(this.id, s.to, s.call);
         const agent = this.env.agents.get(s.to);
         const node = s.to;
         const reqId = s.call.reqId;

@@ -25,6 +25,8 @@ export const MUTANTS: readonly Mutant[] = [
   { name: 'no-walk-back', what: 'a coordinated recovery fails on a damaged newest epoch instead of walking back', caughtBy: 'liveness', faults: { kinds: ['corrupt-newest'] } },
   { name: 'blame-own-pause', what: 'a coordinator\'s detector takes its own pause (GC, VM, SIGSTOP) for its members\' silence', caughtBy: 'liveness', faults: { kinds: ['pause-grid', 'pause-cluster'] } },
   { name: 'complete-without-final-epoch', what: 'the grid marks a job completed without a final line holding its end state', caughtBy: '§3.5 same answer' },
+  { name: 'complete-without-final-round', what: 'a cluster marks its local job completed once every node reported completion, with no final round holding its end state (C5)', caughtBy: '§3.5 same answer' },
+  { name: 'resume-forgets-epochs', what: 'a restarted cluster numbers a resumed local job\'s rounds from its newest committed epoch, not the highest its job table says were used (C3)', caughtBy: 'epochs are never reused', faults: { kinds: ['cluster-crash'], count: 4 } },
 ];
 
 export function mutantNamed(name: string): Mutant | undefined {

@@ -82,6 +82,7 @@ export function runSeed(o: SimOptions): SimResult {
     afterStep: (m) => checkers.core(m),
     onClusterEvents: (c, events) => checkers.clusterEvents(c, events, o.trace ? log : null),
     onGridSend: (to, call) => { if (call.req.kind === 'prepare') checkers.gridPrepare(to, call.req.jobId, call.req.epoch); },
+    onClusterSend: (c, to, call) => { if (call.req.kind === 'prepare') checkers.clusterPrepare(c, to, call.req.jobId, call.req.epoch); },
     beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
     opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, tracing: o.trace ?? false, trace: log,
   };

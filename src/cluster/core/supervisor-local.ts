@@ -14,7 +14,8 @@ import type { ClusterStep, LocalRequest } from './supervisor-types.js';
 // the job's periodic rounds (every intervalMs after the last one ended, when
 // running and idle) and a client's checkpoint at once; it is the only
 // chooser of their epochs (C3: above the round core's highest and the newest
-// committed). Every fullEvery-th epoch is full, and any after a restart.
+// committed; the job's row, saved before the PREPAREs leave, keeps the
+// highest for a restarted coordinator). Every fullEvery-th epoch is full, and any after a restart.
 // Once every node reported the job completed, a final round must commit
 // with every node done at its cut before the job is completed (C5); it is
 // retried on abort, with a growing pause, up to maxFinalAttempts, and the
@@ -55,7 +56,7 @@ function submit(st: ClusterState, reqId: number, req: Extract<LocalRequest, { ki
 }
 
 function checkpoint(st: ClusterState, reqId: number, jobId: string, out: ClusterStep): void {
-  const refuse = (reason: string, code: 'not-found' | 'failed-precondition' | 'aborted'): void => st.answerLocal(out, reqId, { kind: 'refused', reason, code });
+  const refuse = (reason: string, code: 'not-found' | 'failed-precondition' | 'aborted' | 'unavailable'): void => st.answerLocal(out, reqId, { kind: 'refused', reason, code });
   const job = st.jobs.get(jobId);
   if (!job) return refuse(`unknown job ${JSON.stringify(jobId)} in cluster ${st.config.clusterId}`, 'not-found');
   if (!job.local) return refuse(`job ${jobId} is grid-managed: its rounds are the grid's`, 'failed-precondition');
@@ -63,13 +64,15 @@ function checkpoint(st: ClusterState, reqId: number, jobId: string, out: Cluster
   const s = job.round.status();
   if (s.phase !== 'idle') return refuse(`a round of job ${jobId} is already running (epoch ${s.epoch}, ${s.phase})`, 'aborted');
   if (job.final) return refuse(`the final round of job ${jobId} is under way`, 'aborted');
+  if (job.rowRetryAtMs !== null) return refuse(`the job table write of job ${jobId} failed; its rounds wait for the next one`, 'unavailable');
   job.checkpointReq = reqId;
   startLocalRound(st, job, out);
 }
 
 /** When the job's next round is due (periodic, or its final round's next attempt); null if none can start now. */
 export function localDeadline(job: Job): number | null {
-  if (!job.local || job.state !== 'running' || job.restart || job.round.status().phase !== 'idle') return null;
+  // A round's epoch is saved with the job's row before its PREPARE leaves (C3): none starts while a row write must be retried.
+  if (!job.local || job.state !== 'running' || job.restart || job.rowRetryAtMs !== null || job.round.status().phase !== 'idle') return null;
   if (job.final) return job.final.epoch === null ? job.final.atMs : null;
   return job.nextRoundAtMs;
 }

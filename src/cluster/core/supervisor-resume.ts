@@ -14,15 +14,17 @@ import type { ClusterPersist, ClusterStep, JobRow } from './supervisor-types.js'
 // node that shows anything else gives a restart in place; a node that does
 // not come back within resumeWaitMs is lost, and its units move only after
 // any lease the previous incarnation may have granted has lapsed (C1:
-// st.grantOf). Grid-managed rows are the grid's to recover; their epochs are
-// kept known so that none is reused here (C3).
+// st.grantOf). A row names the highest epoch its job's rounds used, saved
+// before their PREPAREs leave, so a resumed job numbers above it (C3).
+// Grid-managed rows are the grid's to recover; their epochs are kept known
+// so that none is reused here.
 
 export const RESUMED = 'resumed after a coordinator restart';
 
 export function rowOf(job: Job): JobRow {
   return {
     jobId: job.jobId, units: [...job.units], state: job.state, placement: Object.fromEntries([...job.placement].sort()), local: job.local ? { ...job.local } : null,
-    committed: [...job.committed], needsFull: job.needsFull, startGens: Object.fromEntries([...job.startGens].sort()), gridGen: job.gridGen,
+    committed: [...job.committed], highestEpoch: job.round.status().highestEpoch, needsFull: job.needsFull, startGens: Object.fromEntries([...job.startGens].sort()), gridGen: job.gridGen,
     lastError: job.lastError, recoveries: job.recoveries,
   };
 }
@@ -61,7 +63,8 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
   const order = [...rows].sort((a, b) => Number(isLiveRow(b)) - Number(isLiveRow(a)) || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
   for (const row of order) {
     const epochs = [...(committed.get(row.jobId) ?? row.committed)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(-st.config.keepEpochs);
-    const highest = epochs.at(-1) ?? 0n;
+    const newest = epochs.at(-1) ?? 0n;
+    const highest = row.highestEpoch !== undefined && row.highestEpoch > newest && !st.mutant('resume-forgets-epochs') ? row.highestEpoch : newest;
     if (row.local === null) {
       // The grid recovers its jobs (this incarnation is a new member to it); the epochs stay known (C3).
       if (highest > (st.knownEpochs.get(row.jobId) ?? 0n)) st.knownEpochs.set(row.jobId, highest);

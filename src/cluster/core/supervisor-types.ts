@@ -82,6 +82,11 @@ export interface JobRow {
   /** null: grid-managed. */
   local: { intervalMs: number; fullEvery: number } | null;
   committed: bigint[];
+  /**
+   * The highest epoch a round of the job used (saved before its PREPARE leaves): a restarted coordinator
+   * numbers above it (C3). Optional: a row without it falls back to the newest committed epoch.
+   */
+  highestEpoch?: bigint;
   needsFull: boolean;
   startGens: Record<string, number>;
   gridGen: number;

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
-import { ClusterSupervisor } from '../../../src/cluster/core/supervisor.js';
-import type { ClusterInput, ClusterStep, ClusterSupervisorConfig } from '../../../src/cluster/core/supervisor-types.js';
+import { ClusterSupervisor, type ClusterResume } from '../../../src/cluster/core/supervisor.js';
+import type { ClusterEvent, ClusterInput, ClusterStep, ClusterSupervisorConfig, JobRow, LocalAnswer, LocalRequest } from '../../../src/cluster/core/supervisor-types.js';
 import { scaleDetectorConfig } from '../../../src/detector/config.js';
 import { DEFAULT_ROUND_CONFIG } from '../../../src/protocol/core/round.js';
 import type { AgentAnswer, AgentCall, AgentRequest, ClusterRequest, Heartbeat, HeartbeatAnswer, MemberJobState } from '../../../src/protocol/messages.js';
@@ -8,14 +8,20 @@ import type { AgentAnswer, AgentCall, AgentRequest, ClusterRequest, Heartbeat, H
 // Drives a ClusterSupervisor the way src/sim/members.ts wires it, with the
 // simulator's config values (src/sim/run.ts: SIM, the detector from
 // scaleDetectorConfig, the round deadlines), but with the test playing every
-// agent and the grid by hand. checkInvariants() runs after every step.
+// agent, the grid and the local client by hand. checkInvariants() runs after
+// every step. The job table's rows a step hands the driver are taken out of
+// the step the harness returns (tests of the rounds compare exact manifests)
+// and kept in `rows`; the events in `events`.
 
 export const SIM_ROUND = { ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: 300, holdTimeoutMs: 600, commitTimeoutMs: 400, manifestTimeoutMs: 300, abortTimeoutMs: 100 };
 
 export const CLUSTER_CONFIG: ClusterSupervisorConfig = {
   clusterId: 'c1', incarnation: 1n, heartbeatIntervalMs: 50, detector: scaleDetectorConfig(50), round: SIM_ROUND,
-  agentLeaseMs: 500, gridLeaseMs: 1000, callTimeoutMs: 200, maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16,
+  agentLeaseMs: 500, gridLeaseMs: 1000, callTimeoutMs: 200, maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16, resumeWaitMs: 1500,
 };
+
+/** The gen of the start (or stop) sent as call reqId by incarnation 1 (C8). */
+export const G = (reqId: number, incarnation = 1): number => incarnation * 2 ** 32 + reqId;
 
 export const JOB = 'bank';
 export const NODES = ['c1n1', 'c1n2', 'c1n3'];
@@ -30,23 +36,32 @@ export interface SentCall { to: string; reqId: number; req: AgentRequest }
 export class ClusterHarness {
   readonly core: ClusterSupervisor;
   readonly log: Logged[] = [];
+  /** Job table rows handed to the driver, in order. */
+  readonly rows: Array<{ t: number; row: JobRow }> = [];
+  readonly events: ClusterEvent[] = [];
   nowMs = 0;
+  localReqId = 500;
   private readonly seq = new Map<string, number>();
   private readonly nextBeatAt = new Map<string, number>();
+  /** Each node's incarnation as last registered (its heartbeats carry it). */
+  private readonly incarnations = new Map<string, bigint>();
   /** The job states each node reports on its heartbeats (with the gen of its last start). */
   readonly reports = new Map<string, Array<{ jobId: string; state: MemberJobState; gen: number }>>();
   gridReqId = 1000;
   /** Whether grid heartbeats are answered (renewing the grid lease on every job). */
   gridAnswers = true;
 
-  constructor(config: Partial<ClusterSupervisorConfig> = {}) {
-    this.core = new ClusterSupervisor({ ...CLUSTER_CONFIG, ...config });
+  constructor(config: Partial<ClusterSupervisorConfig> = {}, resume?: ClusterResume) {
+    this.core = new ClusterSupervisor({ ...CLUSTER_CONFIG, ...config }, resume);
   }
 
   step(input: ClusterInput, t = this.nowMs): ClusterStep {
     this.nowMs = t;
-    const out = this.core.step(input, t);
+    const raw = this.core.step(input, t);
     this.core.checkInvariants();
+    this.events.push(...this.core.drainEvents());
+    for (const p of raw.persist) if (p.kind === 'jobRow') this.rows.push({ t, row: p.row });
+    const out = { ...raw, persist: raw.persist.filter((p) => p.kind === 'manifest') };
     this.log.push({ t, input, out });
     // The grid answers its heartbeats at once, naming every job (the lease of grid-managed jobs).
     for (const s of out.send) {
@@ -57,10 +72,23 @@ export class ClusterHarness {
     return out;
   }
 
+  /** An agent's RegisterNode. */
+  registerNode(node: string, incarnation = 1n, capacityUnits = 4, t = this.nowMs): ClusterStep {
+    this.incarnations.set(node, incarnation);
+    return this.step({ kind: 'nodeRegistered', reqId: 900 + (this.seq.get(node) ?? 0), nodeId: node, incarnation, capacityUnits }, t);
+  }
+
+  /** A local client's request; returns its reqId and the step. */
+  local(req: LocalRequest, t = this.nowMs): { reqId: number; out: ClusterStep } {
+    const reqId = ++this.localReqId;
+    return { reqId, out: this.step({ kind: 'localCall', reqId, req }, t) };
+  }
+
   heartbeat(node: string, over: Partial<Heartbeat> = {}, t = this.nowMs): ClusterStep {
     const seq = (this.seq.get(node) ?? 0) + 1;
     this.seq.set(node, seq);
-    return this.step({ kind: 'agentHeartbeat', hb: { member: node, incarnation: 1n, seq, sentAtMs: t, jobs: this.reports.get(node) ?? [], freeUnits: 4, ...over } }, t);
+    const incarnation = this.incarnations.get(node) ?? 1n;
+    return this.step({ kind: 'agentHeartbeat', hb: { member: node, incarnation, seq, sentAtMs: t, jobs: this.reports.get(node) ?? [], freeUnits: 4, ...over } }, t);
   }
 
   grid(req: ClusterRequest, t = this.nowMs, incarnation = 1n): { reqId: number; out: ClusterStep } {
@@ -72,10 +100,11 @@ export class ClusterHarness {
     return this.step({ kind: 'agentAnswer', node: call.to, reqId: call.reqId, answer }, t);
   }
 
-  /** Every agent heartbeats at t (registration), in NODES order. */
-  register(nodes = NODES, t = this.nowMs): void {
+  /** Every agent registers and heartbeats at t, in NODES order. */
+  register(nodes = NODES, t = this.nowMs, incarnation = 1n): void {
     for (const n of nodes) {
-      this.heartbeat(n, {}, t);
+      this.registerNode(n, incarnation, 4, t);
+      this.heartbeat(n, { incarnation }, t);
       this.nextBeatAt.set(n, t + 50);
     }
   }
@@ -136,7 +165,9 @@ export function beatAnswer(out: ClusterStep): HeartbeatAnswer {
   return beats[0]!;
 }
 
-export const gridAnswers = (out: ClusterStep) => out.reply.flatMap((r) => (r.kind === 'answer' ? [{ reqId: r.reqId, answer: r.answer }] : []));
+export const gridAnswers = (out: ClusterStep) => out.reply.flatMap((r) => (r.kind === 'answer' && r.to === 'grid' ? [{ reqId: r.reqId, answer: r.answer }] : []));
+
+export const localAnswers = (out: ClusterStep): Array<{ reqId: number; answer: LocalAnswer }> => out.reply.flatMap((r) => (r.kind === 'answer' && r.to === 'local' ? [{ reqId: r.reqId, answer: r.answer }] : []));
 
 /** An agent call exactly as the cluster sends it. */
 export function agentCall(reqId: number, req: AgentRequest): AgentCall {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { leaseMarginMs } from '../../../src/detector/lease.js';
 import {
-  agentCall, beatAnswer, calls, callsOf, CLUSTER_CONFIG, ClusterHarness, commitEpoch, gridAnswers, JOB, NODES, PLACED, runningJob, UNITS, type Logged,
+  agentCall, beatAnswer, calls, callsOf, CLUSTER_CONFIG, ClusterHarness, commitEpoch, G, gridAnswers, JOB, NODES, PLACED, runningJob, UNITS, type Logged,
 } from './harness.js';
 
 // Exact-output tests of the cluster supervisor core (src/cluster/core/supervisor.ts),
@@ -15,29 +15,61 @@ const LEASE_WAIT_MS = CLUSTER_CONFIG.agentLeaseMs + leaseMarginMs(CLUSTER_CONFIG
 const startCalls = (steps: Logged[]) => callsOf(steps).filter((c) => c.req.kind === 'startJob');
 
 describe('ClusterSupervisor: membership', () => {
-  it('registers an agent by its first heartbeat and answers known with the agent lease', () => {
+  it('registers an agent by RegisterNode (capacity from it) and answers its heartbeats known, with the agent lease', () => {
     const h = new ClusterHarness();
     expect(h.step({ kind: 'tick' }, 0)).toEqual({
       persist: [], reply: [],
       send: [{ to: 'grid', heartbeat: { member: 'c1', incarnation: 1n, seq: 1, sentAtMs: 0, jobs: [], freeUnits: 0 } }],
     });
+    // Not registered yet: unknown (the agent then registers).
+    expect(beatAnswer(h.heartbeat('c1n1', {}, 2))).toEqual({ known: false, leasedJobs: [], leaseMs: 500 });
+    expect(h.step({ kind: 'nodeRegistered', reqId: 7, nodeId: 'c1n1', incarnation: 1n, capacityUnits: 4 }, 4)).toEqual({
+      persist: [], send: [], reply: [{ to: 'c1n1', kind: 'registered', reqId: 7, answer: { ok: true } }],
+    });
     expect(h.heartbeat('c1n1', {}, 5)).toEqual({
       persist: [], send: [],
-      reply: [{ to: 'c1n1', kind: 'beat', seq: 1, answer: { known: true, leasedJobs: [], leaseMs: 500 } }],
+      reply: [{ to: 'c1n1', kind: 'beat', seq: 2, answer: { known: true, leasedJobs: [], leaseMs: 500 } }],
     });
-    h.heartbeat('c1n2', { freeUnits: 3 }, 6);
+    h.registerNode('c1n2', 1n, 3, 6);
+    // The heartbeat's own freeUnits count for nothing: capacity is the registration's.
+    h.heartbeat('c1n2', { freeUnits: 99 }, 6);
     // The next heartbeat to the grid counts the free room of the alive registered nodes.
     const beat = h.advance(50, []).flatMap((l) => l.out.send);
     expect(beat).toEqual([{ to: 'grid', heartbeat: { member: 'c1', incarnation: 1n, seq: 2, sentAtMs: 50, jobs: [], freeUnits: 7 } }]);
+    expect(h.events.filter((e) => e.kind === 'nodeRegistered')).toEqual([
+      { kind: 'nodeRegistered', nodeId: 'c1n1', incarnation: 1n }, { kind: 'nodeRegistered', nodeId: 'c1n2', incarnation: 1n },
+    ]);
+    expect(h.core.nodesView()).toEqual([
+      { nodeId: 'c1n1', incarnation: 1n, capacityUnits: 4, placedUnits: 0, verdict: 'alive', phi: expect.any(Number), silenceMs: 45 },
+      { nodeId: 'c1n2', incarnation: 1n, capacityUnits: 3, placedUnits: 0, verdict: 'alive', phi: expect.any(Number), silenceMs: 44 },
+    ]);
   });
 
-  it('answers a heartbeat from an older incarnation than the one registered as unknown', () => {
+  it('fences a registration of an older incarnation than the one known (and its heartbeats: unknown)', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
-    h.heartbeat('c1n1', { incarnation: 2n }, 1);
-    expect(h.heartbeat('c1n1', { incarnation: 1n }, 2).reply).toEqual([
-      { to: 'c1n1', kind: 'beat', seq: 2, answer: { known: false, leasedJobs: [], leaseMs: 500 } },
+    h.registerNode('c1n1', 2n, 4, 1);
+    expect(h.registerNode('c1n1', 1n, 4, 2).reply).toEqual([
+      { to: 'c1n1', kind: 'registered', reqId: expect.any(Number), answer: { ok: false, reason: 'fenced: node c1n1 incarnation 1 is older than 2' } },
     ]);
+    expect(h.heartbeat('c1n1', { incarnation: 1n }, 3).reply).toEqual([
+      { to: 'c1n1', kind: 'beat', seq: 1, answer: { known: false, leasedJobs: [], leaseMs: 500 } },
+    ]);
+    // A newer incarnation's heartbeat before it registered: unknown too.
+    expect(beatAnswer(h.heartbeat('c1n1', { incarnation: 3n }, 4)).known).toBe(false);
+    expect(beatAnswer(h.heartbeat('c1n1', { incarnation: 2n }, 5)).known).toBe(true);
+  });
+
+  it('refuses a registration it cannot take: a bad name or capacity', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    expect(h.step({ kind: 'nodeRegistered', reqId: 1, nodeId: '../x', incarnation: 1n, capacityUnits: 4 }).reply).toEqual([
+      { to: '../x', kind: 'registered', reqId: 1, answer: { ok: false, reason: expect.stringMatching(/^bad node/) } },
+    ]);
+    expect(h.step({ kind: 'nodeRegistered', reqId: 2, nodeId: 'c1n1', incarnation: 1n, capacityUnits: -1 }).reply).toEqual([
+      { to: 'c1n1', kind: 'registered', reqId: 2, answer: { ok: false, reason: 'bad capacity -1 of node c1n1: expected an integer >= 0' } },
+    ]);
+    expect(h.core.nodesView()).toEqual([]);
   });
 });
 
@@ -50,9 +82,9 @@ describe('ClusterSupervisor: submit', () => {
     expect(out).toEqual({
       persist: [], reply: [],
       send: [
-        { to: 'c1n1', call: agentCall(1, { kind: 'startJob', jobId: JOB, units: PLACED.c1n1!, sources: [], leaseMs: 500, gen: 1 }) },
-        { to: 'c1n2', call: agentCall(2, { kind: 'startJob', jobId: JOB, units: PLACED.c1n2!, sources: [], leaseMs: 500, gen: 2 }) },
-        { to: 'c1n3', call: agentCall(3, { kind: 'startJob', jobId: JOB, units: PLACED.c1n3!, sources: [], leaseMs: 500, gen: 3 }) },
+        { to: 'c1n1', call: agentCall(1, { kind: 'startJob', jobId: JOB, units: PLACED.c1n1!, sources: [], leaseMs: 500, gen: G(1) }) },
+        { to: 'c1n2', call: agentCall(2, { kind: 'startJob', jobId: JOB, units: PLACED.c1n2!, sources: [], leaseMs: 500, gen: G(2) }) },
+        { to: 'c1n3', call: agentCall(3, { kind: 'startJob', jobId: JOB, units: PLACED.c1n3!, sources: [], leaseMs: 500, gen: G(3) }) },
       ],
     });
     expect(h.core.jobState(JOB)).toBe('starting');
@@ -209,8 +241,8 @@ describe('ClusterSupervisor: a lost node (C1)', () => {
     expect(starts.map((c) => c.t)).toEqual([safeAt, safeAt]);
     expect(starts.map((c) => [c.to, c.req])).toEqual([
       // c1n1's units move together to the alive node with the most room (ties by id): c1n2.
-      ['c1n2', { kind: 'startJob', jobId: JOB, units: ['u0', 'u1', 'u3'], sources: [{ store: 'c1', epoch: 1n, units: ['u0', 'u1', 'u3'] }], leaseMs: 500, gen: starts[0]!.reqId }],
-      ['c1n3', { kind: 'startJob', jobId: JOB, units: ['u2'], sources: [{ store: 'c1', epoch: 1n, units: ['u2'] }], leaseMs: 500, gen: starts[1]!.reqId }],
+      ['c1n2', { kind: 'startJob', jobId: JOB, units: ['u0', 'u1', 'u3'], sources: [{ store: 'c1', epoch: 1n, units: ['u0', 'u1', 'u3'] }], leaseMs: 500, gen: G(starts[0]!.reqId) }],
+      ['c1n3', { kind: 'startJob', jobId: JOB, units: ['u2'], sources: [{ store: 'c1', epoch: 1n, units: ['u2'] }], leaseMs: 500, gen: G(starts[1]!.reqId) }],
     ]);
     for (const c of starts) h.answer(c, { kind: 'ok' }, safeAt + 5);
     expect(h.core.jobState(JOB)).toBe('running');
@@ -229,9 +261,12 @@ describe('ClusterSupervisor: a lost node (C1)', () => {
     const aborts = callsOf(steps).filter((c) => c.req.kind === 'abort');
     expect(aborts.map((c) => [c.t, c.to])).toEqual(NODES.map((n) => [600, n]));
     expect(steps.flatMap((l) => gridAnswers(l.out))).toEqual([{ reqId: prep.reqId, answer: { kind: 'refused', reason: expect.stringMatching(/^round 2 aborted in preparing/) } }]);
-    // Back from the dead with the same incarnation after its failure: it is told nothing is leased to it.
-    const back = h.heartbeat('c1n1', {}, 800);
-    expect(beatAnswer(back).leasedJobs).toEqual([]);
+    // Back from the dead with the same incarnation after its failure: unknown, until it registers again
+    // (a fresh watch); then it is told nothing is leased to it.
+    expect(beatAnswer(h.heartbeat('c1n1', {}, 800))).toEqual({ known: false, leasedJobs: [], leaseMs: 500 });
+    h.registerNode('c1n1', 1n, 4, 801);
+    expect(beatAnswer(h.heartbeat('c1n1', {}, 802))).toEqual({ known: true, leasedJobs: [], leaseMs: 500 });
+    expect(h.core.nodesView().find((n) => n.nodeId === 'c1n1')?.verdict).toBe('alive');
   });
 
   it('waits for every survivor to stop before restoring, even past the lease wait', () => {
@@ -283,7 +318,8 @@ describe('ClusterSupervisor: restarts in place', () => {
     const h = new ClusterHarness();
     runningJob(h);
     commitEpoch(h, 1n, null);
-    const out = h.heartbeat('c1n2', { incarnation: 2n }, 100);
+    expect(beatAnswer(h.heartbeat('c1n2', { incarnation: 2n }, 99)).known).toBe(false); // registers first
+    const out = h.registerNode('c1n2', 2n, 4, 100);
     // Every node of the job stops (the restarted one too: it may hold a half-started copy); none is lost.
     expect(calls(out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB, gen: expect.any(Number) }]));
     let restore = null;
@@ -296,9 +332,9 @@ describe('ClusterSupervisor: restarts in place', () => {
   it('units reported fenced restart the job (a report counts only with the gen of the node\'s last start)', () => {
     const h = new ClusterHarness();
     runningJob(h);
-    h.reports.set('c1n3', [{ jobId: JOB, state: 'fenced', gen: 99 }]);
-    expect(calls(h.heartbeat('c1n3', {}, 50))).toEqual([]); // an old start's report: ignored
     h.reports.set('c1n3', [{ jobId: JOB, state: 'fenced', gen: 3 }]);
+    expect(calls(h.heartbeat('c1n3', {}, 50))).toEqual([]); // an old start's report (another incarnation's numbering): ignored
+    h.reports.set('c1n3', [{ jobId: JOB, state: 'fenced', gen: G(3) }]);
     expect(calls(h.heartbeat('c1n3', {}, 60)).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
     expect(h.core.jobState(JOB)).toBe('recovering');
   });
@@ -336,7 +372,7 @@ describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
     const h = new ClusterHarness();
     runningJob(h);
     commitEpoch(h, 1n, null);
-    const out = h.heartbeat('c1n2', { incarnation: 2n }, 100);
+    const out = h.registerNode('c1n2', 2n, 4, 100);
     let restore = null;
     for (const c of calls(out)) restore = h.answer(c, { kind: 'ok' }, 101);
     const first = calls(restore!)[0]!;
@@ -393,10 +429,10 @@ describe('ClusterSupervisor: the grid lease (C6) and completion (C5)', () => {
     const h = new ClusterHarness();
     runningJob(h);
     const shareState = (steps: Logged[]) => steps.flatMap((l) => l.out.send).flatMap((s) => ('heartbeat' in s ? s.heartbeat.jobs : [])).at(-1);
-    h.reports.set('c1n1', [{ jobId: JOB, state: 'completed', gen: 1 }]);
-    h.reports.set('c1n2', [{ jobId: JOB, state: 'completed', gen: 2 }]);
+    h.reports.set('c1n1', [{ jobId: JOB, state: 'completed', gen: G(1) }]);
+    h.reports.set('c1n2', [{ jobId: JOB, state: 'completed', gen: G(2) }]);
     expect(shareState(h.advance(100, NODES))).toEqual({ jobId: JOB, state: 'running', gen: 1 });
-    h.reports.set('c1n3', [{ jobId: JOB, state: 'completed', gen: 3 }]);
+    h.reports.set('c1n3', [{ jobId: JOB, state: 'completed', gen: G(3) }]);
     const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 100);
     expect(shareState(h.advance(150, NODES))).toEqual({ jobId: JOB, state: 'running', gen: 1 }); // a round runs
     let last = null;
