@@ -127,8 +127,9 @@ function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   const r = job.restart!;
   job.restart = null;
   job.needsFull = true;
-  job.lastError = `restarted: ${r.reason}`;
-  st.become(job, 'running', r.reason === 'submitted' ? 'started' : `restarted: ${r.reason}`);
+  const fresh = r.reason === 'submitted';
+  if (!fresh) job.lastError = `restarted: ${r.reason}`;
+  st.become(job, 'running', fresh ? 'started' : `restarted: ${r.reason}`);
   st.recoveryEnded(job, true);
   if (job.local && job.local.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local.intervalMs;
   if (r.epoch !== null) job.committed = job.committed.filter((e) => e <= (r.epoch as bigint));

@@ -78,6 +78,8 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
     job.lastError = row.lastError;
     job.recoveries = row.recoveries;
     job.gridGen = row.gridGen;
+    // The previous incarnation completed it only after its final round committed (C5): the newest epoch holds its end.
+    if (row.state === 'completed') job.doneEpoch = epochs.at(-1) ?? null;
     if (!live) continue;
     job.placement = new Map(Object.entries(row.placement));
     job.startGens = new Map(Object.entries(row.startGens));

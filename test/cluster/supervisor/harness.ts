@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { ClusterSupervisor, type ClusterResume } from '../../../src/cluster/core/supervisor.js';
-import type { ClusterEvent, ClusterInput, ClusterStep, ClusterSupervisorConfig, JobRow, LocalAnswer, LocalRequest } from '../../../src/cluster/core/supervisor-types.js';
+import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterStep, ClusterSupervisorConfig, JobRow, LocalAnswer, LocalRequest } from '../../../src/cluster/core/supervisor-types.js';
 import { scaleDetectorConfig } from '../../../src/detector/config.js';
 import { DEFAULT_ROUND_CONFIG } from '../../../src/protocol/core/round.js';
 import type { AgentAnswer, AgentCall, AgentRequest, ClusterRequest, Heartbeat, HeartbeatAnswer, MemberJobState } from '../../../src/protocol/messages.js';
@@ -37,7 +37,7 @@ export class ClusterHarness {
   readonly core: ClusterSupervisor;
   readonly log: Logged[] = [];
   /** Job table rows handed to the driver, in order. */
-  readonly rows: Array<{ t: number; row: JobRow }> = [];
+  readonly rows: Array<{ t: number; step: number; row: JobRow; persist: ClusterPersist }> = [];
   readonly events: ClusterEvent[] = [];
   nowMs = 0;
   localReqId = 500;
@@ -60,7 +60,7 @@ export class ClusterHarness {
     const raw = this.core.step(input, t);
     this.core.checkInvariants();
     this.events.push(...this.core.drainEvents());
-    for (const p of raw.persist) if (p.kind === 'jobRow') this.rows.push({ t, row: p.row });
+    for (const p of raw.persist) if (p.kind === 'jobRow') this.rows.push({ t, step: this.log.length, row: p.row, persist: p });
     const out = { ...raw, persist: raw.persist.filter((p) => p.kind === 'manifest') };
     this.log.push({ t, input, out });
     // The grid answers its heartbeats at once, naming every job (the lease of grid-managed jobs).
@@ -203,4 +203,38 @@ export function commitEpoch(h: ClusterHarness, epoch: bigint, parentEpoch: bigin
   const done = h.step({ kind: 'persisted', what: manifest });
   expect(gridAnswers(done)).toEqual([{ reqId: com.reqId, answer: { kind: 'committed', epoch } }]);
   return manifest;
+}
+
+// ---- local jobs -----------------------------------------------------------------
+
+export const LJOB = 'solo';
+export const LUNITS = ['s0', 's1', 's2'];
+export const SPEC = { intervalMs: 100, fullEvery: 2 };
+
+/** Registers the three nodes at 0 and submits the local job at 10; returns the submit. */
+export function submitLocal(h: ClusterHarness, spec = SPEC): { reqId: number; out: ClusterStep } {
+  h.step({ kind: 'tick' }, 0);
+  h.register(NODES, 0);
+  return h.local({ kind: 'submitJob', jobId: LJOB, units: LUNITS, ...spec }, 10);
+}
+
+/** The local job running from 20 on: s0 on c1n1, s1 on c1n2, s2 on c1n3 (starts gen G(1..3)). */
+export function localJob(h: ClusterHarness, spec = SPEC): void {
+  const sub = submitLocal(h, spec);
+  let last: ClusterStep | null = null;
+  for (const c of calls(sub.out)) last = h.answer(c, { kind: 'ok' }, 20);
+  expect(localAnswers(last!)).toEqual([{ reqId: sub.reqId, answer: { kind: 'ok' } }]);
+  expect(h.core.jobState(LJOB)).toBe('running');
+}
+
+/** Answers the PREPAREs in `out`, then the COMMITs, then reports the manifest written; returns that last step. */
+export function finishRound(h: ClusterHarness, out: ClusterStep, o: { done?: boolean; pages?: number } = {}): ClusterStep {
+  let last = out;
+  for (const c of calls(out).filter((x) => x.req.kind === 'prepare')) last = h.answer(c, { kind: 'prepared', pages: o.pages ?? 1, bytes: 4096, done: o.done ?? false });
+  for (const c of calls(last).filter((x) => x.req.kind === 'commit')) {
+    const epoch = c.req.kind === 'commit' ? c.req.epoch : 0n;
+    last = h.answer(c, { kind: 'durable', part: { writer: c.to, epoch, units: [], pages: 1 } });
+  }
+  expect(last.persist).toHaveLength(1);
+  return h.step({ kind: 'persisted', what: last.persist[0]! });
 }

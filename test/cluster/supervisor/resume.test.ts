@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import type { JobRow } from '../../../src/cluster/core/supervisor-types.js';
+import { leaseMarginMs } from '../../../src/detector/lease.js';
+import { beatAnswer, calls, callsOf, CLUSTER_CONFIG, ClusterHarness, finishRound, G, gridAnswers, LJOB, localJob, NODES, SPEC, type Logged } from './harness.js';
+
+// A restarted cluster coordinator takes its local jobs back from the job
+// table (supervisor-resume.ts): without a restart when every node is back
+// and still runs the row's start (C10), with a restart in place when a node
+// says otherwise, and moving the units of a node that does not come back
+// only after any lease the previous incarnation granted has lapsed (C1).
+// Gens of the new incarnation are above the old one's (C8).
+
+const isPrepare = (l: Logged) => calls(l.out).some((c) => c.req.kind === 'prepare');
+const startsOf = (steps: Logged[]) => callsOf(steps).filter((c) => c.req.kind === 'startJob');
+
+/**
+ * The first incarnation runs the local job through two rounds; it dies after
+ * epoch 2's manifest is durable but before the row saying so is. Returns the
+ * last row it saved (committed [1], highest epoch 2) and the store's epochs.
+ */
+function firstIncarnation(): { row: JobRow; committed: Map<string, bigint[]> } {
+  const h = new ClusterHarness();
+  localJob(h);
+  finishRound(h, h.advance(1000, NODES, isPrepare).at(-1)!.out);
+  const second = h.advance(1000, NODES, isPrepare).at(-1)!;
+  const row = h.rows.at(-1)!.row;
+  expect(row).toMatchObject({ state: 'running', committed: [1n], highestEpoch: 2n, startGens: { c1n1: G(1), c1n2: G(2), c1n3: G(3) } });
+  finishRound(h, second.out);
+  return { row, committed: new Map([[LJOB, [1n, 2n]]]) };
+}
+
+function resumed(config: Partial<typeof CLUSTER_CONFIG> = {}): ClusterHarness {
+  const { row, committed } = firstIncarnation();
+  const h = new ClusterHarness({ incarnation: 2n, ...config }, { rows: [row], committed });
+  h.step({ kind: 'tick' }, 0);
+  return h;
+}
+
+/** A node of the old incarnation registers again and beats, reporting the job as `state` under `gen`. */
+function comesBack(h: ClusterHarness, node: string, t: number, state: 'running' | 'fenced' | 'completed' | null, gen: number) {
+  h.reports.set(node, state === null ? [] : [{ jobId: LJOB, state, gen }]);
+  // (An agent that lost the job restarted: a new incarnation, which this coordinator has never seen either.)
+  h.registerNode(node, state === null ? 2n : 1n, 4, t);
+  return h.heartbeat(node, {}, t);
+}
+
+describe('ClusterSupervisor: resume from the job table', () => {
+  it('takes a live local job back recovering, its epochs from the store, and runs it on without a restart once every node shows its start running (C10)', () => {
+    const h = resumed();
+    expect(h.core.jobView(LJOB)).toMatchObject({ state: 'recovering', committed: [1n, 2n], lastEpoch: 2n, local: SPEC, recoveries: 1 });
+    expect(h.events.slice(0, 2)).toEqual([
+      { kind: 'jobState', jobId: LJOB, from: null, to: 'recovering', reason: 'resumed after a coordinator restart' },
+      { kind: 'recoveryStarted', jobId: LJOB, nodeId: null, reason: 'resumed after a coordinator restart' },
+    ]);
+    // A node not registered again is unknown; registered, its answers renew the job's lease.
+    expect(beatAnswer(h.heartbeat('c1n1', {}, 5)).known).toBe(false);
+    expect(beatAnswer(comesBack(h, 'c1n1', 10, 'running', G(1)))).toEqual({ known: true, leasedJobs: [LJOB], leaseMs: 500 });
+    expect(beatAnswer(comesBack(h, 'c1n2', 11, 'completed', G(2))).leasedJobs).toEqual([LJOB]);
+    expect(h.core.jobState(LJOB)).toBe('recovering');
+    comesBack(h, 'c1n3', 12, 'running', G(3));
+    expect(h.core.jobState(LJOB)).toBe('running');
+    expect(callsOf(h.log)).toEqual([]); // no stop, no start
+    expect(h.events.slice(-2)).toEqual([
+      { kind: 'jobState', jobId: LJOB, from: 'recovering', to: 'running', reason: 'every node still runs its units' },
+      { kind: 'recovered', jobId: LJOB, ms: 12, ok: true },
+    ]);
+    // Its rounds go on above every epoch used (the row's highest, the store's newest): 3, on 2.
+    const next = h.advance(1000, NODES, isPrepare).at(-1)!;
+    expect(next.t).toBe(12 + SPEC.intervalMs);
+    expect(calls(next.out).map((c) => c.req)).toEqual(NODES.map(() => ({ kind: 'prepare', jobId: LJOB, epoch: 3n, parentEpoch: 2n, full: false })));
+  });
+
+  it('a node that does not register again within resumeWaitMs is lost: its units move only after the old incarnation\'s lease (C1), with gens above the old ones (C8)', () => {
+    const h = resumed({ resumeWaitMs: 300 });
+    comesBack(h, 'c1n2', 10, 'running', G(2));
+    comesBack(h, 'c1n3', 10, 'running', G(3));
+    const alive = ['c1n2', 'c1n3'];
+    expect(callsOf(h.advance(299, alive))).toEqual([]);
+    const at = h.advance(300, alive).find((l) => calls(l.out).length > 0)!;
+    expect(at.t).toBe(300);
+    expect(calls(at.out).map((c) => [c.to, c.req])).toEqual(alive.map((n, i) => [n, { kind: 'stopJob', jobId: LJOB, gen: G(1 + i, 2) }]));
+    for (const c of calls(at.out)) h.answer(c, { kind: 'ok' }, 305);
+    // The old incarnation may have granted c1n1 a lease until its death, or sent a start then: count from the first step + callTimeoutMs.
+    const safeAt = 0 + CLUSTER_CONFIG.callTimeoutMs + CLUSTER_CONFIG.agentLeaseMs + leaseMarginMs(CLUSTER_CONFIG.agentLeaseMs);
+    expect(safeAt).toBe(900);
+    expect(startsOf(h.advance(safeAt - 1, alive))).toEqual([]);
+    const starts = startsOf(h.advance(safeAt, alive));
+    expect(starts.map((c) => [c.t, c.to, c.req])).toEqual([
+      [900, 'c1n2', { kind: 'startJob', jobId: LJOB, units: ['s0', 's1'], sources: [{ store: 'c1', epoch: 2n, units: ['s0', 's1'] }], leaseMs: 500, gen: G(starts[0]!.reqId, 2) }],
+      [900, 'c1n3', { kind: 'startJob', jobId: LJOB, units: ['s2'], sources: [{ store: 'c1', epoch: 2n, units: ['s2'] }], leaseMs: 500, gen: G(starts[1]!.reqId, 2) }],
+    ]);
+    expect(G(1, 2)).toBeGreaterThan(G(2 ** 31));
+    for (const c of starts) h.answer(c, { kind: 'ok' }, 905);
+    expect(h.core.jobView(LJOB)).toMatchObject({
+      state: 'running', recoveries: 1, lastError: 'restarted: resumed after a coordinator restart: node c1n1 did not register again within 300 ms after the coordinator restarted',
+    });
+    expect(h.events.at(-1)).toEqual({ kind: 'recovered', jobId: LJOB, ms: 905, ok: true });
+  });
+
+  it('a node whose units were fenced meanwhile, or whose agent restarted and lost the job, gives a restart in place', () => {
+    for (const [node, state, why] of [
+      ['c1n2', 'fenced', 'the units on c1n2 were fenced'],
+      ['c1n3', null, 'the agent on c1n3 no longer has the job'],
+    ] as const) {
+      const h = resumed();
+      for (const [i, n] of NODES.entries()) comesBack(h, n, 10, n === node ? state : 'running', G(i + 1));
+      const stops = callsOf(h.log.slice(-1));
+      expect(stops.map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
+      let last = h.log.at(-1)!.out;
+      for (const c of stops) last = h.answer(c, { kind: 'ok' }, 11);
+      // Nothing lost: no lease to wait for; the same placement, from the newest epoch.
+      expect(calls(last).map((c) => [c.to, c.req.kind === 'startJob' && c.req.sources])).toEqual(
+        NODES.map((n, i) => [n, [{ store: 'c1', epoch: 2n, units: [`s${i}`] }]]));
+      expect(h.events.find((e) => e.kind === 'jobState' && e.to === 'recovering' && e.from === 'recovering')).toBeUndefined();
+      for (const c of calls(last)) h.answer(c, { kind: 'ok' }, 12);
+      expect(h.core.jobView(LJOB)).toMatchObject({ state: 'running', recoveries: 1, lastError: `restarted: resumed after a coordinator restart: ${why}` });
+      expect(h.rows.at(-1)!.row).toMatchObject({ state: 'running', lastError: `restarted: resumed after a coordinator restart: ${why}` });
+      // One recovery, from the resume to its end.
+      expect(h.events.filter((e) => e.kind === 'recoveryStarted' || e.kind === 'recovered').map((e) => e.kind)).toEqual(['recoveryStarted', 'recovered']);
+    }
+  });
+
+  it('leaves grid-managed rows to the grid but knows their epochs (C3); ended local rows come back ended', () => {
+    const grid: JobRow = {
+      jobId: 'bank', units: ['u0'], state: 'running', placement: { u0: 'c1n1' }, local: null, committed: [4n], highestEpoch: 6n, needsFull: false,
+      startGens: { c1n1: G(3) }, gridGen: 2, lastError: '', recoveries: 0,
+    };
+    const done: JobRow = { ...grid, jobId: 'old', state: 'completed', local: { intervalMs: 0, fullEvery: 1 }, highestEpoch: 3n, committed: [3n] };
+    const h = new ClusterHarness({ incarnation: 2n }, { rows: [grid, done], committed: new Map() });
+    h.step({ kind: 'tick' }, 0);
+    h.register(NODES, 0);
+    expect(h.core.jobIds()).toEqual(['old']);
+    expect(h.core.jobView('old')).toMatchObject({ state: 'completed', committed: [3n], lastEpoch: 3n });
+    // The grid restores its job here: a PREPARE of an epoch this cluster already used is stale.
+    const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0'], epoch: null, adopt: [], gen: 3 }, 10);
+    for (const c of calls(r.out)) h.answer(c, { kind: 'ok' }, 11);
+    const stale = h.grid({ kind: 'prepare', jobId: 'bank', epoch: 6n, parentEpoch: null }, 12);
+    expect(gridAnswers(stale.out)).toEqual([{ reqId: stale.reqId, answer: { kind: 'refused', reason: 'stale grid epoch 6: this cluster is at 6' } }]);
+  });
+});
