@@ -1,6 +1,7 @@
 import type { ClusterEvent } from '../cluster/core/supervisor-types.js';
 import { finalState, sameState, total, ACCOUNTS, OPENING } from './bank-model.js';
-import type { SimAgent, SimCluster, SimGrid } from './members.js';
+import type { SimCluster } from './cluster-member.js';
+import type { SimAgent, SimGrid } from './members.js';
 import { SimStore } from './store.js';
 import type { UnitCopy } from './units.js';
 

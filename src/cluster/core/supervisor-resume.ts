@@ -66,8 +66,8 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
     const newest = epochs.at(-1) ?? 0n;
     const highest = row.highestEpoch !== undefined && row.highestEpoch > newest && !st.mutant('resume-forgets-epochs') ? row.highestEpoch : newest;
     if (row.local === null) {
-      // The grid recovers its jobs (this incarnation is a new member to it); the epochs stay known (C3).
-      if (highest > (st.knownEpochs.get(row.jobId) ?? 0n)) st.knownEpochs.set(row.jobId, highest);
+      // The grid recovers its jobs (this incarnation is a new member to it); the epochs stay known (C3), for as many jobs as the table may hold (C7).
+      if (st.knownEpochs.size < 4 * st.config.maxJobs && highest > (st.knownEpochs.get(row.jobId) ?? 0n)) st.knownEpochs.set(row.jobId, highest);
       continue;
     }
     if (st.jobs.has(row.jobId) || st.jobs.size >= st.config.maxJobs) continue;

@@ -1,3 +1,4 @@
+import { FINAL_ROUND_BACKOFF_MS } from '../../protocol/core/final-round.js';
 import type { RoundInput, RoundOutcome, RoundReply, RoundStep } from '../../protocol/core/round.js';
 import type { AgentRequest, PartRef } from '../../protocol/messages.js';
 import type { ClusterState, Job } from './supervisor-state.js';
@@ -9,9 +10,6 @@ import type { ClusterStep } from './supervisor-types.js';
 // (prepare answers prepared, commit answers committed, an abort refuses
 // both) or, for a local job, a checkpoint request; a local job's round end
 // also schedules its next periodic round and judges its final round (C5).
-
-/** Wait before the next attempt of a final round: attempts × this. */
-export const FINAL_ROUND_BACKOFF_MS = 250;
 
 export function roundStep(st: ClusterState, job: Job, input: RoundInput, out: ClusterStep): void {
   applyRound(st, job, job.round.step(input, st.nowMs), out);

@@ -140,6 +140,11 @@ export class ClusterSupervisor {
     return at;
   }
 
+  /** Events dropped because nobody drained them in time (C7: the oldest half goes when MAX_EVENTS are kept). */
+  get eventsDropped(): number {
+    return this.st.eventsDropped;
+  }
+
   /** Returns and clears what happened since the last call (bounded: C7). */
   drainEvents(): ClusterEvent[] {
     const e = this.st.events;

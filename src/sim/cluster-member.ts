@@ -1,0 +1,133 @@
+import { ClusterSupervisor } from '../cluster/core/supervisor.js';
+import type { ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, LocalAnswer, LocalRequest } from '../cluster/core/supervisor-types.js';
+import type { AgentAnswer, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
+import { SerialDriver } from '../runtime/serial-driver.js';
+import { describe, type SimEnv } from './members.js';
+import { diskWrite, SimStore } from './store.js';
+import { SimProcess } from './world.js';
+
+// A cluster coordinator in the simulator: the real ClusterSupervisor core
+// behind the real SerialDriver, over simulated ports. Its manifests go to
+// the cluster's store and its job table rows beside them; a restart reads
+// both back (the rows, and the epochs the store holds) to resume. Agents'
+// registrations, heartbeats and calls, the grid's calls and a local
+// client's requests come in as inputs; replies go back by their ids.
+
+type AnswerFn<A> = (a: A) => void;
+
+export class SimCluster {
+  readonly proc: SimProcess;
+  core!: ClusterSupervisor;
+  driver!: SerialDriver<ClusterInput, ClusterPersist, ClusterSend, ClusterReply>;
+  private beats = new Map<string, AnswerFn<HeartbeatAnswer>>();
+  private replies = new Map<number, AnswerFn<ClusterAnswer>>();
+  private registrations = new Map<string, AnswerFn<{ ok: boolean; reason?: string }>>();
+  private localReplies = new Map<number, AnswerFn<LocalAnswer>>();
+  private nextLocalReq = 1;
+
+  constructor(readonly id: string, private readonly config: Omit<ClusterSupervisorConfig, 'incarnation' | 'clusterId'>, private readonly env: SimEnv) {
+    this.proc = new SimProcess(id, env.world);
+  }
+
+  start(): void {
+    this.proc.start();
+    this.beats = new Map();
+    this.replies = new Map();
+    this.registrations = new Map();
+    this.localReplies = new Map();
+    const store = this.env.stores.get(this.id)!;
+    // The job table and the store's committed epochs, as a restarted coordinator reads them.
+    const committed = new Map<string, bigint[]>();
+    for (const m of store.manifests.values()) committed.set(m.jobId, [...(committed.get(m.jobId) ?? []), m.epoch]);
+    for (const e of committed.values()) e.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const rows = [...store.table.values()].map((r) => structuredClone(r));
+    this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants }, { rows, committed });
+    this.driver = new SerialDriver(this.core, {
+      clock: this.env.world.clock,
+      timers: this.proc.timers(),
+      persist: (p, done) => {
+        const apply = p.kind === 'manifest' ? () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p) : () => store.table.set(p.row.jobId, structuredClone(p.row));
+        diskWrite(this.proc, this.env.world.rng, this.env.disk, apply, done);
+      },
+      persisted: (p) => (p.kind === 'manifest' ? { kind: 'persisted', what: p } : null),
+      persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
+      send: (s) => {
+        if ('heartbeat' in s) {
+          const grid = this.env.grid();
+          const sentAtMs = s.heartbeat.sentAtMs;
+          return this.env.net.call<HeartbeatAnswer>(this.proc, grid.proc, (a) => grid.onClusterBeat(s.heartbeat, a),
+            (answer) => this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs, answer }), () => undefined);
+        }
+        this.env.onClusterSend(this.id, s.to, s.call);
+        const agent = this.env.agents.get(s.to);
+        const node = s.to;
+        const reqId = s.call.reqId;
+        if (this.env.tracing) this.env.trace(`${this.id} -> ${node} #${reqId} ${describe(s.call.req)}`);
+        this.env.net.call<AgentAnswer>(this.proc, agent?.proc, (a) => agent!.onCall({ kind: 'call', call: s.call }, a),
+          (answer) => {
+            if (this.env.tracing) this.env.trace(`${this.id} <- ${node} #${reqId} ${describe(answer)}`);
+            this.driver.input({ kind: 'agentAnswer', node, reqId, answer });
+          },
+          (reason) => {
+            if (this.env.tracing) this.env.trace(`${this.id} <- ${node} #${reqId} unreachable: ${reason}`);
+            this.driver.input({ kind: 'agentUnreachable', node, reqId, reason });
+          });
+      },
+      reply: (r) => {
+        if (r.kind === 'beat') {
+          this.beats.get(`${r.to}#${r.seq}`)?.(r.answer);
+          this.beats.delete(`${r.to}#${r.seq}`);
+          return;
+        }
+        if (r.kind === 'registered') {
+          this.registrations.get(`${r.to}#${r.reqId}`)?.(r.answer);
+          this.registrations.delete(`${r.to}#${r.reqId}`);
+          return;
+        }
+        if (r.to === 'local') {
+          if (this.env.tracing) this.env.trace(`${this.id} -> local #${r.reqId} ${describe(r.answer)}`);
+          this.localReplies.get(r.reqId)?.(r.answer);
+          this.localReplies.delete(r.reqId);
+          return;
+        }
+        this.replies.get(r.reqId)?.(r.answer);
+        this.replies.delete(r.reqId);
+      },
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => {
+        this.env.onClusterEvents(this.id, this.core.drainEvents());
+        this.env.afterStep(this.id);
+      },
+    });
+    this.driver.input({ kind: 'tick' });
+  }
+
+  onRegister(nodeId: string, incarnation: bigint, capacityUnits: number, answer: AnswerFn<{ ok: boolean; reason?: string }>): void {
+    const reqId = this.nextLocalReq++;
+    this.registrations.set(`${nodeId}#${reqId}`, answer);
+    this.driver.input({ kind: 'nodeRegistered', reqId, nodeId, incarnation, capacityUnits });
+  }
+
+  /** A local client's call (the CLI on the coordinator's machine: no network). */
+  localCall(req: LocalRequest, answer: AnswerFn<LocalAnswer>): void {
+    const reqId = this.nextLocalReq++;
+    if (this.env.tracing) this.env.trace(`local -> ${this.id} #${reqId} ${describe(req)}`);
+    this.localReplies.set(reqId, answer);
+    this.driver.input({ kind: 'localCall', reqId, req });
+  }
+
+  crash(): void {
+    this.proc.crash();
+    this.driver?.stop();
+  }
+
+  onAgentBeat(hb: Heartbeat, answer: AnswerFn<HeartbeatAnswer>): void {
+    this.beats.set(`${hb.member}#${hb.seq}`, answer);
+    this.driver.input({ kind: 'agentHeartbeat', hb });
+  }
+
+  onGridCall(call: ClusterCall, answer: AnswerFn<ClusterAnswer>): void {
+    this.replies.set(call.reqId, answer);
+    this.driver.input({ kind: 'gridCall', call });
+  }
+}
