@@ -1,8 +1,9 @@
 import type { AgentAnswer, RefusalCode } from '../../protocol/messages.js';
-import type { JobState, JobSummary, ParticipantConfig } from './participant-types.js';
+import type { JobState, JobSummary, ParticipantConfig, ParticipantStep } from './participant-types.js';
 
-// The participant core's per-job record, what the shell may read of it, and
-// the invariant checks (participant.ts states them, P1..P7).
+// The participant core's per-job record, what the shell may read of it, the
+// answer helpers its parts share, and the invariant checks (participant.ts
+// states them, P1..P7).
 
 export interface LocalStep { full: boolean; parentEpoch: bigint | null }
 
@@ -33,6 +34,12 @@ export interface AgentJob {
 }
 
 export const refused = (reason: string, code?: RefusalCode): AgentAnswer => (code ? { kind: 'refused', reason, code } : { kind: 'refused', reason });
+
+/** Answers a call in this step's output; a periodic checkpoint (to: '') has nobody to answer. */
+export function reply(out: ParticipantStep, to: string, reqId: number, answer: AgentAnswer): void {
+  if (to === '') return;
+  out.reply.push({ to, reqId, answer });
+}
 
 export function summaryOf(j: AgentJob): JobSummary {
   return {

@@ -1,7 +1,10 @@
-import type { AgentAnswer, AgentCall, MemberJobState, PartRef, RefusalCode } from '../../protocol/messages.js';
+import type { AgentCall, MemberJobState } from '../../protocol/messages.js';
 import type { JobState, JobSummary, ParticipantConfig, ParticipantInput, ParticipantStep } from './participant-types.js';
 import { LOCAL } from './participant-types.js';
-import { checkParticipant, isLive, refused, stopKey, summaryOf, type AgentJob, type LocalStep } from './participant-state.js';
+import { checkParticipant, isLive, refused, reply, stopKey, summaryOf, type AgentJob } from './participant-state.js';
+import {
+  dropStaged, endFreeze, onAbort, onCommit, onLocal, onPrepare, onSnapshot, onSnapshotFailed, onWriteFailed, onWritten, type CheckpointCtx,
+} from './participant-checkpoint.js';
 
 export * from './participant-types.js';
 
@@ -25,6 +28,12 @@ export * from './participant-types.js';
 // (spawn, kill, freeze, snapshot, thaw, write) is a send to the local
 // `units` port; results come back as inputs. This is the one place on a node
 // that chooses an epoch number (a local checkpoint's) or accepts one.
+//
+// This file holds the jobs' lifecycle (start, restore, stop, exit), the
+// fencing of calls, leases and the heartbeat. A job's checkpoint steps
+// (PREPARE, COMMIT, ABORT, local checkpoints; freeze, snapshot, write,
+// settle) are in participant-checkpoint.ts; the per-job record and the
+// checks of the invariants below in participant-state.ts.
 //
 // Invariants (checkInvariants; tests cite them as P1..P7):
 //  P1. Always thaw: a job is frozen only while a snapshot for the epoch
@@ -60,6 +69,11 @@ export class NodeParticipant {
 
   constructor(private readonly config: ParticipantConfig) {}
 
+  /** What the checkpoint steps (participant-checkpoint.ts) read of this core during a step. */
+  private get cx(): CheckpointCtx {
+    return { config: this.config, jobs: this.jobs, nowMs: this.nowMs };
+  }
+
   private mutant(name: string): boolean {
     return this.config.mutants?.has(name) ?? false;
   }
@@ -70,14 +84,14 @@ export class NodeParticipant {
     const out: ParticipantStep = { persist: [], send: [], reply: [] };
     switch (input.kind) {
       case 'call': this.onCall(input.call, out); break;
-      case 'localCheckpoint': this.onLocal(input.jobId, input.full, input.reqId, LOCAL, out); break;
+      case 'localCheckpoint': onLocal(this.cx, input.jobId, input.full, input.reqId, LOCAL, out); break;
       case 'heartbeatAnswer': this.onHeartbeatAnswer(input.sentAtMs, input.answer); break;
       case 'spawned': this.onSpawned(input, out); break;
-      case 'snapshotTaken': this.onSnapshot(input, out); break;
-      case 'snapshotFailed': this.onSnapshotFailed(input, out); break;
+      case 'snapshotTaken': onSnapshot(this.cx, input, out); break;
+      case 'snapshotFailed': onSnapshotFailed(this.cx, input, out); break;
       case 'unitsExited': this.onExited(input, out); break;
-      case 'written': this.onWritten(input, out); break;
-      case 'partFailed': this.onWriteFailed(input, out); break;
+      case 'written': onWritten(this.cx, input, out); break;
+      case 'partFailed': onWriteFailed(this.cx, input, out); break;
       case 'tick': break;
     }
     this.expire(out);
@@ -132,10 +146,10 @@ export class NodeParticipant {
   private onCall(call: AgentCall, out: ParticipantStep): void {
     const seen = this.incarnations.get(call.from) ?? 0n;
     if (call.incarnation < seen) {
-      return this.reply(out, call.from, call.reqId, refused(`fenced: coordinator ${call.from} incarnation ${call.incarnation} is older than ${seen}`, 'failed-precondition'));
+      return reply(out, call.from, call.reqId, refused(`fenced: coordinator ${call.from} incarnation ${call.incarnation} is older than ${seen}`, 'failed-precondition'));
     }
     if (call.deadlineMs !== undefined && this.nowMs > call.deadlineMs) {
-      return this.reply(out, call.from, call.reqId, refused(`the call came ${this.nowMs - call.deadlineMs} ms after its deadline: its caller gave up`, 'deadline-exceeded'));
+      return reply(out, call.from, call.reqId, refused(`the call came ${this.nowMs - call.deadlineMs} ms after its deadline: its caller gave up`, 'deadline-exceeded'));
     }
     // gens are a coordinator incarnation's own numbers: a new incarnation starts them afresh.
     if (call.incarnation > seen) for (const k of [...this.stoppedBelow.keys()]) if (k.startsWith(`${call.from}\n`)) this.stoppedBelow.delete(k);
@@ -165,76 +179,28 @@ export class NodeParticipant {
             out.send.push({ to: 'units', unit: { op: 'kill', jobId: job.jobId, graceful: true } });
           }
         }
-        return this.reply(out, call.from, call.reqId, { kind: 'ok' });
+        return reply(out, call.from, call.reqId, { kind: 'ok' });
       }
-      case 'prepare': return this.onPrepare(call, r, job, out);
-      case 'commit': {
-        const why = this.notCheckpointable(r.jobId, job);
-        if (why) return this.reply(out, call.from, call.reqId, why);
-        if (job!.writing) return this.reply(out, call.from, call.reqId, this.busy(job!));
-        if (job!.staged?.epoch !== r.epoch) {
-          const held = job!.staged ? ` (epoch ${job!.staged.epoch} is)` : '';
-          return this.reply(out, call.from, call.reqId, refused(`nothing prepared for epoch ${r.epoch} of job ${r.jobId}${held}`, 'failed-precondition'));
-        }
-        this.write(job!, r.epoch, call.reqId, call.from, null, out);
-        return;
-      }
-      case 'abort': {
-        let dropped = false;
-        if (job && job.freezing?.epoch === r.epoch) {
-          dropped = true;
-          if (!this.mutant('skip-thaw-on-abort')) this.endFreeze(job, 'aborted by its coordinator', out);
-          else job.freezing = null;
-        }
-        if (job && job.staged?.epoch === r.epoch) {
-          dropped = true;
-          this.dropStaged(job, out);
-        }
-        if (job && job.written === r.epoch) {
-          dropped = true;
-          job.written = null;
-          out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: r.epoch, confirmed: false } });
-        }
-        if (job && job.writing?.epoch === r.epoch && !job.writing.local) {
-          dropped = true;
-          job.writing.aborted = true; // its pages count as changed again once the write ends
-        }
-        return this.reply(out, call.from, call.reqId, { kind: 'ok', dropped });
-      }
+      case 'prepare': return onPrepare(this.cx, call, r, job, out);
+      case 'commit': return onCommit(this.cx, call, r, job, out);
+      case 'abort': return onAbort(this.cx, call, r, job, out);
     }
-  }
-
-  private onPrepare(call: AgentCall, r: Extract<AgentCall['req'], { kind: 'prepare' }>, job: AgentJob | undefined, out: ParticipantStep): void {
-    const why = this.notCheckpointable(r.jobId, job);
-    if (why) return this.reply(out, call.from, call.reqId, why);
-    const j = job!;
-    if (r.epoch <= j.highestEpoch) {
-      return this.reply(out, call.from, call.reqId, refused(`stale prepare: epoch ${r.epoch} of job ${r.jobId} is not above epoch ${j.highestEpoch}`, 'aborted'));
-    }
-    if (!r.full && r.parentEpoch === null) return this.reply(out, call.from, call.reqId, refused('an incremental epoch needs a parent epoch', 'invalid-argument'));
-    if (j.writing || j.freezing?.local) return this.reply(out, call.from, call.reqId, this.busy(j));
-    // A newer PREPARE supersedes one still freezing: its coordinator gave up on that round.
-    if (j.freezing) this.endFreeze(j, `superseded by epoch ${r.epoch}`, out);
-    if (j.staged) this.dropStaged(j, out);
-    this.settleWritten(j, r.parentEpoch, out);
-    j.highestEpoch = r.epoch;
-    this.freeze(j, r.epoch, call.reqId, call.from, null, r.full, r.parentEpoch, out);
   }
 
   private onStart(call: AgentCall, r: Extract<AgentCall['req'], { kind: 'startJob' }>, out: ParticipantStep): void {
     const jobId = r.jobId;
     if (r.gen < (this.stoppedBelow.get(stopKey(call.from, jobId)) ?? 0)) {
-      return this.reply(out, call.from, call.reqId, refused(`start ${r.gen} of job ${jobId} was stopped before it arrived`, 'aborted'));
+      return reply(out, call.from, call.reqId, refused(`start ${r.gen} of job ${jobId} was stopped before it arrived`, 'aborted'));
     }
     const old = this.jobs.get(jobId);
     if (!old && this.jobs.size >= this.config.maxJobs) {
-      return this.reply(out, call.from, call.reqId, refused(`node ${this.config.nodeId} already runs ${this.jobs.size} jobs (limit ${this.config.maxJobs})`, 'resource-exhausted'));
+      return reply(out, call.from, call.reqId, refused(`node ${this.config.nodeId} already runs ${this.jobs.size} jobs (limit ${this.config.maxJobs})`, 'resource-exhausted'));
     }
     const leaseUntilMs = r.leaseMs === null ? null : this.nowMs + r.leaseMs;
     if (old && isLive(old)) this.end(old, 'stopped', 'restarted', true, out);
-    else if (old?.freezing) this.endFreeze(old, `job ${jobId} restarted`, out);
+    else if (old?.freezing) endFreeze(this.cx, old, `job ${jobId} restarted`, out);
     // What the old job staged or wrote unconfirmed is no epoch of the new one: its pages count as changed again.
-    if (old?.staged) this.dropStaged(old, out);
+    if (old?.staged) dropStaged(old, out);
     if (old && old.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: old.written, confirmed: false } });
     const job: AgentJob = {
       jobId, gen: r.gen, units: [...r.units].sort(), state: 'starting',
@@ -253,7 +219,7 @@ export class NodeParticipant {
     if (!job || job.starting?.reqId !== input.reqId) return;
     const { to, reqId, prior } = job.starting;
     job.starting = null;
-    if (job.state !== 'starting') return this.reply(out, to, reqId, refused(`job ${job.jobId} was ${job.state} while starting`, 'aborted'));
+    if (job.state !== 'starting') return reply(out, to, reqId, refused(`job ${job.jobId} was ${job.state} while starting`, 'aborted'));
     if (input.failed !== undefined) {
       // Nothing runs: a job that existed before says why; a new one is gone again.
       if (prior) {
@@ -261,14 +227,14 @@ export class NodeParticipant {
         job.leaseUntilMs = null;
         job.lastError = `restore failed: ${input.failed}`;
       } else this.jobs.delete(job.jobId);
-      return this.reply(out, to, reqId, refused(input.failed, 'unavailable'));
+      return reply(out, to, reqId, refused(input.failed, 'unavailable'));
     }
     if (input.corrupt) {
       job.state = 'failed';
       job.leaseUntilMs = null;
       job.lastError = `restore source damaged: ${input.corrupt.reason}`;
       out.send.push({ to: 'units', unit: { op: 'kill', jobId: job.jobId, graceful: false } });
-      return this.reply(out, to, reqId, { kind: 'corrupt', ...input.corrupt });
+      return reply(out, to, reqId, { kind: 'corrupt', ...input.corrupt });
     }
     if (input.restored) {
       job.lastEpoch = input.restored.epoch;
@@ -284,114 +250,7 @@ export class NodeParticipant {
     }
     job.state = 'running';
     if (job.intervalMs > 0) job.nextLocalMs = this.nowMs + job.intervalMs;
-    this.reply(out, to, reqId, { kind: 'ok' });
-  }
-
-  // ---- checkpoints ---------------------------------------------------------------
-
-  private onLocal(jobId: string, forceFull: boolean, reqId: number, to: string, out: ParticipantStep): void {
-    const job = this.jobs.get(jobId);
-    const why = this.notCheckpointable(jobId, job);
-    if (why) return this.reply(out, to, reqId, why);
-    const j = job!;
-    if (j.leaseBound) return this.reply(out, to, reqId, refused(`job ${jobId} is run by a coordinator: its checkpoints are the coordinator's rounds`, 'failed-precondition'));
-    // A round's staged snapshot waits for its COMMIT: one staging per job (P7).
-    if (j.freezing || j.writing || j.staged) return this.reply(out, to, reqId, this.busy(j));
-    const full = forceFull || j.lastEpoch === null || j.epochsSinceFull + 1 >= j.fullEvery;
-    const parentEpoch = full ? null : j.lastEpoch;
-    const epoch = j.highestEpoch + 1n;
-    j.highestEpoch = epoch;
-    this.freeze(j, epoch, reqId, to, { full, parentEpoch }, full, parentEpoch, out);
-  }
-
-  private freeze(j: AgentJob, epoch: bigint, reqId: number, to: string, local: LocalStep | null, full: boolean, parentEpoch: bigint | null, out: ParticipantStep): void {
-    j.freezing = { epoch, reqId, to, sinceMs: this.nowMs, done: j.state === 'completed', local };
-    out.send.push({ to: 'units', unit: { op: 'freeze', jobId: j.jobId, epoch, full } });
-    out.send.push({ to: 'units', unit: { op: 'snapshot', jobId: j.jobId, epoch, full, parentEpoch } });
-  }
-
-  private onSnapshot(input: Extract<ParticipantInput, { kind: 'snapshotTaken' }>, out: ParticipantStep): void {
-    const job = this.jobs.get(input.jobId);
-    const f = job?.freezing;
-    if (!job || !f || f.epoch !== input.epoch) {
-      // Aborted or timed out meanwhile: already thawed; what it staged is not wanted.
-      out.send.push({ to: 'units', unit: { op: 'dropStaging', jobId: input.jobId, epoch: input.epoch } });
-      return;
-    }
-    this.thaw(job, out);
-    job.staged = { epoch: input.epoch, pages: input.pages };
-    if (f.local) return this.write(job, f.epoch, f.reqId, f.to, f.local, out);
-    this.reply(out, f.to, f.reqId, { kind: 'prepared', pages: input.pages, bytes: input.bytes, done: f.done });
-  }
-
-  private onSnapshotFailed(input: Extract<ParticipantInput, { kind: 'snapshotFailed' }>, out: ParticipantStep): void {
-    const job = this.jobs.get(input.jobId);
-    if (!job || job.freezing?.epoch !== input.epoch) return;
-    job.failed += 1;
-    job.lastError = `${input.stage}: ${input.reason}`;
-    const f = job.freezing;
-    this.thaw(job, out);
-    if (f.local && job.nextLocalMs === null && job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = this.nowMs + job.intervalMs;
-    this.reply(out, f.to, f.reqId, refused(`epoch ${input.epoch} of job ${job.jobId}: ${input.stage} failed: ${input.reason}`, 'unavailable'));
-  }
-
-  private write(j: AgentJob, epoch: bigint, reqId: number, to: string, local: LocalStep | null, out: ParticipantStep): void {
-    const pages = j.staged?.pages ?? 0;
-    j.staged = null;
-    j.writing = { epoch, pages, reqId, to, local, aborted: false };
-    out.send.push({
-      to: 'units',
-      unit: {
-        op: 'write', jobId: j.jobId, epoch, writer: this.config.nodeId, units: [...j.units], local: local !== null,
-        parentEpoch: local?.parentEpoch ?? null, full: local?.full ?? false, reqId, to,
-      },
-    });
-  }
-
-  private onWritten(input: Extract<ParticipantInput, { kind: 'written' }>, out: ParticipantStep): void {
-    const job = this.jobs.get(input.jobId);
-    const w = job?.writing;
-    if (!job || !w || w.epoch !== input.epoch || w.reqId !== input.reqId) return;
-    job.writing = null;
-    if (w.local) {
-      job.lastEpoch = w.epoch;
-      job.epochsSinceFull = w.local.full ? 0 : job.epochsSinceFull + 1;
-      job.committed += 1;
-      if (job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = this.nowMs + job.intervalMs;
-      return this.reply(out, w.to, w.reqId, { kind: 'committed', epoch: w.epoch, full: w.local.full, chainLength: job.epochsSinceFull + 1 });
-    }
-    if (w.aborted) {
-      out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: w.epoch, confirmed: false } });
-      return this.reply(out, w.to, w.reqId, refused(`epoch ${w.epoch} of job ${job.jobId} was aborted while its part was written`, 'aborted'));
-    }
-    if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: job.written, confirmed: false } });
-    job.written = w.epoch;
-    const part: PartRef = { writer: this.config.nodeId, epoch: w.epoch, units: [...job.units], pages: w.pages };
-    this.reply(out, w.to, w.reqId, { kind: 'durable', part });
-  }
-
-  private onWriteFailed(input: Extract<ParticipantInput, { kind: 'partFailed' }>, out: ParticipantStep): void {
-    const job = this.jobs.get(input.jobId);
-    const w = job?.writing;
-    if (!job || !w || w.epoch !== input.epoch || w.reqId !== input.reqId) return;
-    job.writing = null;
-    job.failed += 1;
-    job.lastError = `write: ${input.reason}`;
-    out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: w.epoch, confirmed: false } });
-    if (w.local && job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = this.nowMs + job.intervalMs;
-    this.reply(out, w.to, w.reqId, refused(`epoch ${w.epoch} of job ${job.jobId}: write failed: ${input.reason}`, 'unavailable'));
-  }
-
-  /** A PREPARE names the epoch it builds on: a written part of that epoch was committed; any other was not. */
-  private settleWritten(j: AgentJob, parentEpoch: bigint | null, out: ParticipantStep): void {
-    if (j.written === null) return;
-    const confirmed = j.written === parentEpoch;
-    out.send.push({ to: 'units', unit: { op: 'settle', jobId: j.jobId, epoch: j.written, confirmed } });
-    if (confirmed) {
-      j.lastEpoch = j.written;
-      j.committed += 1;
-    }
-    j.written = null;
+    reply(out, to, reqId, { kind: 'ok' });
   }
 
   private onExited(input: Extract<ParticipantInput, { kind: 'unitsExited' }>, out: ParticipantStep): void {
@@ -400,8 +259,8 @@ export class NodeParticipant {
     // A unit that failed ends the job here: no round takes its state (P5). A clean exit mid-freeze
     // lets the snapshot finish: it holds the end state.
     if (!input.ok) {
-      if (job.freezing) this.endFreeze(job, `units failed: ${input.reason}`, out);
-      if (job.staged) this.dropStaged(job, out);
+      if (job.freezing) endFreeze(this.cx, job, `units failed: ${input.reason}`, out);
+      if (job.staged) dropStaged(job, out);
     }
     job.state = input.ok ? 'completed' : 'failed';
     job.lastError = input.ok ? '' : input.reason;
@@ -425,7 +284,7 @@ export class NodeParticipant {
   private expire(out: ParticipantStep): void {
     for (const job of this.jobs.values()) {
       if (job.freezing && this.nowMs >= job.freezing.sinceMs + this.config.freezeTimeoutMs) {
-        this.endFreeze(job, `freeze of epoch ${job.freezing.epoch} took over ${this.config.freezeTimeoutMs} ms`, out);
+        endFreeze(this.cx, job, `freeze of epoch ${job.freezing.epoch} took over ${this.config.freezeTimeoutMs} ms`, out);
       }
       if (isLive(job) && job.leaseUntilMs !== null && this.nowMs >= job.leaseUntilMs) {
         if (this.mutant('skip-fence-on-lease-loss')) {
@@ -441,7 +300,7 @@ export class NodeParticipant {
           if (!job.freezing?.local && !job.writing?.local) job.nextLocalMs = this.nowMs + job.intervalMs;
           continue;
         }
-        this.onLocal(job.jobId, false, 0, '', out);
+        onLocal(this.cx, job.jobId, false, 0, '', out);
       }
     }
   }
@@ -457,54 +316,20 @@ export class NodeParticipant {
     });
   }
 
-  // ---- helpers ----------------------------------------------------------------
-
-  private notCheckpointable(jobId: string, job: AgentJob | undefined): AgentAnswer | null {
-    if (!job) return refused(`unknown job ${JSON.stringify(jobId)} on node ${this.config.nodeId}`, 'not-found');
-    // A completed job still takes part: the last round records its end state.
-    if (job.state === 'running' || job.state === 'completed') return null;
-    return refused(`job ${jobId} is ${job.state} on ${this.config.nodeId}; it takes part in no round`, 'failed-precondition');
-  }
-
-  private busy(j: AgentJob): AgentAnswer {
-    return refused(`a checkpoint step of job ${j.jobId} is already in progress`, 'aborted');
-  }
-
-  /** Thaws a freeze that will not finish, and answers the step that asked for it (P1). */
-  private endFreeze(job: AgentJob, why: string, out: ParticipantStep): void {
-    const f = job.freezing!;
-    this.thaw(job, out);
-    if (f.local && job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = this.nowMs + job.intervalMs;
-    this.reply(out, f.to, f.reqId, refused(`epoch ${f.epoch} not ${f.local ? 'checkpointed' : 'prepared'}: ${why}`, 'aborted'));
-  }
-
-  private dropStaged(job: AgentJob, out: ParticipantStep): void {
-    out.send.push({ to: 'units', unit: { op: 'dropStaging', jobId: job.jobId, epoch: job.staged!.epoch } });
-    job.staged = null;
-  }
+  // ---- ending a job -------------------------------------------------------------
 
   private end(job: AgentJob, state: 'stopped' | 'fenced', why: string, graceful: boolean, out: ParticipantStep): void {
-    if (job.freezing) this.endFreeze(job, why, out);
+    if (job.freezing) endFreeze(this.cx, job, why, out);
     if (job.starting) {
-      this.reply(out, job.starting.to, job.starting.reqId, refused(`job ${job.jobId} ${state} while starting`, 'aborted'));
+      reply(out, job.starting.to, job.starting.reqId, refused(`job ${job.jobId} ${state} while starting`, 'aborted'));
       job.starting = null;
     }
-    if (job.staged) this.dropStaged(job, out);
+    if (job.staged) dropStaged(job, out);
     job.state = state;
     job.leaseUntilMs = null;
     job.nextLocalMs = null;
     job.lastError = why;
     out.send.push({ to: 'units', unit: { op: 'kill', jobId: job.jobId, graceful } });
-  }
-
-  private thaw(job: AgentJob, out: ParticipantStep): void {
-    job.freezing = null;
-    out.send.push({ to: 'units', unit: { op: 'thaw', jobId: job.jobId } });
-  }
-
-  private reply(out: ParticipantStep, to: string, reqId: number, answer: AgentAnswer): void {
-    if (to === '') return; // a periodic checkpoint: nobody waits for it
-    out.reply.push({ to, reqId, answer });
   }
 
   checkInvariants(): void {
