@@ -143,5 +143,5 @@ function endResume(st: ClusterState, job: Job, lost: string[], out: ClusterStep)
     return;
   }
   job.resume = null;
-  beginRestart(st, job, `${RESUMED}: ${problem ?? 'resumed'}`, lost, out);
+  beginRestart(st, job, `${RESUMED}: ${problem}`, lost, out);
 }
