@@ -8,7 +8,7 @@ export function checkClusterInvariants(st: ClusterState): void {
   const fail = (m: string): never => { throw new Error(`cluster ${st.config.clusterId}: ${m}`); };
   if (st.jobs.size > st.config.maxJobs) fail('C7: too many jobs');
   if (st.events.length > MAX_EVENTS) fail('C7: too many events kept');
-  if (st.knownEpochs.size > 4 * st.config.maxJobs) fail('C7: too many job epochs known');
+  if (st.knownEpochs.size > 4 * st.config.maxJobs || st.knownPlacement.size > 4 * st.config.maxJobs) fail('C7: too many grid jobs known from the job table');
   if (st.config.incarnation > MAX_INCARNATION) fail('C8: the incarnation leaves no room for start gens');
   for (const j of st.jobs.values()) {
     j.round.checkInvariants();

@@ -25,6 +25,8 @@ export function beginRestart(st: ClusterState, job: Job, reason: string, lost: s
     if (!ask) return;
   }
   const lostNodes = lost === null ? [] : typeof lost === 'string' ? [lost] : [...lost];
+  // A node not registered since this coordinator started may still run the job under a lease of its previous incarnation (C1).
+  for (const n of st.nodesOf(job)) if (!st.nodes.has(n) && !lostNodes.includes(n)) lostNodes.push(n);
   for (const n of lostNodes) roundStep(st, job, { kind: 'participantFailed', participant: n, reason }, out);
   cancelRound(st, job, reason, out);
   const prev = job.restart;
@@ -73,6 +75,11 @@ export function advanceRestart(st: ClusterState, job: Job, out: ClusterStep): vo
 
 function restore(st: ClusterState, job: Job, out: ClusterStep): void {
   const r = job.restart!;
+  // The starts' gens and placement are in the job's row before the starts leave (C9): not while its write must be retried.
+  if (job.rowRetryAtMs !== null) {
+    r.safeAtMs = Math.max(st.nowMs + 1, job.rowRetryAtMs);
+    return;
+  }
   // A suspected node of the job may still run its units under a lease no one waited out: wait for its verdict (C1).
   if (st.nodesOf(job).some((n) => !r.lost.has(n) && st.nodes.get(n)?.verdict === 'suspected')) return;
   // A lost node that registered again since is back: its leases of this job lapsed (the wait is over, and it was

@@ -17,7 +17,9 @@ import type { ClusterPersist, ClusterStep, JobRow } from './supervisor-types.js'
 // st.grantOf). A row names the highest epoch its job's rounds used, saved
 // before their PREPAREs leave, so a resumed job numbers above it (C3).
 // Grid-managed rows are the grid's to recover; their epochs are kept known
-// so that none is reused here.
+// so that none is reused here, and their placement so that the grid's
+// restore starts their units where the previous incarnation ran them (or
+// waits out its leases before it moves them: C1).
 
 export const RESUMED = 'resumed after a coordinator restart';
 
@@ -67,7 +69,9 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
     const highest = row.highestEpoch !== undefined && row.highestEpoch > newest && !st.mutant('resume-forgets-epochs') ? row.highestEpoch : newest;
     if (row.local === null) {
       // The grid recovers its jobs (this incarnation is a new member to it); the epochs stay known (C3), for as many jobs as the table may hold (C7).
-      if (st.knownEpochs.size < 4 * st.config.maxJobs && highest > (st.knownEpochs.get(row.jobId) ?? 0n)) st.knownEpochs.set(row.jobId, highest);
+      if (st.knownEpochs.size >= 4 * st.config.maxJobs) continue;
+      st.knownEpochs.set(row.jobId, highest);
+      st.knownPlacement.set(row.jobId, new Map(Object.entries(row.placement)));
       continue;
     }
     if (st.jobs.has(row.jobId) || st.jobs.size >= st.config.maxJobs) continue;
@@ -84,7 +88,6 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
     job.placement = new Map(Object.entries(row.placement));
     job.startGens = new Map(Object.entries(row.startGens));
     job.resume = { seen: new Map() };
-    st.resumed = true;
   }
 }
 
@@ -140,5 +143,5 @@ function endResume(st: ClusterState, job: Job, lost: string[], out: ClusterStep)
     return;
   }
   job.resume = null;
-  beginRestart(st, job, `${RESUMED}: ${problem ?? 'resumed'}`, lost, out);
+  beginRestart(st, job, `${RESUMED}: ${problem}`, lost, out);
 }

@@ -115,14 +115,14 @@ export class ClusterState {
   readonly monitor: Monitor;
   /** Highest epoch of each grid-managed job in the job table (not resumed: the grid recovers them), for C3. */
   readonly knownEpochs = new Map<string, bigint>();
+  /** Where the previous incarnation ran each grid-managed job (its table row): the grid's restore starts there (C1). */
+  readonly knownPlacement = new Map<string, Map<string, string>>();
   events: ClusterEvent[] = [];
   eventsDropped = 0;
   nextReq = 1;
   nowMs = 0;
   /** The first step's time (null before it): a resume counts from it. */
   startedAtMs: number | null = null;
-  /** Whether jobs were taken back from the job table: their nodes may hold leases of the previous incarnation. */
-  resumed = false;
   failuresDetected = 0;
   /** Calls issued by the current step (kept while its persists are in flight). */
   issued: number[] = [];
@@ -196,6 +196,10 @@ export class ClusterState {
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowRetryAtMs: null,
     };
+    // A grid-managed job the previous incarnation ran: its units go back where they ran, or wait out their leases (C1).
+    const known = local === null ? this.knownPlacement.get(jobId) : undefined;
+    if (known) job.placement = new Map([...known].filter(([u]) => units.includes(u)));
+    this.knownPlacement.delete(jobId);
     this.jobs.set(jobId, job);
     this.emit({ kind: 'jobState', jobId, from: null, to: state, reason });
     return job;
@@ -215,9 +219,12 @@ export class ClusterState {
     return this.nodes.get(nodeId)?.lastGrantMs ?? this.resumeGrantFloor();
   }
 
-  /** The previous incarnation granted nothing after its death, before our first step, save starts still in flight then. */
+  /**
+   * The last instant a previous incarnation of this coordinator may have granted a lease: it granted
+   * nothing after its death, before our first step, save starts still in flight then (their deadline).
+   */
   resumeGrantFloor(): number {
-    return this.resumed ? (this.startedAtMs ?? this.nowMs) + this.config.callTimeoutMs : 0;
+    return this.config.incarnation > 1n ? (this.startedAtMs ?? this.nowMs) + this.config.callTimeoutMs : 0;
   }
 
   /** Free room of each registered node, not counting this job's own units. */

@@ -38,7 +38,9 @@ import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, Clust
 //      registered since this coordinator started, the previous
 //      incarnation's last possible grant: the first step + callTimeoutMs).
 //  C2. A job's placement uses only registered nodes — save nodes a resumed
-//      job still waits for, and lost nodes whose units a restart moves.
+//      job still waits for, and lost nodes whose units a restart moves (to
+//      a restart, a node not registered since this coordinator started is
+//      lost: it may run the job under the previous incarnation's lease).
 //  C3. Epochs only grow: every PREPARE of a job names an epoch above every
 //      earlier one this incarnation saw (the round core's invariant 1), and
 //      a local job's epoch is also above every epoch committed.

@@ -210,7 +210,7 @@ describe('ClusterSupervisor: the job table (C9) and a failed write', () => {
     expect([...perStep.values()].every((n) => n === 1)).toBe(true);
   });
 
-  it('a failed row write means the step\'s calls were never sent: they fail as such, the row is written again later', () => {
+  it('a failed row write means the step\'s calls were never sent: they fail as such; the row is written again later, and no start leaves before it', () => {
     const h = new ClusterHarness();
     const sub = submitLocal(h);
     const failed = h.step({ kind: 'persistFailed', what: h.rows[0]!.persist, reason: 'ENOSPC: no space left on device' }, 12);
@@ -219,15 +219,17 @@ describe('ClusterSupervisor: the job table (C9) and a failed write', () => {
     expect(h.rows).toHaveLength(1);
     let last: ClusterStep | null = null;
     for (const c of calls(failed)) last = h.answer(c, { kind: 'ok' }, 13);
-    const starts = calls(last!);
-    expect(starts.map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'startJob']));
-    for (const c of starts) last = h.answer(c, { kind: 'ok' }, 14);
-    expect(localAnswers(last!)).toEqual([{ reqId: sub.reqId, answer: { kind: 'ok' } }]);
-    expect(h.rows).toHaveLength(1); // the retry waits a heartbeat interval
-    h.advance(62, NODES);
-    expect(h.rows.map((r) => [r.t, r.row.state, r.row.startGens])).toEqual([
-      [10, 'starting', { c1n1: G(1), c1n2: G(2), c1n3: G(3) }],
-      [62, 'running', { c1n1: G(7), c1n2: G(8), c1n3: G(9) }],
+    expect(calls(last!)).toEqual([]);
+    // The row's retry, a heartbeat interval after the failure; the starts right after it.
+    const retry = h.advance(100, NODES, (l) => calls(l.out).some((c) => c.req.kind === 'startJob'));
+    expect(h.rows.slice(1).map((r) => [r.t, r.row.state, r.row.startGens])).toEqual([
+      [62, 'recovering', { c1n1: G(1), c1n2: G(2), c1n3: G(3) }],
+      [63, 'recovering', { c1n1: G(7), c1n2: G(8), c1n3: G(9) }],
     ]);
+    const starts = calls(retry.at(-1)!.out);
+    expect(starts.map((c) => [retry.at(-1)!.t, c.to, c.req.kind])).toEqual(NODES.map((n) => [63, n, 'startJob']));
+    for (const c of starts) last = h.answer(c, { kind: 'ok' }, 64);
+    expect(localAnswers(last!)).toEqual([{ reqId: sub.reqId, answer: { kind: 'ok' } }]);
+    expect(h.rows.at(-1)!.row.state).toBe('running');
   });
 });

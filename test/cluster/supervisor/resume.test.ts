@@ -97,6 +97,22 @@ describe('ClusterSupervisor: resume from the job table', () => {
     expect(h.events.at(-1)).toEqual({ kind: 'recovered', jobId: LJOB, ms: 905, ok: true });
   });
 
+  it('a node of a resumed job failing before the others are back: the restart loses it and every node not registered again (C1, C2)', () => {
+    const h = resumed({ resumeWaitMs: 3000 });
+    comesBack(h, 'c1n2', 10, 'running', G(2));
+    comesBack(h, 'c1n3', 10, 'running', G(3));
+    h.advance(100, ['c1n2', 'c1n3']);
+    // c1n3 falls silent; c1n1 never comes back. c1n3's failure restarts the job before the resume waited its time out.
+    const failing = h.advance(5000, ['c1n2'], (l) => calls(l.out).length > 0).at(-1)!;
+    expect(failing.t).toBeLessThan(3000);
+    expect(calls(failing.out).map((c) => [c.to, c.req.kind])).toEqual([['c1n2', 'stopJob']]);
+    h.answer(calls(failing.out)[0]!, { kind: 'ok' });
+    // Both leases must have lapsed: c1n3's from its last heartbeat answer, c1n1's from the old incarnation (0 + 200 + 500 + 200).
+    expect(startsOf(h.advance(899, ['c1n2']))).toEqual([]);
+    const starts = startsOf(h.advance(900, ['c1n2']));
+    expect(starts.map((c) => [c.t, c.to, c.req.kind === 'startJob' && c.req.units])).toEqual([[900, 'c1n2', ['s0', 's1', 's2']]]);
+  });
+
   it('a node whose units were fenced meanwhile, or whose agent restarted and lost the job, gives a restart in place', () => {
     for (const [node, state, why] of [
       ['c1n2', 'fenced', 'the units on c1n2 were fenced'],
@@ -120,7 +136,7 @@ describe('ClusterSupervisor: resume from the job table', () => {
     }
   });
 
-  it('leaves grid-managed rows to the grid but knows their epochs (C3); ended local rows come back ended', () => {
+  it('leaves grid-managed rows to the grid but knows their epochs (C3) and placement (C1); ended local rows come back ended', () => {
     const grid: JobRow = {
       jobId: 'bank', units: ['u0'], state: 'running', placement: { u0: 'c1n1' }, local: null, committed: [4n], highestEpoch: 6n, needsFull: false,
       startGens: { c1n1: G(3) }, gridGen: 2, lastError: '', recoveries: 0,
@@ -131,10 +147,30 @@ describe('ClusterSupervisor: resume from the job table', () => {
     h.register(NODES, 0);
     expect(h.core.jobIds()).toEqual(['old']);
     expect(h.core.jobView('old')).toMatchObject({ state: 'completed', committed: [3n], lastEpoch: 3n });
-    // The grid restores its job here: a PREPARE of an epoch this cluster already used is stale.
+    // The grid restores its job here: where the previous incarnation ran it (its copy there is stopped first).
     const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0'], epoch: null, adopt: [], gen: 3 }, 10);
-    for (const c of calls(r.out)) h.answer(c, { kind: 'ok' }, 11);
+    expect(calls(r.out).map((c) => [c.to, c.req.kind])).toEqual([['c1n1', 'stopJob']]);
+    const start = h.answer(calls(r.out)[0]!, { kind: 'ok' }, 11);
+    expect(calls(start).map((c) => [c.to, c.req.kind === 'startJob' && c.req.units])).toEqual([['c1n1', ['u0']]]);
+    h.answer(calls(start)[0]!, { kind: 'ok' }, 11);
+    // A PREPARE of an epoch this cluster already used is stale.
     const stale = h.grid({ kind: 'prepare', jobId: 'bank', epoch: 6n, parentEpoch: null }, 12);
     expect(gridAnswers(stale.out)).toEqual([{ reqId: stale.reqId, answer: { kind: 'refused', reason: 'stale grid epoch 6: this cluster is at 6' } }]);
+  });
+
+  it('a grid job\'s units on a node that has not registered since the restart move only after the previous incarnation\'s leases (C1)', () => {
+    const grid: JobRow = {
+      jobId: 'bank', units: ['u0', 'u1'], state: 'running', placement: { u0: 'c1n1', u1: 'c1n9' }, local: null, committed: [], highestEpoch: 0n, needsFull: true,
+      startGens: { c1n1: G(1), c1n9: G(2) }, gridGen: 2, lastError: '', recoveries: 0,
+    };
+    const h = new ClusterHarness({ incarnation: 2n }, { rows: [grid], committed: new Map() });
+    h.step({ kind: 'tick' }, 0);
+    h.register(NODES, 0);
+    const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0', 'u1'], epoch: null, adopt: [], gen: 3 }, 10);
+    h.answer(calls(r.out)[0]!, { kind: 'ok' }, 11); // c1n1's stop
+    expect(startsOf(h.advance(899, NODES))).toEqual([]);
+    const starts = startsOf(h.advance(900, NODES));
+    // u1 placed anew (the most room, ties by id): c1n1 too.
+    expect(starts.map((c) => [c.t, c.to, c.req.kind === 'startJob' && c.req.units])).toEqual([[900, 'c1n1', ['u0', 'u1']]]);
   });
 });
