@@ -86,6 +86,7 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
     if (row.state === 'completed') job.doneEpoch = epochs.at(-1) ?? null;
     if (!live) continue;
     job.placement = new Map(Object.entries(row.placement));
+    if (job.placement.size > 0) st.emit({ kind: 'jobPlaced', jobId: job.jobId, placement: Object.fromEntries([...job.placement].sort()) });
     job.startGens = new Map(Object.entries(row.startGens));
     job.resume = { seen: new Map() };
   }

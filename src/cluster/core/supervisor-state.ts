@@ -202,6 +202,7 @@ export class ClusterState {
     this.knownPlacement.delete(jobId);
     this.jobs.set(jobId, job);
     this.emit({ kind: 'jobState', jobId, from: null, to: state, reason });
+    if (job.placement.size > 0) this.emit({ kind: 'jobPlaced', jobId, placement: Object.fromEntries([...job.placement].sort()) });
     return job;
   }
 

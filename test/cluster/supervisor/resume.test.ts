@@ -48,8 +48,9 @@ describe('ClusterSupervisor: resume from the job table', () => {
   it('takes a live local job back recovering, its epochs from the store, and runs it on without a restart once every node shows its start running (C10)', () => {
     const h = resumed();
     expect(h.core.jobView(LJOB)).toMatchObject({ state: 'recovering', committed: [1n, 2n], lastEpoch: 2n, local: SPEC, recoveries: 1 });
-    expect(h.events.slice(0, 2)).toEqual([
+    expect(h.events.slice(0, 3)).toEqual([
       { kind: 'jobState', jobId: LJOB, from: null, to: 'recovering', reason: 'resumed after a coordinator restart' },
+      { kind: 'jobPlaced', jobId: LJOB, placement: { s0: 'c1n1', s1: 'c1n2', s2: 'c1n3' } },
       { kind: 'recoveryStarted', jobId: LJOB, nodeId: null, reason: 'resumed after a coordinator restart' },
     ]);
     // A node not registered again is unknown; registered, its answers renew the job's lease.
