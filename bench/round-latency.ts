@@ -2,8 +2,11 @@
 // changed; one idle unit per agent, frozen and thawed) against the number of
 // agents, next to a bare gRPC unary round trip on the same loopback. Agents
 // share this process (each with its own gRPC server, freezer scope and page
-// memory); the round is the cluster's real driver (ClusterJob) over the pure
-// round core, writing a real manifest with fsyncs to a shared store.
+// memory), and so does the cluster coordinator: its real shell and driver
+// over the pure supervisor and round cores (the agents registered and
+// beating over gRPC), writing a real manifest with fsyncs to a shared store.
+// Jobs of 1, 4, 16 and 64 units are placed least-loaded first, one unit on
+// each of that many agents (checked), and left running until the end.
 
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,9 +15,9 @@ import { service as healthService } from 'grpc-health-check';
 import { silentLogger } from '../src/common/log.js';
 import { agentConfigFromFlags } from '../src/node/config.js';
 import { runAgent, type RunningAgent } from '../src/node/run-agent.js';
-import { AgentClient } from '../src/wire/agent-client.js';
-import { ClusterJob } from '../src/cluster/cluster-job.js';
-import { DEFAULT_ROUND_CONFIG } from '../src/protocol/core/round.js';
+import type { EventHub } from '../src/runtime/event-hub.js';
+import { runCluster } from '../src/cluster/run-cluster.js';
+import { linkToCluster } from '../src/node/cluster-link.js';
 import { realRuntime } from '../src/wire/real-clients.js';
 import { info, list, median, printBench } from './format.js';
 
@@ -41,40 +44,43 @@ async function rttMs(address: string, n: number): Promise<number[]> {
 export async function benchRoundLatency(workDir: string, rounds: number): Promise<void> {
   const storeDir = path.join(workDir, 'round-store');
   const log = silentLogger();
+  const runtime = realRuntime();
   const agents: RunningAgent[] = [];
-  const clients: AgentClient[] = [];
+  const links: Array<{ stop(): void }> = [];
+  const cluster = await runCluster({
+    clusterId: 'bench', dataDir: path.join(workDir, 'round-cluster'), storeDir, listen: '127.0.0.1:0', metricsListen: null,
+    heartbeatIntervalMs: 200, checkpointIntervalMs: 86_400_000, roundTimeoutMs: 10_000, agentLeaseMs: 0,
+  }, log, runtime);
   try {
     const max = Math.max(...COUNTS);
     for (let i = 0; i < max; i++) {
       const config = agentConfigFromFlags({
-        nodeId: `bench-r${process.pid}-${i}`, dataDir: path.join(workDir, `agent-${i}`), storeDir, memoryBudget: '64KiB',
+        nodeId: `bench-r${process.pid}-${String(i).padStart(2, '0')}`, dataDir: path.join(workDir, `agent-${i}`), storeDir, memoryBudget: '64KiB', underCluster: true,
       });
-      const a = await runAgent(config, log);
+      const a = await runAgent(config, log, runtime);
       agents.push(a);
-      clients.push(new AgentClient(a.address));
+      links.push(linkToCluster({
+        clusterAddress: cluster.address, nodeId: config.nodeId, incarnation: a.agent.status().incarnation, agentAddress: a.address, capacityUnits: 4,
+        leases: a.agent.leases, reports: () => a.jobReports(), onJobChange: (l) => a.onJobChange(l), log, runtime,
+      }));
     }
-    info(`round latency: ${max} agents in this process, freezer ${agents[0]!.agent.status().freezer}, one idle unit (/bin/sleep) per agent`);
+    await untilEvent(cluster.hub, () => cluster.shell.core.nodesView().filter((n) => n.verdict === 'alive').length === max);
+    info(`round latency: ${max} agents and their cluster coordinator in this process, freezer ${agents[0]!.agent.status().freezer}, one idle unit (/bin/sleep) per agent`);
     const rtt = median(await rttMs(agents[0]!.address, 200));
     for (const n of COUNTS) {
       const jobId = `${JOB}-${n}`;
-      for (let i = 0; i < n; i++) {
-        await agents[i]!.agent.startJob({ jobId, units: [{ unitId: 'u', command: '/bin/sleep', args: ['600'], env: {} }], checkpointIntervalMs: 0, fullEvery: 0 });
-      }
-      const placement = new Map(Array.from({ length: n }, (_, i) => [`u${i}`, agents[i]!.agent.deps.config.nodeId]));
-      const byNode = new Map(Array.from({ length: n }, (_, i) => [agents[i]!.agent.deps.config.nodeId, clients[i]!]));
-      const job = new ClusterJob({ jobId, units: [], checkpointIntervalMs: 0, fullEvery: 1_000_000 }, placement, DEFAULT_ROUND_CONFIG, {
-        clusterId: 'bench', incarnation: 1n, storeDir, runtime: realRuntime(), clientOf: (id) => byNode.get(id) ?? null, log,
-        onOutcome: () => undefined,
-      });
+      const units = Array.from({ length: n }, (_, i) => ({ unitId: `u${i}`, command: '/bin/sleep', args: ['600'], env: {} }));
+      // No periodic rounds (a day apart) and no full epochs after the first: every measured round is an empty incremental one.
+      await cluster.shell.submitJob({ jobId, units, checkpointIntervalMs: 86_400_000, fullEvery: 1_000_000 }, false);
+      const used = new Set(cluster.shell.core.jobView(jobId)!.placement.values());
+      if (used.size !== n) throw new Error(`job ${jobId}: ${n} units placed on ${used.size} agents, not one each`);
       const times: number[] = [];
       for (let r = 0; r < rounds + 3; r++) {
         const t0 = performance.now();
-        const outcome = await job.checkpoint();
+        await cluster.shell.checkpointJob(jobId);
         const ms = performance.now() - t0;
-        if (outcome.kind !== 'committed') throw new Error(`round over ${n} agents aborted: ${outcome.reason}`);
         if (r >= 3) times.push(ms); // the first rounds are full epochs and warm-up
       }
-      for (let i = 0; i < n; i++) await agents[i]!.agent.stopJob(jobId);
       const m = median(times);
       info(`  ${n} agents: round ms ${list(times, 2)}`);
       printBench({
@@ -88,7 +94,24 @@ export async function benchRoundLatency(workDir: string, rounds: number): Promis
       });
     }
   } finally {
-    for (const c of clients) c.close();
+    for (const l of links) l.stop();
+    await cluster.stop();
     for (const a of agents) await a.stop();
   }
+}
+
+/** Resolves once done() holds, looked at on each of the cluster's Watch events (registrations, verdicts). */
+function untilEvent(hub: EventHub, done: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    if (done()) return resolve();
+    const sub = hub.subscribe({ jobId: '', replayRecent: 0 }, {
+      wake: () => {
+        while (sub.take() !== undefined) { /* drained: only the state matters */ }
+        if (!done()) return;
+        sub.close();
+        resolve();
+      },
+      end: () => undefined,
+    });
+  });
 }

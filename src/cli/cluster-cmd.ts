@@ -53,7 +53,7 @@ export function addClusterCommands(program: Command): void {
       const link = o['grid']
         ? linkToGrid({
             gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
-            storeDir: cfg.storeDir, agentLeaseMs: running.coordinator.settings.agentLeaseMs, leases: running.coordinator.gridLeases, log, runtime,
+            storeDir: cfg.storeDir, agentLeaseMs: running.shell.settings.core.agentLeaseMs, onLeases: (jobs, sentAt, leaseMs) => running.shell.gridLeases(jobs, sentAt, leaseMs), log, runtime,
           })
         : null;
       const shutdown = () => {

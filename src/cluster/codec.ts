@@ -1,10 +1,22 @@
 import type * as pb from '../gen/gridckpt/v1/cluster.js';
 import { invalidArgument } from '../common/errors.js';
 import { checkName } from '../common/names.js';
-import { AGENT_JOB_STATES, type AgentJobState, type JobReport } from './core/job-end.js';
 
 // Wire -> domain for what agents send the cluster coordinator. Bad input is
 // refused with INVALID_ARGUMENT (CONVENTIONS 5), never asserted on.
+
+/** A job's state as an agent reports it (restoring: a start under way). */
+export type AgentJobState = 'running' | 'restoring' | 'completed' | 'failed' | 'stopped' | 'fenced';
+
+export const AGENT_JOB_STATES: readonly AgentJobState[] = ['running', 'restoring', 'completed', 'failed', 'stopped', 'fenced'];
+
+/** One job as an agent reported it on a heartbeat, with the gen of the start it reports on. */
+export interface JobReport {
+  jobId: string;
+  state: AgentJobState;
+  gen: bigint;
+  lastError: string;
+}
 
 /** A heartbeat names at most this many jobs (an agent runs at most a few dozen). */
 export const MAX_REPORTED_JOBS = 1_024;

@@ -1,55 +1,43 @@
 import { DurableJson } from '../runtime/durable-json.js';
-import { storedSpecOf, type StoredJobSpec } from '../store/index.js';
-import type { ClusterJob, ClusterJobState } from './cluster-job.js';
+import type { StoredJobSpec } from '../store/index.js';
+import type { ClusterJobState, JobRow } from './core/supervisor-types.js';
 
 // The cluster coordinator's job table on disk (`jobs.json` in its data
-// directory): what a restarted coordinator needs to resume its jobs — spec,
-// placement, which node holds whose checkpoint parts, state. The committed
-// epochs themselves are in the store (the manifest is the decision); this
-// file only says where the job runs. A DurableJson file: replaced whole,
-// atomically, one write at a time.
+// directory): the core's job rows (core/supervisor-types.ts JobRow) with each
+// job's unit specs, which a restarted coordinator hands back to its core. The
+// committed epochs themselves are in the store (the manifest is the
+// decision); the table says where each job runs and under which start. A
+// DurableJson file: replaced whole, atomically, one write at a time.
 
-export interface JobRow {
+export interface TableEntry {
+  row: JobRow;
   spec: StoredJobSpec;
-  state: ClusterJobState;
-  gridManaged: boolean;
-  placement: Record<string, string>;
-  partOwners: Record<string, string>;
-  lastEpoch: string | null;
-  roundsSinceFull: number;
-  recoveries: number;
-  lastError: string;
-  needsFull: boolean;
-  adopted: Array<{ fromCluster: string; storeDir: string; epoch: string; holders: Record<string, string> }>;
 }
 
-const FILE = 'jobs.json';
-const FORMAT = 'gridckpt-cluster-jobs/1';
-
-export function rowOf(job: ClusterJob): JobRow {
-  return {
-    spec: storedSpecOf(job.spec),
-    state: job.state,
-    gridManaged: job.gridManaged,
-    placement: Object.fromEntries(job.placement),
-    partOwners: Object.fromEntries(job.partOwners),
-    lastEpoch: job.lastEpoch === null ? null : String(job.lastEpoch),
-    roundsSinceFull: job.roundsSinceFull,
-    recoveries: job.recoveries,
-    lastError: job.lastError,
-    needsFull: job.needsFull,
-    adopted: job.adopted.map((a) => ({ fromCluster: a.fromCluster, storeDir: a.storeDir, epoch: String(a.epoch), holders: Object.fromEntries(a.holders) })),
-  };
+/** A row as JSON holds it (bigints as decimal strings). */
+interface StoredRow extends Omit<JobRow, 'committed' | 'highestEpoch'> {
+  committed: string[];
+  highestEpoch?: string;
 }
 
 interface TableFile {
   format: string;
-  jobs: Record<string, JobRow>;
+  jobs: Record<string, { row: StoredRow; spec: StoredJobSpec }>;
 }
+
+const FILE = 'jobs.json';
+// 2: the core's rows (format 1 held the old coordinator's records; such a table is started anew).
+const FORMAT = 'gridckpt-cluster-jobs/2';
+const STATES: readonly ClusterJobState[] = ['starting', 'running', 'recovering', 'completed', 'failed', 'fenced', 'stopped'];
 
 function parseTable(value: unknown): TableFile {
   const raw = value as Partial<TableFile>;
+  // A table of the old coordinator: its jobs are not resumed (a grid recovers its own; a local job is submitted again).
+  if (raw.format === 'gridckpt-cluster-jobs/1') return { format: FORMAT, jobs: {} };
   if (raw.format !== FORMAT || typeof raw.jobs !== 'object' || raw.jobs === null) throw new Error(`not a ${FORMAT} file`);
+  for (const [id, e] of Object.entries(raw.jobs)) {
+    if (e.row?.jobId !== id || !STATES.includes(e.row.state) || !Array.isArray(e.row.committed) || e.spec?.jobId !== id) throw new Error(`job table: bad row for job ${JSON.stringify(id)}`);
+  }
   return { format: FORMAT, jobs: raw.jobs };
 }
 
@@ -60,11 +48,18 @@ export class JobTable {
     return new JobTable(await DurableJson.open(dir, FILE, parseTable, () => ({ format: FORMAT, jobs: {} })));
   }
 
-  all(): JobRow[] {
-    return Object.values(this.file.current.jobs);
+  all(): TableEntry[] {
+    return Object.values(this.file.current.jobs).map((e) => ({ row: rowFromStored(e.row), spec: e.spec }));
   }
 
-  save(row: JobRow): Promise<void> {
-    return this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [row.spec.jobId]: row } }));
+  save(e: TableEntry): Promise<void> {
+    const { highestEpoch, ...rest } = e.row;
+    const row: StoredRow = { ...rest, committed: e.row.committed.map(String), ...(highestEpoch === undefined ? {} : { highestEpoch: String(highestEpoch) }) };
+    return this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [e.row.jobId]: { row, spec: e.spec } } }));
   }
+}
+
+function rowFromStored(r: StoredRow): JobRow {
+  const { highestEpoch, ...rest } = r;
+  return { ...rest, committed: r.committed.map((x) => BigInt(x)), ...(highestEpoch === undefined ? {} : { highestEpoch: BigInt(highestEpoch) }) };
 }

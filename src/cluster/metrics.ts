@@ -1,7 +1,6 @@
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
 import type { RoundOutcome } from '../protocol/core/round.js';
 import type { VerdictChange } from '../detector/index.js';
-import type { ClusterCoordinator } from './coordinator.js';
 
 // The cluster tier's only prom-client importer.
 
@@ -16,7 +15,8 @@ export class ClusterMetrics {
   private readonly recoverySeconds: Histogram;
   private readonly fenced: Counter;
 
-  constructor(coordinator: () => ClusterCoordinator | null) {
+  /** peers: each node's phi and heartbeat age now (the core's detector). */
+  constructor(peers: () => ReadonlyArray<{ nodeId: string; phi: number; silenceMs: number }>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'gridckpt_cluster_process_' });
     this.rounds = new Counter({ name: 'gridckpt_cluster_rounds_total', help: 'Coordinated rounds by outcome', labelNames: ['outcome'], registers });
@@ -27,11 +27,11 @@ export class ClusterMetrics {
     this.fenced = new Counter({ name: 'gridckpt_cluster_grid_lease_lapses_total', help: 'Grid jobs whose grid lease lapsed here, their units stopped (fencing)', registers });
     new Gauge({ name: 'gridckpt_cluster_heartbeat_age_seconds', help: 'Time since the last heartbeat, per node', labelNames: ['node'], registers, collect() {
       this.reset();
-      for (const p of coordinator()?.detector.status() ?? []) this.set({ node: p.peer }, p.lastHeartbeatAgeMs / 1000);
+      for (const p of peers()) this.set({ node: p.nodeId }, p.silenceMs / 1000);
     } });
     new Gauge({ name: 'gridckpt_cluster_heartbeat_phi', help: 'Phi accrual suspicion, per node', labelNames: ['node'], registers, collect() {
       this.reset();
-      for (const p of coordinator()?.detector.status() ?? []) this.set({ node: p.peer }, p.phi);
+      for (const p of peers()) this.set({ node: p.nodeId }, p.phi);
     } });
   }
 

@@ -8,16 +8,26 @@ import { serveMetrics } from '../common/metrics-http.js';
 import type { Logger } from '../common/log.js';
 import { scaleDetectorConfig } from '../detector/index.js';
 import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../protocol/core/round.js';
-import { ClusterCoordinator } from './coordinator.js';
+import { ClusterShell, type Resume } from './shell.js';
+import { listCommitted } from '../store/index.js';
+import { MAX_FINAL_ROUND_ATTEMPTS } from '../protocol/core/final-round.js';
 import { JobTable } from './job-table.js';
 import { ClusterMetrics } from './metrics.js';
 import { clusterServiceHandlers } from './cluster-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { realRuntime } from '../wire/real-clients.js';
-import { clusterWatchEvents } from './watch-events.js';
+import { publishClusterEvents } from './watch-events.js';
 
 // Wires a cluster coordinator process.
+
+/** Every Nth epoch of a local job is full unless its spec says otherwise. */
+const DEFAULT_FULL_EVERY = 8;
+/** A recovery re-plans at most this many times (a lost target, a damaged epoch) before the job fails. */
+const MAX_RECOVERY_ATTEMPTS = 8;
+/** Committed epochs the core remembers per job: how far a recovery may walk back. */
+const KEEP_EPOCHS = 16;
+const MAX_JOBS = 1_024;
 
 export interface ClusterProcessConfig {
   clusterId: string;
@@ -37,42 +47,57 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime
   await mkdir(cfg.dataDir, { recursive: true });
   await mkdir(cfg.storeDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
-  let coordinator: ClusterCoordinator | null = null;
-  const metrics = new ClusterMetrics(() => coordinator);
+  let shell: ClusterShell | null = null;
+  const metrics = new ClusterMetrics(() => shell?.core.nodesView() ?? []);
   const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
-  coordinator = new ClusterCoordinator(
+  const table = await JobTable.open(cfg.dataDir);
+  const agentLeaseMs = cfg.agentLeaseMs || cfg.heartbeatIntervalMs * 10;
+  const rpcTimeoutMs = cfg.roundTimeoutMs * 4;
+  shell = new ClusterShell(
     {
       clusterId: cfg.clusterId,
       incarnation,
       storeDir: cfg.storeDir,
-      detector: scaleDetectorConfig(cfg.heartbeatIntervalMs),
-      round: validateRoundConfig({
-        ...DEFAULT_ROUND_CONFIG,
-        prepareTimeoutMs: cfg.roundTimeoutMs,
-        commitTimeoutMs: cfg.roundTimeoutMs * 4,
-        manifestTimeoutMs: cfg.roundTimeoutMs,
-        abortTimeoutMs: cfg.roundTimeoutMs,
-      }),
       defaultCheckpointIntervalMs: cfg.checkpointIntervalMs,
-      rpcTimeoutMs: cfg.roundTimeoutMs * 4,
-      agentLeaseMs: cfg.agentLeaseMs || cfg.heartbeatIntervalMs * 10,
+      defaultFullEvery: DEFAULT_FULL_EVERY,
+      rpcTimeoutMs,
+      core: {
+        heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+        detector: scaleDetectorConfig(cfg.heartbeatIntervalMs),
+        round: validateRoundConfig({
+          ...DEFAULT_ROUND_CONFIG,
+          prepareTimeoutMs: cfg.roundTimeoutMs,
+          commitTimeoutMs: cfg.roundTimeoutMs * 4,
+          manifestTimeoutMs: cfg.roundTimeoutMs,
+          abortTimeoutMs: cfg.roundTimeoutMs,
+        }),
+        agentLeaseMs,
+        // Until the grid's first answer says otherwise (its RegisterCluster answer does).
+        gridLeaseMs: 3_000,
+        callTimeoutMs: rpcTimeoutMs,
+        maxRecoveryAttempts: MAX_RECOVERY_ATTEMPTS,
+        maxFinalAttempts: MAX_FINAL_ROUND_ATTEMPTS,
+        keepEpochs: KEEP_EPOCHS,
+        maxJobs: MAX_JOBS,
+        resumeWaitMs: agentLeaseMs * 3,
+      },
     },
     runtime,
     log,
-    clusterWatchEvents(hub, metrics, cfg.clusterId, () => coordinator),
-    await JobTable.open(cfg.dataDir),
+    (events) => publishClusterEvents({ hub, metrics, log, clusterId: cfg.clusterId, jobNow: (id) => shell?.core.jobView(id) ?? null }, events),
+    table,
+    await resumeFrom(table, cfg.storeDir, log),
   );
-  coordinator.resume();
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(ClusterServiceService, clusterServiceHandlers(coordinator, hub, onBug));
+  server.addService(ClusterServiceService, clusterServiceHandlers(shell, hub, onBug));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
   health.addToServer(server);
   const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
   const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
-  const c = coordinator;
+  const c = shell;
   return {
-    coordinator: c,
+    shell: c,
     address,
     incarnation,
     hub,
@@ -86,4 +111,18 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     },
   };
+}
+
+/** What a restarted coordinator's core takes back: the job table's rows, and each job's committed epochs as the store has them. */
+async function resumeFrom(table: JobTable, storeDir: string, log: Logger): Promise<Resume> {
+  const entries = table.all();
+  const committed = new Map<string, bigint[]>();
+  for (const e of entries) {
+    const found = await listCommitted(storeDir, e.row.jobId).catch((err: unknown) => {
+      log.warn({ jobId: e.row.jobId, err: String(err) }, 'could not list the committed epochs of a resumed job; using the job table\'s');
+      return null;
+    });
+    if (found) committed.set(e.row.jobId, found.map((m) => m.epoch));
+  }
+  return { rows: entries.map((e) => e.row), specs: new Map(entries.map((e) => [e.row.jobId, e.spec])), committed };
 }

@@ -84,7 +84,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
     }, onBug),
     prepareCheckpoint: unary(async (req) => {
       const r = await agent.prepareCheckpoint(fenceFromPb(req.fence), req.jobId, epochFromPb(req.parentEpoch), req.full);
-      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest };
+      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest, done: r.done };
     }, onBug),
     commitCheckpoint: unary(async (req) => {
       const r = await agent.commitCheckpoint(fenceFromPb(req.fence), req.jobId);

@@ -234,7 +234,7 @@ export class NodeAgent {
     const snapshot = shell?.snapshots.get(fence.epoch);
     const digest = snapshot ? await stagedPartDigest({ epoch: fence.epoch, staging: snapshot.staging, pages: snapshot.entries }) : '';
     const timing = shell?.timing.get(fence.epoch);
-    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0, digest };
+    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0, digest, done: answer.done };
     this.watch.prepared(jobId, r);
     return r;
   }

@@ -9,6 +9,8 @@ export interface PrepareResult {
   freezeWindowMs: number;
   /** The tableDigest commit's part will have (store/part-digest.ts); computed after the thaw. */
   digest: string;
+  /** Every unit of the job had exited at the cut. */
+  done: boolean;
 }
 
 export interface CommitResult {

@@ -65,6 +65,19 @@ export function onAgentBeat(st: ClusterState, hb: Heartbeat, out: ClusterStep): 
   onResumeBeat(st, hb, out);
 }
 
+/**
+ * Job states an agent pushed between its beats (ReportJobs): judged as a
+ * beat's reports are, but not a beat — the detector and the leases do not see
+ * it. From an unknown, other or failed incarnation it says nothing.
+ */
+export function onAgentReports(st: ClusterState, member: string, incarnation: bigint, jobs: Heartbeat['jobs'], out: ClusterStep): void {
+  const node = st.nodes.get(member);
+  if (!node || incarnation !== node.incarnation || node.verdict === 'failed') return;
+  const current = jobs.filter(({ jobId, gen }) => st.jobs.get(jobId)?.startGens.get(member) === gen);
+  for (const { jobId, state } of current) node.reported.set(jobId, state);
+  for (const { jobId, state } of current) onReported(st, member, jobId, state, out);
+}
+
 function beatReply(st: ClusterState, out: ClusterStep, hb: Heartbeat, known: boolean, leasedJobs: string[]): void {
   out.reply.push({ to: hb.member, kind: 'beat', seq: hb.seq, answer: { known, leasedJobs, leaseMs: st.config.agentLeaseMs } });
 }
@@ -84,7 +97,7 @@ export function verdicts(st: ClusterState, changes: VerdictChange[], out: Cluste
     node.verdict = c.to;
     if (c.to !== 'failed') continue;
     st.failuresDetected += 1;
-    for (const j of jobsOn(st, c.peer)) beginRestart(st, j, `node ${c.peer} declared failed`, c.peer, out);
+    for (const j of jobsOn(st, c.peer)) beginRestart(st, j, `node ${c.peer} declared failed by the detector`, c.peer, out);
   }
 }
 
@@ -105,6 +118,6 @@ function onReported(st: ClusterState, nodeId: string, jobId: string, state: Memb
   if (!job.local) return; // a grid-managed job's final round is the grid's
   if (st.mutant('complete-without-final-round')) return st.become(job, 'completed', 'every unit completed');
   // A local job's end state must be in a committed epoch: a final round, at once (C5).
-  job.final = { failures: 0, lastFailure: '', atMs: st.nowMs, epoch: null };
+  job.final = { failures: 0, reasons: [], atMs: st.nowMs, epoch: null };
   job.nextRoundAtMs = null;
 }

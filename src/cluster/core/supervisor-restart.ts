@@ -47,7 +47,7 @@ export function beginRestart(st: ClusterState, job: Job, reason: string, lost: s
   job.nextRoundAtMs = null;
   job.restart = {
     reason, attempt: (prev?.attempt ?? 0) + 1, phase: 'stopping', epoch, lost: lostSet, lostAtMs, waiting: new Set(), safeAtMs: 0,
-    answer: ask?.answer ?? prev?.answer ?? null, adopt: ask?.adopt ?? prev?.adopt ?? [],
+    answer: ask?.answer ?? prev?.answer ?? null, adopt: ask?.adopt ?? prev?.adopt ?? [], skipped: prev?.skipped ?? [],
   };
   if (job.restart.attempt > st.config.maxRecoveryAttempts) return failJob(st, job, `${reason}: gave up after ${st.config.maxRecoveryAttempts} attempts`, out);
   for (const n of st.nodesOf(job).filter((n) => !lostSet.has(n))) {
@@ -135,7 +135,10 @@ function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   job.restart = null;
   job.needsFull = true;
   const fresh = r.reason === 'submitted';
-  if (!fresh) job.lastError = `restarted: ${r.reason}`;
+  if (!fresh) {
+    job.lastError = r.skipped.length === 0 ? `restarted: ${r.reason}`
+      : `recovered at epoch ${r.epoch ?? 'none (the units started anew)'} after passing over ${r.skipped.map((x) => `epoch ${x.epoch}: ${x.reason}`).join('; ')}`;
+  }
   st.become(job, 'running', fresh ? 'started' : `restarted: ${r.reason}`);
   st.recoveryEnded(job, true);
   if (job.local && job.local.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local.intervalMs;
@@ -149,16 +152,26 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
   if (answer.kind === 'corrupt') {
     // Walk back: every node of the job restarts from the newest intact epoch below (§3.6).
     job.badEpochs.add(answer.epoch);
+    if (!r.skipped.some((x) => x.epoch === answer.epoch)) r.skipped.push({ epoch: answer.epoch, reason: answer.reason });
     const older = job.committed.filter((e) => e < answer.epoch && !job.badEpochs.has(e)).at(-1) ?? null;
-    if (answer.store === st.config.clusterId && !st.mutant('no-walk-back')) {
+    // The grid chose the epoch (a rollback of its line): only the grid may pick another, for every cluster at once.
+    const gridChose = r.answer?.to === 'grid';
+    if (!gridChose && answer.store === st.config.clusterId && !st.mutant('no-walk-back')) {
       // Past the oldest intact epoch the units start anew: the job runs again from its beginning.
       r.epoch = older;
       return beginRestart(st, job, `epoch ${answer.epoch} is damaged (${answer.reason}); walking back to ${older ?? 'a fresh start'}`, null, out);
     }
-    // Another cluster's store: the grid chose that epoch, so the grid walks back (its line, for every cluster).
+    // The grid walks back (its line, for every cluster): it is told, and the share waits stopped for its next restore.
     if (r.answer !== null) {
       st.answer(out, r.answer, { kind: 'corrupt', store: answer.store, epoch: answer.epoch, reason: answer.reason });
       r.answer = null;
+    }
+    if (gridChose) {
+      cancelRound(st, job, 'a restore source is damaged', out);
+      job.restart = null;
+      job.lastError = `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}; the grid walks back its line`;
+      st.stopEverywhere(job, out);
+      return;
     }
     return failJob(st, job, `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}`, out);
   }

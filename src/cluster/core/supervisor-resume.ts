@@ -139,7 +139,7 @@ function endResume(st: ClusterState, job: Job, lost: string[], out: ClusterStep)
   if (problem === undefined) {
     job.resume = null;
     st.become(job, 'running', 'every node still runs its units');
-    st.recoveryEnded(job, true);
+    st.recoveryEnded(job, true, false);
     if (job.local && job.local.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local.intervalMs;
     return;
   }

@@ -74,7 +74,7 @@ function onRoundReply(st: ClusterState, job: Job, r: RoundReply, out: ClusterSte
 function localRoundEnded(st: ClusterState, job: Job, r: RoundOutcome, out: ClusterStep): void {
   if (job.checkpointReq !== null) {
     st.answerLocal(out, job.checkpointReq, r.kind === 'committed'
-      ? { kind: 'committed', epoch: r.epoch, parentEpoch: r.parentEpoch, full: r.full, pages: r.pages, bytes: r.bytes }
+      ? { kind: 'committed', epoch: r.epoch, parentEpoch: r.parentEpoch, full: r.full, pages: r.pages, bytes: r.bytes, timings: r.timings }
       : { kind: 'refused', reason: `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`, code: 'aborted' });
     job.checkpointReq = null;
   }
@@ -90,12 +90,12 @@ function localRoundEnded(st: ClusterState, job: Job, r: RoundOutcome, out: Clust
   if (f.epoch !== r.epoch) return; // a round started before the end was noted: not an attempt
   f.epoch = null;
   f.failures += 1;
-  f.lastFailure = r.kind === 'committed' ? `round ${r.epoch} committed, but not every node had ended at its cut` : `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
+  f.reasons.push(`attempt ${f.failures}: ${r.kind === 'committed' ? `round ${r.epoch} committed, but not every node had ended at its cut` : `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`}`);
   if (f.failures < st.config.maxFinalAttempts) {
     f.atMs = st.nowMs + f.failures * FINAL_ROUND_BACKOFF_MS;
     return;
   }
-  const reason = `its units finished but the final round did not commit in ${f.failures} attempts, so its final state is in no epoch (the last: ${f.lastFailure})`;
+  const reason = `its units finished but the final round did not commit, so its final state is in no epoch (${f.reasons.join('; ')})`;
   job.final = null;
   job.nextRoundAtMs = null;
   job.lastError = reason;

@@ -49,6 +49,8 @@ export interface Restart {
   /** Answered when the restart ends. */
   answer: Asker | null;
   adopt: RestoreSource[];
+  /** Epochs this restart passed over (damaged), newest first, and why: its end names them. */
+  skipped: Array<{ epoch: bigint; reason: string }>;
 }
 
 /** A job the cluster runs on its own (no grid): its periodic rounds. */
@@ -93,7 +95,7 @@ export interface Job {
   /** Local: a checkpoint request answered by the running round's outcome. */
   checkpointReq: number | null;
   /** Local: the final round, once every unit completed (C5): attempts failed, the next one's time, the epoch in flight. */
-  final: { failures: number; lastFailure: string; atMs: number; epoch: bigint | null } | null;
+  final: { failures: number; reasons: string[]; atMs: number; epoch: bigint | null } | null;
   /** The newest epoch committed with every node done at its cut (C5). */
   doneEpoch: bigint | null;
   recoveries: number;
@@ -238,16 +240,17 @@ export class ClusterState {
     return [...this.nodes.values()].map((n) => ({ nodeId: n.nodeId, capacityUnits: n.capacityUnits, placedUnits: placed.get(n.nodeId) ?? 0 }));
   }
 
-  /** A recovery (not a first start) begins: counted once, until it ends. */
+  /** A recovery (not a first start) begins: one, until it ends (counted when it ends well). */
   recoveryStarted(job: Job, nodeId: string | null, reason: string): void {
     if (job.recoveringSinceMs !== null) return;
     job.recoveringSinceMs = this.nowMs;
-    job.recoveries += 1;
     this.emit({ kind: 'recoveryStarted', jobId: job.jobId, nodeId, reason });
   }
 
-  recoveryEnded(job: Job, ok: boolean): void {
+  /** counted: false for a resume that found every unit still running (nothing was recovered). */
+  recoveryEnded(job: Job, ok: boolean, counted = true): void {
     if (job.recoveringSinceMs === null) return;
+    if (ok && counted) job.recoveries += 1;
     this.emit({ kind: 'recovered', jobId: job.jobId, ms: this.nowMs - job.recoveringSinceMs, ok });
     job.recoveringSinceMs = null;
   }

@@ -32,6 +32,8 @@ export interface ClusterSupervisorConfig {
 
 export type ClusterInput =
   | { kind: 'agentHeartbeat'; hb: Heartbeat }
+  /** Job states an agent pushed between beats (no beat: neither the detector nor the leases see it). */
+  | { kind: 'agentReports'; member: string; incarnation: bigint; jobs: Heartbeat['jobs'] }
   | { kind: 'agentAnswer'; node: string; reqId: number; answer: AgentAnswer }
   /** The call did not reach the agent or got no answer in time. */
   | { kind: 'agentUnreachable'; node: string; reqId: number; reason: string }
@@ -54,7 +56,7 @@ export type LocalAnswer =
   /** submitJob: placed, and every node's start answered ok. */
   | { kind: 'ok' }
   /** checkpoint: the round's outcome. */
-  | { kind: 'committed'; epoch: bigint; parentEpoch: bigint | null; full: boolean; pages: number; bytes: number }
+  | { kind: 'committed'; epoch: bigint; parentEpoch: bigint | null; full: boolean; pages: number; bytes: number; timings: { prepareMs: number; commitMs: number; totalMs: number } }
   | { kind: 'refused'; reason: string; code?: RefusalCode };
 
 /** An epoch's manifest: the commit decision of the cluster (ARCHITECTURE §5). */

@@ -3,7 +3,7 @@ import type { AgentAnswer } from '../../protocol/messages.js';
 import { checkClusterInvariants } from './supervisor-checks.js';
 import { beatGrid, fence, onGridBeatAnswer, onGridCall } from './supervisor-grid.js';
 import { localDeadline, localTime, onLocalCall } from './supervisor-local.js';
-import { onAgentBeat, onNodeRegistered, verdicts } from './supervisor-nodes.js';
+import { onAgentBeat, onAgentReports, onNodeRegistered, verdicts } from './supervisor-nodes.js';
 import { advanceRestart, onRestartAnswer } from './supervisor-restart.js';
 import { resumeDeadline, resumeStarted, resumeTime, rowFailed, saveRows, takeBack } from './supervisor-resume.js';
 import { roundStep } from './supervisor-rounds.js';
@@ -105,6 +105,7 @@ export class ClusterSupervisor {
     switch (input.kind) {
       case 'nodeRegistered': onNodeRegistered(st, input, out); break;
       case 'agentHeartbeat': onAgentBeat(st, input.hb, out); break;
+      case 'agentReports': onAgentReports(st, input.member, input.incarnation, input.jobs, out); break;
       case 'agentAnswer': this.onAgentAnswer(input.reqId, input.answer, out); break;
       case 'agentUnreachable': this.onAgentAnswer(input.reqId, { kind: 'refused', reason: `unreachable: ${input.reason}` }, out, true); break;
       case 'gridCall': onGridCall(st, input.call, out); break;
@@ -170,6 +171,8 @@ export class ClusterSupervisor {
       state: j.state, units: [...j.units], placement: new Map(j.placement), committed: [...j.committed], lastEpoch: j.committed.at(-1) ?? null,
       lastError: j.lastError, recoveries: j.recoveries, roundsCommitted: r.roundsCommitted, roundsAborted: r.roundsAborted, roundPhase: r.phase,
       local: j.local ? { ...j.local } : null, gridManaged: j.local === null, startGens: new Map(j.startGens),
+      /** Every unit reported completed since the job's last start (a grid job's share is then complete). */
+      allDone: j.allDoneAtMs !== null,
     };
   }
 

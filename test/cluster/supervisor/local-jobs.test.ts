@@ -105,7 +105,7 @@ describe('ClusterSupervisor: local jobs, rounds', () => {
     const busy = h.local({ kind: 'checkpoint', jobId: LJOB }, 31);
     expect(localAnswers(busy.out)).toEqual([{ reqId: busy.reqId, answer: { kind: 'refused', reason: 'a round of job solo is already running (epoch 1, preparing)', code: 'aborted' } }]);
     const done = finishRound(h, cp.out, { pages: 2 });
-    expect(localAnswers(done)).toEqual([{ reqId: cp.reqId, answer: { kind: 'committed', epoch: 1n, parentEpoch: null, full: true, pages: 6, bytes: 3 * 4096 } }]);
+    expect(localAnswers(done)).toEqual([{ reqId: cp.reqId, answer: { kind: 'committed', epoch: 1n, parentEpoch: null, full: true, pages: 6, bytes: 3 * 4096, timings: expect.objectContaining({ totalMs: expect.any(Number) }) } }]);
     // The next builds on it; a node that refuses to prepare aborts it, and the answer says so.
     const cp2 = h.local({ kind: 'checkpoint', jobId: LJOB }, 40);
     const [a] = calls(cp2.out);
@@ -182,7 +182,7 @@ describe('ClusterSupervisor: the end of a local job (C5)', () => {
     expect(starts).toEqual([30, 30 + 250, 30 + 250 + 500]);
     expect(h.core.jobView(LJOB)).toMatchObject({
       state: 'failed',
-      lastError: expect.stringMatching(/^its units finished but the final round did not commit in 3 attempts, so its final state is in no epoch \(the last: round 3 aborted in preparing: .*ENOSPC/),
+      lastError: expect.stringMatching(/^its units finished but the final round did not commit, so its final state is in no epoch \(attempt 1: round 1 aborted in preparing: .*ENOSPC; attempt 2: .*; attempt 3: round 3 aborted in preparing: .*ENOSPC\)$/),
     });
     expect(prepares(h.advance(5000, NODES))).toEqual([]);
   });

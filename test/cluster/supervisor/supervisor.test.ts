@@ -391,8 +391,34 @@ describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
     expect(starts.map((c) => c.req.kind === 'startJob' && c.req.sources)).toEqual([[{ store: 'c2', epoch: 4n, units: ['u3'] }], [], []]);
     const out = h.answer(starts[0]!, { kind: 'corrupt', store: 'c2', epoch: 4n, reason: 'bad page' }, 20);
     expect(gridAnswers(out)).toEqual([{ reqId: r.reqId, answer: { kind: 'corrupt', store: 'c2', epoch: 4n, reason: 'bad page' } }]);
-    expect(h.core.jobState(JOB)).toBe('failed');
+    // Not failed: a failed share is a lost cluster to the grid. The share waits, its units stopped, for the grid's next restore.
+    expect(h.core.jobView(JOB)).toMatchObject({ state: 'recovering', lastError: expect.stringMatching(/c2 epoch 4 failed: bad page; the grid walks back its line/) });
     expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
+    for (const c of calls(out)) h.answer(c, { kind: 'ok' }, 21);
+    // The grid's next line: the share restores from it.
+    const again = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 3n, units: ['u3'] }], gen: 6 }, 30);
+    let restore = again.out;
+    for (const c of calls(again.out)) restore = h.answer(c, { kind: 'ok' }, 31);
+    expect(calls(restore).map((c) => c.req.kind === 'startJob' && c.req.sources)).toEqual([[{ store: 'c2', epoch: 3n, units: ['u3'] }], [], []]);
+    for (const c of calls(restore)) h.answer(c, { kind: 'ok' }, 32);
+    expect(h.core.jobState(JOB)).toBe('running');
+  });
+
+  it('a damaged own epoch the grid chose is the grid\'s to walk back too: no local walk-back under a grid restore', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    commitEpoch(h, 1n, null);
+    commitEpoch(h, 2n, 1n);
+    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: 2n, adopt: [], gen: 7 }, 100);
+    let restore = r.out;
+    for (const c of calls(r.out)) restore = h.answer(c, { kind: 'ok' }, 101);
+    const starts = calls(restore);
+    expect(starts.every((c) => c.req.kind === 'startJob' && c.req.sources.every((x) => x.epoch === 2n))).toBe(true);
+    const out = h.answer(starts[0]!, { kind: 'corrupt', store: 'c1', epoch: 2n, reason: 'crc32c mismatch' }, 102);
+    expect(gridAnswers(out)).toEqual([{ reqId: r.reqId, answer: { kind: 'corrupt', store: 'c1', epoch: 2n, reason: 'crc32c mismatch' } }]);
+    // No start from epoch 1 of its own choosing: the grid's line decides every cluster's epoch.
+    expect(calls(out).every((c) => c.req.kind === 'stopJob')).toBe(true);
+    expect(h.core.jobState(JOB)).toBe('recovering');
   });
 });
 

@@ -46,6 +46,11 @@ export interface PrepareCheckpointResponse {
    * aborts the round if the PartInfo it gets on COMMIT has another one.
    */
   digest: string;
+  /**
+   * Every unit of the job had exited at the cut: this snapshot holds the
+   * job's end state (the coordinator completes a job only on such a cut).
+   */
+  done: boolean;
 }
 
 export interface CommitCheckpointRequest {
@@ -462,7 +467,7 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
 };
 
 function createBasePrepareCheckpointResponse(): PrepareCheckpointResponse {
-  return { epoch: 0n, pages: 0n, bytes: 0n, freezeWindowMs: 0, digest: "" };
+  return { epoch: 0n, pages: 0n, bytes: 0n, freezeWindowMs: 0, digest: "", done: false };
 }
 
 export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = {
@@ -490,6 +495,9 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     }
     if (message.digest !== "") {
       writer.uint32(42).string(message.digest);
+    }
+    if (message.done !== false) {
+      writer.uint32(48).bool(message.done);
     }
     return writer;
   },
@@ -547,6 +555,14 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
             message.digest = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -570,6 +586,7 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
         ? globalThis.Number(object.freeze_window_ms)
         : 0,
       digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
     };
   },
 
@@ -590,6 +607,9 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     if (message.digest !== "") {
       obj.digest = message.digest;
     }
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
     return obj;
   },
 
@@ -603,6 +623,7 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
     message.freezeWindowMs = object.freezeWindowMs ?? 0;
     message.digest = object.digest ?? "";
+    message.done = object.done ?? false;
     return message;
   },
 };

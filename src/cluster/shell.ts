@@ -1,0 +1,349 @@
+import { GridError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import type { AgentClient } from '../wire/agent-client.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { SerialDriver } from '../runtime/serial-driver.js';
+import { ClusterSupervisor } from './core/supervisor.js';
+import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, JobRow, LocalAnswer } from './core/supervisor-types.js';
+import type { AdoptSource, ClusterAnswer, ClusterRequest, MemberJobState } from '../protocol/messages.js';
+import { commitEpoch, storedSpecOf } from '../store/index.js';
+import { performAgentCall, type DurablePart } from './agent-calls.js';
+import { EpochSweeper } from './epoch-sweeper.js';
+import type { JobReport } from './codec.js';
+import type { JobTable } from './job-table.js';
+
+// The cluster coordinator's shell over its pure core (ClusterSupervisor,
+// core/supervisor.ts): every decision — membership, placement, leases,
+// fencing, rounds, restarts, the end of a job — is the core's. The shell
+// turns each gRPC request into a core input and waits for the core's reply
+// to it; it performs the core's actions through one SerialDriver: manifests
+// and job-table rows written (and waited for) before anything is sent, then
+// calls to agents over gRPC (agent-calls.ts), whose answers are inputs again.
+// What it keeps that the core does not: agents' addresses and clients, the
+// jobs' unit specs, other clusters' store directories (named by a grid
+// restore), and durable parts' records until their manifest is written.
+
+export interface ClusterShellSettings {
+  clusterId: string;
+  incarnation: bigint;
+  storeDir: string;
+  core: Omit<ClusterSupervisorConfig, 'clusterId' | 'incarnation'>;
+  defaultCheckpointIntervalMs: number;
+  defaultFullEvery: number;
+  rpcTimeoutMs: number;
+}
+
+export interface NodeAddress {
+  incarnation: bigint;
+  address: string;
+  labels: Record<string, string>;
+  client: AgentClient;
+}
+
+/** Where a step's events go (Watch, metrics, logs): see shell-events.ts. */
+export type ClusterEventSink = (events: ClusterEvent[]) => void;
+
+export interface Resume {
+  rows: JobRow[];
+  specs: Map<string, JobSpec>;
+  committed: Map<string, bigint[]>;
+}
+
+type Waiter = (answer: unknown) => void;
+
+export class ClusterShell {
+  readonly core: ClusterSupervisor;
+  private readonly driver: SerialDriver<ClusterInput, ClusterPersist, ClusterSend, ClusterReply>;
+  readonly nodes = new Map<string, NodeAddress>();
+  private readonly specs: Map<string, JobSpec>;
+  /** Store directories by cluster id: this cluster's, and those a grid restore adopts from. */
+  private readonly stores = new Map<string, string>();
+  private readonly parts = new Map<string, DurablePart>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly sweepers = new Map<string, EpochSweeper>();
+  /** Grid jobs whose share is shown completed (their units all completed; the grid's final round is to come). */
+  private readonly sharesDone = new Set<string>();
+  private reqs = 0;
+  private gridIncarnation = 0n;
+  private stopped = false;
+
+  constructor(
+    readonly settings: ClusterShellSettings,
+    readonly runtime: TierRuntime,
+    readonly log: Logger,
+    private readonly sink: ClusterEventSink,
+    private readonly table: JobTable | null,
+    resume: Resume | null,
+  ) {
+    this.specs = new Map(resume?.specs ?? []);
+    this.stores.set(settings.clusterId, settings.storeDir);
+    this.core = new ClusterSupervisor(
+      { ...settings.core, clusterId: settings.clusterId, incarnation: settings.incarnation },
+      resume ? { rows: resume.rows, committed: resume.committed } : undefined,
+    );
+    this.driver = new SerialDriver(this.core, {
+      clock: runtime.clock,
+      timers: runtime.timers,
+      persist: (p, done) => this.persist(p, done),
+      persisted: (p) => (p.kind === 'manifest' ? { kind: 'persisted', what: p } : null),
+      persistFailed: (p, reason) => (p.kind === 'manifest' ? { kind: 'persistFailed', what: p, reason } : { kind: 'tick' }),
+      send: (s) => this.send(s),
+      reply: (r) => this.reply(r),
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => this.afterStep(),
+    });
+    this.driver.input({ kind: 'tick' });
+  }
+
+  // ---- requests (the gRPC service's) ----
+
+  async registerNode(n: { nodeId: string; incarnation: bigint; address: string; capacityUnits: number; labels: Record<string, string> }): Promise<void> {
+    const old = this.nodes.get(n.nodeId);
+    if (old && old.incarnation > n.incarnation) throw new GridError('failed-precondition', `fenced: node ${n.nodeId} incarnation ${n.incarnation} is older than ${old.incarnation}`);
+    // The address first: calls the core makes in the same step (a restart in place) go to the new one.
+    if (old?.address !== n.address) {
+      old?.client.close();
+      this.nodes.set(n.nodeId, { ...n, client: this.runtime.clients.agentClient(n.address, this.settings.rpcTimeoutMs) });
+    } else {
+      this.nodes.set(n.nodeId, { ...old, incarnation: n.incarnation, labels: n.labels });
+    }
+    const reqId = this.nextReq();
+    const a = await this.ask<{ ok: true } | { ok: false; reason: string }>(`reg#${reqId}`, { kind: 'nodeRegistered', reqId, nodeId: n.nodeId, incarnation: n.incarnation, capacityUnits: n.capacityUnits });
+    if (!a.ok) throw new GridError('failed-precondition', a.reason);
+    this.log.info({ node: n.nodeId, incarnation: String(n.incarnation), address: n.address, capacity: n.capacityUnits }, 'node registered');
+  }
+
+  heartbeat(nodeId: string, incarnation: bigint, seq: number, reports: readonly JobReport[]): Promise<{ known: boolean; leasedJobs: string[] }> {
+    const hb = { member: nodeId, incarnation, seq, sentAtMs: Math.floor(this.runtime.clock.nowMs()), jobs: reports.map(memberReport), freeUnits: 0 };
+    return this.ask<{ known: boolean; leasedJobs: string[] }>(`beat#${nodeId}#${seq}`, { kind: 'agentHeartbeat', hb });
+  }
+
+  /** Job states pushed between beats (ReportJobs): judged like a beat's, but no beat for the detector or the leases. */
+  reportJobs(nodeId: string, incarnation: bigint, reports: readonly JobReport[]): { known: boolean } {
+    const known = this.core.nodesView().some((n) => n.nodeId === nodeId && n.incarnation === incarnation && n.verdict !== 'failed');
+    if (known) this.driver.input({ kind: 'agentReports', member: nodeId, incarnation, jobs: reports.map(memberReport) });
+    return { known };
+  }
+
+  async submitJob(spec: JobSpec, gridManaged: boolean): Promise<void> {
+    const live = this.core.jobView(spec.jobId);
+    if (live && (live.state === 'running' || live.state === 'recovering' || live.state === 'starting')) {
+      throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
+    }
+    if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${spec.jobId} has no units`);
+    this.specs.set(spec.jobId, spec);
+    const units = spec.units.map((u) => u.unitId);
+    if (gridManaged) {
+      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: 0 }, this.gridIncarnation), 'already-exists');
+      return;
+    }
+    const reqId = this.nextReq();
+    const a = await this.ask<LocalAnswer>(`local#${reqId}`, {
+      kind: 'localCall', reqId,
+      req: { kind: 'submitJob', jobId: spec.jobId, units, intervalMs: spec.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs, fullEvery: spec.fullEvery || this.settings.defaultFullEvery },
+    });
+    if (a.kind === 'refused') throw new GridError(a.code ?? 'failed-precondition', a.reason);
+  }
+
+  async checkpointJob(jobId: string): Promise<Extract<LocalAnswer, { kind: 'committed' }>> {
+    const reqId = this.nextReq();
+    const a = await this.ask<LocalAnswer>(`local#${reqId}`, { kind: 'localCall', reqId, req: { kind: 'checkpoint', jobId } });
+    if (a.kind === 'refused') throw new GridError(a.code ?? 'aborted', a.reason);
+    if (a.kind !== 'committed') throw new GridError('internal', `checkpoint of job ${jobId} answered ${a.kind}`);
+    return a;
+  }
+
+  async gridPrepare(jobId: string, epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }> {
+    const a = await this.askGrid({ kind: 'prepare', jobId, epoch, parentEpoch: full ? null : parentEpoch }, incarnation);
+    if (a.kind !== 'prepared') throw gridRefusal(a, 'aborted');
+    return { pages: a.pages, bytes: a.bytes };
+  }
+
+  async gridCommit(jobId: string, epoch: bigint, incarnation: bigint): Promise<void> {
+    const a = await this.askGrid({ kind: 'commit', jobId, epoch }, incarnation);
+    if (a.kind !== 'committed') throw gridRefusal(a, 'aborted');
+  }
+
+  async gridAbort(jobId: string, epoch: bigint, incarnation: bigint): Promise<void> {
+    expectOk(await this.askGrid({ kind: 'abort', jobId, epoch }, incarnation), 'failed-precondition');
+  }
+
+  /** The grid's recovery after it lost a cluster: roll this share back and adopt the lost cluster's units. */
+  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }> }): Promise<void> {
+    for (const a of r.adopt) this.stores.set(a.fromCluster, a.storeDir);
+    this.specs.set(r.jobId, r.spec);
+    const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.units }));
+    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: 0 }, r.gridIncarnation), 'failed-precondition');
+  }
+
+  /** The grid's answer to this cluster's heartbeat: the jobs whose grid lease it renews, from sentAtMs. */
+  gridLeases(leasedJobs: string[], sentAtMs: number, leaseMs: number): void {
+    this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs: Math.floor(sentAtMs), answer: { known: true, leasedJobs, leaseMs } });
+  }
+
+  spec(jobId: string): JobSpec | null {
+    return this.specs.get(jobId) ?? null;
+  }
+
+  shutdown(): void {
+    this.stopped = true;
+    this.driver.stop();
+    for (const n of this.nodes.values()) n.client.close();
+    for (const list of this.waiters.values()) for (const w of list) w(null);
+    this.waiters.clear();
+  }
+
+  // ---- the driver's ports ----
+
+  private persist(p: ClusterPersist, done: (error: string | null) => void): void {
+    if (p.kind === 'jobRow') {
+      const spec = this.specs.get(p.row.jobId);
+      if (!this.table || !spec) return done(null);
+      // The table only helps a restarted coordinator find its jobs (the manifests are the decisions):
+      // a failed save is logged, not a reason to hold the step's sends.
+      this.table.save({ row: p.row, spec: storedSpecOf(spec) }).then(() => done(null), (err: unknown) => {
+        this.log.error({ jobId: p.row.jobId, err: String(err) }, 'could not save the job table');
+        done(null);
+      });
+      return;
+    }
+    const spec = this.specs.get(p.jobId);
+    const parts = p.parts.map((x) => this.parts.get(partKey(p.jobId, p.epoch, x.writer)));
+    if (!spec || parts.some((x) => x === undefined)) return done(`epoch ${p.epoch} of job ${p.jobId}: a part's record or the job's spec is gone`);
+    const kept = parts as DurablePart[];
+    commitEpoch({
+      storeDir: this.settings.storeDir, jobId: p.jobId, epoch: p.epoch, parentEpoch: p.parentEpoch, full: p.full,
+      createdUnixMs: this.runtime.clock.wallMs(),
+      containers: kept.flatMap((x) => x.containers),
+      parts: kept.map((x) => x.part),
+      // The core makes the first epoch after any restart full, so each writer holds its own parts.
+      layout: { spec: storedSpecOf(spec), placement: p.placement, partOwners: Object.fromEntries(kept.map((x) => [x.part.nodeId, x.part.nodeId])) },
+    }).then(() => done(null), (err: unknown) => done(err instanceof Error ? err.message : String(err)));
+  }
+
+  private send(s: ClusterSend): void {
+    // The core's beats to the grid are not sent: the grid link (grid-link.ts) beats and feeds its answers back.
+    if ('heartbeat' in s) return;
+    const node = s.to;
+    const reqId = s.call.reqId;
+    const target = this.nodes.get(node);
+    if (!target) {
+      this.driver.input({ kind: 'agentUnreachable', node, reqId, reason: `node ${node} has no address here` });
+      return;
+    }
+    void performAgentCall({
+      client: target.client,
+      spec: (id) => this.specs.get(id) ?? null,
+      storeDir: (id) => this.stores.get(id) ?? null,
+      keepPart: (jobId, epoch, writer, part) => this.parts.set(partKey(jobId, epoch, writer), part),
+    }, node, s.call).then((r) => {
+      if (this.stopped) return;
+      this.driver.input(r.kind === 'answer' ? { kind: 'agentAnswer', node, reqId, answer: r.answer } : { kind: 'agentUnreachable', node, reqId, reason: r.reason });
+    });
+  }
+
+  private reply(r: ClusterReply): void {
+    if (r.kind === 'beat') return this.wake(`beat#${r.to}#${r.seq}`, r.answer);
+    if (r.kind === 'registered') return this.wake(`reg#${r.reqId}`, r.answer);
+    this.wake(`${r.to === 'local' ? 'local' : 'grid'}#${r.reqId}`, r.answer);
+  }
+
+  private afterStep(): void {
+    const events = [...this.core.drainEvents(), ...this.shareEvents()];
+    if (events.length === 0) return;
+    for (const e of events) {
+      if (e.kind !== 'roundFinished') continue;
+      const o = e.outcome;
+      for (const key of [...this.parts.keys()]) if (key.startsWith(`${o.jobId}/`) && BigInt(key.split('/')[1]!) <= o.epoch) this.parts.delete(key);
+      if (o.kind === 'committed') this.sweeper(o.jobId).committed(o.epoch);
+    }
+    this.sink(events);
+  }
+
+  /**
+   * A grid job whose units all completed shows as completed (status, Watch):
+   * the grid then runs its final round. The core keeps it running for that
+   * round; what the grid sees is the share's state.
+   */
+  private shareEvents(): ClusterEvent[] {
+    const out: ClusterEvent[] = [];
+    for (const id of this.core.jobIds()) {
+      const v = this.core.jobView(id)!;
+      const done = v.gridManaged && v.state === 'running' && v.allDone;
+      if (done === this.sharesDone.has(id)) continue;
+      if (done) {
+        this.sharesDone.add(id);
+        out.push({ kind: 'jobState', jobId: id, from: 'running', to: 'completed', reason: 'every unit completed; the grid\'s final round records the end state' });
+      } else {
+        this.sharesDone.delete(id);
+      }
+    }
+    return out;
+  }
+
+  /** The state a job shows (status, Watch): the core's, or completed for a grid share whose units all completed. */
+  shownState(jobId: string): string | null {
+    const v = this.core.jobView(jobId);
+    if (!v) return null;
+    return this.sharesDone.has(jobId) && v.state === 'running' ? 'completed' : v.state;
+  }
+
+  // ---- helpers ----
+
+  private sweeper(jobId: string): EpochSweeper {
+    let s = this.sweepers.get(jobId);
+    if (!s) this.sweepers.set(jobId, s = new EpochSweeper(this.settings.storeDir, jobId, this.log));
+    return s;
+  }
+
+  private nextReq(): number {
+    return ++this.reqs;
+  }
+
+  private askGrid(req: ClusterRequest, incarnation: bigint): Promise<ClusterAnswer> {
+    if (incarnation > this.gridIncarnation) this.gridIncarnation = incarnation;
+    const reqId = this.nextReq();
+    return this.ask<ClusterAnswer>(`grid#${reqId}`, { kind: 'gridCall', call: { reqId, from: 'grid', incarnation, req } });
+  }
+
+  /** Feeds the input and resolves with the core's reply under key (null after a shutdown: unavailable). */
+  private ask<A>(key: string, input: ClusterInput): Promise<A> {
+    if (this.stopped) return Promise.reject(new GridError('unavailable', 'the cluster coordinator is shutting down'));
+    return new Promise<A>((resolve, reject) => {
+      const list = this.waiters.get(key) ?? [];
+      list.push((a) => (a === null ? reject(new GridError('unavailable', 'the cluster coordinator is shutting down')) : resolve(a as A)));
+      this.waiters.set(key, list);
+      this.driver.input(input);
+    });
+  }
+
+  private wake(key: string, answer: unknown): void {
+    const list = this.waiters.get(key);
+    const w = list?.shift();
+    if (list?.length === 0) this.waiters.delete(key);
+    w?.(answer);
+  }
+}
+
+function partKey(jobId: string, epoch: bigint, writer: string): string {
+  return `${jobId}/${epoch}/${writer}`;
+}
+
+function memberReport(r: JobReport): { jobId: string; state: MemberJobState; gen: number } {
+  // A restore under way is the start the report names, running.
+  return { jobId: r.jobId, state: r.state === 'restoring' ? 'running' : r.state, gen: Number(r.gen) };
+}
+
+function expectOk(a: ClusterAnswer, code: 'already-exists' | 'failed-precondition'): void {
+  if (a.kind !== 'ok') throw gridRefusal(a, code);
+}
+
+function gridRefusal(a: ClusterAnswer, code: 'aborted' | 'already-exists' | 'failed-precondition'): GridError {
+  switch (a.kind) {
+    case 'corrupt': return new GridError('data-loss', `epoch ${a.epoch} of cluster ${a.store} is damaged: ${a.reason}`);
+    case 'busy': return new GridError('unavailable', a.reason);
+    case 'refused': return new GridError(a.reason.startsWith('fenced') ? 'failed-precondition' : code, a.reason);
+    default: return new GridError('internal', `unexpected answer ${a.kind}`);
+  }
+}
