@@ -24,6 +24,9 @@ export class SimCluster {
   private registrations = new Map<string, AnswerFn<{ ok: boolean; reason?: string }>>();
   private localReplies = new Map<number, AnswerFn<LocalAnswer>>();
   private nextLocalReq = 1;
+  /** Registered with the grid (this incarnation of each), and a registration in flight. */
+  private gridRegistered = false;
+  private gridRegistering = false;
 
   constructor(readonly id: string, private readonly config: Omit<ClusterSupervisorConfig, 'incarnation' | 'clusterId'>, private readonly env: SimEnv) {
     this.proc = new SimProcess(id, env.world);
@@ -35,6 +38,8 @@ export class SimCluster {
     this.replies = new Map();
     this.registrations = new Map();
     this.localReplies = new Map();
+    this.gridRegistered = false;
+    this.gridRegistering = false;
     const store = this.env.stores.get(this.id)!;
     // The job table and the store's committed epochs, as a restarted coordinator reads them.
     const committed = new Map<string, bigint[]>();
@@ -53,10 +58,15 @@ export class SimCluster {
       persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
       send: (s) => {
         if ('heartbeat' in s) {
+          // Registered first (RegisterCluster), then beating; a beat the grid does not know makes it register again.
+          if (!this.gridRegistered) return this.registerWithGrid();
           const grid = this.env.grid();
           const sentAtMs = s.heartbeat.sentAtMs;
           return this.env.net.call<HeartbeatAnswer>(this.proc, grid.proc, (a) => grid.onClusterBeat(s.heartbeat, a),
-            (answer) => this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs, answer }), () => undefined);
+            (answer) => {
+              if (!answer.known) this.gridRegistered = false;
+              this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs, answer });
+            }, () => undefined);
         }
         this.env.onClusterSend(this.id, s.to, s.call);
         const agent = this.env.agents.get(s.to);
@@ -106,6 +116,24 @@ export class SimCluster {
     const reqId = this.nextLocalReq++;
     this.registrations.set(`${nodeId}#${reqId}`, answer);
     this.driver.input({ kind: 'nodeRegistered', reqId, nodeId, incarnation, capacityUnits });
+  }
+
+  /** RegisterCluster, one at a time; a refused or lost one is tried again at the next beat. */
+  private registerWithGrid(): void {
+    if (this.gridRegistering || !this.proc.alive) return;
+    this.gridRegistering = true;
+    const grid = this.env.grid();
+    const inc = this.proc.incarnation;
+    this.env.net.call<{ ok: boolean; reason: string }>(this.proc, grid.proc, (a) => grid.onRegister(this.id, inc, this.config.agentLeaseMs, a),
+      (answer) => {
+        this.gridRegistering = false;
+        this.gridRegistered = answer.ok;
+        if (this.env.tracing) this.env.trace(`${this.id} grid register: ${answer.ok ? 'ok' : answer.reason}`);
+      },
+      (reason) => {
+        this.gridRegistering = false;
+        if (this.env.tracing) this.env.trace(`${this.id} grid register: unreachable: ${reason}`);
+      });
   }
 
   /** A local client's call (the CLI on the coordinator's machine: no network). */

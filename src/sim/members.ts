@@ -155,6 +155,8 @@ export class SimGrid {
   core!: GridSupervisor;
   driver!: SerialDriver<GridInput, GridPersist, GridSend, GridReply>;
   private beats = new Map<string, AnswerFn<HeartbeatAnswer>>();
+  private registrations = new Map<string, AnswerFn<{ ok: boolean; reason: string }>>();
+  private nextReq = 1;
   submitted: Array<{ reqId: number; ok: boolean; reason: string }> = [];
 
   constructor(private readonly config: Omit<GridSupervisorConfig, 'incarnation'>, private readonly env: SimEnv) {
@@ -164,6 +166,7 @@ export class SimGrid {
   start(): void {
     this.proc.start();
     this.beats = new Map();
+    this.registrations = new Map();
     const catalog = structuredClone(this.env.gridDisk.catalog);
     this.core = new GridSupervisor({ ...this.config, incarnation: this.proc.incarnation, mutants: this.env.mutants }, catalog, this.env.world.nowMs);
     this.driver = new SerialDriver(this.core, {
@@ -194,7 +197,12 @@ export class SimGrid {
           this.beats.delete(`${r.to}#${r.seq}`);
           return;
         }
-        this.submitted.push({ reqId: r.reqId, ok: r.ok, reason: r.reason });
+        if (r.kind === 'registered') {
+          this.registrations.get(`${r.to}#${r.reqId}`)?.({ ok: r.ok, reason: r.reason });
+          this.registrations.delete(`${r.to}#${r.reqId}`);
+          return;
+        }
+        if (r.kind === 'submitted') this.submitted.push({ reqId: r.reqId, ok: r.ok, reason: r.reason });
       },
       tick: () => ({ kind: 'tick' }),
       afterStep: () => this.env.afterStep('grid'),
@@ -205,6 +213,13 @@ export class SimGrid {
   crash(): void {
     this.proc.crash();
     this.driver?.stop();
+  }
+
+  /** RegisterCluster (its store is named by its id). */
+  onRegister(clusterId: string, incarnation: bigint, agentLeaseMs: number, answer: AnswerFn<{ ok: boolean; reason: string }>): void {
+    const reqId = this.nextReq++;
+    this.registrations.set(`${clusterId}#${reqId}`, answer);
+    this.driver.input({ kind: 'clusterRegistered', reqId, clusterId, incarnation, agentLeaseMs });
   }
 
   onClusterBeat(hb: Heartbeat, answer: AnswerFn<HeartbeatAnswer>): void {

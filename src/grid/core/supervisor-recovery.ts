@@ -1,7 +1,7 @@
 import { leaseMarginMs, leaseSafeAfter } from '../../detector/lease.js';
 import type { ClusterAnswer } from '../../protocol/messages.js';
 import { planGridRecovery, type GridRecoveryPlan } from './recovery-plan.js';
-import { roundStep } from './supervisor-rounds.js';
+import { refuseCheckpoints, roundStep } from './supervisor-rounds.js';
 import type { GJob, GridState } from './supervisor-state.js';
 import type { GridStep } from './supervisor-types.js';
 
@@ -18,14 +18,19 @@ export function beginRecovery(st: GridState, job: GJob, reason: string, lostClus
     if (lostCluster !== null) roundStep(st, job, { kind: 'participantFailed', participant: lostCluster, reason }, out);
     const s = job.round.status();
     if (s.phase !== 'idle' && s.epoch !== null) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason }, out);
+    refuseCheckpoints(st, job, 'failed-precondition', `job ${job.jobId} is recovering: ${reason}`, out);
   }
   if (lostCluster !== null) job.lost.add(lostCluster);
-  job.state = 'recovering';
+  const first = job.recovery === null;
+  if (first) st.emit({ kind: 'recoveryStarted', jobId: job.jobId, reason });
+  st.become(job, 'recovering', reason);
   job.final = null;
   job.lastError = reason;
-  const margin = leaseMarginMs(st.config.clusterLeaseMs + st.config.agentLeaseMs);
-  const safeAtMs = Math.max(st.nowMs, notBeforeMs, ...[...job.lost].map((id) => leaseSafeAfter(st.entry(id).lastGrantMs, st.config.clusterLeaseMs, st.config.agentLeaseMs, margin)));
-  job.recovery = { reason, attempt: (job.recovery?.attempt ?? 0) + 1, phase: 'leaseWait', safeAtMs, waiting: new Map(), retry: new Map(), restores: new Map() };
+  const safeAtMs = Math.max(st.nowMs, notBeforeMs, ...[...job.lost].map((id) => safeAfter(st, job, id)));
+  job.recovery = {
+    reason, attempt: (job.recovery?.attempt ?? 0) + 1, phase: 'leaseWait', safeAtMs, waiting: new Map(), retry: new Map(), restores: new Map(),
+    startedAtMs: job.recovery?.startedAtMs ?? st.nowMs, passedOver: job.recovery?.passedOver ?? [], moved: job.recovery?.moved ?? '',
+  };
   if (job.submit) {
     if (out) out.reply.push({ to: 'operator', kind: 'submitted', reqId: job.submit.reqId, ok: true, reason: `started; recovering: ${reason}` });
     job.submit = null;
@@ -36,6 +41,18 @@ export function beginRecovery(st: GridState, job: GJob, reason: string, lostClus
   }
 }
 
+/**
+ * When a lost cluster's hold on the job has surely ended (G1): its last
+ * grant (for a share lost alone, no later than when the job stopped being
+ * leased to it) + its lease + its agents' lease + a margin.
+ */
+function safeAfter(st: GridState, job: GJob, id: string): number {
+  const c = st.entry(id);
+  const lastGrant = Math.min(c.lastGrantMs, job.shareLostAtMs.get(id) ?? Infinity);
+  const agentLeaseMs = Math.max(st.config.agentLeaseMs, c.agentLeaseMs);
+  return leaseSafeAfter(lastGrant, st.config.clusterLeaseMs, agentLeaseMs, leaseMarginMs(st.config.clusterLeaseMs + agentLeaseMs));
+}
+
 export function advanceRecovery(st: GridState, job: GJob, out: GridStep): void {
   const r = job.recovery;
   if (!r) return;
@@ -44,6 +61,7 @@ export function advanceRecovery(st: GridState, job: GJob, out: GridStep): void {
     const plan = planFor(st, job);
     if (plan === 'wait') return;
     if (!plan.ok) return failJob(st, job, plan.reason, out);
+    if (plan.moved.length > 0) r.moved = `the loss of ${[...job.lost].sort().join(', ')}: units ${plan.moved.join(', ')} moved to ${plan.target}`;
     job.clusters = plan.clusters;
     r.restores = plan.restores;
     job.gen += 1;
@@ -93,9 +111,16 @@ function askRestore(st: GridState, job: GJob, c: string, out: GridStep): void {
 }
 
 function finishRecovery(st: GridState, job: GJob, out: GridStep): void {
+  const r = job.recovery!;
   job.recovery = null;
   job.lost.clear();
-  job.state = 'running';
+  job.shareLostAtMs.clear();
+  job.recoveries += 1;
+  // What was restored, and which newer lines it passed over (§3.6: say which).
+  const walked = r.passedOver.length > 0 ? `; rolled back to line ${job.lines.at(-1)?.epoch ?? 'none'}, passing over ${r.passedOver.join('; ')}` : '';
+  job.lastError = `recovered from ${r.moved || r.reason}${walked}`;
+  st.emit({ kind: 'recovered', jobId: job.jobId, ms: st.nowMs - r.startedAtMs, ok: true, detail: job.lastError });
+  st.become(job, 'running', job.lastError);
   job.nextRoundAtMs = st.nowMs;
   st.save(out);
 }
@@ -103,9 +128,11 @@ function finishRecovery(st: GridState, job: GJob, out: GridStep): void {
 function failJob(st: GridState, job: GJob, reason: string, out: GridStep): void {
   const s = job.round.status();
   if (s.phase !== 'idle' && s.epoch !== null) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason }, out);
+  if (job.recovery) st.emit({ kind: 'recovered', jobId: job.jobId, ms: st.nowMs - job.recovery.startedAtMs, ok: false, detail: reason });
   job.recovery = null;
-  job.state = 'failed';
   job.lastError = reason;
+  st.become(job, 'failed', reason);
+  refuseCheckpoints(st, job, 'failed-precondition', `job ${job.jobId} failed: ${reason}`, out);
   for (const c of st.clustersOf(job)) if (!job.lost.has(c)) st.call(out, c, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'stop', null);
   st.save(out);
 }
@@ -121,6 +148,7 @@ export function onRestoreAnswer(st: GridState, job: GJob, reqId: number, cluster
   if (answer.kind === 'corrupt' && st.mutant('no-walk-back')) return failJob(st, job, `restore in ${cluster} failed: ${answer.reason}`, out);
   if (answer.kind === 'corrupt') {
     // Walk back (§3.6): no line at or above the damaged epoch can be restored whole; every share rolls back further.
+    for (const l of job.lines.filter((x) => x.epoch >= answer.epoch).reverse()) r.passedOver.push(`line ${l.epoch}: cluster ${cluster}: ${answer.reason}`);
     job.lines = job.lines.filter((l) => l.epoch < answer.epoch);
     return beginRecovery(st, job, `epoch ${answer.epoch} in store ${answer.store} is damaged (${answer.reason}); walking back to line ${job.lines.at(-1)?.epoch ?? 'none'}`, null, out);
   }

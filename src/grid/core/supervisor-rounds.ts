@@ -1,7 +1,7 @@
-import { RoundCoordinator, type RoundInput, type RoundReply, type RoundStep } from '../../protocol/core/round.js';
+import { RoundCoordinator, type RoundInput, type RoundOutcome, type RoundReply, type RoundStep } from '../../protocol/core/round.js';
 import type { ClusterRequest } from '../../protocol/messages.js';
 import { KEEP_LINES, type GJob, type GridState } from './supervisor-state.js';
-import type { GridLine, GridStep } from './supervisor-types.js';
+import type { CheckpointAnswer, GridLine, GridStep } from './supervisor-types.js';
 
 // A job's grid rounds in the grid supervisor core (supervisor.ts): each
 // round's epoch is recorded in the catalog before its PREPARE leaves (G3),
@@ -15,10 +15,11 @@ export function startRound(st: GridState, job: GJob, out: GridStep): void {
   job.highestEpoch = epoch > job.highestEpoch ? epoch : job.highestEpoch;
   st.save(out); // G3: the epoch is on disk before its PREPARE leaves
   job.doneAtCut.clear();
-  roundStep(st, job, {
-    kind: 'start', roundId: `${job.jobId}-g${epoch}`, jobId: job.jobId, epoch, parentEpoch: last,
-    participants: st.clustersOf(job), full: last === null,
-  }, out);
+  // The requests waiting for a round get this one's outcome.
+  job.checkpointRound.push(...job.checkpointNext.splice(0));
+  const participants = st.clustersOf(job);
+  st.emit({ kind: 'roundStarted', jobId: job.jobId, epoch, parentEpoch: last, full: last === null, participants });
+  roundStep(st, job, { kind: 'start', roundId: `${job.jobId}-g${epoch}`, jobId: job.jobId, epoch, parentEpoch: last, participants, full: last === null }, out);
 }
 
 export function roundStep(st: GridState, job: GJob, input: RoundInput, out: GridStep): void {
@@ -55,8 +56,11 @@ export function lineWritten(st: GridState, jobId: string, epoch: bigint, error: 
 
 function onRoundEnd(st: GridState, job: GJob, r: RoundReply, out: GridStep): void {
   if (r.kind === 'prepareDone') return;
-  job.nextRoundAtMs = st.nowMs + st.config.checkpointIntervalMs;
+  st.emit({ kind: 'roundFinished', jobId: job.jobId, outcome: r });
+  // A checkpoint request waiting for the next round gets one at once.
+  job.nextRoundAtMs = st.nowMs + (job.checkpointNext.length > 0 ? 0 : st.config.checkpointIntervalMs);
   if (r.kind === 'aborted') job.lastError = `grid round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
+  answerCheckpoints(st, job, r, out);
   if (!job.final) return;
   const ended = st.clustersOf(job).every((c) => job.doneAtCut.has(c));
   if (r.kind === 'committed' && !ended) {
@@ -66,18 +70,37 @@ function onRoundEnd(st: GridState, job: GJob, r: RoundReply, out: GridStep): voi
     return;
   }
   if (r.kind === 'committed') {
-    job.state = 'completed';
     job.lastError = `completed; its end state is line ${r.epoch}`;
+    st.become(job, 'completed', job.lastError);
     for (const c of st.clustersOf(job)) st.call(out, c, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'stop', null);
     st.save(out);
     return;
   }
   job.final.attempts += 1;
+  job.final.reasons.push(`attempt ${job.final.attempts}: grid round ${r.epoch} aborted in ${r.phase}: ${r.reason}`);
   job.nextRoundAtMs = st.nowMs + st.config.retryMs;
   if (job.final.attempts >= st.config.maxFinalAttempts) {
-    job.state = 'failed';
-    job.lastError = `the final round failed ${job.final.attempts} times: the job's end state is in no epoch (${job.lastError})`;
+    job.lastError = `its units finished but the final round did not commit, so its final state is in no epoch (${job.final.reasons.join('; ')})`;
+    st.become(job, 'failed', job.lastError);
+    refuseCheckpoints(st, job, 'failed-precondition', `job ${job.jobId} failed`, out);
     st.save(out);
+  }
+}
+
+function answerCheckpoints(st: GridState, job: GJob, r: RoundOutcome, out: GridStep): void {
+  const line = job.lines.at(-1);
+  for (const reqId of job.checkpointRound.splice(0)) {
+    const answer: CheckpointAnswer = r.kind === 'committed' && line?.epoch === r.epoch
+      ? { kind: 'committed', outcome: r, line }
+      : { kind: 'refused', code: 'aborted', reason: r.kind === 'committed' ? `grid round ${r.epoch} committed without its line` : `grid round ${r.epoch} aborted in ${r.phase}: ${r.reason}` };
+    out.reply.push({ to: 'operator', kind: 'checkpointed', reqId, answer });
+  }
+}
+
+/** The job leaves running (a recovery, its end): the requests waiting for a round get none. */
+export function refuseCheckpoints(_st: GridState, job: GJob, code: 'failed-precondition' | 'aborted', reason: string, out: GridStep): void {
+  for (const reqId of [...job.checkpointNext.splice(0), ...job.checkpointRound.splice(0)]) {
+    out.reply.push({ to: 'operator', kind: 'checkpointed', reqId, answer: { kind: 'refused', code, reason } });
   }
 }
 
@@ -87,11 +110,11 @@ export function checkFinal(st: GridState, job: GJob, out: GridStep): void {
   const done = st.clustersOf(job).every((c) => st.clusters.get(c)?.reported.get(job.jobId) === 'completed');
   if (!done) return;
   if (st.mutant('complete-without-final-epoch')) {
-    job.state = 'completed';
+    st.become(job, 'completed', 'every share completed');
     st.save(out);
     return;
   }
-  job.final = { attempts: 0 };
+  job.final = { attempts: 0, reasons: [] };
   // At once; after a final round that found a share not done after all, only after a pause.
   job.nextRoundAtMs = job.finalMissed ? Math.min(job.nextRoundAtMs, st.nowMs + st.config.retryMs) : st.nowMs;
   job.finalMissed = false;

@@ -2,7 +2,7 @@ import type { Verdict } from '../../detector/monitor.js';
 import type { RoundCoordinator } from '../../protocol/core/round.js';
 import type { ClusterRestore } from './recovery-plan.js';
 import type { ClusterRequest, MemberJobState } from '../../protocol/messages.js';
-import type { GridJobRow, GridJobState, GridLine, GridStep, GridSupervisorConfig } from './supervisor-types.js';
+import type { GridEvent, GridJobRow, GridJobState, GridLine, GridStep, GridSupervisorConfig } from './supervisor-types.js';
 
 // The grid supervisor core's state (supervisor.ts holds the intuition and
 // invariants G1..G6): its clusters, its jobs and its calls in flight, with
@@ -13,6 +13,10 @@ import type { GridJobRow, GridJobState, GridLine, GridStep, GridSupervisorConfig
 
 /** Lines remembered per job (G6). */
 export const KEEP_LINES = 8;
+/** Events kept between two drains (G6); older ones are dropped and counted. */
+export const MAX_EVENTS = 4_096;
+/** Checkpoint requests waiting per job (G6). */
+export const MAX_CHECKPOINT_WAITERS = 64;
 
 export interface ClusterEntry {
   clusterId: string;
@@ -22,6 +26,10 @@ export interface ClusterEntry {
   freeUnits: number;
   registered: boolean;
   reported: Map<string, MemberJobState>;
+  /** The lease it gives its agents (its registration says; 0 before it registered with this incarnation of the grid). */
+  agentLeaseMs: number;
+  /** Registered after a grid restart: its first beat tells which of its shares it no longer has. */
+  checkForgotten: boolean;
 }
 
 export interface Recovery {
@@ -33,6 +41,12 @@ export interface Recovery {
   retry: Map<string, number>;
   /** What each cluster restores, once planned (core/recovery-plan.ts). */
   restores: Map<string, ClusterRestore>;
+  /** When the first attempt began (a recovery's time, lease wait included). */
+  startedAtMs: number;
+  /** Lines a walk-back passed over, and why (§3.6: say which). */
+  passedOver: string[];
+  /** What the plan moved, once planned ('' if nothing). */
+  moved: string;
 }
 
 export interface GJob {
@@ -46,7 +60,7 @@ export interface GJob {
   round: RoundCoordinator;
   recovery: Recovery | null;
   nextRoundAtMs: number;
-  final: { attempts: number } | null;
+  final: { attempts: number; reasons: string[] } | null;
   lastError: string;
   submit: { reqId: number; waiting: Set<number> } | null;
   /** A final round committed while a share was not done at its cut (its report predated a restart of its own). */
@@ -55,6 +69,13 @@ export interface GJob {
   gen: number;
   /** Clusters whose PREPARED of the running round said their share had ended. */
   doneAtCut: Set<string>;
+  /** Recoveries that ended well. */
+  recoveries: number;
+  /** Clusters lost for this job only (their share failed) → when this job stopped being leased to them. */
+  shareLostAtMs: Map<string, number>;
+  /** Checkpoint requests waiting for the next round, and those the running round answers. */
+  checkpointNext: number[];
+  checkpointRound: number[];
 }
 
 export type Pending = { jobId: string; cluster: string; kind: ClusterRequest['kind']; epoch: bigint | null; what: 'round' | 'restore' | 'submit' | 'stop' };
@@ -67,6 +88,9 @@ export class GridState {
   stepNo = 0;
   /** Calls issued by the current step (GridSupervisor.step keeps them while its persist is in flight). */
   issued: number[] = [];
+  readonly events: GridEvent[] = [];
+  eventsDropped = 0;
+  failuresDetected = 0;
 
   constructor(readonly config: GridSupervisorConfig, public nowMs: number, readonly startedAtMs: number) {}
 
@@ -77,8 +101,23 @@ export class GridState {
   rows(): GridJobRow[] {
     return [...this.jobs.values()].map((j) => ({
       jobId: j.jobId, units: j.units, state: j.state, clusters: Object.fromEntries(j.clusters), highestEpoch: String(j.highestEpoch),
-      lines: j.lines, lost: [...j.lost], lastError: j.lastError,
+      lines: j.lines, lost: [...j.lost], lastError: j.lastError, recoveries: j.recoveries,
     }));
+  }
+
+  emit(e: GridEvent): void {
+    if (this.events.length >= MAX_EVENTS) {
+      this.events.shift();
+      this.eventsDropped += 1;
+    }
+    this.events.push(e);
+  }
+
+  /** A job's state changes (an event says so). */
+  become(job: GJob, to: GridJobState, reason: string): void {
+    if (job.state === to) return;
+    this.emit({ kind: 'jobState', jobId: job.jobId, from: job.state, to, reason });
+    job.state = to;
   }
 
   save(out: GridStep): void {
@@ -89,7 +128,7 @@ export class GridState {
     let c = this.clusters.get(id);
     if (!c) {
       // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
-      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: this.startedAtMs, freeUnits: 0, registered: false, reported: new Map() };
+      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: this.startedAtMs, freeUnits: 0, registered: false, reported: new Map(), agentLeaseMs: 0, checkForgotten: false };
       this.clusters.set(id, c);
     }
     return c;

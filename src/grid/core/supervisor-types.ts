@@ -1,5 +1,6 @@
 import type { DetectorConfig } from '../../detector/config.js';
-import type { RoundConfig } from '../../protocol/core/round-types.js';
+import type { VerdictChange } from '../../detector/monitor.js';
+import type { CommittedOutcome, RoundConfig, RoundOutcome } from '../../protocol/core/round-types.js';
 import type { ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../../protocol/messages.js';
 
 // The grid supervisor core's inputs, actions and durable catalog.
@@ -44,6 +45,8 @@ export interface GridJobRow {
   lines: GridLine[];
   lost: string[];
   lastError: string;
+  /** Recoveries that ended well (absent in catalogs written before it was kept). */
+  recoveries?: number;
 }
 
 /** The grid catalog, written whole and atomically; `step` names the core step whose sends wait on it. */
@@ -51,6 +54,10 @@ export interface GridCatalogRecord { kind: 'catalog'; jobs: GridJobRow[]; reason
 
 export type GridInput =
   | { kind: 'submit'; reqId: number; jobId: string; units: string[] }
+  /** RegisterCluster: the cluster (its store is named by its id) and the lease it gives its agents. */
+  | { kind: 'clusterRegistered'; reqId: number; clusterId: string; incarnation: bigint; agentLeaseMs: number }
+  /** CheckpointGridJob: one grid round of the job now (after the one running), answered with its outcome. */
+  | { kind: 'checkpoint'; reqId: number; jobId: string }
   | { kind: 'clusterHeartbeat'; hb: Heartbeat }
   | { kind: 'clusterAnswer'; cluster: string; reqId: number; answer: ClusterAnswer }
   | { kind: 'clusterUnreachable'; cluster: string; reqId: number; reason: string }
@@ -64,7 +71,49 @@ export type GridSend = { to: string; call: ClusterCall };
 
 export type GridReply =
   | { to: string; kind: 'beat'; seq: number; answer: HeartbeatAnswer }
-  | { to: 'operator'; kind: 'submitted'; reqId: number; ok: boolean; reason: string };
+  | { to: 'operator'; kind: 'submitted'; reqId: number; ok: boolean; reason: string }
+  | { to: string; kind: 'registered'; reqId: number; ok: boolean; reason: string }
+  | { to: 'operator'; kind: 'checkpointed'; reqId: number; answer: CheckpointAnswer };
+
+/** A checkpoint request's answer: the committed round and its line, or why there was none. */
+export type CheckpointAnswer =
+  | { kind: 'committed'; outcome: CommittedOutcome; line: GridLine }
+  | { kind: 'refused'; code: 'not-found' | 'failed-precondition' | 'aborted'; reason: string };
+
+/** What happened, for the shell's Watch stream, metrics and logs (drainEvents). */
+export type GridEvent =
+  | { kind: 'clusterRegistered'; clusterId: string; incarnation: bigint }
+  | { kind: 'clusterVerdict'; change: VerdictChange }
+  | { kind: 'jobPlaced'; jobId: string; clusters: Record<string, string> }
+  | { kind: 'jobState'; jobId: string; from: GridJobState | null; to: GridJobState; reason: string }
+  | { kind: 'roundStarted'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; participants: string[] }
+  | { kind: 'roundFinished'; jobId: string; outcome: RoundOutcome }
+  | { kind: 'recoveryStarted'; jobId: string; reason: string }
+  | { kind: 'recovered'; jobId: string; ms: number; ok: boolean; detail: string };
+
+/** A job as GridStatus shows it. */
+export interface GridJobView {
+  jobId: string;
+  state: GridJobState;
+  units: string[];
+  clusters: Map<string, string>;
+  lines: GridLine[];
+  roundsCommitted: number;
+  roundsAborted: number;
+  recoveries: number;
+  lastError: string;
+}
+
+/** A cluster as GridStatus shows it (the shell adds its address and store). */
+export interface GridClusterView {
+  clusterId: string;
+  incarnation: bigint;
+  verdict: string;
+  registered: boolean;
+  phi: number;
+  silenceMs: number;
+  freeUnits: number;
+}
 
 export interface GridStep {
   persist: GridPersist[];

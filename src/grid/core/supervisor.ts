@@ -1,11 +1,12 @@
-import { Monitor, type VerdictChange } from '../../detector/monitor.js';
+import { Monitor } from '../../detector/monitor.js';
 import { RoundCoordinator } from '../../protocol/core/round.js';
-import type { ClusterAnswer, Heartbeat } from '../../protocol/messages.js';
+import type { ClusterAnswer } from '../../protocol/messages.js';
 import { checkGridInvariants } from './supervisor-checks.js';
+import { clusterLost, onBeat, onRegister, verdicts } from './supervisor-clusters.js';
 import { advanceRecovery, beginRecovery, onRestoreAnswer } from './supervisor-recovery.js';
 import { checkFinal, lineWritten, roundStep, startRound } from './supervisor-rounds.js';
-import { GridState, type GJob } from './supervisor-state.js';
-import type { GridInput, GridJobRow, GridJobState, GridLine, GridPersist, GridStep, GridSupervisorConfig } from './supervisor-types.js';
+import { GridState, MAX_CHECKPOINT_WAITERS, type GJob } from './supervisor-state.js';
+import type { GridClusterView, GridEvent, GridInput, GridJobRow, GridJobState, GridJobView, GridPersist, GridStep, GridSupervisorConfig } from './supervisor-types.js';
 
 // The grid coordinator's job supervisor as a pure core: clusters' membership
 // through the detector core, coordinated grid rounds through the round core
@@ -34,17 +35,17 @@ import type { GridInput, GridJobRow, GridJobState, GridLine, GridPersist, GridSt
 //  G6. Bounded: jobs ≤ maxJobs, lines ≤ KEEP_LINES per job.
 //
 // The parts: the state and its shared primitives (supervisor-state.ts), the
-// recovery machine (supervisor-recovery.ts), a job's rounds and its final
-// round (supervisor-rounds.ts) and the invariant checks (supervisor-checks.ts);
-// the catalog's resume, submits, membership, clusters' answers and time are
-// here.
+// clusters' registration, heartbeats and verdicts (supervisor-clusters.ts),
+// the recovery machine (supervisor-recovery.ts), a job's rounds, its final
+// round and checkpoint requests (supervisor-rounds.ts) and the invariant
+// checks (supervisor-checks.ts); the catalog's resume, submits, clusters'
+// answers, time, events and views are here.
 
 export class GridSupervisor {
   private readonly st: GridState;
   private readonly monitor: Monitor;
   /** Calls issued by recent steps that persisted: if the persist fails, the driver never sent them. */
   private readonly stepCalls = new Map<number, number[]>();
-  failuresDetected = 0;
 
   constructor(private readonly config: GridSupervisorConfig, catalog: GridJobRow[], nowMs: number) {
     this.monitor = new Monitor(config.detector);
@@ -58,10 +59,12 @@ export class GridSupervisor {
     const out: GridStep = { persist: [], send: [], reply: [] };
     this.st.stepNo += 1;
     this.st.issued = [];
-    this.verdicts(this.monitor.step({ kind: 'tick' }, nowMs).changes, out);
+    verdicts(this.st, this.monitor.step({ kind: 'tick' }, nowMs).changes, out);
     switch (input.kind) {
       case 'submit': this.onSubmit(input.reqId, input.jobId, input.units, out); break;
-      case 'clusterHeartbeat': this.onBeat(input.hb, out); break;
+      case 'clusterRegistered': onRegister(this.st, this.monitor, input, out); break;
+      case 'checkpoint': this.onCheckpoint(input.reqId, input.jobId, out); break;
+      case 'clusterHeartbeat': onBeat(this.st, this.monitor, input.hb, out); break;
       case 'clusterAnswer': this.onAnswer(input.reqId, input.answer, false, out); break;
       case 'clusterUnreachable': this.onAnswer(input.reqId, { kind: 'refused', reason: `unreachable: ${input.reason}` }, true, out); break;
       case 'persisted': if (input.what.lineOf) lineWritten(this.st, input.what.lineOf.jobId, input.what.lineOf.epoch, null, out); break;
@@ -98,9 +101,44 @@ export class GridSupervisor {
     return this.st.jobs.get(jobId)?.state ?? null;
   }
 
-  jobView(jobId: string): { state: GridJobState; lines: GridLine[]; clusters: Map<string, string>; lastError: string } | null {
+  jobIds(): string[] {
+    return [...this.st.jobs.keys()].sort();
+  }
+
+  jobView(jobId: string): GridJobView | null {
     const j = this.st.jobs.get(jobId);
-    return j ? { state: j.state, lines: [...j.lines], clusters: new Map(j.clusters), lastError: j.lastError } : null;
+    if (!j) return null;
+    const s = j.round.status();
+    return {
+      jobId, state: j.state, units: [...j.units], clusters: new Map(j.clusters), lines: [...j.lines],
+      roundsCommitted: s.roundsCommitted, roundsAborted: s.roundsAborted, recoveries: j.recoveries, lastError: j.lastError,
+    };
+  }
+
+  clustersView(): GridClusterView[] {
+    const status = new Map(this.monitor.status(this.st.nowMs).map((s) => [s.peer, s]));
+    return [...this.st.clusters.values()].map((c) => ({
+      clusterId: c.clusterId, incarnation: c.incarnation, verdict: c.verdict, registered: c.registered,
+      phi: status.get(c.clusterId)?.phi ?? 0, silenceMs: status.get(c.clusterId)?.lastHeartbeatAgeMs ?? 0, freeUnits: c.freeUnits,
+    })).sort((a, b) => (a.clusterId < b.clusterId ? -1 : a.clusterId > b.clusterId ? 1 : 0));
+  }
+
+  get failuresDetected(): number {
+    return this.st.failuresDetected;
+  }
+
+  /** Recoveries of every job that ended well. */
+  recoveries(): number {
+    return [...this.st.jobs.values()].reduce((a, j) => a + j.recoveries, 0);
+  }
+
+  /** What happened since the last drain, oldest first (bounded: eventsDropped counts what was lost). */
+  drainEvents(): GridEvent[] {
+    return this.st.events.splice(0);
+  }
+
+  get eventsDropped(): number {
+    return this.st.eventsDropped;
   }
 
   // ---- catalog ---------------------------------------------------------------------
@@ -117,6 +155,7 @@ export class GridSupervisor {
     job.lines = row.lines;
     job.state = row.state;
     job.lastError = row.lastError;
+    job.recoveries = row.recoveries ?? 0;
     for (const id of row.lost) job.lost.add(id);
     for (const id of new Set(job.clusters.values())) this.st.entry(id);
     if (job.state === 'recovering') job.state = 'running';
@@ -128,6 +167,7 @@ export class GridSupervisor {
       jobId, units: [...units].sort(), state: 'running', clusters, highestEpoch, lines: [], lost: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highestEpoch, this.config.mutants), recovery: null, nextRoundAtMs: this.st.nowMs + this.config.checkpointIntervalMs,
       final: null, lastError: '', submit: null, gen: 0, doneAtCut: new Set(), finalMissed: false,
+      recoveries: 0, shareLostAtMs: new Map(), checkpointNext: [], checkpointRound: [],
     };
     this.st.jobs.set(jobId, job);
     return job;
@@ -145,6 +185,8 @@ export class GridSupervisor {
     const sorted = [...units].sort();
     const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), old?.highestEpoch ?? 0n);
     job.submit = { reqId, waiting: new Set() };
+    this.st.emit({ kind: 'jobPlaced', jobId, clusters: Object.fromEntries(job.clusters) });
+    this.st.emit({ kind: 'jobState', jobId, from: null, to: 'running', reason: 'submitted' });
     this.st.save(out);
     for (const c of this.st.clustersOf(job)) {
       this.st.entry(c).lastGrantMs = Math.max(this.st.entry(c).lastGrantMs, this.st.nowMs + this.config.callTimeoutMs);
@@ -152,78 +194,15 @@ export class GridSupervisor {
     }
   }
 
-  private onBeat(hb: Heartbeat, out: GridStep): void {
-    let c = this.st.clusters.get(hb.member);
-    const reply = (known: boolean, leasedJobs: string[]): void => void out.reply.push({ to: hb.member, kind: 'beat', seq: hb.seq, answer: { known, leasedJobs, leaseMs: this.config.clusterLeaseMs } });
-    if (c && c.registered && hb.incarnation < c.incarnation) return reply(false, []);
-    if (!c || !c.registered || hb.incarnation > c.incarnation || c.verdict === 'failed') {
-      const restarted = c !== undefined && c.registered && hb.incarnation > c.incarnation && c.verdict !== 'failed';
-      const sameBack = c !== undefined && c.registered && c.incarnation === hb.incarnation;
-      const resumed = c !== undefined && !c.registered;
-      c = { clusterId: hb.member, incarnation: hb.incarnation, verdict: 'alive', lastGrantMs: c?.lastGrantMs ?? this.st.nowMs, freeUnits: hb.freeUnits, registered: true, reported: new Map() };
-      this.st.clusters.set(hb.member, c);
-      if (sameBack) this.monitor.step({ kind: 'unwatch', peer: hb.member }, this.st.nowMs);
-      this.verdicts(this.monitor.step({ kind: 'watch', peer: hb.member, incarnation: hb.incarnation }, this.st.nowMs).changes, out);
-      // A new incarnation knows none of the old one's jobs: for them it is lost.
-      if (restarted) this.clusterLost(hb.member, `cluster ${hb.member} restarted`, out);
-      // Back to a grid that restarted: a share it does not know was lost with an incarnation this grid never saw.
-      if (resumed) this.forgotten(hb, out);
-    }
-    const r = this.monitor.step({ kind: 'heartbeat', peer: hb.member, incarnation: hb.incarnation, sentSeq: hb.seq }, this.st.nowMs);
-    this.verdicts(r.changes, out);
-    if (r.ignored !== null || c.verdict === 'failed') return reply(false, []);
-    c.freeUnits = hb.freeUnits;
-    c.reported = new Map(hb.jobs.filter((j) => j.gen === this.st.jobs.get(j.jobId)?.gen).map((j) => [j.jobId, j.state]));
-    const leased = this.leasedOn(hb.member);
-    // max: a submit or restore still in flight may have set a later bound (send + deadline) than this answer (G1).
-    if (leased.length > 0) c.lastGrantMs = Math.max(c.lastGrantMs, this.st.nowMs);
-    reply(true, leased);
-    this.onShares(hb.member, out);
-  }
-
-  private leasedOn(clusterId: string): string[] {
-    return [...this.st.jobs.values()]
-      .filter((j) => (j.state === 'running' || j.state === 'recovering') && !j.lost.has(clusterId) && this.st.clustersOf(j).includes(clusterId))
-      .map((j) => j.jobId).sort();
-  }
-
-  /** What a cluster's heartbeat says of its shares: fenced, failed or forgotten ones roll the job back; completion is noted. */
-  private onShares(clusterId: string, out: GridStep): void {
-    for (const job of this.st.jobs.values()) {
-      if (job.state !== 'running' || job.recovery || job.submit || !this.st.clustersOf(job).includes(clusterId)) continue;
-      const share = this.st.clusters.get(clusterId)!.reported.get(job.jobId);
-      // (The old grid acted on fenced shares only: a failed one then ran aborted rounds forever.)
-      if (share === 'fenced' || (share === 'failed' && !this.st.mutant('restore-onto-dead-node')) || share === 'stopped') {
-        beginRecovery(this.st, job, `cluster ${clusterId} has the job ${share}`, null, out);
-      }
-    }
-  }
-
-  private forgotten(hb: Heartbeat, out: GridStep): void {
-    const known = new Set(hb.jobs.map((j) => j.jobId));
-    for (const job of this.st.jobs.values()) {
-      if (job.state === 'running' && !job.recovery && this.st.clustersOf(job).includes(hb.member) && !known.has(job.jobId)) {
-        beginRecovery(this.st, job, `cluster ${hb.member} no longer has the job`, null, out);
-      }
-    }
-  }
-
-  private verdicts(changes: VerdictChange[], out: GridStep | null): void {
-    for (const ch of changes) {
-      const c = this.st.clusters.get(ch.peer);
-      if (!c || c.incarnation !== ch.incarnation) continue;
-      c.verdict = ch.to;
-      if (ch.to !== 'failed') continue;
-      this.failuresDetected += 1;
-      this.clusterLost(ch.peer, `cluster ${ch.peer} declared failed`, out);
-    }
-  }
-
-  private clusterLost(clusterId: string, reason: string, out: GridStep | null): void {
-    for (const job of this.st.jobs.values()) {
-      if ((job.state !== 'running' && job.state !== 'recovering') || !this.st.clustersOf(job).includes(clusterId)) continue;
-      beginRecovery(this.st, job, reason, clusterId, out);
-    }
+  /** CheckpointGridJob: the next round (at once when none runs), answered with its outcome. */
+  private onCheckpoint(reqId: number, jobId: string, out: GridStep): void {
+    const refuse = (code: 'not-found' | 'failed-precondition' | 'aborted', reason: string): void => void out.reply.push({ to: 'operator', kind: 'checkpointed', reqId, answer: { kind: 'refused', code, reason } });
+    const job = this.st.jobs.get(jobId);
+    if (!job) return refuse('not-found', `unknown job ${JSON.stringify(jobId)} on grid ${this.config.gridId}`);
+    if (job.state !== 'running') return refuse('failed-precondition', `job ${jobId} is ${job.state}; it is not checkpointed now`);
+    if (job.checkpointNext.length >= MAX_CHECKPOINT_WAITERS) return refuse('aborted', `at most ${MAX_CHECKPOINT_WAITERS} checkpoint requests of job ${jobId} wait`);
+    job.checkpointNext.push(reqId);
+    if (job.round.status().phase === 'idle') job.nextRoundAtMs = Math.min(job.nextRoundAtMs, this.st.nowMs);
   }
 
   // ---- clusters' answers -----------------------------------------------------------
@@ -266,7 +245,8 @@ export class GridSupervisor {
     for (const c of this.st.clusters.values()) {
       if (!c.registered && c.verdict !== 'failed' && this.st.nowMs >= this.st.startedAtMs + this.config.clusterLeaseMs) {
         c.verdict = 'failed';
-        this.clusterLost(c.clusterId, `cluster ${c.clusterId} did not register again after the grid restarted`, out);
+        this.st.failuresDetected += 1;
+        clusterLost(this.st, c.clusterId, `cluster ${c.clusterId} did not register again after the grid restarted`, out);
       }
     }
     for (const job of this.st.jobs.values()) {

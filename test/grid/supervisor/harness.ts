@@ -29,6 +29,9 @@ export class GridHarness {
   readonly log: Logged[] = [];
   nowMs: number;
   private readonly seq = new Map<string, number>();
+  /** Each cluster's incarnation as it last registered (its beats carry it). */
+  readonly incarnations = new Map<string, bigint>();
+  private nextReq = 1_000;
   private readonly nextBeatAt = new Map<string, number>();
   /** What each cluster reports of its shares on its heartbeats. */
   readonly reports = new Map<string, Array<{ jobId: string; state: MemberJobState; gen: number }>>();
@@ -91,15 +94,22 @@ export class GridHarness {
   heartbeat(cluster: string, over: Partial<Heartbeat> = {}, t = this.nowMs): GridStep {
     const seq = (this.seq.get(cluster) ?? 0) + 1;
     this.seq.set(cluster, seq);
-    return this.step({ kind: 'clusterHeartbeat', hb: { member: cluster, incarnation: 1n, seq, sentAtMs: t, jobs: this.reports.get(cluster) ?? [], freeUnits: this.free.get(cluster) ?? 6, ...over } }, t);
+    return this.step({ kind: 'clusterHeartbeat', hb: { member: cluster, incarnation: this.incarnations.get(cluster) ?? 1n, seq, sentAtMs: t, jobs: this.reports.get(cluster) ?? [], freeUnits: this.free.get(cluster) ?? 6, ...over } }, t);
   }
 
   answer(call: SentCall, answer: ClusterAnswer, t = this.nowMs): GridStep {
     return this.step({ kind: 'clusterAnswer', cluster: call.to, reqId: call.reqId, answer }, t);
   }
 
+  /** RegisterCluster: the cluster's beats carry this incarnation from now on. */
+  registerCluster(cluster: string, incarnation = 1n, t = this.nowMs, agentLeaseMs = 0): GridStep {
+    this.incarnations.set(cluster, incarnation);
+    return this.step({ kind: 'clusterRegistered', reqId: this.nextReq++, clusterId: cluster, incarnation, agentLeaseMs }, t);
+  }
+
   register(clusters = CLUSTERS, t = this.nowMs): void {
     for (const c of clusters) {
+      this.registerCluster(c, this.incarnations.get(c) ?? 1n, t);
       this.heartbeat(c, {}, t);
       this.nextBeatAt.set(c, t + 50);
     }

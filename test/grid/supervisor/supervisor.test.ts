@@ -43,11 +43,15 @@ function commitRound(h: GridHarness, prepareStep: GridStep, done: Record<string,
 }
 
 describe('GridSupervisor: membership and submit', () => {
-  it('registers a cluster by its heartbeat and answers with the cluster lease; an older incarnation is unknown', () => {
+  it('a beat counts once its cluster registered (RegisterCluster); an unregistered cluster or another incarnation is unknown; an older registration is refused', () => {
     const h = new GridHarness();
-    expect(h.heartbeat('c1', {}, 0)).toEqual({ persist: [], send: [], reply: [{ to: 'c1', kind: 'beat', seq: 1, answer: { known: true, leasedJobs: [], leaseMs: 1000 } }] });
-    h.heartbeat('c2', { incarnation: 3n }, 1);
-    expect(h.heartbeat('c2', { incarnation: 2n }, 2).reply).toEqual([{ to: 'c2', kind: 'beat', seq: 2, answer: { known: false, leasedJobs: [], leaseMs: 1000 } }]);
+    const unknown = { known: false, leasedJobs: [], leaseMs: 1000 };
+    expect(h.heartbeat('c1', {}, 0).reply).toEqual([{ to: 'c1', kind: 'beat', seq: 1, answer: unknown }]);
+    expect(h.registerCluster('c1', 1n, 0).reply).toEqual([{ to: 'c1', kind: 'registered', reqId: expect.any(Number), ok: true, reason: 'registered' }]);
+    expect(h.heartbeat('c1', {}, 0)).toEqual({ persist: [], send: [], reply: [{ to: 'c1', kind: 'beat', seq: 2, answer: { known: true, leasedJobs: [], leaseMs: 1000 } }] });
+    h.registerCluster('c2', 3n, 1);
+    expect(h.heartbeat('c2', { incarnation: 2n }, 2).reply).toEqual([{ to: 'c2', kind: 'beat', seq: 1, answer: unknown }]);
+    expect(h.registerCluster('c2', 2n, 3).reply).toEqual([{ to: 'c2', kind: 'registered', reqId: expect.any(Number), ok: false, reason: 'fenced: cluster c2 incarnation 2 is older than 3' }]);
   });
 
   it('refuses a submit while no cluster is registered', () => {
@@ -65,7 +69,7 @@ describe('GridSupervisor: membership and submit', () => {
     expect(out).toEqual({
       persist: [{
         kind: 'catalog', reason: 'state', step: expect.any(Number),
-        jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '0', lines: [], lost: [], lastError: '' }],
+        jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '0', lines: [], lost: [], lastError: '', recoveries: 0 }],
       }],
       send: CLUSTERS.map((c, i) => ({ to: c, call: gridCall(i + 1, { kind: 'submitJob', jobId: JOB, units: SHARES[c]!, gen: 0 }) })),
       reply: [],
@@ -95,7 +99,7 @@ describe('GridSupervisor: rounds', () => {
     expect(round.t).toBe(10 + GRID_CONFIG.checkpointIntervalMs);
     expect(round.out.persist).toEqual([{
       kind: 'catalog', reason: 'state', step: expect.any(Number),
-      jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '1', lines: [], lost: [], lastError: '' }],
+      jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '1', lines: [], lost: [], lastError: '', recoveries: 0 }],
     }]);
     expect(round.out.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }]));
   });
@@ -119,7 +123,7 @@ describe('GridSupervisor: rounds', () => {
       send: [], reply: [],
       persist: [{
         kind: 'catalog', reason: 'line', step: expect.any(Number), lineOf: { jobId: JOB, epoch: 1n },
-        jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '1', lines: [line], lost: [], lastError: '' }],
+        jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '1', lines: [line], lost: [], lastError: '', recoveries: 0 }],
       }],
     });
     expect(h.core.jobView(JOB)!.lines).toEqual([]); // not before the write
@@ -312,7 +316,7 @@ describe('GridSupervisor: rollback and walk-back', () => {
     h.advance(200, CLUSTERS);
     // Its last grant: its last answered heartbeat, or the submit's bound (sent at 10, deadline 200) if later (G1).
     const lastGrant = Math.max(h.lastBeatOf('c2'), 10 + GRID_CONFIG.callTimeoutMs);
-    const out = h.heartbeat('c2', { incarnation: 2n }, 210);
+    const out = h.registerCluster('c2', 2n, 210);
     expect(out.persist).toEqual([expect.objectContaining({ jobs: [expect.objectContaining({ state: 'recovering', lost: ['c2'] })] })]);
     expect(calls(out).filter((c) => c.req.kind === 'restoreJob')).toEqual([]);
     const steps = h.advance(5000, CLUSTERS, (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
