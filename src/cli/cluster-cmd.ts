@@ -53,9 +53,10 @@ export function addClusterCommands(program: Command): void {
       const link = o['grid']
         ? linkToGrid({
             gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
-            storeDir: cfg.storeDir, agentLeaseMs: running.shell.settings.core.agentLeaseMs, onLeases: (jobs, sentAt, leaseMs) => running.shell.gridLeases(jobs, sentAt, leaseMs), log, runtime,
+            storeDir: cfg.storeDir, agentLeaseMs: running.shell.settings.core.agentLeaseMs, beatTimeoutMs: cfg.heartbeatIntervalMs * 5, log, runtime,
           })
         : null;
+      running.shell.attachGrid(link ? link.beat : null);
       const shutdown = () => {
         link?.stop();
         void running.stop().then(() => process.exit(0));
@@ -89,7 +90,7 @@ export function addClusterCommands(program: Command): void {
       const p = bankParams(o);
       const c = new ClusterClient(checkHostPort('cluster address', o.cluster));
       try {
-        const r = await c.submitJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)), gridManaged: false });
+        const r = await c.submitJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)), gridManaged: false, gridGen: 0n });
         if (o.json) printJson(r.job);
         else line(`job ${o.job} placed: ${r.job!.placements.map((x) => `${x.unitId}@${x.nodeId}`).join(' ')}`);
       } finally {

@@ -53,7 +53,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);
-      await c.submitJob(spec, req.gridManaged);
+      await c.submitJob(spec, req.gridManaged, Number(req.gridGen));
       return { job: jobStatusToPb(c, spec.jobId) };
     }, onBug),
     checkpointJob: unary(async (req) => {
@@ -75,7 +75,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     prepareRound: unary(async (req) => {
       const fence = required('fence', req.fence);
       const r = await c.gridPrepare(checkName('job id', req.jobId), fence.epoch, fence.incarnation, req.parentEpoch === 0n ? null : req.parentEpoch, req.full);
-      return { epoch: fence.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes) };
+      return { epoch: fence.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), done: r.done };
     }, onBug),
     commitRound: unary(async (req) => {
       const fence = required('fence', req.fence);
@@ -95,6 +95,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
       await c.restoreGridJob({
         jobId,
         gridIncarnation: fence.incarnation,
+        gen: Number(req.gen),
         spec,
         epoch: req.epoch === 0n ? null : req.epoch,
         adopt: req.adopt.map((a) => {
@@ -103,6 +104,11 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
         }),
       });
       return { job: jobStatusToPb(c, jobId) };
+    }, onBug),
+    stopGridJob: unary(async (req) => {
+      const fence = required('fence', req.fence);
+      await c.gridStop(checkName('job id', req.jobId), fence.incarnation);
+      return {};
     }, onBug),
     clusterStatus: unary(() => ({
       clusterId: c.settings.clusterId,

@@ -2,11 +2,17 @@ import type { Logger } from '../common/log.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { MEMBERSHIP_CHANNEL_OPTIONS } from '../common/grpc-call.js';
 import { failpoint } from '../common/failpoints.js';
-import { startMembership } from '../detector/membership.js';
+import type { Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
+import type { GridBeat } from './shell.js';
 
-// The cluster coordinator's tie to the grid coordinator (see
-// detector/membership.ts): each heartbeat answer renews the grid's lease on
-// the jobs it names, from the beat's send (the shell feeds it to the core).
+// The cluster coordinator's tie to the grid coordinator: the core's own
+// heartbeats to the grid (its shares' states with their gens, its free room:
+// push, not poll) go out as ClusterHeartbeat, and each answer goes back to
+// the core (it renews the grid's lease on the jobs it names, from the beat's
+// send). A beat needs this incarnation registered first (RegisterCluster:
+// address, store, agent lease); an answer known:false — the grid restarted or
+// declared this cluster failed — makes the next beat register again. A beat
+// that gets no answer is the grid detector's business: none goes to the core.
 
 export interface GridLinkOptions {
   gridAddress: string;
@@ -15,36 +21,65 @@ export interface GridLinkOptions {
   clusterAddress: string;
   storeDir: string;
   agentLeaseMs: number;
-  /** The grid's answer: these jobs are leased from sentAtMs for leaseMs. */
-  onLeases(jobs: string[], sentAtMs: number, leaseMs: number): void;
+  /** A beat's deadline: a few of the core's heartbeat intervals. */
+  beatTimeoutMs: number;
   log: Logger;
   runtime: TierRuntime;
 }
 
-export function linkToGrid(o: GridLinkOptions): { stop(): void } {
-  let leaseMs = 3_000;
+export interface GridLink {
+  beat: GridBeat;
+  stop(): void;
+}
+
+export function linkToGrid(o: GridLinkOptions): GridLink {
   const client = o.runtime.clients.gridClient(o.gridAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
-  const m = startMembership({
-    register: async () => {
-      failpoint('cluster.grid-link'); // a test's partition between this cluster and the grid
-      return client.registerCluster({
-        clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,
-      });
-    },
-    beat: async (seq, timeoutMs) => {
+  let registered = false;
+  let registering: Promise<boolean> | null = null;
+  let stopped = false;
+
+  const register = (): Promise<boolean> => {
+    registering ??= (async () => {
+      try {
+        failpoint('cluster.grid-link'); // a test's partition between this cluster and the grid
+        const r = await client.registerCluster({
+          clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,
+        });
+        if (!registered) o.log.info({ grid: r.gridId, leaseMs: r.leaseMs }, 'registered with the grid');
+        registered = true;
+      } catch (err) {
+        o.log.debug({ err: String(err) }, 'grid not reachable; registering again at the next beat');
+      } finally {
+        registering = null;
+      }
+      return registered;
+    })();
+    return registering;
+  };
+
+  const beat = async (hb: Heartbeat): Promise<HeartbeatAnswer | null> => {
+    if (stopped) return null;
+    if (!registered && !(await register())) return null;
+    try {
       failpoint('cluster.grid-link');
-      return client.clusterHeartbeat({ clusterId: o.clusterId, incarnation: o.incarnation, seq: BigInt(seq) }, timeoutMs);
-    },
-    onRegistered: (r) => {
-      leaseMs = r.leaseMs || 3_000;
-    },
-    onLeases: (jobs, sentAt) => o.onLeases(jobs, sentAt, leaseMs),
-    log: o.log,
-    time: o.runtime,
-  });
+      const a = await client.clusterHeartbeat({
+        clusterId: o.clusterId, incarnation: o.incarnation, seq: BigInt(hb.seq),
+        jobs: hb.jobs.map((j) => ({ jobId: j.jobId, state: j.state, gen: BigInt(j.gen) })), freeUnits: hb.freeUnits,
+      }, o.beatTimeoutMs);
+      if (!a.known) {
+        if (registered) o.log.warn({}, 'the grid does not know this cluster: registering again');
+        registered = false;
+      }
+      return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs };
+    } catch {
+      return null;
+    }
+  };
+
   return {
+    beat,
     stop() {
-      m.stop();
+      stopped = true;
       client.close();
     },
   };

@@ -6,7 +6,7 @@ import type { TierRuntime } from '../wire/clients.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { ClusterSupervisor } from './core/supervisor.js';
 import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, JobRow, LocalAnswer } from './core/supervisor-types.js';
-import type { AdoptSource, ClusterAnswer, ClusterRequest, MemberJobState } from '../protocol/messages.js';
+import type { AdoptSource, ClusterAnswer, ClusterRequest, Heartbeat, HeartbeatAnswer, MemberJobState } from '../protocol/messages.js';
 import { commitEpoch, storedSpecOf } from '../store/index.js';
 import { performAgentCall, type DurablePart } from './agent-calls.js';
 import { EpochSweeper } from './epoch-sweeper.js';
@@ -52,6 +52,9 @@ export interface Resume {
 
 type Waiter = (answer: unknown) => void;
 
+/** Sends one of the core's heartbeats to the grid (grid-link.ts): its answer, or null when it got none. */
+export type GridBeat = (hb: Heartbeat) => Promise<HeartbeatAnswer | null>;
+
 export class ClusterShell {
   readonly core: ClusterSupervisor;
   private readonly driver: SerialDriver<ClusterInput, ClusterPersist, ClusterSend, ClusterReply>;
@@ -66,6 +69,7 @@ export class ClusterShell {
   private readonly sharesDone = new Set<string>();
   private reqs = 0;
   private gridIncarnation = 0n;
+  private gridBeat: GridBeat | null = null;
   private stopped = false;
 
   constructor(
@@ -126,7 +130,7 @@ export class ClusterShell {
     return { known };
   }
 
-  async submitJob(spec: JobSpec, gridManaged: boolean): Promise<void> {
+  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0): Promise<void> {
     const live = this.core.jobView(spec.jobId);
     if (live && (live.state === 'running' || live.state === 'recovering' || live.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
@@ -135,7 +139,7 @@ export class ClusterShell {
     this.specs.set(spec.jobId, spec);
     const units = spec.units.map((u) => u.unitId);
     if (gridManaged) {
-      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: 0 }, this.gridIncarnation), 'already-exists');
+      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen }, this.gridIncarnation), 'already-exists');
       return;
     }
     const reqId = this.nextReq();
@@ -154,10 +158,15 @@ export class ClusterShell {
     return a;
   }
 
-  async gridPrepare(jobId: string, epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number }> {
+  async gridPrepare(jobId: string, epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number; done: boolean }> {
     const a = await this.askGrid({ kind: 'prepare', jobId, epoch, parentEpoch: full ? null : parentEpoch }, incarnation);
     if (a.kind !== 'prepared') throw gridRefusal(a, 'aborted');
-    return { pages: a.pages, bytes: a.bytes };
+    return { pages: a.pages, bytes: a.bytes, done: a.done };
+  }
+
+  /** The grid is done with the job (completed or failed): its units stop here. */
+  async gridStop(jobId: string, incarnation: bigint): Promise<void> {
+    expectOk(await this.askGrid({ kind: 'stopJob', jobId }, incarnation), 'failed-precondition');
   }
 
   async gridCommit(jobId: string, epoch: bigint, incarnation: bigint): Promise<void> {
@@ -170,16 +179,16 @@ export class ClusterShell {
   }
 
   /** The grid's recovery after it lost a cluster: roll this share back and adopt the lost cluster's units. */
-  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }> }): Promise<void> {
+  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; gen: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }> }): Promise<void> {
     for (const a of r.adopt) this.stores.set(a.fromCluster, a.storeDir);
     this.specs.set(r.jobId, r.spec);
     const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.units }));
-    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: 0 }, r.gridIncarnation), 'failed-precondition');
+    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen }, r.gridIncarnation), 'failed-precondition');
   }
 
-  /** The grid's answer to this cluster's heartbeat: the jobs whose grid lease it renews, from sentAtMs. */
-  gridLeases(leasedJobs: string[], sentAtMs: number, leaseMs: number): void {
-    this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs: Math.floor(sentAtMs), answer: { known: true, leasedJobs, leaseMs } });
+  /** From now on the core's heartbeats to the grid go through this (grid-link.ts); its answers renew the grid's leases. */
+  attachGrid(beat: GridBeat | null): void {
+    this.gridBeat = beat;
   }
 
   spec(jobId: string): JobSpec | null {
@@ -223,8 +232,7 @@ export class ClusterShell {
   }
 
   private send(s: ClusterSend): void {
-    // The core's beats to the grid are not sent: the grid link (grid-link.ts) beats and feeds its answers back.
-    if ('heartbeat' in s) return;
+    if ('heartbeat' in s) return this.beatGrid(s.heartbeat);
     const node = s.to;
     const reqId = s.call.reqId;
     const target = this.nodes.get(node);
@@ -240,6 +248,14 @@ export class ClusterShell {
     }, node, s.call).then((r) => {
       if (this.stopped) return;
       this.driver.input(r.kind === 'answer' ? { kind: 'agentAnswer', node, reqId, answer: r.answer } : { kind: 'agentUnreachable', node, reqId, reason: r.reason });
+    });
+  }
+
+  /** One of the core's heartbeats to the grid (its shares' states, its free room); the answer goes back to the core. */
+  private beatGrid(hb: Heartbeat): void {
+    if (!this.gridBeat) return;
+    void this.gridBeat(hb).then((answer) => {
+      if (answer && !this.stopped) this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs: hb.sentAtMs, answer });
     });
   }
 
@@ -342,7 +358,8 @@ function expectOk(a: ClusterAnswer, code: 'already-exists' | 'failed-preconditio
 function gridRefusal(a: ClusterAnswer, code: 'aborted' | 'already-exists' | 'failed-precondition'): GridError {
   switch (a.kind) {
     case 'corrupt': return new GridError('data-loss', `epoch ${a.epoch} of cluster ${a.store} is damaged: ${a.reason}`);
-    case 'busy': return new GridError('unavailable', a.reason);
+    // ABORTED, not UNAVAILABLE: the grid asks a busy cluster again later, and takes UNAVAILABLE for a call that never arrived.
+    case 'busy': return new GridError('aborted', a.reason);
     case 'refused': return new GridError(a.reason.startsWith('fenced') ? 'failed-precondition' : code, a.reason);
     default: return new GridError('internal', `unexpected answer ${a.kind}`);
   }

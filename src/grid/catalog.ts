@@ -1,14 +1,15 @@
-import { GridError } from '../common/errors.js';
 import { DurableJson } from '../runtime/durable-json.js';
 import type { StoredJobSpec } from '../store/index.js';
+import type { GridJobRow, GridLine } from './core/supervisor-types.js';
 
-// The grid catalog: every committed recovery line (job, grid epoch, each
-// cluster's epoch, and which cluster's store holds each unit's pages), the
-// grid's jobs (spec, where each unit runs, state) and the store of every
-// cluster that ever registered — what a restarted grid coordinator needs to
-// resume its jobs and to recover them from a lost cluster's store. It is a
-// DurableJson file (replaced whole, atomically), so a line once acknowledged
-// is never lost. Bounded: the newest maxLinesPerJob lines of each job are kept.
+// The grid catalog (`catalog.json` in the grid's data directory): the core's
+// job rows (core/supervisor-types.ts GridJobRow: where each unit runs, the
+// highest epoch used, the recovery lines, the clusters lost) with each job's
+// unit specs, the store and agent lease of every cluster that registered,
+// and when each line was written — what a restarted grid coordinator hands
+// back to its core, and what it needs to recover a job from a lost cluster's
+// store. A DurableJson file, replaced whole and atomically: a line once
+// acknowledged is never lost. Bounded by the core (lines per job, jobs).
 
 export interface RecoveryLine {
   jobId: string;
@@ -19,111 +20,93 @@ export interface RecoveryLine {
   unitClusters: Record<string, string>;
 }
 
-export interface GridJobRecord {
-  spec: StoredJobSpec;
-  /** unit → cluster */
-  clusters: Record<string, string>;
-  state: string;
-  recoveries: number;
-  lastError: string;
-  /** Clusters lost and not yet recovered from (a recovery in progress). */
-  lost?: string[];
-}
-
 export interface ClusterRecord {
   storeDir: string;
   agentLeaseMs: number;
 }
 
-interface CatalogState {
-  lines: RecoveryLine[];
-  jobs: Record<string, GridJobRecord>;
+interface CatalogFile {
+  format: string;
+  jobs: Record<string, { row: GridJobRow; spec: StoredJobSpec }>;
   clusters: Record<string, ClusterRecord>;
+  /** `${jobId}@${epoch}` → when the line was written (wall clock). */
+  lineTimes: Record<string, number>;
 }
 
 const FILE = 'catalog.json';
-const FORMAT = 'gridckpt-catalog/2';
-const OLD_FORMAT = 'gridckpt-catalog/1';
-
-interface CatalogFile extends CatalogState {
-  format: string;
-}
+// 3: the core's rows (format 2 held the old coordinator's records: its jobs are not resumed, its clusters' stores are kept).
+const FORMAT = 'gridckpt-catalog/3';
 
 function parseCatalog(value: unknown): CatalogFile {
-  const raw = value as { format?: string; lines?: Array<Record<string, unknown>>; jobs?: unknown; clusters?: unknown };
-  if ((raw.format !== FORMAT && raw.format !== OLD_FORMAT) || !Array.isArray(raw.lines)) throw new Error(`not a ${FORMAT} file`);
-  return {
-    format: FORMAT,
-    lines: raw.lines.map((l) => ({
-      jobId: String(l['jobId']),
-      gridEpoch: BigInt(String(l['gridEpoch'])),
-      clusterEpochs: Object.fromEntries(Object.entries(l['clusterEpochs'] as Record<string, string>).map(([k, v]) => [k, BigInt(v)])),
-      committedUnixMs: Number(l['committedUnixMs']),
-      unitClusters: { ...((l['unitClusters'] as Record<string, string> | undefined) ?? {}) },
-    })),
-    jobs: (raw.jobs as Record<string, GridJobRecord> | undefined) ?? {},
-    clusters: (raw.clusters as Record<string, ClusterRecord> | undefined) ?? {},
-  };
+  const raw = value as Partial<CatalogFile> & { format?: string };
+  if (raw.format === 'gridckpt-catalog/2') return { format: FORMAT, jobs: {}, clusters: { ...(raw.clusters ?? {}) }, lineTimes: {} };
+  if (raw.format !== FORMAT || typeof raw.jobs !== 'object' || raw.jobs === null) throw new Error(`not a ${FORMAT} file`);
+  const jobs: CatalogFile['jobs'] = {};
+  for (const [id, e] of Object.entries(raw.jobs)) {
+    if (e.row?.jobId !== id || e.spec?.jobId !== id || !Array.isArray(e.row.lines)) throw new Error(`catalog: bad row for job ${JSON.stringify(id)}`);
+    // JSON holds a line's epoch as a decimal string.
+    jobs[id] = { spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) } };
+  }
+  return { format: FORMAT, jobs, clusters: { ...(raw.clusters ?? {}) }, lineTimes: { ...(raw.lineTimes ?? {}) } };
 }
 
 export class GridCatalog {
-  private constructor(private readonly file: DurableJson<CatalogFile>, private readonly maxLinesPerJob: number) {}
+  private constructor(private readonly file: DurableJson<CatalogFile>) {}
 
-  static async open(dir: string, maxLinesPerJob = 64): Promise<GridCatalog> {
-    const file = await DurableJson.open(dir, FILE, parseCatalog, () => ({ format: FORMAT, lines: [], jobs: {}, clusters: {} }));
-    return new GridCatalog(file, maxLinesPerJob);
+  static async open(dir: string): Promise<GridCatalog> {
+    return new GridCatalog(await DurableJson.open(dir, FILE, parseCatalog, () => ({ format: FORMAT, jobs: {}, clusters: {}, lineTimes: {} })));
   }
 
-  private get state(): CatalogState {
-    return this.file.current;
+  rows(): GridJobRow[] {
+    return Object.values(this.file.current.jobs).map((e) => structuredClone(e.row));
+  }
+
+  specs(): Map<string, StoredJobSpec> {
+    return new Map(Object.values(this.file.current.jobs).map((e) => [e.spec.jobId, e.spec]));
+  }
+
+  clusters(): Map<string, ClusterRecord> {
+    return new Map(Object.entries(this.file.current.clusters));
   }
 
   linesOf(jobId: string): RecoveryLine[] {
-    return this.state.lines.filter((l) => l.jobId === jobId);
+    const e = this.file.current.jobs[jobId];
+    return (e?.row.lines ?? []).map((l) => lineOf(jobId, l, this.file.current.lineTimes[`${jobId}@${l.epoch}`] ?? 0));
   }
 
-  latest(jobId: string): RecoveryLine | null {
-    const ls = this.linesOf(jobId);
-    return ls[ls.length - 1] ?? null;
+  lineTime(jobId: string, epoch: bigint): number {
+    return this.file.current.lineTimes[`${jobId}@${epoch}`] ?? 0;
   }
 
-  jobs(): string[] {
-    return [...new Set([...this.state.lines.map((l) => l.jobId), ...Object.keys(this.state.jobs)])];
-  }
-
-  jobRecords(): GridJobRecord[] {
-    return Object.values(this.state.jobs);
-  }
-
-  cluster(clusterId: string): ClusterRecord | null {
-    return this.state.clusters[clusterId] ?? null;
-  }
-
-  async append(line: RecoveryLine): Promise<void> {
-    const previous = this.latest(line.jobId);
-    if (previous && line.gridEpoch <= previous.gridEpoch) {
-      throw new GridError('failed-precondition', `recovery line ${line.gridEpoch} of job ${line.jobId} is not above ${previous.gridEpoch}`);
-    }
-    await this.file.update((s) => {
-      const next = [...s.lines, line];
-      const mine = next.filter((l) => l.jobId === line.jobId);
-      const drop = new Set(mine.slice(0, Math.max(0, mine.length - this.maxLinesPerJob)));
-      return { ...s, lines: next.filter((l) => !drop.has(l)) };
+  /** The core's rows, whole, with each job's spec; `line` stamps a new line's time. */
+  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }): Promise<void> {
+    return this.file.update((s) => {
+      const jobs: CatalogFile['jobs'] = {};
+      for (const row of rows) {
+        const spec = specOf(row.jobId) ?? s.jobs[row.jobId]?.spec;
+        if (spec) jobs[row.jobId] = { row, spec };
+      }
+      const lineTimes: Record<string, number> = {};
+      for (const row of rows) for (const l of row.lines) {
+        const key = `${row.jobId}@${l.epoch}`;
+        const at = s.lineTimes[key] ?? (line && line.jobId === row.jobId && line.epoch === l.epoch ? line.unixMs : undefined);
+        if (at !== undefined) lineTimes[key] = at;
+      }
+      if (line) lineTimes[`${line.jobId}@${line.epoch}`] ??= line.unixMs;
+      return { ...s, jobs, lineTimes };
     });
   }
 
-  /** Drops a job's lines above this one: a rollback found them unrestorable and restored this one. */
-  dropAbove(jobId: string, gridEpoch: bigint): Promise<void> {
-    return this.file.update((s) => ({ ...s, lines: s.lines.filter((l) => l.jobId !== jobId || l.gridEpoch <= gridEpoch) }));
-  }
-
-  saveJob(record: GridJobRecord): Promise<void> {
-    return this.file.update((s) => ({ ...s, jobs: { ...s.jobs, [record.spec.jobId]: record } }));
-  }
-
   async saveCluster(clusterId: string, record: ClusterRecord): Promise<void> {
-    const old = this.state.clusters[clusterId];
+    const old = this.file.current.clusters[clusterId];
     if (old && old.storeDir === record.storeDir && old.agentLeaseMs === record.agentLeaseMs) return;
     await this.file.update((s) => ({ ...s, clusters: { ...s.clusters, [clusterId]: record } }));
   }
+}
+
+export function lineOf(jobId: string, l: GridLine, committedUnixMs: number): RecoveryLine {
+  return {
+    jobId, gridEpoch: l.epoch, committedUnixMs, unitClusters: { ...l.unitClusters },
+    clusterEpochs: Object.fromEntries(Object.entries(l.clusterEpochs).map(([c, e]) => [c, BigInt(e)])),
+  };
 }

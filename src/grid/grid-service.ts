@@ -5,78 +5,87 @@ import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
 import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
-import type { GridCoordinator } from './coordinator.js';
-import type { RecoveryLine } from './catalog.js';
+import type { MemberJobState } from '../protocol/messages.js';
+import type { GridShell } from './shell.js';
+import { lineOf, type RecoveryLine } from './catalog.js';
 import type { EventHub } from '../runtime/event-hub.js';
 import { serveWatch } from '../runtime/watch-stream.js';
 
-// gRPC shell of the grid coordinator.
+// gRPC service of the grid coordinator: each request goes to the shell
+// (shell.ts), which asks the core; wire -> domain and back here.
 
 const LINES_SHOWN = 8;
+/** Shares a cluster's heartbeat may report (a bound on what the network hands the core). */
+const MAX_SHARES_PER_BEAT = 1_024;
+const SHARE_STATES: ReadonlySet<string> = new Set(['running', 'completed', 'fenced', 'failed', 'stopped']);
 
 function lineToPb(l: RecoveryLine): PbLine {
   return { jobId: l.jobId, gridEpoch: l.gridEpoch, clusterEpochs: { ...l.clusterEpochs }, committedUnixMs: BigInt(l.committedUnixMs), unitClusters: { ...l.unitClusters } };
 }
 
-function jobStatus(g: GridCoordinator, jobId: string): GridJobStatus {
-  const job = g.jobs.get(jobId);
-  const rec = g.catalog.jobRecords().find((r) => r.spec.jobId === jobId);
-  const lines = g.catalog.linesOf(jobId);
-  const s = job?.core.status();
+function jobStatus(g: GridShell, jobId: string): GridJobStatus {
+  const j = g.core.jobView(jobId);
+  if (!j) throw new GridError('not-found', `unknown job ${JSON.stringify(jobId)} on grid ${g.settings.gridId}`);
+  const lines = j.lines.map((l) => lineOf(jobId, l, g.catalog.lineTime(jobId, l.epoch)));
   return {
     jobId,
-    state: job?.state ?? rec?.state ?? 'unknown (from the catalog)',
-    clusters: job ? Object.fromEntries(job.clusters) : {},
-    lastGridEpoch: lines[lines.length - 1]?.gridEpoch ?? 0n,
-    roundsCommitted: BigInt(s?.roundsCommitted ?? 0),
-    roundsAborted: BigInt(s?.roundsAborted ?? 0),
-    lastError: job?.lastError ?? rec?.lastError ?? '',
+    state: j.state,
+    clusters: Object.fromEntries(j.clusters),
+    lastGridEpoch: lines.at(-1)?.gridEpoch ?? 0n,
+    roundsCommitted: BigInt(j.roundsCommitted),
+    roundsAborted: BigInt(j.roundsAborted),
+    lastError: j.lastError,
     lines: lines.slice(-LINES_SHOWN).map(lineToPb),
-    recoveries: BigInt(job?.recoveries ?? rec?.recoveries ?? 0),
+    recoveries: BigInt(j.recoveries),
   };
 }
 
-export function gridServiceHandlers(g: GridCoordinator, hub: EventHub, onBug: (e: unknown) => void): GridServiceServer {
+export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultIntervalMs: number, onBug: (e: unknown) => void): GridServiceServer {
   return {
     watch: serveWatch(hub),
-    registerCluster: unary((req) => {
+    registerCluster: unary(async (req) => {
       if (!isAbsolute(req.storeDir)) throw new GridError('invalid-argument', `store_dir ${JSON.stringify(req.storeDir)} must be an absolute path`);
       if (req.incarnation === 0n) throw new GridError('invalid-argument', 'incarnation must be at least 1');
-      g.registerCluster({
+      await g.registerCluster({
         clusterId: checkName('cluster id', req.clusterId), incarnation: req.incarnation, address: checkHostPort('cluster address', req.address),
         storeDir: req.storeDir, agentLeaseMs: req.agentLeaseMs,
       });
-      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.detector.heartbeatIntervalMs, leaseMs: g.settings.clusterLeaseMs };
+      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.core.detector.heartbeatIntervalMs, leaseMs: g.settings.core.clusterLeaseMs };
     }, onBug),
-    clusterHeartbeat: unary((req) => g.heartbeat(req.clusterId, req.incarnation, Number(req.seq)), onBug),
+    clusterHeartbeat: unary(async (req) => {
+      if (req.jobs.length > MAX_SHARES_PER_BEAT) throw new GridError('invalid-argument', `at most ${MAX_SHARES_PER_BEAT} shares per heartbeat`);
+      const jobs = req.jobs.map((j) => {
+        if (!SHARE_STATES.has(j.state)) throw new GridError('invalid-argument', `bad share state ${JSON.stringify(j.state)} of job ${JSON.stringify(j.jobId)}`);
+        if (j.gen > BigInt(Number.MAX_SAFE_INTEGER)) throw new GridError('invalid-argument', `gen ${j.gen} out of range`);
+        return { jobId: checkName('job id', j.jobId), state: j.state as MemberJobState, gen: Number(j.gen) };
+      });
+      const a = await g.heartbeat({
+        member: checkName('cluster id', req.clusterId), incarnation: req.incarnation, seq: Number(req.seq),
+        sentAtMs: Math.floor(g.runtime.clock.nowMs()), jobs, freeUnits: req.freeUnits,
+      });
+      return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs };
+    }, onBug),
     submitGridJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);
-      const job = await g.submitJob(spec);
-      return { job: jobStatus(g, job.jobId) };
+      await g.submitJob(spec, defaultIntervalMs);
+      return { job: jobStatus(g, spec.jobId) };
     }, onBug),
     checkpointGridJob: unary(async (req) => {
-      const job = g.job(checkName('job id', req.jobId));
-      if (job.state !== 'running') throw new GridError('failed-precondition', `job ${req.jobId} is ${job.state}; it is not checkpointed now`);
-      const outcome = await job.checkpointNext();
-      if (outcome.kind === 'aborted') throw new GridError('aborted', `grid round ${outcome.epoch} aborted in ${outcome.phase}: ${outcome.reason}`);
-      const line = g.catalog.latest(req.jobId)!;
-      return { line: lineToPb(line), totalMs: outcome.timings.totalMs };
+      const jobId = checkName('job id', req.jobId);
+      const a = await g.checkpoint(jobId);
+      return { line: lineToPb(lineOf(jobId, a.line, g.catalog.lineTime(jobId, a.line.epoch))), totalMs: a.outcome.timings.totalMs };
     }, onBug),
-    gridStatus: unary(() => {
-      const peers = new Map(g.detector.status().map((p) => [p.peer, p]));
-      const jobIds = [...new Set([...g.jobs.keys(), ...g.catalog.jobs()])];
-      return {
-        gridId: g.settings.gridId,
-        incarnation: g.settings.incarnation,
-        clusters: [...g.clusters.values()].map((c) => ({
-          clusterId: c.clusterId, incarnation: c.incarnation, address: c.address, verdict: c.verdict,
-          phi: peers.get(c.clusterId)?.phi ?? 0, heartbeatAgeMs: peers.get(c.clusterId)?.lastHeartbeatAgeMs ?? 0, storeDir: c.storeDir,
-        })),
-        jobs: jobIds.map((id) => jobStatus(g, id)),
-        failuresDetected: BigInt(g.failuresDetected),
-        recoveries: BigInt(g.recoveries),
-      };
-    }, onBug),
+    gridStatus: unary(() => ({
+      gridId: g.settings.gridId,
+      incarnation: g.settings.incarnation,
+      clusters: g.core.clustersView().map((c) => ({
+        clusterId: c.clusterId, incarnation: c.incarnation, address: g.clusters.get(c.clusterId)?.address ?? '', verdict: c.verdict,
+        phi: c.phi, heartbeatAgeMs: c.silenceMs, storeDir: g.storeOf(c.clusterId),
+      })),
+      jobs: g.core.jobIds().map((id) => jobStatus(g, id)),
+      failuresDetected: BigInt(g.core.failuresDetected),
+      recoveries: BigInt(g.core.recoveries()),
+    }), onBug),
   };
 }

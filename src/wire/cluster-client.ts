@@ -23,6 +23,7 @@ export class ClusterClient {
   commitRound(req: pb.CommitRoundRequest, timeoutMs?: number) { return this.call<pb.CommitRoundRequest, pb.CommitRoundResponse>('commitRound', req, timeoutMs); }
   abortRound(req: pb.AbortRoundRequest, timeoutMs?: number) { return this.call<pb.AbortRoundRequest, pb.AbortRoundResponse>('abortRound', req, timeoutMs); }
   restoreGridJob(req: pb.RestoreGridJobRequest) { return this.call<pb.RestoreGridJobRequest, pb.RestoreGridJobResponse>('restoreGridJob', req, this.timeoutMs * 4); }
+  stopGridJob(req: pb.StopGridJobRequest, timeoutMs?: number) { return this.call<pb.StopGridJobRequest, pb.StopGridJobResponse>('stopGridJob', req, timeoutMs); }
   status() { return this.call<pb.ClusterStatusRequest, pb.ClusterStatusResponse>('clusterStatus', {}); }
 
   /** The service's events as they happen (see watch-client.ts). */

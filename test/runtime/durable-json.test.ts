@@ -44,23 +44,25 @@ describe('DurableJson', () => {
       await writeFile(join(dir, 'x.json'), '{"torn');
       await expect(DurableJson.open(dir, 'x.json', parse, () => [])).rejects.toMatchObject({ kind: 'data-loss', message: expect.stringContaining(join(dir, 'x.json')) });
       await writeFile(join(dir, 'catalog.json'), '{"format":"something-else"}');
-      await expect(GridCatalog.open(dir)).rejects.toMatchObject({ kind: 'data-loss', message: expect.stringMatching(/catalog\.json is unreadable: not a gridckpt-catalog\/2 file/) });
+      await expect(GridCatalog.open(dir)).rejects.toMatchObject({ kind: 'data-loss', message: expect.stringMatching(/catalog\.json is unreadable: not a gridckpt-catalog\/3 file/) });
       await writeFile(join(dir, 'jobs.json'), '[]');
       await expect(JobTable.open(dir)).rejects.toMatchObject({ kind: 'data-loss' });
     });
   });
 
-  it('the catalog keeps lines, jobs and cluster stores across a reopen; bigints round-trip', async () => {
+  it('the catalog keeps the core\'s rows with their specs and lines\' times, and cluster stores, across a reopen; bigints round-trip', async () => {
     await withTmp('djson', async (dir) => {
       const c = await GridCatalog.open(dir);
-      await c.append({ jobId: 'j', gridEpoch: 3n, clusterEpochs: { a: 3n }, committedUnixMs: 1, unitClusters: { u0: 'a' } });
+      const line = { epoch: 3n, clusterEpochs: { a: '3' }, unitClusters: { u0: 'a' } };
+      const row = { jobId: 'j', units: ['u0'], state: 'running' as const, clusters: { u0: 'a' }, highestEpoch: '3', lines: [line], lost: [], lastError: '', recoveries: 0 };
+      const spec = { jobId: 'j', units: [], checkpointIntervalMs: 0, fullEvery: 0 };
+      await c.save([row], () => spec, { jobId: 'j', epoch: 3n, unixMs: 1 });
       await c.saveCluster('a', { storeDir: '/s/a', agentLeaseMs: 1000 });
-      await c.saveJob({ spec: { jobId: 'j', units: [], checkpointIntervalMs: 0, fullEvery: 0 }, clusters: { u0: 'a' }, state: 'running', recoveries: 0, lastError: '', lost: [] });
-      await expect(c.append({ jobId: 'j', gridEpoch: 3n, clusterEpochs: {}, committedUnixMs: 2, unitClusters: {} })).rejects.toMatchObject({ kind: 'failed-precondition' });
       const r = await GridCatalog.open(dir);
-      expect(r.latest('j')).toEqual({ jobId: 'j', gridEpoch: 3n, clusterEpochs: { a: 3n }, committedUnixMs: 1, unitClusters: { u0: 'a' } });
-      expect(r.cluster('a')).toEqual({ storeDir: '/s/a', agentLeaseMs: 1000 });
-      expect(r.jobRecords().map((j) => j.spec.jobId)).toEqual(['j']);
+      expect(r.rows()).toEqual([row]);
+      expect(r.linesOf('j')).toEqual([{ jobId: 'j', gridEpoch: 3n, clusterEpochs: { a: 3n }, committedUnixMs: 1, unitClusters: { u0: 'a' } }]);
+      expect(r.clusters().get('a')).toEqual({ storeDir: '/s/a', agentLeaseMs: 1000 });
+      expect([...r.specs().keys()]).toEqual(['j']);
     });
   });
 });

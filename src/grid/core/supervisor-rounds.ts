@@ -58,7 +58,7 @@ function onRoundEnd(st: GridState, job: GJob, r: RoundReply, out: GridStep): voi
   if (r.kind === 'prepareDone') return;
   st.emit({ kind: 'roundFinished', jobId: job.jobId, outcome: r });
   // A checkpoint request waiting for the next round gets one at once.
-  job.nextRoundAtMs = st.nowMs + (job.checkpointNext.length > 0 ? 0 : st.config.checkpointIntervalMs);
+  job.nextRoundAtMs = st.nowMs + (job.checkpointNext.length > 0 ? 0 : job.intervalMs);
   if (r.kind === 'aborted') job.lastError = `grid round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
   answerCheckpoints(st, job, r, out);
   if (!job.final) return;

@@ -71,6 +71,8 @@ export interface GJob {
   doneAtCut: Set<string>;
   /** Recoveries that ended well. */
   recoveries: number;
+  /** Its round period. */
+  intervalMs: number;
   /** Clusters lost for this job only (their share failed) → when this job stopped being leased to them. */
   shareLostAtMs: Map<string, number>;
   /** Checkpoint requests waiting for the next round, and those the running round answers. */
@@ -102,6 +104,7 @@ export class GridState {
     return [...this.jobs.values()].map((j) => ({
       jobId: j.jobId, units: j.units, state: j.state, clusters: Object.fromEntries(j.clusters), highestEpoch: String(j.highestEpoch),
       lines: j.lines, lost: [...j.lost], lastError: j.lastError, recoveries: j.recoveries,
+      ...(j.intervalMs !== this.config.checkpointIntervalMs ? { intervalMs: j.intervalMs } : {}),
     }));
   }
 

@@ -47,13 +47,16 @@ export interface GridJobRow {
   lastError: string;
   /** Recoveries that ended well (absent in catalogs written before it was kept). */
   recoveries?: number;
+  /** The job's round period (absent: the config's checkpointIntervalMs). */
+  intervalMs?: number;
 }
 
 /** The grid catalog, written whole and atomically; `step` names the core step whose sends wait on it. */
 export interface GridCatalogRecord { kind: 'catalog'; jobs: GridJobRow[]; reason: 'line' | 'state'; step: number }
 
 export type GridInput =
-  | { kind: 'submit'; reqId: number; jobId: string; units: string[] }
+  /** intervalMs: the job's round period (absent or 0: checkpointIntervalMs). */
+  | { kind: 'submit'; reqId: number; jobId: string; units: string[]; intervalMs?: number }
   /** RegisterCluster: the cluster (its store is named by its id) and the lease it gives its agents. */
   | { kind: 'clusterRegistered'; reqId: number; clusterId: string; incarnation: bigint; agentLeaseMs: number }
   /** CheckpointGridJob: one grid round of the job now (after the one running), answered with its outcome. */

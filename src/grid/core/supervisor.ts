@@ -61,7 +61,7 @@ export class GridSupervisor {
     this.st.issued = [];
     verdicts(this.st, this.monitor.step({ kind: 'tick' }, nowMs).changes, out);
     switch (input.kind) {
-      case 'submit': this.onSubmit(input.reqId, input.jobId, input.units, out); break;
+      case 'submit': this.onSubmit(input.reqId, input.jobId, input.units, input.intervalMs || this.config.checkpointIntervalMs, out); break;
       case 'clusterRegistered': onRegister(this.st, this.monitor, input, out); break;
       case 'checkpoint': this.onCheckpoint(input.reqId, input.jobId, out); break;
       case 'clusterHeartbeat': onBeat(this.st, this.monitor, input.hb, out); break;
@@ -151,7 +151,7 @@ export class GridSupervisor {
   }
 
   private resume(row: GridJobRow): void {
-    const job = this.newJob(row.jobId, row.units, new Map(Object.entries(row.clusters)), BigInt(row.highestEpoch));
+    const job = this.newJob(row.jobId, row.units, new Map(Object.entries(row.clusters)), BigInt(row.highestEpoch), row.intervalMs || this.config.checkpointIntervalMs);
     job.lines = row.lines;
     job.state = row.state;
     job.lastError = row.lastError;
@@ -162,12 +162,12 @@ export class GridSupervisor {
     if (job.state === 'running' && (job.lost.size > 0 || row.state === 'recovering')) beginRecovery(this.st, job, 'the grid restarted during a recovery', null, null);
   }
 
-  private newJob(jobId: string, units: string[], clusters: Map<string, string>, highestEpoch: bigint): GJob {
+  private newJob(jobId: string, units: string[], clusters: Map<string, string>, highestEpoch: bigint, intervalMs: number): GJob {
     const job: GJob = {
       jobId, units: [...units].sort(), state: 'running', clusters, highestEpoch, lines: [], lost: new Set(),
-      round: new RoundCoordinator(jobId, this.config.round, highestEpoch, this.config.mutants), recovery: null, nextRoundAtMs: this.st.nowMs + this.config.checkpointIntervalMs,
+      round: new RoundCoordinator(jobId, this.config.round, highestEpoch, this.config.mutants), recovery: null, nextRoundAtMs: this.st.nowMs + intervalMs,
       final: null, lastError: '', submit: null, gen: 0, doneAtCut: new Set(), finalMissed: false,
-      recoveries: 0, shareLostAtMs: new Map(), checkpointNext: [], checkpointRound: [],
+      recoveries: 0, intervalMs, shareLostAtMs: new Map(), checkpointNext: [], checkpointRound: [],
     };
     this.st.jobs.set(jobId, job);
     return job;
@@ -175,7 +175,7 @@ export class GridSupervisor {
 
   // ---- jobs ------------------------------------------------------------------------
 
-  private onSubmit(reqId: number, jobId: string, units: string[], out: GridStep): void {
+  private onSubmit(reqId: number, jobId: string, units: string[], intervalMs: number, out: GridStep): void {
     const answer = (ok: boolean, reason: string): void => void out.reply.push({ to: 'operator', kind: 'submitted', reqId, ok, reason });
     const old = this.st.jobs.get(jobId);
     if (old && (old.state === 'running' || old.state === 'recovering')) return answer(false, `job ${jobId} is already ${old.state}`);
@@ -183,7 +183,7 @@ export class GridSupervisor {
     const alive = [...this.st.clusters.values()].filter((c) => c.registered && c.verdict === 'alive').map((c) => c.clusterId).sort();
     if (alive.length === 0) return answer(false, 'no alive cluster is registered');
     const sorted = [...units].sort();
-    const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), old?.highestEpoch ?? 0n);
+    const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), old?.highestEpoch ?? 0n, intervalMs);
     job.submit = { reqId, waiting: new Set() };
     this.st.emit({ kind: 'jobPlaced', jobId, clusters: Object.fromEntries(job.clusters) });
     this.st.emit({ kind: 'jobState', jobId, from: null, to: 'running', reason: 'submitted' });

@@ -41,6 +41,17 @@ export interface RestoreGridJobRequest {
    */
   epoch: bigint;
   adopt: Adoption[];
+  /** The grid's gen of this restore: the cluster's heartbeats report the share with it. */
+  gen: bigint;
+}
+
+export interface StopGridJobRequest {
+  /** The grid's fence (as in PrepareRoundRequest); epoch is unused. */
+  fence: Fence | undefined;
+  jobId: string;
+}
+
+export interface StopGridJobResponse {
 }
 
 /** Units that move here from another cluster, and where their pages are. */
@@ -68,6 +79,8 @@ export interface PrepareRoundResponse {
   epoch: bigint;
   pages: bigint;
   bytes: bigint;
+  /** Every unit of the cluster's share had exited at the cut: it holds the share's end state. */
+  done: boolean;
 }
 
 export interface CommitRoundRequest {
@@ -186,6 +199,8 @@ export interface SubmitJobRequest {
     | undefined;
   /** The grid drives this job's rounds: the cluster runs none of its own. */
   gridManaged: boolean;
+  /** The grid's gen of this submit: the cluster's heartbeats report the share with it. */
+  gridGen: bigint;
 }
 
 export interface SubmitJobResponse {
@@ -267,7 +282,7 @@ export interface ClusterServiceWatchResponse {
 }
 
 function createBaseRestoreGridJobRequest(): RestoreGridJobRequest {
-  return { fence: undefined, jobId: "", job: undefined, epoch: 0n, adopt: [] };
+  return { fence: undefined, jobId: "", job: undefined, epoch: 0n, adopt: [], gen: 0n };
 }
 
 export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
@@ -289,6 +304,12 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     }
     for (const v of message.adopt) {
       Adoption.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.gen !== 0n) {
+      if (BigInt.asUintN(64, message.gen) !== message.gen) {
+        throw new globalThis.Error("value provided for field message.gen of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.gen);
     }
     return writer;
   },
@@ -346,6 +367,14 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
             message.adopt.push(Adoption.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.gen = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -369,6 +398,7 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
       job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
       epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
       adopt: globalThis.Array.isArray(object?.adopt) ? object.adopt.map((e: any) => Adoption.fromJSON(e)) : [],
+      gen: isSet(object.gen) ? BigInt(object.gen) : 0n,
     };
   },
 
@@ -389,6 +419,9 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     if (message.adopt?.length) {
       obj.adopt = message.adopt.map((e) => Adoption.toJSON(e));
     }
+    if (message.gen !== 0n) {
+      obj.gen = message.gen.toString();
+    }
     return obj;
   },
 
@@ -402,6 +435,148 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
     message.adopt = object.adopt?.map((e) => Adoption.fromPartial(e)) || [];
+    message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
+    return message;
+  },
+};
+
+function createBaseStopGridJobRequest(): StopGridJobRequest {
+  return { fence: undefined, jobId: "" };
+}
+
+export const StopGridJobRequest: MessageFns<StopGridJobRequest> = {
+  encode(message: StopGridJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fence !== undefined) {
+      Fence.encode(message.fence, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopGridJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopGridJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopGridJobRequest {
+    return {
+      fence: isSet(object.fence) ? Fence.fromJSON(object.fence) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: StopGridJobRequest): unknown {
+    const obj: any = {};
+    if (message.fence !== undefined) {
+      obj.fence = Fence.toJSON(message.fence);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StopGridJobRequest>, I>>(base?: I): StopGridJobRequest {
+    return StopGridJobRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StopGridJobRequest>, I>>(object: I): StopGridJobRequest {
+    const message = createBaseStopGridJobRequest();
+    message.fence = (object.fence !== undefined && object.fence !== null) ? Fence.fromPartial(object.fence) : undefined;
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseStopGridJobResponse(): StopGridJobResponse {
+  return {};
+}
+
+export const StopGridJobResponse: MessageFns<StopGridJobResponse> = {
+  encode(_: StopGridJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopGridJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopGridJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StopGridJobResponse {
+    return {};
+  },
+
+  toJSON(_: StopGridJobResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StopGridJobResponse>, I>>(base?: I): StopGridJobResponse {
+    return StopGridJobResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StopGridJobResponse>, I>>(_: I): StopGridJobResponse {
+    const message = createBaseStopGridJobResponse();
     return message;
   },
 };
@@ -738,7 +913,7 @@ export const PrepareRoundRequest: MessageFns<PrepareRoundRequest> = {
 };
 
 function createBasePrepareRoundResponse(): PrepareRoundResponse {
-  return { epoch: 0n, pages: 0n, bytes: 0n };
+  return { epoch: 0n, pages: 0n, bytes: 0n, done: false };
 }
 
 export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
@@ -760,6 +935,9 @@ export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
         throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
       }
       writer.uint32(24).uint64(message.bytes);
+    }
+    if (message.done !== false) {
+      writer.uint32(32).bool(message.done);
     }
     return writer;
   },
@@ -801,6 +979,14 @@ export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
             message.bytes = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.done = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -818,6 +1004,7 @@ export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
       epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
       pages: isSet(object.pages) ? BigInt(object.pages) : 0n,
       bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
     };
   },
 
@@ -832,6 +1019,9 @@ export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
     if (message.bytes !== 0n) {
       obj.bytes = message.bytes.toString();
     }
+    if (message.done !== false) {
+      obj.done = message.done;
+    }
     return obj;
   },
 
@@ -843,6 +1033,7 @@ export const PrepareRoundResponse: MessageFns<PrepareRoundResponse> = {
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
     message.pages = (object.pages !== undefined && object.pages !== null) ? BigInt(object.pages) : 0n;
     message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    message.done = object.done ?? false;
     return message;
   },
 };
@@ -2083,7 +2274,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { job: undefined, gridManaged: false };
+  return { job: undefined, gridManaged: false, gridGen: 0n };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -2093,6 +2284,12 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.gridManaged !== false) {
       writer.uint32(16).bool(message.gridManaged);
+    }
+    if (message.gridGen !== 0n) {
+      if (BigInt.asUintN(64, message.gridGen) !== message.gridGen) {
+        throw new globalThis.Error("value provided for field message.gridGen of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.gridGen);
     }
     return writer;
   },
@@ -2126,6 +2323,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.gridManaged = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gridGen = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2146,6 +2351,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.grid_managed)
         ? globalThis.Boolean(object.grid_managed)
         : false,
+      gridGen: isSet(object.gridGen) ? BigInt(object.gridGen) : isSet(object.grid_gen) ? BigInt(object.grid_gen) : 0n,
     };
   },
 
@@ -2157,6 +2363,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.gridManaged !== false) {
       obj.gridManaged = message.gridManaged;
     }
+    if (message.gridGen !== 0n) {
+      obj.gridGen = message.gridGen.toString();
+    }
     return obj;
   },
 
@@ -2167,6 +2376,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     const message = createBaseSubmitJobRequest();
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     message.gridManaged = object.gridManaged ?? false;
+    message.gridGen = (object.gridGen !== undefined && object.gridGen !== null) ? BigInt(object.gridGen) : 0n;
     return message;
   },
 };
@@ -3505,6 +3715,16 @@ export const ClusterServiceService = {
       Buffer.from(RestoreGridJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RestoreGridJobResponse => RestoreGridJobResponse.decode(value),
   },
+  /** The grid is done with the job (completed or failed): stop its units here. */
+  stopGridJob: {
+    path: "/gridckpt.v1.ClusterService/StopGridJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StopGridJobRequest): Buffer => Buffer.from(StopGridJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StopGridJobRequest => StopGridJobRequest.decode(value),
+    responseSerialize: (value: StopGridJobResponse): Buffer => Buffer.from(StopGridJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StopGridJobResponse => StopGridJobResponse.decode(value),
+  },
   /**
    * Pushes the service's events as they happen (job, round, member,
    * recovery), optionally the recent ones first. Ends when the service
@@ -3551,6 +3771,8 @@ export interface ClusterServiceServer extends UntypedServiceImplementation {
    * restart them all.
    */
   restoreGridJob: handleUnaryCall<RestoreGridJobRequest, RestoreGridJobResponse>;
+  /** The grid is done with the job (completed or failed): stop its units here. */
+  stopGridJob: handleUnaryCall<StopGridJobRequest, StopGridJobResponse>;
   /**
    * Pushes the service's events as they happen (job, round, member,
    * recovery), optionally the recent ones first. Ends when the service
@@ -3726,6 +3948,22 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RestoreGridJobResponse) => void,
+  ): ClientUnaryCall;
+  /** The grid is done with the job (completed or failed): stop its units here. */
+  stopGridJob(
+    request: StopGridJobRequest,
+    callback: (error: ServiceError | null, response: StopGridJobResponse) => void,
+  ): ClientUnaryCall;
+  stopGridJob(
+    request: StopGridJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StopGridJobResponse) => void,
+  ): ClientUnaryCall;
+  stopGridJob(
+    request: StopGridJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StopGridJobResponse) => void,
   ): ClientUnaryCall;
   /**
    * Pushes the service's events as they happen (job, round, member,

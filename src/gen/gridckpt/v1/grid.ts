@@ -57,6 +57,20 @@ export interface ClusterHeartbeatRequest {
   clusterId: string;
   incarnation: bigint;
   seq: bigint;
+  /** The states of the cluster's shares of grid jobs (push, not poll). */
+  jobs: GridShareState[];
+  /** Free room on the cluster's alive nodes, in units. */
+  freeUnits: number;
+}
+
+/**
+ * A cluster's share of a grid job: running | completed | fenced | failed |
+ * stopped, and the gen of the grid's submit or restore it reports on.
+ */
+export interface GridShareState {
+  jobId: string;
+  state: string;
+  gen: bigint;
 }
 
 export interface ClusterHeartbeatResponse {
@@ -66,6 +80,8 @@ export interface ClusterHeartbeatResponse {
    * on this cluster.
    */
   leasedJobs: string[];
+  /** How long the lease lasts, from when the cluster sent the heartbeat. */
+  leaseMs: number;
 }
 
 export interface SubmitGridJobRequest {
@@ -431,7 +447,7 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
 };
 
 function createBaseClusterHeartbeatRequest(): ClusterHeartbeatRequest {
-  return { clusterId: "", incarnation: 0n, seq: 0n };
+  return { clusterId: "", incarnation: 0n, seq: 0n, jobs: [], freeUnits: 0 };
 }
 
 export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
@@ -450,6 +466,12 @@ export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
         throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
       }
       writer.uint32(24).uint64(message.seq);
+    }
+    for (const v of message.jobs) {
+      GridShareState.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.freeUnits !== 0) {
+      writer.uint32(40).uint32(message.freeUnits);
     }
     return writer;
   },
@@ -491,6 +513,22 @@ export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
             message.seq = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.jobs.push(GridShareState.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.freeUnits = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -512,6 +550,12 @@ export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
         : "",
       incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
       seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => GridShareState.fromJSON(e)) : [],
+      freeUnits: isSet(object.freeUnits)
+        ? globalThis.Number(object.freeUnits)
+        : isSet(object.free_units)
+        ? globalThis.Number(object.free_units)
+        : 0,
     };
   },
 
@@ -526,6 +570,12 @@ export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
     if (message.seq !== 0n) {
       obj.seq = message.seq.toString();
     }
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => GridShareState.toJSON(e));
+    }
+    if (message.freeUnits !== 0) {
+      obj.freeUnits = Math.round(message.freeUnits);
+    }
     return obj;
   },
 
@@ -539,12 +589,122 @@ export const ClusterHeartbeatRequest: MessageFns<ClusterHeartbeatRequest> = {
       ? BigInt(object.incarnation)
       : 0n;
     message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.jobs = object.jobs?.map((e) => GridShareState.fromPartial(e)) || [];
+    message.freeUnits = object.freeUnits ?? 0;
+    return message;
+  },
+};
+
+function createBaseGridShareState(): GridShareState {
+  return { jobId: "", state: "", gen: 0n };
+}
+
+export const GridShareState: MessageFns<GridShareState> = {
+  encode(message: GridShareState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.gen !== 0n) {
+      if (BigInt.asUintN(64, message.gen) !== message.gen) {
+        throw new globalThis.Error("value provided for field message.gen of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.gen);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GridShareState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGridShareState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gen = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GridShareState {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      gen: isSet(object.gen) ? BigInt(object.gen) : 0n,
+    };
+  },
+
+  toJSON(message: GridShareState): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.gen !== 0n) {
+      obj.gen = message.gen.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GridShareState>, I>>(base?: I): GridShareState {
+    return GridShareState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GridShareState>, I>>(object: I): GridShareState {
+    const message = createBaseGridShareState();
+    message.jobId = object.jobId ?? "";
+    message.state = object.state ?? "";
+    message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
     return message;
   },
 };
 
 function createBaseClusterHeartbeatResponse(): ClusterHeartbeatResponse {
-  return { known: false, leasedJobs: [] };
+  return { known: false, leasedJobs: [], leaseMs: 0 };
 }
 
 export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
@@ -554,6 +714,9 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
     }
     for (const v of message.leasedJobs) {
       writer.uint32(18).string(v!);
+    }
+    if (message.leaseMs !== 0) {
+      writer.uint32(24).uint32(message.leaseMs);
     }
     return writer;
   },
@@ -587,6 +750,14 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
             message.leasedJobs.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaseMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -607,6 +778,11 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
         : globalThis.Array.isArray(object?.leased_jobs)
         ? object.leased_jobs.map((e: any) => globalThis.String(e))
         : [],
+      leaseMs: isSet(object.leaseMs)
+        ? globalThis.Number(object.leaseMs)
+        : isSet(object.lease_ms)
+        ? globalThis.Number(object.lease_ms)
+        : 0,
     };
   },
 
@@ -618,6 +794,9 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
     if (message.leasedJobs?.length) {
       obj.leasedJobs = message.leasedJobs;
     }
+    if (message.leaseMs !== 0) {
+      obj.leaseMs = Math.round(message.leaseMs);
+    }
     return obj;
   },
 
@@ -628,6 +807,7 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
     const message = createBaseClusterHeartbeatResponse();
     message.known = object.known ?? false;
     message.leasedJobs = object.leasedJobs?.map((e) => e) || [];
+    message.leaseMs = object.leaseMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,199 @@
+import { GridError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import type { ClusterClient } from '../wire/cluster-client.js';
+import type { TierRuntime } from '../wire/clients.js';
+import { SerialDriver } from '../runtime/serial-driver.js';
+import type { Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
+import { storedSpecOf } from '../store/index.js';
+import { GridSupervisor } from './core/supervisor.js';
+import type { CheckpointAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from './core/supervisor-types.js';
+import type { GridCatalog } from './catalog.js';
+import { performClusterCall } from './cluster-calls.js';
+
+// The grid coordinator's shell over its pure core (GridSupervisor,
+// core/supervisor.ts): every decision — membership, leases, placement,
+// rounds, recovery, walk-back, the end of a job — is the core's. The shell
+// turns each gRPC request into a core input and waits for the core's reply
+// to it; it performs the core's actions through one SerialDriver: the
+// catalog written (and waited for) before anything is sent, then calls to
+// clusters over gRPC (cluster-calls.ts), whose answers are inputs again.
+// Clusters push their shares' states on their heartbeats (push, not poll).
+// What it keeps that the core does not: the clusters' addresses, clients and
+// store directories, and the jobs' unit specs (both in the catalog too).
+
+export interface GridShellSettings {
+  gridId: string;
+  incarnation: bigint;
+  core: Omit<GridSupervisorConfig, 'gridId' | 'incarnation'>;
+  rpcTimeoutMs: number;
+}
+
+export interface ClusterAddress {
+  incarnation: bigint;
+  address: string;
+  storeDir: string;
+  client: ClusterClient;
+}
+
+/** Where a step's events go (Watch, metrics, logs): see watch-events.ts. */
+export type GridEventSink = (events: GridEvent[]) => void;
+
+type Waiter = (answer: unknown) => void;
+
+export class GridShell {
+  readonly core: GridSupervisor;
+  private readonly driver: SerialDriver<GridInput, GridPersist, GridSend, GridReply>;
+  readonly clusters = new Map<string, ClusterAddress>();
+  private readonly specs = new Map<string, JobSpec>();
+  /** Store directories by cluster id, as registrations (and the catalog) say. */
+  private readonly stores = new Map<string, string>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private reqs = 0;
+  private stopped = false;
+
+  constructor(
+    readonly settings: GridShellSettings,
+    readonly runtime: TierRuntime,
+    readonly log: Logger,
+    private readonly sink: GridEventSink,
+    readonly catalog: GridCatalog,
+  ) {
+    for (const [id, spec] of catalog.specs()) this.specs.set(id, spec);
+    for (const [id, c] of catalog.clusters()) this.stores.set(id, c.storeDir);
+    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()));
+    this.driver = new SerialDriver(this.core, {
+      clock: runtime.clock,
+      timers: runtime.timers,
+      persist: (p, done) => {
+        const line = p.lineOf ? { ...p.lineOf, unixMs: runtime.clock.wallMs() } : undefined;
+        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line)
+          .then(() => done(null), (err: unknown) => {
+            this.log.error({ err: String(err) }, 'could not write the grid catalog');
+            done(err instanceof Error ? err.message : String(err));
+          });
+      },
+      persisted: (p) => (p.lineOf ? { kind: 'persisted', what: p } : null),
+      persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
+      send: (s) => this.send(s),
+      reply: (r) => this.reply(r),
+      tick: () => ({ kind: 'tick' }),
+      afterStep: () => {
+        const events = this.core.drainEvents();
+        if (events.length > 0) this.sink(events);
+      },
+    });
+    this.driver.input({ kind: 'tick' });
+  }
+
+  // ---- requests (the gRPC service's) ----
+
+  async registerCluster(c: { clusterId: string; incarnation: bigint; address: string; storeDir: string; agentLeaseMs: number }): Promise<void> {
+    const old = this.clusters.get(c.clusterId);
+    if (old && old.incarnation > c.incarnation) throw new GridError('failed-precondition', `fenced: cluster ${c.clusterId} incarnation ${c.incarnation} is older than ${old.incarnation}`);
+    // The address first: calls the core makes in the same step go to the new one.
+    if (old?.address !== c.address) {
+      old?.client.close();
+      this.clusters.set(c.clusterId, { incarnation: c.incarnation, address: c.address, storeDir: c.storeDir, client: this.runtime.clients.clusterClient(c.address, this.settings.rpcTimeoutMs) });
+    } else {
+      this.clusters.set(c.clusterId, { ...old, incarnation: c.incarnation, storeDir: c.storeDir });
+    }
+    this.stores.set(c.clusterId, c.storeDir);
+    // Its store is on disk before its units can be planned onto it (another cluster adopts from it if it is lost).
+    await this.catalog.saveCluster(c.clusterId, { storeDir: c.storeDir, agentLeaseMs: c.agentLeaseMs });
+    const reqId = this.nextReq();
+    const a = await this.ask<{ ok: boolean; reason: string }>(`reg#${reqId}`, { kind: 'clusterRegistered', reqId, clusterId: c.clusterId, incarnation: c.incarnation, agentLeaseMs: c.agentLeaseMs });
+    if (!a.ok) throw new GridError('failed-precondition', a.reason);
+    this.log.info({ cluster: c.clusterId, incarnation: String(c.incarnation), address: c.address, store: c.storeDir }, 'cluster registered');
+  }
+
+  heartbeat(hb: Heartbeat): Promise<HeartbeatAnswer> {
+    return this.ask<HeartbeatAnswer>(`beat#${hb.member}#${hb.seq}`, { kind: 'clusterHeartbeat', hb });
+  }
+
+  async submitJob(spec: JobSpec, defaultIntervalMs: number): Promise<void> {
+    if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${spec.jobId} has no units`);
+    const live = this.core.jobState(spec.jobId);
+    if (live === 'running' || live === 'recovering') throw new GridError('already-exists', `job ${spec.jobId} is already ${live} on the grid`);
+    this.specs.set(spec.jobId, spec);
+    const reqId = this.nextReq();
+    const a = await this.ask<{ ok: boolean; reason: string }>(`submit#${reqId}`, {
+      kind: 'submit', reqId, jobId: spec.jobId, units: spec.units.map((u) => u.unitId), intervalMs: spec.checkpointIntervalMs || defaultIntervalMs,
+    });
+    if (!a.ok) throw new GridError(a.reason.startsWith('no alive cluster') ? 'unavailable' : a.reason.includes('already') ? 'already-exists' : 'failed-precondition', a.reason);
+    this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(this.core.jobView(spec.jobId)?.clusters ?? []), answer: a.reason }, 'grid job submitted');
+  }
+
+  async checkpoint(jobId: string): Promise<Extract<CheckpointAnswer, { kind: 'committed' }>> {
+    const reqId = this.nextReq();
+    const a = await this.ask<CheckpointAnswer>(`cp#${reqId}`, { kind: 'checkpoint', reqId, jobId });
+    if (a.kind === 'refused') throw new GridError(a.code, a.reason);
+    return a;
+  }
+
+  storeOf(clusterId: string): string {
+    return this.stores.get(clusterId) ?? '';
+  }
+
+  shutdown(): void {
+    this.stopped = true;
+    this.driver.stop();
+    for (const c of this.clusters.values()) c.client.close();
+    for (const list of this.waiters.values()) for (const w of list) w(null);
+    this.waiters.clear();
+  }
+
+  // ---- the driver's ports ----
+
+  private send(s: GridSend): void {
+    const to = s.to;
+    const reqId = s.call.reqId;
+    const target = this.clusters.get(to);
+    if (!target) {
+      this.driver.input({ kind: 'clusterUnreachable', cluster: to, reqId, reason: `cluster ${to} has no address here` });
+      return;
+    }
+    void performClusterCall({
+      client: target.client,
+      gridId: this.settings.gridId,
+      spec: (id) => this.specs.get(id) ?? null,
+      storeDir: (id) => this.stores.get(id) ?? null,
+    }, to, s.call).then((r) => {
+      if (this.stopped) return;
+      this.driver.input(r.kind === 'answer' ? { kind: 'clusterAnswer', cluster: to, reqId, answer: r.answer } : { kind: 'clusterUnreachable', cluster: to, reqId, reason: r.reason });
+    });
+  }
+
+  private reply(r: GridReply): void {
+    switch (r.kind) {
+      case 'beat': return this.wake(`beat#${r.to}#${r.seq}`, r.answer);
+      case 'registered': return this.wake(`reg#${r.reqId}`, { ok: r.ok, reason: r.reason });
+      case 'submitted': return this.wake(`submit#${r.reqId}`, { ok: r.ok, reason: r.reason });
+      case 'checkpointed': return this.wake(`cp#${r.reqId}`, r.answer);
+    }
+  }
+
+  // ---- helpers ----
+
+  private nextReq(): number {
+    return ++this.reqs;
+  }
+
+  /** Feeds the input and resolves with the core's reply under key (rejects after a shutdown: unavailable). */
+  private ask<A>(key: string, input: GridInput): Promise<A> {
+    if (this.stopped) return Promise.reject(new GridError('unavailable', 'the grid coordinator is shutting down'));
+    return new Promise<A>((resolve, reject) => {
+      const list = this.waiters.get(key) ?? [];
+      list.push((a) => (a === null ? reject(new GridError('unavailable', 'the grid coordinator is shutting down')) : resolve(a as A)));
+      this.waiters.set(key, list);
+      this.driver.input(input);
+    });
+  }
+
+  private wake(key: string, answer: unknown): void {
+    const list = this.waiters.get(key);
+    const w = list?.shift();
+    if (list?.length === 0) this.waiters.delete(key);
+    w?.(answer);
+  }
+}
