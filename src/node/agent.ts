@@ -52,6 +52,8 @@ export class NodeAgent {
   private readonly shells = new Map<string, JobShell>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly waiting = new Map<number, (a: AgentAnswer) => void>();
+  /** Shut down: the core takes no more inputs, and every request is refused unavailable. */
+  private closed = false;
   private readonly starts = new Map<number, StartCtx>();
   private readonly seen = new Map<string, string>();
   /** Woken after the core's next step (see afterLeaseStep). */
@@ -134,6 +136,7 @@ export class NodeAgent {
 
   /** Feeds the core one input that it answers (by reqId), and waits for the answer. */
   private ask(make: (reqId: number) => ParticipantInput, ctx?: StartCtx): Promise<AgentAnswer> {
+    if (this.closed) return Promise.resolve(this.closing());
     const reqId = this.nextReq++;
     if (ctx) this.starts.set(reqId, ctx);
     return new Promise<AgentAnswer>((resolve) => {
@@ -390,9 +393,20 @@ export class NodeAgent {
     });
   }
 
+  private closing(): AgentAnswer {
+    return { kind: 'refused', reason: `node ${this.deps.config.nodeId} is shutting down`, code: 'unavailable' };
+  }
+
   async shutdown(): Promise<void> {
     await Promise.all([...this.chains.values()]);
     this.driver.stop();
+    // Calls the core will never answer now (waiting, or arriving from here on) are answered here: a caller
+    // waiting on one would hold the gRPC server's graceful shutdown until its deadline (seen: 20 s per agent).
+    this.closed = true;
+    for (const [reqId, w] of [...this.waiting]) {
+      this.waiting.delete(reqId);
+      w(this.closing());
+    }
     await this.deps.supervisor.shutdown();
   }
 
