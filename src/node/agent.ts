@@ -324,10 +324,12 @@ export class NodeAgent {
     this.stepWaiters = [];
     for (const w of woken) w();
     for (const jobId of this.core.jobIds()) {
-      const s = this.core.summary(jobId)!;
+      // Every step comes here: its state alone says whether there is anything to tell (no summary is built).
+      const state = this.core.jobState(jobId)!;
       const from = this.seen.get(jobId) ?? '';
       // A start is told when its units run (from the state before it), not while they spawn.
-      if (from === s.state || s.state === 'starting') continue;
+      if (from === state || state === 'starting') continue;
+      const s = this.core.summary(jobId)!;
       this.seen.set(jobId, s.state);
       const tell = (): void => {
         this.watch.job(jobId, from, this.stateOf(s), s.lastError || `units ${s.state}`);
@@ -342,8 +344,8 @@ export class NodeAgent {
       if (s.state === 'stopped' || s.state === 'fenced') void Promise.resolve().then(() => this.chains.get(jobId)).then(tell);
       else tell();
     }
-    for (const jobId of [...this.seen.keys()]) {
-      if (this.core.summary(jobId)) continue;
+    for (const jobId of this.seen.keys()) { // deleting the entry being visited is safe in a Map's iteration
+      if (this.core.jobState(jobId) !== null) continue;
       this.seen.delete(jobId);
       this.shells.delete(jobId);
     }
@@ -373,7 +375,7 @@ export class NodeAgent {
       state: this.stateOf(s),
       units: this.deps.supervisor.units(jobId),
       lastEpoch: s.lastEpoch,
-      containers: memory.jobs().includes(jobId) ? memory.containers(jobId) : [],
+      containers: memory.hasJob(jobId) ? memory.containers(jobId) : [],
       committed: s.committed,
       failed: s.failed,
       lastError: s.lastError,
