@@ -14,6 +14,10 @@
 //   GRIDCKPT_BENCH_FREEZE_ROUNDS  rounds of the freeze-window benchmark
 //                          (default 5; medians reported).
 //   GRIDCKPT_BENCH_ROUND_ROUNDS   measured rounds per agent count (default 15).
+//   GRIDCKPT_BENCH_ONLY    run only the named benchmark: 'round' (the round
+//                          latency, without the memory, export, freeze-window
+//                          and CRC figures and their 1 GiB fixture); unset or
+//                          'all' runs every one.
 // Run node with --expose-gc to have buffers freed between rounds explicitly.
 
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
@@ -53,7 +57,19 @@ async function runCleanups(): Promise<void> {
   }
 }
 
+type Only = 'all' | 'round';
+
+function envOnly(): Only {
+  const raw = process.env.GRIDCKPT_BENCH_ONLY;
+  if (raw === undefined || raw === '' || raw === 'all') return 'all';
+  if (raw === 'round') return raw;
+  throw new Error(`GRIDCKPT_BENCH_ONLY=${raw}: expected 'round' or 'all'`);
+}
+
 async function main(): Promise<void> {
+  const only = envOnly();
+  const roundRounds = envInt('GRIDCKPT_BENCH_ROUND_ROUNDS', 15, 1, 200);
+  if (only === 'round') return mainRoundOnly(roundRounds);
   const bytes = envInt('GRIDCKPT_BENCH_MIB', 1024, 1, 8192) * MiB;
   const rounds = envInt('GRIDCKPT_BENCH_ROUNDS', 3, 1, 20);
   const freezeRounds = envInt('GRIDCKPT_BENCH_FREEZE_ROUNDS', 5, 1, 20);
@@ -123,8 +139,19 @@ async function main(): Promise<void> {
   });
 
   // 4. An empty coordinated round against the number of agents vs a bare gRPC round trip.
-  await benchRoundLatency(workDir, envInt('GRIDCKPT_BENCH_ROUND_ROUNDS', 15, 1, 200));
+  await benchRoundLatency(workDir, roundRounds);
 
+  info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** GRIDCKPT_BENCH_ONLY=round: the round latency alone, in a work dir of its own. */
+async function mainRoundOnly(roundRounds: number): Promise<void> {
+  const base = path.resolve(process.env.GRIDCKPT_BENCH_DIR || os.tmpdir());
+  const workDir = await mkdtemp(path.join(base, 'gridckpt-bench-'));
+  cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+  const started = performance.now();
+  info(`gridckpt bench (round only): node ${process.version}, ${os.cpus().length}x ${os.cpus()[0]?.model ?? '?'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, work dir ${workDir}`);
+  await benchRoundLatency(workDir, roundRounds);
   info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -35,7 +35,7 @@ export async function performOp(t: OpsTarget, op: UnitOp): Promise<void> {
     case 'freeze': {
       if (!job) return;
       // Outside the window: size and warm the staging, then freeze.
-      warmStaging(job, memory.jobs().includes(op.jobId) ? memory.snapshotBytes(op.jobId, op.full ? 'full' : 'changed') : 0, PAGE_BYTES);
+      warmStaging(job, memory.hasJob(op.jobId) ? memory.snapshotBytes(op.jobId, op.full ? 'full' : 'changed') : 0, PAGE_BYTES);
       job.frozenAt.set(op.epoch, clock.nowMs());
       try {
         await supervisor.freezeJob(op.jobId);
@@ -59,7 +59,7 @@ export async function performOp(t: OpsTarget, op: UnitOp): Promise<void> {
       const t1 = clock.nowMs();
       try {
         await failpointAsync('node.frozen');
-        const snapshot = memory.jobs().includes(op.jobId)
+        const snapshot = memory.hasJob(op.jobId)
           ? memory.snapshot(op.jobId, op.full ? 'full' : 'changed', job.staging ?? undefined)
           : { entries: [], staging: new Uint8Array(0), pageCount: 0, pagesSwappedIn: 0 };
         job.snapshots.set(op.epoch, snapshot);
@@ -107,7 +107,7 @@ function markChangedAgain(t: OpsTarget, jobId: string, epoch: bigint): void {
   if (!job || !snapshot) return;
   job.snapshots.delete(epoch);
   // A fenced job's pages are gone already: nothing to mark.
-  if (t.deps.memory.jobs().includes(jobId)) t.deps.memory.restoreChanged(jobId, snapshot.entries);
+  if (t.deps.memory.hasJob(jobId)) t.deps.memory.restoreChanged(jobId, snapshot.entries);
 }
 
 async function write(t: OpsTarget, op: Extract<UnitOp, { op: 'write' }>): Promise<void> {
@@ -124,7 +124,7 @@ async function write(t: OpsTarget, op: Extract<UnitOp, { op: 'write' }>): Promis
     const part = await writeNodePart({
       storeDir: config.storeDir, jobId: op.jobId, epoch: op.epoch, nodeId: op.writer, staging: snapshot.staging, pages: snapshot.entries,
     });
-    const containers = memory.jobs().includes(op.jobId) ? memory.containers(op.jobId).map((c) => ({ name: c.name, pageCount: c.pageCount })) : [];
+    const containers = memory.hasJob(op.jobId) ? memory.containers(op.jobId).map((c) => ({ name: c.name, pageCount: c.pageCount })) : [];
     let manifest = null;
     if (op.local) {
       manifest = await commitEpoch({

@@ -32,7 +32,7 @@ const { memory, config } = t.deps;
   }
   try {
     if (ctx.kind === 'start') {
-      if (memory.jobs().includes(op.jobId)) memory.dropJob(op.jobId);
+      if (memory.hasJob(op.jobId)) memory.dropJob(op.jobId);
       const shell = newJobShell(ctx.spec, config.limits.maxGatedRequests);
       t.setShell(op.jobId, shell);
       await startUnits(t.deps, shell, null);
@@ -63,7 +63,7 @@ const { supervisor, memory, config, log } = t.deps;
   if (!graceful) log.warn({ jobId }, 'killing the units of a fenced job');
   await supervisor.stopJob(jobId, graceful ? config.stopGraceMs : 0).catch((err: unknown) => log.error({ jobId, err: String(err) }, 'killing units failed'));
   // A fenced job's pages go: its coordinator restores them elsewhere.
-  if (!graceful && t.jobState(jobId) !== 'starting' && memory.jobs().includes(jobId)) memory.dropJob(jobId);
+  if (!graceful && t.jobState(jobId) !== 'starting' && memory.hasJob(jobId)) memory.dropJob(jobId);
 }
 
 async function startUnits(deps: AgentDeps, shell: JobShell, restoredEpoch: bigint | null): Promise<void> {

@@ -52,6 +52,8 @@ export class NodeAgent {
   private readonly shells = new Map<string, JobShell>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly waiting = new Map<number, (a: AgentAnswer) => void>();
+  /** Shut down: the core takes no more inputs, and every request is refused unavailable. */
+  private closed = false;
   private readonly starts = new Map<number, StartCtx>();
   private readonly seen = new Map<string, string>();
   /** Woken after the core's next step (see afterLeaseStep). */
@@ -134,6 +136,7 @@ export class NodeAgent {
 
   /** Feeds the core one input that it answers (by reqId), and waits for the answer. */
   private ask(make: (reqId: number) => ParticipantInput, ctx?: StartCtx): Promise<AgentAnswer> {
+    if (this.closed) return Promise.resolve(this.closing());
     const reqId = this.nextReq++;
     if (ctx) this.starts.set(reqId, ctx);
     return new Promise<AgentAnswer>((resolve) => {
@@ -321,10 +324,12 @@ export class NodeAgent {
     this.stepWaiters = [];
     for (const w of woken) w();
     for (const jobId of this.core.jobIds()) {
-      const s = this.core.summary(jobId)!;
+      // Every step comes here: its state alone says whether there is anything to tell (no summary is built).
+      const state = this.core.jobState(jobId)!;
       const from = this.seen.get(jobId) ?? '';
       // A start is told when its units run (from the state before it), not while they spawn.
-      if (from === s.state || s.state === 'starting') continue;
+      if (from === state || state === 'starting') continue;
+      const s = this.core.summary(jobId)!;
       this.seen.set(jobId, s.state);
       const tell = (): void => {
         this.watch.job(jobId, from, this.stateOf(s), s.lastError || `units ${s.state}`);
@@ -339,8 +344,8 @@ export class NodeAgent {
       if (s.state === 'stopped' || s.state === 'fenced') void Promise.resolve().then(() => this.chains.get(jobId)).then(tell);
       else tell();
     }
-    for (const jobId of [...this.seen.keys()]) {
-      if (this.core.summary(jobId)) continue;
+    for (const jobId of this.seen.keys()) { // deleting the entry being visited is safe in a Map's iteration
+      if (this.core.jobState(jobId) !== null) continue;
       this.seen.delete(jobId);
       this.shells.delete(jobId);
     }
@@ -370,7 +375,7 @@ export class NodeAgent {
       state: this.stateOf(s),
       units: this.deps.supervisor.units(jobId),
       lastEpoch: s.lastEpoch,
-      containers: memory.jobs().includes(jobId) ? memory.containers(jobId) : [],
+      containers: memory.hasJob(jobId) ? memory.containers(jobId) : [],
       committed: s.committed,
       failed: s.failed,
       lastError: s.lastError,
@@ -390,9 +395,20 @@ export class NodeAgent {
     });
   }
 
+  private closing(): AgentAnswer {
+    return { kind: 'refused', reason: `node ${this.deps.config.nodeId} is shutting down`, code: 'unavailable' };
+  }
+
   async shutdown(): Promise<void> {
     await Promise.all([...this.chains.values()]);
     this.driver.stop();
+    // Calls the core will never answer now (waiting, or arriving from here on) are answered here: a caller
+    // waiting on one would hold the gRPC server's graceful shutdown until its deadline (seen: 20 s per agent).
+    this.closed = true;
+    for (const [reqId, w] of [...this.waiting]) {
+      this.waiting.delete(reqId);
+      w(this.closing());
+    }
     await this.deps.supervisor.shutdown();
   }
 

@@ -52,9 +52,12 @@ export function newJobShell(spec: JobSpec, maxGatedRequests: number): JobShell {
 
 /** Keeps per-epoch records bounded: only the newest few epochs matter to answers and events. */
 export function trimEpochs<V>(m: Map<bigint, V>, keep = 4): void {
-  if (m.size <= keep) return;
-  const old = [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, m.size - keep);
-  for (const e of old) m.delete(e);
+  // Called on every snapshot and write: one pass per epoch dropped (usually one), nothing allocated.
+  while (m.size > keep) {
+    let oldest: bigint | null = null;
+    for (const e of m.keys()) if (oldest === null || e < oldest) oldest = e;
+    m.delete(oldest!);
+  }
 }
 
 /**

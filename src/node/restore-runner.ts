@@ -61,7 +61,7 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
     try {
       const spec = scope.spec ?? jobSpecFromManifest(manifest.layout.spec, config.limits, config.defaultFullEvery);
       const chain = await epochChain(config.storeDir, jobId, manifest.epoch);
-      if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+      if (memory.hasJob(jobId)) memory.dropJob(jobId);
       const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
       if (!scope.parts) for (const c of manifest.containers) memory.createContainer(jobId, c.name, c.pageCount);
       const loaded = await loadEpoch(config.storeDir, jobId, manifest.epoch, (container, page, data) => {
@@ -75,7 +75,7 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
       );
       return { manifest, spec, chainLength: chain.length, highestEpoch, skipped, pagesLoaded: loaded.pagesLoaded };
     } catch (err) {
-      if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+      if (memory.hasJob(jobId)) memory.dropJob(jobId);
       const reason = err instanceof Error ? err.message : String(err);
       if (epoch !== null) {
         if (err instanceof GridError) throw err;
@@ -120,7 +120,7 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
     const chain = await epochChain(source.storeDir, jobId, manifest.epoch);
     found.push({ source, manifest, chainLength: chain.length, highest: committed[committed.length - 1]!.epoch });
   }
-  if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+  if (memory.hasJob(jobId)) memory.dropJob(jobId);
   let pagesLoaded = 0;
   try {
     for (const { source, manifest } of found) {
@@ -132,7 +132,7 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
       pagesLoaded += loaded.pagesLoaded;
     }
   } catch (err) {
-    if (memory.jobs().includes(jobId)) memory.dropJob(jobId);
+    if (memory.hasJob(jobId)) memory.dropJob(jobId);
     if (err instanceof GridError) throw err;
     throw new GridError('data-loss', err instanceof Error ? err.message : String(err));
   }

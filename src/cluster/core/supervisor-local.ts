@@ -1,6 +1,9 @@
 import { GridError } from '../../common/errors.js';
 import { checkName } from '../../common/names.js';
 import { nextEpoch } from '../../protocol/core/round.js';
+
+/** Epochs a local job reserves in its row at a time (see Job.epochCeiling). */
+export const EPOCH_RESERVE = 64n;
 import { placeUnits } from './placement.js';
 import { beginRestart } from './supervisor-restart.js';
 import { startRound } from './supervisor-rounds.js';
@@ -88,6 +91,8 @@ function startLocalRound(st: ClusterState, job: Job, out: ClusterStep): void {
   const highest = job.round.status().highestEpoch;
   const epoch = nextEpoch(last !== null && last > highest ? last : highest);
   const full = job.needsFull || last === null || job.roundsSinceFull + 1 >= job.local!.fullEvery;
+  // Past the reserved epochs: reserve the next block (the row is written before this round's PREPAREs leave: C3).
+  if (epoch > job.epochCeiling) job.epochCeiling = epoch + EPOCH_RESERVE - 1n;
   job.nextRoundAtMs = null;
   if (job.final) job.final.epoch = epoch;
   startRound(st, job, { epoch, parentEpoch: full ? null : last, full, hold: false }, out);

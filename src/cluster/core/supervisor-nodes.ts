@@ -32,6 +32,7 @@ export function onNodeRegistered(st: ClusterState, i: { reqId: number; nodeId: s
     nodeId: i.nodeId, incarnation: i.incarnation, capacityUnits: i.capacityUnits, verdict: same ? old.verdict : 'alive',
     // Leases the old registration holds still count; so do the previous coordinator incarnation's (resume).
     lastGrantMs: Math.max(old?.lastGrantMs ?? st.nowMs, st.resumeGrantFloor()),
+    startBounds: old?.startBounds ?? new Map(),
     registeredAtMs: same ? old.registeredAtMs : st.nowMs,
     reported: same ? old.reported : new Map(),
   };

@@ -124,9 +124,13 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
     const gen = st.nextGen();
     job.startGens.set(node, gen);
     for (const n of st.nodes.values()) n.reported.delete(job.jobId);
-    r.waiting.add(st.callAgent(out, node, { kind: 'startJob', jobId: job.jobId, units, sources, leaseMs: st.config.agentLeaseMs, gen }, job.jobId, 'restart', null));
-    const entry = st.nodes.get(node);
-    if (entry) entry.lastGrantMs = Math.max(entry.lastGrantMs, st.nowMs + st.config.callTimeoutMs);
+    const reqId = st.callAgent(out, node, { kind: 'startJob', jobId: job.jobId, units, sources, leaseMs: st.config.agentLeaseMs, gen }, job.jobId, 'restart', null);
+    r.waiting.add(reqId);
+    // Until its answer, the agent may bind the start's lease as late as the call's deadline (C1).
+    const bounds = st.nodes.get(node)?.startBounds;
+    // (Bounds long past count no more than the grants since: bounded by the calls of one call timeout.)
+    for (const [id, at] of bounds ?? []) if (at < st.nowMs) bounds!.delete(id);
+    bounds?.set(reqId, st.nowMs + st.config.callTimeoutMs);
   }
 }
 
@@ -136,7 +140,9 @@ function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   job.needsFull = true;
   const fresh = r.reason === 'submitted';
   if (!fresh) {
-    job.lastError = r.skipped.length === 0 ? `restarted: ${r.reason}`
+    // The round the restart cut short stays named (its abort is part of what happened).
+    const aborted = /^round \d+ aborted/.test(job.lastError) ? `; ${job.lastError}` : '';
+    job.lastError = r.skipped.length === 0 ? `restarted: ${r.reason}${aborted}`
       : `recovered at epoch ${r.epoch ?? 'none (the units started anew)'} after passing over ${r.skipped.map((x) => `epoch ${x.epoch}: ${x.reason}`).join('; ')}`;
   }
   st.become(job, 'running', fresh ? 'started' : `restarted: ${r.reason}`);

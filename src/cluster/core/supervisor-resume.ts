@@ -14,8 +14,9 @@ import type { ClusterPersist, ClusterStep, JobRow } from './supervisor-types.js'
 // node that shows anything else gives a restart in place; a node that does
 // not come back within resumeWaitMs is lost, and its units move only after
 // any lease the previous incarnation may have granted has lapsed (C1:
-// st.grantOf). A row names the highest epoch its job's rounds used, saved
-// before their PREPAREs leave, so a resumed job numbers above it (C3).
+// st.grantOf). A local job's row names a ceiling of the epochs its rounds
+// may use, reserved in blocks and saved before a PREPARE above the old one
+// leaves, so a resumed job numbers above every epoch used (C3).
 // Grid-managed rows are the grid's to recover; their epochs are kept known
 // so that none is reused here, and their placement so that the grid's
 // restore starts their units where the previous incarnation ran them (or
@@ -26,7 +27,10 @@ export const RESUMED = 'resumed after a coordinator restart';
 export function rowOf(job: Job): JobRow {
   return {
     jobId: job.jobId, units: [...job.units], state: job.state, placement: Object.fromEntries([...job.placement].sort()), local: job.local ? { ...job.local } : null,
-    committed: [...job.committed], highestEpoch: job.round.status().highestEpoch, needsFull: job.needsFull, startGens: Object.fromEntries([...job.startGens].sort()), gridGen: job.gridGen,
+    // Not the committed epochs (the store lists them at a resume) nor every epoch used: a row is written
+    // when the job's lifecycle changes, not at each round. A local job's reserved ceiling bounds its epochs;
+    // a grid job's are the grid's to choose (and its agents refuse a reused one).
+    committed: [], ...(job.local ? { highestEpoch: job.epochCeiling } : {}), needsFull: job.needsFull, startGens: Object.fromEntries([...job.startGens].sort()), gridGen: job.gridGen,
     lastError: job.lastError, recoveries: job.recoveries,
   };
 }

@@ -23,6 +23,12 @@ export interface NodeEntry {
   capacityUnits: number;
   verdict: Verdict;
   lastGrantMs: number;
+  /**
+   * Starts in flight to the node (reqId -> send + call timeout): until one is
+   * answered, the agent may bind its lease as late as that (C1). Its answer
+   * proves the lease was bound by then, and the bound becomes a grant.
+   */
+  startBounds: Map<number, number>;
   /** When this incarnation (or a fresh watch of it after a failed verdict) registered. */
   registeredAtMs: number;
   /** Job states the node last reported (push, on its heartbeat). */
@@ -67,6 +73,12 @@ export interface Resume {
 
 export interface Job {
   jobId: string;
+  /**
+   * A local job's epochs reserved in the job table: none above it was used.
+   * Reserved EPOCH_RESERVE at a time, so that a row write (an fsync the
+   * driver waits for) comes once in that many rounds, not before each.
+   */
+  epochCeiling: bigint;
   units: string[];
   state: ClusterJobState;
   placement: Map<string, string>;
@@ -192,7 +204,7 @@ export class ClusterState {
     for (const e of [this.jobs.get(jobId)?.round.status().highestEpoch ?? 0n, this.knownEpochs.get(jobId) ?? 0n]) if (e > highest) highest = e;
     const state = from.state ?? 'starting';
     const job: Job = {
-      jobId, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
+      jobId, epochCeiling: highest, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highest, this.config.mutants),
       restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true,
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
@@ -219,7 +231,8 @@ export class ClusterState {
 
   /** The last instant a node may hold a lease of this cluster; for a node not registered since a restart, a bound of the old incarnation's. */
   grantOf(nodeId: string): number {
-    return this.nodes.get(nodeId)?.lastGrantMs ?? this.resumeGrantFloor();
+    const n = this.nodes.get(nodeId);
+    return n ? Math.max(n.lastGrantMs, ...n.startBounds.values()) : this.resumeGrantFloor();
   }
 
   /**

@@ -220,6 +220,12 @@ export class ClusterSupervisor {
     const p = st.pending.get(reqId);
     if (!p) return;
     st.pending.delete(reqId);
+    // An answered start bound its lease by now: its bound becomes a grant. Unanswered, it may still arrive (C1).
+    const entry = st.nodes.get(p.node);
+    if (entry?.startBounds.has(reqId) && !unreachable) {
+      entry.startBounds.delete(reqId);
+      entry.lastGrantMs = Math.max(entry.lastGrantMs, st.nowMs);
+    }
     const job = st.jobs.get(p.jobId);
     if (!job) return;
     if (p.what === 'restart') {

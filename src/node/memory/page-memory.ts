@@ -119,6 +119,11 @@ export class PageMemory {
     return [...(this.byJob.get(jobId)?.values() ?? [])].map((t) => t.info());
   }
 
+  /** Whether the job holds at least one container (one of jobs(), without building the list). */
+  hasJob(jobId: string): boolean {
+    return this.byJob.has(jobId);
+  }
+
   /** Jobs that hold at least one container, in creation order. */
   jobs(): string[] {
     return [...this.byJob.keys()];

@@ -200,11 +200,15 @@ describe('ClusterSupervisor: the job table (C9) and a failed write', () => {
     for (const c of calls(sub.out)) h.answer(c, { kind: 'ok' }, 20);
     h.advance(119, NODES); // heartbeats: nothing changes
     expect(h.rows.map((r) => [r.t, r.row.state])).toEqual([[10, 'starting'], [20, 'running']]);
-    // A round: its epoch is in the row of the step that sends its PREPAREs (C3 across a restart), its commit in another.
+    // A round: the block of epochs it opens (1..64) is reserved in the row of the step that sends its PREPAREs (C3 across a restart).
     const round = h.advance(1000, NODES, isPrepare).at(-1)!;
-    expect(h.rows.at(-1)).toMatchObject({ t: round.t, row: { highestEpoch: 1n, committed: [] } });
+    expect(h.rows.at(-1)).toMatchObject({ t: round.t, row: { highestEpoch: 64n, committed: [] } });
     finishRound(h, round.out);
-    expect(h.rows.at(-1)).toMatchObject({ t: h.nowMs, row: { highestEpoch: 1n, committed: [1n], needsFull: false } });
+    // Its commit changes the row only where the lifecycle does (the first full epoch): the committed epochs are the store's.
+    expect(h.rows.at(-1)).toMatchObject({ t: h.nowMs, row: { highestEpoch: 64n, committed: [], needsFull: false } });
+    const written = h.rows.length;
+    finishRound(h, h.advance(1000, NODES, isPrepare).at(-1)!.out);
+    expect(h.rows.length, 'a round inside the reserved block writes no row').toBe(written);
     const perStep = new Map<string, number>();
     for (const r of h.rows) perStep.set(`${r.step}#${r.row.jobId}`, (perStep.get(`${r.step}#${r.row.jobId}`) ?? 0) + 1);
     expect([...perStep.values()].every((n) => n === 1)).toBe(true);
