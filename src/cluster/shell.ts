@@ -182,10 +182,6 @@ export class ClusterShell {
     this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs: Math.floor(sentAtMs), answer: { known: true, leasedJobs, leaseMs } });
   }
 
-  spec(jobId: string): JobSpec | null {
-    return this.specs.get(jobId) ?? null;
-  }
-
   shutdown(): void {
     this.stopped = true;
     this.driver.stop();
