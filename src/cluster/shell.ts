@@ -191,10 +191,6 @@ export class ClusterShell {
     this.gridBeat = beat;
   }
 
-  spec(jobId: string): JobSpec | null {
-    return this.specs.get(jobId) ?? null;
-  }
-
   shutdown(): void {
     this.stopped = true;
     this.driver.stop();

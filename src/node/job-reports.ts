@@ -4,7 +4,7 @@ import type { AgentJobState as JobState } from './agent.js';
 // not poll): each job's state, tagged with the gen of the start it belongs
 // to. The coordinator names each StartJob and Restore it sends with a gen
 // and counts a report only if it carries the gen of the last start it sent
-// (src/cluster/core/job-end.ts), so a report on an earlier run of the job is
+// (the cluster core matches it to the start it sent: src/cluster/core/supervisor-nodes.ts), so a report on an earlier run of the job is
 // told apart from one on the current run.
 //
 // A start's gen is recorded only once the start has returned, that is once

@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isErrno, removeTreeDurable } from '../runtime/durable-fs.js';
-import { listEpochDirs, manifestPresent } from './epoch-catalog.js';
+import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
 import { MANIFEST_FILE, epochDir, epochDirName, jobDir } from './layout.js';
 
 const TRASH_PREFIX = '.removing-';
@@ -86,8 +86,7 @@ export async function removeIncomplete(storeDir: string, jobId: string, opts: Re
   const removed: bigint[] = [];
   for (const epoch of await listEpochDirs(storeDir, jobId)) {
     if (opts.below !== undefined && epoch >= opts.below) continue;
-    // A cheap skip (one stat, no read or digest check of a committed manifest); claim() decides.
-    if (await manifestPresent(storeDir, jobId, epoch)) continue;
+    if ((await lookupManifest(storeDir, jobId, epoch)).kind !== 'missing') continue; // a cheap skip; claim() decides
     if (await removeIfIncomplete(storeDir, jobId, epoch)) removed.push(epoch);
   }
   await removeTrash(storeDir, jobId);

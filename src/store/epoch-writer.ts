@@ -27,7 +27,7 @@ import { GridError, invalidArgument } from '../common/errors.js';
 import { failpoint, failpointAsync } from '../common/failpoints.js';
 import { checkName } from '../common/names.js';
 import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
-import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
+import { listCommitted } from './epoch-catalog.js';
 import { IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_MANIFEST_BYTES, dataFileName, epochDir, tableFileName } from './layout.js';
 import { buildManifest, encodeManifest, type EpochManifest, type PartInfo } from './manifest.js';
 import { digestPageTable } from './part-digest.js';
@@ -88,7 +88,10 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   await checkCommittable(manifest, storeDir);
   const dir = epochDir(storeDir, jobId, epoch);
   await ensureDirDurable(dir);
-  await checkPartSizes(dir, manifest);
+  for (const part of manifest.parts) {
+    await checkSize(path.join(dir, part.dataFile), part.dataBytes, epoch);
+    await checkSize(path.join(dir, part.tableFile), part.tableBytes, epoch);
+  }
   failpoint('store.before-manifest');
   const tmp = path.join(dir, MANIFEST_TMP_FILE);
   try {
@@ -106,39 +109,15 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
   return manifest;
 }
 
-/**
- * Invariant 4's epoch and parent checks. They read only the manifests that
- * decide them: those of the epochs at or above this one, from the top (the
- * first committed one found is the latest committed), and the parent's.
- * Reading every committed manifest of the job instead (listCommitted) cost a
- * stat, a read and a digest check per epoch the job ever kept, on every
- * round's critical path.
- */
 async function checkCommittable(m: EpochManifest, storeDir: string): Promise<void> {
-  const epochs = await listEpochDirs(storeDir, m.jobId);
-  for (let i = epochs.length - 1; i >= 0 && epochs[i]! >= m.epoch; i--) {
-    if ((await lookupManifest(storeDir, m.jobId, epochs[i]!)).kind === 'committed') {
-      throw new GridError('failed-precondition', `job ${m.jobId}: epoch ${m.epoch} is not above the latest committed epoch ${epochs[i]}`);
-    }
+  const committed = await listCommitted(storeDir, m.jobId);
+  const latest = committed[committed.length - 1];
+  if (latest !== undefined && latest.epoch >= m.epoch) {
+    throw new GridError('failed-precondition', `job ${m.jobId}: epoch ${m.epoch} is not above the latest committed epoch ${latest.epoch}`);
   }
-  if (m.parentEpoch !== null && (await lookupManifest(storeDir, m.jobId, m.parentEpoch)).kind !== 'committed') {
+  if (m.parentEpoch !== null && !committed.some((c) => c.epoch === m.parentEpoch)) {
     throw new GridError('failed-precondition', `job ${m.jobId}: parent epoch ${m.parentEpoch} of epoch ${m.epoch} is not committed`);
   }
-}
-
-/**
- * Invariant 4's size check of every part file. The stats run at once (on the
- * I/O pool; as many as the manifest has parts, which it bounds) rather than
- * one after another, which cost two sequential stats per participant on the
- * round's critical path; the first failure in part order is reported.
- */
-async function checkPartSizes(dir: string, m: EpochManifest): Promise<void> {
-  const checks = await Promise.allSettled(m.parts.flatMap((part) => [
-    checkSize(path.join(dir, part.dataFile), part.dataBytes, m.epoch),
-    checkSize(path.join(dir, part.tableFile), part.tableBytes, m.epoch),
-  ]));
-  const failed = checks.find((c) => c.status === 'rejected');
-  if (failed) throw failed.reason;
 }
 
 async function checkSize(file: string, expectedBytes: number, epoch: bigint): Promise<void> {

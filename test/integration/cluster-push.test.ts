@@ -13,7 +13,7 @@ import { listCommitted } from '../../src/store/index.js';
 
 // Push, not poll: the end of a job reaches its cluster coordinator on the
 // agents' heartbeats, each carrying the states of the agent's jobs and the
-// gen of the start they belong to (src/cluster/core/job-end.ts), and at once
+// gen of the start they belong to (src/cluster/core/supervisor-nodes.ts), and at once
 // on a change of state (ReportJobs, between beats). Real processes: a
 // coordinator and its agents.
 
