@@ -12,7 +12,7 @@ import { bankFromEpoch } from '../../src/demo/bank-image.js';
 import { referenceBalances, totalOf, expectedTotal } from '../../src/bank/model.js';
 import { balancesDigest } from '../../src/bank/digest.js';
 import { untilCluster, untilGrid } from '../helpers/cluster.js';
-import { uniqueNodeId } from '../helpers/agent.js';
+import { uniqueNodeId, untilAgent } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
 import { realRuntime } from '../../src/wire/real-clients.js';
@@ -250,11 +250,20 @@ describe('grid: the loss of a cluster coordinator', () => {
           const s = await untilGrid(grid, (x) => x.jobs[0]?.state === 'failed', 'the job to be reported failed', 30_000);
           expect(s.clusters.find((c) => c.clusterId === 'ca')?.verdict).toBe('failed');
           expect(s.jobs[0]!.lastError).toMatch(/no alive cluster has room for the 2 units of lost cluster ca \(the most room is 0 on cb\)/);
-          // The grid no longer renews the failed job's lease: cb stops its half rather than run it unmanaged.
+          // The grid stops the failed job's other half (and no longer renews its lease): cb runs none of it unmanaged.
           const cbClient = new ClusterClient(cb.proc.ready.grpc);
-          const fenced = await untilCluster(cbClient, (x) => x.jobs.find((j) => j.jobId === 'bank')?.state === 'fenced', 'cb to fence the job', 30_000);
+          const ended = await untilCluster(cbClient, (x) => {
+            const j = x.jobs.find((y) => y.jobId === 'bank');
+            return (j?.state === 'stopped' || j?.state === 'fenced') && x.nodes.every((n) => n.placedUnits === 0);
+          }, 'cb to stop the job', 30_000);
           cbClient.close();
-          expect(fenced.jobs.find((j) => j.jobId === 'bank')!.lastError).toMatch(/grid's lease/);
+          // Its agents end the units (the cluster's stop is best effort; each agent's own view is the proof).
+          for (const a of cb.agents) {
+            const agent = new AgentClient(a.ready.grpc);
+            await untilAgent(agent, (x) => x.jobs.every((j) => j.units.every((u) => u.state === 'exited')), `the units on ${a.ready.nodeId} to end`, 30_000);
+            agent.close();
+          }
+          expect(ended.jobs.find((j) => j.jobId === 'bank')!.gridManaged).toBe(true);
         } finally {
           grid.close();
         }

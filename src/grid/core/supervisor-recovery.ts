@@ -48,7 +48,7 @@ export function beginRecovery(st: GridState, job: GJob, reason: string, lostClus
  */
 function safeAfter(st: GridState, job: GJob, id: string): number {
   const c = st.entry(id);
-  const lastGrant = Math.min(c.lastGrantMs, job.shareLostAtMs.get(id) ?? Infinity);
+  const lastGrant = Math.min(st.grantBound(id), job.shareLostAtMs.get(id) ?? Infinity);
   const agentLeaseMs = Math.max(st.config.agentLeaseMs, c.agentLeaseMs);
   return leaseSafeAfter(lastGrant, st.config.clusterLeaseMs, agentLeaseMs, leaseMarginMs(st.config.clusterLeaseMs + agentLeaseMs));
 }
@@ -107,7 +107,6 @@ function askRestore(st: GridState, job: GJob, c: string, out: GridStep): void {
   const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.unitIds }));
   const reqId = st.call(out, c, { kind: 'restoreJob', jobId: job.jobId, units: r.units, epoch: r.epoch, adopt, gen: job.gen }, job.jobId, 'restore', null);
   job.recovery!.waiting.set(reqId, c);
-  st.entry(c).lastGrantMs = Math.max(st.entry(c).lastGrantMs, st.nowMs + st.config.callTimeoutMs);
 }
 
 function finishRecovery(st: GridState, job: GJob, out: GridStep): void {

@@ -80,7 +80,7 @@ export interface GJob {
   checkpointRound: number[];
 }
 
-export type Pending = { jobId: string; cluster: string; kind: ClusterRequest['kind']; epoch: bigint | null; what: 'round' | 'restore' | 'submit' | 'stop' };
+export type Pending = { jobId: string; cluster: string; kind: ClusterRequest['kind']; epoch: bigint | null; what: 'round' | 'restore' | 'submit' | 'stop'; sentAtMs: number };
 
 export class GridState {
   readonly clusters = new Map<string, ClusterEntry>();
@@ -140,9 +140,23 @@ export class GridState {
   call(out: GridStep, to: string, req: ClusterRequest, jobId: string, what: Pending['what'], epoch: bigint | null): number {
     const reqId = this.nextReq++;
     this.issued.push(reqId);
-    this.pending.set(reqId, { jobId, cluster: to, kind: req.kind, epoch, what });
+    this.pending.set(reqId, { jobId, cluster: to, kind: req.kind, epoch, what, sentAtMs: this.nowMs });
     out.send.push({ to, call: { reqId, from: this.config.gridId, incarnation: this.config.incarnation, req } });
     return reqId;
+  }
+
+  /**
+   * The latest a cluster may hold a lease this grid granted: its last grant,
+   * or, for a submit or restore still unanswered, the call's send plus its
+   * timeout (the cluster leases itself the job when the call arrives, at
+   * most then; the answer turns the bound into a grant at its arrival).
+   */
+  grantBound(id: string): number {
+    let bound = this.entry(id).lastGrantMs;
+    for (const p of this.pending.values()) {
+      if (p.cluster === id && (p.what === 'submit' || p.what === 'restore')) bound = Math.max(bound, p.sentAtMs + this.config.callTimeoutMs);
+    }
+    return bound;
   }
 
   clustersOf(job: GJob): string[] {

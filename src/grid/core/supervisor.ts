@@ -189,7 +189,6 @@ export class GridSupervisor {
     this.st.emit({ kind: 'jobState', jobId, from: null, to: 'running', reason: 'submitted' });
     this.st.save(out);
     for (const c of this.st.clustersOf(job)) {
-      this.st.entry(c).lastGrantMs = Math.max(this.st.entry(c).lastGrantMs, this.st.nowMs + this.config.callTimeoutMs);
       job.submit.waiting.add(this.st.call(out, c, { kind: 'submitJob', jobId, units: this.st.unitsIn(job, c), gen: job.gen }, jobId, 'submit', null));
     }
   }

@@ -127,3 +127,37 @@ describe('GridSupervisor: a restarted grid', () => {
     expect(out.persist).toEqual([expect.objectContaining({ jobs: [expect.objectContaining({ state: 'recovering', lastError: 'cluster c1 no longer has the job' })] })]);
   });
 });
+
+describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
+  it('an answered submit bounds the lease by its answer, not by the call timeout: no room fails the job after one lease wait', () => {
+    // The real grid's call timeout is minutes (a round's RPC budget); a lease wait of that length would stall every recovery.
+    const h = new GridHarness({ callTimeoutMs: 60_000 });
+    const two = ['c1', 'c2'];
+    h.fly(two);
+    h.step({ kind: 'tick' }, 0);
+    h.free.set('c1', 2).set('c2', 2);
+    h.register(two, 0);
+    h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: ['u0', 'u1', 'u2', 'u3'] }, 10);
+    h.free.set('c1', 0).set('c2', 0);
+    h.advance(400, two);
+    h.fly(['c1']);
+    const steps = h.advance(20_000, ['c1'], (l) => h.core.jobView(JOB)?.state === 'failed' && l.t > 0);
+    const v = h.core.jobView(JOB)!;
+    expect(v.state).toBe('failed');
+    expect(v.lastError).toBe('no alive cluster has room for the 2 units of lost cluster c2 (the most room is 0 on c1)');
+    expect(steps.at(-1)!.t).toBeLessThanOrEqual(400 + LEASE_WAIT_MS + 1_000);
+  });
+
+  it('a submit still unanswered when its cluster is lost bounds the lease by its send plus the call timeout', () => {
+    const h = new GridHarness({ callTimeoutMs: 5_000 });
+    const two = ['c1', 'c2'];
+    h.fly(['c1']); // c2 never answers the submit
+    h.step({ kind: 'tick' }, 0);
+    h.free.set('c1', 4).set('c2', 4);
+    h.register(two, 0);
+    h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: ['u0', 'u1'] }, 10);
+    const steps = h.advance(30_000, ['c1'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
+    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
+    expect(restore.t!).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
+  });
+});
