@@ -4,6 +4,7 @@ import { realClock } from '../runtime/real-ports.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
 import { ClusterServiceClient } from '../gen/gridckpt/v1/cluster.js';
 import * as pb from '../gen/gridckpt/v1/cluster.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 
 // A promise-returning client of the cluster coordinator, a deadline on every call.
 
@@ -17,7 +18,10 @@ export class ClusterClient {
   registerNode(req: pb.RegisterNodeRequest, timeoutMs?: number) { return this.call<pb.RegisterNodeRequest, pb.RegisterNodeResponse>('registerNode', req, timeoutMs); }
   heartbeat(req: pb.HeartbeatRequest, timeoutMs?: number) { return this.call<pb.HeartbeatRequest, pb.HeartbeatResponse>('heartbeat', req, timeoutMs); }
   reportJobs(req: pb.ReportJobsRequest, timeoutMs?: number) { return this.call<pb.ReportJobsRequest, pb.ReportJobsResponse>('reportJobs', req, timeoutMs); }
-  submitJob(req: pb.SubmitJobRequest) { return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', req); }
+  /** An operator's submit names only the job; the grid's also marks it grid-managed with its gen. */
+  submitJob(req: { job: JobSpec; gridManaged?: boolean; gridGen?: bigint }) {
+    return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', { gridManaged: false, gridGen: 0n, ...req });
+  }
   checkpointJob(req: pb.CheckpointJobRequest) { return this.call<pb.CheckpointJobRequest, pb.CheckpointJobResponse>('checkpointJob', req, this.timeoutMs * 4); }
   prepareRound(req: pb.PrepareRoundRequest, timeoutMs?: number) { return this.call<pb.PrepareRoundRequest, pb.PrepareRoundResponse>('prepareRound', req, timeoutMs); }
   commitRound(req: pb.CommitRoundRequest, timeoutMs?: number) { return this.call<pb.CommitRoundRequest, pb.CommitRoundResponse>('commitRound', req, timeoutMs); }

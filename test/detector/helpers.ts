@@ -50,6 +50,11 @@ export class FakeTime implements Clock, TimerPort {
     return this.now;
   }
 
+  /** Wall time moves with the fake clock (from the epoch): enough for what these tests read. */
+  wallMs(): number {
+    return this.now;
+  }
+
   setTimer(callback: () => void, delayMs: number): unknown {
     const id = this.nextId++;
     this.timers.set(id, { atMs: this.now + Math.max(0, delayMs), callback });

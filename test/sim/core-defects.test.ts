@@ -9,7 +9,7 @@ import { SerialDriver } from '../../src/runtime/serial-driver.js';
 import { ClusterHarness, NODES, JOB, UNITS, calls, callsOf } from '../cluster/supervisor/harness.js';
 import { GridHarness, CLUSTERS, UNITS as GUNITS, calls as gcalls } from '../grid/supervisor/harness.js';
 
-const PCONF = { nodeId: 'c1n1', incarnation: 1n, capacityUnits: 4, heartbeatIntervalMs: 50, freezeTimeoutMs: 100, maxJobs: 16 };
+const PCONF = { nodeId: 'c1n1', incarnation: 1n, capacityUnits: 4, heartbeatIntervalMs: 50, freezeTimeoutMs: 100, maxJobs: 16, defaultFullEvery: 8 };
 const call = (reqId: number, req: any) => ({ kind: 'call' as const, call: { reqId, from: 'c1', incarnation: 1n, req } });
 
 describe('defects the core tests found, fixed', () => {
