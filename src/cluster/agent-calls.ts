@@ -1,5 +1,5 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { GridError } from '../common/errors.js';
+import { GridError, type Damaged } from '../common/errors.js';
 import type { JobSpec, RestoreSource as RestoreSourcePb } from '../gen/gridckpt/v1/node_agent.js';
 import type { AgentAnswer, AgentCall, RefusalCode, RestoreSource } from '../protocol/messages.js';
 import { epochChain, type ContainerMeta, type PartInfo } from '../store/index.js';
@@ -129,13 +129,18 @@ async function resolveSources(t: AgentCallTarget, jobId: string, sources: Restor
   return { kind: 'ok', sources: out };
 }
 
-/** A restore refused for damaged data: the source it names (or the first). */
+/**
+ * A restore refused for damaged data: the source whose store the agent's
+ * trailers name (grpc-status.ts, damagedOf), at the epoch they name; an
+ * answer that names none is blamed on the first source.
+ */
 function corruptOf(err: unknown, sources: RestoreSource[], t: AgentCallTarget): CorruptSource | null {
   const code = (err as { code?: number }).code;
   if (code !== grpcStatus.DATA_LOSS && code !== grpcStatus.NOT_FOUND) return null;
   const reason = (err as { details?: string }).details ?? String(err);
-  const named = sources.find((s) => reason.includes(t.storeDir(s.store) ?? '\0')) ?? sources[0]!;
-  return new CorruptSource({ kind: 'corrupt', store: named.store, epoch: named.epoch, reason });
+  const damaged = (err as { damaged?: Damaged | null }).damaged ?? null;
+  const named = (damaged && sources.find((s) => t.storeDir(s.store) === damaged.where)) ?? sources[0]!;
+  return new CorruptSource({ kind: 'corrupt', store: named.store, epoch: damaged?.epoch ?? named.epoch, reason });
 }
 
 const REFUSAL_CODES: ReadonlySet<string> = new Set(['not-found', 'already-exists', 'failed-precondition', 'aborted', 'invalid-argument', 'resource-exhausted', 'unavailable', 'deadline-exceeded']);

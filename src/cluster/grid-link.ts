@@ -10,7 +10,9 @@ import type { GridBeat } from './shell.js';
 // push, not poll) go out as ClusterHeartbeat, and each answer goes back to
 // the core (it renews the grid's lease on the jobs it names, from the beat's
 // send). A beat needs this incarnation registered first (RegisterCluster:
-// address, store, agent lease); an answer known:false — the grid restarted or
+// address, store, agent lease; the grid answers with the beat interval its
+// detector expects, which each answer carries to the core); an answer
+// known:false — the grid restarted or
 // declared this cluster failed — makes the next beat register again. A beat
 // that gets no answer is the grid detector's business: none goes to the core.
 
@@ -35,6 +37,8 @@ export interface GridLink {
 export function linkToGrid(o: GridLinkOptions): GridLink {
   const client = o.runtime.clients.gridClient(o.gridAddress, 2_000, MEMBERSHIP_CHANNEL_OPTIONS);
   let registered = false;
+  /** The beat interval the grid's registration asked for (0: none said). */
+  let intervalMs = 0;
   let registering: Promise<boolean> | null = null;
   let stopped = false;
 
@@ -45,7 +49,8 @@ export function linkToGrid(o: GridLinkOptions): GridLink {
         const r = await client.registerCluster({
           clusterId: o.clusterId, incarnation: o.incarnation, address: o.clusterAddress, storeDir: o.storeDir, agentLeaseMs: o.agentLeaseMs,
         });
-        if (!registered) o.log.info({ grid: r.gridId, leaseMs: r.leaseMs }, 'registered with the grid');
+        if (!registered) o.log.info({ grid: r.gridId, leaseMs: r.leaseMs, heartbeatIntervalMs: r.heartbeatIntervalMs }, 'registered with the grid');
+        intervalMs = r.heartbeatIntervalMs;
         registered = true;
       } catch (err) {
         o.log.debug({ err: String(err) }, 'grid not reachable; registering again at the next beat');
@@ -70,7 +75,7 @@ export function linkToGrid(o: GridLinkOptions): GridLink {
         if (registered) o.log.warn({}, 'the grid does not know this cluster: registering again');
         registered = false;
       }
-      return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs };
+      return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs, ...(intervalMs > 0 ? { intervalMs } : {}) };
     } catch {
       return null;
     }

@@ -353,7 +353,7 @@ function expectOk(a: ClusterAnswer, code: 'already-exists' | 'failed-preconditio
 
 function gridRefusal(a: ClusterAnswer, code: 'aborted' | 'already-exists' | 'failed-precondition'): GridError {
   switch (a.kind) {
-    case 'corrupt': return new GridError('data-loss', `epoch ${a.epoch} of cluster ${a.store} is damaged: ${a.reason}`);
+    case 'corrupt': return new GridError('data-loss', `epoch ${a.epoch} of cluster ${a.store} is damaged: ${a.reason}`, { where: a.store, epoch: a.epoch });
     // ABORTED, not UNAVAILABLE: the grid asks a busy cluster again later, and takes UNAVAILABLE for a call that never arrived.
     case 'busy': return new GridError('aborted', a.reason);
     case 'refused': return new GridError(a.reason.startsWith('fenced') ? 'failed-precondition' : code, a.reason);

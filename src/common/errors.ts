@@ -15,13 +15,27 @@ export type GridErrorKind =
   | 'permission-denied'
   | 'internal';
 
+/**
+ * The epoch a data-loss refusal found damaged, and where: a store directory
+ * (an agent's answer) or a cluster id (a cluster's). It crosses gRPC as
+ * trailing metadata, so a caller attributes the damage without parsing text.
+ */
+export interface Damaged {
+  where: string;
+  epoch: bigint;
+}
+
 export class GridError extends Error {
   readonly kind: GridErrorKind;
-  constructor(kind: GridErrorKind, message: string) {
+  constructor(kind: GridErrorKind, message: string, readonly damaged: Damaged | null = null) {
     super(message);
     this.name = 'GridError';
     this.kind = kind;
   }
+}
+
+export function dataLoss(message: string, damaged: Damaged | null): GridError {
+  return new GridError('data-loss', message, damaged);
 }
 
 export function invalidArgument(message: string): GridError {

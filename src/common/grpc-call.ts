@@ -1,12 +1,16 @@
 import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { statusName } from './grpc-status.js';
+import type { Damaged } from './errors.js';
+import { damagedOf, statusName } from './grpc-status.js';
 
 // One promise-returning unary call with a deadline, for every client here.
 
 export class GrpcCallError extends Error {
-  constructor(readonly code: number, readonly details: string, method: string) {
+  /** What a data-loss refusal found damaged, from its trailers (grpc-status.ts). */
+  readonly damaged: Damaged | null;
+  constructor(readonly code: number, readonly details: string, method: string, metadata?: Metadata) {
     super(`${method}: ${statusName(code)}: ${details}`);
     this.name = 'GrpcCallError';
+    this.damaged = damagedOf(metadata);
   }
 }
 
@@ -17,7 +21,7 @@ export function callUnary<Req, Res>(client: Client, method: string, req: Req, de
   const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(client);
   return new Promise((resolve, reject) => {
     fn(req, new Metadata(), { deadline }, (err, res) => {
-      if (err) reject(new GrpcCallError(err.code, err.details, method));
+      if (err) reject(new GrpcCallError(err.code, err.details, method, err.metadata));
       else resolve(res);
     });
   });

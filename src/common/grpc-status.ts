@@ -1,7 +1,23 @@
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
-import { GridError, type GridErrorKind } from './errors.js';
+import { GridError, type Damaged, type GridErrorKind } from './errors.js';
 
 // The one place where domain errors become gRPC statuses, and back.
+
+/** Trailing metadata of a data-loss refusal: what was found damaged (errors.ts, Damaged). */
+const DAMAGED_WHERE = 'gridckpt-damaged-where';
+const DAMAGED_EPOCH = 'gridckpt-damaged-epoch';
+
+/** The damage a refusal's trailers name; null when they name none (or not in the right shape). */
+export function damagedOf(metadata: Metadata | undefined): Damaged | null {
+  const where = metadata?.get(DAMAGED_WHERE)[0];
+  const epoch = metadata?.get(DAMAGED_EPOCH)[0];
+  if (typeof where !== 'string' || typeof epoch !== 'string' || !/^\d{1,20}$/.test(epoch)) return null;
+  try {
+    return { where: decodeURIComponent(where), epoch: BigInt(epoch) };
+  } catch {
+    return null;
+  }
+}
 
 const CODES: Record<GridErrorKind, status> = {
   'invalid-argument': status.INVALID_ARGUMENT,
@@ -25,7 +41,12 @@ function downstreamCode(err: unknown): number | null {
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (err instanceof GridError) {
-    return { code: CODES[err.kind], details: err.message, metadata: new Metadata() };
+    const metadata = new Metadata();
+    if (err.damaged) {
+      metadata.set(DAMAGED_WHERE, encodeURIComponent(err.damaged.where));
+      metadata.set(DAMAGED_EPOCH, String(err.damaged.epoch));
+    }
+    return { code: CODES[err.kind], details: err.message, metadata };
   }
   const downstream = downstreamCode(err);
   if (downstream !== null) return { code: downstream, details: (err as Error).message, metadata: new Metadata() };

@@ -1,3 +1,4 @@
+import type { Damaged } from '../common/errors.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { failpoint } from '../common/failpoints.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
@@ -68,7 +69,7 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
           const details = detailsOf(err);
           // A cluster busy with a recovery of its own answers ABORTED: asked again later.
           if (code === grpcStatus.ABORTED) return { kind: 'answer', answer: { kind: 'busy', reason: details } };
-          if (code === grpcStatus.DATA_LOSS || code === grpcStatus.NOT_FOUND) return { kind: 'answer', answer: corruptOf(details, to, r.epoch) };
+          if (code === grpcStatus.DATA_LOSS || code === grpcStatus.NOT_FOUND) return { kind: 'answer', answer: corruptOf(err, details, to, r.epoch) };
           throw err;
         }
         return ok();
@@ -81,10 +82,10 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
   }
 }
 
-/** The cluster names the damaged epoch and store ("epoch E of cluster S is damaged: …"); else its own at the line's epoch. */
-function corruptOf(details: string, cluster: string, epoch: bigint | null): ClusterAnswer {
-  const m = /epoch (\d+) of cluster (\S+) is damaged/.exec(details);
-  return { kind: 'corrupt', store: m ? m[2]! : cluster, epoch: m ? BigInt(m[1]!) : (epoch ?? 0n), reason: details };
+/** The cluster's trailers name the damaged epoch and the cluster whose store holds it; else its own, at the line's epoch. */
+function corruptOf(err: unknown, details: string, cluster: string, epoch: bigint | null): ClusterAnswer {
+  const damaged = (err as { damaged?: Damaged | null }).damaged ?? null;
+  return { kind: 'corrupt', store: damaged?.where ?? cluster, epoch: damaged?.epoch ?? epoch ?? 0n, reason: details };
 }
 
 function detailsOf(err: unknown): string {

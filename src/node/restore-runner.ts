@@ -1,4 +1,4 @@
-import { GridError } from '../common/errors.js';
+import { GridError, type Damaged } from '../common/errors.js';
 import type { AgentDeps, JobView } from './agent.js';
 import { jobSpecFromManifest, type JobSpec } from './job-spec.js';
 import { listCommitted, loadEpoch, epochChain, type EpochManifest } from '../store/index.js';
@@ -79,7 +79,7 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
       const reason = err instanceof Error ? err.message : String(err);
       if (epoch !== null) {
         if (err instanceof GridError) throw err;
-        throw new GridError('data-loss', reason);
+        throw new GridError('data-loss', reason, { where: config.storeDir, epoch: manifest.epoch });
       }
       log.warn({ jobId, epoch: String(manifest.epoch), reason }, 'epoch not restorable, trying an older one');
       skipped.push({ epoch: manifest.epoch, reason });
@@ -115,15 +115,20 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
     const committed = await listCommitted(source.storeDir, jobId);
     const manifest = committed.find((m) => m.epoch === source.epoch);
     if (!manifest) {
-      throw new GridError('not-found', `job ${jobId} has no committed epoch ${source.epoch} in ${source.storeDir}`);
+      throw new GridError('not-found', `job ${jobId} has no committed epoch ${source.epoch} in ${source.storeDir}`, { where: source.storeDir, epoch: source.epoch });
     }
-    const chain = await epochChain(source.storeDir, jobId, manifest.epoch);
+    // A chain that does not resolve (a parent gone) is damage in this source, named as such.
+    const chain = await epochChain(source.storeDir, jobId, manifest.epoch).catch((err: unknown) => {
+      throw new GridError('data-loss', err instanceof Error ? err.message : String(err), { where: source.storeDir, epoch: manifest.epoch });
+    });
     found.push({ source, manifest, chainLength: chain.length, highest: committed[committed.length - 1]!.epoch });
   }
   if (memory.hasJob(jobId)) memory.dropJob(jobId);
   let pagesLoaded = 0;
+  let loading: Damaged | null = null;
   try {
     for (const { source, manifest } of found) {
+      loading = { where: source.storeDir, epoch: manifest.epoch };
       const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
       const loaded = await loadEpoch(source.storeDir, jobId, manifest.epoch, (container, page, data) => {
         if (!memory.hasContainer(jobId, container)) memory.createContainer(jobId, container, sizes.get(container)!);
@@ -134,7 +139,7 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
   } catch (err) {
     if (memory.hasJob(jobId)) memory.dropJob(jobId);
     if (err instanceof GridError) throw err;
-    throw new GridError('data-loss', err instanceof Error ? err.message : String(err));
+    throw new GridError('data-loss', err instanceof Error ? err.message : String(err), loading);
   }
   metrics.restored(clock.nowMs() - t0, false);
   log.info({ jobId, sources: found.map((f) => ({ store: f.source.storeDir, epoch: String(f.manifest.epoch), parts: [...f.source.parts] })), pages: pagesLoaded }, 'restored from several stores');

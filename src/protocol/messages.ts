@@ -92,6 +92,8 @@ export interface HeartbeatAnswer {
   /** The jobs the member may keep running until sentAtMs + lease. */
   leasedJobs: string[];
   leaseMs: number;
+  /** How often the monitor wants beats (a grid's registration says so); absent: the member's own interval. */
+  intervalMs?: number;
 }
 
 // ---- grid -> cluster -----------------------------------------------------------

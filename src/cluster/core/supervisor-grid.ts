@@ -87,6 +87,8 @@ export function onGridBeatAnswer(st: ClusterState, sentAtMs: number, a: Heartbea
     return;
   }
   st.grid.leaseMs = a.leaseMs;
+  // The grid's detector expects beats at its interval, not at the one this cluster asks of its agents.
+  if (a.intervalMs !== undefined && a.intervalMs > 0) st.grid.intervalMs = a.intervalMs;
   for (const id of a.leasedJobs) {
     const j = st.jobs.get(id);
     if (j && !j.local) j.gridLeaseUntilMs = Math.max(j.gridLeaseUntilMs, sentAtMs + a.leaseMs);
@@ -106,7 +108,7 @@ export function fence(st: ClusterState, job: Job, out: ClusterStep): void {
 
 export function beatGrid(st: ClusterState, out: ClusterStep): void {
   st.grid.beatSeq += 1;
-  st.grid.nextBeatMs = st.nowMs + st.config.heartbeatIntervalMs;
+  st.grid.nextBeatMs = st.nowMs + (st.grid.intervalMs || st.config.heartbeatIntervalMs);
   const jobs = [...st.jobs.values()].filter((j) => !j.local).map((j) => ({ jobId: j.jobId, state: shareState(j), gen: j.gridGen }));
   const room = st.capacities(null).filter((c) => st.nodes.get(c.nodeId)!.verdict === 'alive');
   const freeUnits = room.reduce((a, c) => a + Math.max(0, c.capacityUnits - c.placedUnits), 0);

@@ -140,7 +140,7 @@ export class ClusterState {
   failuresDetected = 0;
   /** Calls issued by the current step (kept while its persists are in flight). */
   issued: number[] = [];
-  readonly grid = { incarnation: 0n, leaseMs: 0, nextBeatMs: 0, beatSeq: 0 };
+  readonly grid = { incarnation: 0n, leaseMs: 0, nextBeatMs: 0, beatSeq: 0, intervalMs: 0 };
 
   constructor(readonly config: ClusterSupervisorConfig) {
     if (config.incarnation < 0n || config.incarnation > MAX_INCARNATION) throw invalidArgument(`cluster incarnation ${config.incarnation} is out of range 0..${MAX_INCARNATION}`);

@@ -45,6 +45,15 @@ describe('ClusterSupervisor: membership', () => {
     ]);
   });
 
+  it('beats to the grid at the interval the grid asked for (its detector expects that one), not at its own', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    const gridBeats = (steps: Logged[]) => steps.flatMap((l) => l.out.send.filter((s) => s.to === 'grid').map(() => l.t));
+    expect(gridBeats(h.advance(100, []))).toEqual([50, 100]);
+    h.step({ kind: 'gridHeartbeatAnswer', sentAtMs: 100, answer: { known: true, leasedJobs: [], leaseMs: 1000, intervalMs: 120 } }, 101);
+    expect(gridBeats(h.advance(400, []))).toEqual([150, 270, 390]);
+  });
+
   it('fences a registration of an older incarnation than the one known (and its heartbeats: unknown)', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
