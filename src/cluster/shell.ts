@@ -41,7 +41,7 @@ export interface NodeAddress {
   client: AgentClient;
 }
 
-/** Where a step's events go (Watch, metrics, logs): see shell-events.ts. */
+/** Where a step's events go (Watch, metrics, logs): see watch-events.ts. */
 export type ClusterEventSink = (events: ClusterEvent[]) => void;
 
 export interface Resume {

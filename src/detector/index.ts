@@ -14,6 +14,5 @@ export {
   type Verdict,
   type VerdictChange,
 } from './monitor.js';
-export { MonitorDriver, type MonitorDriverOptions } from './monitor-driver.js';
 export { PHI_CAP, PhiAccrual, phiOf, silenceForPhi } from './phi-accrual.js';
 export type { Clock, TimerPort } from './ports.js';

@@ -7,7 +7,7 @@ import { SelfStepper } from './self-stepper.js';
 
 // The own-pause check (monitor.ts M9-M11) against a naive model, on random
 // schedules of heartbeats, running stretches and stops of the monitor's own
-// process, stepped the way MonitorDriver steps it (a tick at each
+// process, stepped the way a serial driver steps a core that holds it (a tick at each
 // nextStepMs; a stop steps nothing, then the overdue tick fires late). The
 // model keeps plain arrays, evaluates phi at each step's time, and applies
 // the rule as stated: a gap above selfPauseMs while a peer is live moves

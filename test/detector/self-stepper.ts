@@ -1,7 +1,7 @@
 import { Monitor, type MonitorInput, type MonitorOutput, type VerdictChange } from '../../src/detector/monitor.js';
 
 /**
- * Steps a monitor the way MonitorDriver does with the own-pause check on: a
+ * Steps a monitor the way a serial driver steps the core holding it with the own-pause check on: a
  * tick at every nextStepMs() (its own regular ticks and crossings) before
  * each input. pause(ms) is the process stopped: nothing steps, and the
  * overdue timer fires once, late, when the next call runs.
