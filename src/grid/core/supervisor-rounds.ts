@@ -83,6 +83,8 @@ function onRoundEnd(st: GridState, job: GJob, r: RoundReply, out: GridStep): voi
     job.lastError = `its units finished but the final round did not commit, so its final state is in no epoch (${job.final.reasons.join('; ')})`;
     st.become(job, 'failed', job.lastError);
     refuseCheckpoints(st, job, 'failed-precondition', `job ${job.jobId} failed`, out);
+    // The shares end here too (their units have exited), rather than linger until their leases lapse.
+    for (const c of st.clustersOf(job)) st.call(out, c, { kind: 'stopJob', jobId: job.jobId }, job.jobId, 'stop', null);
     st.save(out);
   }
 }

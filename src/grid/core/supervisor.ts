@@ -212,7 +212,12 @@ export class GridSupervisor {
     this.st.pending.delete(reqId);
     const job = this.st.jobs.get(p.jobId);
     if (!job) return;
-    if (p.what === 'submit' || p.what === 'restore') this.st.entry(p.cluster).lastGrantMs = Math.max(this.st.entry(p.cluster).lastGrantMs, this.st.nowMs);
+    if (p.what === 'submit' || p.what === 'restore') {
+      // An answer: the cluster leased itself the job by now. No answer: it may have got the call, or still get it,
+      // within the call's timeout — the bound stays (grantBound).
+      const grant = unreachable ? p.sentAtMs + this.config.callTimeoutMs : this.st.nowMs;
+      this.st.entry(p.cluster).lastGrantMs = Math.max(this.st.entry(p.cluster).lastGrantMs, grant);
+    }
     if (p.what === 'submit') return this.onSubmitAnswer(job, reqId, p.cluster, answer, out);
     if (p.what === 'restore') return onRestoreAnswer(this.st, job, reqId, p.cluster, answer, unreachable, out);
     if (p.what !== 'round' || p.epoch === null) return;

@@ -160,4 +160,19 @@ describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
     const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
     expect(restore.t!).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
   });
+
+  it('a submit whose call came back unreachable keeps its bound (the cluster may still have got it)', () => {
+    const h = new GridHarness({ callTimeoutMs: 5_000 });
+    const two = ['c1', 'c2'];
+    h.fly(['c1']);
+    h.step({ kind: 'tick' }, 0);
+    h.free.set('c1', 4).set('c2', 4);
+    h.register(two, 0);
+    const submit = h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: ['u0', 'u1'] }, 10);
+    const toC2 = calls(submit).find((c) => c.to === 'c2')!;
+    h.step({ kind: 'clusterUnreachable', cluster: 'c2', reqId: toC2.reqId, reason: 'DEADLINE_EXCEEDED' }, 20);
+    const steps = h.advance(30_000, ['c1'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
+    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
+    expect(restore.t!).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
+  });
 });

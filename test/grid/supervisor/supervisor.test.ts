@@ -204,6 +204,22 @@ describe('GridSupervisor: the final round (G4)', () => {
     expect(h.core.jobState(JOB)).toBe('completed');
   });
 
+  it('a final round that never commits fails the job, names every attempt, and stops every share', () => {
+    const h = new GridHarness();
+    submitted(h);
+    commitRound(h, nextRound(h).out);
+    allCompleted(h);
+    const answered: GridStep[] = [];
+    for (let i = 0; i < GRID_CONFIG.maxFinalAttempts; i++) {
+      const final = nextRound(h);
+      h.persistAll(final.out);
+      for (const c of calls(final.out)) answered.push(h.answer(c, { kind: 'refused', reason: 'ENOSPC' }));
+    }
+    expect(h.core.jobState(JOB)).toBe('failed');
+    expect(h.core.jobView(JOB)!.lastError).toMatch(/^its units finished but the final round did not commit, so its final state is in no epoch \(attempt 1: grid round 2 aborted in preparing: .*ENOSPC/);
+    expect(answered.flatMap(calls).filter((c) => c.req.kind === 'stopJob').map((c) => c.to)).toEqual(CLUSTERS);
+  });
+
   it('a report of completion from before the current gen does not count', () => {
     const h = new GridHarness();
     submitted(h);
