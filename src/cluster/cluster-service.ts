@@ -53,7 +53,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
       checkName('job id', spec.jobId);
-      await c.submitJob(spec, req.gridManaged, Number(req.gridGen));
+      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs);
       return { job: jobStatusToPb(c, spec.jobId) };
     }, onBug),
     checkpointJob: unary(async (req) => {
@@ -96,6 +96,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
         jobId,
         gridIncarnation: fence.incarnation,
         gen: Number(req.gen),
+        leaseMs: req.leaseMs,
         spec,
         epoch: req.epoch === 0n ? null : req.epoch,
         adopt: req.adopt.map((a) => {

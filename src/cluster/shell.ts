@@ -130,7 +130,7 @@ export class ClusterShell {
     return { known };
   }
 
-  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0): Promise<void> {
+  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0): Promise<void> {
     const live = this.core.jobView(spec.jobId);
     if (live && (live.state === 'running' || live.state === 'recovering' || live.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
@@ -139,7 +139,7 @@ export class ClusterShell {
     this.specs.set(spec.jobId, spec);
     const units = spec.units.map((u) => u.unitId);
     if (gridManaged) {
-      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen }, this.gridIncarnation), 'already-exists');
+      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen, leaseMs: gridLeaseMs }, this.gridIncarnation), 'already-exists');
       return;
     }
     const reqId = this.nextReq();
@@ -179,11 +179,11 @@ export class ClusterShell {
   }
 
   /** The grid's recovery after it lost a cluster: roll this share back and adopt the lost cluster's units. */
-  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; gen: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }> }): Promise<void> {
+  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; gen: number; leaseMs: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }> }): Promise<void> {
     for (const a of r.adopt) this.stores.set(a.fromCluster, a.storeDir);
     this.specs.set(r.jobId, r.spec);
     const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.units }));
-    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen }, r.gridIncarnation), 'failed-precondition');
+    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen, leaseMs: r.leaseMs }, r.gridIncarnation), 'failed-precondition');
   }
 
   /** From now on the core's heartbeats to the grid go through this (grid-link.ts); its answers renew the grid's leases. */

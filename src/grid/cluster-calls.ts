@@ -35,7 +35,7 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
       case 'submitJob': {
         const job = specFor(r.units);
         if (!job) return refused(`job ${r.jobId}: the grid has no spec for it`);
-        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen) });
+        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs });
         return ok();
       }
       case 'stopJob':
@@ -63,7 +63,7 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
           adopt.push({ fromCluster: a.fromCluster, storeDir, epoch: a.epoch ?? 0n, unitIds: a.units });
         }
         try {
-          await t.client.restoreGridJob({ fence: fence(0n), jobId: r.jobId, job, epoch: r.epoch ?? 0n, adopt, gen: BigInt(r.gen) });
+          await t.client.restoreGridJob({ fence: fence(0n), jobId: r.jobId, job, epoch: r.epoch ?? 0n, adopt, gen: BigInt(r.gen), leaseMs: r.leaseMs });
         } catch (err) {
           const code = (err as { code?: number }).code;
           const details = detailsOf(err);

@@ -105,13 +105,13 @@ export interface AdoptSource {
 }
 
 export type ClusterRequest =
-  | { kind: 'submitJob'; jobId: string; units: string[]; gen: number }
+  | { kind: 'submitJob'; jobId: string; units: string[]; gen: number; /** The grid's lease, from the call's arrival. */ leaseMs: number }
   | { kind: 'stopJob'; jobId: string }
   | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null }
   | { kind: 'commit'; jobId: string; epoch: bigint }
   | { kind: 'abort'; jobId: string; epoch: bigint }
   /** Roll this cluster's share back to `epoch` (null: start anew) and adopt a lost cluster's units. */
-  | { kind: 'restoreJob'; jobId: string; units: string[]; epoch: bigint | null; adopt: AdoptSource[]; gen: number };
+  | { kind: 'restoreJob'; jobId: string; units: string[]; epoch: bigint | null; adopt: AdoptSource[]; gen: number; leaseMs: number };
 
 export interface ClusterCall {
   reqId: number;

@@ -67,7 +67,7 @@ describe('defects the core tests found, fixed', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
     h.register(NODES, 0);
-    const sub = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1 }, 10);  // start to c1n1 leaves at 10: lastGrant 210
+    const sub = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1, leaseMs: 0 }, 10);  // start to c1n1 leaves at 10: lastGrant 210
     const starts = calls(sub.out);
     h.answer(starts[1]!, { kind: 'ok' }, 20);
     h.answer(starts[2]!, { kind: 'ok' }, 20);

@@ -21,7 +21,7 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
     return st.answerGrid(out, call.reqId, { kind: 'refused', reason: `job ${r.jobId} is a local job of cluster ${st.config.clusterId} (${job.state}), not the grid's` });
   }
   switch (r.kind) {
-    case 'submitJob': return onSubmit(st, call.reqId, r.jobId, r.units, r.gen, out);
+    case 'submitJob': return onSubmit(st, call.reqId, r.jobId, r.units, r.gen, r.leaseMs, out);
     case 'restoreJob': {
       if (job?.restart) return st.answerGrid(out, call.reqId, { kind: 'busy', reason: `job ${r.jobId} is restarting here (${job.restart.reason})` });
       const target = job ?? st.newJob(r.jobId, [...r.units].sort(), null, 'restored by the grid');
@@ -32,7 +32,7 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
       target.badEpochs.clear();
       if (r.epoch !== null) target.committed = target.committed.filter((e) => e <= (r.epoch as bigint));
       cancelRound(st, target, 'the grid restores the job', out);
-      target.gridLeaseUntilMs = st.nowMs + st.grid.leaseMs;
+      target.gridLeaseUntilMs = st.nowMs + gridLease(st, r.leaseMs);
       beginRestart(st, target, 'the grid restores the job', null, out, { epoch: r.epoch, adopt, answer: { to: 'grid', reqId: call.reqId } });
       return;
     }
@@ -59,13 +59,23 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
   }
 }
 
-function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[], gen: number, out: ClusterStep): void {
+/**
+ * The lease a start from the grid holds, from its arrival: the one the call
+ * names (the grid waits out that one before it runs the units elsewhere,
+ * G1), which is also the length from now on; 0: the last known length.
+ */
+function gridLease(st: ClusterState, leaseMs: number): number {
+  if (leaseMs > 0) st.grid.leaseMs = leaseMs;
+  return st.grid.leaseMs;
+}
+
+function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[], gen: number, leaseMs: number, out: ClusterStep): void {
   const old = st.jobs.get(jobId);
   if (old && isLive(old)) return st.answerGrid(out, reqId, { kind: 'refused', reason: `job ${jobId} is already ${old.state}` });
   if (!old && st.jobs.size >= st.config.maxJobs) return st.answerGrid(out, reqId, { kind: 'refused', reason: `at most ${st.config.maxJobs} jobs` });
   const job = st.newJob(jobId, [...units].sort(), null, 'submitted by the grid');
   job.gridGen = gen;
-  job.gridLeaseUntilMs = st.nowMs + st.grid.leaseMs;
+  job.gridLeaseUntilMs = st.nowMs + gridLease(st, leaseMs);
   beginRestart(st, job, 'submitted', null, out, { epoch: null, adopt: [], answer: { to: 'grid', reqId } });
 }
 

@@ -105,7 +105,7 @@ function planFor(st: GridState, job: GJob): GridRecoveryPlan | 'wait' {
 function askRestore(st: GridState, job: GJob, c: string, out: GridStep): void {
   const r = job.recovery!.restores.get(c) ?? { units: st.unitsIn(job, c), epoch: null, adopt: [] };
   const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.unitIds }));
-  const reqId = st.call(out, c, { kind: 'restoreJob', jobId: job.jobId, units: r.units, epoch: r.epoch, adopt, gen: job.gen }, job.jobId, 'restore', null);
+  const reqId = st.call(out, c, { kind: 'restoreJob', jobId: job.jobId, units: r.units, epoch: r.epoch, adopt, gen: job.gen, leaseMs: st.config.clusterLeaseMs }, job.jobId, 'restore', null);
   job.recovery!.waiting.set(reqId, c);
 }
 

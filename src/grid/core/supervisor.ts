@@ -189,7 +189,7 @@ export class GridSupervisor {
     this.st.emit({ kind: 'jobState', jobId, from: null, to: 'running', reason: 'submitted' });
     this.st.save(out);
     for (const c of this.st.clustersOf(job)) {
-      job.submit.waiting.add(this.st.call(out, c, { kind: 'submitJob', jobId, units: this.st.unitsIn(job, c), gen: job.gen }, jobId, 'submit', null));
+      job.submit.waiting.add(this.st.call(out, c, { kind: 'submitJob', jobId, units: this.st.unitsIn(job, c), gen: job.gen, leaseMs: this.config.clusterLeaseMs }, jobId, 'submit', null));
     }
   }
 

@@ -181,7 +181,7 @@ export function agentCall(reqId: number, req: AgentRequest): AgentCall {
 export function runningJob(h: ClusterHarness): void {
   h.step({ kind: 'tick' }, 0);
   h.register(NODES, 0);
-  const { out } = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1 }, 10);
+  const { out } = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1, leaseMs: 0 }, 10);
   const starts = calls(out);
   expect(starts.map((c) => c.to)).toEqual(NODES);
   for (const c of starts) h.answer(c, { kind: 'ok' }, 20);

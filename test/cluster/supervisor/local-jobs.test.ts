@@ -124,7 +124,7 @@ describe('ClusterSupervisor: local jobs, rounds', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
     h.register(NODES, 0);
-    h.grid({ kind: 'submitJob', jobId: 'bank', units: ['u0'], gen: 1 }, 10);
+    h.grid({ kind: 'submitJob', jobId: 'bank', units: ['u0'], gen: 1, leaseMs: 0 }, 10);
     const cp = h.local({ kind: 'checkpoint', jobId: 'bank' }, 11);
     expect(localAnswers(cp.out)).toEqual([{ reqId: cp.reqId, answer: { kind: 'refused', reason: 'job bank is grid-managed: its rounds are the grid\'s', code: 'failed-precondition' } }]);
   });

@@ -152,7 +152,7 @@ describe('ClusterSupervisor: resume from the job table', () => {
     expect(h.core.jobIds()).toEqual(['old']);
     expect(h.core.jobView('old')).toMatchObject({ state: 'completed', committed: [3n], lastEpoch: 3n });
     // The grid restores its job here: where the previous incarnation ran it (its copy there is stopped first).
-    const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0'], epoch: null, adopt: [], gen: 3 }, 10);
+    const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0'], epoch: null, adopt: [], gen: 3, leaseMs: 0 }, 10);
     expect(calls(r.out).map((c) => [c.to, c.req.kind])).toEqual([['c1n1', 'stopJob']]);
     const start = h.answer(calls(r.out)[0]!, { kind: 'ok' }, 11);
     expect(calls(start).map((c) => [c.to, c.req.kind === 'startJob' && c.req.units])).toEqual([['c1n1', ['u0']]]);
@@ -170,7 +170,7 @@ describe('ClusterSupervisor: resume from the job table', () => {
     const h = new ClusterHarness({ incarnation: 2n }, { rows: [grid], committed: new Map() });
     h.step({ kind: 'tick' }, 0);
     h.register(NODES, 0);
-    const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0', 'u1'], epoch: null, adopt: [], gen: 3 }, 10);
+    const r = h.grid({ kind: 'restoreJob', jobId: 'bank', units: ['u0', 'u1'], epoch: null, adopt: [], gen: 3, leaseMs: 0 }, 10);
     h.answer(calls(r.out)[0]!, { kind: 'ok' }, 11); // c1n1's stop
     expect(startsOf(h.advance(899, NODES))).toEqual([]);
     const starts = startsOf(h.advance(900, NODES));

@@ -83,11 +83,25 @@ describe('ClusterSupervisor: membership', () => {
 });
 
 describe('ClusterSupervisor: submit', () => {
+  it('holds a grid job no longer than the lease the grid\'s call names (not its own default), from the call\'s arrival (G1)', () => {
+    for (const leaseMs of [300, 0]) {
+      const h = new ClusterHarness();
+      h.gridAnswers = false;
+      h.step({ kind: 'tick' }, 0);
+      h.register(NODES, 0);
+      const { out } = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1, leaseMs }, 10);
+      for (const c of calls(out)) h.answer(c, { kind: 'ok' }, 12);
+      // No heartbeat answer from the grid renews it: it is fenced when the lease the call named lapses.
+      const steps = h.advance(5_000, NODES, (l) => h.core.jobState(JOB) === 'fenced' && l.t > 0);
+      expect(steps.at(-1)!.t).toBe(10 + (leaseMs || CLUSTER_CONFIG.gridLeaseMs));
+    }
+  });
+
   it('starts the units on the registered nodes and answers the grid ok once every start is', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
     h.register(NODES, 0);
-    const { reqId, out } = h.grid({ kind: 'submitJob', jobId: JOB, units: ['u3', 'u2', 'u1', 'u0'], gen: 1 }, 10);
+    const { reqId, out } = h.grid({ kind: 'submitJob', jobId: JOB, units: ['u3', 'u2', 'u1', 'u0'], gen: 1, leaseMs: 0 }, 10);
     expect(out).toEqual({
       persist: [], reply: [],
       send: [
@@ -109,10 +123,10 @@ describe('ClusterSupervisor: submit', () => {
   it('refuses a second submit of a live job and a submit from an older grid incarnation', () => {
     const h = new ClusterHarness();
     runningJob(h);
-    const again = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 2 });
+    const again = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 2, leaseMs: 0 });
     expect(again.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: again.reqId, answer: { kind: 'refused', reason: 'job bank is already running' } }] });
     h.grid({ kind: 'stopJob', jobId: 'other' }, 30, 3n);
-    const old = h.grid({ kind: 'submitJob', jobId: 'other', units: ['x'], gen: 1 }, 31, 2n);
+    const old = h.grid({ kind: 'submitJob', jobId: 'other', units: ['x'], gen: 1, leaseMs: 0 }, 31, 2n);
     expect(old.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: old.reqId, answer: { kind: 'refused', reason: 'fenced: grid incarnation 2 is older than 3' } }] });
   });
 });
@@ -292,7 +306,7 @@ describe('ClusterSupervisor: a lost node (C1)', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
     h.register([...NODES, 'c1n4'], 0);
-    const sub = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1 }, 10);
+    const sub = h.grid({ kind: 'submitJob', jobId: JOB, units: UNITS, gen: 1, leaseMs: 0 }, 10);
     for (const c of calls(sub.out)) h.answer(c, { kind: 'ok' }, 20);
     const placed = Object.fromEntries(h.core.jobView(JOB)!.placement);
     expect(placed).toEqual({ u0: 'c1n1', u1: 'c1n2', u2: 'c1n3', u3: 'c1n4' });
@@ -395,7 +409,7 @@ describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);
     h.register(NODES, 0);
-    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 4n, units: ['u3'] }], gen: 5 }, 10);
+    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 4n, units: ['u3'] }], gen: 5, leaseMs: 0 }, 10);
     const starts = calls(r.out);
     expect(starts.map((c) => c.req.kind === 'startJob' && c.req.sources)).toEqual([[{ store: 'c2', epoch: 4n, units: ['u3'] }], [], []]);
     const out = h.answer(starts[0]!, { kind: 'corrupt', store: 'c2', epoch: 4n, reason: 'bad page' }, 20);
@@ -405,7 +419,7 @@ describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
     expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
     for (const c of calls(out)) h.answer(c, { kind: 'ok' }, 21);
     // The grid's next line: the share restores from it.
-    const again = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 3n, units: ['u3'] }], gen: 6 }, 30);
+    const again = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 3n, units: ['u3'] }], gen: 6, leaseMs: 0 }, 30);
     let restore = again.out;
     for (const c of calls(again.out)) restore = h.answer(c, { kind: 'ok' }, 31);
     expect(calls(restore).map((c) => c.req.kind === 'startJob' && c.req.sources)).toEqual([[{ store: 'c2', epoch: 3n, units: ['u3'] }], [], []]);
@@ -418,7 +432,7 @@ describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
     runningJob(h);
     commitEpoch(h, 1n, null);
     commitEpoch(h, 2n, 1n);
-    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: 2n, adopt: [], gen: 7 }, 100);
+    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: 2n, adopt: [], gen: 7, leaseMs: 0 }, 100);
     let restore = r.out;
     for (const c of calls(r.out)) restore = h.answer(c, { kind: 'ok' }, 101);
     const starts = calls(restore);

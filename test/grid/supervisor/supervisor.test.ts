@@ -71,7 +71,7 @@ describe('GridSupervisor: membership and submit', () => {
         kind: 'catalog', reason: 'state', step: expect.any(Number),
         jobs: [{ jobId: JOB, units: UNITS, state: 'running', clusters: ALL_C1, highestEpoch: '0', lines: [], lost: [], lastError: '', recoveries: 0 }],
       }],
-      send: CLUSTERS.map((c, i) => ({ to: c, call: gridCall(i + 1, { kind: 'submitJob', jobId: JOB, units: SHARES[c]!, gen: 0 }) })),
+      send: CLUSTERS.map((c, i) => ({ to: c, call: gridCall(i + 1, { kind: 'submitJob', jobId: JOB, units: SHARES[c]!, gen: 0, leaseMs: GRID_CONFIG.clusterLeaseMs }) })),
       reply: [],
     });
     const [a, b, c] = calls(out);
@@ -263,8 +263,8 @@ describe('GridSupervisor: a lost cluster (G1)', () => {
     const moved = { ...ALL_C1, u0: 'c2', u3: 'c2' };
     expect(restoring.out.persist).toEqual([expect.objectContaining({ reason: 'state', jobs: [expect.objectContaining({ state: 'recovering', clusters: moved })] })]);
     expect(restores.map((c) => [c.to, c.req])).toEqual([
-      ['c2', { kind: 'restoreJob', jobId: JOB, units: ['u0', 'u1', 'u3', 'u4'], epoch: 1n, adopt: [{ fromCluster: 'c1', epoch: 1n, units: ['u0', 'u3'] }], gen: 1 }],
-      ['c3', { kind: 'restoreJob', jobId: JOB, units: ['u2', 'u5'], epoch: 1n, adopt: [], gen: 1 }],
+      ['c2', { kind: 'restoreJob', jobId: JOB, units: ['u0', 'u1', 'u3', 'u4'], epoch: 1n, adopt: [{ fromCluster: 'c1', epoch: 1n, units: ['u0', 'u3'] }], gen: 1, leaseMs: GRID_CONFIG.clusterLeaseMs }],
+      ['c3', { kind: 'restoreJob', jobId: JOB, units: ['u2', 'u5'], epoch: 1n, adopt: [], gen: 1, leaseMs: GRID_CONFIG.clusterLeaseMs }],
     ]);
     expect(h.core.jobView(JOB)).toMatchObject({ state: 'running' }); // the autopilot answered ok
     expect(Object.fromEntries(h.core.jobView(JOB)!.clusters)).toEqual(moved);
@@ -294,7 +294,7 @@ describe('GridSupervisor: rollback and walk-back', () => {
     commitRound(h, nextRound(h).out);
     h.reports.set('c3', [{ jobId: JOB, state: 'fenced', gen: 0 }]);
     const out = h.heartbeat('c3', {}, h.nowMs + 1);
-    expect(out.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'restoreJob', jobId: JOB, units: SHARES[c]!, epoch: 1n, adopt: [], gen: 1 }]));
+    expect(out.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'restoreJob', jobId: JOB, units: SHARES[c]!, epoch: 1n, adopt: [], gen: 1, leaseMs: GRID_CONFIG.clusterLeaseMs }]));
     expect(out.persist.map((p) => [p.reason, p.jobs[0]!.state])).toEqual([['state', 'recovering'], ['state', 'recovering']]);
     expect(h.core.jobState(JOB)).toBe('recovering');
   });
@@ -312,7 +312,7 @@ describe('GridSupervisor: rollback and walk-back', () => {
     expect(r2!.req).toMatchObject({ kind: 'restoreJob', epoch: 2n });
     const back = h.answer(r2!, { kind: 'corrupt', store: 'c2', epoch: 2n, reason: 'crc mismatch' });
     expect(h.core.jobView(JOB)!.lines.map((l) => l.epoch)).toEqual([1n]);
-    expect(back.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'restoreJob', jobId: JOB, units: SHARES[c]!, epoch: 1n, adopt: [], gen: 2 }]));
+    expect(back.send.map((s) => [s.to, s.call.req])).toEqual(CLUSTERS.map((c) => [c, { kind: 'restoreJob', jobId: JOB, units: SHARES[c]!, epoch: 1n, adopt: [], gen: 2, leaseMs: GRID_CONFIG.clusterLeaseMs }]));
     expect(back.persist.at(-1)!.jobs[0]!.lines.map((l) => l.epoch)).toEqual([1n]); // the walk-back is on disk before the restores leave
     // The answers to the first attempt are stale now.
     expect(h.answer(r1!, { kind: 'ok' })).toEqual({ persist: [], send: [], reply: [] });

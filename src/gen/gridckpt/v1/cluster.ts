@@ -43,6 +43,8 @@ export interface RestoreGridJobRequest {
   adopt: Adoption[];
   /** The grid's gen of this restore: the cluster's heartbeats report the share with it. */
   gen: bigint;
+  /** The grid's lease on the job, as in SubmitJobRequest.grid_lease_ms. */
+  leaseMs: number;
 }
 
 export interface StopGridJobRequest {
@@ -201,6 +203,13 @@ export interface SubmitJobRequest {
   gridManaged: boolean;
   /** The grid's gen of this submit: the cluster's heartbeats report the share with it. */
   gridGen: bigint;
+  /**
+   * The grid's lease on the job, from when the cluster receives this call
+   * (as a heartbeat answer's renews it): the cluster holds it no longer than
+   * the grid waits before it runs the units elsewhere. 0: the cluster's
+   * last known lease length.
+   */
+  gridLeaseMs: number;
 }
 
 export interface SubmitJobResponse {
@@ -282,7 +291,7 @@ export interface ClusterServiceWatchResponse {
 }
 
 function createBaseRestoreGridJobRequest(): RestoreGridJobRequest {
-  return { fence: undefined, jobId: "", job: undefined, epoch: 0n, adopt: [], gen: 0n };
+  return { fence: undefined, jobId: "", job: undefined, epoch: 0n, adopt: [], gen: 0n, leaseMs: 0 };
 }
 
 export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
@@ -310,6 +319,9 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
         throw new globalThis.Error("value provided for field message.gen of type uint64 too large");
       }
       writer.uint32(48).uint64(message.gen);
+    }
+    if (message.leaseMs !== 0) {
+      writer.uint32(56).uint32(message.leaseMs);
     }
     return writer;
   },
@@ -375,6 +387,14 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
             message.gen = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.leaseMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -399,6 +419,11 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
       epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
       adopt: globalThis.Array.isArray(object?.adopt) ? object.adopt.map((e: any) => Adoption.fromJSON(e)) : [],
       gen: isSet(object.gen) ? BigInt(object.gen) : 0n,
+      leaseMs: isSet(object.leaseMs)
+        ? globalThis.Number(object.leaseMs)
+        : isSet(object.lease_ms)
+        ? globalThis.Number(object.lease_ms)
+        : 0,
     };
   },
 
@@ -422,6 +447,9 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     if (message.gen !== 0n) {
       obj.gen = message.gen.toString();
     }
+    if (message.leaseMs !== 0) {
+      obj.leaseMs = Math.round(message.leaseMs);
+    }
     return obj;
   },
 
@@ -436,6 +464,7 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
     message.adopt = object.adopt?.map((e) => Adoption.fromPartial(e)) || [];
     message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
+    message.leaseMs = object.leaseMs ?? 0;
     return message;
   },
 };
@@ -2274,7 +2303,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { job: undefined, gridManaged: false, gridGen: 0n };
+  return { job: undefined, gridManaged: false, gridGen: 0n, gridLeaseMs: 0 };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -2290,6 +2319,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         throw new globalThis.Error("value provided for field message.gridGen of type uint64 too large");
       }
       writer.uint32(24).uint64(message.gridGen);
+    }
+    if (message.gridLeaseMs !== 0) {
+      writer.uint32(32).uint32(message.gridLeaseMs);
     }
     return writer;
   },
@@ -2331,6 +2363,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.gridGen = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.gridLeaseMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2352,6 +2392,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         ? globalThis.Boolean(object.grid_managed)
         : false,
       gridGen: isSet(object.gridGen) ? BigInt(object.gridGen) : isSet(object.grid_gen) ? BigInt(object.grid_gen) : 0n,
+      gridLeaseMs: isSet(object.gridLeaseMs)
+        ? globalThis.Number(object.gridLeaseMs)
+        : isSet(object.grid_lease_ms)
+        ? globalThis.Number(object.grid_lease_ms)
+        : 0,
     };
   },
 
@@ -2366,6 +2411,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.gridGen !== 0n) {
       obj.gridGen = message.gridGen.toString();
     }
+    if (message.gridLeaseMs !== 0) {
+      obj.gridLeaseMs = Math.round(message.gridLeaseMs);
+    }
     return obj;
   },
 
@@ -2377,6 +2425,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     message.gridManaged = object.gridManaged ?? false;
     message.gridGen = (object.gridGen !== undefined && object.gridGen !== null) ? BigInt(object.gridGen) : 0n;
+    message.gridLeaseMs = object.gridLeaseMs ?? 0;
     return message;
   },
 };
