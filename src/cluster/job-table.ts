@@ -1,3 +1,4 @@
+import { failpoint } from '../common/failpoints.js';
 import { DurableJson } from '../runtime/durable-json.js';
 import type { StoredJobSpec } from '../store/index.js';
 import type { ClusterJobState, JobRow } from './core/supervisor-types.js';
@@ -52,10 +53,11 @@ export class JobTable {
     return Object.values(this.file.current.jobs).map((e) => ({ row: rowFromStored(e.row), spec: e.spec }));
   }
 
-  save(e: TableEntry): Promise<void> {
+  async save(e: TableEntry): Promise<void> {
+    failpoint('cluster.job-table-save'); // tests: a data dir that takes no write
     const { highestEpoch, ...rest } = e.row;
     const row: StoredRow = { ...rest, committed: e.row.committed.map(String), ...(highestEpoch === undefined ? {} : { highestEpoch: String(highestEpoch) }) };
-    return this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [e.row.jobId]: { row, spec: e.spec } } }));
+    await this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [e.row.jobId]: { row, spec: e.spec } } }));
   }
 }
 

@@ -91,7 +91,7 @@ export class ClusterShell {
       timers: runtime.timers,
       persist: (p, done) => this.persist(p, done),
       persisted: (p) => (p.kind === 'manifest' ? { kind: 'persisted', what: p } : null),
-      persistFailed: (p, reason) => (p.kind === 'manifest' ? { kind: 'persistFailed', what: p, reason } : { kind: 'tick' }),
+      persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
       send: (s) => this.send(s),
       reply: (r) => this.reply(r),
       tick: () => ({ kind: 'tick' }),
@@ -205,11 +205,12 @@ export class ClusterShell {
     if (p.kind === 'jobRow') {
       const spec = this.specs.get(p.row.jobId);
       if (!this.table || !spec) return done(null);
-      // The table only helps a restarted coordinator find its jobs (the manifests are the decisions):
-      // a failed save is logged, not a reason to hold the step's sends.
+      // A row holds what must be durable before the step's sends leave (the epochs a round may use, C3; the
+      // starts' gens and placement, C9): a failed save is the core's to handle (it withholds them and retries).
       this.table.save({ row: p.row, spec: storedSpecOf(spec) }).then(() => done(null), (err: unknown) => {
-        this.log.error({ jobId: p.row.jobId, err: String(err) }, 'could not save the job table');
-        done(null);
+        const reason = err instanceof Error ? err.message : String(err);
+        this.log.error({ jobId: p.row.jobId, err: reason }, 'could not save the job table');
+        done(reason);
       });
       return;
     }
