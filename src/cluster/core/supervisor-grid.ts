@@ -30,7 +30,8 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
       target.placement = new Map([...target.placement].filter(([u]) => target.units.includes(u)));
       const adopt = r.adopt.filter((a) => a.epoch !== null).map((a) => ({ store: a.fromCluster, epoch: a.epoch as bigint, units: a.units }));
       target.badEpochs.clear();
-      if (r.epoch !== null) target.committed = target.committed.filter((e) => e <= (r.epoch as bigint));
+      // Epochs past the line's (or any, when the line starts the units anew) are no state of the job any more.
+      target.committed = r.epoch === null ? [] : target.committed.filter((e) => e <= (r.epoch as bigint));
       cancelRound(st, target, 'the grid restores the job', out);
       target.gridLeaseUntilMs = st.nowMs + gridLease(st, r.leaseMs);
       beginRestart(st, target, 'the grid restores the job', null, out, { epoch: r.epoch, adopt, answer: { to: 'grid', reqId: call.reqId } });

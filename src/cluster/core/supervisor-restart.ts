@@ -47,7 +47,7 @@ export function beginRestart(st: ClusterState, job: Job, reason: string, lost: s
   job.nextRoundAtMs = null;
   job.restart = {
     reason, attempt: (prev?.attempt ?? 0) + 1, phase: 'stopping', epoch, lost: lostSet, lostAtMs, waiting: new Set(), safeAtMs: 0,
-    answer: ask?.answer ?? prev?.answer ?? null, adopt: ask?.adopt ?? prev?.adopt ?? [], skipped: prev?.skipped ?? [],
+    answer: ask?.answer ?? prev?.answer ?? null, adopt: ask?.adopt ?? prev?.adopt ?? job.adopted, skipped: prev?.skipped ?? [],
   };
   if (job.restart.attempt > st.config.maxRecoveryAttempts) return failJob(st, job, `${reason}: gave up after ${st.config.maxRecoveryAttempts} attempts`, out);
   for (const n of st.nodesOf(job).filter((n) => !lostSet.has(n))) {
@@ -138,6 +138,7 @@ function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   const r = job.restart!;
   job.restart = null;
   job.needsFull = true;
+  job.adopted = r.adopt;
   const fresh = r.reason === 'submitted';
   if (!fresh) {
     // The round the restart cut short stays named (its abort is part of what happened).

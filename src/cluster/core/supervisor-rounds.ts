@@ -57,7 +57,10 @@ function onRoundReply(st: ClusterState, job: Job, r: RoundReply, out: ClusterSte
   if (r.kind === 'committed') {
     job.committed = [...job.committed, r.epoch].slice(-st.config.keepEpochs);
     job.roundsSinceFull = r.full ? 0 : job.roundsSinceFull + 1;
-    if (r.full) job.needsFull = false;
+    if (r.full) {
+      job.needsFull = false;
+      job.adopted = []; // this store holds every unit now
+    }
     // Every node had exited at the cut: this epoch holds the job's end state (C5).
     if (st.nodesOf(job).every((n) => job.doneAtCut.has(n))) job.doneEpoch = r.epoch;
     if (job.gridCommit !== null) st.answerGrid(out, job.gridCommit, { kind: 'committed', epoch: r.epoch });

@@ -99,6 +99,11 @@ export interface Job {
   doneAtCut: Set<string>;
   /** After any restart the next epoch is full: moved or adopted units' pages are in no epoch of this store's chain. */
   needsFull: boolean;
+  /**
+   * Units the grid's last restore adopted from other clusters' stores: until a full epoch here holds them, a
+   * restart of the job (a node lost) reads them from there, as that restore did.
+   */
+  adopted: RestoreSource[];
   /** null: grid-managed. */
   local: LocalSpec | null;
   /** Local: when the next periodic round is due (null: none). */
@@ -206,7 +211,7 @@ export class ClusterState {
     const job: Job = {
       jobId, epochCeiling: highest, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highest, this.config.mutants),
-      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true,
+      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true, adopted: [],
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowRetryAtMs: null,
     };

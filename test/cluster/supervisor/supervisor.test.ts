@@ -427,6 +427,37 @@ describe('ClusterSupervisor: walk-back on a damaged epoch', () => {
     expect(h.core.jobState(JOB)).toBe('running');
   });
 
+  it('units a grid restore adopted are read from the other cluster\'s store again by a node loss, until a full epoch here holds them', () => {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(NODES, 0);
+    const r = h.grid({ kind: 'restoreJob', jobId: JOB, units: UNITS, epoch: null, adopt: [{ fromCluster: 'c2', epoch: 3n, units: ['u3'] }], gen: 5, leaseMs: 0 }, 10);
+    for (const c of calls(r.out)) h.answer(c, { kind: 'ok' }, 11);
+    expect(h.core.jobState(JOB)).toBe('running');
+    const holderOf = (u: string) => h.core.jobView(JOB)!.placement.get(u)!;
+    const loseHolderOfU3 = () => {
+      const lost = holderOf('u3');
+      const alive = NODES.filter((n) => n !== lost);
+      const stopping = h.advance(h.nowMs + 10_000, alive, (l) => calls(l.out).some((c) => c.req.kind === 'stopJob'));
+      for (const c of callsOf(stopping).filter((x) => x.req.kind === 'stopJob')) h.answer(c, { kind: 'ok' });
+      const steps = h.advance(h.nowMs + 10_000, alive, (l) => calls(l.out).some((c) => c.req.kind === 'startJob'));
+      const starts = callsOf(steps).filter((c) => c.req.kind === 'startJob');
+      expect(starts.length).toBeGreaterThan(0);
+      for (const c of starts) h.answer(c, { kind: 'ok' });
+      h.registerNode(lost, 2n, 4); // back, empty, for the next loss
+      h.advance(h.nowMs + 200, NODES);
+      return starts.flatMap((c) => (c.req.kind === 'startJob' ? c.req.sources : []));
+    };
+    // No epoch here yet: u3's pages are only in c2's store (the others start anew, as the grid's restore said).
+    expect(loseHolderOfU3()).toEqual([{ store: 'c2', epoch: 3n, units: ['u3'] }]);
+    expect(h.core.jobState(JOB)).toBe('running');
+    // A full epoch here holds every unit: the next loss reads only this store.
+    commitEpoch(h, 7n, null);
+    const sources = loseHolderOfU3();
+    expect(sources.every((x) => x.store === 'c1' && x.epoch === 7n)).toBe(true);
+    expect(sources.flatMap((x) => x.units).sort()).toEqual([...UNITS].sort());
+  });
+
   it('a damaged own epoch the grid chose is the grid\'s to walk back too: no local walk-back under a grid restore', () => {
     const h = new ClusterHarness();
     runningJob(h);
