@@ -130,8 +130,10 @@ export class GridState {
   entry(id: string): ClusterEntry {
     let c = this.clusters.get(id);
     if (!c) {
-      // Unknown to this incarnation: whatever the previous one granted ended by its death, before our start.
-      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: this.startedAtMs, freeUnits: 0, registered: false, reported: new Map(), agentLeaseMs: 0, checkForgotten: false };
+      // Unknown to this incarnation: the previous one granted nothing after its death, before our start, save
+      // submits and restores still in flight then (their deadline), as the cluster core's resumeGrantFloor.
+      const floor = this.config.incarnation > 1n ? this.startedAtMs + this.config.callTimeoutMs : this.startedAtMs;
+      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: floor, freeUnits: 0, registered: false, reported: new Map(), agentLeaseMs: 0, checkForgotten: false };
       this.clusters.set(id, c);
     }
     return c;

@@ -128,6 +128,22 @@ describe('GridSupervisor: a restarted grid', () => {
   });
 });
 
+describe('GridSupervisor: a restarted grid\'s lease bound (G1)', () => {
+  it('a cluster that never comes back is restored elsewhere only after the old incarnation\'s calls in flight at its death surely lapsed', () => {
+    const h = flying();
+    h.advance(400, CLUSTERS);
+    const g = new GridHarness({ incarnation: 2n }, h.disk, 1_000);
+    g.fly(['c1', 'c3']);
+    g.free.set('c1', 6).set('c3', 6);
+    g.step({ kind: 'tick' }, 1_000);
+    g.register(['c1', 'c3'], 1_001);
+    const steps = g.advance(20_000, ['c1', 'c3'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
+    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
+    // The previous incarnation may have sent a submit or restore just before it died: its deadline bounds that lease.
+    expect(restore.t!).toBeGreaterThanOrEqual(1_000 + GRID_CONFIG.callTimeoutMs + LEASE_WAIT_MS);
+  });
+});
+
 describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
   it('an answered submit bounds the lease by its answer, not by the call timeout: no room fails the job after one lease wait', () => {
     // The real grid's call timeout is minutes (a round's RPC budget); a lease wait of that length would stall every recovery.
