@@ -33,8 +33,8 @@ function applyRound(st: GridState, job: GJob, s: RoundStep, out: GridStep): void
       clusterEpochs: Object.fromEntries(p.parts.map((x) => [x.participant, String(p.epoch)])),
       unitClusters: Object.fromEntries(job.clusters),
     };
-    const rows = st.rows().map((r) => (r.jobId === job.jobId ? { ...r, lines: [...r.lines, line].slice(-KEEP_LINES) } : r));
-    out.persist.push({ kind: 'catalog', jobs: rows, reason: 'line', step: st.stepNo, lineOf: { jobId: job.jobId, epoch: p.epoch } });
+    job.pendingLine = line;
+    out.persist.push({ kind: 'catalog', jobs: st.rows(), reason: 'line', step: st.stepNo, lineOf: { jobId: job.jobId, epoch: p.epoch } });
   }
   for (const a of s.send) {
     const req: ClusterRequest = a.kind === 'prepare'
@@ -48,9 +48,9 @@ function applyRound(st: GridState, job: GJob, s: RoundStep, out: GridStep): void
 export function lineWritten(st: GridState, jobId: string, epoch: bigint, error: string | null, out: GridStep): void {
   const job = st.jobs.get(jobId);
   if (!job) return;
-  if (error === null && job.round.status().epoch === epoch) {
-    job.lines = [...job.lines, { epoch, clusterEpochs: Object.fromEntries(st.clustersOf(job).map((c) => [c, String(epoch)])), unitClusters: Object.fromEntries(job.clusters) }].slice(-KEEP_LINES);
-  }
+  const line = job.pendingLine;
+  job.pendingLine = null;
+  if (error === null && line?.epoch === epoch && job.round.status().epoch === epoch) job.lines = [...job.lines, line].slice(-KEEP_LINES);
   roundStep(st, job, error === null ? { kind: 'manifestWritten', epoch } : { kind: 'manifestFailed', epoch, reason: error }, out);
 }
 

@@ -56,6 +56,8 @@ export interface GJob {
   clusters: Map<string, string>;
   highestEpoch: bigint;
   lines: GridLine[];
+  /** A line whose catalog write is in flight: every row written meanwhile holds it (one write replaces another). */
+  pendingLine: GridLine | null;
   lost: Set<string>;
   round: RoundCoordinator;
   recovery: Recovery | null;
@@ -103,7 +105,7 @@ export class GridState {
   rows(): GridJobRow[] {
     return [...this.jobs.values()].map((j) => ({
       jobId: j.jobId, units: j.units, state: j.state, clusters: Object.fromEntries(j.clusters), highestEpoch: String(j.highestEpoch),
-      lines: j.lines, lost: [...j.lost], lastError: j.lastError, recoveries: j.recoveries,
+      lines: j.pendingLine ? [...j.lines, j.pendingLine].slice(-KEEP_LINES) : j.lines, lost: [...j.lost], lastError: j.lastError, recoveries: j.recoveries,
       ...(j.intervalMs !== this.config.checkpointIntervalMs ? { intervalMs: j.intervalMs } : {}),
     }));
   }

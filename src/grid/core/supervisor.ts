@@ -6,7 +6,7 @@ import { clusterLost, onBeat, onRegister, verdicts } from './supervisor-clusters
 import { advanceRecovery, beginRecovery, onRestoreAnswer } from './supervisor-recovery.js';
 import { checkFinal, lineWritten, roundStep, startRound } from './supervisor-rounds.js';
 import { GridState, MAX_CHECKPOINT_WAITERS, type GJob } from './supervisor-state.js';
-import type { GridClusterView, GridEvent, GridInput, GridJobRow, GridJobState, GridJobView, GridPersist, GridStep, GridSupervisorConfig } from './supervisor-types.js';
+import type { GridClusterView, GridEvent, GridInput, GridJobRow, GridJobState, GridJobView, GridPersist, GridReply, GridStep, GridSupervisorConfig } from './supervisor-types.js';
 
 // The grid coordinator's job supervisor as a pure core: clusters' membership
 // through the detector core, coordinated grid rounds through the round core
@@ -45,7 +45,7 @@ export class GridSupervisor {
   private readonly st: GridState;
   private readonly monitor: Monitor;
   /** Calls issued by recent steps that persisted: if the persist fails, the driver never sent them. */
-  private readonly stepCalls = new Map<number, number[]>();
+  private readonly stepCalls = new Map<number, { calls: number[]; replies: GridReply[] }>();
 
   constructor(private readonly config: GridSupervisorConfig, catalog: GridJobRow[], nowMs: number) {
     this.monitor = new Monitor(config.detector);
@@ -73,8 +73,9 @@ export class GridSupervisor {
     }
     this.onTime(out);
     if (out.persist.length > 0) {
-      for (const p of out.persist) p.step = this.st.stepNo;
-      this.stepCalls.set(this.st.stepNo, this.st.issued);
+      out.persist = [this.oneWrite(out.persist)];
+      // Kept until the write is done: a failed one fails these calls and delivers these replies after all.
+      this.stepCalls.set(this.st.stepNo, { calls: this.st.issued, replies: [...out.reply] });
       for (const k of [...this.stepCalls.keys()].slice(0, -64)) this.stepCalls.delete(k);
     }
     return out;
@@ -143,10 +144,26 @@ export class GridSupervisor {
 
   // ---- catalog ---------------------------------------------------------------------
 
-  /** The catalog write failed, so the driver sent none of that step's calls: each fails as undelivered. */
+  /**
+   * A step's catalog writes as one: the catalog is written whole, one write after another, so a second write
+   * of the step would replace the first; the rows as the step left them hold everything (a line in flight too).
+   */
+  private oneWrite(writes: GridPersist[]): GridPersist {
+    const lines = writes.flatMap((w) => (w.lineOf ? [w.lineOf] : []));
+    // One cluster answer ends at most one round: two lines in a step is a bug.
+    if (lines.length > 1) throw new Error(`invariant broken: ${lines.length} lines in one grid step`);
+    return { kind: 'catalog', jobs: this.st.rows(), reason: lines.length > 0 ? 'line' : 'state', step: this.st.stepNo, ...(lines[0] ? { lineOf: lines[0] } : {}) };
+  }
+
+  /**
+   * The catalog write failed, so the driver sent none of that step's calls, nor its replies: each call fails
+   * as undelivered, and the replies go out now (a request waiting on one is never left without an answer).
+   */
   private onPersistFailed(what: GridPersist, reason: string, out: GridStep): void {
-    for (const reqId of this.stepCalls.get(what.step) ?? []) this.onAnswer(reqId, { kind: 'refused', reason: `not sent: the catalog write failed: ${reason}` }, true, out);
+    const record = this.stepCalls.get(what.step);
     this.stepCalls.delete(what.step);
+    for (const reqId of record?.calls ?? []) this.onAnswer(reqId, { kind: 'refused', reason: `not sent: the catalog write failed: ${reason}` }, true, out);
+    out.reply.push(...(record?.replies ?? []));
     if (what.lineOf) lineWritten(this.st, what.lineOf.jobId, what.lineOf.epoch, reason, out);
   }
 
@@ -164,7 +181,7 @@ export class GridSupervisor {
 
   private newJob(jobId: string, units: string[], clusters: Map<string, string>, highestEpoch: bigint, intervalMs: number): GJob {
     const job: GJob = {
-      jobId, units: [...units].sort(), state: 'running', clusters, highestEpoch, lines: [], lost: new Set(),
+      jobId, units: [...units].sort(), state: 'running', clusters, highestEpoch, lines: [], pendingLine: null, lost: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highestEpoch, this.config.mutants), recovery: null, nextRoundAtMs: this.st.nowMs + intervalMs,
       final: null, lastError: '', submit: null, gen: 0, doneAtCut: new Set(), finalMissed: false,
       recoveries: 0, intervalMs, shareLostAtMs: new Map(), checkpointNext: [], checkpointRound: [],

@@ -192,3 +192,49 @@ describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
     expect(restore.t!).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
   });
 });
+
+describe('GridSupervisor: one catalog write a step', () => {
+  it('a line and another job\'s round start in one step are one write that holds both (a second would replace the first)', () => {
+    const h = new GridHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(CLUSTERS, 0);
+    for (const [jobId, t] of [['a', 10], ['b', 20]] as const) {
+      const out = h.step({ kind: 'submit', reqId: t, jobId, units: ['u0', 'u1', 'u2'] }, t);
+      h.persistAll(out);
+      for (const c of calls(out)) h.answer(c, { kind: 'ok' }, t + 1);
+    }
+    const prep = h.step({ kind: 'tick' }, 10 + GRID_CONFIG.checkpointIntervalMs);
+    const prepares = calls(prep).filter((c) => c.req.kind === 'prepare');
+    expect(prepares.map((c) => c.req.jobId)).toEqual(['a', 'a', 'a']);
+    h.persistAll(prep);
+    let commit: GridStep | null = null;
+    for (const c of prepares) commit = h.answer(c, { kind: 'prepared', pages: 1, bytes: 4096, done: false });
+    const commits = calls(commit!);
+    const bDue = 20 + GRID_CONFIG.checkpointIntervalMs;
+    for (const c of commits.slice(0, -1)) h.answer(c, { kind: 'committed', epoch: 1n }, bDue - 1);
+    // The last COMMITTED of a's round arrives when b's first round is due.
+    const last = h.answer(commits.at(-1)!, { kind: 'committed', epoch: 1n }, bDue);
+    expect(calls(last).filter((c) => c.req.kind === 'prepare').map((c) => c.req.jobId)).toEqual(['b', 'b', 'b']);
+    expect(last.persist).toHaveLength(1);
+    const rows = new Map(last.persist[0]!.jobs.map((r) => [r.jobId, r]));
+    expect(last.persist[0]!.lineOf).toEqual({ jobId: 'a', epoch: 1n });
+    expect(rows.get('a')!.lines.map((l) => l.epoch)).toEqual([1n]);
+    expect(rows.get('b')!.highestEpoch).toBe('1');
+    h.persistAll(last);
+    expect(h.disk.find((r) => r.jobId === 'a')!.lines.map((l) => l.epoch)).toEqual([1n]);
+    expect(h.core.jobView('a')!.lines.map((l) => l.epoch)).toEqual([1n]);
+  });
+
+  it('a step whose write fails still delivers its replies (the calls fail as unsent)', () => {
+    const h = new GridHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(CLUSTERS, 0);
+    // A registration of a new incarnation of c1, which saves the catalog (its shares are lost): the write fails.
+    h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: UNITS }, 10);
+    const reg = h.step({ kind: 'clusterRegistered', reqId: 77, clusterId: 'c1', incarnation: 2n, agentLeaseMs: 0 }, 20);
+    expect(reg.persist).toHaveLength(1);
+    const failed = h.step({ kind: 'persistFailed', what: reg.persist[0]!, reason: 'EIO' }, 21);
+    expect(failed.reply).toContainEqual(expect.objectContaining({ kind: 'registered', reqId: 77 }));
+  });
+});
+
