@@ -235,7 +235,8 @@ export class ClusterSupervisor {
     if (p.what !== 'round' || p.epoch === null) return;
     const epoch = p.epoch;
     const participant = p.node;
-    if (answer.kind === 'prepared' && answer.done) job.doneAtCut.add(participant);
+    // Only the running round's cut counts: a late PREPARED(done) of an aborted round says nothing of this one (C5).
+    if (answer.kind === 'prepared' && answer.done && job.round.status().epoch === epoch) job.doneAtCut.add(participant);
     if (answer.kind === 'prepared') return roundStep(st, job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: answer.digest ?? '' }, out);
     if (answer.kind === 'durable') return roundStep(st, job, { kind: 'durable', participant, epoch, part: answer.part, digest: answer.digest ?? '' }, out);
     const reason = 'reason' in answer ? answer.reason : answer.kind;

@@ -240,7 +240,8 @@ export class GridSupervisor {
     if (p.what !== 'round' || p.epoch === null) return;
     const participant = p.cluster;
     const epoch = p.epoch;
-    if (answer.kind === 'prepared' && answer.done) job.doneAtCut.add(participant);
+    // Only the running round's cut counts: a late PREPARED(done) of an aborted round says nothing of this one (G4).
+    if (answer.kind === 'prepared' && answer.done && job.round.status().epoch === epoch) job.doneAtCut.add(participant);
     if (answer.kind === 'prepared') return roundStep(this.st, job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: '' }, out);
     if (answer.kind === 'committed') return roundStep(this.st, job, { kind: 'durable', participant, epoch, part: { cluster: participant, epoch }, digest: '' }, out);
     const reason = 'reason' in answer ? answer.reason : answer.kind;

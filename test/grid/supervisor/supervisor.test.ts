@@ -220,6 +220,25 @@ describe('GridSupervisor: the final round (G4)', () => {
     expect(answered.flatMap(calls).filter((c) => c.req.kind === 'stopJob').map((c) => c.to)).toEqual(CLUSTERS);
   });
 
+  it('a late PREPARED(done) of an aborted final round does not count for the next one (G4)', () => {
+    const h = new GridHarness();
+    submitted(h);
+    commitRound(h, nextRound(h).out);
+    allCompleted(h);
+    const final = nextRound(h);
+    h.persistAll(final.out);
+    const [c1, c2, c3] = calls(final.out);
+    h.answer(c1!, { kind: 'prepared', pages: 1, bytes: 4096, done: true });
+    h.answer(c3!, { kind: 'prepared', pages: 1, bytes: 4096, done: true });
+    // c2 does not answer in time: the round aborts, and the next final round starts.
+    const again = nextRound(h);
+    expect(again.out.send.map((s) => s.call.req)).toEqual(CLUSTERS.map(() => ({ kind: 'prepare', jobId: JOB, epoch: 3n, parentEpoch: 1n })));
+    // Its late answer to the aborted round says done; at the new cut it is not.
+    h.answer(c2!, { kind: 'prepared', pages: 1, bytes: 4096, done: true });
+    commitRound(h, again.out, { c1: true, c2: false, c3: true });
+    expect(h.core.jobState(JOB)).toBe('running');
+  });
+
   it('a report of completion from before the current gen does not count', () => {
     const h = new GridHarness();
     submitted(h);
