@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
 import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '../gen/gridckpt/v1/grid.js';
+import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
@@ -40,12 +41,42 @@ function jobStatus(g: GridShell, jobId: string): GridJobStatus {
   };
 }
 
+/** At most this many units a grid job (each is a process on some node). */
+const MAX_GRID_UNITS = 4_096;
+
+/**
+ * What the grid itself relies on in a job's spec (the clusters' agents check the rest of each unit when they
+ * start it): names, units named once, a sane interval. A bad one is refused here, not failed on every cluster.
+ */
+function checkGridSpec(spec: JobSpec): JobSpec {
+  const jobId = checkName('job id', spec.jobId);
+  if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${jobId} has no units`);
+  if (spec.units.length > MAX_GRID_UNITS) throw new GridError('invalid-argument', `job ${jobId} has ${spec.units.length} units; the limit is ${MAX_GRID_UNITS}`);
+  const seen = new Set<string>();
+  for (const u of spec.units) {
+    const id = checkName('unit id', u.unitId);
+    if (seen.has(id)) throw new GridError('invalid-argument', `job ${jobId} names unit ${JSON.stringify(id)} twice`);
+    seen.add(id);
+    if (u.command.length === 0) throw new GridError('invalid-argument', `unit ${id} of job ${jobId} has an empty command`);
+  }
+  const interval = spec.checkpointIntervalMs;
+  if (interval !== 0 && (interval < 10 || interval > 86_400_000)) {
+    throw new GridError('invalid-argument', `job ${jobId}: bad checkpoint interval ${interval} ms (0 for the grid's default, else 10 ms to 1 day)`);
+  }
+  return spec;
+}
+
+/** An agent lease longer than an hour is a misconfiguration, not a lease (a lost cluster's units would wait that long). */
+const MAX_AGENT_LEASE_MS = 3_600_000;
+
 export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultIntervalMs: number, onBug: (e: unknown) => void): GridServiceServer {
   return {
     watch: serveWatch(hub),
     registerCluster: unary(async (req) => {
       if (!isAbsolute(req.storeDir)) throw new GridError('invalid-argument', `store_dir ${JSON.stringify(req.storeDir)} must be an absolute path`);
       if (req.incarnation === 0n) throw new GridError('invalid-argument', 'incarnation must be at least 1');
+      // The grid waits out this lease before it runs a lost cluster's units elsewhere (G1): it must be a real one.
+      if (req.agentLeaseMs < 1 || req.agentLeaseMs > MAX_AGENT_LEASE_MS) throw new GridError('invalid-argument', `agent_lease_ms ${req.agentLeaseMs} must be between 1 and ${MAX_AGENT_LEASE_MS}`);
       await g.registerCluster({
         clusterId: checkName('cluster id', req.clusterId), incarnation: req.incarnation, address: checkHostPort('cluster address', req.address),
         storeDir: req.storeDir, agentLeaseMs: req.agentLeaseMs,
@@ -59,6 +90,7 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
         if (j.gen > BigInt(Number.MAX_SAFE_INTEGER)) throw new GridError('invalid-argument', `gen ${j.gen} out of range`);
         return { jobId: checkName('job id', j.jobId), state: j.state as MemberJobState, gen: Number(j.gen) };
       });
+      if (req.seq > BigInt(Number.MAX_SAFE_INTEGER)) throw new GridError('invalid-argument', `seq ${req.seq} out of range`);
       const a = await g.heartbeat({
         member: checkName('cluster id', req.clusterId), incarnation: req.incarnation, seq: Number(req.seq),
         sentAtMs: Math.floor(g.runtime.clock.nowMs()), jobs, freeUnits: req.freeUnits,
@@ -66,8 +98,7 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
       return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs };
     }, onBug),
     submitGridJob: unary(async (req) => {
-      const spec = required('job', req.job);
-      checkName('job id', spec.jobId);
+      const spec = checkGridSpec(required('job', req.job));
       await g.submitJob(spec, defaultIntervalMs);
       return { job: jobStatus(g, spec.jobId) };
     }, onBug),

@@ -7,7 +7,7 @@ import { SerialDriver } from '../runtime/serial-driver.js';
 import type { Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { storedSpecOf } from '../store/index.js';
 import { GridSupervisor } from './core/supervisor.js';
-import type { CheckpointAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from './core/supervisor-types.js';
+import type { CheckpointAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig, SubmitRefusal } from './core/supervisor-types.js';
 import type { GridCatalog } from './catalog.js';
 import { performClusterCall } from './cluster-calls.js';
 
@@ -49,6 +49,8 @@ export class GridShell {
   /** Store directories by cluster id, as registrations (and the catalog) say. */
   private readonly stores = new Map<string, string>();
   private readonly waiters = new Map<string, Waiter[]>();
+  /** Jobs whose submit the core has not answered yet. */
+  private readonly submitting = new Set<string>();
   private reqs = 0;
   private stopped = false;
 
@@ -61,7 +63,8 @@ export class GridShell {
   ) {
     for (const [id, spec] of catalog.specs()) this.specs.set(id, spec);
     for (const [id, c] of catalog.clusters()) this.stores.set(id, c.storeDir);
-    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()));
+    const agentLeases = new Map([...catalog.clusters()].map(([id, c]) => [id, c.agentLeaseMs]));
+    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()), agentLeases);
     this.driver = new SerialDriver(this.core, {
       clock: runtime.clock,
       timers: runtime.timers,
@@ -113,15 +116,26 @@ export class GridShell {
 
   async submitJob(spec: JobSpec, defaultIntervalMs: number): Promise<void> {
     if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${spec.jobId} has no units`);
-    const live = this.core.jobState(spec.jobId);
-    if (live === 'running' || live === 'recovering') throw new GridError('already-exists', `job ${spec.jobId} is already ${live} on the grid`);
+    // One submit of a job at a time: the spec the clusters get must be the one whose submit the core took.
+    if (this.submitting.has(spec.jobId)) throw new GridError('already-exists', `a submit of job ${spec.jobId} is under way`);
+    const before = this.specs.get(spec.jobId);
+    this.submitting.add(spec.jobId);
     this.specs.set(spec.jobId, spec);
-    const reqId = this.nextReq();
-    const a = await this.ask<{ ok: boolean; reason: string }>(`submit#${reqId}`, {
-      kind: 'submit', reqId, jobId: spec.jobId, units: spec.units.map((u) => u.unitId), intervalMs: spec.checkpointIntervalMs || defaultIntervalMs,
-    });
-    if (!a.ok) throw new GridError(a.reason.startsWith('no alive cluster') ? 'unavailable' : a.reason.includes('already') ? 'already-exists' : 'failed-precondition', a.reason);
-    this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(this.core.jobView(spec.jobId)?.clusters ?? []), answer: a.reason }, 'grid job submitted');
+    try {
+      const reqId = this.nextReq();
+      const a = await this.ask<{ ok: boolean; reason: string; code?: SubmitRefusal }>(`submit#${reqId}`, {
+        kind: 'submit', reqId, jobId: spec.jobId, units: spec.units.map((u) => u.unitId), intervalMs: spec.checkpointIntervalMs || defaultIntervalMs,
+      });
+      if (!a.ok) {
+        // Refused (the job runs already, no room for another): the job it names keeps its own spec.
+        if (before) this.specs.set(spec.jobId, before);
+        else this.specs.delete(spec.jobId);
+        throw new GridError(a.code ?? 'failed-precondition', a.reason);
+      }
+      this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(this.core.jobView(spec.jobId)?.clusters ?? []), answer: a.reason }, 'grid job submitted');
+    } finally {
+      this.submitting.delete(spec.jobId);
+    }
   }
 
   async checkpoint(jobId: string): Promise<Extract<CheckpointAnswer, { kind: 'committed' }>> {
@@ -168,7 +182,7 @@ export class GridShell {
     switch (r.kind) {
       case 'beat': return this.wake(`beat#${r.to}#${r.seq}`, r.answer);
       case 'registered': return this.wake(`reg#${r.reqId}`, { ok: r.ok, reason: r.reason });
-      case 'submitted': return this.wake(`submit#${r.reqId}`, { ok: r.ok, reason: r.reason });
+      case 'submitted': return this.wake(`submit#${r.reqId}`, { ok: r.ok, reason: r.reason, ...(r.code ? { code: r.code } : {}) });
       case 'checkpointed': return this.wake(`cp#${r.reqId}`, r.answer);
     }
   }

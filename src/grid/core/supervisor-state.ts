@@ -96,7 +96,7 @@ export class GridState {
   eventsDropped = 0;
   failuresDetected = 0;
 
-  constructor(readonly config: GridSupervisorConfig, public nowMs: number, readonly startedAtMs: number) {}
+  constructor(readonly config: GridSupervisorConfig, public nowMs: number, readonly startedAtMs: number, private readonly agentLeases: ReadonlyMap<string, number> = new Map()) {}
 
   mutant(name: string): boolean {
     return this.config.mutants?.has(name) ?? false;
@@ -135,7 +135,7 @@ export class GridState {
       // Unknown to this incarnation: the previous one granted nothing after its death, before our start, save
       // submits and restores still in flight then (their deadline), as the cluster core's resumeGrantFloor.
       const floor = this.config.incarnation > 1n ? this.startedAtMs + this.config.callTimeoutMs : this.startedAtMs;
-      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: floor, freeUnits: 0, registered: false, reported: new Map(), agentLeaseMs: 0, checkForgotten: false };
+      c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: floor, freeUnits: 0, registered: false, reported: new Map(), agentLeaseMs: this.agentLeases.get(id) ?? 0, checkForgotten: false };
       this.clusters.set(id, c);
     }
     return c;

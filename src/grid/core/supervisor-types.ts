@@ -68,13 +68,15 @@ export type GridInput =
   | { kind: 'persistFailed'; what: GridCatalogRecord & { lineOf?: { jobId: string; epoch: bigint } }; reason: string }
   | { kind: 'tick' };
 
+export type SubmitRefusal = 'already-exists' | 'resource-exhausted' | 'unavailable';
+
 export type GridPersist = GridCatalogRecord & { lineOf?: { jobId: string; epoch: bigint } };
 
 export type GridSend = { to: string; call: ClusterCall };
 
 export type GridReply =
   | { to: string; kind: 'beat'; seq: number; answer: HeartbeatAnswer }
-  | { to: 'operator'; kind: 'submitted'; reqId: number; ok: boolean; reason: string }
+  | { to: 'operator'; kind: 'submitted'; reqId: number; ok: boolean; reason: string; /** Why not (ok false): the status the shell answers with. */ code?: SubmitRefusal }
   | { to: string; kind: 'registered'; reqId: number; ok: boolean; reason: string }
   | { to: 'operator'; kind: 'checkpointed'; reqId: number; answer: CheckpointAnswer };
 

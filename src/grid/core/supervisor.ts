@@ -6,7 +6,7 @@ import { clusterLost, onBeat, onRegister, verdicts } from './supervisor-clusters
 import { advanceRecovery, beginRecovery, onRestoreAnswer } from './supervisor-recovery.js';
 import { checkFinal, lineWritten, roundStep, startRound } from './supervisor-rounds.js';
 import { GridState, MAX_CHECKPOINT_WAITERS, type GJob } from './supervisor-state.js';
-import type { GridClusterView, GridEvent, GridInput, GridJobRow, GridJobState, GridJobView, GridPersist, GridReply, GridStep, GridSupervisorConfig } from './supervisor-types.js';
+import type { GridClusterView, GridEvent, GridInput, GridJobRow, GridJobState, GridJobView, GridPersist, GridReply, GridStep, GridSupervisorConfig, SubmitRefusal } from './supervisor-types.js';
 
 // The grid coordinator's job supervisor as a pure core: clusters' membership
 // through the detector core, coordinated grid rounds through the round core
@@ -47,9 +47,10 @@ export class GridSupervisor {
   /** Calls issued by recent steps that persisted: if the persist fails, the driver never sent them. */
   private readonly stepCalls = new Map<number, { calls: number[]; replies: GridReply[] }>();
 
-  constructor(private readonly config: GridSupervisorConfig, catalog: GridJobRow[], nowMs: number) {
+  /** agentLeases: what the catalog says each cluster that ever registered gives its agents (G1 after a restart). */
+  constructor(private readonly config: GridSupervisorConfig, catalog: GridJobRow[], nowMs: number, agentLeases: ReadonlyMap<string, number> = new Map()) {
     this.monitor = new Monitor(config.detector);
-    this.st = new GridState(config, nowMs, nowMs);
+    this.st = new GridState(config, nowMs, nowMs, agentLeases);
     for (const row of catalog) this.resume(row);
   }
 
@@ -193,12 +194,12 @@ export class GridSupervisor {
   // ---- jobs ------------------------------------------------------------------------
 
   private onSubmit(reqId: number, jobId: string, units: string[], intervalMs: number, out: GridStep): void {
-    const answer = (ok: boolean, reason: string): void => void out.reply.push({ to: 'operator', kind: 'submitted', reqId, ok, reason });
+    const refuse = (code: SubmitRefusal, reason: string): void => void out.reply.push({ to: 'operator', kind: 'submitted', reqId, ok: false, reason, code });
     const old = this.st.jobs.get(jobId);
-    if (old && (old.state === 'running' || old.state === 'recovering')) return answer(false, `job ${jobId} is already ${old.state}`);
-    if (this.st.jobs.size >= this.config.maxJobs && !old) return answer(false, `at most ${this.config.maxJobs} jobs`);
+    if (old && (old.state === 'running' || old.state === 'recovering')) return refuse('already-exists', `job ${jobId} is already ${old.state}`);
+    if (this.st.jobs.size >= this.config.maxJobs && !old) return refuse('resource-exhausted', `at most ${this.config.maxJobs} jobs`);
     const alive = [...this.st.clusters.values()].filter((c) => c.registered && c.verdict === 'alive').map((c) => c.clusterId).sort();
-    if (alive.length === 0) return answer(false, 'no alive cluster is registered');
+    if (alive.length === 0) return refuse('unavailable', 'no alive cluster is registered');
     const sorted = [...units].sort();
     const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), old?.highestEpoch ?? 0n, intervalMs);
     job.submit = { reqId, waiting: new Set() };

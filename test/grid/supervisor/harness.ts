@@ -45,8 +45,8 @@ export class GridHarness {
    */
   autopilot: { alive: Set<string>; answer: (call: SentCall) => ClusterAnswer | null } | null = null;
 
-  constructor(config: Partial<GridSupervisorConfig> = {}, catalog: GridJobRow[] = [], nowMs = 0) {
-    this.core = new GridSupervisor({ ...GRID_CONFIG, ...config }, catalog, nowMs);
+  constructor(config: Partial<GridSupervisorConfig> = {}, catalog: GridJobRow[] = [], nowMs = 0, agentLeases: ReadonlyMap<string, number> = new Map()) {
+    this.core = new GridSupervisor({ ...GRID_CONFIG, ...config }, catalog, nowMs, agentLeases);
     this.nowMs = nowMs;
   }
 

@@ -144,6 +144,23 @@ describe('GridSupervisor: a restarted grid\'s lease bound (G1)', () => {
   });
 });
 
+describe('GridSupervisor: a restarted grid remembers each cluster\'s agent lease (G1)', () => {
+  it('a cluster that does not register again is waited out with the agent lease the catalog recorded for it', () => {
+    const h = flying();
+    h.advance(400, CLUSTERS);
+    const agentLeaseMs = 60_000;
+    // The shell hands the core the agent leases its catalog recorded at the clusters' registrations.
+    const g = new GridHarness({ incarnation: 2n }, h.disk, 1_000, new Map([['c2', agentLeaseMs]]));
+    g.fly(['c1', 'c3']);
+    g.free.set('c1', 6).set('c3', 6);
+    g.step({ kind: 'tick' }, 1_000);
+    g.register(['c1', 'c3'], 1_001);
+    const steps = g.advance(200_000, ['c1', 'c3'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
+    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
+    expect(restore.t!).toBeGreaterThanOrEqual(1_000 + GRID_CONFIG.callTimeoutMs + GRID_CONFIG.clusterLeaseMs + agentLeaseMs);
+  });
+});
+
 describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
   it('an answered submit bounds the lease by its answer, not by the call timeout: no room fails the job after one lease wait', () => {
     // The real grid's call timeout is minutes (a round's RPC budget); a lease wait of that length would stall every recovery.

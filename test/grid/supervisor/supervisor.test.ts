@@ -57,7 +57,7 @@ describe('GridSupervisor: membership and submit', () => {
   it('refuses a submit while no cluster is registered', () => {
     const h = new GridHarness();
     expect(h.step({ kind: 'submit', reqId: 7, jobId: JOB, units: UNITS }, 0)).toEqual({
-      persist: [], send: [], reply: [{ to: 'operator', kind: 'submitted', reqId: 7, ok: false, reason: 'no alive cluster is registered' }],
+      persist: [], send: [], reply: [{ to: 'operator', kind: 'submitted', reqId: 7, ok: false, reason: 'no alive cluster is registered', code: 'unavailable' }],
     });
   });
 
@@ -86,7 +86,7 @@ describe('GridSupervisor: membership and submit', () => {
     const h = new GridHarness();
     submitted(h);
     expect(operator(h.step({ kind: 'submit', reqId: 2, jobId: JOB, units: UNITS }, 30))).toEqual([
-      { to: 'operator', kind: 'submitted', reqId: 2, ok: false, reason: 'job bank is already running' },
+      { to: 'operator', kind: 'submitted', reqId: 2, ok: false, reason: 'job bank is already running', code: 'already-exists' },
     ]);
   });
 });
