@@ -48,7 +48,8 @@ export function beginRecovery(st: GridState, job: GJob, reason: string, lostClus
  */
 function safeAfter(st: GridState, job: GJob, id: string): number {
   const c = st.entry(id);
-  const lastGrant = Math.min(st.grantBound(id), job.shareLostAtMs.get(id) ?? Infinity);
+  // A share lost alone stopped being leased when it was lost; a start still in flight to it may lease it later.
+  const lastGrant = Math.max(Math.min(c.lastGrantMs, job.shareLostAtMs.get(id) ?? Infinity), st.pendingBound(id));
   const agentLeaseMs = Math.max(st.config.agentLeaseMs, c.agentLeaseMs);
   return leaseSafeAfter(lastGrant, st.config.clusterLeaseMs, agentLeaseMs, leaseMarginMs(st.config.clusterLeaseMs + agentLeaseMs));
 }

@@ -150,13 +150,12 @@ export class GridState {
   }
 
   /**
-   * The latest a cluster may hold a lease this grid granted: its last grant,
-   * or, for a submit or restore still unanswered, the call's send plus its
-   * timeout (the cluster leases itself the job when the call arrives, at
-   * most then; the answer turns the bound into a grant at its arrival).
+   * The latest a submit or restore to the cluster still unanswered may lease it the job (0: none in flight):
+   * the cluster leases itself the job when the call arrives, at most the call's send plus its timeout; the
+   * answer turns the bound into a grant at its arrival.
    */
-  grantBound(id: string): number {
-    let bound = this.entry(id).lastGrantMs;
+  pendingBound(id: string): number {
+    let bound = 0;
     for (const p of this.pending.values()) {
       if (p.cluster === id && (p.what === 'submit' || p.what === 'restore')) bound = Math.max(bound, p.sentAtMs + this.config.callTimeoutMs);
     }

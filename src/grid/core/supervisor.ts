@@ -232,7 +232,7 @@ export class GridSupervisor {
     if (!job) return;
     if (p.what === 'submit' || p.what === 'restore') {
       // An answer: the cluster leased itself the job by now. No answer: it may have got the call, or still get it,
-      // within the call's timeout — the bound stays (grantBound).
+      // within the call's timeout — the bound stays (pendingBound).
       const grant = unreachable ? p.sentAtMs + this.config.callTimeoutMs : this.st.nowMs;
       this.st.entry(p.cluster).lastGrantMs = Math.max(this.st.entry(p.cluster).lastGrantMs, grant);
     }
