@@ -168,6 +168,25 @@ describe('ClusterSupervisor: the end of a local job (C5)', () => {
     expect(prepares(h.advance(3000, NODES))).toEqual([]);
   });
 
+  it('a late PREPARED(done) of an aborted final round does not count for the next one (C5)', () => {
+    const h = new ClusterHarness();
+    localJob(h, { intervalMs: 0, fullEvery: 4 });
+    const first = complete(h, 30);
+    const [a, b, c] = calls(first).filter((x) => x.req.kind === 'prepare');
+    h.answer(a!, { kind: 'prepared', pages: 1, bytes: 1, done: true }, 31);
+    h.answer(c!, { kind: 'prepared', pages: 1, bytes: 1, done: true }, 31);
+    // b answers too late: the round aborts at its prepare deadline, the next final round follows.
+    const again = h.advance(5000, NODES, isPrepare).at(-1)!;
+    expect(calls(again.out).filter((x) => x.req.kind === 'prepare').map((x) => x.req.kind === 'prepare' && x.req.epoch)).toEqual([2n, 2n, 2n]);
+    h.answer(b!, { kind: 'prepared', pages: 1, bytes: 1, done: true });
+    // At the new cut b is not done (its units were restored, say): committed, but not the end.
+    let last = again.out;
+    for (const x of calls(again.out)) last = h.answer(x, { kind: 'prepared', pages: 1, bytes: 1, done: x.to !== b!.to });
+    for (const x of calls(last)) last = h.answer(x, { kind: 'durable', part: { writer: x.to, epoch: 2n, units: [], pages: 1 } });
+    h.step({ kind: 'persisted', what: last.persist[0]! });
+    expect(h.core.jobState(LJOB)).toBe('running');
+  });
+
   it('fails, saying its final state is in no epoch, when maxFinalAttempts final rounds do not commit', () => {
     const h = new ClusterHarness({ maxFinalAttempts: 3 });
     localJob(h, { intervalMs: 0, fullEvery: 4 });
