@@ -41,7 +41,7 @@ export interface NodeAddress {
   client: AgentClient;
 }
 
-/** Where a step's events go (Watch, metrics, logs): see shell-events.ts. */
+/** Where a step's events go (Watch, metrics, logs): see watch-events.ts. */
 export type ClusterEventSink = (events: ClusterEvent[]) => void;
 
 export interface Resume {
@@ -65,8 +65,6 @@ export class ClusterShell {
   private readonly parts = new Map<string, DurablePart>();
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly sweepers = new Map<string, EpochSweeper>();
-  /** Grid jobs whose share is shown completed (their units all completed; the grid's final round is to come). */
-  private readonly sharesDone = new Set<string>();
   private reqs = 0;
   private gridIncarnation = 0n;
   private gridBeat: GridBeat | null = null;
@@ -262,7 +260,7 @@ export class ClusterShell {
   }
 
   private afterStep(): void {
-    const events = [...this.core.drainEvents(), ...this.shareEvents()];
+    const events = this.core.drainEvents();
     if (events.length === 0) return;
     for (const e of events) {
       if (e.kind !== 'roundFinished') continue;
@@ -271,34 +269,6 @@ export class ClusterShell {
       if (o.kind === 'committed') this.sweeper(o.jobId).committed(o.epoch);
     }
     this.sink(events);
-  }
-
-  /**
-   * A grid job whose units all completed shows as completed (status, Watch):
-   * the grid then runs its final round. The core keeps it running for that
-   * round; what the grid sees is the share's state.
-   */
-  private shareEvents(): ClusterEvent[] {
-    const out: ClusterEvent[] = [];
-    for (const id of this.core.jobIds()) {
-      const v = this.core.jobView(id)!;
-      const done = v.gridManaged && v.state === 'running' && v.allDone;
-      if (done === this.sharesDone.has(id)) continue;
-      if (done) {
-        this.sharesDone.add(id);
-        out.push({ kind: 'jobState', jobId: id, from: 'running', to: 'completed', reason: 'every unit completed; the grid\'s final round records the end state' });
-      } else {
-        this.sharesDone.delete(id);
-      }
-    }
-    return out;
-  }
-
-  /** The state a job shows (status, Watch): the core's, or completed for a grid share whose units all completed. */
-  shownState(jobId: string): string | null {
-    const v = this.core.jobView(jobId);
-    if (!v) return null;
-    return this.sharesDone.has(jobId) && v.state === 'running' ? 'completed' : v.state;
   }
 
   // ---- helpers ----

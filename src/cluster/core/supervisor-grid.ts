@@ -113,6 +113,27 @@ export function beatGrid(st: ClusterState, out: ClusterStep): void {
   out.send.push({ to: 'grid', heartbeat: { member: st.config.clusterId, incarnation: st.config.incarnation, seq: st.grid.beatSeq, sentAtMs: st.nowMs, jobs, freeUnits } });
 }
 
+/**
+ * At the end of a step: a grid share whose units all completed shows as
+ * completed (status, Watch) while the job runs on here for the grid's final
+ * round; one event when it starts to, none when it stops (a restart, the
+ * grid's stop: their own jobState events say so). Not the beat's state
+ * (shareState), which also waits for no round to run: that is what the grid
+ * acts on, this what an operator sees.
+ */
+export function showShares(st: ClusterState): void {
+  let shown: Job[] | null = null;
+  for (const j of st.jobs.values()) {
+    const done = j.local === null && j.state === 'running' && j.allDoneAtMs !== null;
+    if (done === j.shareShownCompleted) continue;
+    j.shareShownCompleted = done;
+    if (done) (shown ??= []).push(j);
+  }
+  if (shown === null) return;
+  shown.sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+  for (const j of shown) st.emit({ kind: 'shareCompleted', jobId: j.jobId, reason: 'every unit completed; the grid\'s final round records the end state' });
+}
+
 function shareState(j: Job): MemberJobState {
   if (j.state === 'running' && j.allDoneAtMs !== null && j.round.status().phase === 'idle') return 'completed';
   if (j.state === 'starting' || j.state === 'recovering') return 'running';

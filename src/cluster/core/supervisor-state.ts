@@ -92,6 +92,8 @@ export interface Job {
   gridCommit: number | null;
   lastError: string;
   allDoneAtMs: number | null;
+  /** A grid share shown completed (status, Watch): running, every unit completed, the grid's final round to come (showShares). */
+  shareShownCompleted: boolean;
   /** The gen of the last start sent to each node (its reports must carry it) and of the grid's last submit or restore. */
   startGens: Map<string, number>;
   gridGen: number;
@@ -206,7 +208,7 @@ export class ClusterState {
     const job: Job = {
       jobId, epochCeiling: highest, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highest, this.config.mutants),
-      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true,
+      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, shareShownCompleted: false, needsFull: true,
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowRetryAtMs: null,
     };

@@ -1,7 +1,7 @@
 import type { Verdict } from '../../detector/monitor.js';
 import type { AgentAnswer } from '../../protocol/messages.js';
 import { checkClusterInvariants } from './supervisor-checks.js';
-import { beatGrid, fence, onGridBeatAnswer, onGridCall } from './supervisor-grid.js';
+import { beatGrid, fence, onGridBeatAnswer, onGridCall, showShares } from './supervisor-grid.js';
 import { localDeadline, localTime, onLocalCall } from './supervisor-local.js';
 import { onAgentBeat, onAgentReports, onNodeRegistered, verdicts } from './supervisor-nodes.js';
 import { advanceRestart, onRestartAnswer } from './supervisor-restart.js';
@@ -117,6 +117,7 @@ export class ClusterSupervisor {
     }
     this.onTime(out);
     saveRows(st, out);
+    showShares(st);
     if (out.persist.length > 0) {
       const record = { calls: st.issued, replies: out.reply.filter((r) => r.kind !== 'beat') };
       for (const p of out.persist) this.stepOf.set(p, record);
@@ -173,6 +174,8 @@ export class ClusterSupervisor {
       local: j.local ? { ...j.local } : null, gridManaged: j.local === null, startGens: new Map(j.startGens),
       /** Every unit reported completed since the job's last start (a grid job's share is then complete). */
       allDone: j.allDoneAtMs !== null,
+      /** What status and Watch show: the state, or completed for a grid share shown so (showShares). */
+      shownState: j.shareShownCompleted ? 'completed' : j.state,
     };
   }
 
