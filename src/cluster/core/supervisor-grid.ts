@@ -28,6 +28,7 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
       target.units = [...r.units].sort();
       target.gridGen = r.gen;
       target.placement = new Map([...target.placement].filter(([u]) => target.units.includes(u)));
+      target.rowDirty = true;
       const adopt = r.adopt.filter((a) => a.epoch !== null).map((a) => ({ store: a.fromCluster, epoch: a.epoch as bigint, units: a.units }));
       target.badEpochs.clear();
       if (r.epoch !== null) target.committed = target.committed.filter((e) => e <= (r.epoch as bigint));
@@ -65,6 +66,7 @@ function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[
   if (!old && st.jobs.size >= st.config.maxJobs) return st.answerGrid(out, reqId, { kind: 'refused', reason: `at most ${st.config.maxJobs} jobs` });
   const job = st.newJob(jobId, [...units].sort(), null, 'submitted by the grid');
   job.gridGen = gen;
+  job.rowDirty = true;
   job.gridLeaseUntilMs = st.nowMs + st.grid.leaseMs;
   beginRestart(st, job, 'submitted', null, out, { epoch: null, adopt: [], answer: { to: 'grid', reqId } });
 }
@@ -99,6 +101,7 @@ export function fence(st: ClusterState, job: Job, out: ClusterStep): void {
   if (job.restart?.answer) st.answer(out, job.restart.answer, { kind: 'refused', reason: 'fenced' });
   job.restart = null;
   job.lastError = `fenced: the grid's lease on job ${job.jobId} lapsed`;
+  job.rowDirty = true;
   st.recoveryEnded(job, false);
   st.become(job, 'fenced', job.lastError);
   st.stopEverywhere(job, out);

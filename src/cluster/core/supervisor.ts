@@ -31,7 +31,8 @@ import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, Clust
 // coordinator take its local jobs back without stopping them.
 //
 // Invariants (tests cite them as C1..C10; checkInvariants checks those that
-// are about the state, C1..C8; C9 and C10 are about steps, which the tests check):
+// are about the state, C1..C8, and C9's part that is: a row not flagged dirty
+// is the one last saved; C9 and C10 are about steps, which the tests check):
 //  C1. A node's units run elsewhere only after its lease has surely lapsed:
 //      a restore that moves units off a lost node is sent no earlier than
 //      the node's last grant + agentLeaseMs + margin (for a node not
@@ -56,7 +57,8 @@ import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, Clust
 //      coordinator's are above every earlier one's, and a gen read back
 //      from the job table still names the start a node reports on.
 //  C9. A job's row is handed to the driver (persisted before the step's
-//      sends) in every step that changed it, at most once per step.
+//      sends) in every step that changed it, at most once per step. Only
+//      rows flagged dirty are built at the end of a step (saveRows).
 //  C10. A resumed job runs again without a restart only if every node of
 //      its row registered and reported the row's start running (or done).
 //
