@@ -123,7 +123,7 @@ export class ClusterShell {
 
   /** Job states pushed between beats (ReportJobs): judged like a beat's, but no beat for the detector or the leases. */
   reportJobs(nodeId: string, incarnation: bigint, reports: readonly JobReport[]): { known: boolean } {
-    const known = this.core.nodesView().some((n) => n.nodeId === nodeId && n.incarnation === incarnation && n.verdict !== 'failed');
+    const known = this.core.knowsNode(nodeId, incarnation);
     if (known) this.driver.input({ kind: 'agentReports', member: nodeId, incarnation, jobs: reports.map(memberReport) });
     return { known };
   }

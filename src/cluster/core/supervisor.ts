@@ -181,6 +181,12 @@ export class ClusterSupervisor {
     };
   }
 
+  /** Whether this incarnation of the node is registered and not failed: its reports count (onAgentReports). */
+  knowsNode(nodeId: string, incarnation: bigint): boolean {
+    const n = this.st.nodes.get(nodeId);
+    return n !== undefined && n.incarnation === incarnation && n.verdict !== 'failed';
+  }
+
   nodesView(): Array<{ nodeId: string; incarnation: bigint; capacityUnits: number; placedUnits: number; verdict: Verdict; phi: number; silenceMs: number }> {
     const status = new Map(this.st.monitor.status(this.st.nowMs).map((s) => [s.peer, s]));
     return this.st.capacities(null).map((c) => {
