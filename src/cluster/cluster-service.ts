@@ -20,7 +20,7 @@ export function jobStatusToPb(c: ClusterShell, jobId: string): ClusterJobStatus 
   if (!j) throw new GridError('not-found', `unknown job ${JSON.stringify(jobId)} in cluster ${c.settings.clusterId}`);
   return {
     jobId,
-    state: c.shownState(jobId) ?? j.state,
+    state: j.shownState,
     placements: [...j.placement].map(([unitId, nodeId]) => ({ unitId, nodeId })),
     lastEpoch: j.lastEpoch ?? 0n,
     roundsCommitted: BigInt(j.roundsCommitted),

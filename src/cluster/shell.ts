@@ -65,8 +65,6 @@ export class ClusterShell {
   private readonly parts = new Map<string, DurablePart>();
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly sweepers = new Map<string, EpochSweeper>();
-  /** Grid jobs whose share is shown completed (their units all completed; the grid's final round is to come). */
-  private readonly sharesDone = new Set<string>();
   private reqs = 0;
   private gridIncarnation = 0n;
   private gridBeat: GridBeat | null = null;
@@ -125,7 +123,7 @@ export class ClusterShell {
 
   /** Job states pushed between beats (ReportJobs): judged like a beat's, but no beat for the detector or the leases. */
   reportJobs(nodeId: string, incarnation: bigint, reports: readonly JobReport[]): { known: boolean } {
-    const known = this.core.nodesView().some((n) => n.nodeId === nodeId && n.incarnation === incarnation && n.verdict !== 'failed');
+    const known = this.core.knowsNode(nodeId, incarnation);
     if (known) this.driver.input({ kind: 'agentReports', member: nodeId, incarnation, jobs: reports.map(memberReport) });
     return { known };
   }
@@ -263,7 +261,7 @@ export class ClusterShell {
   }
 
   private afterStep(): void {
-    const events = [...this.core.drainEvents(), ...this.shareEvents()];
+    const events = this.core.drainEvents();
     if (events.length === 0) return;
     for (const e of events) {
       if (e.kind !== 'roundFinished') continue;
@@ -272,34 +270,6 @@ export class ClusterShell {
       if (o.kind === 'committed') this.sweeper(o.jobId).committed(o.epoch);
     }
     this.sink(events);
-  }
-
-  /**
-   * A grid job whose units all completed shows as completed (status, Watch):
-   * the grid then runs its final round. The core keeps it running for that
-   * round; what the grid sees is the share's state.
-   */
-  private shareEvents(): ClusterEvent[] {
-    const out: ClusterEvent[] = [];
-    for (const id of this.core.jobIds()) {
-      const v = this.core.jobView(id)!;
-      const done = v.gridManaged && v.state === 'running' && v.allDone;
-      if (done === this.sharesDone.has(id)) continue;
-      if (done) {
-        this.sharesDone.add(id);
-        out.push({ kind: 'jobState', jobId: id, from: 'running', to: 'completed', reason: 'every unit completed; the grid\'s final round records the end state' });
-      } else {
-        this.sharesDone.delete(id);
-      }
-    }
-    return out;
-  }
-
-  /** The state a job shows (status, Watch): the core's, or completed for a grid share whose units all completed. */
-  shownState(jobId: string): string | null {
-    const v = this.core.jobView(jobId);
-    if (!v) return null;
-    return this.sharesDone.has(jobId) && v.state === 'running' ? 'completed' : v.state;
   }
 
   // ---- helpers ----

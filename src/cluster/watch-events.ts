@@ -46,6 +46,9 @@ function publishOne(c: EventContext, e: ClusterEvent): void {
       hub.emit({ kind: 'job', jobId: e.jobId, subject: c.clusterId, ...(first ? {} : { from: e.from! }), to: e.to, detail });
       return;
     }
+    case 'shareCompleted':
+      // Shown as the share's state change, as Watch readers know it; the core's job runs on for the grid's final round.
+      return publishOne(c, { kind: 'jobState', jobId: e.jobId, from: 'running', to: 'completed', reason: e.reason });
     case 'jobPlaced':
       c.log.info({ jobId: e.jobId, placement: e.placement }, 'job placed');
       return;

@@ -1,3 +1,4 @@
+import { rowKey, rowOf } from './supervisor-resume.js';
 import { MAX_EVENTS, MAX_INCARNATION, isLive, type ClusterState } from './supervisor-state.js';
 
 // The cluster supervisor core's invariant checks (C1..C10, stated in
@@ -26,6 +27,8 @@ export function checkClusterInvariants(st: ClusterState): void {
         if (st.nowMs < st.grantOf(n) + st.config.agentLeaseMs && [...j.placement.values()].includes(n)) fail(`C1: job ${j.jobId} restores while lost node ${n} may hold a lease`);
       }
     }
+    // A row not flagged dirty is the one saved: else a change set no flag, and saveRows would never write it.
+    if (!j.rowDirty && j.savedRow !== rowKey(rowOf(j))) fail(`C9: job ${j.jobId}'s row changed without its dirty flag: it would not be saved`);
     for (const gen of j.startGens.values()) {
       if (!Number.isSafeInteger(gen)) fail(`C8: job ${j.jobId} has start gen ${gen}, not a safe integer`);
     }

@@ -28,6 +28,7 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
       target.units = [...r.units].sort();
       target.gridGen = r.gen;
       target.placement = new Map([...target.placement].filter(([u]) => target.units.includes(u)));
+      target.rowDirty = true;
       const adopt = r.adopt.filter((a) => a.epoch !== null).map((a) => ({ store: a.fromCluster, epoch: a.epoch as bigint, units: a.units }));
       target.badEpochs.clear();
       // Epochs past the line's (or any, when the line starts the units anew) are no state of the job any more.
@@ -76,6 +77,7 @@ function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[
   if (!old && st.jobs.size >= st.config.maxJobs) return st.answerGrid(out, reqId, { kind: 'refused', reason: `at most ${st.config.maxJobs} jobs` });
   const job = st.newJob(jobId, [...units].sort(), null, 'submitted by the grid');
   job.gridGen = gen;
+  job.rowDirty = true;
   job.gridLeaseUntilMs = st.nowMs + gridLease(st, leaseMs);
   beginRestart(st, job, 'submitted', null, out, { epoch: null, adopt: [], answer: { to: 'grid', reqId } });
 }
@@ -112,6 +114,7 @@ export function fence(st: ClusterState, job: Job, out: ClusterStep): void {
   if (job.restart?.answer) st.answer(out, job.restart.answer, { kind: 'refused', reason: 'fenced' });
   job.restart = null;
   job.lastError = `fenced: the grid's lease on job ${job.jobId} lapsed`;
+  job.rowDirty = true;
   st.recoveryEnded(job, false);
   st.become(job, 'fenced', job.lastError);
   st.stopEverywhere(job, out);
@@ -124,6 +127,27 @@ export function beatGrid(st: ClusterState, out: ClusterStep): void {
   const room = st.capacities(null).filter((c) => st.nodes.get(c.nodeId)!.verdict === 'alive');
   const freeUnits = room.reduce((a, c) => a + Math.max(0, c.capacityUnits - c.placedUnits), 0);
   out.send.push({ to: 'grid', heartbeat: { member: st.config.clusterId, incarnation: st.config.incarnation, seq: st.grid.beatSeq, sentAtMs: st.nowMs, jobs, freeUnits } });
+}
+
+/**
+ * At the end of a step: a grid share whose units all completed shows as
+ * completed (status, Watch) while the job runs on here for the grid's final
+ * round; one event when it starts to, none when it stops (a restart, the
+ * grid's stop: their own jobState events say so). Not the beat's state
+ * (shareState), which also waits for no round to run: that is what the grid
+ * acts on, this what an operator sees.
+ */
+export function showShares(st: ClusterState): void {
+  let shown: Job[] | null = null;
+  for (const j of st.jobs.values()) {
+    const done = j.local === null && j.state === 'running' && j.allDoneAtMs !== null;
+    if (done === j.shareShownCompleted) continue;
+    j.shareShownCompleted = done;
+    if (done) (shown ??= []).push(j);
+  }
+  if (shown === null) return;
+  shown.sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+  for (const j of shown) st.emit({ kind: 'shareCompleted', jobId: j.jobId, reason: 'every unit completed; the grid\'s final round records the end state' });
 }
 
 function shareState(j: Job): MemberJobState {

@@ -92,7 +92,10 @@ function startLocalRound(st: ClusterState, job: Job, out: ClusterStep): void {
   const epoch = nextEpoch(last !== null && last > highest ? last : highest);
   const full = job.needsFull || last === null || job.roundsSinceFull + 1 >= job.local!.fullEvery;
   // Past the reserved epochs: reserve the next block (the row is written before this round's PREPAREs leave: C3).
-  if (epoch > job.epochCeiling) job.epochCeiling = epoch + EPOCH_RESERVE - 1n;
+  if (epoch > job.epochCeiling) {
+    job.epochCeiling = epoch + EPOCH_RESERVE - 1n;
+    job.rowDirty = true;
+  }
   job.nextRoundAtMs = null;
   if (job.final) job.final.epoch = epoch;
   startRound(st, job, { epoch, parentEpoch: full ? null : last, full, hold: false }, out);

@@ -86,7 +86,7 @@ function beatReply(st: ClusterState, out: ClusterStep, hb: Heartbeat, known: boo
 /** Jobs a node may keep running: placed there and live (a grid-managed one is fenced here when the grid's lease lapses, C6). */
 function leasedOn(st: ClusterState, nodeId: string): string[] {
   return [...st.jobs.values()]
-    .filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId) && !j.restart?.lost.has(nodeId))
+    .filter((j) => isLive(j) && placedOn(j, nodeId) && !j.restart?.lost.has(nodeId))
     .map((j) => j.jobId).sort();
 }
 
@@ -103,18 +103,25 @@ export function verdicts(st: ClusterState, changes: VerdictChange[], out: Cluste
 }
 
 export function jobsOn(st: ClusterState, nodeId: string): Job[] {
-  return [...st.jobs.values()].filter((j) => isLive(j) && [...j.placement.values()].includes(nodeId));
+  return [...st.jobs.values()].filter((j) => isLive(j) && placedOn(j, nodeId));
+}
+
+/** Whether any unit of the job is placed on the node (no copy of the placement: asked for every job on every beat). */
+function placedOn(job: Job, nodeId: string): boolean {
+  for (const n of job.placement.values()) if (n === nodeId) return true;
+  return false;
 }
 
 /** A node's report on a job (of the node's last start): fenced units restart in place; completion is noted. */
 function onReported(st: ClusterState, nodeId: string, jobId: string, state: MemberJobState, out: ClusterStep): void {
   const job = st.jobs.get(jobId);
-  if (!job || job.state !== 'running' || ![...job.placement.values()].includes(nodeId)) return;
+  if (!job || job.state !== 'running' || !placedOn(job, nodeId)) return;
   if (state === 'fenced' || state === 'failed' || state === 'stopped') {
     beginRestart(st, job, `the units on ${nodeId} were ${state}`, null, out);
     return;
   }
-  if (job.allDoneAtMs !== null || !st.nodesOf(job).every((n) => st.nodes.get(n)?.reported.get(jobId) === 'completed')) return;
+  // (This node's report is one of those looked at: one that is not completed ends it before the job's nodes are listed.)
+  if (state !== 'completed' || job.allDoneAtMs !== null || !st.nodesOf(job).every((n) => st.nodes.get(n)?.reported.get(jobId) === 'completed')) return;
   job.allDoneAtMs = st.nowMs;
   if (!job.local) return; // a grid-managed job's final round is the grid's
   if (st.mutant('complete-without-final-round')) return st.become(job, 'completed', 'every unit completed');

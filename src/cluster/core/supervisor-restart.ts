@@ -103,6 +103,7 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
     // A local job has no grid to move it: it waits for room (its nodes coming back), where a grid job's share fails.
     if (noRoom && job.local) {
       job.lastError = `${why}; waiting for room`;
+      job.rowDirty = true;
       r.safeAtMs = st.nowMs + st.config.heartbeatIntervalMs;
       return;
     }
@@ -110,6 +111,7 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
   }
   const before = JSON.stringify([...job.placement]);
   job.placement = placement;
+  job.rowDirty = true;
   if (JSON.stringify([...placement]) !== before) st.emit({ kind: 'jobPlaced', jobId: job.jobId, placement: Object.fromEntries([...placement].sort()) });
   r.phase = 'restoring';
   for (const node of st.nodesOf(job)) {
@@ -123,6 +125,7 @@ function restore(st: ClusterState, job: Job, out: ClusterStep): void {
     }
     const gen = st.nextGen();
     job.startGens.set(node, gen);
+    job.rowDirty = true;
     for (const n of st.nodes.values()) n.reported.delete(job.jobId);
     const reqId = st.callAgent(out, node, { kind: 'startJob', jobId: job.jobId, units, sources, leaseMs: st.config.agentLeaseMs, gen }, job.jobId, 'restart', null);
     r.waiting.add(reqId);
@@ -139,6 +142,7 @@ function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   job.restart = null;
   job.needsFull = true;
   job.adopted = r.adopt;
+  job.rowDirty = true;
   const fresh = r.reason === 'submitted';
   if (!fresh) {
     // The round the restart cut short stays named (its abort is part of what happened).
@@ -177,6 +181,7 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
       cancelRound(st, job, 'a restore source is damaged', out);
       job.restart = null;
       job.lastError = `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}; the grid walks back its line`;
+      job.rowDirty = true;
       st.stopEverywhere(job, out);
       return;
     }
@@ -197,6 +202,7 @@ function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep, c
   else if (who) st.answer(out, who, { kind: 'refused', reason });
   job.restart = null;
   job.lastError = reason;
+  job.rowDirty = true;
   st.become(job, 'failed', reason);
   st.recoveryEnded(job, false);
   st.stopEverywhere(job, out);

@@ -35,15 +35,21 @@ export function rowOf(job: Job): JobRow {
   };
 }
 
-function rowKey(row: JobRow): string {
+export function rowKey(row: JobRow): string {
   return JSON.stringify(row, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
 }
 
-/** At the end of a step: every row that changed goes to the driver (C9). A row whose write failed waits for its retry time. */
+/**
+ * At the end of a step: every row that changed goes to the driver (C9). A row whose write failed waits for its retry time.
+ * Only rows flagged dirty are built (a step — most are heartbeats — changes none or few); a dirty row equal to the saved one
+ * (changed and changed back) is not saved again.
+ */
 export function saveRows(st: ClusterState, out: ClusterStep): ClusterPersist[] {
   const saved: ClusterPersist[] = [];
   for (const job of st.jobs.values()) {
+    if (!job.rowDirty) continue;
     if (job.rowRetryAtMs !== null && st.nowMs < job.rowRetryAtMs) continue;
+    job.rowDirty = false;
     const row = rowOf(job);
     const key = rowKey(row);
     if (key === job.savedRow) continue;
@@ -61,6 +67,7 @@ export function rowFailed(st: ClusterState, row: JobRow): void {
   const job = st.jobs.get(row.jobId);
   if (!job) return;
   job.savedRow = null;
+  job.rowDirty = true;
   job.rowRetryAtMs = st.nowMs + st.config.heartbeatIntervalMs;
 }
 

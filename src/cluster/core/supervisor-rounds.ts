@@ -57,15 +57,17 @@ function onRoundReply(st: ClusterState, job: Job, r: RoundReply, out: ClusterSte
   if (r.kind === 'committed') {
     job.committed = [...job.committed, r.epoch].slice(-st.config.keepEpochs);
     job.roundsSinceFull = r.full ? 0 : job.roundsSinceFull + 1;
-    if (r.full) {
+    if (r.full) job.adopted = []; // this store holds every unit now
+    if (r.full && job.needsFull) {
       job.needsFull = false;
-      job.adopted = []; // this store holds every unit now
+      job.rowDirty = true;
     }
     // Every node had exited at the cut: this epoch holds the job's end state (C5).
     if (st.nodesOf(job).every((n) => job.doneAtCut.has(n))) job.doneEpoch = r.epoch;
     if (job.gridCommit !== null) st.answerGrid(out, job.gridCommit, { kind: 'committed', epoch: r.epoch });
   } else {
     job.lastError = `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`;
+    job.rowDirty = true;
     for (const id of [job.gridPrepare, job.gridCommit]) if (id !== null) st.answerGrid(out, id, { kind: 'refused', reason: job.lastError });
   }
   job.gridPrepare = null;
@@ -102,5 +104,6 @@ function localRoundEnded(st: ClusterState, job: Job, r: RoundOutcome, out: Clust
   job.final = null;
   job.nextRoundAtMs = null;
   job.lastError = reason;
+  job.rowDirty = true;
   st.become(job, 'failed', reason);
 }

@@ -92,6 +92,8 @@ export interface Job {
   gridCommit: number | null;
   lastError: string;
   allDoneAtMs: number | null;
+  /** A grid share shown completed (status, Watch): running, every unit completed, the grid's final round to come (showShares). */
+  shareShownCompleted: boolean;
   /** The gen of the last start sent to each node (its reports must carry it) and of the grid's last submit or restore. */
   startGens: Map<string, number>;
   gridGen: number;
@@ -121,6 +123,12 @@ export interface Job {
   resume: Resume | null;
   /** The row last handed to the driver (see supervisor-resume.ts), null when it must be saved again. */
   savedRow: string | null;
+  /**
+   * A field the row holds (rowOf) may have changed since savedRow: set
+   * wherever one does, so that saveRows builds only these rows (C9; a
+   * missed one is caught by checkInvariants, which rebuilds the others).
+   */
+  rowDirty: boolean;
   /** A row write failed: the next try waits until then. */
   rowRetryAtMs: number | null;
 }
@@ -201,6 +209,7 @@ export class ClusterState {
     if (job.state === to) return;
     this.emit({ kind: 'jobState', jobId: job.jobId, from: job.state, to, reason });
     job.state = to;
+    job.rowDirty = true;
   }
 
   /** A new record of the job (replacing an ended one): its epochs go on above every one the old record or the job table knew (C3). */
@@ -211,9 +220,9 @@ export class ClusterState {
     const job: Job = {
       jobId, epochCeiling: highest, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highest, this.config.mutants),
-      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, needsFull: true, adopted: [],
+      restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, shareShownCompleted: false, needsFull: true, adopted: [],
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
-      doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowRetryAtMs: null,
+      doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowDirty: true, rowRetryAtMs: null,
     };
     // A grid-managed job the previous incarnation ran: its units go back where they ran, or wait out their leases (C1).
     const known = local === null ? this.knownPlacement.get(jobId) : undefined;
@@ -268,7 +277,10 @@ export class ClusterState {
   /** counted: false for a resume that found every unit still running (nothing was recovered). */
   recoveryEnded(job: Job, ok: boolean, counted = true): void {
     if (job.recoveringSinceMs === null) return;
-    if (ok && counted) job.recoveries += 1;
+    if (ok && counted) {
+      job.recoveries += 1;
+      job.rowDirty = true;
+    }
     this.emit({ kind: 'recovered', jobId: job.jobId, ms: this.nowMs - job.recoveringSinceMs, ok });
     job.recoveringSinceMs = null;
   }

@@ -118,6 +118,8 @@ export type ClusterEvent =
   | { kind: 'nodeVerdict'; change: VerdictChange }
   | { kind: 'jobState'; jobId: string; from: ClusterJobState | null; to: ClusterJobState; reason: string }
   | { kind: 'jobPlaced'; jobId: string; placement: Record<string, string> }
+  /** A grid share now shows completed (its job stays running here for the grid's final round): see showShares. */
+  | { kind: 'shareCompleted'; jobId: string; reason: string }
   | { kind: 'roundStarted'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; participants: string[] }
   | { kind: 'roundFinished'; jobId: string; outcome: RoundOutcome }
   | { kind: 'recoveryStarted'; jobId: string; nodeId: string | null; reason: string }

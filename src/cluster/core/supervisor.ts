@@ -1,7 +1,7 @@
 import type { Verdict } from '../../detector/monitor.js';
 import type { AgentAnswer } from '../../protocol/messages.js';
 import { checkClusterInvariants } from './supervisor-checks.js';
-import { beatGrid, fence, onGridBeatAnswer, onGridCall } from './supervisor-grid.js';
+import { beatGrid, fence, onGridBeatAnswer, onGridCall, showShares } from './supervisor-grid.js';
 import { localDeadline, localTime, onLocalCall } from './supervisor-local.js';
 import { onAgentBeat, onAgentReports, onNodeRegistered, verdicts } from './supervisor-nodes.js';
 import { advanceRestart, onRestartAnswer } from './supervisor-restart.js';
@@ -31,7 +31,8 @@ import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, Clust
 // coordinator take its local jobs back without stopping them.
 //
 // Invariants (tests cite them as C1..C10; checkInvariants checks those that
-// are about the state, C1..C8; C9 and C10 are about steps, which the tests check):
+// are about the state, C1..C8, and C9's part that is: a row not flagged dirty
+// is the one last saved; C9 and C10 are about steps, which the tests check):
 //  C1. A node's units run elsewhere only after its lease has surely lapsed:
 //      a restore that moves units off a lost node is sent no earlier than
 //      the node's last grant + agentLeaseMs + margin (for a node not
@@ -56,7 +57,8 @@ import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, Clust
 //      coordinator's are above every earlier one's, and a gen read back
 //      from the job table still names the start a node reports on.
 //  C9. A job's row is handed to the driver (persisted before the step's
-//      sends) in every step that changed it, at most once per step.
+//      sends) in every step that changed it, at most once per step. Only
+//      rows flagged dirty are built at the end of a step (saveRows).
 //  C10. A resumed job runs again without a restart only if every node of
 //      its row registered and reported the row's start running (or done).
 //
@@ -117,6 +119,7 @@ export class ClusterSupervisor {
     }
     this.onTime(out);
     saveRows(st, out);
+    showShares(st);
     if (out.persist.length > 0) {
       const record = { calls: st.issued, replies: out.reply.filter((r) => r.kind !== 'beat') };
       for (const p of out.persist) this.stepOf.set(p, record);
@@ -173,7 +176,15 @@ export class ClusterSupervisor {
       local: j.local ? { ...j.local } : null, gridManaged: j.local === null, startGens: new Map(j.startGens),
       /** Every unit reported completed since the job's last start (a grid job's share is then complete). */
       allDone: j.allDoneAtMs !== null,
+      /** What status and Watch show: the state, or completed for a grid share shown so (showShares). */
+      shownState: j.shareShownCompleted ? 'completed' : j.state,
     };
+  }
+
+  /** Whether this incarnation of the node is registered and not failed: its reports count (onAgentReports). */
+  knowsNode(nodeId: string, incarnation: bigint): boolean {
+    const n = this.st.nodes.get(nodeId);
+    return n !== undefined && n.incarnation === incarnation && n.verdict !== 'failed';
   }
 
   nodesView(): Array<{ nodeId: string; incarnation: bigint; capacityUnits: number; placedUnits: number; verdict: Verdict; phi: number; silenceMs: number }> {

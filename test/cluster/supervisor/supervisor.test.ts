@@ -527,4 +527,37 @@ describe('ClusterSupervisor: the grid lease (C6) and completion (C5)', () => {
     expect(calls(stop.out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
     expect(h.core.jobState(JOB)).toBe('completed');
   });
+
+  it('shows its share completed (status, Watch) once every node reported completion: one event, the job still running for the grid', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const shown = () => h.events.filter((e) => e.kind === 'shareCompleted');
+    h.reports.set('c1n1', [{ jobId: JOB, state: 'completed', gen: G(1) }]);
+    h.reports.set('c1n2', [{ jobId: JOB, state: 'completed', gen: G(2) }]);
+    h.advance(100, NODES);
+    expect(h.core.jobView(JOB)!.shownState).toBe('running');
+    h.reports.set('c1n3', [{ jobId: JOB, state: 'completed', gen: G(3) }]);
+    h.advance(200, NODES);
+    expect(shown()).toEqual([{ kind: 'shareCompleted', jobId: JOB, reason: 'every unit completed; the grid\'s final round records the end state' }]);
+    expect(h.core.jobState(JOB)).toBe('running');
+    expect(h.core.jobView(JOB)!.shownState).toBe('completed');
+    // A round (the grid's final one) does not change what is shown, nor does the grid's stop add an event.
+    commitEpoch(h, 1n, null);
+    h.grid({ kind: 'stopJob', jobId: JOB }, h.nowMs);
+    expect(h.core.jobView(JOB)!.shownState).toBe('completed');
+    expect(shown()).toHaveLength(1);
+  });
+
+  it('shows a completed share running again when a node restarts its units (no event: its jobState says so)', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    for (const [n, i] of NODES.map((n, i) => [n, i] as const)) h.reports.set(n, [{ jobId: JOB, state: 'completed', gen: G(i + 1) }]);
+    h.advance(100, NODES);
+    expect(h.core.jobView(JOB)!.shownState).toBe('completed');
+    h.reports.set('c1n2', [{ jobId: JOB, state: 'fenced', gen: G(2) }]);
+    h.heartbeat('c1n2', {}, 101);
+    expect(h.core.jobState(JOB)).toBe('recovering');
+    expect(h.core.jobView(JOB)!.shownState).toBe('recovering');
+    expect(h.events.filter((e) => e.kind === 'shareCompleted')).toHaveLength(1);
+  });
 });
