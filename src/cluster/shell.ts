@@ -3,6 +3,7 @@ import type { Logger } from '../common/log.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
+import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { ClusterSupervisor } from './core/supervisor.js';
 import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, JobRow, LocalAnswer } from './core/supervisor-types.js';
@@ -50,8 +51,6 @@ export interface Resume {
   committed: Map<string, bigint[]>;
 }
 
-type Waiter = (answer: unknown) => void;
-
 /** Sends one of the core's heartbeats to the grid (grid-link.ts): its answer, or null when it got none. */
 export type GridBeat = (hb: Heartbeat) => Promise<HeartbeatAnswer | null>;
 
@@ -63,7 +62,7 @@ export class ClusterShell {
   /** Store directories by cluster id: this cluster's, and those a grid restore adopts from. */
   private readonly stores = new Map<string, string>();
   private readonly parts = new Map<string, DurablePart>();
-  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly waiters = new ReplyWaiters('the cluster coordinator');
   private readonly sweepers = new Map<string, EpochSweeper>();
   private reqs = 0;
   private gridIncarnation = 0n;
@@ -193,8 +192,7 @@ export class ClusterShell {
     this.stopped = true;
     this.driver.stop();
     for (const n of this.nodes.values()) n.client.close();
-    for (const list of this.waiters.values()) for (const w of list) w(null);
-    this.waiters.clear();
+    this.waiters.close();
   }
 
   // ---- the driver's ports ----
@@ -290,22 +288,13 @@ export class ClusterShell {
     return this.ask<ClusterAnswer>(`grid#${reqId}`, { kind: 'gridCall', call: { reqId, from: 'grid', incarnation, req } });
   }
 
-  /** Feeds the input and resolves with the core's reply under key (null after a shutdown: unavailable). */
+  /** Feeds the input and resolves with the core's reply under key (rejects after a shutdown: unavailable). */
   private ask<A>(key: string, input: ClusterInput): Promise<A> {
-    if (this.stopped) return Promise.reject(new GridError('unavailable', 'the cluster coordinator is shutting down'));
-    return new Promise<A>((resolve, reject) => {
-      const list = this.waiters.get(key) ?? [];
-      list.push((a) => (a === null ? reject(new GridError('unavailable', 'the cluster coordinator is shutting down')) : resolve(a as A)));
-      this.waiters.set(key, list);
-      this.driver.input(input);
-    });
+    return this.waiters.ask<A>(key, () => this.driver.input(input));
   }
 
   private wake(key: string, answer: unknown): void {
-    const list = this.waiters.get(key);
-    const w = list?.shift();
-    if (list?.length === 0) this.waiters.delete(key);
-    w?.(answer);
+    this.waiters.wake(key, answer);
   }
 }
 

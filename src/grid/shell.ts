@@ -3,6 +3,7 @@ import type { Logger } from '../common/log.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
 import type { TierRuntime } from '../wire/clients.js';
+import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import type { Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { storedSpecOf } from '../store/index.js';
@@ -39,8 +40,6 @@ export interface ClusterAddress {
 /** Where a step's events go (Watch, metrics, logs): see watch-events.ts. */
 export type GridEventSink = (events: GridEvent[]) => void;
 
-type Waiter = (answer: unknown) => void;
-
 export class GridShell {
   readonly core: GridSupervisor;
   private readonly driver: SerialDriver<GridInput, GridPersist, GridSend, GridReply>;
@@ -48,7 +47,7 @@ export class GridShell {
   private readonly specs = new Map<string, JobSpec>();
   /** Store directories by cluster id, as registrations (and the catalog) say. */
   private readonly stores = new Map<string, string>();
-  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly waiters = new ReplyWaiters('the grid coordinator');
   /** Jobs whose submit the core has not answered yet. */
   private readonly submitting = new Set<string>();
   private reqs = 0;
@@ -153,8 +152,7 @@ export class GridShell {
     this.stopped = true;
     this.driver.stop();
     for (const c of this.clusters.values()) c.client.close();
-    for (const list of this.waiters.values()) for (const w of list) w(null);
-    this.waiters.clear();
+    this.waiters.close();
   }
 
   // ---- the driver's ports ----
@@ -195,19 +193,10 @@ export class GridShell {
 
   /** Feeds the input and resolves with the core's reply under key (rejects after a shutdown: unavailable). */
   private ask<A>(key: string, input: GridInput): Promise<A> {
-    if (this.stopped) return Promise.reject(new GridError('unavailable', 'the grid coordinator is shutting down'));
-    return new Promise<A>((resolve, reject) => {
-      const list = this.waiters.get(key) ?? [];
-      list.push((a) => (a === null ? reject(new GridError('unavailable', 'the grid coordinator is shutting down')) : resolve(a as A)));
-      this.waiters.set(key, list);
-      this.driver.input(input);
-    });
+    return this.waiters.ask<A>(key, () => this.driver.input(input));
   }
 
   private wake(key: string, answer: unknown): void {
-    const list = this.waiters.get(key);
-    const w = list?.shift();
-    if (list?.length === 0) this.waiters.delete(key);
-    w?.(answer);
+    this.waiters.wake(key, answer);
   }
 }
