@@ -34,7 +34,7 @@ function applyRound(st: GridState, job: GJob, s: RoundStep, out: GridStep): void
       unitClusters: Object.fromEntries(job.clusters),
     };
     job.pendingLine = line;
-    out.persist.push({ kind: 'catalog', jobs: st.rows(), reason: 'line', step: st.stepNo, lineOf: { jobId: job.jobId, epoch: p.epoch } });
+    out.persist.push({ kind: 'catalog', jobs: [], reason: 'line', step: st.stepNo, lineOf: { jobId: job.jobId, epoch: p.epoch } }); // rows: step()'s one write
   }
   for (const a of s.send) {
     const req: ClusterRequest = a.kind === 'prepare'

@@ -137,10 +137,8 @@ describe('GridSupervisor: a restarted grid\'s lease bound (G1)', () => {
     g.free.set('c1', 6).set('c3', 6);
     g.step({ kind: 'tick' }, 1_000);
     g.register(['c1', 'c3'], 1_001);
-    const steps = g.advance(20_000, ['c1', 'c3'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
-    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
     // The previous incarnation may have sent a submit or restore just before it died: its deadline bounds that lease.
-    expect(restore.t!).toBeGreaterThanOrEqual(1_000 + GRID_CONFIG.callTimeoutMs + LEASE_WAIT_MS);
+    expect(firstRestoreAt(g, ['c1', 'c3'], 20_000)).toBeGreaterThanOrEqual(1_000 + GRID_CONFIG.callTimeoutMs + LEASE_WAIT_MS);
   });
 });
 
@@ -155,24 +153,33 @@ describe('GridSupervisor: a restarted grid remembers each cluster\'s agent lease
     g.free.set('c1', 6).set('c3', 6);
     g.step({ kind: 'tick' }, 1_000);
     g.register(['c1', 'c3'], 1_001);
-    const steps = g.advance(200_000, ['c1', 'c3'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
-    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
-    expect(restore.t!).toBeGreaterThanOrEqual(1_000 + GRID_CONFIG.callTimeoutMs + GRID_CONFIG.clusterLeaseMs + agentLeaseMs);
+    expect(firstRestoreAt(g, ['c1', 'c3'], 200_000)).toBeGreaterThanOrEqual(1_000 + GRID_CONFIG.callTimeoutMs + GRID_CONFIG.clusterLeaseMs + agentLeaseMs);
   });
 });
+
+/** Clusters c1 and c2 registered at 0 with `room` each; only `answering` answer calls. */
+function twoClusters(callTimeoutMs: number, answering: string[], room: number): GridHarness {
+  const h = new GridHarness({ callTimeoutMs });
+  h.fly(answering);
+  h.step({ kind: 'tick' }, 0);
+  h.free.set('c1', room).set('c2', room);
+  h.register(['c1', 'c2'], 0);
+  return h;
+}
+
+/** When the first restore leaves, the alive clusters beating meanwhile. */
+function firstRestoreAt(h: GridHarness, alive: string[], untilMs: number): number {
+  const steps = h.advance(untilMs, alive, (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
+  return callsOf(steps).find((c) => c.req.kind === 'restoreJob')!.t!;
+}
 
 describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
   it('an answered submit bounds the lease by its answer, not by the call timeout: no room fails the job after one lease wait', () => {
     // The real grid's call timeout is minutes (a round's RPC budget); a lease wait of that length would stall every recovery.
-    const h = new GridHarness({ callTimeoutMs: 60_000 });
-    const two = ['c1', 'c2'];
-    h.fly(two);
-    h.step({ kind: 'tick' }, 0);
-    h.free.set('c1', 2).set('c2', 2);
-    h.register(two, 0);
+    const h = twoClusters(60_000, ['c1', 'c2'], 2);
     h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: ['u0', 'u1', 'u2', 'u3'] }, 10);
     h.free.set('c1', 0).set('c2', 0);
-    h.advance(400, two);
+    h.advance(400, ['c1', 'c2']);
     h.fly(['c1']);
     const steps = h.advance(20_000, ['c1'], (l) => h.core.jobView(JOB)?.state === 'failed' && l.t > 0);
     const v = h.core.jobView(JOB)!;
@@ -182,31 +189,17 @@ describe('GridSupervisor: a lost cluster\'s lease bound (G1)', () => {
   });
 
   it('a submit still unanswered when its cluster is lost bounds the lease by its send plus the call timeout', () => {
-    const h = new GridHarness({ callTimeoutMs: 5_000 });
-    const two = ['c1', 'c2'];
-    h.fly(['c1']); // c2 never answers the submit
-    h.step({ kind: 'tick' }, 0);
-    h.free.set('c1', 4).set('c2', 4);
-    h.register(two, 0);
+    const h = twoClusters(5_000, ['c1'], 4); // c2 never answers the submit
     h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: ['u0', 'u1'] }, 10);
-    const steps = h.advance(30_000, ['c1'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
-    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
-    expect(restore.t!).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
+    expect(firstRestoreAt(h, ['c1'], 30_000)).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
   });
 
   it('a submit whose call came back unreachable keeps its bound (the cluster may still have got it)', () => {
-    const h = new GridHarness({ callTimeoutMs: 5_000 });
-    const two = ['c1', 'c2'];
-    h.fly(['c1']);
-    h.step({ kind: 'tick' }, 0);
-    h.free.set('c1', 4).set('c2', 4);
-    h.register(two, 0);
+    const h = twoClusters(5_000, ['c1'], 4);
     const submit = h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: ['u0', 'u1'] }, 10);
     const toC2 = calls(submit).find((c) => c.to === 'c2')!;
     h.step({ kind: 'clusterUnreachable', cluster: 'c2', reqId: toC2.reqId, reason: 'DEADLINE_EXCEEDED' }, 20);
-    const steps = h.advance(30_000, ['c1'], (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
-    const restore = callsOf(steps).find((c) => c.req.kind === 'restoreJob')!;
-    expect(restore.t!).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
+    expect(firstRestoreAt(h, ['c1'], 30_000)).toBeGreaterThanOrEqual(10 + 5_000 + LEASE_WAIT_MS);
   });
 });
 
