@@ -50,6 +50,20 @@ export async function lookupManifest(storeDir: string, jobId: string, epoch: big
   }
 }
 
+/**
+ * Whether a MANIFEST.json file (valid or not, not a removal's tombstone) is
+ * in place: exactly when lookupManifest would find the epoch committed or
+ * invalid rather than missing, but without reading the manifest.
+ */
+export async function manifestPresent(storeDir: string, jobId: string, epoch: bigint): Promise<boolean> {
+  try {
+    return !(await stat(path.join(epochDir(storeDir, jobId, epoch), MANIFEST_FILE))).isDirectory();
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return false;
+    throw err;
+  }
+}
+
 /** Epochs that have a directory under the job, ascending. */
 export async function listEpochDirs(storeDir: string, jobId: string): Promise<bigint[]> {
   let names: string[];

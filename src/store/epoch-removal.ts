@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isErrno, removeTreeDurable } from '../runtime/durable-fs.js';
-import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
+import { listEpochDirs, manifestPresent } from './epoch-catalog.js';
 import { MANIFEST_FILE, epochDir, epochDirName, jobDir } from './layout.js';
 
 const TRASH_PREFIX = '.removing-';
@@ -59,9 +59,10 @@ async function claim(dir: string): Promise<Claim> {
  * it removed it, false when the epoch is committed (or was committed first)
  * or has no directory.
  */
-export async function removeIfIncomplete(storeDir: string, jobId: string, epoch: bigint): Promise<boolean> {
+export async function removeIfIncomplete(storeDir: string, jobId: string, epoch: bigint, hooks: RemoveHooks = {}): Promise<boolean> {
   const dir = epochDir(storeDir, jobId, epoch);
   if ((await claim(dir)) !== 'claimed') return false;
+  await hooks.pause?.('claimed');
   const trash = path.join(jobDir(storeDir, jobId), `${TRASH_PREFIX}${epochDirName(epoch)}-${randomBytes(6).toString('hex')}`);
   try {
     await rename(dir, trash);
@@ -69,11 +70,20 @@ export async function removeIfIncomplete(storeDir: string, jobId: string, epoch:
     if (isErrno(err, 'ENOENT')) return false; // a concurrent removal moved it first
     throw err;
   }
+  await hooks.pause?.('moved');
   await removeTreeDurable(trash);
   return true;
 }
 
-export interface RemoveOptions {
+/** The steps of a removal, in order; `claimed` is the point after which no commit can land. */
+export type RemoveStep = 'claimed' | 'moved';
+
+/** A seam for tests that interleave a removal with a commit deterministically (see CommitHooks). */
+export interface RemoveHooks {
+  pause?: (step: RemoveStep) => Promise<void>;
+}
+
+export interface RemoveOptions extends RemoveHooks {
   /** Only epochs strictly below this one (the caller knows those can no longer commit). */
   below?: bigint;
 }
@@ -86,8 +96,9 @@ export async function removeIncomplete(storeDir: string, jobId: string, opts: Re
   const removed: bigint[] = [];
   for (const epoch of await listEpochDirs(storeDir, jobId)) {
     if (opts.below !== undefined && epoch >= opts.below) continue;
-    if ((await lookupManifest(storeDir, jobId, epoch)).kind !== 'missing') continue; // a cheap skip; claim() decides
-    if (await removeIfIncomplete(storeDir, jobId, epoch)) removed.push(epoch);
+    // A cheap skip (one stat, no read or digest check of a committed manifest); claim() decides.
+    if (await manifestPresent(storeDir, jobId, epoch)) continue;
+    if (await removeIfIncomplete(storeDir, jobId, epoch, opts)) removed.push(epoch);
   }
   await removeTrash(storeDir, jobId);
   return removed;

@@ -27,7 +27,7 @@ import { GridError, invalidArgument } from '../common/errors.js';
 import { failpoint, failpointAsync } from '../common/failpoints.js';
 import { checkName } from '../common/names.js';
 import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
-import { listCommitted } from './epoch-catalog.js';
+import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
 import { IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_MANIFEST_BYTES, dataFileName, epochDir, tableFileName } from './layout.js';
 import { buildManifest, encodeManifest, type EpochManifest, type PartInfo } from './manifest.js';
 import { digestPageTable } from './part-digest.js';
@@ -45,6 +45,18 @@ export interface NodePartInput {
 
 /** Everything the manifest records but its format tag and digest, and where to put it. */
 export type CommitInput = Omit<EpochManifest, 'format' | 'digest'> & { storeDir: string };
+
+/** The steps of a commit, in order; `renamed` is the commit point. */
+export type CommitStep = 'checked' | 'dir-ready' | 'sizes-checked' | 'manifest-written' | 'renamed';
+
+/**
+ * A seam for tests that must reach every interleaving of a commit with a
+ * removal deterministically (timing cannot: a whole commit is about one timer
+ * tick). Production passes nothing.
+ */
+export interface CommitHooks {
+  pause?: (step: CommitStep) => Promise<void>;
+}
 
 export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   const { storeDir, jobId, epoch, nodeId, staging } = input;
@@ -74,8 +86,9 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   return { nodeId, dataFile, tableFile, dataBytes: staging.byteLength, tableBytes: tableBytes.byteLength, pageCount: table.count, tableDigest };
 }
 
-export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
+export async function commitEpoch(input: CommitInput, hooks: CommitHooks = {}): Promise<EpochManifest> {
   const { storeDir, jobId, epoch } = input;
+  const pause = hooks.pause ?? (async () => undefined);
   failpoint('store.commit-fails'); // tests: a full or read-only store, where no manifest can be written
   const manifest = buildManifest({
     jobId, epoch, parentEpoch: input.parentEpoch, full: input.full, createdUnixMs: input.createdUnixMs,
@@ -86,16 +99,17 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
     throw invalidArgument(`manifest of epoch ${epoch} would be ${bytes.byteLength} bytes, at most ${MAX_MANIFEST_BYTES}`);
   }
   await checkCommittable(manifest, storeDir);
+  await pause('checked');
   const dir = epochDir(storeDir, jobId, epoch);
   await ensureDirDurable(dir);
-  for (const part of manifest.parts) {
-    await checkSize(path.join(dir, part.dataFile), part.dataBytes, epoch);
-    await checkSize(path.join(dir, part.tableFile), part.tableBytes, epoch);
-  }
+  await pause('dir-ready');
+  await checkPartSizes(dir, manifest);
+  await pause('sizes-checked');
   failpoint('store.before-manifest');
   const tmp = path.join(dir, MANIFEST_TMP_FILE);
   try {
     await writeFileSynced(tmp, bytes);
+    await pause('manifest-written');
     await failpointAsync('store.before-manifest-rename'); // async: a test can hold a commit here (wait)
     await renameDurable(tmp, path.join(dir, MANIFEST_FILE));
   } catch (err) {
@@ -106,18 +120,43 @@ export async function commitEpoch(input: CommitInput): Promise<EpochManifest> {
     }
     throw err;
   }
+  await pause('renamed');
   return manifest;
 }
 
+/**
+ * Invariant 4's epoch and parent checks. They read only the manifests that
+ * decide them: those of the epochs at or above this one, from the top (the
+ * first committed one found is the latest committed), and the parent's.
+ * Reading every committed manifest of the job instead (listCommitted) cost a
+ * stat, a read and a digest check per epoch the job ever kept, on every
+ * round's critical path.
+ */
 async function checkCommittable(m: EpochManifest, storeDir: string): Promise<void> {
-  const committed = await listCommitted(storeDir, m.jobId);
-  const latest = committed[committed.length - 1];
-  if (latest !== undefined && latest.epoch >= m.epoch) {
-    throw new GridError('failed-precondition', `job ${m.jobId}: epoch ${m.epoch} is not above the latest committed epoch ${latest.epoch}`);
+  const epochs = await listEpochDirs(storeDir, m.jobId);
+  for (let i = epochs.length - 1; i >= 0 && epochs[i]! >= m.epoch; i--) {
+    if ((await lookupManifest(storeDir, m.jobId, epochs[i]!)).kind === 'committed') {
+      throw new GridError('failed-precondition', `job ${m.jobId}: epoch ${m.epoch} is not above the latest committed epoch ${epochs[i]}`);
+    }
   }
-  if (m.parentEpoch !== null && !committed.some((c) => c.epoch === m.parentEpoch)) {
+  if (m.parentEpoch !== null && (await lookupManifest(storeDir, m.jobId, m.parentEpoch)).kind !== 'committed') {
     throw new GridError('failed-precondition', `job ${m.jobId}: parent epoch ${m.parentEpoch} of epoch ${m.epoch} is not committed`);
   }
+}
+
+/**
+ * Invariant 4's size check of every part file. The stats run at once (on the
+ * I/O pool; as many as the manifest has parts, which it bounds) rather than
+ * one after another, which cost two sequential stats per participant on the
+ * round's critical path; the first failure in part order is reported.
+ */
+async function checkPartSizes(dir: string, m: EpochManifest): Promise<void> {
+  const checks = await Promise.allSettled(m.parts.flatMap((part) => [
+    checkSize(path.join(dir, part.dataFile), part.dataBytes, m.epoch),
+    checkSize(path.join(dir, part.tableFile), part.tableBytes, m.epoch),
+  ]));
+  const failed = checks.find((c) => c.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 async function checkSize(file: string, expectedBytes: number, epoch: bigint): Promise<void> {

@@ -188,6 +188,21 @@ describe('commitEpoch and writeNodePart refuse what would break the chain', () =
     expect((await listCommitted(store, 'job')).map((m) => m.epoch)).toEqual([2n, 4n]);
   });
 
+  it('finds the latest committed epoch above one being committed past epochs that never committed (invariant 4)', async () => {
+    await writeEpoch(store, 'job', 2n, null, { n: [['bank', 0]] });
+    await writeEpoch(store, 'job', 6n, null, { n: [['bank', 0]] });
+    await writeNodePart({ storeDir: store, jobId: 'job', epoch: 7n, nodeId: 'n', ...stage(7n, [['bank', 1]]) }); // parts, no manifest
+    const part4 = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 4n, nodeId: 'n', ...stage(4n, [['bank', 1]]) });
+    const base = { storeDir: store, jobId: 'job', createdUnixMs: 1, containers: CONTAINERS, parts: [part4], layout: testLayout('job') };
+    await expect(commitEpoch({ ...base, epoch: 4n, parentEpoch: 2n, full: false })).rejects.toSatisfy(
+      rejectsWith('failed-precondition', /epoch 4 is not above the latest committed epoch 6/));
+    const part8 = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 8n, nodeId: 'n', ...stage(8n, [['bank', 1]]) });
+    await expect(commitEpoch({ ...base, parts: [part8], epoch: 8n, parentEpoch: 7n, full: false })).rejects.toSatisfy(
+      rejectsWith('failed-precondition', /parent epoch 7 of epoch 8 is not committed/));
+    await commitEpoch({ ...base, parts: [part8], epoch: 8n, parentEpoch: 2n, full: false });
+    expect((await listCommitted(store, 'job')).map((m) => m.epoch)).toEqual([2n, 6n, 8n]);
+  });
+
   it('checks part files exist with the stated sizes before committing', async () => {
     const part = await writeNodePart({ storeDir: store, jobId: 'job', epoch: 1n, nodeId: 'n', ...stage(1n, [['bank', 1]]) });
     const base = { storeDir: store, jobId: 'job', epoch: 1n, parentEpoch: null, full: true, createdUnixMs: 1, containers: CONTAINERS, layout: testLayout('job') };
