@@ -19,6 +19,7 @@ import type { EventHub } from '../src/runtime/event-hub.js';
 import { runCluster } from '../src/cluster/run-cluster.js';
 import { linkToCluster } from '../src/node/cluster-link.js';
 import { realRuntime } from '../src/wire/real-clients.js';
+import { INSECURE } from '../src/common/transport-security.js';
 import { info, list, median, printBench } from './format.js';
 
 const COUNTS = [1, 4, 16, 64];
@@ -62,13 +63,14 @@ async function measure(dir: string, n: number, rounds: number, first: boolean): 
   const cluster = await runCluster({
     clusterId: 'bench', dataDir: path.join(dir, 'cluster'), storeDir, listen: '127.0.0.1:0', metricsListen: null,
     heartbeatIntervalMs: 200, checkpointIntervalMs: 86_400_000, roundTimeoutMs: 10_000, agentLeaseMs: 0,
-  }, log, runtime);
+  // Plaintext: one process plays every tier here, and the bench measures the round, not TLS.
+  }, log, INSECURE, runtime);
   try {
     for (let i = 0; i < n; i++) {
       const config = agentConfigFromFlags({
         nodeId: `bench-r${process.pid}-${n}-${String(i).padStart(2, '0')}`, dataDir: path.join(dir, `agent-${i}`), storeDir, memoryBudget: '64KiB', underCluster: true,
       });
-      const a = await runAgent(config, log, runtime);
+      const a = await runAgent(config, log, INSECURE, runtime);
       agents.push(a);
       links.push(linkToCluster({
         clusterAddress: cluster.address, nodeId: config.nodeId, incarnation: a.agent.status().incarnation, agentAddress: a.address, capacityUnits: 4,

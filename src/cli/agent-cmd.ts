@@ -5,6 +5,7 @@ import { linkToCluster } from '../node/cluster-link.js';
 import { parseIntFlag } from './output.js';
 import { runAgent } from '../node/run-agent.js';
 import { realRuntime } from '../wire/real-clients.js';
+import { serviceSecurity } from './tls-flags.js';
 
 // `gridckpt agent`: a node agent in the foreground until SIGINT/SIGTERM.
 
@@ -38,9 +39,10 @@ export function addAgentCommand(program: Command): void {
         fullEvery: opts['fullEvery'],
         underCluster: opts['cluster'] !== undefined,
       });
+      const security = serviceSecurity('agent', config.nodeId, '--listen', config.listen);
       const log = createLogger(`agent:${config.nodeId}`);
-      const runtime = realRuntime();
-      const running = await runAgent(config, log, runtime);
+      const runtime = realRuntime(security);
+      const running = await runAgent(config, log, security, runtime);
       const status = running.agent.status();
       process.stdout.write(
         `${JSON.stringify({
@@ -52,6 +54,7 @@ export function addAgentCommand(program: Command): void {
           freezer: status.freezer,
           incarnation: String(status.incarnation),
           pid: process.pid,
+          tls: security.kind === 'mtls',
         })}\n`,
       );
       log.info({ grpc: running.address, metrics: running.metricsUrl, freezer: status.freezer }, 'node agent serving');

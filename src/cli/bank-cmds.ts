@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { clientSecurity } from './tls-flags.js';
 import { AgentClient } from '../wire/agent-client.js';
 import { checkHostPort } from '../node/config.js';
 import { checkName } from '../common/names.js';
@@ -47,7 +48,7 @@ export function addBankCommands(program: Command): void {
     .action(async (o: BankFlags & { agent: string; job: string; intervalMs: string; json?: boolean }) => {
       const p = bankParams(o);
       const spec = bankJobSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000));
-      const c = new AgentClient(checkHostPort('agent address', o.agent));
+      const c = new AgentClient(checkHostPort('agent address', o.agent), undefined, {}, clientSecurity());
       try {
         const r = await c.startJob({ job: spec, leaseBound: false, fresh: false });
         if (o.json) printJson(r.job);
@@ -71,7 +72,7 @@ export function addBankCommands(program: Command): void {
     .option(...agentOpt).option('--job <id>', 'job id', 'bank').option('--json', 'print JSON')
     .action(async (o: BankFlags & { agent: string; job: string; json?: boolean }) => {
       const p = bankParams(o);
-      const c = new AgentClient(checkHostPort('agent address', o.agent));
+      const c = new AgentClient(checkHostPort('agent address', o.agent), undefined, {}, clientSecurity());
       try {
         const { balances, counters } = await readBankFromAgent(c, checkName('job id', o.job), p);
         const expected = balancesDigest(referenceBalances(p));

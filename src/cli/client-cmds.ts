@@ -6,6 +6,7 @@ import { checkName } from '../common/names.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { printJson, line, parseEpochFlag, parseIntFlag, UsageError } from './output.js';
 import { gridStatus, gridCheckpoint } from './grid-cmd.js';
+import { clientSecurity } from './tls-flags.js';
 
 // Commands that talk to a running node agent.
 
@@ -15,7 +16,7 @@ interface Common {
 }
 
 function client(opts: Common): AgentClient {
-  return new AgentClient(checkHostPort('agent address', opts.agent));
+  return new AgentClient(checkHostPort('agent address', opts.agent), undefined, {}, clientSecurity());
 }
 
 function withClient<T extends Common>(fn: (c: AgentClient, opts: T) => Promise<void>) {

@@ -6,6 +6,7 @@ import { checkHostPort } from '../node/config.js';
 import { runCluster } from '../cluster/run-cluster.js';
 import { linkToGrid } from '../cluster/grid-link.js';
 import { realRuntime } from '../wire/real-clients.js';
+import { clientSecurity, serviceSecurity } from './tls-flags.js';
 import { ClusterClient } from '../wire/cluster-client.js';
 import { clusterBankSpec } from '../bank/job.js';
 export { clusterBankSpec };
@@ -46,10 +47,11 @@ export function addClusterCommands(program: Command): void {
       if (cfg.agentLeaseMs !== 0 && cfg.agentLeaseMs < 3 * cfg.heartbeatIntervalMs) {
         throw new UsageError(`bad --agent-lease-ms ${cfg.agentLeaseMs}: it must be at least three heartbeat intervals (${3 * cfg.heartbeatIntervalMs} ms)`);
       }
+      const security = serviceSecurity('cluster', cfg.clusterId, '--listen', cfg.listen);
       const log = createLogger(`cluster:${cfg.clusterId}`);
-      const runtime = realRuntime();
-      const running = await runCluster(cfg, log, runtime);
-      process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
+      const runtime = realRuntime(security);
+      const running = await runCluster(cfg, log, security, runtime);
+      process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid, tls: security.kind === 'mtls' })}\n`);
       const link = o['grid']
         ? linkToGrid({
             gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
@@ -70,7 +72,7 @@ export function addClusterCommands(program: Command): void {
   program.command('cluster-status').description('nodes (verdict, phi, heartbeat age) and jobs of a cluster')
     .option(...clusterOpt).option('--json', 'print JSON')
     .action(async (o: { cluster: string; json?: boolean }) => {
-      const c = new ClusterClient(checkHostPort('cluster address', o.cluster));
+      const c = new ClusterClient(checkHostPort('cluster address', o.cluster), undefined, {}, clientSecurity());
       try {
         const s = await c.status();
         if (o.json) return printJson(s);
@@ -88,7 +90,7 @@ export function addClusterCommands(program: Command): void {
     .option('--interval-ms <ms>', 'round period (0: the cluster default)', '0').option('--json', 'print JSON')
     .action(async (o: { cluster: string; job: string; accounts: string; units: string; ops: string; seed: string; intervalMs: string; json?: boolean }) => {
       const p = bankParams(o);
-      const c = new ClusterClient(checkHostPort('cluster address', o.cluster));
+      const c = new ClusterClient(checkHostPort('cluster address', o.cluster), undefined, {}, clientSecurity());
       try {
         const r = await c.submitJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)), gridManaged: false, gridGen: 0n });
         if (o.json) printJson(r.job);

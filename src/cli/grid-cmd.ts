@@ -8,6 +8,7 @@ import type { GridJobStatus } from '../gen/gridckpt/v1/grid.js';
 import { clusterBankSpec } from './cluster-cmd.js';
 import { bankParams } from './bank-cmds.js';
 import { UsageError, parseIntFlag, printJson, line } from './output.js';
+import { clientSecurity, serviceSecurity } from './tls-flags.js';
 
 // `gridckpt grid`: a grid coordinator in the foreground; and the operator's
 // commands against one.
@@ -39,9 +40,10 @@ export function addGridCommands(program: Command): void {
       if (cfg.clusterLeaseMs !== 0 && cfg.clusterLeaseMs < 3 * cfg.heartbeatIntervalMs) {
         throw new UsageError(`bad --cluster-lease-ms ${cfg.clusterLeaseMs}: it must be at least three heartbeat intervals (${3 * cfg.heartbeatIntervalMs} ms)`);
       }
+      const security = serviceSecurity('grid', cfg.gridId, '--listen', cfg.listen);
       const log = createLogger(`grid:${cfg.gridId}`);
-      const running = await runGrid(cfg, log);
-      process.stdout.write(`${JSON.stringify({ event: 'ready', gridId: cfg.gridId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid })}\n`);
+      const running = await runGrid(cfg, log, security);
+      process.stdout.write(`${JSON.stringify({ event: 'ready', gridId: cfg.gridId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid, tls: security.kind === 'mtls' })}\n`);
       const shutdown = () => void running.stop().then(() => process.exit(0));
       process.once('SIGINT', shutdown);
       process.once('SIGTERM', shutdown);
@@ -63,7 +65,7 @@ export function addGridCommands(program: Command): void {
     .option('--interval-ms <ms>', 'grid round period (0: the grid default)', '0').option('--json', 'print JSON')
     .action(async (o: { grid: string; job: string; accounts: string; units: string; ops: string; seed: string; intervalMs: string; json?: boolean }) => {
       const p = bankParams(o);
-      const c = new GridClient(checkHostPort('grid address', o.grid));
+      const c = new GridClient(checkHostPort('grid address', o.grid), undefined, {}, clientSecurity());
       try {
         const r = await c.submitGridJob({ job: clusterBankSpec(checkName('job id', o.job), p, parseIntFlag('interval', o.intervalMs, 0, 86_400_000)) });
         if (o.json) printJson(r.job);
@@ -79,7 +81,7 @@ export function addGridCommands(program: Command): void {
 }
 
 async function withGrid(address: string, fn: (c: GridClient) => Promise<void>): Promise<void> {
-  const c = new GridClient(checkHostPort('grid address', address));
+  const c = new GridClient(checkHostPort('grid address', address), undefined, {}, clientSecurity());
   try {
     await fn(c);
   } finally {

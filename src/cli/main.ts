@@ -11,11 +11,16 @@ import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
 import { addWatchCommand } from './watch-cmd.js';
 import { UsageError } from './output.js';
+import { addSecurityOptions, muteIpServerNameWarning, unavailableHint } from './tls-flags.js';
+import { addCertsCommand } from './certs-cmd.js';
 
 // gridckpt: one binary for every service and every operator command.
 
+muteIpServerNameWarning();
 const program = new Command();
 program.name('gridckpt').description('hierarchical checkpoint orchestrator').exitOverride();
+addSecurityOptions(program);
+addCertsCommand(program);
 addAgentCommand(program);
 addClientCommands(program);
 addBankCommands(program);
@@ -34,7 +39,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.exit(2);
   }
   if (err instanceof AgentCallError) {
-    process.stderr.write(`gridckpt: ${err.message}\n`);
+    process.stderr.write(`gridckpt: ${err.message}${unavailableHint(err.code)}\n`);
     process.exit(1);
   }
   process.stderr.write(`gridckpt: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

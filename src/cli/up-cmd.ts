@@ -8,10 +8,13 @@ import { GridClient } from '../wire/grid-client.js';
 import { ClusterClient } from '../wire/cluster-client.js';
 import { bankParams } from './bank-cmds.js';
 import { line, parseIntFlag, printJson, UsageError } from './output.js';
+import { insecureChosen } from './tls-flags.js';
 
 // `gridckpt up`: a whole local grid on loopback as separate OS processes —
 // by default 1 grid coordinator and 2 clusters × 3 node agents — with live
-// status until Ctrl-C. `--demo` runs the failure drill and reports.
+// status until Ctrl-C. `--demo` runs the failure drill and reports. Every
+// link is mutual TLS, with certificates made in <work-dir>/certs, unless
+// --insecure is given.
 
 export function addUpCommand(program: Command): void {
   program
@@ -50,6 +53,8 @@ export function addUpCommand(program: Command): void {
         checkpointIntervalMs: parseIntFlag('checkpoint interval', o['checkpointIntervalMs'] as string, 10, 86_400_000),
         freezer: o['freezer'] as string | undefined,
         logs: o['logs'] ? 'inherit' : 'ignore',
+        certsDir: insecureChosen() ? null : join(workDir, 'certs'),
+        nowMs: Date.now(),
       });
       const cleanup = async () => {
         await g.stop();
@@ -84,12 +89,13 @@ function printWhere(g: LocalGrid, workDir: string): void {
     for (const a of c.agents) line(`    node ${a.ready.nodeId}  ${a.ready.grpc}  metrics ${a.ready.metrics}  freezer ${a.ready.freezer}`);
   }
   line(`data under ${workDir}`);
+  line(g.operator.kind === 'mtls' ? `mutual TLS on every link; operator certificate: --tls-cert ${join(workDir, 'certs', 'operator-admin.crt')} --tls-key ${join(workDir, 'certs', 'operator-admin.key')} --tls-ca ${join(workDir, 'certs', 'ca.crt')}` : 'no TLS (--insecure): plaintext on loopback, no authorization');
 }
 
 async function liveStatus(g: LocalGrid, cleanup: () => Promise<void>): Promise<void> {
-  const grid = new GridClient(g.grid.ready.grpc, 2_000);
-  const clusters = g.clusters.map((c) => new ClusterClient(c.proc.ready.grpc, 2_000));
-  line('submit work with: gridckpt grid-bank --grid ' + g.grid.ready.grpc + '   (Ctrl-C stops everything)');
+  const grid = new GridClient(g.grid.ready.grpc, 2_000, {}, g.operator);
+  const clusters = g.clusters.map((c) => new ClusterClient(c.proc.ready.grpc, 2_000, {}, g.operator));
+  line('submit work with: gridckpt grid-bank --grid ' + g.grid.ready.grpc + (g.operator.kind === 'mtls' ? ' and the operator certificate above' : ' --insecure') + '   (Ctrl-C stops everything)');
   const timer = setInterval(() => {
     void (async () => {
       const s = await grid.status().catch(() => null);

@@ -11,6 +11,7 @@ import { AgentClient } from '../wire/agent-client.js';
 import type { WatchStream } from '../wire/watch-client.js';
 import { realRuntime } from '../wire/real-clients.js';
 import { UsageError, jsonLine, line, parseIntFlag } from './output.js';
+import { clientSecurity } from './tls-flags.js';
 import { FIRST_PAUSE_MS, MAX_PAUSE_MS, REPLAY_ON_REOPEN, WatchResume, nextPauseMs } from './watch-resume.js';
 
 // `gridckpt watch`: a service's events as they happen, one a line, until
@@ -64,8 +65,9 @@ async function watch(o: WatchFlags): Promise<void> {
   const address = checkHostPort(`${tier} address`, o[tier]!);
   const jobId = o.job === undefined ? '' : checkName('job id', o.job);
   const replayRecent = parseIntFlag('replay', o.replay, 0, 1_000_000);
-  const client = tier === 'grid' ? new GridClient(address, undefined, CHANNEL_OPTIONS)
-    : tier === 'cluster' ? new ClusterClient(address, undefined, CHANNEL_OPTIONS) : new AgentClient(address, undefined, CHANNEL_OPTIONS);
+  const security = clientSecurity();
+  const client = tier === 'grid' ? new GridClient(address, undefined, CHANNEL_OPTIONS, security)
+    : tier === 'cluster' ? new ClusterClient(address, undefined, CHANNEL_OPTIONS, security) : new AgentClient(address, undefined, CHANNEL_OPTIONS, security);
   const what = `the ${tier === 'agent' ? 'node agent' : `${tier} coordinator`} at ${address}`;
   const watched: Watched = { what, open: (n) => client.watch({ jobId, replayRecent: n }), close: () => client.close() };
   const stop = new StopSignal();

@@ -17,6 +17,9 @@ import { clusterServiceHandlers } from './cluster-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { realRuntime } from '../wire/real-clients.js';
+import { serverCredentials, type TransportSecurity } from '../common/transport-security.js';
+import { guardService } from '../common/authz.js';
+import { CLUSTER_ACCESS } from './cluster-access.js';
 import { publishClusterEvents } from './watch-events.js';
 
 // Wires a cluster coordinator process.
@@ -42,8 +45,8 @@ export interface ClusterProcessConfig {
   agentLeaseMs: number;
 }
 
-/** A composition root: the real runtime unless the caller (the CLI) shares its own. */
-export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime: TierRuntime = realRuntime()) {
+/** A composition root: the real runtime unless the caller (the CLI) shares its own; security as runAgent's. */
+export async function runCluster(cfg: ClusterProcessConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime = realRuntime(security)) {
   await mkdir(cfg.dataDir, { recursive: true });
   await mkdir(cfg.storeDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
@@ -90,10 +93,10 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime
   );
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(ClusterServiceService, clusterServiceHandlers(shell, hub, onBug));
+  server.addService(ClusterServiceService, guardService('ClusterService', clusterServiceHandlers(shell, hub, onBug), CLUSTER_ACCESS, security));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
   health.addToServer(server);
-  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
+  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen, serverCredentials(security)));
   const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
   const c = shell;
   return {

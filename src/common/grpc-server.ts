@@ -1,11 +1,11 @@
-import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import type { ServerCredentials, Server } from '@grpc/grpc-js';
 
 // Binding and stopping a gRPC server, the same way for every service.
 
-/** Binds `listen` (host:port, port 0 for an ephemeral one, or unix:path); returns the port. */
-export function bindServer(server: Server, listen: string): Promise<number> {
+/** Binds `listen` (host:port, port 0 for an ephemeral one, or unix:path); returns the port. creds: mTLS for the tiers' services (transport-security.ts). */
+export function bindServer(server: Server, listen: string, creds: ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(listen, creds, (err, port) => (err ? reject(err) : resolve(port)));
   });
 }
 

@@ -35,13 +35,16 @@ export interface GridDrillReport {
   killed: string;
   killedNode: string;
   invariantHeld: boolean;
+  /** Every link (and the drill's own calls) ran over mutual TLS. */
+  tls: boolean;
   ok: boolean;
 }
 
 const JOB = 'bank';
 
 export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void, failure: DrillFailure = 'node'): Promise<GridDrillReport> {
-  const rt = realRuntime();
+  // The drill is an operator of the grid it runs.
+  const rt = realRuntime(g.operator);
   const grid = rt.clients.gridClient(g.grid.ready.grpc);
   const clusters = new Map(g.clusters.map((c) => [c.clusterId, rt.clients.clusterClient(c.proc.ready.grpc)]));
   try {
@@ -102,6 +105,7 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
       killed,
       killedNode: failure === 'node' ? killed : '',
       invariantHeld,
+      tls: g.operator.kind === 'mtls',
       ok: invariantHeld && digest === expectedDigest,
     };
   } finally {

@@ -16,6 +16,9 @@ import { gridServiceHandlers } from './grid-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { realRuntime } from '../wire/real-clients.js';
+import { serverCredentials, type TransportSecurity } from '../common/transport-security.js';
+import { guardService } from '../common/authz.js';
+import { GRID_ACCESS } from './grid-access.js';
 import { publishGridEvents } from './watch-events.js';
 
 // Wires a grid coordinator process.
@@ -38,8 +41,8 @@ export interface GridProcessConfig {
   clusterLeaseMs: number;
 }
 
-/** A composition root: the real runtime unless the caller shares its own. */
-export async function runGrid(cfg: GridProcessConfig, log: Logger, runtime: TierRuntime = realRuntime()) {
+/** A composition root: the real runtime unless the caller shares its own; security as runAgent's. */
+export async function runGrid(cfg: GridProcessConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime = realRuntime(security)) {
   await mkdir(cfg.dataDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
   const catalog = await GridCatalog.open(cfg.dataDir);
@@ -76,10 +79,10 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, runtime: Tier
   const g = shell;
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(GridServiceService, gridServiceHandlers(g, hub, cfg.checkpointIntervalMs, onBug));
+  server.addService(GridServiceService, guardService('GridService', gridServiceHandlers(g, hub, cfg.checkpointIntervalMs, onBug), GRID_ACCESS, security));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
   health.addToServer(server);
-  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
+  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen, serverCredentials(security)));
   const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
   return {
     shell: g,

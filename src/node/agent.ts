@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { GridError, notFound } from '../common/errors.js';
 import { message, type JobShell } from './job-shell.js';
 import { validateJobSpec, type JobSpec } from './job-spec.js';
@@ -478,14 +479,28 @@ export class NodeAgent {
     return this.deps.memory.readPages(jobId, container, firstPage, count);
   }
 
-  /** Checks a unit's identity; the lifeline (Attach) uses it too. */
+  /**
+   * Checks a unit's identity; the lifeline (Attach) uses it too. A token is
+   * bound to one unit of one job, and every container a call names is looked
+   * up in that job alone: a unit reaches only its own job's containers. A
+   * job or unit that is not there is refused like a wrong token, so that a
+   * unit cannot probe which other jobs run here.
+   */
   authUnit(id: UnitIdentity): JobShell {
     const job = this.shells.get(id.jobId);
     const token = job?.tokens.get(id.unitId);
-    if (!job || token === undefined) throw notFound(`unknown unit ${JSON.stringify(id.unitId)} of job ${JSON.stringify(id.jobId)}`);
-    if (token !== id.token) throw new GridError('permission-denied', `wrong token for unit ${id.unitId} of job ${id.jobId}`);
+    if (!job || token === undefined || !sameToken(token, id.token)) {
+      throw new GridError('permission-denied', `the token is not that of unit ${JSON.stringify(id.unitId)} of job ${JSON.stringify(id.jobId)}`);
+    }
     return job;
   }
+}
+
+/** In constant time: a unit must not learn a token byte by byte from how fast it is refused. */
+function sameToken(expected: string, given: string): boolean {
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** A coordinator names itself by its cluster and node; its incarnation fences it (P3). */

@@ -1,6 +1,6 @@
 import { mkdir, rm, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Server } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
 import { NodeAgentServiceService } from '../gen/gridckpt/v1/node_agent.js';
@@ -21,6 +21,9 @@ import { unitServiceHandlers, UnitLifelines } from './unit-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { realRuntime } from '../wire/real-clients.js';
+import { serverCredentials, type TransportSecurity } from '../common/transport-security.js';
+import { guardService } from '../common/authz.js';
+import { agentAccess } from './agent-access.js';
 
 // Wires a node agent process: directories, incarnation, freezer, page
 // memory, supervisor, the two gRPC servers and /metrics.
@@ -37,8 +40,11 @@ export interface RunningAgent {
 }
 
 
-/** A composition root: the real runtime unless the caller (the CLI) shares its own. */
-export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRuntime = realRuntime()): Promise<RunningAgent> {
+/**
+ * A composition root: the real runtime unless the caller (the CLI) shares its own.
+ * security: how its service is reached (mTLS and the access table, or --insecure on loopback).
+ */
+export async function runAgent(config: AgentConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime = realRuntime(security)): Promise<RunningAgent> {
   await mkdir(config.dataDir, { recursive: true });
   await mkdir(config.storeDir, { recursive: true });
   const logDir = join(config.dataDir, 'logs');
@@ -104,16 +110,17 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.NodeAgentService': 'SERVING' });
   const server = new Server();
   const starts = new StartGens();
-  server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, starts, onBug));
+  server.addService(NodeAgentServiceService, guardService('NodeAgentService', agentServiceHandlers(agent, hub, starts, onBug), agentAccess(!config.ownsStore), security));
   health.addToServer(server);
-  const port = await bindServer(server, config.listen);
+  const port = await bindServer(server, config.listen, serverCredentials(security));
   const address = boundAddress(config.listen, port);
 
   const lifelines = new UnitLifelines();
   const unitServer = new Server();
   unitServer.addService(UnitServiceService, unitServiceHandlers(agent, lifelines, onBug));
   await rm(config.unitSocket, { force: true });
-  await bindServer(unitServer, `unix:${config.unitSocket}`);
+  // Units are reached over a 0600 socket and authenticate with their job's token (unit-service.ts).
+  await bindServer(unitServer, `unix:${config.unitSocket}`, ServerCredentials.createInsecure());
   await chmod(config.unitSocket, 0o600);
 
   const metricsServer = config.metricsListen ? await serveMetrics(metrics.registry, config.metricsListen) : null;

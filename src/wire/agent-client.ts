@@ -1,4 +1,5 @@
-import { credentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { ChannelOptions } from '@grpc/grpc-js';
+import { channelCredentials, INSECURE, type TransportSecurity } from '../common/transport-security.js';
 import { callUnary } from '../common/grpc-call.js';
 import { realClock } from '../runtime/real-ports.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
@@ -14,8 +15,9 @@ export { GrpcCallError as AgentCallError } from '../common/grpc-call.js';
 export class AgentClient {
   private readonly client: NodeAgentServiceClient;
 
-  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}) {
-    this.client = new NodeAgentServiceClient(address, credentials.createInsecure(), options);
+  /** security: mTLS (the server must hold a agent certificate) or plaintext, for --insecure services on loopback. */
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}, security: TransportSecurity = INSECURE) {
+    this.client = new NodeAgentServiceClient(address, channelCredentials(security, 'agent'), options);
   }
 
   startJob(req: pb.DeepPartial<pb.StartJobRequest>) { return this.call<pb.StartJobRequest, pb.StartJobResponse>('startJob', pb.StartJobRequest.fromPartial(req)); }

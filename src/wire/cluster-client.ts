@@ -1,4 +1,5 @@
-import { credentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { ChannelOptions } from '@grpc/grpc-js';
+import { channelCredentials, INSECURE, type TransportSecurity } from '../common/transport-security.js';
 import { callUnary } from '../common/grpc-call.js';
 import { realClock } from '../runtime/real-ports.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
@@ -11,8 +12,9 @@ import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 export class ClusterClient {
   private readonly client: ClusterServiceClient;
 
-  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}) {
-    this.client = new ClusterServiceClient(address, credentials.createInsecure(), options);
+  /** security: mTLS (the server must hold a cluster certificate) or plaintext, for --insecure services on loopback. */
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}, security: TransportSecurity = INSECURE) {
+    this.client = new ClusterServiceClient(address, channelCredentials(security, 'cluster'), options);
   }
 
   registerNode(req: pb.RegisterNodeRequest, timeoutMs?: number) { return this.call<pb.RegisterNodeRequest, pb.RegisterNodeResponse>('registerNode', req, timeoutMs); }

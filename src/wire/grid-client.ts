@@ -1,4 +1,5 @@
-import { credentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { ChannelOptions } from '@grpc/grpc-js';
+import { channelCredentials, INSECURE, type TransportSecurity } from '../common/transport-security.js';
 import { callUnary } from '../common/grpc-call.js';
 import { realClock } from '../runtime/real-ports.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch-client.js';
@@ -10,8 +11,9 @@ import type * as pb from '../gen/gridckpt/v1/grid.js';
 export class GridClient {
   private readonly client: GridServiceClient;
 
-  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}) {
-    this.client = new GridServiceClient(address, credentials.createInsecure(), options);
+  /** security: mTLS (the server must hold a grid certificate) or plaintext, for --insecure services on loopback. */
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}, security: TransportSecurity = INSECURE) {
+    this.client = new GridServiceClient(address, channelCredentials(security, 'grid'), options);
   }
 
   registerCluster(req: pb.RegisterClusterRequest, timeoutMs?: number) { return this.call<pb.RegisterClusterRequest, pb.RegisterClusterResponse>('registerCluster', req, timeoutMs); }
