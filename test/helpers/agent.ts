@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawnAgent, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnAgent, type AgentProcess } from './services.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import type { UnitEnv } from '../../src/unit/client.js';
 import type { StatusResponse } from '../../src/gen/gridckpt/v1/node_agent.js';

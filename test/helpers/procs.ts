@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from './services.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { detectFreezer } from '../../src/node/units/freezer.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from '../helpers/services.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { clusterBankSpec } from '../../src/bank/job.js';
 import { referenceBalances, totalOf, expectedTotal } from '../../src/bank/model.js';

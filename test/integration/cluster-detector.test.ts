@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from '../helpers/services.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { spawnService } from '../../src/node/agent-process.js';
+import { spawnService } from '../helpers/services.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from '../helpers/services.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import { clusterBankSpec } from '../../src/cli/cluster-cmd.js';

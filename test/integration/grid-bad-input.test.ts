@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { spawnService } from '../../src/node/agent-process.js';
+import { spawnService } from '../helpers/services.js';
 import { GridClient } from '../../src/wire/grid-client.js';
 import { withTmp } from '../helpers/tmp.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from '../helpers/services.js';
 import { GridClient } from '../../src/wire/grid-client.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { clusterBankSpec } from '../../src/bank/job.js';

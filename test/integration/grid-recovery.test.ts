@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from '../helpers/services.js';
 import { GridClient } from '../../src/wire/grid-client.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { AgentClient } from '../../src/wire/agent-client.js';

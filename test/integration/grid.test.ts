@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { spawnService, CLI_SCRIPT, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, CLI_SCRIPT, type AgentProcess } from '../helpers/services.js';
 import { GridClient } from '../../src/wire/grid-client.js';
 import { GridCatalog } from '../../src/grid/catalog.js';
 import { KEEP_LINES } from '../../src/grid/core/supervisor-state.js';

@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnService, type AgentProcess } from '../../src/node/agent-process.js';
+import { spawnService, type AgentProcess } from '../helpers/services.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import { clusterBankSpec } from '../../src/bank/job.js';

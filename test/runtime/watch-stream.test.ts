@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Server, status, type ServerWritableStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type ServerWritableStream } from '@grpc/grpc-js';
 import { ClusterServiceService } from '../../src/gen/gridckpt/v1/cluster.js';
 import { bindServer, stopServer } from '../../src/common/grpc-server.js';
 import { EventHub, type HubLimits } from '../../src/runtime/event-hub.js';
@@ -36,7 +36,7 @@ async function serve(limits: HubLimits = { recentEvents: 64, subscriberQueue: 64
       });
     },
   } as never);
-  const port = await bindServer(server, '127.0.0.1:0');
+  const port = await bindServer(server, '127.0.0.1:0', ServerCredentials.createInsecure());
   const client = new ClusterClient(`127.0.0.1:${port}`);
   return {
     hub, client,
