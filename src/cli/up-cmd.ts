@@ -88,8 +88,8 @@ function printWhere(g: LocalGrid, workDir: string): void {
     line(`  ${c.clusterId}        ${c.proc.ready.grpc}  metrics ${c.proc.ready.metrics}  store ${c.storeDir}`);
     for (const a of c.agents) line(`    node ${a.ready.nodeId}  ${a.ready.grpc}  metrics ${a.ready.metrics}  freezer ${a.ready.freezer}`);
   }
-  line(`data under ${workDir}`);
   line(g.operator.kind === 'mtls' ? `mutual TLS on every link; operator certificate: --tls-cert ${join(workDir, 'certs', 'operator-admin.crt')} --tls-key ${join(workDir, 'certs', 'operator-admin.key')} --tls-ca ${join(workDir, 'certs', 'ca.crt')}` : 'no TLS (--insecure): plaintext on loopback, no authorization');
+  line(`data under ${workDir}`);
 }
 
 async function liveStatus(g: LocalGrid, cleanup: () => Promise<void>): Promise<void> {

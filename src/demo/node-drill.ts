@@ -9,11 +9,16 @@ import { bankJobSpec, readBankFromAgent } from '../bank/job.js';
 import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../bank/model.js';
 import { balancesDigest } from '../bank/digest.js';
 import { bankFromEpoch } from './bank-image.js';
+import { certPaths, issueCerts } from '../common/cert-authority.js';
+import { loadTlsFiles } from '../common/transport-security.js';
+import type { PeerIdentity } from '../common/tls-identity.js';
 
 // The single-node failure drill: run the bank job with periodic checkpoints,
 // kill -9 the agent and every unit at a chosen moment, start a new agent on
 // the same data directory, restore the last committed epoch, finish the job
-// and compare with the failure-free result.
+// and compare with the failure-free result. The agent serves mutual TLS,
+// with certificates made in the work dir, and the drill calls it as an
+// operator.
 
 export interface NodeDrillOptions {
   workDir: string;
@@ -53,13 +58,19 @@ const JOB = 'bank';
 export async function runNodeDrill(o: NodeDrillOptions): Promise<NodeDrillReport> {
   const say = o.onEvent ?? (() => undefined);
   const dataDir = join(o.workDir, 'node-1');
-  const args = ['--data-dir', dataDir, '--node-id', `drill-${process.pid}`, '--metrics-listen', 'none'];
+  const agentId: PeerIdentity = { role: 'agent', id: `drill-${process.pid}` };
+  const operatorId: PeerIdentity = { role: 'operator', id: 'drill' };
+  const certs = join(o.workDir, 'certs');
+  await issueCerts(certs, [agentId, operatorId], { hosts: [], days: 1, nowMs: Date.now() });
+  const tls = certPaths(certs, agentId);
+  const operator = await loadTlsFiles(certPaths(certs, operatorId));
+  const args = ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-ca', tls.ca, '--data-dir', dataDir, '--node-id', agentId.id, '--metrics-listen', 'none'];
   if (o.freezer) args.push('--freezer', o.freezer);
   if (o.memoryBudget) args.push('--memory-budget', o.memoryBudget);
 
   const first = await spawnAgent(args, process.env, o.agentStderr ?? 'ignore');
   say(`agent up at ${first.ready.grpc} (freezer ${first.ready.freezer}, pid ${first.ready.pid})`);
-  const c1 = new AgentClient(first.ready.grpc);
+  const c1 = new AgentClient(first.ready.grpc, undefined, {}, operator);
   const t0 = performance.now();
   await c1.startJob({ job: bankJobSpec(JOB, o.params, o.intervalMs), leaseBound: false, fresh: false });
   say(`bank job started: ${o.params.units} units × ${o.params.opsPerUnit} transfers, checkpoint every ${o.intervalMs} ms`);
@@ -71,7 +82,7 @@ export async function runNodeDrill(o: NodeDrillOptions): Promise<NodeDrillReport
 
   const t1 = performance.now();
   const second = await spawnAgent(args, process.env, o.agentStderr ?? 'ignore');
-  const c2 = new AgentClient(second.ready.grpc);
+  const c2 = new AgentClient(second.ready.grpc, undefined, {}, operator);
   try {
     const restored = await c2.restore({ jobId: JOB, epoch: 0n });
     const recoveryMs = performance.now() - t1;

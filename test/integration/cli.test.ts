@@ -7,8 +7,9 @@ import { withTmp } from '../helpers/tmp.js';
 // The CLI as an operator uses it: bad values are named, read commands have
 // --json, and the agent serves Prometheus metrics.
 
+/** Plaintext: the agents here are --insecure (test/helpers/services.ts); test/integration/tls.test.ts covers certificates. */
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI_SCRIPT, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [CLI_SCRIPT, ...args, '--insecure'], { encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 

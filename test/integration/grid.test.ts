@@ -77,7 +77,7 @@ describe('grid: coordinated rounds over two clusters', () => {
         }
 
         // The operator's view, through the CLI.
-        const cli = (...args: string[]) => spawnSync(process.execPath, [CLI_SCRIPT, ...args, '--grid', grid.ready.grpc, '--json'], { encoding: 'utf8', timeout: 60_000 });
+        const cli = (...args: string[]) => spawnSync(process.execPath, [CLI_SCRIPT, ...args, '--grid', grid.ready.grpc, '--json', '--insecure'], { encoding: 'utf8', timeout: 60_000 });
         const st = JSON.parse(cli('status').stdout) as { clusters: Array<{ verdict: string }> };
         expect(st.clusters.map((c) => c.verdict)).toEqual(['alive', 'alive']);
         const jobs = JSON.parse(cli('jobs').stdout) as Array<{ jobId: string; state: string }>;

@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { CLI_SCRIPT } from '../../src/node/agent-process.js';
 import { GridClient } from '../../src/wire/grid-client.js';
+import { loadTlsFiles } from '../../src/common/transport-security.js';
 
 // `gridckpt up`, the main job: a whole local grid as separate processes.
 
@@ -18,6 +19,8 @@ describe('gridckpt up', () => {
     expect(report['epochsCommitted'] as number).toBeGreaterThanOrEqual(2);
     expect(report['detectionMs'] as number).toBeLessThan(2_000);
     expect(report['recoveryMs'] as number).toBeGreaterThan(0);
+    // Every link, and the drill's own calls, ran over mutual TLS (docs/security.md).
+    expect(report['tls']).toBe(true);
   });
 
   it('--demo --fail cluster: kill -9 of a cluster coordinator, the grid moves its units, the failure-free digest', () => {
@@ -44,13 +47,17 @@ describe('gridckpt up', () => {
     const lines = createInterface({ input: child.stdout! });
     const pids: number[] = [];
     let gridAddress = '';
+    let operatorCert: { cert: string; key: string; ca: string } | null = null;
     for await (const text of lines) {
       const m = /^grid coordinator\s+(\S+)/.exec(text);
       if (m) gridAddress = m[1]!;
+      const tls = /operator certificate: --tls-cert (\S+) --tls-key (\S+) --tls-ca (\S+)$/.exec(text);
+      if (tls) operatorCert = { cert: tls[1]!, key: tls[2]!, ca: tls[3]! };
       if (text.startsWith('submit work with')) break;
     }
     expect(gridAddress).toMatch(/^127\.0\.0\.1:\d+$/);
-    const grid = new GridClient(gridAddress);
+    expect(operatorCert).not.toBeNull();
+    const grid = new GridClient(gridAddress, 30_000, {}, await loadTlsFiles(operatorCert!));
     const status = await grid.status();
     grid.close();
     expect(status.gridId).toBe('grid-1');

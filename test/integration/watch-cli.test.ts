@@ -41,6 +41,7 @@ describe('gridckpt watch', () => {
     let where: (addresses: Map<string, string>) => void = () => undefined;
     const printed = new Promise<Map<string, string>>((r) => { where = r; });
     const addresses = new Map<string, string>();
+    const operatorFlags: string[] = [];
     // 250 ms heartbeats: this test is about what is watched, not detection speed, and a busy machine
     // must not make the detector declare live nodes failed.
     const up = run(['up', '--demo', '--ops', '3000', '--heartbeat-interval-ms', '250'], (l) => {
@@ -48,6 +49,9 @@ describe('gridckpt watch', () => {
       const cluster = /^\s+(cluster-\d+)\s+(\S+)/.exec(l);
       if (grid) addresses.set('grid', grid[1]!);
       if (cluster) addresses.set(cluster[1]!, cluster[2]!);
+      // up runs with mTLS: the watchers use the operator certificate it made.
+      const tls = /^mutual TLS on every link; operator certificate: (.*)$/.exec(l);
+      if (tls) operatorFlags.push(...tls[1]!.split(' '));
       if (l.startsWith('data under')) where(addresses);
     }, true);
     const watchers = new Map<string, Proc>();
@@ -65,7 +69,7 @@ describe('gridckpt watch', () => {
     const at = await Promise.race([printed, early]);
     for (const [name, address] of at) {
       // --once: the watcher ends with the stream (without it, it would wait for the service to come back).
-      watchers.set(name, run(name === 'grid' ? ['watch', '--grid', address, '--replay', '1000', '--json', '--once'] : ['watch', '--cluster', address, '--job', 'bank', '--replay', '1000', '--once']));
+      watchers.set(name, run([...(name === 'grid' ? ['watch', '--grid', address, '--replay', '1000', '--json', '--once'] : ['watch', '--cluster', address, '--job', 'bank', '--replay', '1000', '--once']), ...operatorFlags]));
     }
     expect(await up.exited, [...up.lines, ...up.errors.slice(-20)].join('\n')).toBe(0);
     for (const [name, w] of watchers) expect(await w.exited, `watcher of ${name}: ${w.lines.slice(-3).join('\n')}`).toBe(0);
@@ -98,7 +102,7 @@ describe('gridckpt watch', () => {
     const two = spawnSync(process.execPath, [CLI_SCRIPT, 'watch', '--grid', '127.0.0.1:1', '--cluster', '127.0.0.1:2'], { encoding: 'utf8', timeout: 60_000 });
     expect(two.status).toBe(2);
     expect(two.stderr).toMatch(/exactly one of --grid, --cluster or --agent \(got --grid, --cluster\)/);
-    const down = spawnSync(process.execPath, [CLI_SCRIPT, 'watch', '--cluster', '127.0.0.1:1'], { encoding: 'utf8', timeout: 60_000 });
+    const down = spawnSync(process.execPath, [CLI_SCRIPT, 'watch', '--cluster', '127.0.0.1:1', '--insecure'], { encoding: 'utf8', timeout: 60_000 });
     expect(down.status).toBe(1);
     expect(down.stderr).toMatch(/UNAVAILABLE: cannot watch the cluster coordinator at 127\.0\.0\.1:1/);
   });

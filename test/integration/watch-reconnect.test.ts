@@ -88,8 +88,8 @@ describe('gridckpt watch across restarts of the service', () => {
       const args = ['--metrics-listen', 'none'];
       let agent = await startAgent(dataDir, { nodeId, args });
       const address = agent.proc.ready.grpc;
-      const w = new Cli(['watch', '--agent', address, '--json']);
-      const once = new Cli(['watch', '--agent', address, '--json', '--once']);
+      const w = new Cli(['watch', '--agent', address, '--json', '--insecure']);
+      const once = new Cli(['watch', '--agent', address, '--json', '--once', '--insecure']);
       onTestFinished(async () => {
         for (const c of [w, once]) if (live(c)) c.child.kill('SIGKILL');
         await Promise.all([w.exited, once.exited]);
