@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { issueCerts, certPaths } from '../common/cert-authority.js';
+import { certPaths } from '../common/cert-paths.js';
 import { checkName } from '../common/names.js';
 import type { PeerIdentity } from '../common/tls-identity.js';
 import { localGridIdentities } from '../demo/local-grid.js';
@@ -32,6 +32,8 @@ export function addCertsCommand(program: Command): void {
         ...(o.operator.length > 0 ? o.operator : ['admin']).map((id) => ({ role: 'operator' as const, id: checkName('operator id', id) })),
       ];
       const out = resolve(dir);
+      // Loaded here: every other command, services included, would pay for the X.509 builder at start.
+      const { issueCerts } = await import('../common/cert-authority.js');
       const issued = await issueCerts(out, who, { hosts: o.host.map(checkHost), days: parseIntFlag('days', o.days, 1, 3650), nowMs: Date.now() });
       if (o.json) return printJson({ dir: out, issued: issued.map((w) => ({ ...w, ...certPaths(out, w) })) });
       line(`CA ${certPaths(out, who[0]!).ca}; ${issued.length} certificates issued, ${who.length - issued.length} already there`);

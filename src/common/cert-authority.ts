@@ -5,6 +5,7 @@ import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { identityUri, type PeerIdentity } from './tls-identity.js';
+import { certPaths } from './cert-paths.js';
 
 // A certificate authority for one grid, kept in a directory: ca.crt and
 // ca.key, and per identity <role>-<id>.crt and <role>-<id>.key. Made with
@@ -29,16 +30,6 @@ export interface IssueOptions {
   days: number;
   /** now, as wall-clock ms (the caller reads the clock). */
   nowMs: number;
-}
-
-export interface CertPaths {
-  cert: string;
-  key: string;
-  ca: string;
-}
-
-export function certPaths(dir: string, who: PeerIdentity): CertPaths {
-  return { cert: join(dir, `${who.role}-${who.id}.crt`), key: join(dir, `${who.role}-${who.id}.key`), ca: join(dir, 'ca.crt') };
 }
 
 interface Ca {

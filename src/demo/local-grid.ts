@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { spawnService, type AgentProcess } from '../node/agent-process.js';
 import { detectFreezer } from '../node/units/freezer.js';
 import { realRuntime } from '../wire/real-clients.js';
-import { certPaths, issueCerts } from '../common/cert-authority.js';
+import { certPaths } from '../common/cert-paths.js';
 import { INSECURE, loadTlsFiles, type TransportSecurity } from '../common/transport-security.js';
 import type { PeerIdentity } from '../common/tls-identity.js';
 
@@ -73,6 +73,8 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
   const suffix = `-${process.pid}`;
   const certsDir = o.certsDir;
   if (certsDir) {
+    // Loaded only here (see certs-cmd.ts).
+    const { issueCerts } = await import('../common/cert-authority.js');
     await issueCerts(certsDir, [...localGridIdentities({ gridId: GRID_ID, clusters: o.clusters, nodesPerCluster: o.nodesPerCluster, nodeSuffix: suffix }), OPERATOR], { hosts: [], days: 7, nowMs: o.nowMs });
   }
   const security = (who: PeerIdentity) => {

@@ -9,7 +9,7 @@ import { bankJobSpec, readBankFromAgent } from '../bank/job.js';
 import { expectedTotal, referenceBalances, totalOf, type BankParams } from '../bank/model.js';
 import { balancesDigest } from '../bank/digest.js';
 import { bankFromEpoch } from './bank-image.js';
-import { certPaths, issueCerts } from '../common/cert-authority.js';
+import { certPaths } from '../common/cert-paths.js';
 import { loadTlsFiles } from '../common/transport-security.js';
 import type { PeerIdentity } from '../common/tls-identity.js';
 
@@ -61,6 +61,7 @@ export async function runNodeDrill(o: NodeDrillOptions): Promise<NodeDrillReport
   const agentId: PeerIdentity = { role: 'agent', id: `drill-${process.pid}` };
   const operatorId: PeerIdentity = { role: 'operator', id: 'drill' };
   const certs = join(o.workDir, 'certs');
+  const { issueCerts } = await import('../common/cert-authority.js');
   await issueCerts(certs, [agentId, operatorId], { hosts: [], days: 1, nowMs: Date.now() });
   const tls = certPaths(certs, agentId);
   const operator = await loadTlsFiles(certPaths(certs, operatorId));

@@ -1,7 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { certPaths, issueCerts } from '../../src/common/cert-authority.js';
+import { issueCerts } from '../../src/common/cert-authority.js';
+import { certPaths } from '../../src/common/cert-paths.js';
 import { loadTlsFiles, type TransportSecurity } from '../../src/common/transport-security.js';
 import type { PeerIdentity } from '../../src/common/tls-identity.js';
 
