@@ -55,6 +55,10 @@ export class EpochCollector {
     });
   }
 
+  gridLine(jobId: string, epoch: bigint): void {
+    this.enqueue(() => this.apply({ kind: 'gridLine', jobId, epoch }));
+  }
+
   gridRestored(jobId: string, epoch: bigint | null): void {
     this.enqueue(() => this.apply({ kind: 'gridRestored', jobId, epoch }));
   }

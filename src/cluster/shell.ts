@@ -275,6 +275,7 @@ export class ClusterShell {
     if (events.length === 0) return;
     for (const e of events) {
       if (e.kind === 'gridRestored') this.collector.gridRestored(e.jobId, e.epoch);
+      if (e.kind === 'gridLine') this.collector.gridLine(e.jobId, e.epoch);
       if (e.kind !== 'roundFinished') continue;
       const o = e.outcome;
       for (const key of [...this.parts.keys()]) if (key.startsWith(`${o.jobId}/`) && BigInt(key.split('/')[1]!) <= o.epoch) this.parts.delete(key);

@@ -72,6 +72,8 @@ function publishOne(c: EventContext, e: ClusterEvent): void {
       }
       return;
     }
+    case 'gridLine':
+      return;
     case 'gridRestored':
       c.log.info({ jobId: e.jobId, epoch: e.epoch === null ? null : String(e.epoch) }, 'the grid restores the job');
       return;

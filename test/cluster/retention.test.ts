@@ -21,7 +21,9 @@ function run(core: RetentionCore, jobId: string, n: number, fullEvery: number, g
   for (let e = 1; e <= n; e++) {
     const full = e === 1 || sinceFull + 1 >= fullEvery;
     sinceFull = full ? 0 : sinceFull + 1;
-    let actions: RetentionAction[] = core.step({ kind: 'committed', jobId, facts: facts(e, full ? null : e - 1) }, e * 100);
+    // A grid job: the PREPARE of epoch e names e - 1, the grid's newest line.
+    let actions: RetentionAction[] = grid && e > 1 ? core.step({ kind: 'gridLine', jobId, epoch: BigInt(e - 1) }, e * 100) : [];
+    actions.push(...core.step({ kind: 'committed', jobId, facts: facts(e, full ? null : e - 1) }, e * 100));
     while (actions.length > 0) {
       core.checkInvariants();
       const a = actions[0]!;
@@ -48,8 +50,10 @@ describe('RetentionCore', () => {
     const core = new RetentionCore({ maxJobs: 4 });
     const retired = run(core, 'g', 20, 4, true);
     const kept = core.retained('g');
-    for (let e = 20 - GRID_KEEP_LINES + 1; e <= 20; e++) expect(kept).toContain(BigInt(e));
-    expect(retired.every((e) => e <= BigInt(20 - GRID_KEEP_LINES))).toBe(true);
+    // Lines confirmed: 1..19 (20's line is not confirmed yet): the newest eight lines 12..19, and 20.
+    for (let e = 19 - GRID_KEEP_LINES + 1; e <= 20; e++) expect(kept).toContain(BigInt(e));
+    expect(retired.length).toBeGreaterThan(0);
+    expect(retired.every((e) => e <= BigInt(19 - GRID_KEEP_LINES))).toBe(true);
   });
 
   it('epochs above a grid restore no longer count; epochs found at start count for a local job only', () => {
@@ -58,9 +62,12 @@ describe('RetentionCore', () => {
     core.step({ kind: 'jobKnown', jobId: 'g', gridManaged: true, policy, epochs }, 0);
     // Nothing counted yet: nothing may go, whatever the commits below eight.
     expect(core.step({ kind: 'gridRestored', jobId: 'g', epoch: 6n }, 0)).toEqual([]);
-    for (let e = 7; e <= 7 + GRID_KEEP_LINES - 2; e++) expect(core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 7 ? null : e - 1) }, 0)).toEqual([]);
-    // The eighth counted epoch above 1..6: they go, oldest first.
-    expect(core.step({ kind: 'committed', jobId: 'g', facts: facts(14, 13) }, 0)).toEqual([{ kind: 'retire', jobId: 'g', epoch: 1n }]);
+    for (let e = 7; e <= 7 + GRID_KEEP_LINES - 1; e++) {
+      expect(core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 7 ? null : e - 1) }, 0)).toEqual([]);
+      if (e < 7 + GRID_KEEP_LINES - 1) expect(core.step({ kind: 'gridLine', jobId: 'g', epoch: BigInt(e) }, 0)).toEqual([]);
+    }
+    // A commit is no line until a PREPARE names it: the eighth confirmed line above 1..6 lets them go, oldest first.
+    expect(core.step({ kind: 'gridLine', jobId: 'g', epoch: 14n }, 0)).toEqual([{ kind: 'retire', jobId: 'g', epoch: 1n }]);
 
     const local = new RetentionCore({ maxJobs: 4 });
     expect(local.step({ kind: 'jobKnown', jobId: 'l', gridManaged: false, policy, epochs: [...epochs, facts(7, 6)] }, 0)).toEqual([{ kind: 'retire', jobId: 'l', epoch: 1n }]);
@@ -69,10 +76,16 @@ describe('RetentionCore', () => {
   it('a restore passing over epochs un-counts them', () => {
     const core = new RetentionCore({ maxJobs: 4 });
     core.step({ kind: 'jobKnown', jobId: 'g', gridManaged: true, policy, epochs: [] }, 0);
-    for (let e = 1; e <= 8; e++) core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 1 ? null : e - 1) }, 0);
+    for (let e = 1; e <= 8; e++) {
+      core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 1 ? null : e - 1) }, 0);
+      core.step({ kind: 'gridLine', jobId: 'g', epoch: BigInt(e) }, 0);
+    }
     core.step({ kind: 'gridRestored', jobId: 'g', epoch: 3n }, 0);
-    // 4..8 were passed over: the grid's lines are 1..3; a new full chain must reach eight counted before 1 goes.
-    for (let e = 9; e <= 13; e++) expect(core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 9 ? null : e - 1) }, 0)).toEqual([]);
+    // 4..8 were passed over: the grid's lines are 1..3; five new lines (9..13) make eight only with 4..8 counted.
+    for (let e = 9; e <= 13; e++) {
+      expect(core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 9 ? null : e - 1) }, 0)).toEqual([]);
+      expect(core.step({ kind: 'gridLine', jobId: 'g', epoch: BigInt(e) }, 0)).toEqual([]);
+    }
   });
 
   it('the age rule keeps recent epochs of a local job; a failed retirement waits for the next commit', () => {

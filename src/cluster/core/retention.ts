@@ -14,18 +14,22 @@ import { GRID_KEEP_LINES } from '../../protocol/core/grid-lines.js';
 // Anything else may go, oldest first, one at a time per job.
 //
 // What the grid may still restore. A grid-managed job's epochs are named by
-// the grid's recovery lines, which this cluster cannot see. It knows: every
-// epoch it commits for a grid job is a line (the grid writes the line before
-// its COMMIT leaves); the grid keeps the last GRID_KEEP_LINES lines and drops
-// newer ones only when it walks back, which always comes here as a restore at
-// an older epoch r (gridRestored: the epochs above r are no longer lines). An
-// epoch is *counted* when this incarnation saw it commit and no restore has
-// passed over it since. If GRID_KEEP_LINES counted epochs lie above epoch e,
-// the grid holds that many lines newer than e's, so e's line (if e was one)
-// has been dropped. Epochs found in the store at start are not counted (a
-// previous incarnation may have seen them passed over): they go only once
-// enough counted epochs lie above them. A local job has no grid: all its
-// committed epochs count.
+// the grid's recovery lines, which this cluster cannot see. It learns them
+// from the grid's PREPAREs: the grid writes a line only after every cluster
+// committed its epoch, and names its newest line as the parent of its next
+// round, so an accepted PREPARE whose parent is P says "P is a line"
+// (gridLine). The grid keeps the last GRID_KEEP_LINES lines, appends them in
+// epoch order, and drops newer ones only when it walks back, which always
+// comes here as a restore at an older epoch r (gridRestored: the epochs above
+// r are no longer lines). An epoch of a grid job is *counted* when this
+// incarnation saw a PREPARE confirm it as a line and no restore has passed
+// over it since. If GRID_KEEP_LINES counted epochs lie above epoch e, the grid
+// holds that many lines newer than e's, so e's line (if e was one) has been
+// dropped. Epochs not (yet) confirmed — a commit whose line is still being
+// written, whose line never landed, or found in the store at start (a previous
+// incarnation may have seen them passed over) — go only once enough counted
+// epochs lie above them; every epoch at or above the newest confirmed line is
+// kept. A local job has no grid: all its committed epochs count.
 //
 // Compaction: chains stay short because rounds make every fullEvery-th epoch
 // full (local jobs), and a grid job's epoch is made full here in the cluster
@@ -75,6 +79,8 @@ export type RetentionInput =
   /** A job the collector learns of: its policy and the committed epochs its store holds (not counted, see above). */
   | { kind: 'jobKnown'; jobId: string; gridManaged: boolean; policy: RetentionPolicy; epochs: EpochFacts[] }
   | { kind: 'committed'; jobId: string; facts: EpochFacts }
+  /** An accepted grid PREPARE named `epoch` as its parent: the grid's newest line. */
+  | { kind: 'gridLine'; jobId: string; epoch: bigint }
   /** The grid restored the job here at `epoch` (null: from nothing): epochs above it are no longer lines. */
   | { kind: 'gridRestored'; jobId: string; epoch: bigint | null }
   | { kind: 'retired'; jobId: string; epoch: bigint }
@@ -121,9 +127,14 @@ export class RetentionCore {
     switch (input.kind) {
       case 'jobKnown': break;
       case 'committed':
-        job.epochs.set(input.facts.epoch, { facts: { ...input.facts }, counted: true });
+        job.epochs.set(input.facts.epoch, { facts: { ...input.facts }, counted: !job.gridManaged });
         job.blocked = false;
         break;
+      case 'gridLine': {
+        const k = job.epochs.get(input.epoch);
+        if (k) k.counted = true;
+        break;
+      }
       case 'gridRestored':
         for (const [e, k] of job.epochs) if (input.epoch === null || e > input.epoch) k.counted = false;
         break;
@@ -199,6 +210,9 @@ export class RetentionCore {
     if (newest !== undefined) roots.add(newest);
     const counted = sorted.filter((e) => j.epochs.get(e)!.counted);
     for (const e of counted.slice(-this.keep(j))) roots.add(e);
+    // A grid job: what lies at or above its newest confirmed line may still become (or be) a line.
+    const newestLine = counted.at(-1);
+    if (j.gridManaged) for (const e of sorted) if (newestLine === undefined || e >= newestLine) roots.add(e);
     if (!j.gridManaged && j.policy.keepForMs > 0) {
       for (const [e, k] of j.epochs) if (this.nowMs - k.facts.committedAtMs < j.policy.keepForMs) roots.add(e);
     }

@@ -91,6 +91,7 @@ function onGridPrepare(st: ClusterState, reqId: number, jobId: string, epoch: bi
   if (s.phase === 'holding' && s.epoch !== null && epoch > s.epoch) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason: `superseded by grid epoch ${epoch}` }, out);
   if (job.round.status().phase !== 'idle') return st.answerGrid(out, reqId, { kind: 'refused', reason: `a round of job ${jobId} is already running` });
   if (epoch <= job.round.status().highestEpoch) return st.answerGrid(out, reqId, { kind: 'refused', reason: `stale grid epoch ${epoch}: this cluster is at ${job.round.status().highestEpoch}` });
+  if (parentEpoch !== null) st.emit({ kind: 'gridLine', jobId, epoch: parentEpoch });
   // Compaction: the cluster bounds a grid job's chain itself (the grid always names its last line as parent).
   const chainFull = job.roundsSinceFull + 1 >= (st.config.maxChainEpochs ?? DEFAULT_MAX_CHAIN_EPOCHS);
   const full = parentEpoch === null || job.needsFull || !job.committed.includes(parentEpoch) || chainFull;

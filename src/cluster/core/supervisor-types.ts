@@ -133,7 +133,9 @@ export type ClusterEvent =
   | { kind: 'recoveryStarted'; jobId: string; nodeId: string | null; reason: string }
   | { kind: 'recovered'; jobId: string; ms: number; ok: boolean }
   /** The grid restored the job here at `epoch` (null: anew): the store's epochs above it are none of the grid's lines any more. */
-  | { kind: 'gridRestored'; jobId: string; epoch: bigint | null };
+  | { kind: 'gridRestored'; jobId: string; epoch: bigint | null }
+  /** An accepted grid PREPARE named `epoch` as its parent: it is the grid's newest recovery line (retention counts it). */
+  | { kind: 'gridLine'; jobId: string; epoch: bigint };
 
 export interface ClusterStep {
   persist: ClusterPersist[];
