@@ -10,6 +10,7 @@ import { addClusterCommands } from './cluster-cmd.js';
 import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
 import { addWatchCommand } from './watch-cmd.js';
+import { addGcCommand } from './gc-cmd.js';
 import { UsageError } from './output.js';
 
 // gridckpt: one binary for every service and every operator command.
@@ -24,6 +25,7 @@ addClusterCommands(program);
 addGridCommands(program);
 addUpCommand(program);
 addWatchCommand(program);
+addGcCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -55,6 +55,18 @@ export class EpochCollector {
     });
   }
 
+  /**
+   * Collects a job from what its store holds, without a commit (the offline `gridckpt gc`): every committed
+   * epoch counts, as for a job the cluster runs on its own. Never for a grid job the grid may still restore.
+   */
+  collectStored(jobId: string, policy: RetentionPolicy): void {
+    this.enqueue(async () => {
+      const found = await listCommitted(this.storeDir, jobId);
+      const epochs = found.map((m) => ({ epoch: m.epoch, parentEpoch: m.parentEpoch, full: m.full, committedAtMs: m.createdUnixMs }));
+      await this.apply({ kind: 'jobKnown', jobId, gridManaged: false, policy, epochs });
+    });
+  }
+
   gridLine(jobId: string, epoch: bigint): void {
     this.enqueue(() => this.apply({ kind: 'gridLine', jobId, epoch }));
   }

@@ -35,12 +35,12 @@ function run(core: RetentionCore, jobId: string, n: number, fullEvery: number, g
 }
 
 describe('RetentionCore', () => {
-  it('keeps the last K and their chains back to the full epoch, retires the rest oldest first (R1, R2)', () => {
+  it('keeps the last K and their chains back to the full epoch, retires the rest newest first (R1, R2, R5)', () => {
     const core = new RetentionCore({ maxJobs: 4 });
     // Full epochs 1, 5, 9; K = 3.
     const retired = run(core, 'j', 10, 4);
     // Newest 3: 8, 9, 10; 8's chain is 8, 7, 6, 5 — so 1..4 go.
-    expect(retired).toEqual([1n, 2n, 3n, 4n]);
+    expect(retired).toEqual([4n, 3n, 2n, 1n]);
     expect(core.retained('j')).toEqual([5n, 6n, 7n, 8n, 9n, 10n]);
     // Within K + chain bound - 1.
     expect(core.retained('j').length).toBeLessThanOrEqual(3 + 4 - 1);
@@ -66,11 +66,11 @@ describe('RetentionCore', () => {
       expect(core.step({ kind: 'committed', jobId: 'g', facts: facts(e, e === 7 ? null : e - 1) }, 0)).toEqual([]);
       if (e < 7 + GRID_KEEP_LINES - 1) expect(core.step({ kind: 'gridLine', jobId: 'g', epoch: BigInt(e) }, 0)).toEqual([]);
     }
-    // A commit is no line until a PREPARE names it: the eighth confirmed line above 1..6 lets them go, oldest first.
-    expect(core.step({ kind: 'gridLine', jobId: 'g', epoch: 14n }, 0)).toEqual([{ kind: 'retire', jobId: 'g', epoch: 1n }]);
+    // A commit is no line until a PREPARE names it: the eighth confirmed line above 1..6 lets them go, newest first.
+    expect(core.step({ kind: 'gridLine', jobId: 'g', epoch: 14n }, 0)).toEqual([{ kind: 'retire', jobId: 'g', epoch: 6n }]);
 
     const local = new RetentionCore({ maxJobs: 4 });
-    expect(local.step({ kind: 'jobKnown', jobId: 'l', gridManaged: false, policy, epochs: [...epochs, facts(7, 6)] }, 0)).toEqual([{ kind: 'retire', jobId: 'l', epoch: 1n }]);
+    expect(local.step({ kind: 'jobKnown', jobId: 'l', gridManaged: false, policy, epochs: [...epochs, facts(7, 6)] }, 0)).toEqual([{ kind: 'retire', jobId: 'l', epoch: 4n }]);
   });
 
   it('a restore passing over epochs un-counts them', () => {
@@ -95,7 +95,7 @@ describe('RetentionCore', () => {
     expect(core.step({ kind: 'committed', jobId: 'j', facts: facts(4, null) }, 400)).toEqual([{ kind: 'retire', jobId: 'j', epoch: 1n }]);
     expect(core.step({ kind: 'retireFailed', jobId: 'j', epoch: 1n, reason: 'EROFS' }, 400)).toEqual([]);
     expect(core.status()[0]!.lastError).toContain('EROFS');
-    expect(core.step({ kind: 'committed', jobId: 'j', facts: facts(5, null) }, 500)).toEqual([{ kind: 'retire', jobId: 'j', epoch: 1n }]);
+    expect(core.step({ kind: 'committed', jobId: 'j', facts: facts(5, null) }, 500)).toEqual([{ kind: 'retire', jobId: 'j', epoch: 2n }]);
   });
 
   it('validates a policy, naming the field', () => {
@@ -104,7 +104,7 @@ describe('RetentionCore', () => {
     expect(validateRetention({ keepLast: 2, keepForMs: 5 }, 'j')).toEqual({ keepLast: 2, keepForMs: 5 });
   });
 
-  it('property: no retired epoch is on the chain of any of the newest K, nor the newest (naive model)', () => {
+  it('property: no retired epoch is on the chain of any of the newest K or of any epoch still present (naive model)', () => {
     fc.assert(fc.property(fc.array(fc.boolean(), { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 5 }), (fulls, keepLast) => {
       const core = new RetentionCore({ maxJobs: 1 });
       core.step({ kind: 'jobKnown', jobId: 'j', gridManaged: false, policy: { keepLast, keepForMs: 0 }, epochs: [] }, 0);
@@ -122,7 +122,8 @@ describe('RetentionCore', () => {
         // Model: every one of the newest keepLast epochs restores (its chain is present).
         const newest = [...present.keys()].sort((a, b) => a - b).slice(-keepLast);
         expect(newest).toContain(e);
-        for (const root of newest) {
+        // R5: every epoch still present restores (its parent went after it, if at all).
+        for (const root of [...newest, ...present.keys()]) {
           for (let at: number | null = root; at !== null; at = present.get(at)!) expect(present.has(at), `epoch ${at} of ${root}'s chain`).toBe(true);
         }
       });

@@ -11,7 +11,9 @@ import { GRID_KEEP_LINES } from '../../protocol/core/grid-lines.js';
 // Intuition: per job, some epochs are *roots* — the newest committed one, the
 // newest K *counted* ones and, for a local job with an age rule, those younger
 // than it. Every epoch on a root's chain (back to its full epoch) is kept.
-// Anything else may go, oldest first, one at a time per job.
+// Anything else may go, one at a time per job, newest first: an epoch goes
+// before its parent, so every epoch still committed has its whole chain
+// (a reader never finds a committed epoch that does not restore).
 //
 // What the grid may still restore. A grid-managed job's epochs are named by
 // the grid's recovery lines, which this cluster cannot see. It learns them
@@ -42,6 +44,8 @@ import { GRID_KEEP_LINES } from '../../protocol/core/grid-lines.js';
 //   R3. An epoch is retired only with at least `keep` counted epochs above it
 //       (keep = K, or max(K, GRID_KEEP_LINES) for a grid-managed job).
 //   R4. At most one retirement in flight per job; jobs ≤ maxJobs.
+//   R5. Retirements go newest first among the epochs that may go: no epoch
+//       still committed loses a parent (a restore of any listed epoch works).
 
 export interface RetentionPolicy {
   /** Keep the newest keepLast committed epochs restorable (≥ 1). */
@@ -249,7 +253,7 @@ export class RetentionCore {
       countedAboveOf.set(sorted[i]!, countedAbove);
       if (j.epochs.get(sorted[i]!)!.counted) countedAbove += 1;
     }
-    for (const e of sorted) {
+    for (const e of [...sorted].reverse()) {
       if (keep.has(e)) continue;
       if (countedAboveOf.get(e)! < need) continue; // R3
       j.inFlight = e;
