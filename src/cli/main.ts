@@ -11,6 +11,7 @@ import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
 import { addWatchCommand } from './watch-cmd.js';
 import { addGcCommand } from './gc-cmd.js';
+import { addCheckCommand } from './check-cmd.js';
 import { UsageError } from './output.js';
 
 // gridckpt: one binary for every service and every operator command.
@@ -26,6 +27,7 @@ addGridCommands(program);
 addUpCommand(program);
 addWatchCommand(program);
 addGcCommand(program);
+addCheckCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
