@@ -10,6 +10,8 @@ import { addClusterCommands } from './cluster-cmd.js';
 import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
 import { addWatchCommand } from './watch-cmd.js';
+import { addGcCommand } from './gc-cmd.js';
+import { addCheckCommand } from './check-cmd.js';
 import { UsageError } from './output.js';
 import { addSecurityOptions, muteIpServerNameWarning, unavailableHint } from './tls-flags.js';
 import { addCertsCommand } from './certs-cmd.js';
@@ -29,6 +31,8 @@ addClusterCommands(program);
 addGridCommands(program);
 addUpCommand(program);
 addWatchCommand(program);
+addGcCommand(program);
+addCheckCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -13,6 +13,8 @@ import type { ClusterJobState, JobRow } from './core/supervisor-types.js';
 export interface TableEntry {
   row: JobRow;
   spec: StoredJobSpec;
+  /** The job's retention (absent in tables written before it existed: the default). */
+  retention?: { keepLast: number; keepForMs: number };
 }
 
 /** A row as JSON holds it (bigints as decimal strings). */
@@ -23,7 +25,7 @@ interface StoredRow extends Omit<JobRow, 'committed' | 'highestEpoch'> {
 
 interface TableFile {
   format: string;
-  jobs: Record<string, { row: StoredRow; spec: StoredJobSpec }>;
+  jobs: Record<string, { row: StoredRow; spec: StoredJobSpec; retention?: { keepLast: number; keepForMs: number } }>;
 }
 
 const FILE = 'jobs.json';
@@ -50,14 +52,14 @@ export class JobTable {
   }
 
   all(): TableEntry[] {
-    return Object.values(this.file.current.jobs).map((e) => ({ row: rowFromStored(e.row), spec: e.spec }));
+    return Object.values(this.file.current.jobs).map((e) => ({ row: rowFromStored(e.row), spec: e.spec, ...(e.retention ? { retention: { ...e.retention } } : {}) }));
   }
 
   async save(e: TableEntry): Promise<void> {
     failpoint('cluster.job-table-save'); // tests: a data dir that takes no write
     const { highestEpoch, ...rest } = e.row;
     const row: StoredRow = { ...rest, committed: e.row.committed.map(String), ...(highestEpoch === undefined ? {} : { highestEpoch: String(highestEpoch) }) };
-    await this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [e.row.jobId]: { row, spec: e.spec } } }));
+    await this.file.update((t) => ({ ...t, jobs: { ...t.jobs, [e.row.jobId]: { row, spec: e.spec, ...(e.retention ? { retention: e.retention } : {}) } } }));
   }
 }
 

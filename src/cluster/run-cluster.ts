@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import { Server } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -51,7 +51,11 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, securit
   await mkdir(cfg.storeDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);
   let shell: ClusterShell | null = null;
-  const metrics = new ClusterMetrics(() => shell?.core.nodesView() ?? []);
+  const metrics = new ClusterMetrics(() => shell?.core.nodesView() ?? [], () => shell && {
+    jobs: shell.collector.core.status(),
+    retireFailures: shell.retireFailures,
+    space: () => statfs(cfg.storeDir).then((s) => ({ freeBytes: s.bavail * s.bsize, sizeBytes: s.blocks * s.bsize }), () => null),
+  });
   const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
   const table = await JobTable.open(cfg.dataDir);
   const agentLeaseMs = cfg.agentLeaseMs || cfg.heartbeatIntervalMs * 10;
@@ -127,5 +131,9 @@ async function resumeFrom(table: JobTable, storeDir: string, log: Logger): Promi
     });
     if (found) committed.set(e.row.jobId, found.map((m) => m.epoch));
   }
-  return { rows: entries.map((e) => e.row), specs: new Map(entries.map((e) => [e.row.jobId, e.spec])), committed };
+  const specs = new Map(entries.map((e) => [e.row.jobId, {
+    ...e.spec,
+    ...(e.retention ? { keepEpochs: e.retention.keepLast, keepEpochsForMs: BigInt(e.retention.keepForMs) } : {}),
+  }]));
+  return { rows: entries.map((e) => e.row), specs, committed };
 }

@@ -11,6 +11,8 @@ import type { AdoptSource, ClusterAnswer, ClusterRequest, Heartbeat, HeartbeatAn
 import { commitEpoch, storedSpecOf } from '../store/index.js';
 import { performAgentCall, type DurablePart } from './agent-calls.js';
 import { EpochSweeper } from './epoch-sweeper.js';
+import { EpochCollector } from './epoch-collector.js';
+import { DEFAULT_RETENTION, validateRetention, type RetentionPolicy } from './core/retention.js';
 import type { JobReport } from './codec.js';
 import type { JobTable } from './job-table.js';
 
@@ -64,6 +66,10 @@ export class ClusterShell {
   private readonly parts = new Map<string, DurablePart>();
   private readonly waiters = new ReplyWaiters('the cluster coordinator');
   private readonly sweepers = new Map<string, EpochSweeper>();
+  /** Garbage collection of committed epochs (retention: core/retention.ts). */
+  readonly collector: EpochCollector;
+  /** Retirements that failed (an environment failure, e.g. a read-only store), for the metrics. */
+  retireFailures = 0;
   private reqs = 0;
   private gridIncarnation = 0n;
   private gridBeat: GridBeat | null = null;
@@ -94,6 +100,10 @@ export class ClusterShell {
       tick: () => ({ kind: 'tick' }),
       afterStep: () => this.afterStep(),
     });
+    this.collector = new EpochCollector(settings.storeDir, () => runtime.clock.wallMs(), log, {
+      retired: (jobId, epoch) => { if (!this.stopped) this.driver.input({ kind: 'epochRetired', jobId, epoch }); },
+      failed: () => { this.retireFailures += 1; },
+    }, settings.core.maxJobs);
     this.driver.input({ kind: 'tick' });
   }
 
@@ -133,6 +143,7 @@ export class ClusterShell {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
     }
     if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${spec.jobId} has no units`);
+    retentionOf(spec);
     this.specs.set(spec.jobId, spec);
     const units = spec.units.map((u) => u.unitId);
     if (gridManaged) {
@@ -191,6 +202,7 @@ export class ClusterShell {
   shutdown(): void {
     this.stopped = true;
     this.driver.stop();
+    this.collector.stop();
     for (const n of this.nodes.values()) n.client.close();
     this.waiters.close();
   }
@@ -203,7 +215,7 @@ export class ClusterShell {
       if (!this.table || !spec) return done(null);
       // A row holds what must be durable before the step's sends leave (the epochs a round may use, C3; the
       // starts' gens and placement, C9): a failed save is the core's to handle (it withholds them and retries).
-      this.table.save({ row: p.row, spec: storedSpecOf(spec) }).then(() => done(null), (err: unknown) => {
+      this.table.save({ row: p.row, spec: storedSpecOf(spec), retention: retentionOr(spec) }).then(() => done(null), (err: unknown) => {
         const reason = err instanceof Error ? err.message : String(err);
         this.log.error({ jobId: p.row.jobId, err: reason }, 'could not save the job table');
         done(reason);
@@ -262,11 +274,19 @@ export class ClusterShell {
     const events = this.core.drainEvents();
     if (events.length === 0) return;
     for (const e of events) {
+      if (e.kind === 'gridRestored') this.collector.gridRestored(e.jobId, e.epoch);
+      if (e.kind === 'gridLine') this.collector.gridLine(e.jobId, e.epoch);
       if (e.kind !== 'roundFinished') continue;
       const o = e.outcome;
       for (const key of [...this.parts.keys()]) if (key.startsWith(`${o.jobId}/`) && BigInt(key.split('/')[1]!) <= o.epoch) this.parts.delete(key);
-      if (o.kind === 'committed') this.sweeper(o.jobId).committed(o.epoch);
+      if (o.kind === 'committed') {
+        this.sweeper(o.jobId).committed(o.epoch);
+        const spec = this.specs.get(o.jobId);
+        const gridManaged = this.core.jobView(o.jobId)?.gridManaged ?? false;
+        this.collector.committed(o.jobId, { epoch: o.epoch, parentEpoch: o.parentEpoch, full: o.full }, gridManaged, spec ? retentionOr(spec) : DEFAULT_RETENTION);
+      }
     }
+
     this.sink(events);
   }
 
@@ -295,6 +315,23 @@ export class ClusterShell {
 
   private wake(key: string, answer: unknown): void {
     this.waiters.wake(key, answer);
+  }
+}
+
+/** The job's retention as its spec sets it (validated: a bad one is invalid-argument naming the field). */
+export function retentionOf(spec: JobSpec): RetentionPolicy {
+  return validateRetention({
+    keepLast: spec.keepEpochs === undefined || spec.keepEpochs === 0 ? DEFAULT_RETENTION.keepLast : spec.keepEpochs,
+    keepForMs: spec.keepEpochsForMs === undefined ? 0 : Number(spec.keepEpochsForMs),
+  }, spec.jobId);
+}
+
+/** A spec that skipped validation (a grid restore's) keeps the default retention rather than failing the step. */
+function retentionOr(spec: JobSpec): RetentionPolicy {
+  try {
+    return retentionOf(spec);
+  } catch {
+    return DEFAULT_RETENTION;
   }
 }
 

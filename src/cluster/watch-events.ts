@@ -72,6 +72,11 @@ function publishOne(c: EventContext, e: ClusterEvent): void {
       }
       return;
     }
+    case 'gridLine':
+      return;
+    case 'gridRestored':
+      c.log.info({ jobId: e.jobId, epoch: e.epoch === null ? null : String(e.epoch) }, 'the grid restores the job');
+      return;
     case 'recoveryStarted':
       c.log.warn({ jobId: e.jobId, node: e.nodeId, reason: e.reason }, 'recovery started');
       hub.emit({ kind: 'recovery', jobId: e.jobId, subject: e.nodeId ?? c.clusterId, to: 'started', detail: e.reason });

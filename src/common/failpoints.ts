@@ -4,7 +4,7 @@ import { join } from 'node:path';
 // Failpoints let crash tests stop a real process at an exact step, the way
 // fail-rs and FoundationDB's buggify do. GRIDCKPT_FAILPOINTS holds a comma
 // list of `name=action`:
-//   kill   SIGKILL this process there;
+//   kill   SIGKILL this process there (kill@N: at the Nth time it is reached);
 //   error  throw there;
 //   wait   (async points only) create <GRIDCKPT_FAILPOINT_DIR>/<name>.hit and
 //          wait until <name>.release appears, so a test can look at the
@@ -15,12 +15,19 @@ import { join } from 'node:path';
 
 type FailAction = 'kill' | 'error' | 'wait' | 'switch';
 
+/** kill@N: the hit on which a kill point fires (1: the first). */
+const killAt = new Map<string, number>();
+const hits = new Map<string, number>();
+
 function parse(spec: string | undefined): Map<string, FailAction> {
   const points = new Map<string, FailAction>();
   if (!spec) return points;
   for (const item of spec.split(',')) {
-    const [name, action] = item.trim().split('=');
+    const [name, raw] = item.trim().split('=');
     if (!name) continue;
+    const at = /^kill@([1-9][0-9]*)$/.exec(raw ?? '');
+    if (at) killAt.set(name, Number(at[1]));
+    const action = at ? 'kill' : raw;
     if (action !== 'kill' && action !== 'error' && action !== 'wait' && action !== 'switch') {
       throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill, error, wait or switch)`);
     }
@@ -40,7 +47,12 @@ export function failpoint(name: string): void {
     if (!existsSync(join(dir, `${name}.on`))) return;
     throw new Error(`failpoint ${name} is switched on`);
   }
-  if (action === 'kill') process.kill(process.pid, 'SIGKILL');
+  if (action === 'kill') {
+    const n = (hits.get(name) ?? 0) + 1;
+    hits.set(name, n);
+    if (n < (killAt.get(name) ?? 1)) return;
+    process.kill(process.pid, 'SIGKILL');
+  }
   throw new Error(`failpoint ${name} fired`);
 }
 

@@ -16,6 +16,10 @@ export class Violation extends Error {
 }
 
 export interface CheckEnv {
+  /** Each job's retention in the clusters: its newest keepLast committed epochs must stay restorable. */
+  keepLast: number;
+  /** The grid's recovery lines as its catalog on disk holds them (a restarted grid reads these). */
+  catalogLines: () => ReadonlyArray<{ jobId: string; epoch: bigint; clusterEpochs: Record<string, string> }>;
   agents: Map<string, SimAgent>;
   clusters: Map<string, SimCluster>;
   grid: () => SimGrid;
@@ -95,6 +99,35 @@ export class Checkers {
           }
         }
       }
+    }
+  }
+
+  /**
+   * Garbage collection is about to demote a committed epoch (retention, docs/store-lifecycle.md): it is not
+   * the job's newest; it is on no chain of the newest keepLast committed epochs of the job in that store; and
+   * on no chain of an epoch of that store that a recovery line of the grid names (in its memory or its catalog).
+   */
+  beforeRetire(storeId: string, jobId: string, epoch: bigint): void {
+    const store = this.env.stores.get(storeId)!;
+    const fail = (why: string): never => { throw new Violation('gc retained', `store ${storeId} retires epoch ${epoch} of job ${jobId}, ${why}`); };
+    const present = [...store.manifests.values()].filter((m) => m.jobId === jobId).map((m) => m.epoch).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (present.at(-1) === epoch) fail('its newest committed epoch');
+    const onChain = (root: bigint): boolean => {
+      for (let at: bigint | null = root; at !== null;) {
+        if (at === epoch) return true;
+        const m = store.manifests.get(SimStore.manifestKey(jobId, at));
+        at = m && !m.full ? m.parentEpoch : null;
+      }
+      return false;
+    };
+    for (const root of present.slice(-this.env.keepLast)) if (onChain(root)) fail(`which the chain of retained epoch ${root} needs`);
+    const grid = this.env.grid();
+    const live = grid.proc.alive ? grid.core.jobView(jobId)?.lines ?? [] : [];
+    const lines = [...live.map((l) => ({ epoch: l.epoch, clusterEpochs: l.clusterEpochs })), ...this.env.catalogLines().filter((l) => l.jobId === jobId)];
+    for (const l of lines) {
+      const at = l.clusterEpochs[storeId];
+      if (at === undefined || !store.manifests.has(SimStore.manifestKey(jobId, BigInt(at)))) continue;
+      if (onChain(BigInt(at))) fail(`which recovery line ${l.epoch} of the grid needs (its epoch ${at} here)`);
     }
   }
 

@@ -1,4 +1,6 @@
+import { RetentionCore, type RetentionAction } from '../cluster/core/retention.js';
 import { ClusterSupervisor } from '../cluster/core/supervisor.js';
+import type { ClusterEvent } from '../cluster/core/supervisor-types.js';
 import type { ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, LocalAnswer, LocalRequest } from '../cluster/core/supervisor-types.js';
 import type { AgentAnswer, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
@@ -18,6 +20,8 @@ type AnswerFn<A> = (a: A) => void;
 export class SimCluster {
   readonly proc: SimProcess;
   core!: ClusterSupervisor;
+  /** Garbage collection's core, rebuilt from the store by each incarnation (as the real shell's EpochCollector). */
+  retention!: RetentionCore;
   driver!: SerialDriver<ClusterInput, ClusterPersist, ClusterSend, ClusterReply>;
   private beats = new Map<string, AnswerFn<HeartbeatAnswer>>();
   private replies = new Map<number, AnswerFn<ClusterAnswer>>();
@@ -46,6 +50,7 @@ export class SimCluster {
     for (const m of store.manifests.values()) committed.set(m.jobId, [...(committed.get(m.jobId) ?? []), m.epoch]);
     for (const e of committed.values()) e.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const rows = [...store.table.values()].map((r) => structuredClone(r));
+    this.retention = new RetentionCore({ maxJobs: 16, mutants: this.env.mutants });
     this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants }, { rows, committed });
     this.driver = new SerialDriver(this.core, {
       clock: this.env.world.clock,
@@ -105,11 +110,62 @@ export class SimCluster {
       },
       tick: () => ({ kind: 'tick' }),
       afterStep: () => {
-        this.env.onClusterEvents(this.id, this.core.drainEvents());
+        const events = this.core.drainEvents();
+        this.env.onClusterEvents(this.id, events);
+        this.collect(events);
         this.env.afterStep(this.id);
       },
     });
     this.driver.input({ kind: 'tick' });
+  }
+
+  /** The shell's part of garbage collection: commits and grid restores to the retention core, its retirements to the store. */
+  private collect(events: ClusterEvent[]): void {
+    const store = this.env.stores.get(this.id)!;
+    const now = this.env.world.nowMs;
+    for (const e of events) {
+      if (e.kind === 'gridLine') this.perform(this.retention.step({ kind: 'gridLine', jobId: e.jobId, epoch: e.epoch }, now));
+      if (e.kind === 'gridRestored') this.perform(this.retention.step({ kind: 'gridRestored', jobId: e.jobId, epoch: e.epoch }, now));
+      if (e.kind !== 'roundFinished' || e.outcome.kind !== 'committed') continue;
+      const o = e.outcome;
+      const gridManaged = this.core.jobView(o.jobId)?.gridManaged ?? false;
+      if (!this.retention.knows(o.jobId)) {
+        const epochs = [...store.manifests.values()].filter((m) => m.jobId === o.jobId && m.epoch !== o.epoch)
+          .map((m) => ({ epoch: m.epoch, parentEpoch: m.parentEpoch, full: m.full, committedAtMs: 0 }));
+        this.perform(this.retention.step({ kind: 'jobKnown', jobId: o.jobId, gridManaged, policy: this.env.retention, epochs }, now));
+      }
+      this.perform(this.retention.step({ kind: 'committed', jobId: o.jobId, facts: { epoch: o.epoch, parentEpoch: o.parentEpoch, full: o.full, committedAtMs: now } }, now));
+    }
+    this.retention.checkInvariants();
+  }
+
+  /** A retirement: demote (the manifest goes), then the parts, each a disk write a crash may lose. */
+  private perform(actions: RetentionAction[]): void {
+    const store = this.env.stores.get(this.id)!;
+    const inc = this.proc.incarnation;
+    for (const a of actions) {
+      const key = SimStore.manifestKey(a.jobId, a.epoch);
+      const failed = (reason: string | null): boolean => {
+        if (reason === null || this.proc.incarnation !== inc) return false;
+        this.perform(this.retention.step({ kind: 'retireFailed', jobId: a.jobId, epoch: a.epoch, reason }, this.env.world.nowMs));
+        return true;
+      };
+      diskWrite(this.proc, this.env.world.rng, this.env.disk, () => {
+        if (!store.manifests.has(key)) return;
+        if (this.env.tracing) this.env.trace(`${this.id} retires epoch ${a.epoch} of job ${a.jobId}`);
+        this.env.beforeRetire(this.id, a.jobId, a.epoch);
+        store.manifests.delete(key);
+      }, (error) => {
+        if (failed(error)) return;
+        diskWrite(this.proc, this.env.world.rng, this.env.disk, () => {
+          for (const k of [...store.parts.keys()]) if (k.startsWith(`${key}/`)) store.parts.delete(k);
+        }, (error2) => {
+          if (failed(error2) || this.proc.incarnation !== inc) return;
+          this.perform(this.retention.step({ kind: 'retired', jobId: a.jobId, epoch: a.epoch }, this.env.world.nowMs));
+          this.driver.input({ kind: 'epochRetired', jobId: a.jobId, epoch: a.epoch });
+        });
+      });
+    }
   }
 
   onRegister(nodeId: string, incarnation: bigint, capacityUnits: number, answer: AnswerFn<{ ok: boolean; reason?: string }>): void {

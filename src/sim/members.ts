@@ -1,4 +1,5 @@
 import type { ClusterEvent } from '../cluster/core/supervisor-types.js';
+import type { RetentionPolicy } from '../cluster/core/retention.js';
 import { GridSupervisor } from '../grid/core/supervisor.js';
 import type { GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig } from '../grid/core/supervisor-types.js';
 import { NodeParticipant, type ParticipantConfig, type ParticipantInput, type ParticipantReply, type ParticipantSend, type UnitOp } from '../node/core/participant.js';
@@ -34,6 +35,10 @@ export interface SimEnv {
   /** Every call a cluster sends to an agent (the checkers watch the epochs it prepares). */
   onClusterSend: (cluster: string, to: string, call: AgentCall) => void;
   beforeOp: (copy: UnitCopy) => void;
+  /** A cluster's garbage collection is about to demote a committed epoch of its store (the checkers judge it). */
+  beforeRetire: (store: string, jobId: string, epoch: bigint) => void;
+  /** Each job's retention in the simulated clusters (grid jobs keep at least the grid's lines). */
+  retention: RetentionPolicy;
   opsPerUnit: number;
   opIntervalMs: number;
   nextCopyId: () => number;

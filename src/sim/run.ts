@@ -47,6 +47,10 @@ export const SIM = {
   localUnits: 2,
   localIntervalMs: 150,
   localFullEvery: 4,
+  /** Retention in every cluster: small, so that garbage collection runs often within a seed. */
+  keepLast: 2,
+  /** A grid job's chain bound in the clusters (compaction), short for the same reason. */
+  maxChainEpochs: 3,
   opsPerUnit: 100,
   opIntervalMs: 10,
   heartbeatIntervalMs: 50,
@@ -77,7 +81,8 @@ export function runSeed(o: SimOptions): SimResult {
   const net = new SimNet(world, netRng, { minDelayMs: 1, maxDelayMs: 4, rpcTimeoutMs: SIM.rpcTimeoutMs });
   let copyIds = 0;
   let grid: SimGrid | null = null;
-  const checkers = new Checkers({ agents, clusters, grid: () => grid!, stores, freezeTimeoutMs: SIM.freezeTimeoutMs, opsPerUnit: SIM.opsPerUnit, nowMs: () => world.nowMs });
+  const catalogLines = () => gridDisk.catalog.flatMap((row) => row.lines.map((l) => ({ jobId: row.jobId, epoch: l.epoch, clusterEpochs: l.clusterEpochs })));
+  const checkers = new Checkers({ keepLast: SIM.keepLast, catalogLines, agents, clusters, grid: () => grid!, stores, freezeTimeoutMs: SIM.freezeTimeoutMs, opsPerUnit: SIM.opsPerUnit, nowMs: () => world.nowMs });
   const env: SimEnv = {
     world, net, disk, stores, gridDisk, agents, clusters, grid: () => grid!, mutants,
     afterStep: (m) => checkers.core(m),
@@ -85,6 +90,8 @@ export function runSeed(o: SimOptions): SimResult {
     onGridSend: (to, call) => { if (call.req.kind === 'prepare') checkers.gridPrepare(to, call.req.jobId, call.req.epoch); },
     onClusterSend: (c, to, call) => { if (call.req.kind === 'prepare') checkers.clusterPrepare(c, to, call.req.jobId, call.req.epoch); },
     beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
+    beforeRetire: (s, jobId, epoch) => checkers.beforeRetire(s, jobId, epoch),
+    retention: { keepLast: SIM.keepLast, keepForMs: 0 },
     opsPerUnit: SIM.opsPerUnit, opIntervalMs: SIM.opIntervalMs, nextCopyId: () => ++copyIds, tracing: o.trace ?? false, trace: log,
   };
   // The old detector took its own pauses for its peers' silence (the mutant turns the check off).
@@ -99,6 +106,7 @@ export function runSeed(o: SimOptions): SimResult {
     clusters.set(cid, new SimCluster(cid, {
       heartbeatIntervalMs: SIM.heartbeatIntervalMs, detector, round, agentLeaseMs: SIM.agentLeaseMs, gridLeaseMs: SIM.clusterLeaseMs, callTimeoutMs: SIM.rpcTimeoutMs,
       maxRecoveryAttempts: 20, maxFinalAttempts: 20, keepEpochs: 16, maxJobs: 16, resumeWaitMs: 3 * SIM.agentLeaseMs,
+      maxChainEpochs: SIM.maxChainEpochs,
     }, env));
     const ids: string[] = [];
     for (let n = 1; n <= SIM.agentsPerCluster; n++) {

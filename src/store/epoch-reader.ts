@@ -174,7 +174,7 @@ async function checkAllPages(opened: OpenedPart, errors: ErrorList): Promise<num
     throw err;
   }
   // Pages cut off by a short file were reported by dataSizeError.
-  const inside = sortByOffset(opened, Array.from({ length: t.count }, (_, i) => i).filter((i) => t.dataOffset[i]! + PAGE_BYTES <= size));
+  const inside = sortByOffset(opened, Array.from({ length: t.count }, (_, i) => i).filter((i) => t.zero[i] || t.dataOffset[i]! + PAGE_BYTES <= size));
   await streamPages(opened, inside, (entry, page) => {
     const got = crc32c(page);
     if (got !== t.crc32c[entry]) errors.add(crcMismatch(opened, entry, got));

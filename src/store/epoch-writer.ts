@@ -4,8 +4,9 @@
 // the manifest, atomically). Until the manifest's rename, nothing written here
 // is ever restored (ARCHITECTURE §3 invariant 3, atomic commit).
 // Invariants:
-//   1. The .pages file is the staging buffer byte for byte, written in
-//      IO_CHUNK_BYTES chunks. Its CRC32Cs and the table are computed while the
+//   1. The .pages file is the staging buffer byte for byte without its zero
+//      pages (part-plan.ts invariant 3: those are only flagged in the table),
+//      written in IO_CHUNK_BYTES chunks. Its CRC32Cs and the table are computed while the
 //      data file's fsync is in flight, so checksumming hides behind the disk
 //      (measured: overlapping it with the writes instead competes with the
 //      kernel's copy for the CPU and was slower). The table is laid out by
@@ -21,17 +22,17 @@
 //   4. commitEpoch refuses an epoch not above every committed one, a parent that
 //      is not committed, and part files whose sizes differ from the PartInfo.
 
-import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { GridError, invalidArgument } from '../common/errors.js';
 import { failpoint, failpointAsync } from '../common/failpoints.js';
 import { checkName } from '../common/names.js';
-import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
+import { open, stat } from 'node:fs/promises';
+import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeAll, writeFileSynced } from '../runtime/durable-fs.js';
 import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
 import { IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_MANIFEST_BYTES, dataFileName, epochDir, tableFileName } from './layout.js';
 import { buildManifest, encodeManifest, type EpochManifest, type PartInfo } from './manifest.js';
 import { digestPageTable } from './part-digest.js';
-import { fillChecksums, planPageTable, type PartPage } from './part-plan.js';
+import { fillChecksums, layOutPart, type PartLayout, type PartPage } from './part-plan.js';
 
 export interface NodePartInput {
   storeDir: string;
@@ -62,7 +63,7 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   const { storeDir, jobId, epoch, nodeId, staging } = input;
   const dir = epochDir(storeDir, jobId, epoch);
   checkName('node id', nodeId);
-  const table = planPageTable(input);
+  const layout = await layOutPart(input);
   const manifest = await kindOf(path.join(dir, MANIFEST_FILE));
   if (manifest === 'file') {
     throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} is already committed; node ${nodeId} cannot add a part to it`);
@@ -73,9 +74,9 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   await ensureDirDurable(dir);
 
   const dataFile = dataFileName(nodeId);
-  const { tableBytes, tableDigest } = await writeThenSync(path.join(dir, dataFile), staging, IO_CHUNK_BYTES, async () => {
-    await fillChecksums(table, staging);
-    return digestPageTable(table);
+  const { tableBytes, tableDigest } = await writeRunsThenSync(path.join(dir, dataFile), staging, layout, async () => {
+    await fillChecksums(layout, staging);
+    return digestPageTable(layout.table);
   });
   failpoint('store.after-part-data');
 
@@ -83,7 +84,35 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   await writeFileSynced(path.join(dir, tableFile), tableBytes);
   await fsyncPath(dir);
   failpoint('store.after-part');
-  return { nodeId, dataFile, tableFile, dataBytes: staging.byteLength, tableBytes: tableBytes.byteLength, pageCount: table.count, tableDigest };
+  return { nodeId, dataFile, tableFile, dataBytes: layout.dataBytes, tableBytes: tableBytes.byteLength, pageCount: layout.table.count, tableDigest };
+}
+
+/**
+ * Creates the data file from the layout's runs of staging (zero pages left
+ * out), in IO_CHUNK_BYTES chunks, then runs `whileSyncing` while its fsync is
+ * in flight (invariant 1); resolves once both are done and the file is durable.
+ */
+async function writeRunsThenSync<T>(file: string, staging: Uint8Array, layout: PartLayout, whileSyncing: () => Promise<T>): Promise<T> {
+  const fh = await open(file, 'w');
+  try {
+    let position = 0;
+    for (const run of layout.runs) {
+      for (let done = 0; done < run.bytes; done += IO_CHUNK_BYTES) {
+        const length = Math.min(IO_CHUNK_BYTES, run.bytes - done);
+        await writeAll(fh, staging, run.start + done, length, position);
+        position += length;
+      }
+    }
+    const synced = fh.sync();
+    synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
+    try {
+      return await whileSyncing();
+    } finally {
+      await synced;
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 export async function commitEpoch(input: CommitInput, hooks: CommitHooks = {}): Promise<EpochManifest> {

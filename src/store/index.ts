@@ -14,5 +14,6 @@ export type { PartPage, StagedPart } from './part-plan.js';
 export { stagedPartDigest } from './part-digest.js';
 export { listCommitted, listJobs, epochChain } from './epoch-catalog.js';
 export { removeIncomplete, removeIfIncomplete, type RemoveHooks, type RemoveOptions, type RemoveStep } from './epoch-removal.js';
+export { retireEpoch, RETIRED_FILE, type RetireResult } from './epoch-retire.js';
 export { loadEpoch, verifyEpoch } from './epoch-reader.js';
 export type { LoadOptions, LoadResult, PageSink, VerifyResult } from './epoch-reader.js';

@@ -5,6 +5,10 @@
 //            | containerCount x (nameBytes u16 | UTF-8 name) | zero padding to 8 bytes
 //   records: entryCount x 36 bytes:
 //            container index u32 | page u32 | data offset u64 | crc32c u32 | version u64 | origin epoch u64
+// Format 2 (written since zero pages): a data offset field of exactly 1 (never
+// a page-aligned offset) marks an all-zero page, which has no bytes in the
+// .pages file; its crc32c is the CRC of 4 KiB of zeros. Format 1 tables (every
+// page in the data file) are still read.
 // The header is zero-padded to a multiple of 8 bytes so that the records start
 // 4-byte aligned and are encoded/decoded through a Uint32Array view on
 // little-endian hosts (a DataView path remains for big-endian ones): a 1 GiB
@@ -14,14 +18,23 @@
 // Invariants:
 //   1. decode(encode(t)) equals t; the byte length is exactly header + 36 x entryCount.
 //   2. decode accepts only well-formed tables: every container index names a
-//      header container, offsets are page aligned, origin epoch <= table epoch.
+//      header container, offsets are page aligned, origin epoch <= table epoch,
+//      a zero page carries the zero page's CRC (and occurs only in format 2).
 //      Anything else is data loss, reported with the table's file name.
 
+import { crc32c } from '@node-rs/crc32';
 import { GridError } from '../common/errors.js';
 import { MAX_CONTAINERS, PAGE_BYTES } from './layout.js';
 
 export const TABLE_MAGIC = 'GCPT';
-export const TABLE_FORMAT_VERSION = 1;
+export const TABLE_FORMAT_VERSION = 2;
+/** Tables of this format and later are read (format 1: no zero pages). */
+const OLDEST_TABLE_FORMAT = 1;
+/** The data offset field of a zero page (format 2). */
+const ZERO_PAGE_FIELD = 1;
+/** 4 KiB of zeros (never written to), and its CRC32C: what a zero page holds. */
+export const ZERO_PAGE: Uint8Array = new Uint8Array(PAGE_BYTES);
+export const ZERO_PAGE_CRC = crc32c(ZERO_PAGE);
 export const TABLE_RECORD_BYTES = 36;
 const FIXED_HEADER_BYTES = 24;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -40,10 +53,13 @@ export interface PageTable {
   crc32c: Uint32Array;
   version: BigUint64Array;
   originEpoch: BigUint64Array;
+  /** 1: an all-zero page, with no bytes in the data file (its dataOffset is 0 and unused). */
+  zero: Uint8Array;
 }
 
 export function allocatePageTable(epoch: bigint, containers: string[], count: number): PageTable {
   return {
+    zero: new Uint8Array(count),
     epoch,
     containers,
     count,
@@ -82,7 +98,7 @@ function encodeRecordsLE(t: PageTable, words: Uint32Array): void {
   const version = new Uint32Array(t.version.buffer, t.version.byteOffset, 2 * t.count);
   const origin = new Uint32Array(t.originEpoch.buffer, t.originEpoch.byteOffset, 2 * t.count);
   for (let i = 0, w = 0; i < t.count; i++, w += RECORD_WORDS) {
-    const offset = t.dataOffset[i]!;
+    const offset = t.zero[i] ? ZERO_PAGE_FIELD : t.dataOffset[i]!;
     words[w] = t.containerIndex[i]!;
     words[w + 1] = t.page[i]!;
     words[w + 2] = offset % TWO_32;
@@ -99,7 +115,7 @@ function encodeRecordsDataView(t: PageTable, view: DataView, start: number): voi
   for (let i = 0, at = start; i < t.count; i++, at += TABLE_RECORD_BYTES) {
     view.setUint32(at, t.containerIndex[i]!, true);
     view.setUint32(at + 4, t.page[i]!, true);
-    view.setBigUint64(at + 8, BigInt(t.dataOffset[i]!), true);
+    view.setBigUint64(at + 8, BigInt(t.zero[i] ? ZERO_PAGE_FIELD : t.dataOffset[i]!), true);
     view.setUint32(at + 16, t.crc32c[i]!, true);
     view.setBigUint64(at + 20, t.version[i]!, true);
     view.setBigUint64(at + 28, t.originEpoch[i]!, true);
@@ -114,7 +130,7 @@ export function decodePageTable(bytes: Uint8Array, where: string): PageTable {
   const magic = new TextDecoder().decode(bytes.subarray(0, 4));
   if (magic !== TABLE_MAGIC) throw bad(`magic ${JSON.stringify(magic)}, expected ${TABLE_MAGIC}`);
   const format = view.getUint32(4, true);
-  if (format !== TABLE_FORMAT_VERSION) throw bad(`format version ${format}, expected ${TABLE_FORMAT_VERSION}`);
+  if (format < OLDEST_TABLE_FORMAT || format > TABLE_FORMAT_VERSION) throw bad(`format version ${format}, expected ${OLDEST_TABLE_FORMAT} to ${TABLE_FORMAT_VERSION}`);
   const epoch = view.getBigUint64(8, true);
   const count = view.getUint32(16, true);
   const containerCount = view.getUint32(20, true);
@@ -149,7 +165,7 @@ export function decodePageTable(bytes: Uint8Array, where: string): PageTable {
   } else {
     decodeRecordsDataView(table, view, headerBytes);
   }
-  checkRecords(table, bad);
+  checkRecords(table, format, bad);
   return table;
 }
 
@@ -180,10 +196,16 @@ function decodeRecordsDataView(t: PageTable, view: DataView, start: number): voi
   }
 }
 
-function checkRecords(t: PageTable, bad: (what: string) => GridError): void {
+function checkRecords(t: PageTable, format: number, bad: (what: string) => GridError): void {
   const containerCount = t.containers.length;
   for (let i = 0; i < t.count; i++) {
     if (t.containerIndex[i]! >= containerCount) throw bad(`entry ${i}: container index ${t.containerIndex[i]} out of range`);
+    if (t.dataOffset[i] === ZERO_PAGE_FIELD && format >= 2) {
+      // A zero page: no bytes in the data file; its checksum is still checked (against the zero page's).
+      if (t.crc32c[i] !== ZERO_PAGE_CRC) throw bad(`entry ${i}: zero page with crc32c ${t.crc32c[i]}, expected the zero page's ${ZERO_PAGE_CRC}`);
+      t.zero[i] = 1;
+      t.dataOffset[i] = 0;
+    }
     const offset = t.dataOffset[i]!;
     if (!(offset <= Number.MAX_SAFE_INTEGER) || offset % PAGE_BYTES !== 0) {
       throw bad(`entry ${i}: data offset ${offset <= Number.MAX_SAFE_INTEGER ? offset : '>2^53'} is not a page-aligned safe integer`);

@@ -8,14 +8,14 @@
 // Invariants:
 //   1. stagedPartDigest(p) === writeNodePart({...p, ...}).tableDigest for the
 //      same epoch, pages and staging bytes: both are digestPageTable of
-//      planPageTable + fillChecksums (part-plan.ts); nothing else goes in.
+//      layOutPart + fillChecksums (part-plan.ts); nothing else goes in.
 //   2. It never runs inside the freeze window: its cost (CRC32C of every
 //      staged byte, then sha256 of 36 bytes a page) is paid after the thaw,
 //      in slices that let the agent's event loop turn.
 
 import { sha256Hex } from './manifest.js';
 import { encodePageTable, type PageTable } from './page-table.js';
-import { fillChecksums, planPageTable, type StagedPart } from './part-plan.js';
+import { fillChecksums, layOutPart, type StagedPart } from './part-plan.js';
 
 /** A table with its checksums filled in, encoded, and the sha256 hex of that encoding. */
 export function digestPageTable(table: PageTable): { tableBytes: Uint8Array; tableDigest: string } {
@@ -25,7 +25,7 @@ export function digestPageTable(table: PageTable): { tableBytes: Uint8Array; tab
 
 /** The tableDigest that writeNodePart will record for these staged pages. */
 export async function stagedPartDigest(part: StagedPart): Promise<string> {
-  const table = planPageTable(part);
-  await fillChecksums(table, part.staging);
-  return digestPageTable(table).tableDigest;
+  const layout = await layOutPart(part);
+  await fillChecksums(layout, part.staging);
+  return digestPageTable(layout.table).tableDigest;
 }

@@ -10,6 +10,9 @@
 //      describes, name a container of the epoch below its pageCount, and no
 //      (container, page) appears twice in the part.
 //   3. streamPages holds at most IO_CHUNK_BYTES of page data, whatever the part's size.
+//   4. A zero page (page-table.ts format 2) is read from nowhere: streamPages
+//      visits it with the zero page, whose CRC its entry was checked to carry;
+//      the data file holds exactly the part's other pages (its size says so).
 
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -17,7 +20,7 @@ import { GridError } from '../common/errors.js';
 import { isErrno } from '../runtime/durable-fs.js';
 import { IO_CHUNK_BYTES, PAGE_BYTES } from './layout.js';
 import { sha256Hex, type EpochManifest, type PartInfo } from './manifest.js';
-import { decodePageTable, type PageTable } from './page-table.js';
+import { ZERO_PAGE, decodePageTable, type PageTable } from './page-table.js';
 
 export interface OpenedPart {
   epoch: bigint;
@@ -33,7 +36,7 @@ export function hex32(n: number): string {
 
 export function pageLabel(opened: OpenedPart, entry: number): string {
   const t = opened.table;
-  return `page ${t.containers[t.containerIndex[entry]!]}#${t.page[entry]} (offset ${t.dataOffset[entry]})`;
+  return `page ${t.containers[t.containerIndex[entry]!]}#${t.page[entry]} (${t.zero[entry] ? 'zero page' : `offset ${t.dataOffset[entry]}`})`;
 }
 
 export function pageWhere(opened: OpenedPart, entry: number): string {
@@ -77,16 +80,24 @@ function checkEntries(opened: OpenedPart, manifest: EpochManifest, lost: (what: 
   });
   const keys = new Float64Array(table.count);
   let ascending = true;
+  let dataPages = 0;
   for (let i = 0; i < table.count; i++) {
     const c = table.containerIndex[i]!;
     const page = table.page[i]!;
     if (page >= limits[c]!) throw lost(`entry ${i}: page ${table.containers[c]}#${page} is beyond the container's ${limits[c]} pages`);
+    if (table.zero[i]) {
+      keys[i] = c * 2 ** 32 + page;
+      if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
+      continue;
+    }
+    dataPages += 1;
     if (table.dataOffset[i]! + PAGE_BYTES > part.dataBytes) {
       throw lost(`entry ${i}: page ${table.containers[c]}#${page} at offset ${table.dataOffset[i]} lies beyond the ${part.dataBytes} data bytes`);
     }
     keys[i] = c * 2 ** 32 + page;
     if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
   }
+  if (dataPages * PAGE_BYTES !== part.dataBytes) throw lost(`page table has ${dataPages} pages with data (and ${table.count - dataPages} zero pages), manifest says ${part.dataBytes} data bytes`);
   if (!ascending) keys.sort(); // tables written from an agent's snapshot are already in order
   for (let i = 1; i < keys.length && !ascending; i++) {
     if (keys[i] === keys[i - 1]) throw lost(`page ${table.containers[Math.floor(keys[i]! / 2 ** 32)]}#${keys[i]! % 2 ** 32} is listed twice`);
@@ -111,6 +122,7 @@ export async function dataSizeError(opened: OpenedPart): Promise<string | null> 
   const t = opened.table;
   let first = -1;
   for (let i = 0; i < t.count; i++) {
+    if (t.zero[i]) continue;
     if (t.dataOffset[i]! + PAGE_BYTES > size && (first < 0 || t.dataOffset[i]! < t.dataOffset[first]!)) first = i;
   }
   if (first < 0) return `epoch ${opened.epoch}: ${opened.dataPath}: ${sizes}`;
@@ -136,7 +148,13 @@ interface Span { chunkOffset: number; length: number; position: number }
  * buffer of at most IO_CHUNK_BYTES, coalescing nearby pages into large reads,
  * and calls `visit` with each entry's 4 KiB. `page` is only valid during the call.
  */
-export async function streamPages(opened: OpenedPart, entries: number[], visit: (entry: number, page: Uint8Array) => void): Promise<void> {
+export async function streamPages(opened: OpenedPart, all: number[], visit: (entry: number, page: Uint8Array) => void): Promise<void> {
+  const zero = opened.table.zero;
+  let entries = all;
+  if (all.some((e) => zero[e])) {
+    for (const e of all) if (zero[e]) visit(e, ZERO_PAGE); // invariant 4: nothing to read
+    entries = all.filter((e) => !zero[e]);
+  }
   if (entries.length === 0) return;
   const offsets = opened.table.dataOffset;
   const chunk = Buffer.allocUnsafe(Math.min(IO_CHUNK_BYTES, Math.max(PAGE_BYTES, opened.part.dataBytes)));

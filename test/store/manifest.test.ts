@@ -75,7 +75,7 @@ describe('manifest', () => {
 
   it('refuses to build an inconsistent manifest (invalid-argument)', () => {
     expect(() => buildManifest({ ...fields, full: true })).toThrow(/a full epoch has no parent epoch/);
-    expect(() => buildManifest({ ...fields, parts: [{ ...fields.parts[0]!, dataBytes: 100 }] })).toThrow(/dataBytes 100 is not pageCount 2 x 4096/);
+    expect(() => buildManifest({ ...fields, parts: [{ ...fields.parts[0]!, dataBytes: 100 }] })).toThrow(/dataBytes 100 is not a multiple of 4096 up to pageCount 2 x 4096/);
     expect(() => buildManifest({ ...fields, parts: [fields.parts[0]!, fields.parts[0]!] })).toThrow(/node n1 has two parts/);
     expect(() => buildManifest({ ...fields, layout: { ...fields.layout, placement: { u1: 1 as unknown as string } } })).toThrow(/layout\.placement\.u1 must be a string/);
     expect(() => buildManifest({ ...fields, layout: undefined as never })).toThrow(/layout must be an object/);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { GridError } from '../../src/common/errors.js';
 import { PAGE_BYTES } from '../../src/store/layout.js';
-import { TABLE_RECORD_BYTES, allocatePageTable, decodePageTable, encodePageTable, type PageTable } from '../../src/store/page-table.js';
+import { TABLE_RECORD_BYTES, ZERO_PAGE_CRC, allocatePageTable, decodePageTable, encodePageTable, type PageTable } from '../../src/store/page-table.js';
 
 function table(epoch: bigint, containers: string[], rows: Array<[number, number, number, number, bigint, bigint]>): PageTable {
   const t = allocatePageTable(epoch, containers, rows.length);
@@ -32,7 +32,7 @@ describe('page table', () => {
     const bytes = encodePageTable(t);
     expect(new TextDecoder().decode(bytes.subarray(0, 4))).toBe('GCPT');
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    expect(view.getUint32(4, true)).toBe(1); // format
+    expect(view.getUint32(4, true)).toBe(2); // format (2: zero pages)
     expect(view.getBigUint64(8, true)).toBe(7n); // epoch
     expect(view.getUint32(16, true)).toBe(1); // entries
     expect(view.getUint32(20, true)).toBe(2); // containers
@@ -75,7 +75,13 @@ describe('page table', () => {
       return b;
     };
     expect(decodeError(mutate((b) => (b[0] = 0x58)))).toMatch(/^\/x\/n\.table: bad page table: magic "XCPT"/);
-    expect(decodeError(mutate((_, v) => v.setUint32(4, 2, true)))).toMatch(/format version 2/);
+    expect(decodeError(mutate((_, v) => v.setUint32(4, 3, true)))).toMatch(/format version 3, expected 1 to 2/);
+    // A zero page (offset field 1) must carry the zero page's CRC; format 1 has no zero pages.
+    expect(decodeError(mutate((_, v) => v.setBigUint64(records + 8, 1n, true)))).toMatch(/entry 0: zero page with crc32c 5, expected the zero page's/);
+    const zeroOk = mutate((_, v) => { v.setBigUint64(records + 8, 1n, true); v.setUint32(records + 16, ZERO_PAGE_CRC, true); });
+    const decoded = decodePageTable(zeroOk, 'x');
+    expect([decoded.zero[0], decoded.zero[1], decoded.dataOffset[0]]).toEqual([1, 0, 0]);
+    expect(decodeError(mutate((_, v) => { v.setUint32(4, 1, true); v.setBigUint64(records + 8, 1n, true); v.setUint32(records + 16, ZERO_PAGE_CRC, true); }))).toMatch(/data offset 1 is not a page-aligned/);
     expect(decodeError(good.subarray(0, good.byteLength - 1))).toMatch(/expected \d+ for 2 entries/);
     expect(decodeError(good.subarray(0, 10))).toMatch(/shorter than the header/);
     expect(decodeError(mutate((_, v) => v.setUint32(records, 1, true)))).toMatch(/entry 0: container index 1 out of range/);

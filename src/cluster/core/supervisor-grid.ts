@@ -1,4 +1,5 @@
 import type { ClusterCall, HeartbeatAnswer, MemberJobState } from '../../protocol/messages.js';
+import { DEFAULT_MAX_CHAIN_EPOCHS } from './retention.js';
 import { beginRestart } from './supervisor-restart.js';
 import { cancelRound, roundStep, startRound } from './supervisor-rounds.js';
 import { isLive, type ClusterState, type Job } from './supervisor-state.js';
@@ -33,6 +34,7 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
       target.badEpochs.clear();
       // Epochs past the line's (or any, when the line starts the units anew) are no state of the job any more.
       target.committed = r.epoch === null ? [] : target.committed.filter((e) => e <= (r.epoch as bigint));
+      st.emit({ kind: 'gridRestored', jobId: r.jobId, epoch: r.epoch });
       cancelRound(st, target, 'the grid restores the job', out);
       target.gridLeaseUntilMs = st.nowMs + gridLease(st, r.leaseMs);
       beginRestart(st, target, 'the grid restores the job', null, out, { epoch: r.epoch, adopt, answer: { to: 'grid', reqId: call.reqId } });
@@ -89,7 +91,10 @@ function onGridPrepare(st: ClusterState, reqId: number, jobId: string, epoch: bi
   if (s.phase === 'holding' && s.epoch !== null && epoch > s.epoch) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason: `superseded by grid epoch ${epoch}` }, out);
   if (job.round.status().phase !== 'idle') return st.answerGrid(out, reqId, { kind: 'refused', reason: `a round of job ${jobId} is already running` });
   if (epoch <= job.round.status().highestEpoch) return st.answerGrid(out, reqId, { kind: 'refused', reason: `stale grid epoch ${epoch}: this cluster is at ${job.round.status().highestEpoch}` });
-  const full = parentEpoch === null || job.needsFull || !job.committed.includes(parentEpoch);
+  if (parentEpoch !== null) st.emit({ kind: 'gridLine', jobId, epoch: parentEpoch });
+  // Compaction: the cluster bounds a grid job's chain itself (the grid always names its last line as parent).
+  const chainFull = job.roundsSinceFull + 1 >= (st.config.maxChainEpochs ?? DEFAULT_MAX_CHAIN_EPOCHS);
+  const full = parentEpoch === null || job.needsFull || !job.committed.includes(parentEpoch) || chainFull;
   job.gridPrepare = reqId;
   startRound(st, job, { epoch, parentEpoch: full ? null : parentEpoch, full, hold: true }, out);
 }

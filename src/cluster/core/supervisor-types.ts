@@ -24,6 +24,12 @@ export interface ClusterSupervisorConfig {
   maxFinalAttempts: number;
   /** Committed epochs remembered per job (walk-back depth). */
   keepEpochs: number;
+  /**
+   * A grid job's epoch is made full here once its chain (full epoch and the
+   * incrementals on it) would hold more epochs than this (compaction:
+   * docs/store-lifecycle.md). Default DEFAULT_MAX_CHAIN_EPOCHS.
+   */
+  maxChainEpochs?: number;
   maxJobs: number;
   /** How long a job taken back from the job table after a restart waits for its nodes to register again. */
   resumeWaitMs: number;
@@ -45,7 +51,9 @@ export type ClusterInput =
   /** An agent registers (RegisterNode): its address is the shell's business; capacity and incarnation are the core's. */
   | { kind: 'nodeRegistered'; reqId: number; nodeId: string; incarnation: bigint; capacityUnits: number }
   /** A request from a local client (CLI): jobs the cluster runs on its own, without a grid. */
-  | { kind: 'localCall'; reqId: number; req: LocalRequest };
+  | { kind: 'localCall'; reqId: number; req: LocalRequest }
+  /** Garbage collection retired a committed epoch from the store (src/cluster/epoch-collector.ts): no restart may name it. */
+  | { kind: 'epochRetired'; jobId: string; epoch: bigint };
 
 export type LocalRequest =
   /** intervalMs 0: no periodic rounds (only on request). fullEvery: every Nth epoch is full (>= 1). */
@@ -123,7 +131,11 @@ export type ClusterEvent =
   | { kind: 'roundStarted'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; participants: string[] }
   | { kind: 'roundFinished'; jobId: string; outcome: RoundOutcome }
   | { kind: 'recoveryStarted'; jobId: string; nodeId: string | null; reason: string }
-  | { kind: 'recovered'; jobId: string; ms: number; ok: boolean };
+  | { kind: 'recovered'; jobId: string; ms: number; ok: boolean }
+  /** The grid restored the job here at `epoch` (null: anew): the store's epochs above it are none of the grid's lines any more. */
+  | { kind: 'gridRestored'; jobId: string; epoch: bigint | null }
+  /** An accepted grid PREPARE named `epoch` as its parent: it is the grid's newest recovery line (retention counts it). */
+  | { kind: 'gridLine'; jobId: string; epoch: bigint };
 
 export interface ClusterStep {
   persist: ClusterPersist[];

@@ -115,6 +115,7 @@ export class ClusterSupervisor {
       case 'localCall': onLocalCall(st, input.reqId, input.req, out); break;
       case 'persisted': this.onPersisted(input.what, null, out); break;
       case 'persistFailed': this.onPersisted(input.what, input.reason, out); break;
+      case 'epochRetired': this.onEpochRetired(input.jobId, input.epoch); break;
       case 'tick': break;
     }
     this.onTime(out);
@@ -222,6 +223,12 @@ export class ClusterSupervisor {
     const job = this.st.jobs.get(what.jobId);
     if (!job) return;
     roundStep(this.st, job, error === null ? { kind: 'manifestWritten', epoch: what.epoch } : { kind: 'manifestFailed', epoch: what.epoch, reason: error }, out);
+  }
+
+  /** A retired epoch is no restore point any more (garbage collection never retires the newest: R1). */
+  private onEpochRetired(jobId: string, epoch: bigint): void {
+    const job = this.st.jobs.get(jobId);
+    if (job) job.committed = job.committed.filter((e) => e !== epoch);
   }
 
   // ---- agents' answers -----------------------------------------------------------

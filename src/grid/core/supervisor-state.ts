@@ -1,4 +1,5 @@
 import type { Verdict } from '../../detector/monitor.js';
+import { GRID_KEEP_LINES } from '../../protocol/core/grid-lines.js';
 import type { RoundCoordinator } from '../../protocol/core/round.js';
 import type { ClusterRestore } from './recovery-plan.js';
 import type { ClusterRequest, MemberJobState } from '../../protocol/messages.js';
@@ -11,8 +12,8 @@ import type { GridEvent, GridJobRow, GridJobState, GridLine, GridStep, GridSuper
 // cluster's entry, a job's clusters and a cluster's units. Internal to the
 // core: only GridSupervisor owns one, and nothing outside the core sees it.
 
-/** Lines remembered per job (G6). */
-export const KEEP_LINES = 8;
+/** Lines remembered per job (G6), shared with the clusters' garbage collection, which must keep at least these. */
+export const KEEP_LINES = GRID_KEEP_LINES;
 /** Events kept between two drains (G6); older ones are dropped and counted. */
 export const MAX_EVENTS = 4_096;
 /** Checkpoint requests waiting per job (G6). */

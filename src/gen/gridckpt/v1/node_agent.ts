@@ -111,6 +111,21 @@ export interface JobSpec {
   checkpointIntervalMs: number;
   /** Every Nth epoch is full; 0 means the default. */
   fullEvery: number;
+  /**
+   * Retention of the job's committed epochs in its cluster's store
+   * (docs/store-lifecycle.md): the newest keep_epochs (1 to 10000; absent:
+   * 3) stay restorable with every epoch their chains need; a grid-managed
+   * job keeps at least the grid's 8 recovery lines whatever this says.
+   * Fields 20+: far from the numbers other fields take.
+   */
+  keepEpochs?:
+    | number
+    | undefined;
+  /**
+   * A job the cluster runs on its own also keeps every epoch committed less
+   * than this long ago (absent or 0: no age rule; at most 366 days).
+   */
+  keepEpochsForMs?: bigint | undefined;
 }
 
 export interface StartJobRequest {
@@ -1545,7 +1560,14 @@ export const UnitSpec_EnvEntry: MessageFns<UnitSpec_EnvEntry> = {
 };
 
 function createBaseJobSpec(): JobSpec {
-  return { jobId: "", units: [], checkpointIntervalMs: 0, fullEvery: 0 };
+  return {
+    jobId: "",
+    units: [],
+    checkpointIntervalMs: 0,
+    fullEvery: 0,
+    keepEpochs: undefined,
+    keepEpochsForMs: undefined,
+  };
 }
 
 export const JobSpec: MessageFns<JobSpec> = {
@@ -1561,6 +1583,15 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.fullEvery !== 0) {
       writer.uint32(32).uint32(message.fullEvery);
+    }
+    if (message.keepEpochs !== undefined) {
+      writer.uint32(160).uint32(message.keepEpochs);
+    }
+    if (message.keepEpochsForMs !== undefined) {
+      if (BigInt.asUintN(64, message.keepEpochsForMs) !== message.keepEpochsForMs) {
+        throw new globalThis.Error("value provided for field message.keepEpochsForMs of type uint64 too large");
+      }
+      writer.uint32(168).uint64(message.keepEpochsForMs);
     }
     return writer;
   },
@@ -1610,6 +1641,22 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.fullEvery = reader.uint32();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.keepEpochs = reader.uint32();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.keepEpochsForMs = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1640,6 +1687,16 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.full_every)
         ? globalThis.Number(object.full_every)
         : 0,
+      keepEpochs: isSet(object.keepEpochs)
+        ? globalThis.Number(object.keepEpochs)
+        : isSet(object.keep_epochs)
+        ? globalThis.Number(object.keep_epochs)
+        : undefined,
+      keepEpochsForMs: isSet(object.keepEpochsForMs)
+        ? BigInt(object.keepEpochsForMs)
+        : isSet(object.keep_epochs_for_ms)
+        ? BigInt(object.keep_epochs_for_ms)
+        : undefined,
     };
   },
 
@@ -1657,6 +1714,12 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.fullEvery !== 0) {
       obj.fullEvery = Math.round(message.fullEvery);
     }
+    if (message.keepEpochs !== undefined) {
+      obj.keepEpochs = Math.round(message.keepEpochs);
+    }
+    if (message.keepEpochsForMs !== undefined) {
+      obj.keepEpochsForMs = message.keepEpochsForMs.toString();
+    }
     return obj;
   },
 
@@ -1669,6 +1732,10 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.units = object.units?.map((e) => UnitSpec.fromPartial(e)) || [];
     message.checkpointIntervalMs = object.checkpointIntervalMs ?? 0;
     message.fullEvery = object.fullEvery ?? 0;
+    message.keepEpochs = object.keepEpochs ?? undefined;
+    message.keepEpochsForMs = (object.keepEpochsForMs !== undefined && object.keepEpochsForMs !== null)
+      ? BigInt(object.keepEpochsForMs)
+      : undefined;
     return message;
   },
 };
