@@ -8,6 +8,7 @@ import { FREEZERS } from '../node/config.js';
 import { fsyncPath, isErrno } from '../runtime/durable-fs.js';
 import { realRuntime } from '../wire/real-clients.js';
 import { UsageError, parseIntFlag } from './output.js';
+import { describeIdentity, identityFromSan } from '../common/tls-identity.js';
 
 // `gridckpt check` (like `criu check`): before an operator starts a service,
 // is each thing it needs usable here? One verdict line per item — the
@@ -136,11 +137,14 @@ async function checkPem(item: 'tls cert' | 'tls key' | 'tls ca', file: string, c
       return { item, status: 'ok', detail: `${file}: ${key.asymmetricKeyType ?? 'a'} private key${certFile !== null ? ' matching the certificate' : ''}` };
     }
     const cert = new X509Certificate(text);
+    const who = item === 'tls cert' ? identityFromSan(cert.subjectAltName) : null;
+    if (item === 'tls cert' && who === null) return fail('has no gridckpt identity (a SAN URI spiffe://gridckpt/<role>/<id>); make certificates with gridckpt certs init');
     const ends = new Date(cert.validTo);
     const now = new Date();
     if (ends < now) return fail(`expired ${cert.validTo}`);
     const soon = ends.getTime() - now.getTime() < 14 * 24 * 3600 * 1000;
-    return { item, status: soon ? 'warn' : 'ok', detail: `${file}: ${cert.subject.replace(/\n/g, ', ')}, valid until ${cert.validTo}${soon ? ' (in less than 14 days)' : ''}` };
+    const identity = who !== null ? `${describeIdentity(who)}, ` : '';
+    return { item, status: soon ? 'warn' : 'ok', detail: `${file}: ${identity}${cert.subject.replace(/\n/g, ', ')}, valid until ${cert.validTo}${soon ? ' (in less than 14 days)' : ''}` };
   } catch (err) {
     return fail(`does not parse: ${(err as Error).message}`);
   }
@@ -159,11 +163,10 @@ export function addCheckCommand(program: Command): void {
     .option('--data-dir <dir>', 'the service\'s own directory')
     .option('--listen <host:port...>', 'addresses the service will listen on (gRPC, metrics)')
     .option('--min-free <mib>', 'least free space in the store and data dirs, MiB', '64')
-    .option('--tls-cert <file>', 'the service\'s certificate (PEM)')
-    .option('--tls-key <file>', 'its private key (PEM)')
-    .option('--tls-ca <file>', 'the CA that signs its peers (PEM)')
     .option('--json', 'one JSON object per item')
-    .action(async (opts: Record<string, string | string[] | boolean | undefined>) => {
+    .action(async (_opts: unknown, cmd: Command) => {
+      // With the global --tls-* flags (tls-flags.ts), which are not loaded for check: it judges them.
+      const opts = cmd.optsWithGlobals<Record<string, string | string[] | boolean | undefined>>();
       const freezer = String(opts['freezer']);
       if (!(FREEZERS as readonly string[]).includes(freezer)) throw new UsageError(`bad freezer ${JSON.stringify(freezer)}: expected one of ${FREEZERS.join(', ')}`);
       const str = (k: string): string | null => (typeof opts[k] === 'string' ? opts[k] : null);

@@ -10,17 +10,10 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI_SCRIPT } from '../../src/node/agent-process.js';
+import { makeTestCa } from '../helpers/tls-fixture.js';
 import { withTmp } from '../helpers/tmp.js';
 
 const root = process.getuid?.() === 0;
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 function check(args: string[]): Promise<{ code: number; lines: string[] }> {
   return new Promise((resolve) => {
@@ -88,23 +81,31 @@ describe('gridckpt check', () => {
     }
   });
 
-  it.skipIf(!hasOpenssl)('TLS files: a matching certificate and key pass; not PEM, or a key of another certificate, fail', async () => {
-    await withTmp('check-tls', async (dir) => {
-      const make = (name: string): void => {
-        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-subj', `/CN=${name}`,
-          '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`)], { stdio: 'ignore' });
-      };
-      make('a');
-      make('b');
-      const good = await check(['--tls-cert', join(dir, 'a.crt'), '--tls-key', join(dir, 'a.key'), '--tls-ca', join(dir, 'b.crt')]);
-      expect(good.code, good.lines.join('\n')).toBe(0);
-      expect(line(good.lines, 'tls cert')).toMatch(/^ok\s+tls cert\s+.*CN=a, valid until/);
-      expect(line(good.lines, 'tls key')).toMatch(/^ok\s+tls key\s+.*matching the certificate/);
-      await writeFile(join(dir, 'junk.crt'), 'not a certificate\n');
-      const bad = await check(['--tls-cert', join(dir, 'a.crt'), '--tls-key', join(dir, 'b.key'), '--tls-ca', join(dir, 'junk.crt')]);
-      expect(bad.code).toBe(1);
-      expect(line(bad.lines, 'tls key')).toMatch(/^FAIL\s+tls key\s+.*does not match the certificate/);
-      expect(line(bad.lines, 'tls ca')).toMatch(/^FAIL\s+tls ca\s+.*junk.crt: is not PEM/);
-    });
+  it('TLS files: a gridckpt certificate with its key passes; not PEM, a key of another certificate, or a certificate without an identity, fail', async () => {
+    const ca = await makeTestCa('check-a');
+    const other = await makeTestCa('check-b');
+    try {
+      await withTmp('check-tls', async (dir) => {
+        const a = await ca.flags({ role: 'agent', id: 'n1' });
+        const b = await other.flags({ role: 'agent', id: 'n2' });
+        const good = await check(a);
+        expect(good.code, good.lines.join('\n')).toBe(0);
+        // The test CA issues for one day: usable, with a warning.
+        expect(line(good.lines, 'tls cert')).toMatch(/^warn\s+tls cert\s+.*agent "n1", CN=n1, .*valid until .*\(in less than 14 days\)/);
+        expect(line(good.lines, 'tls key')).toMatch(/^ok\s+tls key\s+.*matching the certificate/);
+        await writeFile(join(dir, 'junk.crt'), 'not a certificate\n');
+        const bad = await check([a[0]!, a[1]!, '--tls-key', b[3]!, '--tls-ca', join(dir, 'junk.crt')]);
+        expect(bad.code).toBe(1);
+        expect(line(bad.lines, 'tls key')).toMatch(/^FAIL\s+tls key\s+.*does not match the certificate/);
+        expect(line(bad.lines, 'tls ca')).toMatch(/^FAIL\s+tls ca\s+.*junk.crt: is not PEM/);
+        // The CA's own certificate is valid PEM but names no gridckpt peer.
+        const noIdentity = await check(['--tls-cert', a[5]!, '--tls-key', a[3]!, '--tls-ca', a[5]!]);
+        expect(noIdentity.code).toBe(1);
+        expect(line(noIdentity.lines, 'tls cert')).toMatch(/^FAIL\s+tls cert\s+.*has no gridckpt identity/);
+      });
+    } finally {
+      await ca.remove();
+      await other.remove();
+    }
   });
 });
