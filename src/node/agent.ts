@@ -1,4 +1,6 @@
 import { GridError, notFound } from '../common/errors.js';
+import { quoteValue } from '../common/names.js';
+import { checkCommand, unitEnv } from './units/unit-env.js';
 import { message, type JobShell } from './job-shell.js';
 import { validateJobSpec, type JobSpec } from './job-spec.js';
 import type { ContainerInfo, PageWriteOp } from './memory/page-memory.js';
@@ -106,6 +108,18 @@ export class NodeAgent {
       input: (i: ParticipantInput) => this.driver.input(i),
       spawn: (op: Extract<UnitOp, { op: 'spawn' }>) => spawnUnits(spawnTarget, op),
       kill: (jobId: string, graceful: boolean) => killUnits(spawnTarget, jobId, graceful),
+      forget: (jobId: string) => {
+        // Only if the core has not started the job anew since (its ops run in order, but a check costs nothing).
+        if (this.core.jobState(jobId) !== null) return;
+        if (deps.memory.hasJob(jobId)) deps.memory.dropJob(jobId);
+        try {
+          deps.supervisor.forgetJob(jobId);
+        } catch (err) {
+          deps.log.warn({ jobId, err: message(err) }, 'an ended job still has live units: its records are kept');
+        }
+        this.shells.delete(jobId);
+        deps.log.info({ jobId }, 'forgot an ended job (its pages are freed)');
+      },
       onLocalWritten: (jobId: string, epoch: bigint) => {
         const shell = this.shells.get(jobId);
         const written = shell?.written.get(epoch);
@@ -154,7 +168,7 @@ export class NodeAgent {
 
   private summary(jobId: string): JobSummary {
     const s = this.core.summary(jobId);
-    if (!s) throw notFound(`unknown job ${JSON.stringify(jobId)} on node ${this.deps.config.nodeId}`);
+    if (!s) throw notFound(`unknown job ${quoteValue(jobId)} on node ${this.deps.config.nodeId}`);
     return s;
   }
 
@@ -163,6 +177,7 @@ export class NodeAgent {
   async startJob(raw: JobSpec, opts: StartOptions = {}): Promise<JobView> {
     const { config } = this.deps;
     const spec = validateJobSpec(raw, config.limits, config.defaultFullEvery);
+    await checkCommands(spec);
     const existing = this.core.summary(spec.jobId);
     if (existing && (existing.state === 'running' || existing.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${this.stateOf(existing)} on ${config.nodeId}`);
@@ -268,9 +283,16 @@ export class NodeAgent {
   }
 
   async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}, opts: StartOptions = {}): Promise<RestoreResult> {
-    // Bad input is refused before anything running is stopped.
-    if (scope.spec) scope = { ...scope, spec: validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery) };
+    // Bad input is refused before anything running is stopped: a restore stops the job's units first, so
+    // whatever would make it fail later (a bad spec, an epoch that is not there) must be found here.
+    if (scope.spec) {
+      const spec = validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery);
+      if (spec.jobId !== jobId) throw new GridError('invalid-argument', `job.job_id ${quoteValue(spec.jobId)} is not job_id ${quoteValue(jobId)}: a restore runs the units of the job it restores`);
+      await checkCommands(spec);
+      scope = { ...scope, spec };
+    }
     if (scope.sources && !scope.spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
+    await this.checkRestorable(jobId, epoch, scope);
     const known = this.core.summary(jobId)?.lastEpoch ?? null;
     if (known !== null) scope = { ...scope, known: [known] };
     this.watch.restoreStarted(jobId, epoch);
@@ -287,6 +309,24 @@ export class NodeAgent {
     }
     this.watch.restored(jobId, ctx.result);
     return { ...ctx.result, job: this.jobView(jobId) };
+  }
+
+  /**
+   * The epochs a restore names are committed (NOT_FOUND otherwise), checked
+   * before the job is touched. A damaged epoch is found only by the restore
+   * itself (every page verified), which then says so; one that is missing
+   * costs a running job nothing.
+   */
+  private async checkRestorable(jobId: string, epoch: bigint | null, scope: RestoreScope): Promise<void> {
+    const wanted = scope.sources?.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch as bigint | null })) ?? [{ storeDir: this.deps.config.storeDir, epoch }];
+    for (const w of wanted) {
+      const committed = await listCommitted(w.storeDir, jobId);
+      const newest = committed.at(-1)?.epoch;
+      if (newest === undefined) throw new GridError('not-found', `job ${jobId} has no committed epoch in ${w.storeDir}`, scope.sources ? { where: w.storeDir, epoch: w.epoch ?? 0n } : null);
+      if (w.epoch !== null && !committed.some((m) => m.epoch === w.epoch)) {
+        throw new GridError('not-found', `job ${jobId} has no committed epoch ${w.epoch} in ${w.storeDir} (newest is ${newest})`, scope.sources ? { where: w.storeDir, epoch: w.epoch } : null);
+      }
+    }
   }
 
   // ---- the core's ops ----
@@ -331,6 +371,9 @@ export class NodeAgent {
       if (from === state || state === 'starting') continue;
       const s = this.core.summary(jobId)!;
       this.seen.set(jobId, s.state);
+      // An ended job's units are gone or going: their secrets stop working now, not when the job is forgotten
+      // (a token read from a dead unit's environment must not reach the job's pages). A restart makes new ones.
+      if (SETTLED.has(s.state)) this.shells.get(jobId)?.tokens.clear();
       const tell = (): void => {
         this.watch.job(jobId, from, this.stateOf(s), s.lastError || `units ${s.state}`);
         if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
@@ -482,10 +525,15 @@ export class NodeAgent {
   authUnit(id: UnitIdentity): JobShell {
     const job = this.shells.get(id.jobId);
     const token = job?.tokens.get(id.unitId);
-    if (!job || token === undefined) throw notFound(`unknown unit ${JSON.stringify(id.unitId)} of job ${JSON.stringify(id.jobId)}`);
+    if (!job || token === undefined) throw notFound(`unknown unit ${quoteValue(id.unitId)} of job ${quoteValue(id.jobId)}`);
     if (token !== id.token) throw new GridError('permission-denied', `wrong token for unit ${id.unitId} of job ${id.jobId}`);
     return job;
   }
+}
+
+/** Every unit's command can be executed here (unit-env.ts), before any unit starts. */
+async function checkCommands(spec: JobSpec): Promise<void> {
+  for (const [i, u] of spec.units.entries()) await checkCommand(`units[${i}].command (unit ${u.unitId})`, u.command, unitEnv(u.env, {}).PATH!);
 }
 
 /** A coordinator names itself by its cluster and node; its incarnation fences it (P3). */

@@ -1,4 +1,5 @@
 import { checkName } from '../../common/names.js';
+import { incarnationRefusal } from '../../protocol/bounds.js';
 import type { Verdict, VerdictChange } from '../../detector/monitor.js';
 import type { Heartbeat, MemberJobState } from '../../protocol/messages.js';
 import { onResumeBeat } from './supervisor-resume.js';
@@ -20,10 +21,12 @@ export function onNodeRegistered(st: ClusterState, i: { reqId: number; nodeId: s
   } catch (err) {
     return refuse(err instanceof Error ? err.message : String(err));
   }
-  if (typeof i.incarnation !== 'bigint' || i.incarnation < 0n) return refuse(`bad incarnation ${String(i.incarnation)} of node ${i.nodeId}`);
+  if (typeof i.incarnation !== 'bigint') return refuse(`bad incarnation ${String(i.incarnation)} of node ${i.nodeId}`);
   if (!Number.isSafeInteger(i.capacityUnits) || i.capacityUnits < 0) return refuse(`bad capacity ${String(i.capacityUnits)} of node ${i.nodeId}: expected an integer >= 0`);
   const old = st.nodes.get(i.nodeId);
-  if (old && i.incarnation < old.incarnation) return refuse(`fenced: node ${i.nodeId} incarnation ${i.incarnation} is older than ${old.incarnation}`);
+  // Older is fenced; far newer is no restart of the node registered (protocol/bounds.ts): neither evicts it.
+  const implausible = incarnationRefusal(`node ${i.nodeId}`, old?.incarnation ?? null, i.incarnation);
+  if (implausible !== null) return refuse(implausible);
   if (!old && st.nodes.size >= st.config.detector.maxPeers) return refuse(`cluster ${st.config.clusterId} already has ${st.nodes.size} nodes (limit ${st.config.detector.maxPeers})`);
   const restarted = old !== undefined && i.incarnation > old.incarnation;
   // The same incarnation, still watched: its verdict and reports stand (it was told unknown for a stale beat, say).
