@@ -4,6 +4,7 @@ import { unary } from '../common/grpc-status.js';
 import { checkName, quoteValue } from '../common/names.js';
 import { GridError } from '../common/errors.js';
 import { checkWireEpoch, MAX_MEMBER_INCARNATION } from '../protocol/bounds.js';
+import { checkJobSpec, restartPolicyFromWire } from '../protocol/job-spec.js';
 import type { Fence } from '../gen/gridckpt/v1/common.js';
 import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
@@ -16,6 +17,8 @@ import { jobReportsFromPb } from './codec.js';
 // (shell.ts), which asks the core; wire -> domain and back here.
 
 const MAX_CAPACITY_UNITS = 4096;
+/** A job's units in one cluster: the grid's bound on a whole job (each is a process on some node). */
+const MAX_JOB_UNITS = 4_096;
 
 export function jobStatusToPb(c: ClusterShell, jobId: string): ClusterJobStatus {
   const j = c.core.jobView(jobId);
@@ -62,8 +65,9 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     reportJobs: unary((req) => c.reportJobs(checkName('node id', req.nodeId), req.incarnation, jobReportsFromPb(req.jobs)), onBug),
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
-      checkName('job id', spec.jobId);
-      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs);
+      // The schema every tier shares (protocol/job-spec.ts): a spec an agent would refuse is refused here, naming the field.
+      const policy = checkJobSpec({ ...spec, restartPolicy: restartPolicyFromWire(req.restartPolicy) }, { maxUnits: MAX_JOB_UNITS }).restartPolicy;
+      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs, policy);
       return { job: jobStatusToPb(c, spec.jobId) };
     }, onBug),
     checkpointJob: unary(async (req) => {

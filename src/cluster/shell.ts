@@ -4,6 +4,7 @@ import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { incarnationRefusal } from '../protocol/bounds.js';
+import type { RestartPolicy } from '../protocol/job-spec.js';
 import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { ClusterSupervisor } from './core/supervisor.js';
@@ -131,7 +132,7 @@ export class ClusterShell {
     return { known };
   }
 
-  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0): Promise<void> {
+  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0, restartPolicy: RestartPolicy | null = null): Promise<void> {
     const live = this.core.jobView(spec.jobId);
     if (live && (live.state === 'running' || live.state === 'recovering' || live.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
@@ -146,7 +147,10 @@ export class ClusterShell {
     const reqId = this.nextReq();
     const a = await this.ask<LocalAnswer>(`local#${reqId}`, {
       kind: 'localCall', reqId,
-      req: { kind: 'submitJob', jobId: spec.jobId, units, intervalMs: spec.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs, fullEvery: spec.fullEvery || this.settings.defaultFullEvery },
+      req: {
+        kind: 'submitJob', jobId: spec.jobId, units, intervalMs: spec.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs, fullEvery: spec.fullEvery || this.settings.defaultFullEvery,
+        ...(restartPolicy ? { restartPolicy } : {}),
+      },
     });
     if (a.kind === 'refused') throw new GridError(a.code ?? 'failed-precondition', a.reason);
   }

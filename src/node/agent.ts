@@ -352,7 +352,14 @@ export class NodeAgent {
     this.deps.log.info({ jobId: info.jobId, unitId: info.unitId, code: info.exitCode, signal: info.signal }, 'unit exited');
     this.deps.metrics.unitExited(info.exitCode === 0);
     const units = this.deps.supervisor.units(info.jobId);
-    if (units.some((u) => u.state !== 'exited')) return;
+    if (units.some((u) => u.state !== 'exited')) {
+      // A unit that fails while others run fails the job now, not when the last one ends (which may be never:
+      // a killed unit left its job "running" with nothing to restart it). The core stops the others.
+      if (info.exitCode === 0) return;
+      const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.exitCode}`;
+      this.driver.input({ kind: 'unitsExited', jobId: info.jobId, ok: false, reason: `unit ${info.unitId} ${how}`, live: true });
+      return;
+    }
     const ok = units.every((u) => u.exitCode === 0);
     this.driver.input({ kind: 'unitsExited', jobId: info.jobId, ok, reason: `every unit exited (${units.map((u) => `${u.unitId}: ${u.signal ?? `code ${u.exitCode}`}`).join(', ')})` });
   }

@@ -3,7 +3,7 @@ import { incarnationRefusal } from '../../protocol/bounds.js';
 import type { Verdict, VerdictChange } from '../../detector/monitor.js';
 import type { Heartbeat, MemberJobState } from '../../protocol/messages.js';
 import { onResumeBeat } from './supervisor-resume.js';
-import { beginRestart } from './supervisor-restart.js';
+import { beginRestart, failJob } from './supervisor-restart.js';
 import { isLive, type ClusterState, type Job, type NodeEntry } from './supervisor-state.js';
 import type { ClusterStep } from './supervisor-types.js';
 
@@ -115,11 +115,31 @@ function placedOn(job: Job, nodeId: string): boolean {
   return false;
 }
 
+/**
+ * A unit of a running job failed on a node (it exited non-zero or was
+ * killed: the agent then stops the job's other units there and reports the
+ * job failed). The job's restart policy decides, here alone: restore the
+ * whole job from its last committed epoch (units of every node roll back
+ * together: the cut must stay consistent, §3.2), at most maxRestarts times
+ * over the job's life, or fail it. A node lost, a lease lapsed or units
+ * stopped are not unit failures: they restart as before, whatever the policy.
+ */
+function onUnitFailure(st: ClusterState, job: Job, nodeId: string, out: ClusterStep): void {
+  const policy = job.restartPolicy;
+  const what = `a unit of job ${job.jobId} failed on ${nodeId}`;
+  if (policy.onUnitFailure === 'fail') return failJob(st, job, `${what}; its restart policy is to fail`, out);
+  if (job.unitRestarts >= policy.maxRestarts) return failJob(st, job, `${what}; gave up after ${policy.maxRestarts} restarts (restartPolicy.maxRestarts)`, out);
+  job.unitRestarts += 1;
+  job.rowDirty = true;
+  beginRestart(st, job, `${what}: restoring it from its last epoch (restart ${job.unitRestarts} of ${policy.maxRestarts})`, null, out);
+}
+
 /** A node's report on a job (of the node's last start): fenced units restart in place; completion is noted. */
 function onReported(st: ClusterState, nodeId: string, jobId: string, state: MemberJobState, out: ClusterStep): void {
   const job = st.jobs.get(jobId);
   if (!job || job.state !== 'running' || !placedOn(job, nodeId)) return;
-  if (state === 'fenced' || state === 'failed' || state === 'stopped') {
+  if (state === 'failed') return onUnitFailure(st, job, nodeId, out);
+  if (state === 'fenced' || state === 'stopped') {
     beginRestart(st, job, `the units on ${nodeId} were ${state}`, null, out);
     return;
   }

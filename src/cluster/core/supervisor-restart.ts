@@ -201,7 +201,7 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
   beginRestart(st, job, `restore on ${node} failed: ${'reason' in answer ? answer.reason : answer.kind}`, lost, out);
 }
 
-function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep, code?: RefusalCode): void {
+export function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep, code?: RefusalCode): void {
   cancelRound(st, job, reason, out);
   const who = job.restart?.answer ?? null;
   if (who?.to === 'local' && code) st.answerLocal(out, who.reqId, { kind: 'refused', reason, code });

@@ -48,7 +48,12 @@ export type ParticipantInput =
   | { kind: 'snapshotTaken'; jobId: string; epoch: bigint; pages: number; bytes: number }
   /** Freeze or snapshot failed: the units are thawed (the core says so) and the epoch is not prepared. */
   | { kind: 'snapshotFailed'; jobId: string; epoch: bigint; stage: 'freeze' | 'snapshot'; reason: string }
-  | { kind: 'unitsExited'; jobId: string; ok: boolean; reason: string }
+  /**
+   * The job's units ended: every one exited (ok: all with code 0), or one
+   * failed while others still run (live: the job failed, the others are
+   * stopped; a job's units are restored together or not at all).
+   */
+  | { kind: 'unitsExited'; jobId: string; ok: boolean; reason: string; live?: boolean }
   /** A write op finished: the part (or, for a local checkpoint, the whole epoch) is durable. */
   | { kind: 'written'; jobId: string; epoch: bigint; reqId: number }
   | { kind: 'partFailed'; jobId: string; epoch: bigint; reqId: number; to: string; reason: string }

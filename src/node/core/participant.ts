@@ -296,6 +296,9 @@ export class NodeParticipant {
     job.lastError = input.ok ? '' : input.reason;
     job.leaseUntilMs = null;
     job.nextLocalMs = null;
+    // One unit failed, others run on: they stop (gracefully: the pages stay, for status and reads); the job's
+    // coordinator hears it failed and applies its restart policy.
+    if (!input.ok && input.live === true) out.send.push({ to: 'units', unit: { op: 'kill', jobId: job.jobId, graceful: true } });
   }
 
   // ---- leases, periodic checkpoints, heartbeats -----------------------------------
