@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { calls, ClusterHarness, LJOB, localAnswers, LUNITS, NODES, SPEC, submitLocal } from './harness.js';
+import { calls, ClusterHarness, G, LJOB, localAnswers, LUNITS, NODES, SPEC, submitLocal } from './harness.js';
 
 // Exact-output tests of what a hostile or broken peer can no longer do to the
 // cluster supervisor core (issue 8's hostile-input findings): evict a live
@@ -43,5 +43,55 @@ describe('ClusterSupervisor: a start its agent refuses as invalid', () => {
     const again = h.local({ kind: 'submitJob', jobId: LJOB, units: LUNITS, ...SPEC }, 30);
     expect(calls(again.out).map((c) => c.req.kind)).toEqual(['startJob', 'startJob', 'startJob']);
     expect(h.core.jobState(LJOB)).toBe('starting');
+  });
+});
+
+describe('ClusterSupervisor: the restart policy on a unit failure', () => {
+  /** The local job running, then c1n2 reports its units failed (the gen of its start: G(2)). */
+  function unitFails(policy?: { onUnitFailure: 'restore' | 'fail'; maxRestarts: number }) {
+    const h = new ClusterHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(NODES, 0);
+    const sub = h.local({ kind: 'submitJob', jobId: LJOB, units: LUNITS, ...SPEC, ...(policy ? { restartPolicy: policy } : {}) }, 10);
+    for (const c of calls(sub.out)) h.answer(c, { kind: 'ok' }, 20);
+    expect(h.core.jobState(LJOB)).toBe('running');
+    return h;
+  }
+  const failOn = (h: ClusterHarness, gen: number, t: number) => {
+    h.reports.set('c1n2', [{ jobId: LJOB, state: 'failed', gen }]);
+    return h.heartbeat('c1n2', {}, t);
+  };
+
+  it('fail: the job fails at once, its units are stopped everywhere and the reason names the policy', () => {
+    const h = unitFails({ onUnitFailure: 'fail', maxRestarts: 5 });
+    const out = failOn(h, G(2), 30);
+    expect(h.core.jobState(LJOB)).toBe('failed');
+    expect(calls(out).map((c) => [c.to, c.req.kind])).toEqual(NODES.map((n) => [n, 'stopJob']));
+    expect(h.core.jobView(LJOB)!.lastError).toBe('a unit of job solo failed on c1n2; its restart policy is to fail');
+  });
+
+  it('restore (the default): restarts from the last epoch up to maxRestarts times, then fails; the count is in the job\'s row', () => {
+    const h = unitFails({ onUnitFailure: 'restore', maxRestarts: 1 });
+    let pending = calls(failOn(h, G(2), 30));
+    expect(h.core.jobState(LJOB)).toBe('recovering');
+    expect(h.rows.at(-1)!.row).toMatchObject({ restartPolicy: { onUnitFailure: 'restore', maxRestarts: 1 }, unitRestarts: 1 });
+    // The restart goes stop -> restore (from the last epoch: none yet, so anew); its calls all answer ok.
+    for (let t = 31; h.core.jobState(LJOB) !== 'running' && t < 2_000; t += 10) {
+      const next = pending.flatMap((c) => calls(h.answer(c, { kind: 'ok' }, t)));
+      pending = next.length > 0 ? next : h.advance(t + 10, NODES).flatMap((l) => calls(l.out));
+    }
+    expect(h.core.jobState(LJOB)).toBe('running');
+    expect(h.core.jobView(LJOB)!.recoveries).toBe(1);
+    const gen = h.core.jobView(LJOB)!.startGens.get('c1n2')!;
+    failOn(h, gen, h.nowMs + 1);
+    expect(h.core.jobState(LJOB)).toBe('failed');
+    expect(h.core.jobView(LJOB)!.lastError).toBe('a unit of job solo failed on c1n2; gave up after 1 restarts (restartPolicy.maxRestarts)');
+  });
+
+  it('a node\'s units fenced or stopped are no unit failure: they restart whatever the policy says', () => {
+    const h = unitFails({ onUnitFailure: 'fail', maxRestarts: 0 });
+    h.reports.set('c1n2', [{ jobId: LJOB, state: 'fenced', gen: G(2) }]);
+    h.heartbeat('c1n2', {}, 30);
+    expect(h.core.jobState(LJOB)).toBe('recovering');
   });
 });
