@@ -4,6 +4,9 @@ import { AgentClient } from '../wire/agent-client.js';
 import { checkHostPort } from '../node/config.js';
 import { checkName } from '../common/names.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import { GridError } from '../common/errors.js';
+import { DEFAULT_LIMITS } from '../node/config.js';
+import { checkJobSpec, jobSpecFromJson, type JobSpecValue } from '../protocol/job-spec.js';
 import { printJson, line, parseEpochFlag, parseIntFlag, UsageError } from './output.js';
 import { gridStatus, gridCheckpoint } from './grid-cmd.js';
 import { clientSecurity } from './tls-flags.js';
@@ -53,13 +56,16 @@ export function addClientCommands(program: Command): void {
   program.command('start').description('start a job from a JSON spec file (JobSpec: jobId, units[], checkpointIntervalMs, fullEvery)')
     .option(...agentOpt).requiredOption('--spec <file>', 'job spec JSON').option('--json', 'print JSON')
     .action(withClient<Common & { spec: string }>(async (c, o) => {
-      let spec: JobSpec;
+      let text: string;
       try {
-        spec = JSON.parse(await readFile(o.spec, 'utf8')) as JobSpec;
+        text = await readFile(o.spec, 'utf8');
       } catch (err) {
         throw new UsageError(`cannot read job spec ${JSON.stringify(o.spec)}: ${(err as Error).message}`);
       }
-      const r = await c.startJob({ job: { jobId: spec.jobId, units: spec.units ?? [], checkpointIntervalMs: spec.checkpointIntervalMs ?? 0, fullEvery: spec.fullEvery ?? 0 }, leaseBound: false, fresh: false });
+      const spec = specFromFile(o.spec, text);
+      if (spec.restartPolicy) process.stderr.write(`note: restartPolicy is applied by a cluster coordinator; a job started on an agent alone fails when a unit fails\n`);
+      const job: JobSpec = { jobId: spec.jobId, units: spec.units, checkpointIntervalMs: spec.checkpointIntervalMs, fullEvery: spec.fullEvery };
+      const r = await c.startJob({ job, leaseBound: false, fresh: false });
       if (o.json) return printJson(r.job);
       line(`job ${r.job!.jobId} started with ${r.job!.units.length} units`);
     }));
@@ -125,4 +131,24 @@ export function addClientCommands(program: Command): void {
       else line(`job ${o.job}: ${r.job!.state}${r.done ? '' : ' (timed out waiting)'}`);
       if (!r.done) process.exitCode = 1;
     }));
+}
+
+/**
+ * A job spec file, read with the schema every tier checks (protocol/job-spec.ts): its shape strictly (a field
+ * it does not know, such as checkpointInterval, is named, never ignored; args and env may be left out), then its
+ * values with this agent's default limits. Errors name the file and the field.
+ */
+export function specFromFile(file: string, text: string): JobSpecValue {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`job spec ${JSON.stringify(file)} is not JSON: ${(err as Error).message}`);
+  }
+  try {
+    return checkJobSpec(jobSpecFromJson(value), { maxUnits: DEFAULT_LIMITS.maxUnitsPerJob });
+  } catch (err) {
+    if (err instanceof GridError) throw new UsageError(`job spec ${JSON.stringify(file)}: ${err.message}`);
+    throw err;
+  }
 }

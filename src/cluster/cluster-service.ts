@@ -1,8 +1,11 @@
 import { isAbsolute } from 'node:path';
 import type { ClusterServiceServer, ClusterJobStatus } from '../gen/gridckpt/v1/cluster.js';
 import { unary } from '../common/grpc-status.js';
-import { checkName } from '../common/names.js';
+import { checkName, quoteValue } from '../common/names.js';
 import { GridError } from '../common/errors.js';
+import { checkWireEpoch, MAX_MEMBER_INCARNATION } from '../protocol/bounds.js';
+import { checkJobSpec, restartPolicyFromWire } from '../protocol/job-spec.js';
+import type { Fence } from '../gen/gridckpt/v1/common.js';
 import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
 import type { ClusterShell } from './shell.js';
@@ -14,10 +17,12 @@ import { jobReportsFromPb } from './codec.js';
 // (shell.ts), which asks the core; wire -> domain and back here.
 
 const MAX_CAPACITY_UNITS = 4096;
+/** A job's units in one cluster: the grid's bound on a whole job (each is a process on some node). */
+const MAX_JOB_UNITS = 4_096;
 
 export function jobStatusToPb(c: ClusterShell, jobId: string): ClusterJobStatus {
   const j = c.core.jobView(jobId);
-  if (!j) throw new GridError('not-found', `unknown job ${JSON.stringify(jobId)} in cluster ${c.settings.clusterId}`);
+  if (!j) throw new GridError('not-found', `unknown job ${quoteValue(jobId)} in cluster ${c.settings.clusterId}`);
   return {
     jobId,
     state: j.shownState,
@@ -29,6 +34,14 @@ export function jobStatusToPb(c: ClusterShell, jobId: string): ClusterJobStatus 
     lastError: j.lastError,
     gridManaged: j.gridManaged,
   };
+}
+
+/** The grid's fence on a call, its numbers bounded (protocol/bounds.ts): no message can push a job's epochs to the end of their range. */
+function gridFence(f: Fence | undefined): Fence {
+  const fence = required('fence', f);
+  checkWireEpoch('fence epoch', fence.epoch);
+  if (fence.incarnation > MAX_MEMBER_INCARNATION) throw new GridError('invalid-argument', `fence incarnation ${fence.incarnation} is out of range: expected at most 2^32`);
+  return fence;
 }
 
 export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e: unknown) => void): ClusterServiceServer {
@@ -52,8 +65,9 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     reportJobs: unary((req) => c.reportJobs(checkName('node id', req.nodeId), req.incarnation, jobReportsFromPb(req.jobs)), onBug),
     submitJob: unary(async (req) => {
       const spec = required('job', req.job);
-      checkName('job id', spec.jobId);
-      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs);
+      // The schema every tier shares (protocol/job-spec.ts): a spec an agent would refuse is refused here, naming the field.
+      const policy = checkJobSpec({ ...spec, restartPolicy: restartPolicyFromWire(req.restartPolicy) }, { maxUnits: MAX_JOB_UNITS }).restartPolicy;
+      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs, policy);
       return { job: jobStatusToPb(c, spec.jobId) };
     }, onBug),
     checkpointJob: unary(async (req) => {
@@ -73,41 +87,42 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
       };
     }, onBug),
     prepareRound: unary(async (req) => {
-      const fence = required('fence', req.fence);
-      const r = await c.gridPrepare(checkName('job id', req.jobId), fence.epoch, fence.incarnation, req.parentEpoch === 0n ? null : req.parentEpoch, req.full);
+      const fence = gridFence(req.fence);
+      const parent = checkWireEpoch('parent_epoch', req.parentEpoch);
+      const r = await c.gridPrepare(checkName('job id', req.jobId), fence.epoch, fence.incarnation, parent === 0n ? null : parent, req.full);
       return { epoch: fence.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), done: r.done };
     }, onBug),
     commitRound: unary(async (req) => {
-      const fence = required('fence', req.fence);
+      const fence = gridFence(req.fence);
       await c.gridCommit(checkName('job id', req.jobId), fence.epoch, fence.incarnation);
       return { epoch: fence.epoch };
     }, onBug),
     abortRound: unary(async (req) => {
-      const fence = required('fence', req.fence);
+      const fence = gridFence(req.fence);
       await c.gridAbort(checkName('job id', req.jobId), fence.epoch, fence.incarnation);
       return {};
     }, onBug),
     restoreGridJob: unary(async (req) => {
-      const fence = required('fence', req.fence);
+      const fence = gridFence(req.fence);
       const spec = required('job', req.job);
       const jobId = checkName('job id', req.jobId);
-      if (spec.jobId !== jobId) throw new GridError('invalid-argument', `job.job_id ${JSON.stringify(spec.jobId)} is not job_id ${JSON.stringify(jobId)}`);
+      if (spec.jobId !== jobId) throw new GridError('invalid-argument', `job.job_id ${quoteValue(spec.jobId)} is not job_id ${quoteValue(jobId)}`);
       await c.restoreGridJob({
         jobId,
         gridIncarnation: fence.incarnation,
         gen: Number(req.gen),
         leaseMs: req.leaseMs,
         spec,
-        epoch: req.epoch === 0n ? null : req.epoch,
+        epoch: checkWireEpoch('epoch', req.epoch) === 0n ? null : req.epoch,
         adopt: req.adopt.map((a) => {
           if (!isAbsolute(a.storeDir)) throw new GridError('invalid-argument', `adoption store_dir ${JSON.stringify(a.storeDir)} must be an absolute path`);
-          return { fromCluster: checkName('cluster id', a.fromCluster), storeDir: a.storeDir, epoch: a.epoch === 0n ? null : a.epoch, units: a.unitIds };
+          return { fromCluster: checkName('cluster id', a.fromCluster), storeDir: a.storeDir, epoch: checkWireEpoch('adopt epoch', a.epoch) === 0n ? null : a.epoch, units: a.unitIds };
         }),
       });
       return { job: jobStatusToPb(c, jobId) };
     }, onBug),
     stopGridJob: unary(async (req) => {
-      const fence = required('fence', req.fence);
+      const fence = gridFence(req.fence);
       await c.gridStop(checkName('job id', req.jobId), fence.incarnation);
       return {};
     }, onBug),

@@ -47,6 +47,9 @@ export interface ClusterProcessConfig {
 
 /** A composition root: the real runtime unless the caller (the CLI) shares its own; security as runAgent's. */
 export async function runCluster(cfg: ClusterProcessConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime = realRuntime(security)) {
+  // The store's epoch files and the job table hold jobs' data and commands: the coordinator's user's alone
+  // (files 0600, directories 0700), as the agents that share the store make theirs (run-agent.ts).
+  process.umask(0o077);
   await mkdir(cfg.dataDir, { recursive: true });
   await mkdir(cfg.storeDir, { recursive: true });
   const incarnation = await bumpIncarnation(cfg.dataDir);

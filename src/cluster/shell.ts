@@ -3,6 +3,8 @@ import type { Logger } from '../common/log.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
+import { incarnationRefusal } from '../protocol/bounds.js';
+import type { RestartPolicy } from '../protocol/job-spec.js';
 import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { ClusterSupervisor } from './core/supervisor.js';
@@ -111,7 +113,10 @@ export class ClusterShell {
 
   async registerNode(n: { nodeId: string; incarnation: bigint; address: string; capacityUnits: number; labels: Record<string, string> }): Promise<void> {
     const old = this.nodes.get(n.nodeId);
-    if (old && old.incarnation > n.incarnation) throw new GridError('failed-precondition', `fenced: node ${n.nodeId} incarnation ${n.incarnation} is older than ${old.incarnation}`);
+    // The core's own check, before the address is touched: a registration it will refuse must not redirect the
+    // calls to a live node (its next ones, in this step or any other) to whoever sent it.
+    const refusal = incarnationRefusal(`node ${n.nodeId}`, this.core.nodeIncarnation(n.nodeId), n.incarnation);
+    if (refusal !== null) throw new GridError('failed-precondition', refusal);
     // The address first: calls the core makes in the same step (a restart in place) go to the new one.
     if (old?.address !== n.address) {
       old?.client.close();
@@ -137,7 +142,7 @@ export class ClusterShell {
     return { known };
   }
 
-  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0): Promise<void> {
+  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0, restartPolicy: RestartPolicy | null = null): Promise<void> {
     const live = this.core.jobView(spec.jobId);
     if (live && (live.state === 'running' || live.state === 'recovering' || live.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
@@ -153,7 +158,10 @@ export class ClusterShell {
     const reqId = this.nextReq();
     const a = await this.ask<LocalAnswer>(`local#${reqId}`, {
       kind: 'localCall', reqId,
-      req: { kind: 'submitJob', jobId: spec.jobId, units, intervalMs: spec.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs, fullEvery: spec.fullEvery || this.settings.defaultFullEvery },
+      req: {
+        kind: 'submitJob', jobId: spec.jobId, units, intervalMs: spec.checkpointIntervalMs || this.settings.defaultCheckpointIntervalMs, fullEvery: spec.fullEvery || this.settings.defaultFullEvery,
+        ...(restartPolicy ? { restartPolicy } : {}),
+      },
     });
     if (a.kind === 'refused') throw new GridError(a.code ?? 'failed-precondition', a.reason);
   }

@@ -39,7 +39,25 @@ function downstreamCode(err: unknown): number | null {
   return e !== null && typeof e === 'object' && e.name === 'GrpcCallError' && typeof e.code === 'number' ? e.code : null;
 }
 
+/**
+ * A status's details are cut to this many characters: an error that echoes a
+ * caller's value (an id a megabyte long) must not send it back whole. Values
+ * are quoted short where they are named (names.ts, quoteValue); this is the
+ * backstop for every other message.
+ */
+export const MAX_DETAILS_CHARS = 2_048;
+
+export function cutDetails(details: string): string {
+  if (details.length <= MAX_DETAILS_CHARS) return details;
+  return `${details.slice(0, MAX_DETAILS_CHARS)}… (${details.length} characters in all)`;
+}
+
 export function toServiceError(err: unknown): Partial<ServiceError> {
+  const e = toServiceErrorWhole(err);
+  return e.details === undefined ? e : { ...e, details: cutDetails(e.details) };
+}
+
+function toServiceErrorWhole(err: unknown): Partial<ServiceError> {
   if (err instanceof GridError) {
     const metadata = new Metadata();
     if (err.damaged) {

@@ -3,6 +3,7 @@ import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '.
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
+import { checkJobSpec } from '../protocol/job-spec.js';
 import { GridError } from '../common/errors.js';
 import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
@@ -45,24 +46,11 @@ function jobStatus(g: GridShell, jobId: string): GridJobStatus {
 const MAX_GRID_UNITS = 4_096;
 
 /**
- * What the grid itself relies on in a job's spec (the clusters' agents check the rest of each unit when they
- * start it): names, units named once, a sane interval. A bad one is refused here, not failed on every cluster.
+ * The job spec's one schema (protocol/job-spec.ts), as every tier checks it: a spec a cluster's agents would
+ * refuse is refused here, naming the field, not accepted and failed later on every cluster.
  */
 function checkGridSpec(spec: JobSpec): JobSpec {
-  const jobId = checkName('job id', spec.jobId);
-  if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${jobId} has no units`);
-  if (spec.units.length > MAX_GRID_UNITS) throw new GridError('invalid-argument', `job ${jobId} has ${spec.units.length} units; the limit is ${MAX_GRID_UNITS}`);
-  const seen = new Set<string>();
-  for (const u of spec.units) {
-    const id = checkName('unit id', u.unitId);
-    if (seen.has(id)) throw new GridError('invalid-argument', `job ${jobId} names unit ${JSON.stringify(id)} twice`);
-    seen.add(id);
-    if (u.command.length === 0) throw new GridError('invalid-argument', `unit ${id} of job ${jobId} has an empty command`);
-  }
-  const interval = spec.checkpointIntervalMs;
-  if (interval !== 0 && (interval < 10 || interval > 86_400_000)) {
-    throw new GridError('invalid-argument', `job ${jobId}: bad checkpoint interval ${interval} ms (0 for the grid's default, else 10 ms to 1 day)`);
-  }
+  checkJobSpec({ ...spec, restartPolicy: null }, { maxUnits: MAX_GRID_UNITS });
   return spec;
 }
 

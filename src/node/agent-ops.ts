@@ -21,6 +21,8 @@ export interface OpsTarget {
   spawn(op: Extract<UnitOp, { op: 'spawn' }>): Promise<void>;
   /** Kills a job's units; graceful: a stop, else a fence (its pages go too). */
   kill(jobId: string, graceful: boolean): Promise<void>;
+  /** The core forgot an ended job: its pages, unit records and secrets go. */
+  forget(jobId: string): void;
   onLocalWritten(jobId: string, epoch: bigint): void;
   onStepFailed(jobId: string, epoch: bigint, stage: string, err: unknown): void;
 }
@@ -98,6 +100,7 @@ export async function performOp(t: OpsTarget, op: UnitOp): Promise<void> {
       else job?.snapshots.delete(op.epoch);
       return;
     case 'write': return write(t, op);
+    case 'forget': return t.forget(op.jobId);
   }
 }
 

@@ -4,6 +4,9 @@ import type { RestoreSource } from './restore-runner.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { GridError } from '../common/errors.js';
+import { checkWireEpoch, MAX_MEMBER_INCARNATION } from '../protocol/bounds.js';
+import type { Fence as PbFence } from '../gen/gridckpt/v1/common.js';
+import type { Fence } from '../wire/codec.js';
 import type { NodeAgent } from './agent.js';
 import type { StartGens } from './job-reports.js';
 import type { EventHub } from '../runtime/event-hub.js';
@@ -49,7 +52,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
     }, onBug),
     verifyEpoch: unary(async (req) => {
       checkName('job id', req.jobId);
-      let epoch = epochFromPb(req.epoch);
+      let epoch = epochFromPb(checkWireEpoch('epoch', req.epoch));
       if (epoch === null) {
         const committed = await listCommitted(config.storeDir, req.jobId);
         const newest = committed[committed.length - 1];
@@ -61,7 +64,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
     }, onBug),
     restore: unary(async (req, call) => {
       checkName('job id', req.jobId);
-      const r = await agent.restore(req.jobId, epochFromPb(req.epoch), {
+      const r = await agent.restore(req.jobId, epochFromPb(checkWireEpoch('epoch', req.epoch)), {
         ...(req.partsFrom.length > 0 ? { parts: new Set(req.partsFrom.map((n) => checkName('node id', n))) } : {}),
         ...(req.job ? { spec: jobSpecFromPb(req.job) } : {}),
         ...(req.sources.length > 0 ? { sources: req.sources.map(restoreSourceFromPb) } : {}),
@@ -83,15 +86,15 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
       return { job: jobStatusToPb(r.job), done: r.done };
     }, onBug),
     prepareCheckpoint: unary(async (req) => {
-      const r = await agent.prepareCheckpoint(fenceFromPb(req.fence), req.jobId, epochFromPb(req.parentEpoch), req.full);
+      const r = await agent.prepareCheckpoint(boundedFence(req.fence), req.jobId, epochFromPb(checkWireEpoch('parent_epoch', req.parentEpoch)), req.full);
       return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest, done: r.done };
     }, onBug),
     commitCheckpoint: unary(async (req) => {
-      const r = await agent.commitCheckpoint(fenceFromPb(req.fence), req.jobId);
+      const r = await agent.commitCheckpoint(boundedFence(req.fence), req.jobId);
       return { epoch: r.epoch, part: partInfoToPb(r.part), containers: r.containers, writeMs: r.writeMs };
     }, onBug),
     abortCheckpoint: unary(async (req) => ({
-      dropped: await agent.abortCheckpoint(fenceFromPb(req.fence), req.jobId, req.reason),
+      dropped: await agent.abortCheckpoint(boundedFence(req.fence), req.jobId, req.reason),
     }), onBug),
     readContainer: unary((req) => {
       const data = agent.readContainer(req.jobId, req.container, req.firstPage, req.pageCount);
@@ -107,9 +110,20 @@ function deadlineOf(call: { getDeadline?(): Date | number }): { deadline?: numbe
   return ms !== undefined && Number.isFinite(ms) ? { deadline: ms } : {};
 }
 
+/**
+ * A coordinator's fence, its numbers bounded (protocol/bounds.ts): an epoch or incarnation at the end of the
+ * 64-bit range would be the job's (or the coordinator's) newest for good, and nothing could follow it.
+ */
+function boundedFence(f: PbFence | undefined): Fence {
+  const fence = fenceFromPb(f);
+  checkWireEpoch('fence epoch', fence.epoch);
+  if (fence.incarnation > MAX_MEMBER_INCARNATION) throw new GridError('invalid-argument', `fence incarnation ${fence.incarnation} is out of range: expected at most 2^32`);
+  return fence;
+}
+
 function restoreSourceFromPb(s: RestoreSourcePb): RestoreSource {
   if (!isAbsolute(s.storeDir)) throw new GridError('invalid-argument', `restore source store_dir ${JSON.stringify(s.storeDir)} must be an absolute path`);
-  const epoch = epochFromPb(s.epoch);
+  const epoch = epochFromPb(checkWireEpoch('restore source epoch', s.epoch));
   if (epoch === null) throw new GridError('invalid-argument', `restore source ${s.storeDir}: epoch must be set`);
   if (s.partsFrom.length === 0) throw new GridError('invalid-argument', `restore source ${s.storeDir}: parts_from must name at least one node`);
   return { storeDir: s.storeDir, epoch, parts: new Set(s.partsFrom.map((n) => checkName('node id', n))) };

@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { GridError, notFound } from '../common/errors.js';
+import { quoteValue } from '../common/names.js';
+import { checkCommand, unitEnv } from './units/unit-env.js';
 import { message, type JobShell } from './job-shell.js';
 import { validateJobSpec, type JobSpec } from './job-spec.js';
 import type { ContainerInfo, PageWriteOp } from './memory/page-memory.js';
@@ -107,6 +109,18 @@ export class NodeAgent {
       input: (i: ParticipantInput) => this.driver.input(i),
       spawn: (op: Extract<UnitOp, { op: 'spawn' }>) => spawnUnits(spawnTarget, op),
       kill: (jobId: string, graceful: boolean) => killUnits(spawnTarget, jobId, graceful),
+      forget: (jobId: string) => {
+        // Only if the core has not started the job anew since (its ops run in order, but a check costs nothing).
+        if (this.core.jobState(jobId) !== null) return;
+        if (deps.memory.hasJob(jobId)) deps.memory.dropJob(jobId);
+        try {
+          deps.supervisor.forgetJob(jobId);
+        } catch (err) {
+          deps.log.warn({ jobId, err: message(err) }, 'an ended job still has live units: its records are kept');
+        }
+        this.shells.delete(jobId);
+        deps.log.info({ jobId }, 'forgot an ended job (its pages are freed)');
+      },
       onLocalWritten: (jobId: string, epoch: bigint) => {
         const shell = this.shells.get(jobId);
         const written = shell?.written.get(epoch);
@@ -155,7 +169,7 @@ export class NodeAgent {
 
   private summary(jobId: string): JobSummary {
     const s = this.core.summary(jobId);
-    if (!s) throw notFound(`unknown job ${JSON.stringify(jobId)} on node ${this.deps.config.nodeId}`);
+    if (!s) throw notFound(`unknown job ${quoteValue(jobId)} on node ${this.deps.config.nodeId}`);
     return s;
   }
 
@@ -164,6 +178,7 @@ export class NodeAgent {
   async startJob(raw: JobSpec, opts: StartOptions = {}): Promise<JobView> {
     const { config } = this.deps;
     const spec = validateJobSpec(raw, config.limits, config.defaultFullEvery);
+    await checkCommands(spec);
     const existing = this.core.summary(spec.jobId);
     if (existing && (existing.state === 'running' || existing.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${this.stateOf(existing)} on ${config.nodeId}`);
@@ -269,9 +284,16 @@ export class NodeAgent {
   }
 
   async restore(jobId: string, epoch: bigint | null, scope: RestoreScope = {}, opts: StartOptions = {}): Promise<RestoreResult> {
-    // Bad input is refused before anything running is stopped.
-    if (scope.spec) scope = { ...scope, spec: validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery) };
+    // Bad input is refused before anything running is stopped: a restore stops the job's units first, so
+    // whatever would make it fail later (a bad spec, an epoch that is not there) must be found here.
+    if (scope.spec) {
+      const spec = validateJobSpec(scope.spec, this.deps.config.limits, this.deps.config.defaultFullEvery);
+      if (spec.jobId !== jobId) throw new GridError('invalid-argument', `job.job_id ${quoteValue(spec.jobId)} is not job_id ${quoteValue(jobId)}: a restore runs the units of the job it restores`);
+      await checkCommands(spec);
+      scope = { ...scope, spec };
+    }
     if (scope.sources && !scope.spec) throw new GridError('invalid-argument', `restoring job ${jobId} from several stores needs the units to run (job)`);
+    await this.checkRestorable(jobId, epoch, scope);
     const known = this.core.summary(jobId)?.lastEpoch ?? null;
     if (known !== null) scope = { ...scope, known: [known] };
     this.watch.restoreStarted(jobId, epoch);
@@ -288,6 +310,24 @@ export class NodeAgent {
     }
     this.watch.restored(jobId, ctx.result);
     return { ...ctx.result, job: this.jobView(jobId) };
+  }
+
+  /**
+   * The epochs a restore names are committed (NOT_FOUND otherwise), checked
+   * before the job is touched. A damaged epoch is found only by the restore
+   * itself (every page verified), which then says so; one that is missing
+   * costs a running job nothing.
+   */
+  private async checkRestorable(jobId: string, epoch: bigint | null, scope: RestoreScope): Promise<void> {
+    const wanted = scope.sources?.map((s) => ({ storeDir: s.storeDir, epoch: s.epoch as bigint | null })) ?? [{ storeDir: this.deps.config.storeDir, epoch }];
+    for (const w of wanted) {
+      const committed = await listCommitted(w.storeDir, jobId);
+      const newest = committed.at(-1)?.epoch;
+      if (newest === undefined) throw new GridError('not-found', `job ${jobId} has no committed epoch in ${w.storeDir}`, scope.sources ? { where: w.storeDir, epoch: w.epoch ?? 0n } : null);
+      if (w.epoch !== null && !committed.some((m) => m.epoch === w.epoch)) {
+        throw new GridError('not-found', `job ${jobId} has no committed epoch ${w.epoch} in ${w.storeDir} (newest is ${newest})`, scope.sources ? { where: w.storeDir, epoch: w.epoch } : null);
+      }
+    }
   }
 
   // ---- the core's ops ----
@@ -313,7 +353,14 @@ export class NodeAgent {
     this.deps.log.info({ jobId: info.jobId, unitId: info.unitId, code: info.exitCode, signal: info.signal }, 'unit exited');
     this.deps.metrics.unitExited(info.exitCode === 0);
     const units = this.deps.supervisor.units(info.jobId);
-    if (units.some((u) => u.state !== 'exited')) return;
+    if (units.some((u) => u.state !== 'exited')) {
+      // A unit that fails while others run fails the job now, not when the last one ends (which may be never:
+      // a killed unit left its job "running" with nothing to restart it). The core stops the others.
+      if (info.exitCode === 0) return;
+      const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.exitCode}`;
+      this.driver.input({ kind: 'unitsExited', jobId: info.jobId, ok: false, reason: `unit ${info.unitId} ${how}`, live: true });
+      return;
+    }
     const ok = units.every((u) => u.exitCode === 0);
     this.driver.input({ kind: 'unitsExited', jobId: info.jobId, ok, reason: `every unit exited (${units.map((u) => `${u.unitId}: ${u.signal ?? `code ${u.exitCode}`}`).join(', ')})` });
   }
@@ -332,6 +379,9 @@ export class NodeAgent {
       if (from === state || state === 'starting') continue;
       const s = this.core.summary(jobId)!;
       this.seen.set(jobId, s.state);
+      // An ended job's units are gone or going: their secrets stop working now, not when the job is forgotten
+      // (a token read from a dead unit's environment must not reach the job's pages). A restart makes new ones.
+      if (SETTLED.has(s.state)) this.shells.get(jobId)?.tokens.clear();
       const tell = (): void => {
         this.watch.job(jobId, from, this.stateOf(s), s.lastError || `units ${s.state}`);
         if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
@@ -490,7 +540,8 @@ export class NodeAgent {
     const job = this.shells.get(id.jobId);
     const token = job?.tokens.get(id.unitId);
     if (!job || token === undefined || !sameToken(token, id.token)) {
-      throw new GridError('permission-denied', `the token is not that of unit ${JSON.stringify(id.unitId)} of job ${JSON.stringify(id.jobId)}`);
+      // One answer for an unknown unit and a wrong token: a unit learns nothing of other jobs.
+      throw new GridError('permission-denied', `the token is not that of unit ${quoteValue(id.unitId)} of job ${quoteValue(id.jobId)}`);
     }
     return job;
   }
@@ -501,6 +552,11 @@ function sameToken(expected: string, given: string): boolean {
   const a = Buffer.from(expected);
   const b = Buffer.from(given);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Every unit's command can be executed here (unit-env.ts), before any unit starts. */
+async function checkCommands(spec: JobSpec): Promise<void> {
+  for (const [i, u] of spec.units.entries()) await checkCommand(`units[${i}].command (unit ${u.unitId})`, u.command, unitEnv(u.env, {}).PATH!);
 }
 
 /** A coordinator names itself by its cluster and node; its incarnation fences it (P3). */

@@ -40,6 +40,16 @@ export interface AgentConfig {
   limits: AgentLimits;
 }
 
+/** gRPC's default largest message a client accepts (grpc-js, grpcio, grpc-go: 4 MiB). */
+const GRPC_DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024;
+/**
+ * The most pages one ReadContainer returns: its reply (the pages and a few
+ * bytes of framing, a 1 KiB margin) must fit a default client's receive
+ * limit, or a reader in any language gets RESOURCE_EXHAUSTED for a read the
+ * agent allowed. 1,023 pages of 4 KiB (node_agent.proto states it).
+ */
+export const MAX_READ_PAGES = Math.floor((GRPC_DEFAULT_MAX_RECEIVE_BYTES - 1024) / 4096);
+
 export const DEFAULT_LIMITS: AgentLimits = {
   maxJobs: 16,
   maxUnitsPerJob: 64,
@@ -48,7 +58,7 @@ export const DEFAULT_LIMITS: AgentLimits = {
   maxBatchWrites: 256,
   maxBatchBytes: 1 << 20,
   maxGatedRequests: 4096,
-  maxReadPages: 1024,
+  maxReadPages: MAX_READ_PAGES,
 };
 
 export const FREEZERS: readonly FreezerPreference[] = ['auto', 'cgroup-v1', 'cgroup-v2', 'signal'];

@@ -36,6 +36,11 @@ export class StartGens {
 
   /** Every job's report, from the agent's job states (one entry per job it has). */
   reports(jobs: ReadonlyArray<{ jobId: string; state: JobState; lastError: string }>): JobReport[] {
+    // Gens of jobs the agent has forgotten go (at most one entry per job it has, not per job it ever ran).
+    if (this.gens.size > jobs.length) {
+      const held = new Set(jobs.map((j) => j.jobId));
+      for (const id of this.gens.keys()) if (!held.has(id)) this.gens.delete(id);
+    }
     return jobs.map((j) => ({
       jobId: j.jobId,
       state: j.state,

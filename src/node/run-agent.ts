@@ -1,4 +1,5 @@
-import { mkdir, rm, chmod } from 'node:fs/promises';
+import { mkdir, chmod } from 'node:fs/promises';
+import { removeStaleSocket } from './unit-socket.js';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
@@ -45,10 +46,17 @@ export interface RunningAgent {
  * security: how its service is reached (mTLS and the access table, or --insecure on loopback).
  */
 export async function runAgent(config: AgentConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime = realRuntime(security)): Promise<RunningAgent> {
+  // Everything the agent creates holds a job's data or secrets (swap pages, unit logs, epoch files, its
+  // incarnation, the unit socket): files 0600 and directories 0700, the agent's user's alone. One umask covers
+  // the store's files too, whichever module writes them; units get their own umask back (unit-supervisor.ts).
+  // Every tier of a cluster runs as one user (root, for the cgroup freezer), so the shared store still works.
+  process.umask(0o077);
   await mkdir(config.dataDir, { recursive: true });
+  await chmod(config.dataDir, 0o700);
   await mkdir(config.storeDir, { recursive: true });
   const logDir = join(config.dataDir, 'logs');
   await mkdir(logDir, { recursive: true });
+  await chmod(logDir, 0o700);
   const incarnation = await bumpIncarnation(config.dataDir);
 
   const freezer = await detectFreezer(config.freezer, { scope: config.nodeId, time: runtime });
@@ -118,7 +126,7 @@ export async function runAgent(config: AgentConfig, log: Logger, security: Trans
   const lifelines = new UnitLifelines();
   const unitServer = new Server();
   unitServer.addService(UnitServiceService, unitServiceHandlers(agent, lifelines, onBug));
-  await rm(config.unitSocket, { force: true });
+  await removeStaleSocket(config.unitSocket);
   // Units are reached over a 0600 socket and authenticate with their job's token (unit-service.ts).
   await bindServer(unitServer, `unix:${config.unitSocket}`, ServerCredentials.createInsecure());
   await chmod(config.unitSocket, 0o600);

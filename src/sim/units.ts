@@ -59,6 +59,8 @@ export class SimUnits {
         return;
       // Simulated units keep no change bits: the next snapshot compares against what the parent saved.
       case 'settle': return;
+      // Simulated units hold no pages of an ended job: nothing to free.
+      case 'forget': return;
       case 'write': throw new Error('a write is the agent\'s (SimAgent.writePart), not the units\'');
     }
   }

@@ -1,6 +1,6 @@
 import { credentials, Metadata, type ServiceError, type ClientReadableStream } from '@grpc/grpc-js';
 import {
-  UnitServiceClient, type UnitIdentity, type PageWrite, type AttachResponse,
+  UnitServiceClient, UnitExit, type UnitIdentity, type PageWrite, type AttachResponse,
 } from '../gen/gridckpt/v1/unit.js';
 import { realClock } from '../runtime/real-ports.js';
 
@@ -9,6 +9,8 @@ import { realClock } from '../runtime/real-ports.js';
 // the process. On restore the unit is restarted with GRIDCKPT_RESTORED_EPOCH.
 
 export const PAGE_BYTES = 4096;
+/** The exit code of a unit whose agent is gone (unit.proto: UNIT_EXIT_AGENT_LOST). */
+export const EXIT_AGENT_LOST: number = UnitExit.UNIT_EXIT_AGENT_LOST;
 
 export type UnitWrite =
   | { container: string; page: number; offset: number; data: Uint8Array }
@@ -71,7 +73,7 @@ export class UnitClient {
 
   /**
    * Holds the lifeline to the agent. When it breaks the agent is gone, and a
-   * unit of a dead node must not run on: onLost (default: exit 75) is called.
+   * unit of a dead node must not run on: onLost (default: exit EXIT_AGENT_LOST, 75) is called.
    */
   attach(onLost: (reason: string) => void = defaultOnLost): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -147,5 +149,5 @@ function toPb(w: UnitWrite): PageWrite {
 
 function defaultOnLost(reason: string): void {
   process.stderr.write(`gridckpt unit: lost the agent (${reason}); stopping\n`);
-  process.exit(75);
+  process.exit(EXIT_AGENT_LOST);
 }

@@ -21,8 +21,8 @@ export class ClusterClient {
   heartbeat(req: pb.HeartbeatRequest, timeoutMs?: number) { return this.call<pb.HeartbeatRequest, pb.HeartbeatResponse>('heartbeat', req, timeoutMs); }
   reportJobs(req: pb.ReportJobsRequest, timeoutMs?: number) { return this.call<pb.ReportJobsRequest, pb.ReportJobsResponse>('reportJobs', req, timeoutMs); }
   /** An operator's submit names only the job; the grid's also marks it grid-managed with its gen. */
-  submitJob(req: { job: JobSpec; gridManaged?: boolean; gridGen?: bigint; gridLeaseMs?: number }) {
-    return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', { gridManaged: false, gridGen: 0n, gridLeaseMs: 0, ...req });
+  submitJob(req: { job: JobSpec; gridManaged?: boolean; gridGen?: bigint; gridLeaseMs?: number; restartPolicy?: pb.RestartPolicy }) {
+    return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', { gridManaged: false, gridGen: 0n, gridLeaseMs: 0, restartPolicy: undefined, ...req });
   }
   checkpointJob(req: pb.CheckpointJobRequest) { return this.call<pb.CheckpointJobRequest, pb.CheckpointJobResponse>('checkpointJob', req, this.timeoutMs * 4); }
   prepareRound(req: pb.PrepareRoundRequest, timeoutMs?: number) { return this.call<pb.PrepareRoundRequest, pb.PrepareRoundResponse>('prepareRound', req, timeoutMs); }

@@ -54,7 +54,7 @@ function submit(st: ClusterState, reqId: number, req: Extract<LocalRequest, { ki
     if (err instanceof GridError) return refuse(err.message, 'resource-exhausted');
     throw err;
   }
-  const job = st.newJob(req.jobId, units, { intervalMs: req.intervalMs, fullEvery: req.fullEvery }, 'submitted by a local client');
+  const job = st.newJob(req.jobId, units, { intervalMs: req.intervalMs, fullEvery: req.fullEvery }, 'submitted by a local client', req.restartPolicy ? { restartPolicy: req.restartPolicy } : {});
   beginRestart(st, job, 'submitted', null, out, { epoch: null, adopt: [], answer: { to: 'local', reqId } });
 }
 

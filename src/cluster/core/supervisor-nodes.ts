@@ -1,8 +1,9 @@
 import { checkName } from '../../common/names.js';
+import { incarnationRefusal } from '../../protocol/bounds.js';
 import type { Verdict, VerdictChange } from '../../detector/monitor.js';
 import type { Heartbeat, MemberJobState } from '../../protocol/messages.js';
 import { onResumeBeat } from './supervisor-resume.js';
-import { beginRestart } from './supervisor-restart.js';
+import { beginRestart, failJob } from './supervisor-restart.js';
 import { isLive, type ClusterState, type Job, type NodeEntry } from './supervisor-state.js';
 import type { ClusterStep } from './supervisor-types.js';
 
@@ -20,10 +21,12 @@ export function onNodeRegistered(st: ClusterState, i: { reqId: number; nodeId: s
   } catch (err) {
     return refuse(err instanceof Error ? err.message : String(err));
   }
-  if (typeof i.incarnation !== 'bigint' || i.incarnation < 0n) return refuse(`bad incarnation ${String(i.incarnation)} of node ${i.nodeId}`);
+  if (typeof i.incarnation !== 'bigint') return refuse(`bad incarnation ${String(i.incarnation)} of node ${i.nodeId}`);
   if (!Number.isSafeInteger(i.capacityUnits) || i.capacityUnits < 0) return refuse(`bad capacity ${String(i.capacityUnits)} of node ${i.nodeId}: expected an integer >= 0`);
   const old = st.nodes.get(i.nodeId);
-  if (old && i.incarnation < old.incarnation) return refuse(`fenced: node ${i.nodeId} incarnation ${i.incarnation} is older than ${old.incarnation}`);
+  // Older is fenced; far newer is no restart of the node registered (protocol/bounds.ts): neither evicts it.
+  const implausible = incarnationRefusal(`node ${i.nodeId}`, old?.incarnation ?? null, i.incarnation);
+  if (implausible !== null) return refuse(implausible);
   if (!old && st.nodes.size >= st.config.detector.maxPeers) return refuse(`cluster ${st.config.clusterId} already has ${st.nodes.size} nodes (limit ${st.config.detector.maxPeers})`);
   const restarted = old !== undefined && i.incarnation > old.incarnation;
   // The same incarnation, still watched: its verdict and reports stand (it was told unknown for a stale beat, say).
@@ -112,11 +115,31 @@ function placedOn(job: Job, nodeId: string): boolean {
   return false;
 }
 
+/**
+ * A unit of a running job failed on a node (it exited non-zero or was
+ * killed: the agent then stops the job's other units there and reports the
+ * job failed). The job's restart policy decides, here alone: restore the
+ * whole job from its last committed epoch (units of every node roll back
+ * together: the cut must stay consistent, §3.2), at most maxRestarts times
+ * over the job's life, or fail it. A node lost, a lease lapsed or units
+ * stopped are not unit failures: they restart as before, whatever the policy.
+ */
+function onUnitFailure(st: ClusterState, job: Job, nodeId: string, out: ClusterStep): void {
+  const policy = job.restartPolicy;
+  const what = `a unit of job ${job.jobId} failed on ${nodeId}`;
+  if (policy.onUnitFailure === 'fail') return failJob(st, job, `${what}; its restart policy is to fail`, out);
+  if (job.unitRestarts >= policy.maxRestarts) return failJob(st, job, `${what}; gave up after ${policy.maxRestarts} restarts (restartPolicy.maxRestarts)`, out);
+  job.unitRestarts += 1;
+  job.rowDirty = true;
+  beginRestart(st, job, `${what}: restoring it from its last epoch (restart ${job.unitRestarts} of ${policy.maxRestarts})`, null, out);
+}
+
 /** A node's report on a job (of the node's last start): fenced units restart in place; completion is noted. */
 function onReported(st: ClusterState, nodeId: string, jobId: string, state: MemberJobState, out: ClusterStep): void {
   const job = st.jobs.get(jobId);
   if (!job || job.state !== 'running' || !placedOn(job, nodeId)) return;
-  if (state === 'fenced' || state === 'failed' || state === 'stopped') {
+  if (state === 'failed') return onUnitFailure(st, job, nodeId, out);
+  if (state === 'fenced' || state === 'stopped') {
     beginRestart(st, job, `the units on ${nodeId} were ${state}`, null, out);
     return;
   }

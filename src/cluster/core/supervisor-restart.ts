@@ -187,6 +187,12 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
     }
     return failJob(st, job, `restore from ${answer.store} epoch ${answer.epoch} failed: ${answer.reason}`, out);
   }
+  // The agent refused the job itself (a bad spec: a command that does not exist there, an env it cannot pass):
+  // every node would refuse it again, so going round again only delays the answer. The job fails at once, its
+  // asker hears why with the agent's code, and a corrected submit may follow (a failed job is no live one).
+  if (answer.kind === 'refused' && answer.code === 'invalid-argument') {
+    return failJob(st, job, `the start on ${node} was refused: ${answer.reason}`, out, 'invalid-argument');
+  }
   // The target died or refused: one more lost node, and go round again (never fail while room remains).
   const entry = st.nodes.get(node);
   const dead = unreachable || entry?.verdict !== 'alive';
@@ -195,7 +201,7 @@ export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer
   beginRestart(st, job, `restore on ${node} failed: ${'reason' in answer ? answer.reason : answer.kind}`, lost, out);
 }
 
-function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep, code?: RefusalCode): void {
+export function failJob(st: ClusterState, job: Job, reason: string, out: ClusterStep, code?: RefusalCode): void {
   cancelRound(st, job, reason, out);
   const who = job.restart?.answer ?? null;
   if (who?.to === 'local' && code) st.answerLocal(out, who.reqId, { kind: 'refused', reason, code });

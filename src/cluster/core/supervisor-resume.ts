@@ -1,4 +1,5 @@
 import type { Heartbeat } from '../../protocol/messages.js';
+import { DEFAULT_RESTART_POLICY, type RestartPolicy } from '../../protocol/job-spec.js';
 import { beginRestart } from './supervisor-restart.js';
 import type { ClusterState, Job } from './supervisor-state.js';
 import type { ClusterPersist, ClusterStep, JobRow } from './supervisor-types.js';
@@ -32,7 +33,14 @@ export function rowOf(job: Job): JobRow {
     // a grid job's are the grid's to choose (and its agents refuse a reused one).
     committed: [], ...(job.local ? { highestEpoch: job.epochCeiling } : {}), needsFull: job.needsFull, startGens: Object.fromEntries([...job.startGens].sort()), gridGen: job.gridGen,
     lastError: job.lastError, recoveries: job.recoveries,
+    // Only when they say more than the defaults: rows of jobs that never named a policy stay as they were.
+    ...(isDefaultPolicy(job.restartPolicy) ? {} : { restartPolicy: { ...job.restartPolicy } }),
+    ...(job.unitRestarts > 0 ? { unitRestarts: job.unitRestarts } : {}),
   };
+}
+
+function isDefaultPolicy(p: RestartPolicy): boolean {
+  return p.onUnitFailure === DEFAULT_RESTART_POLICY.onUnitFailure && p.maxRestarts === DEFAULT_RESTART_POLICY.maxRestarts;
 }
 
 export function rowKey(row: JobRow): string {
@@ -87,7 +95,10 @@ export function takeBack(st: ClusterState, rows: readonly JobRow[], committed: R
     }
     if (st.jobs.has(row.jobId) || st.jobs.size >= st.config.maxJobs) continue;
     const live = isLiveRow(row);
-    const job = st.newJob(row.jobId, [...row.units].sort(), { ...row.local }, live ? RESUMED : 'from the job table', { state: live ? 'recovering' : row.state, highestEpoch: highest });
+    const job = st.newJob(row.jobId, [...row.units].sort(), { ...row.local }, live ? RESUMED : 'from the job table', {
+      state: live ? 'recovering' : row.state, highestEpoch: highest,
+      ...(row.restartPolicy ? { restartPolicy: row.restartPolicy } : {}), ...(row.unitRestarts ? { unitRestarts: row.unitRestarts } : {}),
+    });
     job.committed = epochs;
     job.needsFull = row.needsFull;
     job.lastError = row.lastError;

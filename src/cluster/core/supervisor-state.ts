@@ -3,6 +3,7 @@ import { Monitor, type Verdict } from '../../detector/monitor.js';
 import { RoundCoordinator } from '../../protocol/core/round.js';
 import type { AgentRequest, ClusterAnswer, MemberJobState, RestoreSource } from '../../protocol/messages.js';
 import type { NodeCapacity } from './placement.js';
+import { DEFAULT_RESTART_POLICY, type RestartPolicy } from '../../protocol/job-spec.js';
 import type { ClusterEvent, ClusterJobState, ClusterStep, ClusterSupervisorConfig, LocalAnswer } from './supervisor-types.js';
 
 // The cluster supervisor core's state (supervisor.ts holds the intuition and
@@ -131,6 +132,10 @@ export interface Job {
   rowDirty: boolean;
   /** A row write failed: the next try waits until then. */
   rowRetryAtMs: number | null;
+  /** What a unit failure leads to (restore from the last epoch, or fail), and how often (supervisor-nodes.ts). */
+  restartPolicy: RestartPolicy;
+  /** Restores made after unit failures so far (bounded by restartPolicy.maxRestarts). */
+  unitRestarts: number;
 }
 
 export type Pending = { jobId: string; node: string; what: 'round' | 'restart' | 'stop'; epoch: bigint | null; kind: AgentRequest['kind'] };
@@ -213,7 +218,7 @@ export class ClusterState {
   }
 
   /** A new record of the job (replacing an ended one): its epochs go on above every one the old record or the job table knew (C3). */
-  newJob(jobId: string, units: string[], local: LocalSpec | null, reason: string, from: { state?: ClusterJobState; highestEpoch?: bigint } = {}): Job {
+  newJob(jobId: string, units: string[], local: LocalSpec | null, reason: string, from: { state?: ClusterJobState; highestEpoch?: bigint; restartPolicy?: RestartPolicy; unitRestarts?: number } = {}): Job {
     let highest = from.highestEpoch ?? 0n;
     for (const e of [this.jobs.get(jobId)?.round.status().highestEpoch ?? 0n, this.knownEpochs.get(jobId) ?? 0n]) if (e > highest) highest = e;
     const state = from.state ?? 'starting';
@@ -223,6 +228,7 @@ export class ClusterState {
       restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, shareShownCompleted: false, needsFull: true, adopted: [],
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowDirty: true, rowRetryAtMs: null,
+      restartPolicy: from.restartPolicy ?? DEFAULT_RESTART_POLICY, unitRestarts: from.unitRestarts ?? 0,
     };
     // A grid-managed job the previous incarnation ran: its units go back where they ran, or wait out their leases (C1).
     const known = local === null ? this.knownPlacement.get(jobId) : undefined;

@@ -1,6 +1,7 @@
 import type { DetectorConfig } from '../../detector/config.js';
 import type { VerdictChange } from '../../detector/monitor.js';
 import type { RoundConfig, RoundOutcome } from '../../protocol/core/round-types.js';
+import type { RestartPolicy } from '../../protocol/job-spec.js';
 import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, PartRef, RefusalCode } from '../../protocol/messages.js';
 
 // The cluster supervisor core's inputs, actions, durable records (the epoch
@@ -57,7 +58,7 @@ export type ClusterInput =
 
 export type LocalRequest =
   /** intervalMs 0: no periodic rounds (only on request). fullEvery: every Nth epoch is full (>= 1). */
-  | { kind: 'submitJob'; jobId: string; units: string[]; intervalMs: number; fullEvery: number }
+  | { kind: 'submitJob'; jobId: string; units: string[]; intervalMs: number; fullEvery: number; restartPolicy?: RestartPolicy }
   | { kind: 'checkpoint'; jobId: string };
 
 export type LocalAnswer =
@@ -102,6 +103,10 @@ export interface JobRow {
   gridGen: number;
   lastError: string;
   recoveries: number;
+  /** Absent: the default policy (DEFAULT_RESTART_POLICY); kept only when the submit named another. */
+  restartPolicy?: RestartPolicy;
+  /** Restores the policy made after unit failures (absent: none). */
+  unitRestarts?: number;
 }
 
 /**

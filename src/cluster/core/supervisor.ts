@@ -183,6 +183,11 @@ export class ClusterSupervisor {
   }
 
   /** Whether this incarnation of the node is registered and not failed: its reports count (onAgentReports). */
+  /** The incarnation the node is registered with (null: not registered). */
+  nodeIncarnation(nodeId: string): bigint | null {
+    return this.st.nodes.get(nodeId)?.incarnation ?? null;
+  }
+
   knowsNode(nodeId: string, incarnation: bigint): boolean {
     const n = this.st.nodes.get(nodeId);
     return n !== undefined && n.incarnation === incarnation && n.verdict !== 'failed';

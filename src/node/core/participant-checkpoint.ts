@@ -1,4 +1,5 @@
 import type { AgentAnswer, AgentCall, PartRef } from '../../protocol/messages.js';
+import { quoteValue } from '../../common/names.js';
 import type { ParticipantConfig, ParticipantInput, ParticipantStep } from './participant-types.js';
 import { refused, reply, type AgentJob, type LocalStep } from './participant-state.js';
 
@@ -203,7 +204,7 @@ function thaw(job: AgentJob, out: ParticipantStep): void {
 }
 
 function notCheckpointable(cx: CheckpointCtx, jobId: string, job: AgentJob | undefined): AgentAnswer | null {
-  if (!job) return refused(`unknown job ${JSON.stringify(jobId)} on node ${cx.config.nodeId}`, 'not-found');
+  if (!job) return refused(`unknown job ${quoteValue(jobId)} on node ${cx.config.nodeId}`, 'not-found');
   // A completed job still takes part: the last round records its end state.
   if (job.state === 'running' || job.state === 'completed') return null;
   return refused(`job ${jobId} is ${job.state} on ${cx.config.nodeId}; it takes part in no round`, 'failed-precondition');

@@ -28,6 +28,8 @@ export interface AgentJob {
   /** A part written for a coordinator's epoch, not yet confirmed by a PREPARE that builds on it. */
   written: bigint | null;
   starting: { reqId: number; to: string; prior: boolean } | null;
+  /** Set (in ending order) the step the job is seen ended: the first ended is forgotten first (P6). */
+  endedSeq: number | null;
   committed: number;
   failed: number;
   lastError: string;
@@ -50,7 +52,9 @@ export function summaryOf(j: AgentJob): JobSummary {
 
 export function checkParticipant(p: { config: ParticipantConfig; nowMs: number; jobs: ReadonlyMap<string, AgentJob>; stops: number; incarnations: number }): void {
   const fail = (m: string): never => { throw new Error(`participant ${p.config.nodeId}: ${m}`); };
-  if (p.jobs.size > p.config.maxJobs) fail('P6: too many jobs');
+  const live = [...p.jobs.values()].filter(isLive).length;
+  if (live > p.config.maxJobs) fail('P6: too many live jobs');
+  if (p.jobs.size - live > maxEnded(p.config) + busyEnded(p.jobs)) fail('P6: too many ended jobs remembered');
   if (p.stops > 4 * p.config.maxJobs + 1) fail('P6: too many remembered stops');
   if (p.incarnations > (p.config.maxCoordinators ?? 16)) fail('P6: too many remembered incarnations');
   for (const j of p.jobs.values()) {
@@ -69,4 +73,17 @@ export function stopKey(from: string, jobId: string): string {
 
 export function isLive(j: AgentJob): boolean {
   return j.state === 'running' || j.state === 'starting';
+}
+
+export function maxEnded(config: ParticipantConfig): number {
+  return config.maxEndedJobs ?? config.maxJobs;
+}
+
+/** An ended job that a checkpoint step still holds (a completed job's final round): not forgotten until it is done. */
+export function isBusy(j: AgentJob): boolean {
+  return j.freezing !== null || j.staged !== null || j.writing !== null || j.written !== null || j.starting !== null;
+}
+
+function busyEnded(jobs: ReadonlyMap<string, AgentJob>): number {
+  return [...jobs.values()].filter((j) => !isLive(j) && isBusy(j)).length;
 }

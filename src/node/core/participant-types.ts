@@ -8,7 +8,14 @@ export interface ParticipantConfig {
   capacityUnits: number;
   heartbeatIntervalMs: number;
   freezeTimeoutMs: number;
+  /** Live jobs (starting or running) at once: a start past it is refused. */
   maxJobs: number;
+  /**
+   * Ended jobs (completed, failed, stopped, fenced) remembered for status,
+   * reads and their coordinator's final round; past it the one that ended
+   * first is forgotten (a `forget` op frees its pages). Default: maxJobs.
+   */
+  maxEndedJobs?: number;
   /** A job's incremental epochs between full ones when its start names none (local checkpoints). */
   defaultFullEvery: number;
   /** Coordinators whose incarnation is remembered (fencing); the oldest seen is forgotten first. */
@@ -41,7 +48,12 @@ export type ParticipantInput =
   | { kind: 'snapshotTaken'; jobId: string; epoch: bigint; pages: number; bytes: number }
   /** Freeze or snapshot failed: the units are thawed (the core says so) and the epoch is not prepared. */
   | { kind: 'snapshotFailed'; jobId: string; epoch: bigint; stage: 'freeze' | 'snapshot'; reason: string }
-  | { kind: 'unitsExited'; jobId: string; ok: boolean; reason: string }
+  /**
+   * The job's units ended: every one exited (ok: all with code 0), or one
+   * failed while others still run (live: the job failed, the others are
+   * stopped; a job's units are restored together or not at all).
+   */
+  | { kind: 'unitsExited'; jobId: string; ok: boolean; reason: string; live?: boolean }
   /** A write op finished: the part (or, for a local checkpoint, the whole epoch) is durable. */
   | { kind: 'written'; jobId: string; epoch: bigint; reqId: number }
   | { kind: 'partFailed'; jobId: string; epoch: bigint; reqId: number; to: string; reason: string }
@@ -70,7 +82,9 @@ export type UnitOp =
    * A written part's fate is known: confirmed (the coordinator built on it)
    * or not (its pages count as changed again, so the next epoch has them).
    */
-  | { op: 'settle'; jobId: string; epoch: bigint; confirmed: boolean };
+  | { op: 'settle'; jobId: string; epoch: bigint; confirmed: boolean }
+  /** The job ended long enough ago to be forgotten (P6): its pages, unit records and secrets go. */
+  | { op: 'forget'; jobId: string };
 
 export type ParticipantSend =
   | { to: 'units'; unit: UnitOp }

@@ -1,7 +1,7 @@
 import type { AgentCall, MemberJobState } from '../../protocol/messages.js';
 import type { JobState, JobSummary, ParticipantConfig, ParticipantInput, ParticipantStep } from './participant-types.js';
 import { LOCAL } from './participant-types.js';
-import { checkParticipant, isLive, refused, reply, stopKey, summaryOf, type AgentJob } from './participant-state.js';
+import { checkParticipant, isBusy, isLive, maxEnded, refused, reply, stopKey, summaryOf, type AgentJob } from './participant-state.js';
 import {
   dropStaged, endFreeze, onAbort, onCommit, onLocal, onPrepare, onSnapshot, onSnapshotFailed, onWriteFailed, onWritten, type CheckpointCtx,
 } from './participant-checkpoint.js';
@@ -47,8 +47,9 @@ export * from './participant-types.js';
 //      units are killed and it takes part in no round.
 //  P5. A job that is neither running nor completed holds no staged
 //      snapshot and is not frozen.
-//  P6. Bounded: at most maxJobs jobs, stops remembered for at most
-//      4 x maxJobs jobs, incarnations for at most maxCoordinators.
+//  P6. Bounded: at most maxJobs live jobs and maxEndedJobs ended ones
+//      (besides those a checkpoint step still holds), stops remembered for
+//      at most 4 x maxJobs jobs, incarnations for at most maxCoordinators.
 //  P7. One checkpoint step of a job at a time: it never freezes while a
 //      write of it runs, and stages at most one snapshot.
 
@@ -64,6 +65,8 @@ export class NodeParticipant {
    */
   private readonly stoppedBelow = new Map<string, number>();
   private nextBeatMs = 0;
+  /** Ended jobs seen so far (their endedSeq). */
+  private endedCount = 0;
   private seq = 0;
   private nowMs = 0;
 
@@ -95,8 +98,34 @@ export class NodeParticipant {
       case 'tick': break;
     }
     this.expire(out);
+    this.forgetEnded(out);
     if (nowMs >= this.nextBeatMs) this.beat(out);
     return out;
+  }
+
+  /**
+   * P6: ended jobs are remembered up to maxEndedJobs (for status, reads of
+   * their pages and a coordinator's final round); past it, those that ended
+   * first and that no checkpoint step holds are forgotten, and the shell
+   * frees what they held (`forget`). Without this a node that ran
+   * maxJobs jobs refused every start after, and kept their pages for ever.
+   */
+  private forgetEnded(out: ParticipantStep): void {
+    const ended: AgentJob[] = [];
+    for (const j of this.jobs.values()) {
+      if (isLive(j)) continue;
+      j.endedSeq ??= ++this.endedCount;
+      ended.push(j);
+    }
+    let excess = ended.length - maxEnded(this.config);
+    if (excess <= 0) return;
+    for (const j of ended.sort((a, b) => a.endedSeq! - b.endedSeq!)) {
+      if (excess <= 0) break;
+      if (isBusy(j)) continue;
+      this.jobs.delete(j.jobId);
+      out.send.push({ to: 'units', unit: { op: 'forget', jobId: j.jobId } });
+      excess -= 1;
+    }
   }
 
   nextDeadline(): number | null {
@@ -193,8 +222,9 @@ export class NodeParticipant {
       return reply(out, call.from, call.reqId, refused(`start ${r.gen} of job ${jobId} was stopped before it arrived`, 'aborted'));
     }
     const old = this.jobs.get(jobId);
-    if (!old && this.jobs.size >= this.config.maxJobs) {
-      return reply(out, call.from, call.reqId, refused(`node ${this.config.nodeId} already runs ${this.jobs.size} jobs (limit ${this.config.maxJobs})`, 'resource-exhausted'));
+    const live = [...this.jobs.values()].filter(isLive).length;
+    if (!(old && isLive(old)) && live >= this.config.maxJobs) {
+      return reply(out, call.from, call.reqId, refused(`node ${this.config.nodeId} already runs ${live} jobs (limit ${this.config.maxJobs})`, 'resource-exhausted'));
     }
     const leaseUntilMs = r.leaseMs === null ? null : this.nowMs + r.leaseMs;
     if (old && isLive(old)) this.end(old, 'stopped', 'restarted', true, out);
@@ -208,7 +238,7 @@ export class NodeParticipant {
       highestEpoch: old?.highestEpoch ?? 0n, lastEpoch: null, epochsSinceFull: 0,
       fullEvery: Math.max(1, r.fullEvery || this.config.defaultFullEvery), intervalMs: r.intervalMs ?? 0, nextLocalMs: null,
       freezing: null, staged: null, writing: old?.writing ?? null, written: null,
-      starting: { reqId: call.reqId, to: call.from, prior: old !== undefined }, committed: old?.committed ?? 0, failed: old?.failed ?? 0, lastError: '',
+      starting: { reqId: call.reqId, to: call.from, prior: old !== undefined }, endedSeq: null, committed: old?.committed ?? 0, failed: old?.failed ?? 0, lastError: '',
     };
     this.jobs.set(jobId, job);
     out.send.push({ to: 'units', unit: { op: 'spawn', jobId, units: job.units, sources: r.sources, reqId: call.reqId } });
@@ -266,6 +296,9 @@ export class NodeParticipant {
     job.lastError = input.ok ? '' : input.reason;
     job.leaseUntilMs = null;
     job.nextLocalMs = null;
+    // One unit failed, others run on: they stop (gracefully: the pages stay, for status and reads); the job's
+    // coordinator hears it failed and applies its restart policy.
+    if (!input.ok && input.live === true) out.send.push({ to: 'units', unit: { op: 'kill', jobId: job.jobId, graceful: true } });
   }
 
   // ---- leases, periodic checkpoints, heartbeats -----------------------------------

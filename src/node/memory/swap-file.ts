@@ -13,7 +13,9 @@ export class SwapFile implements SwapPort {
 
   constructor(path: string) {
     this.path = path;
-    this.fd = fs.openSync(path, 'w+');
+    // Page data is the job's: readable by the agent's user alone, also when an older file was left wider open.
+    this.fd = fs.openSync(path, 'w+', 0o600);
+    fs.fchmodSync(this.fd, 0o600);
   }
 
   write(slot: number, page: Uint8Array): void {

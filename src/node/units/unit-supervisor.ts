@@ -5,6 +5,7 @@ import { GridError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Freezer } from './freezer.js';
 import { isGone } from './proc-stat.js';
+import { unitEnv } from './unit-env.js';
 import type { TimerPort } from '../../runtime/ports.js';
 import { settlesWithin } from '../../runtime/timers.js';
 
@@ -53,6 +54,9 @@ export interface SupervisorOptions {
   /** For the grace and kill waits of stopJob. */
   timers: TimerPort;
 }
+
+/** The umask a unit starts with (documented in unit.proto). */
+export const UNIT_UMASK = '022';
 
 /** How long stopJob waits for SIGKILLed units to be reaped before it gives up and says which. */
 export const KILL_WAIT_MS = 10_000;
@@ -181,12 +185,16 @@ export class UnitSupervisor {
   private async spawnUnit(jobId: string, group: string, spec: UnitSpec, extraEnv: Record<string, string>): Promise<ChildProcess> {
     const { freezer, logDir } = this.opts;
     const plan = await freezer.plan(group, spec.command, spec.args);
-    await mkdir(logDir, { recursive: true });
-    const logFile = await open(join(logDir, `${jobId}+${spec.unitId}.log`), 'a');
+    await mkdir(logDir, { recursive: true, mode: 0o700 });
+    // A unit's output may hold its data: its log is the agent user's alone (the agent runs with umask 077 too).
+    const logFile = await open(join(logDir, `${jobId}+${spec.unitId}.log`), 'a', 0o600);
     try {
-      const child = spawn(plan.command, plan.args, {
+      await logFile.chmod(0o600);
+      // The unit gets the usual umask, not the agent's 077 (unit.proto: a unit's own files are its business);
+      // exec keeps the pid, so the freezer's wrapper and the pid Node tracks are the same process.
+      const child = spawn('/bin/sh', ['-c', `umask ${UNIT_UMASK} && exec "$0" "$@"`, plan.command, ...plan.args], {
         detached: true, // own session and process group: pgid = pid, which the signal freezer and stopJob rely on
-        env: { ...inheritedEnv(), ...spec.env, ...extraEnv },
+        env: unitEnv(spec.env, extraEnv), // not the agent's own: see unit-env.ts
         stdio: ['ignore', logFile.fd, logFile.fd],
       });
       await new Promise<void>((resolve, reject) => {
@@ -301,10 +309,4 @@ function signalUnit(r: UnitRecord, signal: NodeJS.Signals): void {
   } catch (err) {
     if (!isGone(err)) throw err;
   }
-}
-
-function inheritedEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  return env;
 }

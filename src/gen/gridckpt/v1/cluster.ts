@@ -210,6 +210,29 @@ export interface SubmitJobRequest {
    * last known lease length.
    */
   gridLeaseMs: number;
+  /**
+   * What the cluster does when a unit of the job fails (exits non-zero or
+   * is killed). Unset: restore, at most 3 times. It sits beside the spec,
+   * not in it: agents report a unit's failure, only the coordinator acts on
+   * it. (A spec file names it as the spec's restartPolicy.)
+   */
+  restartPolicy: RestartPolicy | undefined;
+}
+
+/** A job's restart policy (docs/cluster.md, "Restart policy"). */
+export interface RestartPolicy {
+  /**
+   * "restore": the whole job goes back to its last committed epoch (every
+   * unit, on every node: the cut stays consistent), or starts anew when it
+   * has none. "fail": the job fails. Empty: "restore".
+   */
+  onUnitFailure: string;
+  /**
+   * Restores after unit failures over the job's life, 0 to 1000; one more
+   * failure fails the job. A lost node or a lapsed lease is no unit failure
+   * and does not count.
+   */
+  maxRestarts: number;
 }
 
 export interface SubmitJobResponse {
@@ -2303,7 +2326,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { job: undefined, gridManaged: false, gridGen: 0n, gridLeaseMs: 0 };
+  return { job: undefined, gridManaged: false, gridGen: 0n, gridLeaseMs: 0, restartPolicy: undefined };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -2322,6 +2345,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.gridLeaseMs !== 0) {
       writer.uint32(32).uint32(message.gridLeaseMs);
+    }
+    if (message.restartPolicy !== undefined) {
+      RestartPolicy.encode(message.restartPolicy, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2371,6 +2397,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.gridLeaseMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.restartPolicy = RestartPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2397,6 +2431,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.grid_lease_ms)
         ? globalThis.Number(object.grid_lease_ms)
         : 0,
+      restartPolicy: isSet(object.restartPolicy)
+        ? RestartPolicy.fromJSON(object.restartPolicy)
+        : isSet(object.restart_policy)
+        ? RestartPolicy.fromJSON(object.restart_policy)
+        : undefined,
     };
   },
 
@@ -2414,6 +2453,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.gridLeaseMs !== 0) {
       obj.gridLeaseMs = Math.round(message.gridLeaseMs);
     }
+    if (message.restartPolicy !== undefined) {
+      obj.restartPolicy = RestartPolicy.toJSON(message.restartPolicy);
+    }
     return obj;
   },
 
@@ -2426,6 +2468,102 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     message.gridManaged = object.gridManaged ?? false;
     message.gridGen = (object.gridGen !== undefined && object.gridGen !== null) ? BigInt(object.gridGen) : 0n;
     message.gridLeaseMs = object.gridLeaseMs ?? 0;
+    message.restartPolicy = (object.restartPolicy !== undefined && object.restartPolicy !== null)
+      ? RestartPolicy.fromPartial(object.restartPolicy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRestartPolicy(): RestartPolicy {
+  return { onUnitFailure: "", maxRestarts: 0 };
+}
+
+export const RestartPolicy: MessageFns<RestartPolicy> = {
+  encode(message: RestartPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.onUnitFailure !== "") {
+      writer.uint32(10).string(message.onUnitFailure);
+    }
+    if (message.maxRestarts !== 0) {
+      writer.uint32(16).uint32(message.maxRestarts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestartPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestartPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.onUnitFailure = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxRestarts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestartPolicy {
+    return {
+      onUnitFailure: isSet(object.onUnitFailure)
+        ? globalThis.String(object.onUnitFailure)
+        : isSet(object.on_unit_failure)
+        ? globalThis.String(object.on_unit_failure)
+        : "",
+      maxRestarts: isSet(object.maxRestarts)
+        ? globalThis.Number(object.maxRestarts)
+        : isSet(object.max_restarts)
+        ? globalThis.Number(object.max_restarts)
+        : 0,
+    };
+  },
+
+  toJSON(message: RestartPolicy): unknown {
+    const obj: any = {};
+    if (message.onUnitFailure !== "") {
+      obj.onUnitFailure = message.onUnitFailure;
+    }
+    if (message.maxRestarts !== 0) {
+      obj.maxRestarts = Math.round(message.maxRestarts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestartPolicy>, I>>(base?: I): RestartPolicy {
+    return RestartPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestartPolicy>, I>>(object: I): RestartPolicy {
+    const message = createBaseRestartPolicy();
+    message.onUnitFailure = object.onUnitFailure ?? "";
+    message.maxRestarts = object.maxRestarts ?? 0;
     return message;
   },
 };

@@ -92,6 +92,14 @@ export interface AbortCheckpointResponse {
   dropped: boolean;
 }
 
+/**
+ * A unit's process. One schema checks it at every tier (src/protocol/job-spec.ts):
+ * ids are 1-63 characters of [A-Za-z0-9._-]; the command must exist on the
+ * node (a path, or a name found in the unit's PATH); no NUL in the command,
+ * an argument or a value; command line and env at most 64 KiB each; env
+ * names are POSIX names, none starting with GRIDCKPT_ (unit.proto lists the
+ * environment a unit gets).
+ */
 export interface UnitSpec {
   unitId: string;
   command: string;
@@ -327,6 +335,10 @@ export interface ReadContainerRequest {
   jobId: string;
   container: string;
   firstPage: number;
+  /**
+   * 1 to 1023: the reply (page_count x 4 KiB) then fits gRPC's default 4 MiB
+   * receive limit of every client. Read more in several calls.
+   */
   pageCount: number;
 }
 

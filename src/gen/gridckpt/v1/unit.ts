@@ -25,6 +25,107 @@ export const protobufPackage = "gridckpt.v1";
 
 export const protobufFileName = "gridckpt/v1/unit.proto";
 
+/** Exit codes of the contract above. */
+export enum UnitExit {
+  UNIT_EXIT_OK = 0,
+  /** UNIT_EXIT_AGENT_LOST - The lifeline ended: the agent is gone (EX_TEMPFAIL). */
+  UNIT_EXIT_AGENT_LOST = 75,
+  UNRECOGNIZED = -1,
+}
+
+export function unitExitFromJSON(object: any): UnitExit {
+  switch (object) {
+    case 0:
+    case "UNIT_EXIT_OK":
+      return UnitExit.UNIT_EXIT_OK;
+    case 75:
+    case "UNIT_EXIT_AGENT_LOST":
+      return UnitExit.UNIT_EXIT_AGENT_LOST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UnitExit.UNRECOGNIZED;
+  }
+}
+
+export function unitExitToJSON(object: UnitExit): string {
+  switch (object) {
+    case UnitExit.UNIT_EXIT_OK:
+      return "UNIT_EXIT_OK";
+    case UnitExit.UNIT_EXIT_AGENT_LOST:
+      return "UNIT_EXIT_AGENT_LOST";
+    case UnitExit.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * An agent's default limits (its config may lower them); a request past one
+ * is refused. Values are the limits themselves.
+ */
+export enum UnitLimit {
+  UNIT_LIMIT_UNSPECIFIED = 0,
+  /** UNIT_LIMIT_BATCH_WRITES - Writes in one WriteBatch. */
+  UNIT_LIMIT_BATCH_WRITES = 256,
+  /** UNIT_LIMIT_BATCH_BYTES - Bytes of data in one WriteBatch (add_i64 writes count 8). */
+  UNIT_LIMIT_BATCH_BYTES = 1048576,
+  /** UNIT_LIMIT_CONTAINERS_PER_JOB - Containers per job. */
+  UNIT_LIMIT_CONTAINERS_PER_JOB = 64,
+  /** UNIT_LIMIT_PAGES_PER_CONTAINER - Pages per container. */
+  UNIT_LIMIT_PAGES_PER_CONTAINER = 1048576,
+  /** UNIT_LIMIT_PAGE_BYTES - Bytes per page (OpenContainerResponse.page_bytes says it too). */
+  UNIT_LIMIT_PAGE_BYTES = 4096,
+  UNRECOGNIZED = -1,
+}
+
+export function unitLimitFromJSON(object: any): UnitLimit {
+  switch (object) {
+    case 0:
+    case "UNIT_LIMIT_UNSPECIFIED":
+      return UnitLimit.UNIT_LIMIT_UNSPECIFIED;
+    case 256:
+    case "UNIT_LIMIT_BATCH_WRITES":
+      return UnitLimit.UNIT_LIMIT_BATCH_WRITES;
+    case 1048576:
+    case "UNIT_LIMIT_BATCH_BYTES":
+      return UnitLimit.UNIT_LIMIT_BATCH_BYTES;
+    case 64:
+    case "UNIT_LIMIT_CONTAINERS_PER_JOB":
+      return UnitLimit.UNIT_LIMIT_CONTAINERS_PER_JOB;
+    case 1048576:
+    case "UNIT_LIMIT_PAGES_PER_CONTAINER":
+      return UnitLimit.UNIT_LIMIT_PAGES_PER_CONTAINER;
+    case 4096:
+    case "UNIT_LIMIT_PAGE_BYTES":
+      return UnitLimit.UNIT_LIMIT_PAGE_BYTES;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UnitLimit.UNRECOGNIZED;
+  }
+}
+
+export function unitLimitToJSON(object: UnitLimit): string {
+  switch (object) {
+    case UnitLimit.UNIT_LIMIT_UNSPECIFIED:
+      return "UNIT_LIMIT_UNSPECIFIED";
+    case UnitLimit.UNIT_LIMIT_BATCH_WRITES:
+      return "UNIT_LIMIT_BATCH_WRITES";
+    case UnitLimit.UNIT_LIMIT_BATCH_BYTES:
+      return "UNIT_LIMIT_BATCH_BYTES";
+    case UnitLimit.UNIT_LIMIT_CONTAINERS_PER_JOB:
+      return "UNIT_LIMIT_CONTAINERS_PER_JOB";
+    case UnitLimit.UNIT_LIMIT_PAGES_PER_CONTAINER:
+      return "UNIT_LIMIT_PAGES_PER_CONTAINER";
+    case UnitLimit.UNIT_LIMIT_PAGE_BYTES:
+      return "UNIT_LIMIT_PAGE_BYTES";
+    case UnitLimit.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface UnitIdentity {
   jobId: string;
   unitId: string;
@@ -1291,9 +1392,58 @@ export const AttachResponse: MessageFns<AttachResponse> = {
 
 /**
  * The API a unit (an application process) uses to reach the page memory of
- * its node agent. Served on a Unix socket (mode 0600) whose path the unit finds
- * in GRIDCKPT_SOCKET; identity comes from GRIDCKPT_JOB_ID, GRIDCKPT_UNIT_ID and
- * GRIDCKPT_UNIT_TOKEN. Any language with gRPC can implement a unit.
+ * its node agent. Any language with gRPC can implement a unit; this file is
+ * its whole contract.
+ *
+ * Environment. The agent starts each unit with this environment and no
+ * other (it does not pass on its own):
+ *   PATH                     the agent's PATH (or /usr/local/sbin:/usr/local/bin:
+ *                            /usr/sbin:/usr/bin:/sbin:/bin when it has none),
+ *                            unless the job spec's env sets PATH;
+ *   the job spec's env       the unit's own variables (names [A-Za-z_][A-Za-z0-9_]*;
+ *                            none may start with GRIDCKPT_);
+ *   GRIDCKPT_SOCKET          path of this service's Unix socket (mode 0600);
+ *   GRIDCKPT_JOB_ID, GRIDCKPT_UNIT_ID, GRIDCKPT_UNIT_TOKEN
+ *                            the unit's identity, sent in every request
+ *                            (UnitIdentity). The token is a secret: it stops
+ *                            working once the job ends (completed, failed,
+ *                            stopped or fenced), and a restart makes a new one;
+ *   GRIDCKPT_NODE_ID         the agent's node id (also in AttachResponse);
+ *   GRIDCKPT_RESTORED_EPOCH  set only when the unit is restarted by a restore:
+ *                            the decimal epoch its containers were loaded from.
+ *                            Absent on a fresh start, whatever the agent's own
+ *                            environment holds. A unit that finds it picks up
+ *                            from what its containers hold.
+ * A unit starts in its own process group with umask 022; stdout and stderr go
+ * to the agent's log file of the unit.
+ *
+ * Exit codes. 0 ends the unit successfully; the job completes when every unit
+ * has exited 0. Any other code, or death by a signal, is a unit failure: the
+ * agent stops the job's other units and its coordinator applies the job's
+ * restart policy (restore from the last epoch, or fail: RestartPolicy in
+ * cluster.proto). A unit that loses its lifeline exits with
+ * UNIT_EXIT_AGENT_LOST (75, EX_TEMPFAIL): its agent is gone, it must not run on.
+ *
+ * Lifeline (Attach). Optional, and the same for every unit: the agent serves
+ * every other call whether or not the unit holds one, and treats units that
+ * do and units that do not alike. A unit that holds it learns at once that its
+ * agent is gone (the stream ends or fails; no keepalive is needed on a Unix
+ * socket, whose peer's death closes it) and must then exit with
+ * UNIT_EXIT_AGENT_LOST. A unit that does not hold it learns it from its next
+ * call (UNAVAILABLE) and must do the same. The TS client's attach() holds it
+ * and exits with UNIT_EXIT_AGENT_LOST when it ends.
+ *
+ * Limits (an agent's defaults; UnitLimit states them): writes per
+ * WriteBatch, bytes per batch, containers per job, pages per container, the
+ * page size. A request past one is refused INVALID_ARGUMENT or
+ * RESOURCE_EXHAUSTED with a message naming the limit. Names (containers) are
+ * 1-63 characters of [A-Za-z0-9._-], starting with a letter or digit.
+ *
+ * Status codes: INVALID_ARGUMENT for a bad request (naming the bad value),
+ * NOT_FOUND for an unknown unit, job or container, PERMISSION_DENIED for a
+ * wrong token, FAILED_PRECONDITION when the job's lease lapsed (its units are
+ * being fenced), RESOURCE_EXHAUSTED when too many requests wait behind a
+ * checkpoint's freeze, UNAVAILABLE when the agent is shutting down.
  */
 export type UnitServiceService = typeof UnitServiceService;
 export const UnitServiceService = {
@@ -1342,8 +1492,8 @@ export const UnitServiceService = {
     responseDeserialize: (value: Buffer): WriteBatchResponse => WriteBatchResponse.decode(value),
   },
   /**
-   * The unit's lifeline: the stream stays open while the agent lives. A unit
-   * must stop when it ends, so that units of a dead node never run on.
+   * The unit's lifeline: the stream stays open while the agent lives (see
+   * above). Its first message names the node and the agent's incarnation.
    */
   attach: {
     path: "/gridckpt.v1.UnitService/Attach" as const,
@@ -1369,8 +1519,8 @@ export interface UnitServiceServer extends UntypedServiceImplementation {
    */
   writeBatch: handleUnaryCall<WriteBatchRequest, WriteBatchResponse>;
   /**
-   * The unit's lifeline: the stream stays open while the agent lives. A unit
-   * must stop when it ends, so that units of a dead node never run on.
+   * The unit's lifeline: the stream stays open while the agent lives (see
+   * above). Its first message names the node and the agent's incarnation.
    */
   attach: handleServerStreamingCall<AttachRequest, AttachResponse>;
 }
@@ -1441,8 +1591,8 @@ export interface UnitServiceClient extends Client {
     callback: (error: ServiceError | null, response: WriteBatchResponse) => void,
   ): ClientUnaryCall;
   /**
-   * The unit's lifeline: the stream stays open while the agent lives. A unit
-   * must stop when it ends, so that units of a dead node never run on.
+   * The unit's lifeline: the stream stays open while the agent lives (see
+   * above). Its first message names the node and the agent's incarnation.
    */
   attach(request: AttachRequest, options?: Partial<CallOptions>): ClientReadableStream<AttachResponse>;
   attach(
