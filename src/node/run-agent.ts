@@ -90,6 +90,8 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
     log,
     metrics: {
       checkpointCommitted: (f) => metrics?.checkpointCommitted(f),
+      partWritten: (f) => metrics?.partWritten(f),
+      partConfirmed: () => metrics?.partConfirmed(),
       checkpointFailed: (s) => metrics?.checkpointFailed(s),
       restored: (ms, fb) => metrics?.restored(ms, fb),
       unitExited: (c) => metrics?.unitExited(c),
