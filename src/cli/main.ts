@@ -11,6 +11,7 @@ import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
 import { addWatchCommand } from './watch-cmd.js';
 import { UsageError } from './output.js';
+import { StartupError } from '../common/startup-error.js';
 
 // gridckpt: one binary for every service and every operator command.
 
@@ -33,7 +34,8 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.stderr.write(`gridckpt: ${err.message}\n`);
     process.exit(2);
   }
-  if (err instanceof AgentCallError) {
+  // A service that cannot start says why in one line (the value at fault is in it); a bug keeps its stack.
+  if (err instanceof AgentCallError || err instanceof StartupError) {
     process.stderr.write(`gridckpt: ${err.message}\n`);
     process.exit(1);
   }

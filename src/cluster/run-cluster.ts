@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { ensureWritable, listening } from '../common/startup-error.js';
 import { Server } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -44,8 +44,9 @@ export interface ClusterProcessConfig {
 
 /** A composition root: the real runtime unless the caller (the CLI) shares its own. */
 export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime: TierRuntime = realRuntime()) {
-  await mkdir(cfg.dataDir, { recursive: true });
-  await mkdir(cfg.storeDir, { recursive: true });
+  await ensureWritable('data dir', cfg.dataDir);
+  // The coordinator writes every manifest: a store it cannot write would fail every round.
+  await ensureWritable('store dir', cfg.storeDir);
   const incarnation = await bumpIncarnation(cfg.dataDir);
   let shell: ClusterShell | null = null;
   const metrics = new ClusterMetrics(() => shell?.core.nodesView() ?? []);
@@ -93,8 +94,9 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, runtime
   server.addService(ClusterServiceService, clusterServiceHandlers(shell, hub, onBug));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
   health.addToServer(server);
-  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen));
-  const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
+  const address = boundAddress(cfg.listen, await listening('gRPC', cfg.listen, () => bindServer(server, cfg.listen)));
+  const metricsListen = cfg.metricsListen;
+  const metricsServer = metricsListen ? await listening('metrics', metricsListen, () => serveMetrics(metrics.registry, metricsListen)) : null;
   const c = shell;
   return {
     shell: c,

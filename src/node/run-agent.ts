@@ -1,4 +1,4 @@
-import { mkdir, rm, chmod } from 'node:fs/promises';
+import { realpath, rm, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
@@ -6,6 +6,8 @@ import { HealthImplementation } from 'grpc-health-check';
 import { NodeAgentServiceService } from '../gen/gridckpt/v1/node_agent.js';
 import { UnitServiceService } from '../gen/gridckpt/v1/unit.js';
 import { bumpIncarnation } from '../common/incarnation.js';
+import { StartupError, ensureDir, ensureWritable, listening } from '../common/startup-error.js';
+import { HostLockBusy, takeHostLock, type HostLock } from './host-lock.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import type { Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
@@ -39,13 +41,51 @@ export interface RunningAgent {
 
 /** A composition root: the real runtime unless the caller (the CLI) shares its own. */
 export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRuntime = realRuntime()): Promise<RunningAgent> {
-  await mkdir(config.dataDir, { recursive: true });
-  await mkdir(config.storeDir, { recursive: true });
+  await ensureDir('data dir', config.dataDir);
+  // Before anything that touches what another agent may own (its incarnation file, its cgroup scope, its
+  // unit socket): a second agent on the same data dir or node id killed the first one's units (issue 8).
+  const locks = await lockNode(config.dataDir, config.nodeId, runtime);
+  try {
+    return await startAgent(config, log, runtime, locks);
+  } catch (err) {
+    await Promise.all(locks.map((l) => l.release()));
+    throw err;
+  }
+}
+
+/**
+ * The data dir (its swap, socket, incarnation) and the node id (its cgroup scope, which a start cleans by
+ * killing what is in it) each belong to one agent on a host.
+ */
+async function lockNode(dataDir: string, nodeId: string, runtime: TierRuntime): Promise<HostLock[]> {
+  const dir = await realpath(dataDir);
+  const what = `agent ${nodeId}, data dir ${dir}`;
+  const held: HostLock[] = [];
+  try {
+    held.push(await takeHostLock(`data-dir:${dir}`, what, runtime.timers));
+    held.push(await takeHostLock(`node-id:${nodeId}`, what, runtime.timers));
+  } catch (err) {
+    await Promise.all(held.map((l) => l.release()));
+    if (!(err instanceof HostLockBusy)) throw err;
+    const by = err.holder ? `pid ${err.holder.pid} (${err.holder.what})` : 'another process (it did not say which)';
+    throw new StartupError(err.key.startsWith('data-dir:')
+      ? `data dir ${dir} is in use by ${by}: stop that agent first, or give this one another --data-dir`
+      : `node id ${nodeId} is in use on this host by ${by}: two agents of one node id share its cgroup scope, and each start kills the units in it; give this agent another --node-id`);
+  }
+  return held;
+}
+
+async function startAgent(config: AgentConfig, log: Logger, runtime: TierRuntime, locks: HostLock[]): Promise<RunningAgent> {
+  // Checked now: a store that takes no write was accepted, and every checkpoint failed afterwards (issue 8).
+  await ensureWritable('store dir', config.storeDir);
   const logDir = join(config.dataDir, 'logs');
-  await mkdir(logDir, { recursive: true });
+  await ensureDir('log dir', logDir);
   const incarnation = await bumpIncarnation(config.dataDir);
 
-  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId, time: runtime });
+  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId, time: runtime }).catch((err: unknown) => {
+    // Only an explicit --freezer throws here ('auto' falls back): the operator's flag is what is wrong.
+    throw new StartupError(`bad --freezer ${config.freezer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  });
   const stale = await freezer.cleanupScope();
   if (stale > 0) log.warn({ groups: stale }, 'killed units left frozen or running by an earlier incarnation');
   log.info({ freezer: freezer.kind, detail: freezer.detail }, `freezer: ${freezer.kind}`);
@@ -108,17 +148,18 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
   const starts = new StartGens();
   server.addService(NodeAgentServiceService, agentServiceHandlers(agent, hub, starts, onBug));
   health.addToServer(server);
-  const port = await bindServer(server, config.listen);
+  const port = await listening('gRPC', config.listen, () => bindServer(server, config.listen));
   const address = boundAddress(config.listen, port);
 
   const lifelines = new UnitLifelines();
   const unitServer = new Server();
   unitServer.addService(UnitServiceService, unitServiceHandlers(agent, lifelines, onBug));
   await rm(config.unitSocket, { force: true });
-  await bindServer(unitServer, `unix:${config.unitSocket}`);
+  await listening('unit API socket', config.unitSocket, () => bindServer(unitServer, `unix:${config.unitSocket}`));
   await chmod(config.unitSocket, 0o600);
 
-  const metricsServer = config.metricsListen ? await serveMetrics(metrics.registry, config.metricsListen) : null;
+  const metricsListen = config.metricsListen;
+  const metricsServer = metricsListen ? await listening('metrics', metricsListen, () => serveMetrics(metrics.registry, metricsListen)) : null;
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -136,6 +177,7 @@ export async function runAgent(config: AgentConfig, log: Logger, runtime: TierRu
         metricsServer ? new Promise<void>((r) => metricsServer.server.close(() => r())) : Promise.resolve(),
       ]);
       swap.close();
+      await Promise.all(locks.map((l) => l.release()));
     })();
     return stopping;
   };
