@@ -15,6 +15,15 @@ import { StartupError } from '../common/startup-error.js';
 
 // gridckpt: one binary for every service and every operator command.
 
+// `gridckpt epochs … | head`: once the reader is gone, what is left to print has nowhere to go, and that is
+// no failure: stop quietly (exit 0), as a shell tool killed by SIGPIPE would, instead of an EPIPE stack.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 const program = new Command();
 program.name('gridckpt').description('hierarchical checkpoint orchestrator').exitOverride();
 addAgentCommand(program);

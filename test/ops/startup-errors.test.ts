@@ -1,26 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { run } from './cli-run.js';
 import { createServer, type Server } from 'node:net';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLI_SCRIPT } from '../../src/node/agent-process.js';
 import { uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 
 // Issue 8: a service that cannot start printed a stack trace; a read-only
 // store was accepted. Each now exits 1 with one line that names the value
 // at fault, and no stack.
-
-export function run(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_SCRIPT, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    child.once('exit', (code) => resolve({ code, out, err }));
-  });
-}
 
 /** stderr without the agent's JSON log lines: what the operator reads. */
 function said(err: string): string[] {
