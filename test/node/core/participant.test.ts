@@ -760,15 +760,30 @@ describe('NodeParticipant: local checkpoints (the agent\'s own epochs)', () => {
     expect(unitSends(step(local(21), 23))).toEqual(freezeSnap(11n, true, null));
   });
 
-  it('is refused busy while frozen and while written, and changes nothing', () => {
+  it('joins one asked while frozen or written (issue 8: it was refused busy): answered with that epoch\'s outcome, nothing else started', () => {
     const { step } = runningLocal();
     step(local(20), 20);
-    expect(step(local(21), 21)).toEqual({ persist: [], send: [], reply: [reply(21, BUSY, LOCAL)] });
+    expect(step(local(21), 21)).toEqual({ persist: [], send: [], reply: [] });
     step(snapshotTaken(1n), 22);
-    expect(step(local(22), 23)).toEqual({ persist: [], send: [], reply: [reply(22, BUSY, LOCAL)] });
-    // A coordinator's PREPARE is busy too (P7: never freezes while a write runs).
+    expect(step(local(22), 23)).toEqual({ persist: [], send: [], reply: [] });
+    // A coordinator's PREPARE is still refused busy (P7: never freezes while a write runs).
     expect(step(call({ kind: 'prepare', jobId: JOB, epoch: 5n, parentEpoch: null, full: true }, 23), 24).reply).toEqual([reply(23, BUSY)]);
-    expect(step(written(1n, 20), 25).reply).toEqual([reply(20, { kind: 'committed', epoch: 1n, full: true, chainLength: 1 }, LOCAL)]);
+    const committed = { kind: 'committed', epoch: 1n, full: true, chainLength: 1 } as const;
+    expect(step(written(1n, 20), 25)).toEqual({ persist: [], send: [], reply: [reply(20, committed, LOCAL), reply(21, committed, LOCAL), reply(22, committed, LOCAL)] });
+  });
+
+  it('a joined request shares a failure too; a full one asked while an incremental one runs is refused, naming it', () => {
+    const { step } = runningLocal({ fullEvery: 3 });
+    step(local(20), 20);
+    step(snapshotTaken(1n), 21);
+    step(written(1n, 20), 22);
+    step(local(21), 23); // incremental epoch 2
+    expect(step(local(22, true), 24).reply).toEqual([
+      reply(22, refused('incremental epoch 2 of job bank is being checkpointed; ask for a full one once it ends', 'aborted'), LOCAL),
+    ]);
+    expect(step(local(23), 25).reply).toEqual([]);
+    const failed = refused('epoch 2 of job bank: snapshot failed: ENOMEM', 'unavailable');
+    expect(step({ kind: 'snapshotFailed', jobId: JOB, epoch: 2n, stage: 'snapshot', reason: 'ENOMEM' }, 26).reply).toEqual([reply(21, failed, LOCAL), reply(23, failed, LOCAL)]);
   });
 
   it('is refused for a lease-bound job (its checkpoints are its coordinator\'s rounds), an unknown job and one that does not run', () => {
