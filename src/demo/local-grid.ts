@@ -17,6 +17,11 @@ export interface LocalGridOptions {
   checkpointIntervalMs: number;
   freezer?: string | undefined;
   logs: 'inherit' | 'ignore';
+  /**
+   * Gets the grid's stop at once, before any service starts: a caller that is
+   * interrupted while the grid starts can still stop what has started.
+   */
+  onStop?(stop: () => Promise<void>): void;
 }
 
 export interface LocalCluster {
@@ -35,7 +40,10 @@ export interface LocalGrid {
 export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
   const started: AgentProcess[] = [];
   const agentProcs: AgentProcess[] = [];
-  const stop = async () => {
+  let stopping: Promise<void> | null = null;
+  // Once, however many ask (a signal may come while a drill's own stop runs).
+  const stop = () => (stopping ??= stopAll());
+  const stopAll = async () => {
     for (const p of [...started].reverse()) {
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
       await p.exited;
@@ -44,6 +52,7 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
     // its cgroups: they must not run on, and nothing else will remove them.
     for (const p of agentProcs) await (await detectFreezer('auto', { scope: p.ready.nodeId, time: realRuntime() })).cleanupScope();
   };
+  o.onStop?.(stop);
   try {
     const grid = await spawnService('grid', [
       '--data-dir', join(o.workDir, 'grid'), '--heartbeat-interval-ms', String(o.heartbeatIntervalMs),
