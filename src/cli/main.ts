@@ -10,6 +10,7 @@ import { addClusterCommands } from './cluster-cmd.js';
 import { addGridCommands } from './grid-cmd.js';
 import { addUpCommand } from './up-cmd.js';
 import { addWatchCommand } from './watch-cmd.js';
+import { addJobCommand } from './job-cmd.js';
 import { UsageError } from './output.js';
 import { StartupError } from '../common/startup-error.js';
 
@@ -34,6 +35,7 @@ addClusterCommands(program);
 addGridCommands(program);
 addUpCommand(program);
 addWatchCommand(program);
+addJobCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -990,3 +990,30 @@ describe('NodeParticipant: defects found by these tests', () => {
     expect(step(startJob(9, { gen: 8 }), 30).send).toContainEqual(unit({ op: 'dropStaging', jobId: JOB, epoch: 1n }));
   });
 });
+
+describe('NodeParticipant: job control\'s delete (forgetJob)', () => {
+  it('stops a job of its own gracefully and forgets it: the id is unknown afterwards', () => {
+    const { p, step } = runningLocal();
+    expect(step({ kind: 'forgetJob', reqId: 40, jobId: JOB }, 20)).toEqual({
+      persist: [], send: [{ to: 'units', unit: { op: 'kill', jobId: JOB, graceful: true } }], reply: [reply(40, { kind: 'ok' }, LOCAL)],
+    });
+    expect(p.jobState(JOB)).toBeNull();
+    expect(step({ kind: 'forgetJob', reqId: 41, jobId: JOB }, 21).reply).toEqual([reply(41, refused('unknown job "bank" on node c1n1', 'not-found'), LOCAL)]);
+  });
+
+  it('a running checkpoint is answered when its job is deleted (the freeze ends, thawed)', () => {
+    const { step } = runningLocal();
+    step(local(20), 20);
+    const out = step({ kind: 'forgetJob', reqId: 42, jobId: JOB }, 21);
+    expect(out.reply).toEqual([reply(20, refused('epoch 1 not checkpointed: deleted by the operator', 'aborted'), LOCAL), reply(42, { kind: 'ok' }, LOCAL)]);
+    expect(out.send.map((s) => (s.to === 'units' ? s.unit.op : ''))).toEqual(['thaw', 'kill']);
+  });
+
+  it('refuses a job its coordinator runs (lease-bound), and changes nothing', () => {
+    const { p, step } = running();
+    expect(step({ kind: 'forgetJob', reqId: 43, jobId: JOB }, 20)).toEqual({
+      persist: [], send: [], reply: [reply(43, refused('job bank is run by a coordinator: delete it there', 'failed-precondition'), LOCAL)],
+    });
+    expect(p.jobState(JOB)).toBe('running');
+  });
+});
