@@ -15,10 +15,21 @@ import { addCheckCommand } from './check-cmd.js';
 import { UsageError } from './output.js';
 import { addSecurityOptions, muteIpServerNameWarning, unavailableHint } from './tls-flags.js';
 import { addCertsCommand } from './certs-cmd.js';
+import { addJobCommand } from './job-cmd.js';
+import { StartupError } from '../common/startup-error.js';
 
 // gridckpt: one binary for every service and every operator command.
 
 muteIpServerNameWarning();
+// `gridckpt epochs … | head`: once the reader is gone, what is left to print has nowhere to go, and that is
+// no failure: stop quietly (exit 0), as a shell tool killed by SIGPIPE would, instead of an EPIPE stack.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 const program = new Command();
 program.name('gridckpt').description('hierarchical checkpoint orchestrator').exitOverride();
 addSecurityOptions(program);
@@ -33,6 +44,7 @@ addUpCommand(program);
 addWatchCommand(program);
 addGcCommand(program);
 addCheckCommand(program);
+addJobCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
@@ -42,8 +54,9 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.stderr.write(`gridckpt: ${err.message}\n`);
     process.exit(2);
   }
-  if (err instanceof AgentCallError) {
-    process.stderr.write(`gridckpt: ${err.message}${unavailableHint(err.code)}\n`);
+  // A service that cannot start says why in one line (the value at fault is in it); a bug keeps its stack.
+  if (err instanceof AgentCallError || err instanceof StartupError) {
+    process.stderr.write(`gridckpt: ${err.message}${err instanceof AgentCallError ? unavailableHint(err.code) : ''}\n`);
     process.exit(1);
   }
   process.stderr.write(`gridckpt: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -27,6 +27,7 @@ export function addUpCommand(program: Command): void {
     .option('--checkpoint-interval-ms <ms>', 'grid round period', '500')
     .option('--freezer <kind>', 'auto, cgroup-v1, cgroup-v2 or signal')
     .option('--work-dir <dir>', 'where every service keeps its data (default: a new temp dir, removed at exit)')
+    .option('--keep', 'keep the temp work dir at exit (a --work-dir given is always kept)')
     .option('--demo', 'run the bank job over both clusters, kill -9 a node agent mid-run, recover, and report')
     .option('--fail <what>', 'demo: what to kill -9 mid-run, node (an agent) or cluster (a cluster coordinator)', 'node')
     .option('--units <n>', 'demo: bank units', '4')
@@ -46,7 +47,31 @@ export function addUpCommand(program: Command): void {
       const params = bankParams({ accounts: o['accounts'] as string, units: o['units'] as string, ops: o['ops'] as string, seed: o['seed'] as string });
       const ownDir = o['workDir'] === undefined;
       const workDir = ownDir ? await mkdtemp(join(tmpdir(), 'gridckpt-up-')) : (o['workDir'] as string);
+      // From here on, every way out cleans up: the services (SIGTERM; units a killed agent left frozen in their
+      // cgroups are removed) and the temp work dir. Ctrl-C used to kill this process at once, leaving both
+      // behind (issue 8); a signal now runs the same cleanup and then exits 130 (SIGINT) or 143 (SIGTERM).
+      let stopGrid: (() => Promise<void>) | null = null;
+      let started = false;
+      let cleaning: Promise<void> | null = null;
+      const cleanup = () => (cleaning ??= (async () => {
+        await stopGrid?.();
+        if (!ownDir) return;
+        if (o['keep']) say(`work directory kept: ${workDir}`);
+        else await rm(workDir, { recursive: true, force: true });
+      })());
+      const live = o['demo'] !== true;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        // The live status view ends on Ctrl-C by design (liveStatus); the demo and the start are interrupted.
+        if (live && started) return;
+        process.stderr.write(`gridckpt: ${signal}: stopping every service and cleaning up\n`);
+        void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const g = await startLocalGrid({
+        onStop: (stop) => {
+          stopGrid = stop;
+        },
         workDir, clusters, nodesPerCluster: nodes,
         capacityUnits: parseIntFlag('capacity', o['capacity'] as string, 1, 4096),
         heartbeatIntervalMs: parseIntFlag('heartbeat interval', o['heartbeatIntervalMs'] as string, 10, 60_000),
@@ -55,11 +80,11 @@ export function addUpCommand(program: Command): void {
         logs: o['logs'] ? 'inherit' : 'ignore',
         certsDir: insecureChosen() ? null : join(workDir, 'certs'),
         nowMs: Date.now(),
+      }).catch(async (err: unknown) => {
+        await cleanup();
+        throw err;
       });
-      const cleanup = async () => {
-        await g.stop();
-        if (ownDir) await rm(workDir, { recursive: true, force: true });
-      };
+      started = true;
       if (!json) printWhere(g, workDir);
       if (o['demo']) {
         try {

@@ -1,4 +1,5 @@
-import { mkdir, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
+import { ensureWritable, listening } from '../common/startup-error.js';
 import { Server } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -50,8 +51,9 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, securit
   // The store's epoch files and the job table hold jobs' data and commands: the coordinator's user's alone
   // (files 0600, directories 0700), as the agents that share the store make theirs (run-agent.ts).
   process.umask(0o077);
-  await mkdir(cfg.dataDir, { recursive: true });
-  await mkdir(cfg.storeDir, { recursive: true });
+  await ensureWritable('data dir', cfg.dataDir);
+  // The coordinator writes every manifest: a store it cannot write would fail every round.
+  await ensureWritable('store dir', cfg.storeDir);
   const incarnation = await bumpIncarnation(cfg.dataDir);
   let shell: ClusterShell | null = null;
   const metrics = new ClusterMetrics(() => shell?.core.nodesView() ?? [], () => shell && {
@@ -103,8 +105,9 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, securit
   server.addService(ClusterServiceService, guardService('ClusterService', clusterServiceHandlers(shell, hub, onBug), CLUSTER_ACCESS, security));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.ClusterService': 'SERVING' });
   health.addToServer(server);
-  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen, serverCredentials(security)));
-  const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
+  const address = boundAddress(cfg.listen, await listening('gRPC', cfg.listen, () => bindServer(server, cfg.listen, serverCredentials(security))));
+  const metricsListen = cfg.metricsListen;
+  const metricsServer = metricsListen ? await listening('metrics', metricsListen, () => serveMetrics(metrics.registry, metricsListen)) : null;
   const c = shell;
   return {
     shell: c,

@@ -26,6 +26,11 @@ export interface LocalGridOptions {
   certsDir: string | null;
   /** now, as wall-clock ms: the certificates' validity starts there. */
   nowMs: number;
+  /**
+   * Gets the grid's stop at once, before any service starts: a caller that is
+   * interrupted while the grid starts can still stop what has started.
+   */
+  onStop?(stop: () => Promise<void>): void;
 }
 
 export interface LocalCluster {
@@ -61,7 +66,10 @@ export function localGridIdentities(o: { gridId: string; clusters: number; nodes
 export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
   const started: AgentProcess[] = [];
   const agentProcs: AgentProcess[] = [];
-  const stop = async () => {
+  let stopping: Promise<void> | null = null;
+  // Once, however many ask (a signal may come while a drill's own stop runs).
+  const stop = () => (stopping ??= stopAll());
+  const stopAll = async () => {
     for (const p of [...started].reverse()) {
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
       await p.exited;
@@ -83,6 +91,7 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
     return ['--tls-cert', p.cert, '--tls-key', p.key, '--tls-ca', p.ca];
   };
   const operator = certsDir ? await loadTlsFiles(certPaths(certsDir, OPERATOR)) : INSECURE;
+  o.onStop?.(stop);
   try {
     const grid = await spawnService('grid', [
       ...security({ role: 'grid', id: GRID_ID }), '--grid-id', GRID_ID, '--data-dir', join(o.workDir, 'grid'), '--heartbeat-interval-ms', String(o.heartbeatIntervalMs),

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { ensureWritable, listening } from '../common/startup-error.js';
 import { Server } from '@grpc/grpc-js';
 import { bindServer, boundAddress, stopServer } from '../common/grpc-server.js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -43,7 +43,8 @@ export interface GridProcessConfig {
 
 /** A composition root: the real runtime unless the caller shares its own; security as runAgent's. */
 export async function runGrid(cfg: GridProcessConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime = realRuntime(security)) {
-  await mkdir(cfg.dataDir, { recursive: true });
+  // The catalog lives here: a data dir that takes no write would fail every line.
+  await ensureWritable('data dir', cfg.dataDir);
   const incarnation = await bumpIncarnation(cfg.dataDir);
   const catalog = await GridCatalog.open(cfg.dataDir);
   const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
@@ -82,8 +83,9 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, security: Tra
   server.addService(GridServiceService, guardService('GridService', gridServiceHandlers(g, hub, cfg.checkpointIntervalMs, onBug), GRID_ACCESS, security));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
   health.addToServer(server);
-  const address = boundAddress(cfg.listen, await bindServer(server, cfg.listen, serverCredentials(security)));
-  const metricsServer = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null;
+  const address = boundAddress(cfg.listen, await listening('gRPC', cfg.listen, () => bindServer(server, cfg.listen, serverCredentials(security))));
+  const metricsListen = cfg.metricsListen;
+  const metricsServer = metricsListen ? await listening('metrics', metricsListen, () => serveMetrics(metrics.registry, metricsListen)) : null;
   return {
     shell: g,
     address,

@@ -12,6 +12,7 @@ export function agentAccess(underCluster: boolean): AccessTable<NodeAgentService
   return {
     startJob: driver,
     stopJob: driver,
+    deleteJob: driver,
     restore: driver,
     checkpoint: underCluster ? {} : operator,
     prepareCheckpoint: { cluster: true },

@@ -97,7 +97,11 @@ export async function performOp(t: OpsTarget, op: UnitOp): Promise<void> {
     case 'dropStaging': return markChangedAgain(t, op.jobId, op.epoch);
     case 'settle':
       if (!op.confirmed) markChangedAgain(t, op.jobId, op.epoch);
-      else job?.snapshots.delete(op.epoch);
+      else {
+        job?.snapshots.delete(op.epoch);
+        // The participant's commit: its coordinator built on this epoch (issue 8: it was never counted).
+        t.deps.metrics.partConfirmed();
+      }
       return;
     case 'write': return write(t, op);
     case 'forget': return t.forget(op.jobId);
@@ -139,9 +143,13 @@ async function write(t: OpsTarget, op: Extract<UnitOp, { op: 'write' }>): Promis
     }
     job.written.set(op.epoch, { part, containers, writeMs: clock.nowMs() - t0, manifest });
     trimEpochs(job.written);
+    const figures = { freezeWindowMs: job.timing.get(op.epoch)?.freezeWindowMs ?? 0, writeMs: clock.nowMs() - t0, bytes: snapshot.staging.byteLength, pages: snapshot.entries.length };
     if (op.local) {
-      metrics.checkpointCommitted({ freezeWindowMs: job.timing.get(op.epoch)?.freezeWindowMs ?? 0, writeMs: clock.nowMs() - t0, bytes: snapshot.staging.byteLength, pages: snapshot.entries.length });
+      metrics.checkpointCommitted(figures);
       t.onLocalWritten(op.jobId, op.epoch);
+    } else {
+      // A round's part: its bytes are exported now; the commit is counted when the coordinator confirms it (settle).
+      metrics.partWritten(figures);
     }
     t.input({ kind: 'written', jobId: op.jobId, epoch: op.epoch, reqId: op.reqId });
   } catch (err) {

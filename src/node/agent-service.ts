@@ -32,6 +32,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
       return { job: jobStatusToPb(view) };
     }, onBug),
     stopJob: unary(async (req) => ({ job: jobStatusToPb(await agent.stopJob(req.jobId)) }), onBug),
+    deleteJob: unary(async (req) => ({ job: jobStatusToPb(await agent.deleteJob(req.jobId)) }), onBug),
     checkpoint: unary(async (req) => {
       const r = await agent.checkpoint(req.jobId, req.full);
       return {

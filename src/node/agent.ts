@@ -211,6 +211,15 @@ export class NodeAgent {
     return this.jobView(jobId);
   }
 
+  /** Stops the job's units if they run, then forgets it (job control's delete); its epochs stay in the store. */
+  async deleteJob(jobId: string): Promise<JobView> {
+    const before = this.jobView(jobId);
+    const answer = await this.ask((reqId) => ({ kind: 'forgetJob', reqId, jobId }));
+    if (answer.kind !== 'ok') throw refusal(answer);
+    await this.chains.get(jobId); // the kill it asked for
+    return { ...before, state: 'stopped', units: this.deps.supervisor.units(jobId) };
+  }
+
   async waitJob(jobId: string, timeoutMs: number): Promise<{ job: JobView; done: boolean }> {
     const s = this.summary(jobId);
     const shell = this.shells.get(jobId);

@@ -53,6 +53,7 @@ export function linkToCluster(o: ClusterLinkOptions): { stop(): void } {
     onLeases: (jobs, sentAt) => o.leases.renew(jobs, sentAt),
     log: o.log,
     time: o.runtime,
+    rng: o.runtime.rng,
   });
 
   const { timers } = o.runtime;

@@ -10,6 +10,13 @@ export interface CheckpointFigures {
 
 export interface AgentMetricsSink {
   checkpointCommitted(f: CheckpointFigures): void;
+  /**
+   * This node's part of a coordinator's round is durable (its bytes are
+   * exported, whether or not the round then commits: the coordinator decides).
+   */
+  partWritten(f: CheckpointFigures): void;
+  /** A coordinator built on an epoch holding this node's part: it is known committed. */
+  partConfirmed(): void;
   checkpointFailed(stage: 'freeze' | 'snapshot' | 'write'): void;
   restored(ms: number, fellBack: boolean): void;
   unitExited(clean: boolean): void;

@@ -23,7 +23,7 @@ export class AgentMetrics implements AgentMetricsSink {
   constructor(status: () => AgentStatus) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'gridckpt_node_process_' });
-    this.checkpoints = new Counter({ name: 'gridckpt_node_checkpoints_total', help: 'Local checkpoints by outcome and failing stage', labelNames: ['outcome', 'stage'], registers });
+    this.checkpoints = new Counter({ name: 'gridckpt_node_checkpoints_total', help: 'Checkpoints by outcome (committed; part_durable: a round\'s part written; failed, by stage)', labelNames: ['outcome', 'stage'], registers });
     this.freezeWindow = new Histogram({ name: 'gridckpt_node_freeze_window_seconds', help: 'Time units stayed frozen per checkpoint', buckets: FREEZE_BUCKETS_S, registers });
     this.writeSeconds = new Histogram({ name: 'gridckpt_node_epoch_write_seconds', help: 'Time to write and commit an epoch after thaw', buckets: WRITE_BUCKETS_S, registers });
     this.exportedBytes = new Counter({ name: 'gridckpt_node_exported_bytes_total', help: 'Page bytes written to checkpoint images', registers });
@@ -66,6 +66,18 @@ export class AgentMetrics implements AgentMetricsSink {
     this.writeSeconds.observe(f.writeMs / 1000);
     this.exportedBytes.inc(f.bytes);
     this.exportedPages.inc(f.pages);
+  }
+
+  partWritten(f: CheckpointFigures): void {
+    this.checkpoints.inc({ outcome: 'part_durable', stage: '' });
+    this.freezeWindow.observe(f.freezeWindowMs / 1000);
+    this.writeSeconds.observe(f.writeMs / 1000);
+    this.exportedBytes.inc(f.bytes);
+    this.exportedPages.inc(f.pages);
+  }
+
+  partConfirmed(): void {
+    this.checkpoints.inc({ outcome: 'committed', stage: '' });
   }
 
   checkpointFailed(stage: 'freeze' | 'snapshot' | 'write'): void {

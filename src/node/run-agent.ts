@@ -1,4 +1,4 @@
-import { mkdir, chmod } from 'node:fs/promises';
+import { realpath, chmod } from 'node:fs/promises';
 import { removeStaleSocket } from './unit-socket.js';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
@@ -7,6 +7,8 @@ import { HealthImplementation } from 'grpc-health-check';
 import { NodeAgentServiceService } from '../gen/gridckpt/v1/node_agent.js';
 import { UnitServiceService } from '../gen/gridckpt/v1/unit.js';
 import { bumpIncarnation } from '../common/incarnation.js';
+import { StartupError, ensureDir, ensureWritable, listening } from '../common/startup-error.js';
+import { HostLockBusy, takeHostLock, type HostLock } from './host-lock.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import type { Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
@@ -51,15 +53,53 @@ export async function runAgent(config: AgentConfig, log: Logger, security: Trans
   // the store's files too, whichever module writes them; units get their own umask back (unit-supervisor.ts).
   // Every tier of a cluster runs as one user (root, for the cgroup freezer), so the shared store still works.
   process.umask(0o077);
-  await mkdir(config.dataDir, { recursive: true });
+  await ensureDir('data dir', config.dataDir);
   await chmod(config.dataDir, 0o700);
-  await mkdir(config.storeDir, { recursive: true });
+  // Before anything that touches what another agent may own (its incarnation file, its cgroup scope, its
+  // unit socket): a second agent on the same data dir or node id killed the first one's units (issue 8).
+  const locks = await lockNode(config.dataDir, config.nodeId, runtime);
+  try {
+    return await startAgent(config, log, security, runtime, locks);
+  } catch (err) {
+    await Promise.all(locks.map((l) => l.release()));
+    throw err;
+  }
+}
+
+/**
+ * The data dir (its swap, socket, incarnation) and the node id (its cgroup scope, which a start cleans by
+ * killing what is in it) each belong to one agent on a host.
+ */
+async function lockNode(dataDir: string, nodeId: string, runtime: TierRuntime): Promise<HostLock[]> {
+  const dir = await realpath(dataDir);
+  const what = `agent ${nodeId}, data dir ${dir}`;
+  const held: HostLock[] = [];
+  try {
+    held.push(await takeHostLock(`data-dir:${dir}`, what, runtime.timers));
+    held.push(await takeHostLock(`node-id:${nodeId}`, what, runtime.timers));
+  } catch (err) {
+    await Promise.all(held.map((l) => l.release()));
+    if (!(err instanceof HostLockBusy)) throw err;
+    const by = err.holder ? `pid ${err.holder.pid} (${err.holder.what})` : 'another process (it did not say which)';
+    throw new StartupError(err.key.startsWith('data-dir:')
+      ? `data dir ${dir} is in use by ${by}: stop that agent first, or give this one another --data-dir`
+      : `node id ${nodeId} is in use on this host by ${by}: two agents of one node id share its cgroup scope, and each start kills the units in it; give this agent another --node-id`);
+  }
+  return held;
+}
+
+async function startAgent(config: AgentConfig, log: Logger, security: TransportSecurity, runtime: TierRuntime, locks: HostLock[]): Promise<RunningAgent> {
+  // Checked now: a store that takes no write was accepted, and every checkpoint failed afterwards (issue 8).
+  await ensureWritable('store dir', config.storeDir);
   const logDir = join(config.dataDir, 'logs');
-  await mkdir(logDir, { recursive: true });
+  await ensureDir('log dir', logDir);
   await chmod(logDir, 0o700);
   const incarnation = await bumpIncarnation(config.dataDir);
 
-  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId, time: runtime });
+  const freezer = await detectFreezer(config.freezer, { scope: config.nodeId, time: runtime }).catch((err: unknown) => {
+    // Only an explicit --freezer throws here ('auto' falls back): the operator's flag is what is wrong.
+    throw new StartupError(`bad --freezer ${config.freezer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  });
   const stale = await freezer.cleanupScope();
   if (stale > 0) log.warn({ groups: stale }, 'killed units left frozen or running by an earlier incarnation');
   log.info({ freezer: freezer.kind, detail: freezer.detail }, `freezer: ${freezer.kind}`);
@@ -104,6 +144,8 @@ export async function runAgent(config: AgentConfig, log: Logger, security: Trans
     log,
     metrics: {
       checkpointCommitted: (f) => metrics?.checkpointCommitted(f),
+      partWritten: (f) => metrics?.partWritten(f),
+      partConfirmed: () => metrics?.partConfirmed(),
       checkpointFailed: (s) => metrics?.checkpointFailed(s),
       restored: (ms, fb) => metrics?.restored(ms, fb),
       unitExited: (c) => metrics?.unitExited(c),
@@ -120,7 +162,7 @@ export async function runAgent(config: AgentConfig, log: Logger, security: Trans
   const starts = new StartGens();
   server.addService(NodeAgentServiceService, guardService('NodeAgentService', agentServiceHandlers(agent, hub, starts, onBug), agentAccess(!config.ownsStore), security));
   health.addToServer(server);
-  const port = await bindServer(server, config.listen, serverCredentials(security));
+  const port = await listening('gRPC', config.listen, () => bindServer(server, config.listen, serverCredentials(security)));
   const address = boundAddress(config.listen, port);
 
   const lifelines = new UnitLifelines();
@@ -128,10 +170,11 @@ export async function runAgent(config: AgentConfig, log: Logger, security: Trans
   unitServer.addService(UnitServiceService, unitServiceHandlers(agent, lifelines, onBug));
   await removeStaleSocket(config.unitSocket);
   // Units are reached over a 0600 socket and authenticate with their job's token (unit-service.ts).
-  await bindServer(unitServer, `unix:${config.unitSocket}`, ServerCredentials.createInsecure());
+  await listening('unit API socket', config.unitSocket, () => bindServer(unitServer, `unix:${config.unitSocket}`, ServerCredentials.createInsecure()));
   await chmod(config.unitSocket, 0o600);
 
-  const metricsServer = config.metricsListen ? await serveMetrics(metrics.registry, config.metricsListen) : null;
+  const metricsListen = config.metricsListen;
+  const metricsServer = metricsListen ? await listening('metrics', metricsListen, () => serveMetrics(metrics.registry, metricsListen)) : null;
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -149,6 +192,7 @@ export async function runAgent(config: AgentConfig, log: Logger, security: Trans
         metricsServer ? new Promise<void>((r) => metricsServer.server.close(() => r())) : Promise.resolve(),
       ]);
       swap.close();
+      await Promise.all(locks.map((l) => l.release()));
     })();
     return stopping;
   };

@@ -22,6 +22,7 @@ export class AgentClient {
 
   startJob(req: pb.DeepPartial<pb.StartJobRequest>) { return this.call<pb.StartJobRequest, pb.StartJobResponse>('startJob', pb.StartJobRequest.fromPartial(req)); }
   stopJob(req: pb.StopJobRequest) { return this.call<pb.StopJobRequest, pb.StopJobResponse>('stopJob', req); }
+  deleteJob(req: pb.DeleteJobRequest) { return this.call<pb.DeleteJobRequest, pb.DeleteJobResponse>('deleteJob', req); }
   checkpoint(req: pb.CheckpointRequest) { return this.call<pb.CheckpointRequest, pb.CheckpointResponse>('checkpoint', req); }
   listEpochs(req: pb.ListEpochsRequest) { return this.call<pb.ListEpochsRequest, pb.ListEpochsResponse>('listEpochs', req); }
   verifyEpoch(req: pb.VerifyEpochRequest) { return this.call<pb.VerifyEpochRequest, pb.VerifyEpochResponse>('verifyEpoch', req); }

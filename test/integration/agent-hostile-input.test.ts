@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { announcingUnit, startAgent, uniqueNodeId, unitEnvOf, untilAgent, untilFile, type TestAgent } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { UnitClient, UnitApiError } from '../../src/unit/client.js';
-import { spawnAgent } from '../../src/node/agent-process.js';
+import { spawnAgent } from '../helpers/services.js';
 import type { StatusResponse } from '../../src/gen/gridckpt/v1/node_agent.js';
 
 // What a second gRPC implementation sending hostile input found the agent

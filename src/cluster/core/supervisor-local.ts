@@ -4,6 +4,8 @@ import { nextEpoch } from '../../protocol/core/round.js';
 
 /** Epochs a local job reserves in its row at a time (see Job.epochCeiling). */
 export const EPOCH_RESERVE = 64n;
+/** Checkpoint requests of one job that wait for its running round, at most (bounded like every queue). */
+export const MAX_CHECKPOINT_WAITERS = 16;
 import { placeUnits } from './placement.js';
 import { beginRestart } from './supervisor-restart.js';
 import { startRound } from './supervisor-rounds.js';
@@ -64,11 +66,16 @@ function checkpoint(st: ClusterState, reqId: number, jobId: string, out: Cluster
   if (!job) return refuse(`unknown job ${JSON.stringify(jobId)} in cluster ${st.config.clusterId}`, 'not-found');
   if (!job.local) return refuse(`job ${jobId} is grid-managed: its rounds are the grid's`, 'failed-precondition');
   if (job.state !== 'running' || job.restart) return refuse(`job ${jobId} is ${job.state} in cluster ${st.config.clusterId}`, 'failed-precondition');
-  const s = job.round.status();
-  if (s.phase !== 'idle') return refuse(`a round of job ${jobId} is already running (epoch ${s.epoch}, ${s.phase})`, 'aborted');
   if (job.final) return refuse(`the final round of job ${jobId} is under way`, 'aborted');
+  if (job.checkpointReqs.length >= MAX_CHECKPOINT_WAITERS) return refuse(`at most ${MAX_CHECKPOINT_WAITERS} checkpoint requests of job ${jobId} wait`, 'aborted');
+  // A request while a round runs (periodic or asked) joins it: answered with that round's outcome (issue 8: it was
+  // refused ABORTED "already running"). The agent does the same for its own checkpoints (docs/node-agent.md).
+  if (job.round.status().phase !== 'idle') {
+    job.checkpointReqs.push(reqId);
+    return;
+  }
   if (job.rowRetryAtMs !== null) return refuse(`the job table write of job ${jobId} failed; its rounds wait for the next one`, 'unavailable');
-  job.checkpointReq = reqId;
+  job.checkpointReqs.push(reqId);
   startLocalRound(st, job, out);
 }
 

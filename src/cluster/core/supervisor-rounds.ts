@@ -77,11 +77,10 @@ function onRoundReply(st: ClusterState, job: Job, r: RoundReply, out: ClusterSte
 
 /** A local job's round ended: answer its checkpoint request, schedule the next round, judge the final one (C5). */
 function localRoundEnded(st: ClusterState, job: Job, r: RoundOutcome, out: ClusterStep): void {
-  if (job.checkpointReq !== null) {
-    st.answerLocal(out, job.checkpointReq, r.kind === 'committed'
+  for (const reqId of job.checkpointReqs.splice(0)) {
+    st.answerLocal(out, reqId, r.kind === 'committed'
       ? { kind: 'committed', epoch: r.epoch, parentEpoch: r.parentEpoch, full: r.full, pages: r.pages, bytes: r.bytes, timings: r.timings }
       : { kind: 'refused', reason: `round ${r.epoch} aborted in ${r.phase}: ${r.reason}`, code: 'aborted' });
-    job.checkpointReq = null;
   }
   if (job.local!.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local!.intervalMs;
   const f = job.final;

@@ -112,8 +112,8 @@ export interface Job {
   /** Local: when the next periodic round is due (null: none). */
   nextRoundAtMs: number | null;
   roundsSinceFull: number;
-  /** Local: a checkpoint request answered by the running round's outcome. */
-  checkpointReq: number | null;
+  /** Local: the checkpoint requests answered by the running round's outcome (the one that started it, and those that joined it). */
+  checkpointReqs: number[];
   /** Local: the final round, once every unit completed (C5): attempts failed, the next one's time, the epoch in flight. */
   final: { failures: number; reasons: string[]; atMs: number; epoch: bigint | null } | null;
   /** The newest epoch committed with every node done at its cut (C5). */
@@ -226,7 +226,7 @@ export class ClusterState {
       jobId, epochCeiling: highest, units, state, placement: new Map(), committed: [], badEpochs: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highest, this.config.mutants),
       restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, shareShownCompleted: false, needsFull: true, adopted: [],
-      startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReq: null, final: null,
+      startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReqs: [], final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowDirty: true, rowRetryAtMs: null,
       restartPolicy: from.restartPolicy ?? DEFAULT_RESTART_POLICY, unitRestarts: from.unitRestarts ?? 0,
     };

@@ -197,11 +197,15 @@ export class GridSupervisor {
     const refuse = (code: SubmitRefusal, reason: string): void => void out.reply.push({ to: 'operator', kind: 'submitted', reqId, ok: false, reason, code });
     const old = this.st.jobs.get(jobId);
     if (old && (old.state === 'running' || old.state === 'recovering')) return refuse('already-exists', `job ${jobId} is already ${old.state}`);
-    if (this.st.jobs.size >= this.config.maxJobs && !old) return refuse('resource-exhausted', `at most ${this.config.maxJobs} jobs`);
+    // An ended job is refused too, and left as it is: replacing it here made a completed job "running" with no
+    // units anywhere, since its clusters refused the new share of an id they still hold (issue 8). Its id is
+    // free again once the job is deleted.
+    if (old) return refuse('already-exists', `job ${jobId} already exists (${old.state}); delete it first to reuse its id`);
+    if (this.st.jobs.size >= this.config.maxJobs) return refuse('resource-exhausted', `at most ${this.config.maxJobs} jobs`);
     const alive = [...this.st.clusters.values()].filter((c) => c.registered && c.verdict === 'alive').map((c) => c.clusterId).sort();
     if (alive.length === 0) return refuse('unavailable', 'no alive cluster is registered');
     const sorted = [...units].sort();
-    const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), old?.highestEpoch ?? 0n, intervalMs);
+    const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), 0n, intervalMs);
     job.submit = { reqId, waiting: new Set() };
     this.st.emit({ kind: 'jobPlaced', jobId, clusters: Object.fromEntries(job.clusters) });
     this.st.emit({ kind: 'jobState', jobId, from: null, to: 'running', reason: 'submitted' });

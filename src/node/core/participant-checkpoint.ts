@@ -1,7 +1,7 @@
 import type { AgentAnswer, AgentCall, PartRef } from '../../protocol/messages.js';
 import { quoteValue } from '../../common/names.js';
 import type { ParticipantConfig, ParticipantInput, ParticipantStep } from './participant-types.js';
-import { refused, reply, type AgentJob, type LocalStep } from './participant-state.js';
+import { MAX_LOCAL_WAITERS, refused, reply, replyStep, type AgentJob, type LocalStep } from './participant-state.js';
 
 // A job's checkpoint steps in the node participant core (participant.ts,
 // which states the invariants P1..P7): a round's PREPARE, COMMIT and ABORT,
@@ -82,13 +82,24 @@ export function onLocal(cx: CheckpointCtx, jobId: string, forceFull: boolean, re
   if (why) return reply(out, to, reqId, why);
   const j = job!;
   if (j.leaseBound) return reply(out, to, reqId, refused(`job ${jobId} is run by a coordinator: its checkpoints are the coordinator's rounds`, 'failed-precondition'));
+  // A manual checkpoint while a local one runs (periodic or manual) joins it: it is answered with that
+  // checkpoint's outcome, as its own caller is (issue 8: it was refused ABORTED "already in progress"). A
+  // full one cannot join an incremental one, whose epoch is not what it asked for: it is refused, saying so.
+  const running = j.freezing?.local ?? j.writing?.local ?? null;
+  if (running && to !== '') {
+    const epoch = j.freezing?.epoch ?? j.writing!.epoch;
+    if (forceFull && !running.full) return reply(out, to, reqId, refused(`incremental epoch ${epoch} of job ${jobId} is being checkpointed; ask for a full one once it ends`, 'aborted'));
+    if (running.joined.length >= MAX_LOCAL_WAITERS) return reply(out, to, reqId, refused(`at most ${MAX_LOCAL_WAITERS} checkpoint requests of job ${jobId} wait`, 'resource-exhausted'));
+    running.joined.push({ reqId, to });
+    return;
+  }
   // A round's staged snapshot waits for its COMMIT: one staging per job (P7).
   if (j.freezing || j.writing || j.staged) return reply(out, to, reqId, busy(j));
   const full = forceFull || j.lastEpoch === null || j.epochsSinceFull + 1 >= j.fullEvery;
   const parentEpoch = full ? null : j.lastEpoch;
   const epoch = j.highestEpoch + 1n;
   j.highestEpoch = epoch;
-  freeze(cx, j, epoch, reqId, to, { full, parentEpoch }, full, parentEpoch, out);
+  freeze(cx, j, epoch, reqId, to, { full, parentEpoch, joined: [] }, full, parentEpoch, out);
 }
 
 // ---- freeze, snapshot, write, settle ------------------------------------------------
@@ -121,7 +132,7 @@ export function onSnapshotFailed(cx: CheckpointCtx, input: Extract<ParticipantIn
   const f = job.freezing;
   thaw(job, out);
   if (f.local && job.nextLocalMs === null && job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = cx.nowMs + job.intervalMs;
-  reply(out, f.to, f.reqId, refused(`epoch ${input.epoch} of job ${job.jobId}: ${input.stage} failed: ${input.reason}`, 'unavailable'));
+  replyStep(out, f.to, f.reqId, f.local, refused(`epoch ${input.epoch} of job ${job.jobId}: ${input.stage} failed: ${input.reason}`, 'unavailable'));
 }
 
 function write(cx: CheckpointCtx, j: AgentJob, epoch: bigint, reqId: number, to: string, local: LocalStep | null, out: ParticipantStep): void {
@@ -147,7 +158,7 @@ export function onWritten(cx: CheckpointCtx, input: Extract<ParticipantInput, { 
     job.epochsSinceFull = w.local.full ? 0 : job.epochsSinceFull + 1;
     job.committed += 1;
     if (job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = cx.nowMs + job.intervalMs;
-    return reply(out, w.to, w.reqId, { kind: 'committed', epoch: w.epoch, full: w.local.full, chainLength: job.epochsSinceFull + 1 });
+    return replyStep(out, w.to, w.reqId, w.local, { kind: 'committed', epoch: w.epoch, full: w.local.full, chainLength: job.epochsSinceFull + 1 });
   }
   if (w.aborted) {
     out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: w.epoch, confirmed: false } });
@@ -168,7 +179,7 @@ export function onWriteFailed(cx: CheckpointCtx, input: Extract<ParticipantInput
   job.lastError = `write: ${input.reason}`;
   out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: w.epoch, confirmed: false } });
   if (w.local && job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = cx.nowMs + job.intervalMs;
-  reply(out, w.to, w.reqId, refused(`epoch ${w.epoch} of job ${job.jobId}: write failed: ${input.reason}`, 'unavailable'));
+  replyStep(out, w.to, w.reqId, w.local, refused(`epoch ${w.epoch} of job ${job.jobId}: write failed: ${input.reason}`, 'unavailable'));
 }
 
 /** A PREPARE names the epoch it builds on: a written part of that epoch was committed; any other was not. */
@@ -190,7 +201,7 @@ export function endFreeze(cx: CheckpointCtx, job: AgentJob, why: string, out: Pa
   const f = job.freezing!;
   thaw(job, out);
   if (f.local && job.intervalMs > 0 && job.state === 'running') job.nextLocalMs = cx.nowMs + job.intervalMs;
-  reply(out, f.to, f.reqId, refused(`epoch ${f.epoch} not ${f.local ? 'checkpointed' : 'prepared'}: ${why}`, 'aborted'));
+  replyStep(out, f.to, f.reqId, f.local, refused(`epoch ${f.epoch} not ${f.local ? 'checkpointed' : 'prepared'}: ${why}`, 'aborted'));
 }
 
 export function dropStaged(job: AgentJob, out: ParticipantStep): void {

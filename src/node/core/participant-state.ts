@@ -5,7 +5,17 @@ import type { JobState, JobSummary, ParticipantConfig, ParticipantStep } from '.
 // answer helpers its parts share, and the invariant checks (participant.ts
 // states them, P1..P7).
 
-export interface LocalStep { full: boolean; parentEpoch: bigint | null }
+/** A call waiting for a local checkpoint's outcome. */
+export interface LocalWaiter { reqId: number; to: string }
+
+/**
+ * A local checkpoint's own parameters, and the manual requests that joined it
+ * while it ran (each answered with its outcome, as its own caller is).
+ */
+export interface LocalStep { full: boolean; parentEpoch: bigint | null; joined: LocalWaiter[] }
+
+/** Manual checkpoint requests that join a running one, at most (P6). */
+export const MAX_LOCAL_WAITERS = 16;
 
 export interface AgentJob {
   jobId: string;
@@ -43,6 +53,12 @@ export function reply(out: ParticipantStep, to: string, reqId: number, answer: A
   out.reply.push({ to, reqId, answer });
 }
 
+/** Answers a checkpoint step's caller and, for a local one, every request that joined it. */
+export function replyStep(out: ParticipantStep, to: string, reqId: number, local: LocalStep | null, answer: AgentAnswer): void {
+  reply(out, to, reqId, answer);
+  for (const w of local?.joined.splice(0) ?? []) reply(out, w.to, w.reqId, answer);
+}
+
 export function summaryOf(j: AgentJob): JobSummary {
   return {
     jobId: j.jobId, gen: j.gen, state: j.state, units: [...j.units], leaseBound: j.leaseBound, lastEpoch: j.lastEpoch,
@@ -64,6 +80,8 @@ export function checkParticipant(p: { config: ParticipantConfig; nowMs: number; 
     if (!isLive(j) && j.state !== 'completed' && (j.freezing || j.staged)) fail(`P5: ${j.state} job ${j.jobId} holds a snapshot or is frozen`);
     if (j.state === 'running' && j.leaseUntilMs !== null && j.leaseUntilMs < p.nowMs && !(p.config.mutants?.has('skip-fence-on-lease-loss') ?? false)) fail(`P4: job ${j.jobId} runs past its lease`);
     if (j.writing && (j.freezing || j.staged)) fail(`P7: job ${j.jobId} snapshots while a write of it runs`);
+    const joined = (j.freezing?.local?.joined.length ?? 0) + (j.writing?.local?.joined.length ?? 0);
+    if (joined > MAX_LOCAL_WAITERS) fail(`P6: job ${j.jobId} has too many waiting checkpoint requests`);
   }
 }
 

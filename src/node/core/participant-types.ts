@@ -32,6 +32,8 @@ export type ParticipantInput =
   /** A checkpoint of one job taken by this agent alone (its own epoch, its own manifest). */
   | { kind: 'localCheckpoint'; reqId: number; jobId: string; full: boolean }
   | { kind: 'heartbeatAnswer'; sentAtMs: number; answer: HeartbeatAnswer }
+  /** The operator's delete of a job it runs on its own: stopped if it runs, then forgotten (answered ok). */
+  | { kind: 'forgetJob'; reqId: number; jobId: string }
   /**
    * The units of a start are running (or the start failed). restored: the
    * epoch their pages were loaded from, the highest epoch of the job's store

@@ -89,6 +89,7 @@ export class NodeParticipant {
       case 'call': this.onCall(input.call, out); break;
       case 'localCheckpoint': onLocal(this.cx, input.jobId, input.full, input.reqId, LOCAL, out); break;
       case 'heartbeatAnswer': this.onHeartbeatAnswer(input.sentAtMs, input.answer); break;
+      case 'forgetJob': this.onForget(input.reqId, input.jobId, out); break;
       case 'spawned': this.onSpawned(input, out); break;
       case 'snapshotTaken': onSnapshot(this.cx, input, out); break;
       case 'snapshotFailed': onSnapshotFailed(this.cx, input, out); break;
@@ -281,6 +282,23 @@ export class NodeParticipant {
     job.state = 'running';
     if (job.intervalMs > 0) job.nextLocalMs = this.nowMs + job.intervalMs;
     reply(out, to, reqId, { kind: 'ok' });
+  }
+
+  /**
+   * Job control's delete (agent tier): the units are stopped (gracefully) if they run, and the record goes,
+   * so the id can be started afresh; a write still running ends unanswered (its record is gone) and its part
+   * is no epoch of anything. A lease-bound job is its coordinator's to delete: refused, nothing changes.
+   */
+  private onForget(reqId: number, jobId: string, out: ParticipantStep): void {
+    const job = this.jobs.get(jobId);
+    if (!job) return reply(out, LOCAL, reqId, refused(`unknown job ${JSON.stringify(jobId)} on node ${this.config.nodeId}`, 'not-found'));
+    if (job.leaseBound && isLive(job)) return reply(out, LOCAL, reqId, refused(`job ${jobId} is run by a coordinator: delete it there`, 'failed-precondition'));
+    if (isLive(job)) this.end(job, 'stopped', 'deleted by the operator', true, out);
+    else if (job.freezing) endFreeze(this.cx, job, `job ${jobId} deleted`, out);
+    if (job.staged) dropStaged(job, out);
+    if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: job.written, confirmed: false } });
+    this.jobs.delete(jobId);
+    reply(out, LOCAL, reqId, { kind: 'ok' });
   }
 
   private onExited(input: Extract<ParticipantInput, { kind: 'unitsExited' }>, out: ParticipantStep): void {

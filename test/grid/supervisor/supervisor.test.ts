@@ -183,6 +183,26 @@ describe('GridSupervisor: the final round (G4)', () => {
     expect(h.core.jobView(JOB)!.lines.at(-1)!.epoch).toBe(2n);
   });
 
+  it('a second submit of a completed job is refused and changes nothing (issue 8: it made the job "running" with no units)', () => {
+    const h = new GridHarness();
+    submitted(h);
+    commitRound(h, nextRound(h).out);
+    allCompleted(h);
+    commitRound(h, nextRound(h).out, { c1: true, c2: true, c3: true });
+    expect(h.core.jobState(JOB)).toBe('completed');
+    const before = h.core.jobView(JOB);
+    const out = h.step({ kind: 'submit', reqId: 9, jobId: JOB, units: UNITS }, h.nowMs + 1);
+    expect(out).toEqual({
+      persist: [], send: [],
+      reply: [{ to: 'operator', kind: 'submitted', reqId: 9, ok: false, reason: 'job bank already exists (completed); delete it first to reuse its id', code: 'already-exists' }],
+    });
+    expect(h.core.jobView(JOB)).toEqual(before);
+    // And a checkpoint request on it is answered about that job (it was "unknown job" once replaced).
+    expect(operator(h.step({ kind: 'checkpoint', reqId: 10, jobId: JOB }, h.nowMs + 1))).toEqual([
+      { to: 'operator', kind: 'checkpointed', reqId: 10, answer: { kind: 'refused', code: 'failed-precondition', reason: 'job bank is completed; it is not checkpointed now' } },
+    ]);
+  });
+
   it('a final round that commits while a cluster was not done at its cut does not complete the job', () => {
     const h = new GridHarness();
     submitted(h);

@@ -31,8 +31,11 @@ import type { AgentRequest } from '../../../src/protocol/messages.js';
 //      PREPARE that names it as parent, else unconfirmed (another PREPARE,
 //      an ABORT of it); summary().lastEpoch follows the confirmations;
 //  local: a local checkpoint takes epoch highest+1, full iff forced, no
-//      parent yet or fullEvery reached (else on the newest committed), is
-//      refused while a step runs, and COMMITTED comes with its `written`;
+//      parent yet or fullEvery reached (else on the newest committed), and
+//      COMMITTED comes with its `written`; one asked while a local step
+//      runs joins it (issue 8): no answer until that step ends, then the
+//      same answer as the step's own (a full one asked while an incremental
+//      one runs is refused; a round's step still refuses it);
 //      periodic ones fall due INTERVAL_MS after the spawn or the end of the
 //      last step, are skipped while a step runs, and answer nobody;
 //  and every call is answered at most once.
@@ -89,7 +92,7 @@ const scheduleArb = fc.array(fc.tuple(gapArb, cmdArb), { minLength: 10, maxLengt
 
 const seen = {
   prepared: 0, durable: 0, confirmed: 0, unconfirmed: 0, abortedWrites: 0, failedWrites: 0, leaseFences: 0, freezeTimeouts: 0, staleRefusals: 0, renewals: 0,
-  localCommitted: 0, localIncremental: 0, periodic: 0, periodicSkipped: 0, busyRefusals: 0, snapshotFailures: 0,
+  localCommitted: 0, localIncremental: 0, periodic: 0, periodicSkipped: 0, busyRefusals: 0, snapshotFailures: 0, localJoins: 0, joinedAnswered: 0,
 };
 
 interface Write { epoch: bigint; reqId: number; to: string; local: boolean; full: boolean; parentEpoch: bigint | null }
@@ -121,6 +124,12 @@ class JobModel {
   // OWN: the step being frozen (explicit or periodic) and the next periodic turn.
   localStep: { reqId: number; to: string; full: boolean; parentEpoch: bigint | null } | null = null;
   nextLocal: number | null = null;
+  /** OWN: explicit requests that joined the running local step, answered when it ends. */
+  joined: number[] = [];
+  /** The epoch of the local step running (frozen or written), if any. */
+  get stepEpoch(): bigint | null {
+    return this.writing?.epoch ?? (this.frozen ? this.frozenEpoch : null);
+  }
   constructor(readonly id: string) {}
   get busy(): boolean {
     return this.frozen || this.writing !== null;
@@ -211,6 +220,9 @@ function run(schedule: Array<[number, Cmd]>): void {
     const ownStateBefore = p.jobState(OWN);
     const ownBusyBefore = O.busy;
     const ownFrozenBefore = O.frozen ? O.frozenEpoch : null;
+    const ownStepBefore = O.stepEpoch;
+    const ownMainBefore = O.localStep;
+    const ownStepFullBefore = O.writing?.full ?? O.frozenFull;
     const out: ParticipantStep = p.step(input, now);
     p.checkInvariants();
     if (req !== null && from === 'c' && !stale) maxInc = reqInc;
@@ -364,9 +376,11 @@ function run(schedule: Array<[number, Cmd]>): void {
         seen.durable += 1;
       }
     }
+    // One DURABLE or COMMITTED per ended write, besides the same answer to the requests that joined it (checked below).
+    const stepAnswers = out.reply.filter((r) => (r.answer.kind === 'durable' || r.answer.kind === 'committed') && !(r.to === LOCAL && O.joined.includes(r.reqId)));
     if (input.kind === 'written' || input.kind === 'partFailed') {
-      expect(out.reply.filter((r) => r.answer.kind === 'durable' || r.answer.kind === 'committed').length).toBeLessThanOrEqual(1);
-    } else eq([], out.reply.filter((r) => r.answer.kind === 'durable' || r.answer.kind === 'committed'));
+      expect(stepAnswers.length).toBeLessThanOrEqual(1);
+    } else eq([], stepAnswers);
 
     // Calls to JOB: prepare, commit, abort (not stale).
     if (input.kind === 'call' && !stale && input.call.req.jobId === JOB) {
@@ -437,9 +451,32 @@ function run(schedule: Array<[number, Cmd]>): void {
       if (input.jobId === JOB) is('refused', answer?.kind);
       else if (ownStateBefore !== 'running' && ownStateBefore !== 'completed') expect(answer?.kind).toBe('refused');
       else if (ownBusyBefore) {
-        eq({ kind: 'refused', reason: 'a checkpoint step of job own is already in progress', code: 'aborted' }, answer);
-        seen.busyRefusals += 1;
+        if (input.full && !ownStepFullBefore) {
+          eq({ kind: 'refused', reason: `incremental epoch ${ownStepBefore} of job own is being checkpointed; ask for a full one once it ends`, code: 'aborted' }, answer);
+          seen.busyRefusals += 1;
+        } else if (O.joined.length >= 16) {
+          is('refused', answer?.kind);
+        } else {
+          // Joined: answered when the running step ends (checked below; that may be this very step, at a timeout).
+          O.joined.push(input.reqId);
+          seen.localJoins += 1;
+        }
       } else eq(['freeze', 'snapshot'], out.send.filter((s) => s.to === 'units' && s.unit.jobId === OWN).map((s) => (s.to === 'units' ? s.unit.op : '')));
+    }
+
+    // Requests that joined OWN's local step: unanswered while it runs; when it ends, each gets the step's own answer.
+    if (O.joined.length > 0 && ownStepBefore !== null) {
+      const joinedNow = [...O.joined];
+      const answers = joinedNow.map((id) => replyTo(id, LOCAL));
+      if (O.stepEpoch === ownStepBefore) eq(joinedNow.map(() => undefined), answers, 'a joined request answered while its step runs');
+      else {
+        is(true, answers.every((a) => a !== undefined), 'a joined request unanswered when its step ended');
+        for (const a of answers) eq(answers[0], a);
+        if (ownMainBefore && ownMainBefore.to !== '') eq(replyTo(ownMainBefore.reqId, LOCAL), answers[0]);
+        if (answers[0]?.kind === 'committed') is(ownStepBefore, answers[0].epoch);
+        seen.joinedAnswered += joinedNow.length;
+        O.joined = O.joined.filter((id) => !joinedNow.includes(id));
+      }
     }
 
     // Periodic turns of OWN.

@@ -760,15 +760,30 @@ describe('NodeParticipant: local checkpoints (the agent\'s own epochs)', () => {
     expect(unitSends(step(local(21), 23))).toEqual(freezeSnap(11n, true, null));
   });
 
-  it('is refused busy while frozen and while written, and changes nothing', () => {
+  it('joins one asked while frozen or written (issue 8: it was refused busy): answered with that epoch\'s outcome, nothing else started', () => {
     const { step } = runningLocal();
     step(local(20), 20);
-    expect(step(local(21), 21)).toEqual({ persist: [], send: [], reply: [reply(21, BUSY, LOCAL)] });
+    expect(step(local(21), 21)).toEqual({ persist: [], send: [], reply: [] });
     step(snapshotTaken(1n), 22);
-    expect(step(local(22), 23)).toEqual({ persist: [], send: [], reply: [reply(22, BUSY, LOCAL)] });
-    // A coordinator's PREPARE is busy too (P7: never freezes while a write runs).
+    expect(step(local(22), 23)).toEqual({ persist: [], send: [], reply: [] });
+    // A coordinator's PREPARE is still refused busy (P7: never freezes while a write runs).
     expect(step(call({ kind: 'prepare', jobId: JOB, epoch: 5n, parentEpoch: null, full: true }, 23), 24).reply).toEqual([reply(23, BUSY)]);
-    expect(step(written(1n, 20), 25).reply).toEqual([reply(20, { kind: 'committed', epoch: 1n, full: true, chainLength: 1 }, LOCAL)]);
+    const committed = { kind: 'committed', epoch: 1n, full: true, chainLength: 1 } as const;
+    expect(step(written(1n, 20), 25)).toEqual({ persist: [], send: [], reply: [reply(20, committed, LOCAL), reply(21, committed, LOCAL), reply(22, committed, LOCAL)] });
+  });
+
+  it('a joined request shares a failure too; a full one asked while an incremental one runs is refused, naming it', () => {
+    const { step } = runningLocal({ fullEvery: 3 });
+    step(local(20), 20);
+    step(snapshotTaken(1n), 21);
+    step(written(1n, 20), 22);
+    step(local(21), 23); // incremental epoch 2
+    expect(step(local(22, true), 24).reply).toEqual([
+      reply(22, refused('incremental epoch 2 of job bank is being checkpointed; ask for a full one once it ends', 'aborted'), LOCAL),
+    ]);
+    expect(step(local(23), 25).reply).toEqual([]);
+    const failed = refused('epoch 2 of job bank: snapshot failed: ENOMEM', 'unavailable');
+    expect(step({ kind: 'snapshotFailed', jobId: JOB, epoch: 2n, stage: 'snapshot', reason: 'ENOMEM' }, 26).reply).toEqual([reply(21, failed, LOCAL), reply(23, failed, LOCAL)]);
   });
 
   it('is refused for a lease-bound job (its checkpoints are its coordinator\'s rounds), an unknown job and one that does not run', () => {
@@ -973,5 +988,32 @@ describe('NodeParticipant: defects found by these tests', () => {
     step(prepare(5, 1n), 20);
     step(snapshotTaken(1n), 22);
     expect(step(startJob(9, { gen: 8 }), 30).send).toContainEqual(unit({ op: 'dropStaging', jobId: JOB, epoch: 1n }));
+  });
+});
+
+describe('NodeParticipant: job control\'s delete (forgetJob)', () => {
+  it('stops a job of its own gracefully and forgets it: the id is unknown afterwards', () => {
+    const { p, step } = runningLocal();
+    expect(step({ kind: 'forgetJob', reqId: 40, jobId: JOB }, 20)).toEqual({
+      persist: [], send: [{ to: 'units', unit: { op: 'kill', jobId: JOB, graceful: true } }], reply: [reply(40, { kind: 'ok' }, LOCAL)],
+    });
+    expect(p.jobState(JOB)).toBeNull();
+    expect(step({ kind: 'forgetJob', reqId: 41, jobId: JOB }, 21).reply).toEqual([reply(41, refused('unknown job "bank" on node c1n1', 'not-found'), LOCAL)]);
+  });
+
+  it('a running checkpoint is answered when its job is deleted (the freeze ends, thawed)', () => {
+    const { step } = runningLocal();
+    step(local(20), 20);
+    const out = step({ kind: 'forgetJob', reqId: 42, jobId: JOB }, 21);
+    expect(out.reply).toEqual([reply(20, refused('epoch 1 not checkpointed: deleted by the operator', 'aborted'), LOCAL), reply(42, { kind: 'ok' }, LOCAL)]);
+    expect(out.send.map((s) => (s.to === 'units' ? s.unit.op : ''))).toEqual(['thaw', 'kill']);
+  });
+
+  it('refuses a job its coordinator runs (lease-bound), and changes nothing', () => {
+    const { p, step } = running();
+    expect(step({ kind: 'forgetJob', reqId: 43, jobId: JOB }, 20)).toEqual({
+      persist: [], send: [], reply: [reply(43, refused('job bank is run by a coordinator: delete it there', 'failed-precondition'), LOCAL)],
+    });
+    expect(p.jobState(JOB)).toBe('running');
   });
 });

@@ -171,6 +171,15 @@ export interface StopJobResponse {
   job: JobStatus | undefined;
 }
 
+export interface DeleteJobRequest {
+  jobId: string;
+}
+
+export interface DeleteJobResponse {
+  /** The job as it was when it was forgotten (its units exited). */
+  job: JobStatus | undefined;
+}
+
 export interface CheckpointRequest {
   jobId: string;
   /** Forces a full epoch. */
@@ -2078,6 +2087,146 @@ export const StopJobResponse: MessageFns<StopJobResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<StopJobResponse>, I>>(object: I): StopJobResponse {
     const message = createBaseStopJobResponse();
+    message.job = (object.job !== undefined && object.job !== null) ? JobStatus.fromPartial(object.job) : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteJobRequest(): DeleteJobRequest {
+  return { jobId: "" };
+}
+
+export const DeleteJobRequest: MessageFns<DeleteJobRequest> = {
+  encode(message: DeleteJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteJobRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteJobRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteJobRequest>, I>>(base?: I): DeleteJobRequest {
+    return DeleteJobRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteJobRequest>, I>>(object: I): DeleteJobRequest {
+    const message = createBaseDeleteJobRequest();
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteJobResponse(): DeleteJobResponse {
+  return { job: undefined };
+}
+
+export const DeleteJobResponse: MessageFns<DeleteJobResponse> = {
+  encode(message: DeleteJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.job !== undefined) {
+      JobStatus.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.job = JobStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteJobResponse {
+    return { job: isSet(object.job) ? JobStatus.fromJSON(object.job) : undefined };
+  },
+
+  toJSON(message: DeleteJobResponse): unknown {
+    const obj: any = {};
+    if (message.job !== undefined) {
+      obj.job = JobStatus.toJSON(message.job);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteJobResponse>, I>>(base?: I): DeleteJobResponse {
+    return DeleteJobResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteJobResponse>, I>>(object: I): DeleteJobResponse {
+    const message = createBaseDeleteJobResponse();
     message.job = (object.job !== undefined && object.job !== null) ? JobStatus.fromPartial(object.job) : undefined;
     return message;
   },
@@ -4809,6 +4958,21 @@ export const NodeAgentServiceService = {
     responseSerialize: (value: StopJobResponse): Buffer => Buffer.from(StopJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StopJobResponse => StopJobResponse.decode(value),
   },
+  /**
+   * Stops the job's units if they run and forgets the job: its id is free
+   * again. Its committed epochs stay in the store (restorable by a start
+   * that names them; collecting them is the store's retention). A job run by
+   * a coordinator is refused FAILED_PRECONDITION: delete it there.
+   */
+  deleteJob: {
+    path: "/gridckpt.v1.NodeAgentService/DeleteJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteJobRequest): Buffer => Buffer.from(DeleteJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteJobRequest => DeleteJobRequest.decode(value),
+    responseSerialize: (value: DeleteJobResponse): Buffer => Buffer.from(DeleteJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteJobResponse => DeleteJobResponse.decode(value),
+  },
   /** Freezes the job's units, snapshots changed pages, thaws, writes the epoch. */
   checkpoint: {
     path: "/gridckpt.v1.NodeAgentService/Checkpoint" as const,
@@ -4938,6 +5102,13 @@ export const NodeAgentServiceService = {
 export interface NodeAgentServiceServer extends UntypedServiceImplementation {
   startJob: handleUnaryCall<StartJobRequest, StartJobResponse>;
   stopJob: handleUnaryCall<StopJobRequest, StopJobResponse>;
+  /**
+   * Stops the job's units if they run and forgets the job: its id is free
+   * again. Its committed epochs stay in the store (restorable by a start
+   * that names them; collecting them is the store's retention). A job run by
+   * a coordinator is refused FAILED_PRECONDITION: delete it there.
+   */
+  deleteJob: handleUnaryCall<DeleteJobRequest, DeleteJobResponse>;
   /** Freezes the job's units, snapshots changed pages, thaws, writes the epoch. */
   checkpoint: handleUnaryCall<CheckpointRequest, CheckpointResponse>;
   listEpochs: handleUnaryCall<ListEpochsRequest, ListEpochsResponse>;
@@ -4997,6 +5168,27 @@ export interface NodeAgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StopJobResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Stops the job's units if they run and forgets the job: its id is free
+   * again. Its committed epochs stay in the store (restorable by a start
+   * that names them; collecting them is the store's retention). A job run by
+   * a coordinator is refused FAILED_PRECONDITION: delete it there.
+   */
+  deleteJob(
+    request: DeleteJobRequest,
+    callback: (error: ServiceError | null, response: DeleteJobResponse) => void,
+  ): ClientUnaryCall;
+  deleteJob(
+    request: DeleteJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteJobResponse) => void,
+  ): ClientUnaryCall;
+  deleteJob(
+    request: DeleteJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteJobResponse) => void,
   ): ClientUnaryCall;
   /** Freezes the job's units, snapshots changed pages, thaws, writes the epoch. */
   checkpoint(

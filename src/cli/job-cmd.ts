@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { checkName } from '../common/names.js';
+import { checkHostPort } from '../node/config.js';
+import { AgentClient } from '../wire/agent-client.js';
+import { line, parseEpochFlag, printJson, UsageError } from './output.js';
+import { clientSecurity } from './tls-flags.js';
+
+// `gridckpt job cancel|delete|restore --grid|--cluster|--agent ADDR JOB`:
+// job control, one verb set for every tier.
+//   cancel   stop the job's units; the job stays, with its epochs (restorable)
+//   delete   cancel if needed, then forget the job (its id is free; its epochs
+//            stay in the store until its retention collects them)
+//   restore  stop the units, load the last committed epoch (or --epoch N),
+//            start the units again
+// Built so far at the agent tier (a job an agent runs on its own). The
+// cluster and grid tiers need RPCs and lifecycle states in their cores that
+// are not built yet: they are refused with a message saying so, rather than
+// half done.
+
+type Verb = 'cancel' | 'delete' | 'restore';
+interface JobOpts { agent?: string; cluster?: string; grid?: string; epoch?: string; json?: boolean }
+
+function target(o: JobOpts): { tier: 'agent' | 'cluster' | 'grid'; address: string } {
+  const given = (['agent', 'cluster', 'grid'] as const).filter((t) => o[t] !== undefined);
+  if (given.length !== 1) throw new UsageError(`name exactly one tier: --agent, --cluster or --grid ADDR (got ${given.length === 0 ? 'none' : given.map((t) => `--${t}`).join(', ')})`);
+  const tier = given[0]!;
+  return { tier, address: checkHostPort(`${tier} address`, o[tier]!) };
+}
+
+async function run(verb: Verb, jobArg: string, o: JobOpts): Promise<void> {
+  const jobId = checkName('job id', jobArg);
+  const { tier, address } = target(o);
+  if (verb !== 'restore' && o.epoch !== undefined) throw new UsageError(`--epoch is for restore only (job ${verb})`);
+  if (tier !== 'agent') throw new UsageError(`job ${verb} --${tier} is not built yet: job control works at the agent tier so far (--agent ADDR)`);
+  const c = new AgentClient(address, undefined, {}, clientSecurity());
+  try {
+    switch (verb) {
+      case 'cancel': {
+        const r = await c.stopJob({ jobId });
+        if (o.json) return printJson(r.job);
+        return line(`job ${jobId} cancelled on ${address}: ${r.job!.state}; its epochs are kept (job restore brings it back)`);
+      }
+      case 'delete': {
+        const r = await c.deleteJob({ jobId });
+        if (o.json) return printJson(r.job);
+        return line(`job ${jobId} deleted on ${address} (units ${r.job!.state}); its epochs stay in the store until retention collects them`);
+      }
+      case 'restore': {
+        const r = await c.restore({ jobId, epoch: parseEpochFlag(o.epoch) });
+        if (o.json) return printJson(r);
+        for (const s of r.skipped) line(`skipped epoch ${s.epoch}: ${s.reason}`);
+        return line(`job ${jobId} restored on ${address} from epoch ${r.epoch!.epoch} (${r.pagesLoaded} pages); units restarted`);
+      }
+    }
+  } finally {
+    c.close();
+  }
+}
+
+export function addJobCommand(program: Command): void {
+  const job = program.command('job').description('job control at any tier: cancel, delete, restore');
+  for (const [verb, what] of [
+    ['cancel', 'stop the job\'s units and keep the job and its epochs'],
+    ['delete', 'cancel the job if it runs, then forget it (its epochs become collectable)'],
+    ['restore', 'restore the job from its last committed epoch, or --epoch N'],
+  ] as const) {
+    const cmd = job.command(`${verb} <job>`).description(what)
+      .option('--agent <host:port>', 'a node agent (a job it runs on its own)')
+      .option('--cluster <host:port>', 'a cluster coordinator')
+      .option('--grid <host:port>', 'the grid coordinator')
+      .option('--json', 'print JSON');
+    if (verb === 'restore') cmd.option('--epoch <n>', 'epoch number, or latest (the newest that verifies)');
+    cmd.action((jobArg: string, o: JobOpts) => run(verb, jobArg, o));
+  }
+}
