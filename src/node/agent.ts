@@ -388,9 +388,14 @@ export class NodeAgent {
       if (from === state || state === 'starting') continue;
       const s = this.core.summary(jobId)!;
       this.seen.set(jobId, s.state);
-      // An ended job's units are gone or going: their secrets stop working now, not when the job is forgotten
-      // (a token read from a dead unit's environment must not reach the job's pages). A restart makes new ones.
-      if (SETTLED.has(s.state)) this.shells.get(jobId)?.tokens.clear();
+      // An ended job's unit secrets stop working once its units are gone (the kill this step asked for has run),
+      // not when the job is forgotten: a token read from a dead unit's environment must not reach the job's pages.
+      // Not before: a unit refused mid-stop would end on its own error, and its end be taken for the job's. The
+      // shell of this start is the one cleared; a restart has its own.
+      if (SETTLED.has(s.state)) {
+        const shell = this.shells.get(jobId);
+        void Promise.resolve().then(() => this.chains.get(jobId)).then(() => shell?.tokens.clear());
+      }
       const tell = (): void => {
         this.watch.job(jobId, from, this.stateOf(s), s.lastError || `units ${s.state}`);
         if (SETTLED.has(s.state)) for (const w of this.shells.get(jobId)?.exitWaiters.splice(0) ?? []) w();
