@@ -120,7 +120,7 @@ export class ClusterShell {
     // The address first: calls the core makes in the same step (a restart in place) go to the new one.
     if (old?.address !== n.address) {
       old?.client.close();
-      this.nodes.set(n.nodeId, { ...n, client: this.runtime.clients.agentClient(n.address, this.settings.rpcTimeoutMs) });
+      this.nodes.set(n.nodeId, { ...n, client: this.runtime.clients.agentClient(n.address, this.settings.rpcTimeoutMs, n.nodeId) });
     } else {
       this.nodes.set(n.nodeId, { ...old, incarnation: n.incarnation, labels: n.labels });
     }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto } from 'node:crypto';
-import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { identityUri, type PeerIdentity } from './tls-identity.js';
@@ -71,6 +71,8 @@ export async function issueCerts(dir: string, identities: PeerIdentity[], o: Iss
         ]),
       ],
     });
+    // A key without its certificate is what a run killed in between left: it was never used.
+    await rm(paths.key, { force: true });
     await writeSecret(paths.key, await pemKey(keys.privateKey));
     await writeFile(paths.cert, cert.toString('pem') + '\n', { mode: 0o644 });
     issued.push(who);

@@ -78,16 +78,17 @@ export function serverCredentials(sec: TransportSecurity): ServerCredentials {
   return ServerCredentials.createSsl(sec.ca, [{ cert_chain: sec.cert, private_key: sec.key }], true);
 }
 
-/** Credentials to dial a server of `role`: its certificate must name the host dialed and be of that role. */
-export function channelCredentials(sec: TransportSecurity, role: Role): ChannelCredentials {
+/** Credentials to dial a server of `role` (and of id `id`, when given): its certificate must name the host dialed and be that. */
+export function channelCredentials(sec: TransportSecurity, role: Role, id?: string): ChannelCredentials {
   if (sec.kind === 'insecure') return credentials.createInsecure();
   return credentials.createSsl(sec.ca, sec.key, sec.cert, {
     checkServerIdentity: (host: string, cert: PeerCertificate) => {
       const hostError = tlsCheckServerIdentity(host, cert);
       if (hostError) return hostError;
       const who = identityFromSan(cert.subjectaltname);
-      if (who?.role !== role) {
-        return new Error(`the server at ${host} is ${who ? describeIdentity(who) : 'no gridckpt identity'}, not a ${role}`);
+      if (who?.role !== role || (id !== undefined && who.id !== id)) {
+        const meant = id === undefined ? `a ${role}` : describeIdentity({ role, id });
+        return new Error(`the server at ${host} is ${who ? describeIdentity(who) : 'no gridckpt identity'}, not ${meant}`);
       }
       return undefined;
     },

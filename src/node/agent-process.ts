@@ -19,6 +19,8 @@ export interface AgentReady {
   freezer: string;
   incarnation: string;
   pid: number;
+  /** The service serves mutual TLS (false: --insecure). */
+  tls: boolean;
 }
 
 export interface AgentProcess {

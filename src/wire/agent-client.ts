@@ -15,9 +15,12 @@ export { GrpcCallError as AgentCallError } from '../common/grpc-call.js';
 export class AgentClient {
   private readonly client: NodeAgentServiceClient;
 
-  /** security: mTLS (the server must hold a agent certificate) or plaintext, for --insecure services on loopback. */
-  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}, security: TransportSecurity = INSECURE) {
-    this.client = new NodeAgentServiceClient(address, channelCredentials(security, 'agent'), options);
+  /**
+   * security: mTLS (the server must hold an agent certificate, of node nodeId when given) or
+   * plaintext, for --insecure services on loopback.
+   */
+  constructor(readonly address: string, readonly timeoutMs = 30_000, options: ChannelOptions = {}, security: TransportSecurity = INSECURE, nodeId?: string) {
+    this.client = new NodeAgentServiceClient(address, channelCredentials(security, 'agent', nodeId), options);
   }
 
   startJob(req: pb.DeepPartial<pb.StartJobRequest>) { return this.call<pb.StartJobRequest, pb.StartJobResponse>('startJob', pb.StartJobRequest.fromPartial(req)); }

@@ -9,7 +9,8 @@ import type { GridClient } from './grid-client.js';
 // The real factory is in real-clients.ts, used only by the composition roots.
 
 export interface ClientFactory {
-  agentClient(address: string, timeoutMs?: number): AgentClient;
+  /** nodeId: the node the caller means to reach there (with mTLS, its certificate must be that node's). */
+  agentClient(address: string, timeoutMs?: number, nodeId?: string): AgentClient;
   clusterClient(address: string, timeoutMs?: number, options?: ChannelOptions): ClusterClient;
   gridClient(address: string, timeoutMs?: number, options?: ChannelOptions): GridClient;
 }

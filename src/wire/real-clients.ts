@@ -11,7 +11,7 @@ import type { ClientFactory, TierRuntime } from './clients.js';
 /** Clients that dial with this process's own certificate (or plaintext, for an --insecure process). */
 export function realClients(security: TransportSecurity = INSECURE): ClientFactory {
   return {
-    agentClient: (address, timeoutMs) => new AgentClient(address, timeoutMs, {}, security),
+    agentClient: (address, timeoutMs, nodeId) => new AgentClient(address, timeoutMs, {}, security, nodeId),
     clusterClient: (address, timeoutMs, options) => new ClusterClient(address, timeoutMs, options, security),
     gridClient: (address, timeoutMs, options) => new GridClient(address, timeoutMs, options, security),
   };

@@ -10,6 +10,9 @@ import type { PeerIdentity } from '../../src/common/tls-identity.js';
 // in a temp dir: certificates are issued on demand, as the test needs them.
 
 export interface TestCa {
+  /** The temp dir the CA lives in, removed by remove(): a test may keep its services' data there too. */
+  root: string;
+  /** Where the CA and the certificates are. */
   dir: string;
   /** The --tls-* flags of a process holding who's certificate (issued if new). */
   flags(who: PeerIdentity): Promise<string[]>;
@@ -26,6 +29,7 @@ export async function makeTestCa(prefix = 'ca'): Promise<TestCa> {
     return certPaths(certs, who);
   };
   return {
+    root: dir,
     dir: certs,
     async flags(who) {
       const p = await issue(who);

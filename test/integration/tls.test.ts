@@ -71,7 +71,7 @@ describe('mutual TLS between grid, cluster and agent', () => {
 
   beforeAll(async () => {
     ca = await makeTestCa('tls');
-    dir = ca.dir.replace(/certs$/, '');
+    dir = ca.root;
     const start = async (service: string, args: string[]) => {
       const p = await spawnService(service, args, process.env, logs);
       procs.push(p);
@@ -94,7 +94,7 @@ describe('mutual TLS between grid, cluster and agent', () => {
   });
 
   it('every link runs over mTLS: the cluster registers with the grid and the agent with the cluster', async () => {
-    for (const p of [grid, cluster, agent]) expect((p.ready as unknown as { tls: boolean }).tls).toBe(true);
+    for (const p of [grid, cluster, agent]) expect(p.ready.tls).toBe(true);
     const rt = realRuntime(await ca.security(operator));
     const g = rt.clients.gridClient(grid.ready.grpc);
     const c = rt.clients.clusterClient(cluster.ready.grpc);
@@ -184,11 +184,20 @@ describe('mutual TLS between grid, cluster and agent', () => {
     }
   });
 
-  it('a client checks the role of the server it dials', async () => {
+  it('a client checks the role (and, for an agent, the node id) of the server it dials', async () => {
     // A grid client pointed at the agent: the agent's certificate is not a grid's.
     const wrong = new GridClient(agent.ready.grpc, 10_000, {}, await ca.security(operator));
     const e = await refusal(wrong.status());
     expect(e.code).toBe(status.UNAVAILABLE);
     wrong.close();
+    // The cluster dials a node's address expecting that node: an agent registered
+    // (as itself) with another node's address gets nothing through.
+    const ops = await ca.security(operator);
+    const notThatNode = new AgentClient(agent.ready.grpc, 10_000, {}, ops, 'someone-else');
+    expect((await refusal(notThatNode.status())).code).toBe(status.UNAVAILABLE);
+    notThatNode.close();
+    const thatNode = new AgentClient(agent.ready.grpc, 10_000, {}, ops, nodeId);
+    expect((await thatNode.status()).nodeId).toBe(nodeId);
+    thatNode.close();
   });
 });
