@@ -70,17 +70,32 @@ export async function writeFileSynced(file: string, data: Uint8Array): Promise<v
   await writeThenSync(file, data, data.byteLength || 1, async () => {});
 }
 
+/** A stretch of a buffer: `bytes` bytes from `start`. */
+export interface ByteRun {
+  start: number;
+  bytes: number;
+}
+
 /**
- * Creates or truncates `file`, writes `data` in chunks of `chunkBytes`, then
- * runs `whileSyncing` on this thread while the file's fsync runs on the I/O
- * pool: CPU work that needs the bytes written, not durable, hides behind the
- * disk. Resolves with its result once both are done; the file is durable then.
+ * Creates or truncates `file`, writes `data` (or only its `runs`, one after
+ * another in the file) in chunks of `chunkBytes`, then runs `whileSyncing` on
+ * this thread while the file's fsync runs on the I/O pool: CPU work that
+ * needs the bytes written, not durable, hides behind the disk. Resolves with
+ * its result once both are done; the file is durable then.
  */
-export async function writeThenSync<T>(file: string, data: Uint8Array, chunkBytes: number, whileSyncing: () => Promise<T>): Promise<T> {
+export async function writeThenSync<T>(
+  file: string, data: Uint8Array, chunkBytes: number, whileSyncing: () => Promise<T>,
+  runs: readonly ByteRun[] = [{ start: 0, bytes: data.byteLength }],
+): Promise<T> {
   const fh = await open(file, 'w');
   try {
-    for (let offset = 0; offset < data.byteLength; offset += chunkBytes) {
-      await writeAll(fh, data, offset, Math.min(chunkBytes, data.byteLength - offset), offset);
+    let position = 0;
+    for (const run of runs) {
+      for (let done = 0; done < run.bytes; done += chunkBytes) {
+        const length = Math.min(chunkBytes, run.bytes - done);
+        await writeAll(fh, data, run.start + done, length, position);
+        position += length;
+      }
     }
     const synced = fh.sync();
     synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile

@@ -26,8 +26,8 @@ import * as path from 'node:path';
 import { GridError, invalidArgument } from '../common/errors.js';
 import { failpoint, failpointAsync } from '../common/failpoints.js';
 import { checkName } from '../common/names.js';
-import { open, stat } from 'node:fs/promises';
-import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeAll, writeFileSynced } from '../runtime/durable-fs.js';
+import { stat } from 'node:fs/promises';
+import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, writeThenSync } from '../runtime/durable-fs.js';
 import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
 import { IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_MANIFEST_BYTES, dataFileName, epochDir, tableFileName } from './layout.js';
 import { buildManifest, encodeManifest, type EpochManifest, type PartInfo } from './manifest.js';
@@ -74,10 +74,10 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   await ensureDirDurable(dir);
 
   const dataFile = dataFileName(nodeId);
-  const { tableBytes, tableDigest } = await writeRunsThenSync(path.join(dir, dataFile), staging, layout, async () => {
+  const { tableBytes, tableDigest } = await writeThenSync(path.join(dir, dataFile), staging, IO_CHUNK_BYTES, async () => {
     await fillChecksums(layout, staging);
     return digestPageTable(layout.table);
-  });
+  }, layout.runs); // the staging's runs, zero pages left out
   failpoint('store.after-part-data');
 
   const tableFile = tableFileName(nodeId);
@@ -87,33 +87,6 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   return { nodeId, dataFile, tableFile, dataBytes: layout.dataBytes, tableBytes: tableBytes.byteLength, pageCount: layout.table.count, tableDigest };
 }
 
-/**
- * Creates the data file from the layout's runs of staging (zero pages left
- * out), in IO_CHUNK_BYTES chunks, then runs `whileSyncing` while its fsync is
- * in flight (invariant 1); resolves once both are done and the file is durable.
- */
-async function writeRunsThenSync<T>(file: string, staging: Uint8Array, layout: PartLayout, whileSyncing: () => Promise<T>): Promise<T> {
-  const fh = await open(file, 'w');
-  try {
-    let position = 0;
-    for (const run of layout.runs) {
-      for (let done = 0; done < run.bytes; done += IO_CHUNK_BYTES) {
-        const length = Math.min(IO_CHUNK_BYTES, run.bytes - done);
-        await writeAll(fh, staging, run.start + done, length, position);
-        position += length;
-      }
-    }
-    const synced = fh.sync();
-    synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
-    try {
-      return await whileSyncing();
-    } finally {
-      await synced;
-    }
-  } finally {
-    await fh.close();
-  }
-}
 
 export async function commitEpoch(input: CommitInput, hooks: CommitHooks = {}): Promise<EpochManifest> {
   const { storeDir, jobId, epoch } = input;
