@@ -5,7 +5,7 @@ import { GridError } from '../../common/errors.js';
 import { failpointAsync } from '../../common/failpoints.js';
 import type { Logger } from '../../common/log.js';
 import type { Freezer } from './freezer.js';
-import { isGone } from './proc-stat.js';
+import { hasExited, isGone, readProcState } from './proc-stat.js';
 import { unitEnv } from './unit-env.js';
 import type { TimerPort } from '../../runtime/ports.js';
 import { settlesWithin } from '../../runtime/timers.js';
@@ -111,8 +111,14 @@ export class UnitSupervisor {
     );
     // A unit that exited meanwhile has nothing left to freeze (its group is gone, or it never stops as a zombie):
     // that is no failure of the checkpoint (issue 8), whose snapshot holds what it left in its containers. Its
-    // exit is the job's business, told by onExit.
-    const failures = failuresOf(targets, results).filter((f) => targets.find((r) => r.info.unitId === f.unitId)?.info.state !== 'exited');
+    // exit is the job's business, told by onExit. Its exit event may not have been handled yet (the freeze of a
+    // zombie fails at once): the process's own state decides.
+    const failures: ReturnType<typeof failuresOf> = [];
+    for (const f of failuresOf(targets, results)) {
+      const r = targets.find((t) => t.info.unitId === f.unitId);
+      if (r && (r.info.state === 'exited' || hasExited(await readProcState(r.info.pid)))) continue;
+      failures.push(f);
+    }
     if (failures.length === 0) return;
     const thawFailures = await this.thawUnits(targets);
     const thawNote = thawFailures.length > 0 ? `; thawing afterwards failed too: ${describe(thawFailures)}` : '';

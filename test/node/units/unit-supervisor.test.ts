@@ -52,6 +52,8 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
   let sup: UnitSupervisor;
   let exits: UnitInfo[];
   let exitWaiters: Array<() => void>;
+  /** A freeze of this group fails (an injected fault at the freezer port: a cgroup write that fails, say). */
+  let failFreezeOf: string | null;
 
   /** Resolves with the exit report of a unit, from the onExit event. */
   async function exitOf(jobId: string, unitId: string): Promise<UnitInfo> {
@@ -65,6 +67,19 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
   beforeEach(async () => {
     scope = uniqueScope(`sup-${kind.replace('cgroup-', '')}`);
     freezer = await openFreezer(kind, scope);
+    failFreezeOf = null;
+    const real = freezer;
+    const faulty = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'freeze') {
+          return (group: string, pid: number, timeoutMs: number) => group === failFreezeOf
+            ? Promise.reject(new Error(`injected: freezing ${group} failed`))
+            : target.freeze(group, pid, timeoutMs);
+        }
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
     logDir = await mkdtemp(join(tmpdir(), 'gridckpt-units-'));
     exits = [];
     exitWaiters = [];
@@ -72,7 +87,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
       exits.push(info);
       for (const w of exitWaiters.splice(0)) w();
     };
-    sup = new UnitSupervisor({ freezer, logDir, freezeTimeoutMs: FREEZE_TIMEOUT_MS, onExit, timers: realRuntime().timers });
+    sup = new UnitSupervisor({ freezer: faulty, logDir, freezeTimeoutMs: FREEZE_TIMEOUT_MS, onExit, timers: realRuntime().timers });
   });
 
   afterEach(async () => {
@@ -161,7 +176,7 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     for (const u of units) await waitCounting(logOf('job1', u.unitId));
   });
 
-  it('a freeze that fails on one unit leaves every unit of the job running, and names the unit', async () => {
+  it('a unit that died before the freeze is no failure: the others freeze, and its exit is recorded (issue 8)', async () => {
     const a = await sup.start('job1', counterUnit('a'), {});
     const b = await sup.start('job1', counterUnit('b'), {});
     await waitCounting(logOf('job1', 'a'));
@@ -171,12 +186,25 @@ describe.each(AVAILABLE_KINDS)('unit supervisor with the %s freezer', (kind: Fre
     spinUntilZombie(b.pid);
     const freezing = sup.freezeJob('job1');
     expect(sup.units('job1').find((u) => u.unitId === 'b')?.state).toBe('running');
-
-    await expect(freezing).rejects.toThrow(/cannot freeze job job1: unit b: /);
-    expect(await freezer.isFrozen('job1+a', a.pid)).toBe(false);
-    expect(sup.units('job1').find((u) => u.unitId === 'a')?.state).toBe('running');
-    await waitCounting(logOf('job1', 'a'), await lastCount(logOf('job1', 'a')));
+    await freezing;
+    expect(await freezer.isFrozen('job1+a', a.pid)).toBe(true);
     expect(await exitOf('job1', 'b')).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
+    await sup.thawJob('job1');
+    await waitCounting(logOf('job1', 'a'), await lastCount(logOf('job1', 'a')));
+  });
+
+  it('a freeze that fails on one live unit leaves every unit of the job running, and names the unit', async () => {
+    const a = await sup.start('job1', counterUnit('a'), {});
+    const b = await sup.start('job1', counterUnit('b'), {});
+    await waitCounting(logOf('job1', 'a'));
+    await waitCounting(logOf('job1', 'b'));
+    failFreezeOf = 'job1+b';
+    await expect(sup.freezeJob('job1')).rejects.toThrow(/cannot freeze job job1: unit b: injected: freezing job1\+b failed/);
+    for (const u of [a, b]) {
+      expect(await freezer.isFrozen(`job1+${u.unitId}`, u.pid)).toBe(false);
+      expect(sup.units('job1').find((x) => x.unitId === u.unitId)?.state).toBe('running');
+      await waitCounting(logOf('job1', u.unitId), await lastCount(logOf('job1', u.unitId)));
+    }
   });
 
   it('stopJob ends frozen units and removes their groups', async () => {
