@@ -136,7 +136,8 @@ describe('agent: secrets, files and replies', () => {
       const err = await stale.openContainer('x', { pageCount: 1, create: true }).then(() => null, (e: unknown) => e);
       stale.close();
       expect(err).toBeInstanceOf(UnitApiError);
-      expect((err as UnitApiError).code).toBe(status.NOT_FOUND);
+      // The same answer as any token that is not a live unit's (unit isolation, docs/security.md).
+      expect((err as UnitApiError).code).toBe(status.PERMISSION_DENIED);
 
       // A live unit: a container past 1,023 pages, read back in one call of a default client.
       const liveEnv = join(dir, 'live.env');

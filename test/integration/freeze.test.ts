@@ -123,12 +123,14 @@ describe('always thaw', () => {
     await withTmp('thaw-full', async (dir) => {
       const storeDir = join(dir, 'store');
       await mkdir(storeDir);
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', storeDir]);
+      // One page: zero pages take no room in an epoch (docs/store-lifecycle.md), so the part's data and table files
+      // (a page each at least, as the bank has written some accounts) cannot both fit.
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4k', 'tmpfs', storeDir]);
       try {
         const agent = await startAgent(join(dir, 'agent'), { nodeId: uniqueNodeId('full'), args: ['--store-dir', storeDir] });
         try {
           await agent.client.startJob({ job: bankJobSpec('bank', { ...params, opsPerUnit: 1_000_000 }, 0) });
-          await untilJob(agent.client, 'bank', (j) => j.containers.length > 0); // 516 KiB to write into 128 KiB
+          await untilJob(agent.client, 'bank', (j) => j.containers.length > 0);
           const err = await agent.client.checkpoint({ jobId: 'bank', full: false }).catch((e: unknown) => e);
           expect(err).toBeInstanceOf(AgentCallError);
           expect((err as AgentCallError).details).toMatch(/ENOSPC|no space/i);
