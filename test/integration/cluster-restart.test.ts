@@ -76,7 +76,7 @@ async function scenario(waitForFence: boolean): Promise<void> {
       const job = done.jobs[0]!;
       expect(job.state, job.lastError).toBe('completed');
       // Fenced units are restored from the last epoch; units whose lease held just ran on.
-      expect(job.recoveries).toBe(waitForFence ? 1n : 0n);
+      expect(job.recoveries, JSON.stringify(job, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))).toBe(waitForFence ? 1n : 0n);
       const epochs = await listCommitted(storeDir, 'bank');
       for (const m of epochs) {
         for (let i = 0; i < params.units; i++) {
