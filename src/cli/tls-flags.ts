@@ -29,8 +29,8 @@ export function addSecurityOptions(program: Command): void {
     .option('--insecure', 'no TLS and no authorization (loopback only)')
     .configureHelp({ showGlobalOptions: true })
     .hook('preAction', async (_program, action) => {
-      // `check` judges the files itself, one verdict each, rather than refusing to run.
-      if (action.name() === 'check') return;
+      // `gridckpt check` judges the files itself, one verdict each, rather than refusing to run (not `bank check`).
+      if (action.name() === 'check' && action.parent === program) return;
       // An explicit --insecure wins over certificates named only in the environment.
       const fromCli = (k: string) => program.getOptionValueSource(k) === 'cli';
       chosen = await securityFrom(program.opts<SecurityFlags>(), fromCli);
