@@ -16,6 +16,7 @@ import { uniqueNodeId, untilAgent } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import type { GridStatusResponse } from '../../src/gen/gridckpt/v1/grid.js';
 import { realRuntime } from '../../src/wire/real-clients.js';
+import { alive } from '../helpers/pid.js';
 
 // The loss of a whole cluster coordinator (kill -9), every tier a real
 // process. The grid detects it, waits until the lost cluster's job leases
@@ -35,15 +36,6 @@ interface Cluster {
   agents: AgentProcess[];
 }
 
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 type AddCluster = (id: string, agents: number, capacity: number, env?: NodeJS.ProcessEnv) => Promise<Cluster>;
 

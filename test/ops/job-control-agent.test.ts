@@ -4,20 +4,12 @@ import { realRuntime } from '../../src/wire/real-clients.js';
 import { startAgent, uniqueNodeId } from '../helpers/agent.js';
 import { withTmp } from '../helpers/tmp.js';
 import { run } from './cli-run.js';
+import { alive } from '../helpers/pid.js';
 
 // Job control at the agent tier, through the CLI as an operator uses it:
 // `gridckpt job cancel|delete|restore --agent ADDR JOB`.
 
 const sleeper = { jobId: 'jc', checkpointIntervalMs: 0, fullEvery: 0, units: [{ unitId: 'u0', command: '/bin/sleep', args: ['600'], env: {} }] };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('gridckpt job … --agent', () => {
   it('cancel stops the units and keeps the job and its epochs; restore brings it back from the last (or a given) epoch; delete forgets it', async () => {

@@ -7,6 +7,7 @@ import { detectFreezer } from '../../src/node/units/freezer.js';
 import { realRuntime } from '../../src/wire/real-clients.js';
 import { withTmp } from '../helpers/tmp.js';
 import { run } from './cli-run.js';
+import { alive } from '../helpers/pid.js';
 
 // Issue 8: a second agent on the same host with the same node id cleaned the
 // node's cgroup scope at start — killing the first agent's units. An agent
@@ -15,15 +16,6 @@ import { run } from './cli-run.js';
 // goes with its holder, even with kill -9, so no manual cleanup is needed.
 
 const sleeper = (jobId: string) => ({ job: { jobId, units: [{ unitId: 'u0', command: '/bin/sleep', args: ['600'], env: {} }], checkpointIntervalMs: 0, fullEvery: 0 } });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('one agent per data dir and per node id on a host', () => {
   it('refuses a second agent naming the data dir or node id and the holder pid; the first one\'s units live on; kill -9 frees both', async () => {

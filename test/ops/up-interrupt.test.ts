@@ -5,20 +5,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI_SCRIPT } from '../../src/node/agent-process.js';
 import { DEFAULT_CGROUP_V1_ROOT, DEFAULT_CGROUP_V2_ROOT } from '../../src/node/units/freezer.js';
+import { alive } from '../helpers/pid.js';
 
 // Issue 8: Ctrl-C during `up --demo` left its work dir and the freezer
 // cgroups (of the agent the drill killed with -9, whose units stay frozen)
 // behind. SIGINT now stops every service, removes those cgroups and the
 // temp work dir, and exits 130.
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The cgroup scope dirs of the agents an `up` started (their node ids end with its pid). */
 function scopesOf(upPid: number): string[] {
