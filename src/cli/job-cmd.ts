@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { checkName } from '../common/names.js';
 import { checkHostPort } from '../node/config.js';
 import { AgentClient } from '../wire/agent-client.js';
+import { ClusterClient } from '../wire/cluster-client.js';
+import { GridClient } from '../wire/grid-client.js';
+import { jobActionToWire } from '../wire/job-action.js';
 import { line, parseEpochFlag, printJson, UsageError } from './output.js';
 import { clientSecurity } from './tls-flags.js';
 
@@ -12,10 +15,11 @@ import { clientSecurity } from './tls-flags.js';
 //            stay in the store until its retention collects them)
 //   restore  stop the units, load the last committed epoch (or --epoch N),
 //            start the units again
-// Built so far at the agent tier (a job an agent runs on its own). The
-// cluster and grid tiers need RPCs and lifecycle states in their cores that
-// are not built yet: they are refused with a message saying so, rather than
-// half done.
+// Each tier controls the jobs it owns: a grid job at the grid (--grid), a
+// job a cluster runs on its own at the cluster (--cluster; a grid job's share
+// there is refused, naming --grid), a job an agent runs on its own at the
+// agent (--agent). The cores decide (cluster and grid:
+// core/supervisor-control.ts); every answer comes once the action is done.
 
 type Verb = 'cancel' | 'delete' | 'restore';
 interface JobOpts { agent?: string; cluster?: string; grid?: string; epoch?: string; json?: boolean }
@@ -31,7 +35,8 @@ async function run(verb: Verb, jobArg: string, o: JobOpts): Promise<void> {
   const jobId = checkName('job id', jobArg);
   const { tier, address } = target(o);
   if (verb !== 'restore' && o.epoch !== undefined) throw new UsageError(`--epoch is for restore only (job ${verb})`);
-  if (tier !== 'agent') throw new UsageError(`job ${verb} --${tier} is not built yet: job control works at the agent tier so far (--agent ADDR)`);
+  if (tier === 'cluster') return atCluster(verb, jobId, address, o);
+  if (tier === 'grid') return atGrid(verb, jobId, address, o);
   const c = new AgentClient(address, undefined, {}, clientSecurity());
   try {
     switch (verb) {
@@ -57,6 +62,40 @@ async function run(verb: Verb, jobArg: string, o: JobOpts): Promise<void> {
   }
 }
 
+function stopsLine(unconfirmed: readonly string[], what: string, leaser: string): string {
+  return unconfirmed.length === 0 ? '' : `; ${what} ${unconfirmed.join(', ')} did not confirm the stop: their units stop when the lease ${leaser} no longer renews lapses`;
+}
+
+async function atCluster(verb: Verb, jobId: string, address: string, o: JobOpts): Promise<void> {
+  const c = new ClusterClient(address, undefined, {}, clientSecurity());
+  try {
+    const r = await c.controlJob({ jobId, action: jobActionToWire(verb), epoch: parseEpochFlag(o.epoch) });
+    if (o.json) return printJson(r);
+    const stops = stopsLine(r.unconfirmedNodes, 'nodes', 'the cluster');
+    if (verb === 'cancel') return line(`job ${jobId} cancelled in cluster ${address}: ${r.state}; its epochs are kept (job restore brings it back)${stops}`);
+    if (verb === 'delete') return line(`job ${jobId} deleted in cluster ${address}; its epochs stay in the store (gridckpt gc collects them)${stops}`);
+    for (const s of r.skipped) line(`skipped epoch ${s.epoch}: ${s.reason}`);
+    return line(`job ${jobId} restored in cluster ${address} from epoch ${r.epoch}; units running`);
+  } finally {
+    c.close();
+  }
+}
+
+async function atGrid(verb: Verb, jobId: string, address: string, o: JobOpts): Promise<void> {
+  const c = new GridClient(address, undefined, {}, clientSecurity());
+  try {
+    const r = await c.controlGridJob({ jobId, action: jobActionToWire(verb), gridEpoch: parseEpochFlag(o.epoch) });
+    if (o.json) return printJson(r);
+    const stops = stopsLine(r.unconfirmedClusters, 'clusters', 'the grid');
+    if (verb === 'cancel') return line(`grid job ${jobId} cancelled: ${r.state}; its recovery lines are kept (job restore brings it back)${stops}`);
+    if (verb === 'delete') return line(`grid job ${jobId} deleted; its epochs stay in the clusters' stores${stops}`);
+    for (const p of r.passedOver) line(`passed over ${p}`);
+    return line(`grid job ${jobId} restored from line ${r.gridEpoch}; units running`);
+  } finally {
+    c.close();
+  }
+}
+
 export function addJobCommand(program: Command): void {
   const job = program.command('job').description('job control at any tier: cancel, delete, restore');
   for (const [verb, what] of [
@@ -69,7 +108,7 @@ export function addJobCommand(program: Command): void {
       .option('--cluster <host:port>', 'a cluster coordinator')
       .option('--grid <host:port>', 'the grid coordinator')
       .option('--json', 'print JSON');
-    if (verb === 'restore') cmd.option('--epoch <n>', 'epoch number, or latest (the newest that verifies)');
+    if (verb === 'restore') cmd.option('--epoch <n>', 'epoch number (at the grid: the recovery line\'s grid epoch), or latest (the newest)');
     cmd.action((jobArg: string, o: JobOpts) => run(verb, jobArg, o));
   }
 }

@@ -14,6 +14,7 @@ export const CLUSTER_ACCESS: AccessTable<ClusterServiceServer> = {
   // A grid-managed job comes from the grid only; an operator submits jobs of this cluster alone.
   submitJob: { grid: true, operator: (r) => (r.gridManaged ? 'only the grid submits grid-managed jobs' : null) },
   checkpointJob: { operator: true },
+  controlJob: { operator: true },
   clusterStatus: { operator: true },
   prepareRound: { grid: true },
   commitRound: { grid: true },

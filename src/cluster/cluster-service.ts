@@ -12,6 +12,7 @@ import type { ClusterShell } from './shell.js';
 import type { EventHub } from '../runtime/event-hub.js';
 import { serveWatch } from '../runtime/watch-stream.js';
 import { jobReportsFromPb } from './codec.js';
+import { jobActionFromWire } from '../wire/job-action.js';
 
 // gRPC service of the cluster coordinator: each request goes to the shell
 // (shell.ts), which asks the core; wire -> domain and back here.
@@ -85,6 +86,15 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
         // The round's own time, and what the request waited besides (the driver's queue) shows as the difference.
         totalMs: Math.max(o.timings.totalMs, totalMs),
       };
+    }, onBug),
+    controlJob: unary(async (req) => {
+      const jobId = checkName('job id', req.jobId);
+      const action = jobActionFromWire(req.action);
+      const epoch = checkWireEpoch('epoch', req.epoch);
+      if (action !== 'restore' && epoch !== 0n) throw new GridError('invalid-argument', `epoch is for restore only (job ${action})`);
+      const a = await c.controlJob(jobId, action, epoch === 0n ? null : epoch);
+      if (a.kind === 'controlled') return { state: a.state, epoch: 0n, skipped: [], unconfirmedNodes: a.unconfirmed };
+      return { state: c.core.jobState(jobId) ?? 'running', epoch: a.epoch ?? 0n, skipped: (a.skipped ?? []).map((x) => ({ epoch: x.epoch, reason: x.reason })), unconfirmedNodes: [] };
     }, onBug),
     prepareRound: unary(async (req) => {
       const fence = gridFence(req.fence);

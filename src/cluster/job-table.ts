@@ -26,6 +26,8 @@ interface StoredRow extends Omit<JobRow, 'committed' | 'highestEpoch'> {
 interface TableFile {
   format: string;
   jobs: Record<string, { row: StoredRow; spec: StoredJobSpec; retention?: { keepLast: number; keepForMs: number } }>;
+  /** Deleted jobs: the highest epoch each used (decimal), so that a job under its id numbers above it (C3). */
+  forgotten?: Record<string, string>;
 }
 
 const FILE = 'jobs.json';
@@ -41,7 +43,12 @@ function parseTable(value: unknown): TableFile {
   for (const [id, e] of Object.entries(raw.jobs)) {
     if (e.row?.jobId !== id || !STATES.includes(e.row.state) || !Array.isArray(e.row.committed) || e.spec?.jobId !== id) throw new Error(`job table: bad row for job ${JSON.stringify(id)}`);
   }
-  return { format: FORMAT, jobs: raw.jobs };
+  const forgotten: Record<string, string> = {};
+  for (const [id, e] of Object.entries(raw.forgotten ?? {})) {
+    if (typeof e !== 'string' || !/^\d+$/.test(e)) throw new Error(`job table: bad highest epoch of deleted job ${JSON.stringify(id)}`);
+    forgotten[id] = e;
+  }
+  return { format: FORMAT, jobs: raw.jobs, forgotten };
 }
 
 export class JobTable {
@@ -53,6 +60,21 @@ export class JobTable {
 
   all(): TableEntry[] {
     return Object.values(this.file.current.jobs).map((e) => ({ row: rowFromStored(e.row), spec: e.spec, ...(e.retention ? { retention: { ...e.retention } } : {}) }));
+  }
+
+  forgotten(): Map<string, bigint> {
+    return new Map(Object.entries(this.file.current.forgotten ?? {}).map(([id, e]) => [id, BigInt(e)]));
+  }
+
+  /** A deleted job: its row goes, its highest epoch stays (bounded like the core's memory of it). */
+  async forget(jobId: string, highestEpoch: bigint, keep: number): Promise<void> {
+    failpoint('cluster.job-table-save');
+    await this.file.update((t) => {
+      const { [jobId]: _gone, ...jobs } = t.jobs;
+      const rest = Object.entries(t.forgotten ?? {}).filter(([id]) => id !== jobId);
+      const forgotten = Object.fromEntries([...rest, [jobId, String(highestEpoch)] as [string, string]].slice(-keep));
+      return { ...t, jobs, forgotten };
+    });
   }
 
   async save(e: TableEntry): Promise<void> {

@@ -141,5 +141,5 @@ async function resumeFrom(table: JobTable, storeDir: string, log: Logger): Promi
     ...e.spec,
     ...(e.retention ? { keepEpochs: e.retention.keepLast, keepEpochsForMs: BigInt(e.retention.keepForMs) } : {}),
   }]));
-  return { rows: entries.map((e) => e.row), specs, committed };
+  return { rows: entries.map((e) => e.row), specs, committed, forgotten: table.forgotten() };
 }

@@ -9,7 +9,7 @@ import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import { ClusterSupervisor } from './core/supervisor.js';
 import type { ClusterEvent, ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, JobRow, LocalAnswer } from './core/supervisor-types.js';
-import type { AdoptSource, ClusterAnswer, ClusterRequest, Heartbeat, HeartbeatAnswer, MemberJobState } from '../protocol/messages.js';
+import type { AdoptSource, ClusterAnswer, ClusterRequest, Heartbeat, HeartbeatAnswer, JobAction, MemberJobState } from '../protocol/messages.js';
 import { commitEpoch, storedSpecOf } from '../store/index.js';
 import { performAgentCall, type DurablePart } from './agent-calls.js';
 import { EpochSweeper } from './epoch-sweeper.js';
@@ -53,6 +53,8 @@ export interface Resume {
   rows: JobRow[];
   specs: Map<string, JobSpec>;
   committed: Map<string, bigint[]>;
+  /** Deleted jobs' highest epochs (the job table's). */
+  forgotten?: Map<string, bigint>;
 }
 
 /** Sends one of the core's heartbeats to the grid (grid-link.ts): its answer, or null when it got none. */
@@ -89,7 +91,7 @@ export class ClusterShell {
     this.stores.set(settings.clusterId, settings.storeDir);
     this.core = new ClusterSupervisor(
       { ...settings.core, clusterId: settings.clusterId, incarnation: settings.incarnation },
-      resume ? { rows: resume.rows, committed: resume.committed } : undefined,
+      resume ? { rows: resume.rows, committed: resume.committed, ...(resume.forgotten ? { forgotten: resume.forgotten } : {}) } : undefined,
     );
     this.driver = new SerialDriver(this.core, {
       clock: runtime.clock,
@@ -174,6 +176,15 @@ export class ClusterShell {
     return a;
   }
 
+  /** Job control of a job this cluster runs on its own (core/supervisor-control.ts). */
+  async controlJob(jobId: string, action: JobAction, epoch: bigint | null): Promise<Exclude<LocalAnswer, { kind: 'refused' | 'committed' }>> {
+    const reqId = this.nextReq();
+    const a = await this.ask<LocalAnswer>(`local#${reqId}`, { kind: 'localCall', reqId, req: { kind: 'control', jobId, action, epoch } });
+    if (a.kind === 'refused') throw new GridError(a.code ?? 'failed-precondition', a.reason);
+    if (a.kind === 'committed') throw new GridError('internal', `job ${action} of ${jobId} answered ${a.kind}`);
+    return a;
+  }
+
   async gridPrepare(jobId: string, epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number; done: boolean }> {
     const a = await this.askGrid({ kind: 'prepare', jobId, epoch, parentEpoch: full ? null : parentEpoch }, incarnation);
     if (a.kind !== 'prepared') throw gridRefusal(a, 'aborted');
@@ -218,6 +229,15 @@ export class ClusterShell {
   // ---- the driver's ports ----
 
   private persist(p: ClusterPersist, done: (error: string | null) => void): void {
+    if (p.kind === 'jobForgotten') {
+      if (!this.table) return done(null);
+      this.table.forget(p.jobId, p.highestEpoch, 4 * this.settings.core.maxJobs).then(() => done(null), (err: unknown) => {
+        const reason = err instanceof Error ? err.message : String(err);
+        this.log.error({ jobId: p.jobId, err: reason }, 'could not remove a deleted job from the job table');
+        done(reason);
+      });
+      return;
+    }
     if (p.kind === 'jobRow') {
       const spec = this.specs.get(p.row.jobId);
       if (!this.table || !spec) return done(null);
@@ -284,6 +304,10 @@ export class ClusterShell {
     for (const e of events) {
       if (e.kind === 'gridRestored') this.collector.gridRestored(e.jobId, e.epoch);
       if (e.kind === 'gridLine') this.collector.gridLine(e.jobId, e.epoch);
+      if (e.kind === 'jobForgotten') {
+        this.specs.delete(e.jobId);
+        this.sweepers.delete(e.jobId);
+      }
       if (e.kind !== 'roundFinished') continue;
       const o = e.outcome;
       for (const key of [...this.parts.keys()]) if (key.startsWith(`${o.jobId}/`) && BigInt(key.split('/')[1]!) <= o.epoch) this.parts.delete(key);

@@ -52,6 +52,10 @@ function publishOne(c: EventContext, e: ClusterEvent): void {
     case 'jobPlaced':
       c.log.info({ jobId: e.jobId, placement: e.placement }, 'job placed');
       return;
+    case 'jobForgotten':
+      c.log.info({ jobId: e.jobId, highestEpoch: String(e.highestEpoch) }, 'job deleted');
+      hub.emit({ kind: 'job', jobId: e.jobId, subject: c.clusterId, to: 'deleted', detail: `job ${e.jobId} deleted (its epochs stay in the store; a job under its id numbers above epoch ${e.highestEpoch})` });
+      return;
     case 'roundStarted':
       hub.emit({
         kind: 'round', jobId: e.jobId, subject: String(e.epoch), to: 'started', epoch: e.epoch,

@@ -31,6 +31,8 @@ interface CatalogFile {
   clusters: Record<string, ClusterRecord>;
   /** `${jobId}@${epoch}` → when the line was written (wall clock). */
   lineTimes: Record<string, number>;
+  /** Deleted jobs' highest epochs (decimal): a job under the id numbers above them (the core's G3). */
+  forgotten?: Record<string, string>;
 }
 
 const FILE = 'catalog.json';
@@ -47,7 +49,12 @@ function parseCatalog(value: unknown): CatalogFile {
     // JSON holds a line's epoch as a decimal string.
     jobs[id] = { spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) } };
   }
-  return { format: FORMAT, jobs, clusters: { ...(raw.clusters ?? {}) }, lineTimes: { ...(raw.lineTimes ?? {}) } };
+  const forgotten: Record<string, string> = {};
+  for (const [id, e] of Object.entries(raw.forgotten ?? {})) {
+    if (typeof e !== 'string' || !/^\d+$/.test(e)) throw new Error(`catalog: bad highest epoch of deleted job ${JSON.stringify(id)}`);
+    forgotten[id] = e;
+  }
+  return { format: FORMAT, jobs, clusters: { ...(raw.clusters ?? {}) }, lineTimes: { ...(raw.lineTimes ?? {}) }, forgotten };
 }
 
 export class GridCatalog {
@@ -65,6 +72,10 @@ export class GridCatalog {
     return new Map(Object.values(this.file.current.jobs).map((e) => [e.spec.jobId, e.spec]));
   }
 
+  forgotten(): Map<string, bigint> {
+    return new Map(Object.entries(this.file.current.forgotten ?? {}).map(([id, e]) => [id, BigInt(e)]));
+  }
+
   clusters(): Map<string, ClusterRecord> {
     return new Map(Object.entries(this.file.current.clusters));
   }
@@ -79,7 +90,7 @@ export class GridCatalog {
   }
 
   /** The core's rows, whole, with each job's spec; `line` stamps a new line's time. */
-  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }): Promise<void> {
+  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, forgotten?: Record<string, string>): Promise<void> {
     return this.file.update((s) => {
       const jobs: CatalogFile['jobs'] = {};
       for (const row of rows) {
@@ -93,7 +104,7 @@ export class GridCatalog {
         if (at !== undefined) lineTimes[key] = at;
       }
       if (line) lineTimes[`${line.jobId}@${line.epoch}`] ??= line.unixMs;
-      return { ...s, jobs, lineTimes };
+      return { ...s, jobs, lineTimes, ...(forgotten ? { forgotten: { ...forgotten } } : {}) };
     });
   }
 

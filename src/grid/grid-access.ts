@@ -11,6 +11,7 @@ export const GRID_ACCESS: AccessTable<GridServiceServer> = {
   clusterHeartbeat: { cluster: clusterSelf },
   submitGridJob: { operator: true },
   checkpointGridJob: { operator: true },
+  controlGridJob: { operator: true },
   gridStatus: { operator: true },
   watch: { operator: true },
 };

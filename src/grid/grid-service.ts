@@ -1,9 +1,11 @@
 import { isAbsolute } from 'node:path';
 import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '../gen/gridckpt/v1/grid.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import { jobActionFromWire } from '../wire/job-action.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
 import { checkJobSpec } from '../protocol/job-spec.js';
+import { checkWireEpoch } from '../protocol/bounds.js';
 import { GridError } from '../common/errors.js';
 import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
@@ -94,6 +96,14 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
       const jobId = checkName('job id', req.jobId);
       const a = await g.checkpoint(jobId);
       return { line: lineToPb(lineOf(jobId, a.line, g.catalog.lineTime(jobId, a.line.epoch))), totalMs: a.outcome.timings.totalMs };
+    }, onBug),
+    controlGridJob: unary(async (req) => {
+      const jobId = checkName('job id', req.jobId);
+      const action = jobActionFromWire(req.action);
+      const line = checkWireEpoch('grid_epoch', req.gridEpoch);
+      if (action !== 'restore' && line !== 0n) throw new GridError('invalid-argument', `grid_epoch is for restore only (job ${action})`);
+      const a = await g.controlJob(jobId, action, line === 0n ? null : line);
+      return { state: a.state, gridEpoch: a.line ?? 0n, passedOver: a.passedOver, unconfirmedClusters: a.unconfirmed };
     }, onBug),
     gridStatus: unary(() => ({
       gridId: g.settings.gridId,

@@ -5,10 +5,10 @@ import type { ClusterClient } from '../wire/cluster-client.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
-import type { Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
+import type { Heartbeat, HeartbeatAnswer, JobAction } from '../protocol/messages.js';
 import { storedSpecOf } from '../store/index.js';
 import { GridSupervisor } from './core/supervisor.js';
-import type { CheckpointAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig, SubmitRefusal } from './core/supervisor-types.js';
+import type { CheckpointAnswer, ControlAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig, SubmitRefusal } from './core/supervisor-types.js';
 import type { GridCatalog } from './catalog.js';
 import { performClusterCall } from './cluster-calls.js';
 
@@ -63,13 +63,13 @@ export class GridShell {
     for (const [id, spec] of catalog.specs()) this.specs.set(id, spec);
     for (const [id, c] of catalog.clusters()) this.stores.set(id, c.storeDir);
     const agentLeases = new Map([...catalog.clusters()].map(([id, c]) => [id, c.agentLeaseMs]));
-    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()), agentLeases);
+    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()), agentLeases, catalog.forgotten());
     this.driver = new SerialDriver(this.core, {
       clock: runtime.clock,
       timers: runtime.timers,
       persist: (p, done) => {
         const line = p.lineOf ? { ...p.lineOf, unixMs: runtime.clock.wallMs() } : undefined;
-        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line)
+        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line, p.forgotten ?? {})
           .then(() => done(null), (err: unknown) => {
             this.log.error({ err: String(err) }, 'could not write the grid catalog');
             done(err instanceof Error ? err.message : String(err));
@@ -82,6 +82,7 @@ export class GridShell {
       tick: () => ({ kind: 'tick' }),
       afterStep: () => {
         const events = this.core.drainEvents();
+        for (const e of events) if (e.kind === 'jobForgotten') this.specs.delete(e.jobId);
         if (events.length > 0) this.sink(events);
       },
     });
@@ -144,6 +145,14 @@ export class GridShell {
     return a;
   }
 
+  /** Job control (core/supervisor-control.ts): answered once done. */
+  async controlJob(jobId: string, action: JobAction, line: bigint | null): Promise<Extract<ControlAnswer, { kind: 'done' }>> {
+    const reqId = this.nextReq();
+    const a = await this.ask<ControlAnswer>(`ctl#${reqId}`, { kind: 'control', reqId, jobId, action, line });
+    if (a.kind === 'refused') throw new GridError(a.code, a.reason);
+    return a;
+  }
+
   storeOf(clusterId: string): string {
     return this.stores.get(clusterId) ?? '';
   }
@@ -182,6 +191,7 @@ export class GridShell {
       case 'registered': return this.wake(`reg#${r.reqId}`, { ok: r.ok, reason: r.reason });
       case 'submitted': return this.wake(`submit#${r.reqId}`, { ok: r.ok, reason: r.reason, ...(r.code ? { code: r.code } : {}) });
       case 'checkpointed': return this.wake(`cp#${r.reqId}`, r.answer);
+      case 'controlled': return this.wake(`ctl#${r.reqId}`, r.answer);
     }
   }
 

@@ -44,6 +44,10 @@ function publishOne(c: GridEventContext, e: GridEvent): void {
       hub.emit({ kind: 'job', jobId: e.jobId, subject: gridId, from: e.from, to: e.to, detail: `grid job ${e.jobId}: ${e.from} → ${e.to}${e.reason ? ` (${e.reason})` : ''}` });
       return;
     }
+    case 'jobForgotten':
+      c.log.info({ jobId: e.jobId, highestEpoch: String(e.highestEpoch) }, 'grid job deleted');
+      hub.emit({ kind: 'job', jobId: e.jobId, subject: gridId, to: 'deleted', detail: `grid job ${e.jobId} deleted (its epochs stay in the clusters' stores; a job under its id numbers above epoch ${e.highestEpoch})` });
+      return;
     case 'roundStarted':
       hub.emit({
         kind: 'round', jobId: e.jobId, subject: String(e.epoch), to: 'started', epoch: e.epoch,

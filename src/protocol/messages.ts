@@ -131,3 +131,6 @@ export type ClusterAnswer =
   /** Try again later (a recovery of its own is running): not a failure. */
   | { kind: 'busy'; reason: string }
   | { kind: 'refused'; reason: string };
+
+/** Job control's verbs, the same at every tier (`gridckpt job cancel|delete|restore`; common.proto JobAction). */
+export type JobAction = 'cancel' | 'delete' | 'restore';

@@ -64,6 +64,27 @@ export class Checkers {
     }
   }
 
+  /**
+   * Job control: a cancel (or delete) is answered "stopped" only once it is so where it was confirmed — at the
+   * grid, each confirming cluster's share is no longer live; at a cluster, no unit of its job runs on a
+   * confirming node.
+   */
+  cancelAnswered(target: string, jobId: string, confirmed: readonly string[]): void {
+    const fail = (m: string): never => { throw new Violation('operator stop', `the cancel of job ${jobId} at ${target} was answered, but ${m}`); };
+    for (const id of confirmed) {
+      if (target === 'grid') {
+        const c = this.env.clusters.get(id)!;
+        const s = c.proc.alive ? c.core.jobState(jobId) : null;
+        if (s === 'running' || s === 'recovering' || s === 'starting') fail(`cluster ${id}, which confirmed it, still holds its share ${s}`);
+        continue;
+      }
+      const a = this.env.agents.get(id)!;
+      if (!a.proc.alive) continue;
+      const live = (a.units.copies.get(jobId) ?? []).find((u) => !u.killed && !u.exited);
+      if (live) fail(`unit ${live.unit} still runs on ${id}, which confirmed the stop`);
+    }
+  }
+
   /** §3.4: no unit stays frozen past the freeze timeout on a live agent (pauses excepted). */
   alwaysThaw(pauseEnds: Map<string, number>): void {
     const now = this.env.nowMs();

@@ -51,12 +51,14 @@ export class SimCluster {
     for (const e of committed.values()) e.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const rows = [...store.table.values()].map((r) => structuredClone(r));
     this.retention = new RetentionCore({ maxJobs: 16, mutants: this.env.mutants });
-    this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants }, { rows, committed });
+    this.core = new ClusterSupervisor({ ...this.config, clusterId: this.id, incarnation: this.proc.incarnation, mutants: this.env.mutants }, { rows, committed, forgotten: new Map(store.forgotten) });
     this.driver = new SerialDriver(this.core, {
       clock: this.env.world.clock,
       timers: this.proc.timers(),
       persist: (p, done) => {
-        const apply = p.kind === 'manifest' ? () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p) : () => store.table.set(p.row.jobId, structuredClone(p.row));
+        const apply = p.kind === 'manifest' ? () => store.manifests.set(SimStore.manifestKey(p.jobId, p.epoch), p)
+          : p.kind === 'jobRow' ? () => store.table.set(p.row.jobId, structuredClone(p.row))
+            : () => { store.table.delete(p.jobId); store.forgotten.set(p.jobId, p.highestEpoch); };
         diskWrite(this.proc, this.env.world.rng, this.env.disk, apply, done);
       },
       persisted: (p) => (p.kind === 'manifest' ? { kind: 'persisted', what: p } : null),

@@ -1,4 +1,5 @@
 import type { SeededRng } from '../runtime/rng.js';
+import type { OperatorKind } from './operator.js';
 
 // Fault schedules: drawn from the seed, so a seed names its whole run. Each
 // fault is an instant and what happens then; a fault that ends (a restart, a
@@ -45,6 +46,8 @@ function pick(rng: SeededRng): FaultKind {
 /** A named scenario's shape: fault kinds, how many, and how long each lasts. */
 export interface FaultShape {
   kinds?: FaultKind[];
+  /** An operator's job control among the faults (operator.ts): these scripts, 1 or 2 of them. */
+  operator?: OperatorKind[];
   count?: number;
   durationMs?: { min: number; max: number };
 }

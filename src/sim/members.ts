@@ -163,6 +163,9 @@ export class SimGrid {
   private registrations = new Map<string, AnswerFn<{ ok: boolean; reason: string }>>();
   private nextReq = 1;
   submitted: Array<{ reqId: number; ok: boolean; reason: string }> = [];
+  /** An operator's calls (job control, a submit again) waiting for their answers; lost with a crash, as over gRPC. */
+  private operatorReplies = new Map<number, AnswerFn<GridReply>>();
+  private nextOperatorReq = 1_000;
 
   constructor(private readonly config: Omit<GridSupervisorConfig, 'incarnation'>, private readonly env: SimEnv) {
     this.proc = new SimProcess('grid', env.world);
@@ -172,12 +175,14 @@ export class SimGrid {
     this.proc.start();
     this.beats = new Map();
     this.registrations = new Map();
+    this.operatorReplies = new Map();
     const catalog = structuredClone(this.env.gridDisk.catalog);
-    this.core = new GridSupervisor({ ...this.config, incarnation: this.proc.incarnation, mutants: this.env.mutants }, catalog, this.env.world.nowMs);
+    const forgotten = new Map(Object.entries(this.env.gridDisk.forgotten).map(([id, e]) => [id, BigInt(e)]));
+    this.core = new GridSupervisor({ ...this.config, incarnation: this.proc.incarnation, mutants: this.env.mutants }, catalog, this.env.world.nowMs, new Map(), forgotten);
     this.driver = new SerialDriver(this.core, {
       clock: this.env.world.clock,
       timers: this.proc.timers(),
-      persist: (p, done) => diskWrite(this.proc, this.env.world.rng, this.env.disk, () => { this.env.gridDisk.catalog = structuredClone(p.jobs); }, done),
+      persist: (p, done) => diskWrite(this.proc, this.env.world.rng, this.env.disk, () => { this.env.gridDisk.catalog = structuredClone(p.jobs); this.env.gridDisk.forgotten = { ...(p.forgotten ?? {}) }; }, done),
       persisted: (p) => (p.lineOf ? { kind: 'persisted', what: p } : null),
       persistFailed: (p, reason) => ({ kind: 'persistFailed', what: p, reason }),
       send: (s) => {
@@ -208,6 +213,10 @@ export class SimGrid {
           return;
         }
         if (r.kind === 'submitted') this.submitted.push({ reqId: r.reqId, ok: r.ok, reason: r.reason });
+        if (r.kind === 'submitted' || r.kind === 'controlled') {
+          this.operatorReplies.get(r.reqId)?.(r);
+          this.operatorReplies.delete(r.reqId);
+        }
       },
       tick: () => ({ kind: 'tick' }),
       afterStep: () => this.env.afterStep('grid'),
@@ -218,6 +227,14 @@ export class SimGrid {
   crash(): void {
     this.proc.crash();
     this.driver?.stop();
+  }
+
+  /** An operator's request (a submit, job control) on the grid's machine: answered unless the grid crashes first. */
+  operator(input: (reqId: number) => GridInput, answer: AnswerFn<GridReply>): void {
+    if (!this.proc.alive) return;
+    const reqId = this.nextOperatorReq++;
+    this.operatorReplies.set(reqId, answer);
+    this.driver.input(input(reqId));
   }
 
   /** RegisterCluster (its store is named by its id). */

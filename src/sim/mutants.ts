@@ -28,6 +28,8 @@ export const MUTANTS: readonly Mutant[] = [
   { name: 'complete-without-final-round', what: 'a cluster marks its local job completed once every node reported completion, with no final round holding its end state (C5)', caughtBy: '§3.5 same answer' },
   { name: 'resume-forgets-epochs', what: 'a restarted cluster numbers a resumed local job\'s rounds from its newest committed epoch, not the highest its job table says were used (C3)', caughtBy: 'epochs are never reused', faults: { kinds: ['cluster-crash'], count: 4 } },
   { name: 'gc-ignores-chain', what: 'garbage collection keeps the newest K epochs but not the epochs their incremental chains need', caughtBy: 'gc retained' },
+  { name: 'cancel-answers-before-stop', what: 'job control answers a cancel "stopped" before the nodes (or clusters) answered their stops', caughtBy: 'operator stop', faults: { kinds: ['agent-crash'], count: 1, operator: ['cancel-restore'] } },
+  { name: 'delete-forgets-epochs', what: 'a deleted job leaves no memory of its epochs: the job submitted again under its id numbers from 1', caughtBy: 'epochs are never reused', faults: { kinds: ['agent-crash'], count: 1, operator: ['delete-resubmit'] } },
   { name: 'gc-forgets-grid-lines', what: 'garbage collection keeps only the job\'s K newest epochs of a grid job, not the grid\'s recovery lines', caughtBy: 'gc retained' },
 ];
 

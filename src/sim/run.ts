@@ -7,6 +7,8 @@ import { SimAgent, SimGrid, type SimEnv } from './members.js';
 import { SimNet } from './net.js';
 import { SimStore, type DiskFaults, type GridDisk } from './store.js';
 import { World } from './world.js';
+import { SeededRng } from '../runtime/rng.js';
+import { drawOperatorActions, runOperatorAction, type OperatorEnv } from './operator.js';
 import type { UnitCopy } from './units.js';
 
 // One seeded run of a whole grid: 1 grid, 3 clusters x 3 agents, the bank
@@ -75,7 +77,7 @@ export function runSeed(o: SimOptions): SimResult {
   const log = (line: string): void => { if (o.trace) trace.push(`${String(world.nowMs).padStart(6)} ${line}`); };
   const disk: DiskFaults = { failNext: new Map(), crashAtNextWrite: new Map(), lostWrites: 0, failedWrites: 0 };
   const stores = new Map<string, SimStore>();
-  const gridDisk: GridDisk = { catalog: [] };
+  const gridDisk: GridDisk = { catalog: [], forgotten: {} };
   const agents = new Map<string, SimAgent>();
   const clusters = new Map<string, SimCluster>();
   const net = new SimNet(world, netRng, { minDelayMs: 1, maxDelayMs: 4, rpcTimeoutMs: SIM.rpcTimeoutMs });
@@ -144,8 +146,24 @@ export function runSeed(o: SimOptions): SimResult {
   }
 
   // Faults fall while the job runs (a failure-free run ends at about 1.3 s).
-  const faults = drawFaults(rng, topo, { fromMs: 250, toMs: 1250 }, o.faults);
   const counts: Record<string, number> = {};
+  const faults = drawFaults(rng, topo, { fromMs: 250, toMs: 1250 }, o.faults);
+  // An operator's job control among them: in plain runs, and in scenarios that ask for it. Its own generator, so that
+  // the faults (and every mutant's committed regression seeds) are drawn as before.
+  const operatorShape = o.faults?.operator;
+  const operatorRng = new SeededRng((o.seed ^ 0x6f70) >>> 0);
+  const operatorActions = operatorShape ? drawOperatorActions(operatorRng, topo.clusters, { fromMs: 250, toMs: 1250 }, operatorShape, 1 + operatorRng.int(2))
+    : o.faults === undefined && mutants.size === 0 ? drawOperatorActions(operatorRng, topo.clusters, { fromMs: 250, toMs: 1250 }) : [];
+  const opEnv: OperatorEnv = {
+    world, grid: () => grid!, clusters, bankUnits: units, localJob: localJobOf,
+    localSubmit: (c) => ({ kind: 'submitJob', jobId: localJobOf(c), units: localUnits, intervalMs: SIM.localIntervalMs, fullEvery: SIM.localFullEvery }),
+    cancelled: (target, jobId, confirmed) => checkers.cancelAnswered(target, jobId, confirmed),
+    log,
+  };
+  for (const a of operatorActions) {
+    counts[`operator-${a.kind}`] = (counts[`operator-${a.kind}`] ?? 0) + 1;
+    runOperatorAction(opEnv, a);
+  }
   const pauseEnds = new Map<string, number>();
   for (const f of faults) world.at(f.atMs, () => inject(f));
 

@@ -21,6 +21,8 @@ export class SimStore {
   readonly manifests = new Map<string, ManifestRecord>();
   /** The cluster coordinator's job table (on its own disk in a real cluster; kept here, beside its store). */
   readonly table = new Map<string, JobRow>();
+  /** Deleted jobs' highest epochs, in the job table beside the rows. */
+  readonly forgotten = new Map<string, bigint>();
   constructor(readonly id: string) {}
 
   static partKey(jobId: string, epoch: bigint, writer: string): string { return `${jobId}/${epoch}/${writer}`; }
@@ -92,4 +94,6 @@ export function diskWrite(proc: SimProcess, rng: SeededRng, faults: DiskFaults, 
 
 export interface GridDisk {
   catalog: GridJobRow[];
+  /** Deleted jobs' highest epochs, in the catalog beside the rows. */
+  forgotten: Record<string, string>;
 }

@@ -25,6 +25,8 @@ export class ClusterClient {
     return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', { gridManaged: false, gridGen: 0n, gridLeaseMs: 0, restartPolicy: undefined, ...req });
   }
   checkpointJob(req: pb.CheckpointJobRequest) { return this.call<pb.CheckpointJobRequest, pb.CheckpointJobResponse>('checkpointJob', req, this.timeoutMs * 4); }
+  /** Job control: answers once done (a cancel's stops answered, a restore's units running): the long deadline. */
+  controlJob(req: pb.ControlJobRequest) { return this.call<pb.ControlJobRequest, pb.ControlJobResponse>('controlJob', req, this.timeoutMs * 4); }
   prepareRound(req: pb.PrepareRoundRequest, timeoutMs?: number) { return this.call<pb.PrepareRoundRequest, pb.PrepareRoundResponse>('prepareRound', req, timeoutMs); }
   commitRound(req: pb.CommitRoundRequest, timeoutMs?: number) { return this.call<pb.CommitRoundRequest, pb.CommitRoundResponse>('commitRound', req, timeoutMs); }
   abortRound(req: pb.AbortRoundRequest, timeoutMs?: number) { return this.call<pb.AbortRoundRequest, pb.AbortRoundResponse>('abortRound', req, timeoutMs); }

@@ -20,6 +20,8 @@ export class GridClient {
   clusterHeartbeat(req: pb.ClusterHeartbeatRequest, timeoutMs?: number) { return this.call<pb.ClusterHeartbeatRequest, pb.ClusterHeartbeatResponse>('clusterHeartbeat', req, timeoutMs); }
   submitGridJob(req: pb.SubmitGridJobRequest) { return this.call<pb.SubmitGridJobRequest, pb.SubmitGridJobResponse>('submitGridJob', req); }
   checkpointGridJob(req: pb.CheckpointGridJobRequest) { return this.call<pb.CheckpointGridJobRequest, pb.CheckpointGridJobResponse>('checkpointGridJob', req, this.timeoutMs * 4); }
+  /** Job control: answers once done (every stop answered, a restore's units running): the long deadline. */
+  controlGridJob(req: pb.ControlGridJobRequest) { return this.call<pb.ControlGridJobRequest, pb.ControlGridJobResponse>('controlGridJob', req, this.timeoutMs * 4); }
   status() { return this.call<pb.GridStatusRequest, pb.GridStatusResponse>('gridStatus', {}); }
 
   /** The service's events as they happen (see watch-client.ts). */

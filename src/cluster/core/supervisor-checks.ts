@@ -16,7 +16,8 @@ export function checkClusterInvariants(st: ClusterState): void {
     if (j.committed.length > st.config.keepEpochs) fail(`C7: job ${j.jobId} remembers too many epochs`);
     if ((j.restart || j.resume) && j.round.status().phase !== 'idle') fail(`C4: job ${j.jobId} runs a round during a restart`);
     if (j.resume && j.restart) fail(`C4: job ${j.jobId} is resumed and restarted at once`);
-    for (const n of j.placement.values()) {
+    // (An ended job's placement is where its units last ran, for the next start's C1: no claim on the nodes now.)
+    for (const n of isLive(j) ? j.placement.values() : []) {
       if (!st.nodes.has(n) && !j.resume && !j.restart?.lost.has(n)) fail(`C2: job ${j.jobId} placed on unregistered node ${n}`);
     }
     if (!j.local && isLive(j) && st.nowMs > j.gridLeaseUntilMs) fail(`C6: job ${j.jobId} is ${j.state} past its grid lease`);

@@ -7,6 +7,7 @@ export const EPOCH_RESERVE = 64n;
 /** Checkpoint requests of one job that wait for its running round, at most (bounded like every queue). */
 export const MAX_CHECKPOINT_WAITERS = 16;
 import { placeUnits } from './placement.js';
+import { onControl } from './supervisor-control.js';
 import { beginRestart } from './supervisor-restart.js';
 import { startRound } from './supervisor-rounds.js';
 import { isLive, type ClusterState, type Job } from './supervisor-state.js';
@@ -30,6 +31,7 @@ export function onLocalCall(st: ClusterState, reqId: number, req: LocalRequest, 
   switch (req.kind) {
     case 'submitJob': return submit(st, reqId, req, out);
     case 'checkpoint': return checkpoint(st, reqId, req.jobId, out);
+    case 'control': return onControl(st, reqId, req.jobId, req.action, req.epoch, out);
   }
 }
 

@@ -154,7 +154,9 @@ function finishRestart(st: ClusterState, job: Job, out: ClusterStep): void {
   st.recoveryEnded(job, true);
   if (job.local && job.local.intervalMs > 0) job.nextRoundAtMs = st.nowMs + job.local.intervalMs;
   if (r.epoch !== null) job.committed = job.committed.filter((e) => e <= (r.epoch as bigint));
-  if (r.answer !== null) st.answer(out, r.answer, { kind: 'ok' });
+  // A local client learns the epoch its units run from (an operator's restore names it; walked back, the older one).
+  if (r.answer?.restore) st.answerLocal(out, r.answer.reqId, { kind: 'ok', epoch: r.epoch, skipped: [...r.skipped] });
+  else if (r.answer !== null) st.answer(out, r.answer, { kind: 'ok' });
 }
 
 export function onRestartAnswer(st: ClusterState, job: Job, node: string, answer: AgentAnswer, unreachable: boolean, out: ClusterStep): void {

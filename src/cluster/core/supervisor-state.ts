@@ -40,6 +40,8 @@ export interface NodeEntry {
 export interface Asker {
   to: 'grid' | 'local';
   reqId: number;
+  /** An operator's restore: answered with the epoch the units run from. */
+  restore?: boolean;
 }
 
 export interface Restart {
@@ -136,6 +138,8 @@ export interface Job {
   restartPolicy: RestartPolicy;
   /** Restores made after unit failures so far (bounded by restartPolicy.maxRestarts). */
   unitRestarts: number;
+  /** An operator's cancel (or delete) under way: the stops sent (reqId -> node), who waits, the nodes that did not confirm. */
+  cancel: { waiters: Array<{ reqId: number; action: 'cancel' | 'delete' | 'restore' }>; waiting: Map<number, string>; confirmed: string[]; unconfirmed: string[] } | null;
 }
 
 export type Pending = { jobId: string; node: string; what: 'round' | 'restart' | 'stop'; epoch: bigint | null; kind: AgentRequest['kind'] };
@@ -228,16 +232,41 @@ export class ClusterState {
       restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, shareShownCompleted: false, needsFull: true, adopted: [],
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReqs: [], final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowDirty: true, rowRetryAtMs: null,
-      restartPolicy: from.restartPolicy ?? DEFAULT_RESTART_POLICY, unitRestarts: from.unitRestarts ?? 0,
+      restartPolicy: from.restartPolicy ?? DEFAULT_RESTART_POLICY, unitRestarts: from.unitRestarts ?? 0, cancel: null,
     };
-    // A grid-managed job the previous incarnation ran: its units go back where they ran, or wait out their leases (C1).
-    const known = local === null ? this.knownPlacement.get(jobId) : undefined;
+    // A job the previous incarnation ran (grid-managed), or an ended or deleted record under the id: its units go back where they
+    // ran, or wait out their leases (C1) — a node that missed the old record's stop may still run them.
+    const old = this.jobs.get(jobId);
+    const known = this.knownPlacement.get(jobId) ?? old?.placement;
     if (known) job.placement = new Map([...known].filter(([u]) => units.includes(u)));
     this.knownPlacement.delete(jobId);
     this.jobs.set(jobId, job);
     this.emit({ kind: 'jobState', jobId, from: null, to: state, reason });
     if (job.placement.size > 0) this.emit({ kind: 'jobPlaced', jobId, placement: Object.fromEntries([...job.placement].sort()) });
     return job;
+  }
+
+  /**
+   * The highest epoch of a job this core no longer holds (a deleted job): a job under its id numbers above it (C3);
+   * and where its units ran: one under its id starts there, or waits out their leases (C1). Bounded (C7): past
+   * 4 × maxJobs the oldest entry goes.
+   */
+  rememberEpochs(jobId: string, highest: bigint, placement?: ReadonlyMap<string, string>): void {
+    if (placement && placement.size > 0) {
+      this.knownPlacement.delete(jobId);
+      this.knownPlacement.set(jobId, new Map(placement));
+      for (const id of this.knownPlacement.keys()) {
+        if (this.knownPlacement.size <= 4 * this.config.maxJobs) break;
+        this.knownPlacement.delete(id);
+      }
+    }
+    const known = this.knownEpochs.get(jobId) ?? 0n;
+    this.knownEpochs.delete(jobId);
+    this.knownEpochs.set(jobId, known > highest ? known : highest);
+    for (const id of this.knownEpochs.keys()) {
+      if (this.knownEpochs.size <= 4 * this.config.maxJobs) break;
+      this.knownEpochs.delete(id);
+    }
   }
 
   /** Best effort: a node that misses it is its lease's business. */

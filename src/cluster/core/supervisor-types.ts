@@ -2,7 +2,7 @@ import type { DetectorConfig } from '../../detector/config.js';
 import type { VerdictChange } from '../../detector/monitor.js';
 import type { RoundConfig, RoundOutcome } from '../../protocol/core/round-types.js';
 import type { RestartPolicy } from '../../protocol/job-spec.js';
-import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, PartRef, RefusalCode } from '../../protocol/messages.js';
+import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, JobAction, PartRef, RefusalCode } from '../../protocol/messages.js';
 
 // The cluster supervisor core's inputs, actions, durable records (the epoch
 // manifests and the job table) and the events a shell drains after a step.
@@ -59,11 +59,16 @@ export type ClusterInput =
 export type LocalRequest =
   /** intervalMs 0: no periodic rounds (only on request). fullEvery: every Nth epoch is full (>= 1). */
   | { kind: 'submitJob'; jobId: string; units: string[]; intervalMs: number; fullEvery: number; restartPolicy?: RestartPolicy }
-  | { kind: 'checkpoint'; jobId: string };
+  | { kind: 'checkpoint'; jobId: string }
+  /** Job control (supervisor-control.ts); epoch: restore's, null the newest committed. */
+  | { kind: 'control'; jobId: string; action: JobAction; epoch: bigint | null };
+
 
 export type LocalAnswer =
-  /** submitJob: placed, and every node's start answered ok. */
-  | { kind: 'ok' }
+  /** submitJob: placed, and every node's start answered ok; a restore: running again from `epoch`. */
+  | { kind: 'ok'; epoch?: bigint | null; skipped?: Array<{ epoch: bigint; reason: string }> }
+  /** cancel or delete: the job's state after it ('deleted': forgotten); the nodes that confirmed their stop, and those that did not. */
+  | { kind: 'controlled'; state: ClusterJobState | 'deleted'; epoch: null; confirmed: string[]; unconfirmed: string[] }
   /** checkpoint: the round's outcome. */
   | { kind: 'committed'; epoch: bigint; parentEpoch: bigint | null; full: boolean; pages: number; bytes: number; timings: { prepareMs: number; commitMs: number; totalMs: number } }
   | { kind: 'refused'; reason: string; code?: RefusalCode };
@@ -113,7 +118,9 @@ export interface JobRow {
  * What the driver makes durable before the step's sends. A failed persist is
  * handed back as the same object (the core knows which step it belonged to).
  */
-export type ClusterPersist = ManifestRecord | { kind: 'jobRow'; row: JobRow };
+export type ClusterPersist = ManifestRecord | { kind: 'jobRow'; row: JobRow }
+  /** A deleted job: its row goes; the highest epoch it used is kept in the table (C3). */
+  | { kind: 'jobForgotten'; jobId: string; highestEpoch: bigint };
 
 export type ClusterSend =
   | { to: string; call: AgentCall }
@@ -131,6 +138,8 @@ export type ClusterEvent =
   | { kind: 'nodeVerdict'; change: VerdictChange }
   | { kind: 'jobState'; jobId: string; from: ClusterJobState | null; to: ClusterJobState; reason: string }
   | { kind: 'jobPlaced'; jobId: string; placement: Record<string, string> }
+  /** Deleted by an operator: the job is no longer known here (its epochs stay in the store). */
+  | { kind: 'jobForgotten'; jobId: string; highestEpoch: bigint }
   /** A grid share now shows completed (its job stays running here for the grid's final round): see showShares. */
   | { kind: 'shareCompleted'; jobId: string; reason: string }
   | { kind: 'roundStarted'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; participants: string[] }

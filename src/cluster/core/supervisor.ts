@@ -1,6 +1,7 @@
 import type { Verdict } from '../../detector/monitor.js';
 import type { AgentAnswer } from '../../protocol/messages.js';
 import { checkClusterInvariants } from './supervisor-checks.js';
+import { onStopAnswer } from './supervisor-control.js';
 import { beatGrid, fence, onGridBeatAnswer, onGridCall, showShares } from './supervisor-grid.js';
 import { localDeadline, localTime, onLocalCall } from './supervisor-local.js';
 import { onAgentBeat, onAgentReports, onNodeRegistered, verdicts } from './supervisor-nodes.js';
@@ -38,7 +39,7 @@ import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, Clust
 //      the node's last grant + agentLeaseMs + margin (for a node not
 //      registered since this coordinator started, the previous
 //      incarnation's last possible grant: the first step + callTimeoutMs).
-//  C2. A job's placement uses only registered nodes — save nodes a resumed
+//  C2. A live job's placement uses only registered nodes — save nodes a resumed
 //      job still waits for, and lost nodes whose units a restart moves (to
 //      a restart, a node not registered since this coordinator started is
 //      lost: it may run the job under the previous incarnation's lease).
@@ -77,6 +78,8 @@ export interface ClusterResume {
   rows: JobRow[];
   /** Per job, the epochs committed in the store (read by the shell at start): the manifests are the decision. */
   committed: Map<string, bigint[]>;
+  /** Deleted jobs' highest epochs, from the job table (C3). */
+  forgotten?: Map<string, bigint>;
 }
 
 export class ClusterSupervisor {
@@ -86,6 +89,7 @@ export class ClusterSupervisor {
 
   constructor(private readonly config: ClusterSupervisorConfig, resume?: ClusterResume) {
     this.st = new ClusterState(config);
+    for (const [jobId, e] of resume?.forgotten ?? []) this.st.rememberEpochs(jobId, e);
     if (resume) takeBack(this.st, resume.rows, resume.committed);
   }
 
@@ -218,13 +222,14 @@ export class ClusterSupervisor {
       const record = this.stepOf.get(what);
       for (const [p, r] of this.stepOf) if (r === record) this.stepOf.delete(p);
       if (record) {
-        const kind = what.kind === 'jobRow' ? 'job table' : 'manifest';
+        const kind = what.kind === 'manifest' ? 'manifest' : 'job table';
         for (const reqId of record.calls) this.onAgentAnswer(reqId, { kind: 'refused', reason: `not sent: the ${kind} write failed: ${error}` }, out);
         out.reply.push(...record.replies);
       }
       if (what.kind === 'jobRow') return rowFailed(this.st, what.row);
     }
-    if (what.kind === 'jobRow') return;
+    // A forgotten job's row that stays after a failed write: a restarted coordinator takes back a stopped job, deleted again by the next delete.
+    if (what.kind !== 'manifest') return;
     const job = this.st.jobs.get(what.jobId);
     if (!job) return;
     roundStep(this.st, job, error === null ? { kind: 'manifestWritten', epoch: what.epoch } : { kind: 'manifestFailed', epoch: what.epoch, reason: error }, out);
@@ -251,6 +256,7 @@ export class ClusterSupervisor {
     }
     const job = st.jobs.get(p.jobId);
     if (!job) return;
+    if (p.what === 'stop') return onStopAnswer(st, job, reqId, !unreachable && answer.kind === 'ok', out);
     if (p.what === 'restart') {
       if (!job.restart?.waiting.delete(reqId)) return;
       return onRestartAnswer(st, job, p.node, answer, unreachable, out);

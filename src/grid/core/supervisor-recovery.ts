@@ -46,7 +46,7 @@ export function beginRecovery(st: GridState, job: GJob, reason: string, lostClus
  * grant (for a share lost alone, no later than when the job stopped being
  * leased to it) + its lease + its agents' lease + a margin.
  */
-function safeAfter(st: GridState, job: GJob, id: string): number {
+export function safeAfter(st: GridState, job: GJob, id: string): number {
   const c = st.entry(id);
   // A share lost alone stopped being leased when it was lost; a start still in flight to it may lease it later.
   const lastGrant = Math.max(Math.min(c.lastGrantMs, job.shareLostAtMs.get(id) ?? Infinity), st.pendingBound(id));
@@ -112,6 +112,9 @@ function askRestore(st: GridState, job: GJob, c: string, out: GridStep): void {
 
 function finishRecovery(st: GridState, job: GJob, out: GridStep): void {
   const r = job.recovery!;
+  // An operator's restore is answered with the line the units run from, and the lines a walk-back passed over.
+  const line = job.lines.at(-1)?.epoch ?? null;
+  for (const reqId of job.restoreAsks.splice(0)) out.reply.push({ to: 'operator', kind: 'controlled', reqId, answer: { kind: 'done', state: 'running', line, passedOver: [...r.passedOver], confirmed: [], unconfirmed: [] } });
   job.recovery = null;
   job.lost.clear();
   job.shareLostAtMs.clear();
@@ -125,7 +128,13 @@ function finishRecovery(st: GridState, job: GJob, out: GridStep): void {
   st.save(out);
 }
 
+/** Operator restores waiting on the job's recovery get none (it failed, or the job was cancelled). */
+export function refuseRestores(job: GJob, reason: string, out: GridStep): void {
+  for (const reqId of job.restoreAsks.splice(0)) out.reply.push({ to: 'operator', kind: 'controlled', reqId, answer: { kind: 'refused', code: 'aborted', reason } });
+}
+
 function failJob(st: GridState, job: GJob, reason: string, out: GridStep): void {
+  refuseRestores(job, reason, out);
   const s = job.round.status();
   if (s.phase !== 'idle' && s.epoch !== null) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason }, out);
   if (job.recovery) st.emit({ kind: 'recovered', jobId: job.jobId, ms: st.nowMs - job.recovery.startedAtMs, ok: false, detail: reason });

@@ -1,8 +1,9 @@
 import type { Verdict } from '../../detector/monitor.js';
+import { leaseMarginMs, leaseSafeAfter } from '../../detector/lease.js';
 import { GRID_KEEP_LINES } from '../../protocol/core/grid-lines.js';
 import type { RoundCoordinator } from '../../protocol/core/round.js';
 import type { ClusterRestore } from './recovery-plan.js';
-import type { ClusterRequest, MemberJobState } from '../../protocol/messages.js';
+import type { ClusterRequest, JobAction, MemberJobState } from '../../protocol/messages.js';
 import type { GridEvent, GridJobRow, GridJobState, GridLine, GridStep, GridSupervisorConfig } from './supervisor-types.js';
 
 // The grid supervisor core's state (supervisor.ts holds the intuition and
@@ -81,6 +82,10 @@ export interface GJob {
   /** Checkpoint requests waiting for the next round, and those the running round answers. */
   checkpointNext: number[];
   checkpointRound: number[];
+  /** An operator's cancel (or delete) under way: the stops sent (reqId -> cluster), who waits, the clusters that did not confirm. */
+  cancel: { waiters: Array<{ reqId: number; action: JobAction }>; waiting: Map<number, string>; confirmed: string[]; unconfirmed: string[] } | null;
+  /** Operator restores answered when the job's recovery ends. */
+  restoreAsks: number[];
 }
 
 export type Pending = { jobId: string; cluster: string; kind: ClusterRequest['kind']; epoch: bigint | null; what: 'round' | 'restore' | 'submit' | 'stop'; sentAtMs: number };
@@ -89,6 +94,10 @@ export class GridState {
   readonly clusters = new Map<string, ClusterEntry>();
   readonly jobs = new Map<string, GJob>();
   readonly pending = new Map<number, Pending>();
+  /** Deleted jobs' highest epochs (in the catalog): a job under the id numbers above it (G3). */
+  readonly forgotten = new Map<string, bigint>();
+  /** Deleted jobs a cluster may still run a share of (it did not confirm the stop): until when (G1). Not in the catalog: see holdOf. */
+  readonly forgottenHolds = new Map<string, number>();
   nextReq = 1;
   stepNo = 0;
   /** Calls issued by the current step (GridSupervisor.step keeps them while its persist is in flight). */
@@ -108,6 +117,7 @@ export class GridState {
       jobId: j.jobId, units: j.units, state: j.state, clusters: Object.fromEntries(j.clusters), highestEpoch: String(j.highestEpoch),
       lines: j.pendingLine ? [...j.lines, j.pendingLine].slice(-KEEP_LINES) : j.lines, lost: [...j.lost], lastError: j.lastError, recoveries: j.recoveries,
       ...(j.intervalMs !== this.config.checkpointIntervalMs ? { intervalMs: j.intervalMs } : {}),
+      ...(j.gen > 0 ? { gen: j.gen } : {}),
     }));
   }
 
@@ -162,6 +172,20 @@ export class GridState {
       if (p.cluster === id && (p.what === 'submit' || p.what === 'restore')) bound = Math.max(bound, p.sentAtMs + this.config.callTimeoutMs);
     }
     return bound;
+  }
+
+  /**
+   * Until when a job under a deleted job's id must wait (G1): a cluster that did not confirm its share stopped
+   * may run it until its leases lapse; after a restart of the grid, any may, until the leases the previous
+   * incarnation could have granted lapsed.
+   */
+  holdOf(jobId: string): number {
+    if (!this.forgotten.has(jobId)) return 0;
+    const held = this.forgottenHolds.get(jobId) ?? 0;
+    if (this.config.incarnation <= 1n) return held;
+    const agentLeaseMs = Math.max(this.config.agentLeaseMs, ...[...this.clusters.values()].map((c) => c.agentLeaseMs), ...this.agentLeases.values());
+    const margin = leaseMarginMs(this.config.clusterLeaseMs + agentLeaseMs);
+    return Math.max(held, leaseSafeAfter(this.startedAtMs + this.config.callTimeoutMs, this.config.clusterLeaseMs, agentLeaseMs, margin));
   }
 
   clustersOf(job: GJob): string[] {

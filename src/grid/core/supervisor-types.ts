@@ -1,7 +1,7 @@
 import type { DetectorConfig } from '../../detector/config.js';
 import type { VerdictChange } from '../../detector/monitor.js';
 import type { CommittedOutcome, RoundConfig, RoundOutcome } from '../../protocol/core/round-types.js';
-import type { ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../../protocol/messages.js';
+import type { ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, JobAction } from '../../protocol/messages.js';
 
 // The grid supervisor core's inputs, actions and durable catalog.
 
@@ -32,7 +32,8 @@ export interface GridLine {
   unitClusters: Record<string, string>;
 }
 
-export type GridJobState = 'running' | 'recovering' | 'completed' | 'failed';
+/** stopped: cancelled by an operator (job control); restorable. */
+export type GridJobState = 'running' | 'recovering' | 'completed' | 'failed' | 'stopped';
 
 export interface GridJobRow {
   jobId: string;
@@ -49,10 +50,22 @@ export interface GridJobRow {
   recoveries?: number;
   /** The job's round period (absent: the config's checkpointIntervalMs). */
   intervalMs?: number;
+  /**
+   * The gen of its last submit or restore (absent: 0): the shares report it, and a restarted grid that forgot it
+   * would ignore every report — a fenced share then ran aborted rounds forever.
+   */
+  gen?: number;
 }
 
 /** The grid catalog, written whole and atomically; `step` names the core step whose sends wait on it. */
-export interface GridCatalogRecord { kind: 'catalog'; jobs: GridJobRow[]; reason: 'line' | 'state'; step: number }
+export interface GridCatalogRecord {
+  kind: 'catalog';
+  jobs: GridJobRow[];
+  /** Deleted jobs' highest epochs (decimal), kept so that a job under the id numbers above them (G3); absent: none. */
+  forgotten?: Record<string, string>;
+  reason: 'line' | 'state';
+  step: number;
+}
 
 export type GridInput =
   /** intervalMs: the job's round period (absent or 0: checkpointIntervalMs). */
@@ -61,6 +74,8 @@ export type GridInput =
   | { kind: 'clusterRegistered'; reqId: number; clusterId: string; incarnation: bigint; agentLeaseMs: number }
   /** CheckpointGridJob: one grid round of the job now (after the one running), answered with its outcome. */
   | { kind: 'checkpoint'; reqId: number; jobId: string }
+  /** Job control (supervisor-control.ts); line: restore's, null the newest. */
+  | { kind: 'control'; reqId: number; jobId: string; action: JobAction; line: bigint | null }
   | { kind: 'clusterHeartbeat'; hb: Heartbeat }
   | { kind: 'clusterAnswer'; cluster: string; reqId: number; answer: ClusterAnswer }
   | { kind: 'clusterUnreachable'; cluster: string; reqId: number; reason: string }
@@ -78,7 +93,13 @@ export type GridReply =
   | { to: string; kind: 'beat'; seq: number; answer: HeartbeatAnswer }
   | { to: 'operator'; kind: 'submitted'; reqId: number; ok: boolean; reason: string; /** Why not (ok false): the status the shell answers with. */ code?: SubmitRefusal }
   | { to: string; kind: 'registered'; reqId: number; ok: boolean; reason: string }
-  | { to: 'operator'; kind: 'checkpointed'; reqId: number; answer: CheckpointAnswer };
+  | { to: 'operator'; kind: 'checkpointed'; reqId: number; answer: CheckpointAnswer }
+  | { to: 'operator'; kind: 'controlled'; reqId: number; answer: ControlAnswer };
+
+/** A job control request's answer: the job's state after it (its line, for a restore), or why not. */
+export type ControlAnswer =
+  | { kind: 'done'; state: GridJobState | 'deleted'; line: bigint | null; passedOver: string[]; confirmed: string[]; unconfirmed: string[] }
+  | { kind: 'refused'; code: 'not-found' | 'failed-precondition' | 'aborted'; reason: string };
 
 /** A checkpoint request's answer: the committed round and its line, or why there was none. */
 export type CheckpointAnswer =
@@ -91,6 +112,8 @@ export type GridEvent =
   | { kind: 'clusterVerdict'; change: VerdictChange }
   | { kind: 'jobPlaced'; jobId: string; clusters: Record<string, string> }
   | { kind: 'jobState'; jobId: string; from: GridJobState | null; to: GridJobState; reason: string }
+  /** Deleted by an operator (its epochs stay in the clusters' stores). */
+  | { kind: 'jobForgotten'; jobId: string; highestEpoch: bigint }
   | { kind: 'roundStarted'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; participants: string[] }
   | { kind: 'roundFinished'; jobId: string; outcome: RoundOutcome }
   | { kind: 'recoveryStarted'; jobId: string; reason: string }

@@ -2,6 +2,7 @@ import { Monitor } from '../../detector/monitor.js';
 import { RoundCoordinator } from '../../protocol/core/round.js';
 import type { ClusterAnswer } from '../../protocol/messages.js';
 import { checkGridInvariants } from './supervisor-checks.js';
+import { onControl, onStopAnswer } from './supervisor-control.js';
 import { clusterLost, onBeat, onRegister, verdicts } from './supervisor-clusters.js';
 import { advanceRecovery, beginRecovery, onRestoreAnswer } from './supervisor-recovery.js';
 import { checkFinal, lineWritten, roundStep, startRound } from './supervisor-rounds.js';
@@ -47,10 +48,14 @@ export class GridSupervisor {
   /** Calls issued by recent steps that persisted: if the persist fails, the driver never sent them. */
   private readonly stepCalls = new Map<number, { calls: number[]; replies: GridReply[] }>();
 
-  /** agentLeases: what the catalog says each cluster that ever registered gives its agents (G1 after a restart). */
-  constructor(private readonly config: GridSupervisorConfig, catalog: GridJobRow[], nowMs: number, agentLeases: ReadonlyMap<string, number> = new Map()) {
+  /**
+   * agentLeases: what the catalog says each cluster that ever registered gives its agents (G1 after a restart);
+   * forgotten: deleted jobs' highest epochs (G3).
+   */
+  constructor(private readonly config: GridSupervisorConfig, catalog: GridJobRow[], nowMs: number, agentLeases: ReadonlyMap<string, number> = new Map(), forgotten: ReadonlyMap<string, bigint> = new Map()) {
     this.monitor = new Monitor(config.detector);
     this.st = new GridState(config, nowMs, nowMs, agentLeases);
+    for (const [id, e] of forgotten) this.st.forgotten.set(id, e);
     for (const row of catalog) this.resume(row);
   }
 
@@ -65,6 +70,7 @@ export class GridSupervisor {
       case 'submit': this.onSubmit(input.reqId, input.jobId, input.units, input.intervalMs || this.config.checkpointIntervalMs, out); break;
       case 'clusterRegistered': onRegister(this.st, this.monitor, input, out); break;
       case 'checkpoint': this.onCheckpoint(input.reqId, input.jobId, out); break;
+      case 'control': onControl(this.st, input.reqId, input.jobId, input.action, input.line, out); break;
       case 'clusterHeartbeat': onBeat(this.st, this.monitor, input.hb, out); break;
       case 'clusterAnswer': this.onAnswer(input.reqId, input.answer, false, out); break;
       case 'clusterUnreachable': this.onAnswer(input.reqId, { kind: 'refused', reason: `unreachable: ${input.reason}` }, true, out); break;
@@ -153,7 +159,11 @@ export class GridSupervisor {
     const lines = writes.flatMap((w) => (w.lineOf ? [w.lineOf] : []));
     // One cluster answer ends at most one round: two lines in a step is a bug.
     if (lines.length > 1) throw new Error(`invariant broken: ${lines.length} lines in one grid step`);
-    return { kind: 'catalog', jobs: this.st.rows(), reason: lines.length > 0 ? 'line' : 'state', step: this.st.stepNo, ...(lines[0] ? { lineOf: lines[0] } : {}) };
+    const forgotten = Object.fromEntries([...this.st.forgotten].map(([id, e]) => [id, String(e)]));
+    return {
+      kind: 'catalog', jobs: this.st.rows(), ...(this.st.forgotten.size > 0 ? { forgotten } : {}), reason: lines.length > 0 ? 'line' : 'state', step: this.st.stepNo,
+      ...(lines[0] ? { lineOf: lines[0] } : {}),
+    };
   }
 
   /**
@@ -174,6 +184,7 @@ export class GridSupervisor {
     job.state = row.state;
     job.lastError = row.lastError;
     job.recoveries = row.recoveries ?? 0;
+    job.gen = row.gen ?? 0;
     for (const id of row.lost) job.lost.add(id);
     for (const id of new Set(job.clusters.values())) this.st.entry(id);
     if (job.state === 'recovering') job.state = 'running';
@@ -185,7 +196,7 @@ export class GridSupervisor {
       jobId, units: [...units].sort(), state: 'running', clusters, highestEpoch, lines: [], pendingLine: null, lost: new Set(),
       round: new RoundCoordinator(jobId, this.config.round, highestEpoch, this.config.mutants), recovery: null, nextRoundAtMs: this.st.nowMs + intervalMs,
       final: null, lastError: '', submit: null, gen: 0, doneAtCut: new Set(), finalMissed: false,
-      recoveries: 0, intervalMs, shareLostAtMs: new Map(), checkpointNext: [], checkpointRound: [],
+      recoveries: 0, intervalMs, shareLostAtMs: new Map(), checkpointNext: [], checkpointRound: [], cancel: null, restoreAsks: [],
     };
     this.st.jobs.set(jobId, job);
     return job;
@@ -202,10 +213,14 @@ export class GridSupervisor {
     // free again once the job is deleted.
     if (old) return refuse('already-exists', `job ${jobId} already exists (${old.state}); delete it first to reuse its id`);
     if (this.st.jobs.size >= this.config.maxJobs) return refuse('resource-exhausted', `at most ${this.config.maxJobs} jobs`);
+    const holdUntil = this.st.holdOf(jobId);
+    if (this.st.nowMs < holdUntil) return refuse('unavailable', `a deleted job ${jobId} may still run on a cluster that did not confirm its stop, for ${holdUntil - this.st.nowMs} ms more (its leases lapse then); submit again after that`);
     const alive = [...this.st.clusters.values()].filter((c) => c.registered && c.verdict === 'alive').map((c) => c.clusterId).sort();
     if (alive.length === 0) return refuse('unavailable', 'no alive cluster is registered');
     const sorted = [...units].sort();
-    const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), 0n, intervalMs);
+    // A deleted job's id: its epochs go on above the old job's (G3; the clusters' stores still hold those).
+    const job = this.newJob(jobId, sorted, new Map(sorted.map((u, i) => [u, alive[i % alive.length]!])), this.st.forgotten.get(jobId) ?? 0n, intervalMs);
+    this.st.forgotten.delete(jobId);
     job.submit = { reqId, waiting: new Set() };
     this.st.emit({ kind: 'jobPlaced', jobId, clusters: Object.fromEntries(job.clusters) });
     this.st.emit({ kind: 'jobState', jobId, from: null, to: 'running', reason: 'submitted' });
@@ -241,6 +256,7 @@ export class GridSupervisor {
       this.st.entry(p.cluster).lastGrantMs = Math.max(this.st.entry(p.cluster).lastGrantMs, grant);
     }
     if (p.what === 'submit') return this.onSubmitAnswer(job, reqId, p.cluster, answer, out);
+    if (p.what === 'stop') return onStopAnswer(this.st, job, reqId, !unreachable && answer.kind === 'ok', out);
     if (p.what === 'restore') return onRestoreAnswer(this.st, job, reqId, p.cluster, answer, unreachable, out);
     if (p.what !== 'round' || p.epoch === null) return;
     const participant = p.cluster;

@@ -20,8 +20,8 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { EpochInfo, Fence, WatchEvent } from "./common.js";
-import { JobSpec } from "./node_agent.js";
+import { EpochInfo, Fence, JobAction, jobActionFromJSON, jobActionToJSON, WatchEvent } from "./common.js";
+import { JobSpec, SkippedEpoch } from "./node_agent.js";
 
 export const protobufPackage = "gridckpt.v1";
 
@@ -237,6 +237,30 @@ export interface RestartPolicy {
 
 export interface SubmitJobResponse {
   job: ClusterJobStatus | undefined;
+}
+
+export interface ControlJobRequest {
+  jobId: string;
+  action: JobAction;
+  /** Restore only: the committed epoch to restore; 0 for the newest. */
+  epoch: bigint;
+}
+
+export interface ControlJobResponse {
+  /**
+   * The job's state afterwards: stopped | completed | failed (cancel), deleted,
+   * running (restore).
+   */
+  state: string;
+  /** Restore: the epoch the units run from. */
+  epoch: bigint;
+  /** Restore: newer epochs passed over as damaged, and why. */
+  skipped: SkippedEpoch[];
+  /**
+   * Cancel, delete: nodes that did not confirm their stop (unreachable); their
+   * units stop when the lease this cluster no longer renews lapses.
+   */
+  unconfirmedNodes: string[];
 }
 
 export interface CheckpointJobRequest {
@@ -2637,6 +2661,240 @@ export const SubmitJobResponse: MessageFns<SubmitJobResponse> = {
   },
 };
 
+function createBaseControlJobRequest(): ControlJobRequest {
+  return { jobId: "", action: 0, epoch: 0n };
+}
+
+export const ControlJobRequest: MessageFns<ControlJobRequest> = {
+  encode(message: ControlJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.action !== 0) {
+      writer.uint32(16).int32(message.action);
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlJobRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      action: isSet(object.action) ? jobActionFromJSON(object.action) : 0,
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+    };
+  },
+
+  toJSON(message: ControlJobRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.action !== 0) {
+      obj.action = jobActionToJSON(message.action);
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ControlJobRequest>, I>>(base?: I): ControlJobRequest {
+    return ControlJobRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ControlJobRequest>, I>>(object: I): ControlJobRequest {
+    const message = createBaseControlJobRequest();
+    message.jobId = object.jobId ?? "";
+    message.action = object.action ?? 0;
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    return message;
+  },
+};
+
+function createBaseControlJobResponse(): ControlJobResponse {
+  return { state: "", epoch: 0n, skipped: [], unconfirmedNodes: [] };
+}
+
+export const ControlJobResponse: MessageFns<ControlJobResponse> = {
+  encode(message: ControlJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    if (message.epoch !== 0n) {
+      if (BigInt.asUintN(64, message.epoch) !== message.epoch) {
+        throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.epoch);
+    }
+    for (const v of message.skipped) {
+      SkippedEpoch.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.unconfirmedNodes) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.skipped.push(SkippedEpoch.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unconfirmedNodes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlJobResponse {
+    return {
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      skipped: globalThis.Array.isArray(object?.skipped)
+        ? object.skipped.map((e: any) => SkippedEpoch.fromJSON(e))
+        : [],
+      unconfirmedNodes: globalThis.Array.isArray(object?.unconfirmedNodes)
+        ? object.unconfirmedNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unconfirmed_nodes)
+        ? object.unconfirmed_nodes.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ControlJobResponse): unknown {
+    const obj: any = {};
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.epoch !== 0n) {
+      obj.epoch = message.epoch.toString();
+    }
+    if (message.skipped?.length) {
+      obj.skipped = message.skipped.map((e) => SkippedEpoch.toJSON(e));
+    }
+    if (message.unconfirmedNodes?.length) {
+      obj.unconfirmedNodes = message.unconfirmedNodes;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ControlJobResponse>, I>>(base?: I): ControlJobResponse {
+    return ControlJobResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ControlJobResponse>, I>>(object: I): ControlJobResponse {
+    const message = createBaseControlJobResponse();
+    message.state = object.state ?? "";
+    message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.skipped = object.skipped?.map((e) => SkippedEpoch.fromPartial(e)) || [];
+    message.unconfirmedNodes = object.unconfirmedNodes?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseCheckpointJobRequest(): CheckpointJobRequest {
   return { jobId: "" };
 }
@@ -3853,6 +4111,20 @@ export const ClusterServiceService = {
     responseDeserialize: (value: Buffer): ClusterStatusResponse => ClusterStatusResponse.decode(value),
   },
   /**
+   * Job control of a job the cluster runs on its own (a grid job's share is
+   * the grid's: FAILED_PRECONDITION). Answers once done: a cancel when every
+   * node answered its stop, a restore when the units run again.
+   */
+  controlJob: {
+    path: "/gridckpt.v1.ClusterService/ControlJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ControlJobRequest): Buffer => Buffer.from(ControlJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ControlJobRequest => ControlJobRequest.decode(value),
+    responseSerialize: (value: ControlJobResponse): Buffer => Buffer.from(ControlJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ControlJobResponse => ControlJobResponse.decode(value),
+  },
+  /**
    * The cluster as a participant of a grid round: its prepare phase across
    * its agents (held, not committed), then commit (its parts durable and its
    * manifest written) or abort.
@@ -3943,6 +4215,12 @@ export interface ClusterServiceServer extends UntypedServiceImplementation {
   /** Runs one round of the job now. */
   checkpointJob: handleUnaryCall<CheckpointJobRequest, CheckpointJobResponse>;
   clusterStatus: handleUnaryCall<ClusterStatusRequest, ClusterStatusResponse>;
+  /**
+   * Job control of a job the cluster runs on its own (a grid job's share is
+   * the grid's: FAILED_PRECONDITION). Answers once done: a cancel when every
+   * node answered its stop, a restore when the units run again.
+   */
+  controlJob: handleUnaryCall<ControlJobRequest, ControlJobResponse>;
   /**
    * The cluster as a participant of a grid round: its prepare phase across
    * its agents (held, not committed), then commit (its parts durable and its
@@ -4064,6 +4342,26 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Job control of a job the cluster runs on its own (a grid job's share is
+   * the grid's: FAILED_PRECONDITION). Answers once done: a cancel when every
+   * node answered its stop, a restore when the units run again.
+   */
+  controlJob(
+    request: ControlJobRequest,
+    callback: (error: ServiceError | null, response: ControlJobResponse) => void,
+  ): ClientUnaryCall;
+  controlJob(
+    request: ControlJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ControlJobResponse) => void,
+  ): ClientUnaryCall;
+  controlJob(
+    request: ControlJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ControlJobResponse) => void,
   ): ClientUnaryCall;
   /**
    * The cluster as a participant of a grid round: its prepare phase across

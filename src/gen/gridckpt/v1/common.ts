@@ -12,6 +12,66 @@ export const protobufPackage = "gridckpt.v1";
 export const protobufFileName = "gridckpt/v1/common.proto";
 
 /**
+ * Job control's verbs (`gridckpt job cancel|delete|restore`), the same at
+ * every tier; each tier controls the jobs it owns (a grid job at the grid, a
+ * cluster's own job at its cluster, an agent's own at the agent).
+ */
+export enum JobAction {
+  JOB_ACTION_UNSPECIFIED = 0,
+  /** JOB_ACTION_CANCEL - Stop the job's units; the job and its epochs stay (it can be restored). */
+  JOB_ACTION_CANCEL = 1,
+  /**
+   * JOB_ACTION_DELETE - Cancel the job if it runs, then forget it: its id is free again. Its
+   * epochs stay in the store (collected by `gridckpt gc`); a job submitted
+   * again under its id numbers its epochs above every one it used.
+   */
+  JOB_ACTION_DELETE = 2,
+  /**
+   * JOB_ACTION_RESTORE - Stop the units and restart them from a committed epoch (the newest, or
+   * the one named). A damaged epoch is walked back from, and the answer says so.
+   */
+  JOB_ACTION_RESTORE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function jobActionFromJSON(object: any): JobAction {
+  switch (object) {
+    case 0:
+    case "JOB_ACTION_UNSPECIFIED":
+      return JobAction.JOB_ACTION_UNSPECIFIED;
+    case 1:
+    case "JOB_ACTION_CANCEL":
+      return JobAction.JOB_ACTION_CANCEL;
+    case 2:
+    case "JOB_ACTION_DELETE":
+      return JobAction.JOB_ACTION_DELETE;
+    case 3:
+    case "JOB_ACTION_RESTORE":
+      return JobAction.JOB_ACTION_RESTORE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return JobAction.UNRECOGNIZED;
+  }
+}
+
+export function jobActionToJSON(object: JobAction): string {
+  switch (object) {
+    case JobAction.JOB_ACTION_UNSPECIFIED:
+      return "JOB_ACTION_UNSPECIFIED";
+    case JobAction.JOB_ACTION_CANCEL:
+      return "JOB_ACTION_CANCEL";
+    case JobAction.JOB_ACTION_DELETE:
+      return "JOB_ACTION_DELETE";
+    case JobAction.JOB_ACTION_RESTORE:
+      return "JOB_ACTION_RESTORE";
+    case JobAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
  * Fencing that every inter-tier message carries (CONVENTIONS.md §4): a
  * receiver rejects a message from an older incarnation or a stale epoch first.
  */

@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { WatchEvent } from "./common.js";
+import { JobAction, jobActionFromJSON, jobActionToJSON, WatchEvent } from "./common.js";
 import { JobSpec } from "./node_agent.js";
 
 export const protobufPackage = "gridckpt.v1";
@@ -100,6 +100,30 @@ export interface CheckpointGridJobRequest {
 export interface CheckpointGridJobResponse {
   line: RecoveryLine | undefined;
   totalMs: number;
+}
+
+export interface ControlGridJobRequest {
+  jobId: string;
+  action: JobAction;
+  /** Restore only: the grid epoch of the recovery line to restore; 0 for the newest. */
+  gridEpoch: bigint;
+}
+
+export interface ControlGridJobResponse {
+  /**
+   * The job's state afterwards: stopped | completed | failed (cancel), deleted,
+   * running (restore).
+   */
+  state: string;
+  /** Restore: the recovery line the units run from. */
+  gridEpoch: bigint;
+  /** Restore: newer lines a walk-back passed over, and why. */
+  passedOver: string[];
+  /**
+   * Cancel, delete: clusters that did not confirm their stop (unreachable or
+   * lost); their shares stop when the lease the grid no longer renews lapses.
+   */
+  unconfirmedClusters: string[];
 }
 
 /** One committed grid epoch: the epoch every cluster of the job committed. */
@@ -1106,6 +1130,250 @@ export const CheckpointGridJobResponse: MessageFns<CheckpointGridJobResponse> = 
       ? RecoveryLine.fromPartial(object.line)
       : undefined;
     message.totalMs = object.totalMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseControlGridJobRequest(): ControlGridJobRequest {
+  return { jobId: "", action: 0, gridEpoch: 0n };
+}
+
+export const ControlGridJobRequest: MessageFns<ControlGridJobRequest> = {
+  encode(message: ControlGridJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.action !== 0) {
+      writer.uint32(16).int32(message.action);
+    }
+    if (message.gridEpoch !== 0n) {
+      if (BigInt.asUintN(64, message.gridEpoch) !== message.gridEpoch) {
+        throw new globalThis.Error("value provided for field message.gridEpoch of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.gridEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlGridJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlGridJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gridEpoch = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlGridJobRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      action: isSet(object.action) ? jobActionFromJSON(object.action) : 0,
+      gridEpoch: isSet(object.gridEpoch)
+        ? BigInt(object.gridEpoch)
+        : isSet(object.grid_epoch)
+        ? BigInt(object.grid_epoch)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ControlGridJobRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.action !== 0) {
+      obj.action = jobActionToJSON(message.action);
+    }
+    if (message.gridEpoch !== 0n) {
+      obj.gridEpoch = message.gridEpoch.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ControlGridJobRequest>, I>>(base?: I): ControlGridJobRequest {
+    return ControlGridJobRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ControlGridJobRequest>, I>>(object: I): ControlGridJobRequest {
+    const message = createBaseControlGridJobRequest();
+    message.jobId = object.jobId ?? "";
+    message.action = object.action ?? 0;
+    message.gridEpoch = (object.gridEpoch !== undefined && object.gridEpoch !== null) ? BigInt(object.gridEpoch) : 0n;
+    return message;
+  },
+};
+
+function createBaseControlGridJobResponse(): ControlGridJobResponse {
+  return { state: "", gridEpoch: 0n, passedOver: [], unconfirmedClusters: [] };
+}
+
+export const ControlGridJobResponse: MessageFns<ControlGridJobResponse> = {
+  encode(message: ControlGridJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    if (message.gridEpoch !== 0n) {
+      if (BigInt.asUintN(64, message.gridEpoch) !== message.gridEpoch) {
+        throw new globalThis.Error("value provided for field message.gridEpoch of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.gridEpoch);
+    }
+    for (const v of message.passedOver) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.unconfirmedClusters) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlGridJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlGridJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.gridEpoch = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.passedOver.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unconfirmedClusters.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlGridJobResponse {
+    return {
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      gridEpoch: isSet(object.gridEpoch)
+        ? BigInt(object.gridEpoch)
+        : isSet(object.grid_epoch)
+        ? BigInt(object.grid_epoch)
+        : 0n,
+      passedOver: globalThis.Array.isArray(object?.passedOver)
+        ? object.passedOver.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.passed_over)
+        ? object.passed_over.map((e: any) => globalThis.String(e))
+        : [],
+      unconfirmedClusters: globalThis.Array.isArray(object?.unconfirmedClusters)
+        ? object.unconfirmedClusters.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unconfirmed_clusters)
+        ? object.unconfirmed_clusters.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ControlGridJobResponse): unknown {
+    const obj: any = {};
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.gridEpoch !== 0n) {
+      obj.gridEpoch = message.gridEpoch.toString();
+    }
+    if (message.passedOver?.length) {
+      obj.passedOver = message.passedOver;
+    }
+    if (message.unconfirmedClusters?.length) {
+      obj.unconfirmedClusters = message.unconfirmedClusters;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ControlGridJobResponse>, I>>(base?: I): ControlGridJobResponse {
+    return ControlGridJobResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ControlGridJobResponse>, I>>(object: I): ControlGridJobResponse {
+    const message = createBaseControlGridJobResponse();
+    message.state = object.state ?? "";
+    message.gridEpoch = (object.gridEpoch !== undefined && object.gridEpoch !== null) ? BigInt(object.gridEpoch) : 0n;
+    message.passedOver = object.passedOver?.map((e) => e) || [];
+    message.unconfirmedClusters = object.unconfirmedClusters?.map((e) => e) || [];
     return message;
   },
 };
@@ -2512,6 +2780,23 @@ export const GridServiceService = {
       Buffer.from(CheckpointGridJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CheckpointGridJobResponse => CheckpointGridJobResponse.decode(value),
   },
+  /**
+   * Job control of a grid job (common.proto JobAction): cancel stops every
+   * share (answered when each cluster answered its stop), delete forgets the
+   * job after that, restore recovers every share from a recovery line
+   * (answered when the units run again).
+   */
+  controlGridJob: {
+    path: "/gridckpt.v1.GridService/ControlGridJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ControlGridJobRequest): Buffer =>
+      Buffer.from(ControlGridJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ControlGridJobRequest => ControlGridJobRequest.decode(value),
+    responseSerialize: (value: ControlGridJobResponse): Buffer =>
+      Buffer.from(ControlGridJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ControlGridJobResponse => ControlGridJobResponse.decode(value),
+  },
   gridStatus: {
     path: "/gridckpt.v1.GridService/GridStatus" as const,
     requestStream: false as const,
@@ -2544,6 +2829,13 @@ export interface GridServiceServer extends UntypedServiceImplementation {
   clusterHeartbeat: handleUnaryCall<ClusterHeartbeatRequest, ClusterHeartbeatResponse>;
   submitGridJob: handleUnaryCall<SubmitGridJobRequest, SubmitGridJobResponse>;
   checkpointGridJob: handleUnaryCall<CheckpointGridJobRequest, CheckpointGridJobResponse>;
+  /**
+   * Job control of a grid job (common.proto JobAction): cancel stops every
+   * share (answered when each cluster answered its stop), delete forgets the
+   * job after that, restore recovers every share from a recovery line
+   * (answered when the units run again).
+   */
+  controlGridJob: handleUnaryCall<ControlGridJobRequest, ControlGridJobResponse>;
   gridStatus: handleUnaryCall<GridStatusRequest, GridStatusResponse>;
   /**
    * Pushes the service's events as they happen (job, round, member,
@@ -2613,6 +2905,27 @@ export interface GridServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CheckpointGridJobResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Job control of a grid job (common.proto JobAction): cancel stops every
+   * share (answered when each cluster answered its stop), delete forgets the
+   * job after that, restore recovers every share from a recovery line
+   * (answered when the units run again).
+   */
+  controlGridJob(
+    request: ControlGridJobRequest,
+    callback: (error: ServiceError | null, response: ControlGridJobResponse) => void,
+  ): ClientUnaryCall;
+  controlGridJob(
+    request: ControlGridJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ControlGridJobResponse) => void,
+  ): ClientUnaryCall;
+  controlGridJob(
+    request: ControlGridJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ControlGridJobResponse) => void,
   ): ClientUnaryCall;
   gridStatus(
     request: GridStatusRequest,
