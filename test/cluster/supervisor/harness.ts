@@ -39,6 +39,8 @@ export class ClusterHarness {
   /** Job table rows handed to the driver, in order. */
   readonly rows: Array<{ t: number; step: number; row: JobRow; persist: ClusterPersist }> = [];
   readonly events: ClusterEvent[] = [];
+  /** Deleted jobs' removals from the job table handed to the driver (job control). */
+  readonly forgotten: Array<{ t: number; jobId: string; highestEpoch: bigint }> = [];
   nowMs = 0;
   localReqId = 500;
   private readonly seq = new Map<string, number>();
@@ -61,6 +63,7 @@ export class ClusterHarness {
     this.core.checkInvariants();
     this.events.push(...this.core.drainEvents());
     for (const p of raw.persist) if (p.kind === 'jobRow') this.rows.push({ t, step: this.log.length, row: p.row, persist: p });
+    for (const p of raw.persist) if (p.kind === 'jobForgotten') this.forgotten.push({ t, jobId: p.jobId, highestEpoch: p.highestEpoch });
     const out = { ...raw, persist: raw.persist.filter((p) => p.kind === 'manifest') };
     this.log.push({ t, input, out });
     // The grid answers its heartbeats at once, naming every job (the lease of grid-managed jobs).

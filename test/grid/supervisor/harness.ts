@@ -45,8 +45,8 @@ export class GridHarness {
    */
   autopilot: { alive: Set<string>; answer: (call: SentCall) => ClusterAnswer | null } | null = null;
 
-  constructor(config: Partial<GridSupervisorConfig> = {}, catalog: GridJobRow[] = [], nowMs = 0, agentLeases: ReadonlyMap<string, number> = new Map()) {
-    this.core = new GridSupervisor({ ...GRID_CONFIG, ...config }, catalog, nowMs, agentLeases);
+  constructor(config: Partial<GridSupervisorConfig> = {}, catalog: GridJobRow[] = [], nowMs = 0, agentLeases: ReadonlyMap<string, number> = new Map(), forgotten: ReadonlyMap<string, bigint> = new Map()) {
+    this.core = new GridSupervisor({ ...GRID_CONFIG, ...config }, catalog, nowMs, agentLeases, forgotten);
     this.nowMs = nowMs;
   }
 
@@ -166,6 +166,33 @@ export function beatAnswer(out: GridStep): HeartbeatAnswer {
 
 export function gridCall(reqId: number, req: ClusterRequest): ClusterCall {
   return { reqId, from: 'grid', incarnation: 1n, req };
+}
+
+/** Registers the clusters at 0 and submits the job at 10, every cluster answering ok at 20. */
+export function submitted(h: GridHarness): void {
+  h.step({ kind: 'tick' }, 0);
+  h.register(CLUSTERS, 0);
+  const out = h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: UNITS }, 10);
+  h.persistAll(out);
+  for (const c of calls(out)) h.answer(c, { kind: 'ok' }, 20);
+  h.nowMs = 20;
+}
+
+/** The round started by the next deadline or heartbeat (the step that sends its PREPARE). */
+export function nextRound(h: GridHarness, alive = CLUSTERS): Logged {
+  const steps = h.advance(h.nowMs + 5000, alive, (l) => calls(l.out).some((c) => c.req.kind === 'prepare'));
+  return steps.at(-1)!;
+}
+
+/** Answers a round's PREPARE (done as given) and COMMIT from every cluster, and writes its line. */
+export function commitRound(h: GridHarness, prepareStep: GridStep, done: Record<string, boolean> = {}): GridStep {
+  h.persistAll(prepareStep);
+  let last: GridStep | null = null;
+  for (const c of calls(prepareStep)) last = h.answer(c, { kind: 'prepared', pages: 2, bytes: 8192, done: done[c.to] ?? false });
+  const commits = calls(last!);
+  for (const c of commits) last = h.answer(c, { kind: 'committed', epoch: (c.req as { epoch: bigint }).epoch });
+  const [written] = h.persistAll(last!);
+  return written!;
 }
 
 export type { GridPersist };

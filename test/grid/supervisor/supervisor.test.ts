@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { leaseMarginMs } from '../../../src/detector/lease.js';
 import type { GridStep } from '../../../src/grid/core/supervisor-types.js';
-import { beatAnswer, calls, callsOf, CLUSTERS, GRID_CONFIG, GridHarness, gridCall, JOB, SHARES, UNITS, type Logged } from './harness.js';
+import { beatAnswer, calls, callsOf, CLUSTERS, commitRound, GRID_CONFIG, GridHarness, gridCall, JOB, nextRound, SHARES, submitted, UNITS, type Logged } from './harness.js';
 
 // Exact-output tests of the grid supervisor core (src/grid/core/supervisor.ts),
 // driven by feeding inputs and comparing the exact sends, catalog writes and
@@ -14,33 +14,6 @@ const LEASE_WAIT_MS = GRID_CONFIG.clusterLeaseMs + GRID_CONFIG.agentLeaseMs + le
 
 const ofKind = (steps: Logged[], kind: string) => callsOf(steps).filter((c) => c.req.kind === kind);
 const operator = (out: GridStep) => out.reply.filter((r) => r.to === 'operator');
-
-/** Registers the clusters at 0 and submits the job at 10, every cluster answering ok at 20. */
-function submitted(h: GridHarness): void {
-  h.step({ kind: 'tick' }, 0);
-  h.register(CLUSTERS, 0);
-  const out = h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: UNITS }, 10);
-  h.persistAll(out);
-  for (const c of calls(out)) h.answer(c, { kind: 'ok' }, 20);
-  h.nowMs = 20;
-}
-
-/** The round started by the next deadline or heartbeat (the step that sends its PREPARE). */
-function nextRound(h: GridHarness, alive = CLUSTERS): Logged {
-  const steps = h.advance(h.nowMs + 5000, alive, (l) => calls(l.out).some((c) => c.req.kind === 'prepare'));
-  return steps.at(-1)!;
-}
-
-/** Answers a round's PREPARE (done as given) and COMMIT from every cluster, and writes its line. */
-function commitRound(h: GridHarness, prepareStep: GridStep, done: Record<string, boolean> = {}): GridStep {
-  h.persistAll(prepareStep);
-  let last: GridStep | null = null;
-  for (const c of calls(prepareStep)) last = h.answer(c, { kind: 'prepared', pages: 2, bytes: 8192, done: done[c.to] ?? false });
-  const commits = calls(last!);
-  for (const c of commits) last = h.answer(c, { kind: 'committed', epoch: (c.req as { epoch: bigint }).epoch });
-  const [written] = h.persistAll(last!);
-  return written!;
-}
 
 describe('GridSupervisor: membership and submit', () => {
   it('a beat counts once its cluster registered (RegisterCluster); an unregistered cluster or another incarnation is unknown; an older registration is refused', () => {
