@@ -55,13 +55,13 @@ describe('gridckpt job … --agent', () => {
     });
   }, 60_000);
 
-  it('names what is wrong: no tier, two tiers, --epoch off restore, a tier not built yet', async () => {
+  it('names what is wrong: no tier, two tiers, --epoch off restore, a bad epoch, a bad address', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['job', 'cancel', 'jc'], /name exactly one tier: --agent, --cluster or --grid ADDR \(got none\)/],
       [['job', 'cancel', 'jc', '--agent', '127.0.0.1:1', '--grid', '127.0.0.1:2'], /got --agent, --grid/],
       [['job', 'delete', 'jc', '--agent', '127.0.0.1:1', '--epoch', '3'], /unknown option '--epoch'/],
-      [['job', 'cancel', 'jc', '--cluster', '127.0.0.1:1'], /job cancel --cluster is not built yet/],
-      [['job', 'restore', 'jc', '--grid', '127.0.0.1:1'], /job restore --grid is not built yet/],
+      [['job', 'restore', 'jc', '--grid', '127.0.0.1:1', '--epoch', '0'], /bad epoch "0": expected a positive integer or "latest"/],
+      [['job', 'cancel', 'jc', '--cluster', 'nowhere'], /cluster address/],
     ];
     for (const [args, message] of cases) {
       const r = await run(args);
