@@ -6,12 +6,15 @@ import { checkName } from '../common/names.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { GridError } from '../common/errors.js';
 import { DEFAULT_LIMITS } from '../node/config.js';
-import { checkJobSpec, jobSpecFromJson, type JobSpecValue } from '../protocol/job-spec.js';
+import { checkJobSpec, jobSpecFromJson, type JobSpecValue, type RestartPolicy } from '../protocol/job-spec.js';
+import { ClusterClient } from '../wire/cluster-client.js';
+import { GridClient } from '../wire/grid-client.js';
 import { printJson, line, parseEpochFlag, parseIntFlag, UsageError } from './output.js';
 import { gridStatus, gridCheckpoint } from './grid-cmd.js';
 import { clientSecurity } from './tls-flags.js';
 
-// Commands that talk to a running node agent.
+// Commands that talk to a running node agent (and `start`, which also submits
+// a spec file to a cluster or the grid).
 
 interface Common {
   agent: string;
@@ -31,6 +34,28 @@ function withClient<T extends Common>(fn: (c: AgentClient, opts: T) => Promise<v
       c.close();
     }
   };
+}
+
+async function startOnCluster(address: string, job: JobSpec, restartPolicy: RestartPolicy | undefined, json: boolean): Promise<void> {
+  const c = new ClusterClient(address, undefined, {}, clientSecurity());
+  try {
+    const r = await c.submitJob({ job, ...(restartPolicy ? { restartPolicy } : {}) });
+    if (json) return printJson(r.job);
+    line(`job ${job.jobId} started in cluster ${address}: ${r.job!.placements.map((p) => `${p.unitId}@${p.nodeId}`).join(' ')}`);
+  } finally {
+    c.close();
+  }
+}
+
+async function startOnGrid(address: string, job: JobSpec, restartPolicy: RestartPolicy | undefined, json: boolean): Promise<void> {
+  const c = new GridClient(address, undefined, {}, clientSecurity());
+  try {
+    const r = await c.submitGridJob({ job, ...(restartPolicy ? { restartPolicy } : {}) });
+    if (json) return printJson(r.job);
+    line(`grid job ${job.jobId} started: ${Object.entries(r.job!.clusters).map(([u, cl]) => `${u}@${cl}`).join(' ')}`);
+  } finally {
+    c.close();
+  }
 }
 
 export function addClientCommands(program: Command): void {
@@ -53,9 +78,11 @@ export function addClientCommands(program: Command): void {
       }
   });
 
-  program.command('start').description('start a job from a JSON spec file (JobSpec: jobId, units[], checkpointIntervalMs, fullEvery)')
-    .option(...agentOpt).requiredOption('--spec <file>', 'job spec JSON').option('--json', 'print JSON')
-    .action(withClient<Common & { spec: string }>(async (c, o) => {
+  program.command('start').description('start a job from a JSON spec file (jobId, units[], checkpointIntervalMs, fullEvery, restartPolicy): on an agent, a cluster (--cluster) or the grid (--grid)')
+    .option(...agentOpt).option('--cluster <host:port>', 'submit it to a cluster coordinator instead').option('--grid <host:port>', 'submit it to the grid coordinator instead')
+    .requiredOption('--spec <file>', 'job spec JSON').option('--json', 'print JSON')
+    .action(async (o: Common & { spec: string; cluster?: string; grid?: string }) => {
+      if (o.cluster !== undefined && o.grid !== undefined) throw new UsageError('name one of --cluster and --grid, not both');
       let text: string;
       try {
         text = await readFile(o.spec, 'utf8');
@@ -63,12 +90,17 @@ export function addClientCommands(program: Command): void {
         throw new UsageError(`cannot read job spec ${JSON.stringify(o.spec)}: ${(err as Error).message}`);
       }
       const spec = specFromFile(o.spec, text);
-      if (spec.restartPolicy) process.stderr.write(`note: restartPolicy is applied by a cluster coordinator; a job started on an agent alone fails when a unit fails\n`);
       const job: JobSpec = { jobId: spec.jobId, units: spec.units, checkpointIntervalMs: spec.checkpointIntervalMs, fullEvery: spec.fullEvery };
-      const r = await c.startJob({ job, leaseBound: false, fresh: false });
-      if (o.json) return printJson(r.job);
-      line(`job ${r.job!.jobId} started with ${r.job!.units.length} units`);
-    }));
+      const restartPolicy = spec.restartPolicy ?? undefined;
+      if (o.cluster !== undefined) return startOnCluster(checkHostPort('cluster address', o.cluster), job, restartPolicy, o.json === true);
+      if (o.grid !== undefined) return startOnGrid(checkHostPort('grid address', o.grid), job, restartPolicy, o.json === true);
+      if (spec.restartPolicy) process.stderr.write(`note: restartPolicy is applied by a cluster coordinator; a job started on an agent alone fails when a unit fails\n`);
+      await withClient<Common>(async (c) => {
+        const r = await c.startJob({ job, leaseBound: false, fresh: false });
+        if (o.json) return printJson(r.job);
+        line(`job ${r.job!.jobId} started with ${r.job!.units.length} units`);
+      })(o);
+    });
 
   program.command('stop').description('stop a job\'s units').option(...agentOpt).requiredOption('--job <id>').option('--json', 'print JSON')
     .action(withClient<Common & { job: string }>(async (c, o) => {

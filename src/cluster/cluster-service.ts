@@ -117,7 +117,9 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
       const spec = required('job', req.job);
       const jobId = checkName('job id', req.jobId);
       if (spec.jobId !== jobId) throw new GridError('invalid-argument', `job.job_id ${quoteValue(spec.jobId)} is not job_id ${quoteValue(jobId)}`);
+      const restartPolicy = checkJobSpec({ ...spec, restartPolicy: restartPolicyFromWire(req.restartPolicy) }, { maxUnits: MAX_JOB_UNITS }).restartPolicy;
       await c.restoreGridJob({
+        restartPolicy,
         jobId,
         gridIncarnation: fence.incarnation,
         gen: Number(req.gen),

@@ -154,7 +154,7 @@ export class ClusterShell {
     this.specs.set(spec.jobId, spec);
     const units = spec.units.map((u) => u.unitId);
     if (gridManaged) {
-      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen, leaseMs: gridLeaseMs }, this.gridIncarnation), 'already-exists');
+      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen, leaseMs: gridLeaseMs, ...(restartPolicy ? { restartPolicy } : {}) }, this.gridIncarnation), 'already-exists');
       return;
     }
     const reqId = this.nextReq();
@@ -206,11 +206,12 @@ export class ClusterShell {
   }
 
   /** The grid's recovery after it lost a cluster: roll this share back and adopt the lost cluster's units. */
-  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; gen: number; leaseMs: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }> }): Promise<void> {
+  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; gen: number; leaseMs: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }>; restartPolicy?: RestartPolicy | null }): Promise<void> {
     for (const a of r.adopt) this.stores.set(a.fromCluster, a.storeDir);
     this.specs.set(r.jobId, r.spec);
     const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.units }));
-    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen, leaseMs: r.leaseMs }, r.gridIncarnation), 'failed-precondition');
+    const restartPolicy = r.restartPolicy ?? null;
+    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen, leaseMs: r.leaseMs, ...(restartPolicy ? { restartPolicy } : {}) }, r.gridIncarnation), 'failed-precondition');
   }
 
   /** From now on the core's heartbeats to the grid go through this (grid-link.ts); its answers renew the grid's leases. */

@@ -1,5 +1,6 @@
 import { DurableJson } from '../runtime/durable-json.js';
 import type { StoredJobSpec } from '../store/index.js';
+import type { RestartPolicy } from '../protocol/job-spec.js';
 import type { GridJobRow, GridLine } from './core/supervisor-types.js';
 
 // The grid catalog (`catalog.json` in the grid's data directory): the core's
@@ -27,7 +28,8 @@ export interface ClusterRecord {
 
 interface CatalogFile {
   format: string;
-  jobs: Record<string, { row: GridJobRow; spec: StoredJobSpec }>;
+  /** restartPolicy: the one the submit named (absent: the default). */
+  jobs: Record<string, { row: GridJobRow; spec: StoredJobSpec; restartPolicy?: RestartPolicy }>;
   clusters: Record<string, ClusterRecord>;
   /** `${jobId}@${epoch}` → when the line was written (wall clock). */
   lineTimes: Record<string, number>;
@@ -47,7 +49,10 @@ function parseCatalog(value: unknown): CatalogFile {
   for (const [id, e] of Object.entries(raw.jobs)) {
     if (e.row?.jobId !== id || e.spec?.jobId !== id || !Array.isArray(e.row.lines)) throw new Error(`catalog: bad row for job ${JSON.stringify(id)}`);
     // JSON holds a line's epoch as a decimal string.
-    jobs[id] = { spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) } };
+    jobs[id] = {
+      spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) },
+      ...(e.restartPolicy ? { restartPolicy: { ...e.restartPolicy } } : {}),
+    };
   }
   const forgotten: Record<string, string> = {};
   for (const [id, e] of Object.entries(raw.forgotten ?? {})) {
@@ -66,6 +71,10 @@ export class GridCatalog {
 
   rows(): GridJobRow[] {
     return Object.values(this.file.current.jobs).map((e) => structuredClone(e.row));
+  }
+
+  policies(): Map<string, RestartPolicy> {
+    return new Map(Object.values(this.file.current.jobs).flatMap((e) => (e.restartPolicy ? [[e.spec.jobId, { ...e.restartPolicy }] as const] : [])));
   }
 
   specs(): Map<string, StoredJobSpec> {
@@ -90,12 +99,13 @@ export class GridCatalog {
   }
 
   /** The core's rows, whole, with each job's spec; `line` stamps a new line's time. */
-  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, forgotten?: Record<string, string>): Promise<void> {
+  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, forgotten?: Record<string, string>, policyOf?: (jobId: string) => RestartPolicy | null): Promise<void> {
     return this.file.update((s) => {
       const jobs: CatalogFile['jobs'] = {};
       for (const row of rows) {
         const spec = specOf(row.jobId) ?? s.jobs[row.jobId]?.spec;
-        if (spec) jobs[row.jobId] = { row, spec };
+        const policy = policyOf ? policyOf(row.jobId) : s.jobs[row.jobId]?.restartPolicy ?? null;
+        if (spec) jobs[row.jobId] = { row, spec, ...(policy ? { restartPolicy: { onUnitFailure: policy.onUnitFailure, maxRestarts: policy.maxRestarts } } : {}) };
       }
       const lineTimes: Record<string, number> = {};
       for (const row of rows) for (const l of row.lines) {

@@ -1,6 +1,7 @@
 import type { Damaged } from '../common/errors.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { failpoint } from '../common/failpoints.js';
+import type { RestartPolicy } from '../protocol/job-spec.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { ClusterAnswer, ClusterCall } from '../protocol/messages.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
@@ -21,6 +22,8 @@ export interface ClusterCallTarget {
   spec(jobId: string): JobSpec | null;
   /** A cluster's store directory (its registration said); null if unknown. */
   storeDir(clusterId: string): string | null;
+  /** The job's restart policy, as its submit named it; null: the default. */
+  policy(jobId: string): RestartPolicy | null;
 }
 
 export async function performClusterCall(t: ClusterCallTarget, to: string, call: ClusterCall): Promise<CallResult> {
@@ -35,7 +38,8 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
       case 'submitJob': {
         const job = specFor(r.units);
         if (!job) return refused(`job ${r.jobId}: the grid has no spec for it`);
-        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs });
+        const policy = t.policy(r.jobId);
+        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs, ...(policy ? { restartPolicy: policy } : {}) });
         return ok();
       }
       case 'stopJob':
@@ -63,7 +67,7 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
           adopt.push({ fromCluster: a.fromCluster, storeDir, epoch: a.epoch ?? 0n, unitIds: a.units });
         }
         try {
-          await t.client.restoreGridJob({ fence: fence(0n), jobId: r.jobId, job, epoch: r.epoch ?? 0n, adopt, gen: BigInt(r.gen), leaseMs: r.leaseMs });
+          await t.client.restoreGridJob({ fence: fence(0n), jobId: r.jobId, job, epoch: r.epoch ?? 0n, adopt, gen: BigInt(r.gen), leaseMs: r.leaseMs, restartPolicy: t.policy(r.jobId) ?? undefined });
         } catch (err) {
           const code = (err as { code?: number }).code;
           const details = detailsOf(err);

@@ -1,10 +1,10 @@
 import { isAbsolute } from 'node:path';
-import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine } from '../gen/gridckpt/v1/grid.js';
+import type { GridServiceServer, GridJobStatus, RecoveryLine as PbLine, SubmitGridJobRequest } from '../gen/gridckpt/v1/grid.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import { jobActionFromWire } from '../wire/job-action.js';
 import { unary } from '../common/grpc-status.js';
 import { checkName } from '../common/names.js';
-import { checkJobSpec } from '../protocol/job-spec.js';
+import { checkJobSpec, restartPolicyFromWire, type RestartPolicy } from '../protocol/job-spec.js';
 import { checkWireEpoch } from '../protocol/bounds.js';
 import { GridError } from '../common/errors.js';
 import { checkHostPort } from '../common/host-port.js';
@@ -21,7 +21,7 @@ import { serveWatch } from '../runtime/watch-stream.js';
 const LINES_SHOWN = 8;
 /** Shares a cluster's heartbeat may report (a bound on what the network hands the core). */
 const MAX_SHARES_PER_BEAT = 1_024;
-const SHARE_STATES: ReadonlySet<string> = new Set(['running', 'completed', 'fenced', 'failed', 'stopped']);
+const SHARE_STATES: ReadonlySet<string> = new Set(['running', 'completed', 'fenced', 'failed', 'stopped', 'unit-failed']);
 
 function lineToPb(l: RecoveryLine): PbLine {
   return { jobId: l.jobId, gridEpoch: l.gridEpoch, clusterEpochs: { ...l.clusterEpochs }, committedUnixMs: BigInt(l.committedUnixMs), unitClusters: { ...l.unitClusters } };
@@ -51,9 +51,10 @@ const MAX_GRID_UNITS = 4_096;
  * The job spec's one schema (protocol/job-spec.ts), as every tier checks it: a spec a cluster's agents would
  * refuse is refused here, naming the field, not accepted and failed later on every cluster.
  */
-function checkGridSpec(spec: JobSpec): JobSpec {
-  checkJobSpec({ ...spec, restartPolicy: null }, { maxUnits: MAX_GRID_UNITS });
-  return spec;
+/** The spec and its restart policy, checked with the schema every tier shares (protocol/job-spec.ts). */
+function checkGridSpec(spec: JobSpec, policy: SubmitGridJobRequest['restartPolicy']): { spec: JobSpec; restartPolicy: RestartPolicy | null } {
+  const checked = checkJobSpec({ ...spec, restartPolicy: restartPolicyFromWire(policy) }, { maxUnits: MAX_GRID_UNITS });
+  return { spec, restartPolicy: checked.restartPolicy ?? null };
 }
 
 /** An agent lease longer than an hour is a misconfiguration, not a lease (a lost cluster's units would wait that long). */
@@ -88,8 +89,8 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
       return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs };
     }, onBug),
     submitGridJob: unary(async (req) => {
-      const spec = checkGridSpec(required('job', req.job));
-      await g.submitJob(spec, defaultIntervalMs);
+      const { spec, restartPolicy } = checkGridSpec(required('job', req.job), req.restartPolicy);
+      await g.submitJob(spec, defaultIntervalMs, restartPolicy);
       return { job: jobStatus(g, spec.jobId) };
     }, onBug),
     checkpointGridJob: unary(async (req) => {

@@ -6,6 +6,7 @@ import type { TierRuntime } from '../wire/clients.js';
 import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
 import type { Heartbeat, HeartbeatAnswer, JobAction } from '../protocol/messages.js';
+import type { RestartPolicy } from '../protocol/job-spec.js';
 import { storedSpecOf } from '../store/index.js';
 import { GridSupervisor } from './core/supervisor.js';
 import type { CheckpointAnswer, ControlAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig, SubmitRefusal } from './core/supervisor-types.js';
@@ -45,6 +46,8 @@ export class GridShell {
   private readonly driver: SerialDriver<GridInput, GridPersist, GridSend, GridReply>;
   readonly clusters = new Map<string, ClusterAddress>();
   private readonly specs = new Map<string, JobSpec>();
+  /** The restart policies submits named (absent: the default), in the catalog beside the specs. */
+  private readonly policies = new Map<string, RestartPolicy>();
   /** Store directories by cluster id, as registrations (and the catalog) say. */
   private readonly stores = new Map<string, string>();
   private readonly waiters = new ReplyWaiters('the grid coordinator');
@@ -61,6 +64,7 @@ export class GridShell {
     readonly catalog: GridCatalog,
   ) {
     for (const [id, spec] of catalog.specs()) this.specs.set(id, spec);
+    for (const [id, p] of catalog.policies()) this.policies.set(id, p);
     for (const [id, c] of catalog.clusters()) this.stores.set(id, c.storeDir);
     const agentLeases = new Map([...catalog.clusters()].map(([id, c]) => [id, c.agentLeaseMs]));
     this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()), agentLeases, catalog.forgotten());
@@ -69,7 +73,7 @@ export class GridShell {
       timers: runtime.timers,
       persist: (p, done) => {
         const line = p.lineOf ? { ...p.lineOf, unixMs: runtime.clock.wallMs() } : undefined;
-        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line, p.forgotten ?? {})
+        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line, p.forgotten ?? {}, (id) => this.policies.get(id) ?? null)
           .then(() => done(null), (err: unknown) => {
             this.log.error({ err: String(err) }, 'could not write the grid catalog');
             done(err instanceof Error ? err.message : String(err));
@@ -82,7 +86,11 @@ export class GridShell {
       tick: () => ({ kind: 'tick' }),
       afterStep: () => {
         const events = this.core.drainEvents();
-        for (const e of events) if (e.kind === 'jobForgotten') this.specs.delete(e.jobId);
+        for (const e of events) {
+          if (e.kind !== 'jobForgotten') continue;
+          this.specs.delete(e.jobId);
+          this.policies.delete(e.jobId);
+        }
         if (events.length > 0) this.sink(events);
       },
     });
@@ -114,13 +122,16 @@ export class GridShell {
     return this.ask<HeartbeatAnswer>(`beat#${hb.member}#${hb.seq}`, { kind: 'clusterHeartbeat', hb });
   }
 
-  async submitJob(spec: JobSpec, defaultIntervalMs: number): Promise<void> {
+  async submitJob(spec: JobSpec, defaultIntervalMs: number, restartPolicy: RestartPolicy | null = null): Promise<void> {
     if (spec.units.length === 0) throw new GridError('invalid-argument', `job ${spec.jobId} has no units`);
     // One submit of a job at a time: the spec the clusters get must be the one whose submit the core took.
     if (this.submitting.has(spec.jobId)) throw new GridError('already-exists', `a submit of job ${spec.jobId} is under way`);
     const before = this.specs.get(spec.jobId);
+    const policyBefore = this.policies.get(spec.jobId);
     this.submitting.add(spec.jobId);
     this.specs.set(spec.jobId, spec);
+    if (restartPolicy) this.policies.set(spec.jobId, restartPolicy);
+    else this.policies.delete(spec.jobId);
     try {
       const reqId = this.nextReq();
       const a = await this.ask<{ ok: boolean; reason: string; code?: SubmitRefusal }>(`submit#${reqId}`, {
@@ -130,6 +141,8 @@ export class GridShell {
         // Refused (the job runs already, no room for another): the job it names keeps its own spec.
         if (before) this.specs.set(spec.jobId, before);
         else this.specs.delete(spec.jobId);
+        if (policyBefore) this.policies.set(spec.jobId, policyBefore);
+        else this.policies.delete(spec.jobId);
         throw new GridError(a.code ?? 'failed-precondition', a.reason);
       }
       this.log.info({ jobId: spec.jobId, clusters: Object.fromEntries(this.core.jobView(spec.jobId)?.clusters ?? []), answer: a.reason }, 'grid job submitted');
@@ -179,6 +192,7 @@ export class GridShell {
       gridId: this.settings.gridId,
       spec: (id) => this.specs.get(id) ?? null,
       storeDir: (id) => this.stores.get(id) ?? null,
+      policy: (id) => this.policies.get(id) ?? null,
     }, to, s.call).then((r) => {
       if (this.stopped) return;
       this.driver.input(r.kind === 'answer' ? { kind: 'clusterAnswer', cluster: to, reqId, answer: r.answer } : { kind: 'clusterUnreachable', cluster: to, reqId, reason: r.reason });

@@ -5,6 +5,8 @@
 // Requests carry a `reqId` chosen by the sender; the answer echoes it, so a
 // core matches answers to what it asked without keeping promises.
 
+import type { RestartPolicy } from './job-spec.js';
+
 /**
  * Where a node's pages come from on a restore: these units' containers as of
  * one committed epoch of one store (each page from the newest epoch of the
@@ -73,7 +75,8 @@ export type RefusalCode = 'not-found' | 'already-exists' | 'failed-precondition'
 
 // ---- agent -> cluster, cluster -> grid: membership ------------------------------
 
-export type MemberJobState = 'running' | 'completed' | 'fenced' | 'failed' | 'stopped';
+/** A share's 'unit-failed' (cluster → grid): a unit failed and the job's restart policy fails the job (not a share to move). */
+export type MemberJobState = 'running' | 'completed' | 'fenced' | 'failed' | 'stopped' | 'unit-failed';
 
 export interface Heartbeat {
   member: string;
@@ -105,13 +108,13 @@ export interface AdoptSource {
 }
 
 export type ClusterRequest =
-  | { kind: 'submitJob'; jobId: string; units: string[]; gen: number; /** The grid's lease, from the call's arrival. */ leaseMs: number }
+  | { kind: 'submitJob'; jobId: string; units: string[]; gen: number; /** The grid's lease, from the call's arrival. */ leaseMs: number; /** Absent: the default. */ restartPolicy?: RestartPolicy }
   | { kind: 'stopJob'; jobId: string }
   | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null }
   | { kind: 'commit'; jobId: string; epoch: bigint }
   | { kind: 'abort'; jobId: string; epoch: bigint }
   /** Roll this cluster's share back to `epoch` (null: start anew) and adopt a lost cluster's units. */
-  | { kind: 'restoreJob'; jobId: string; units: string[]; epoch: bigint | null; adopt: AdoptSource[]; gen: number; leaseMs: number };
+  | { kind: 'restoreJob'; jobId: string; units: string[]; epoch: bigint | null; adopt: AdoptSource[]; gen: number; leaseMs: number; restartPolicy?: RestartPolicy };
 
 export interface ClusterCall {
   reqId: number;

@@ -18,7 +18,10 @@ export class GridClient {
 
   registerCluster(req: pb.RegisterClusterRequest, timeoutMs?: number) { return this.call<pb.RegisterClusterRequest, pb.RegisterClusterResponse>('registerCluster', req, timeoutMs); }
   clusterHeartbeat(req: pb.ClusterHeartbeatRequest, timeoutMs?: number) { return this.call<pb.ClusterHeartbeatRequest, pb.ClusterHeartbeatResponse>('clusterHeartbeat', req, timeoutMs); }
-  submitGridJob(req: pb.SubmitGridJobRequest) { return this.call<pb.SubmitGridJobRequest, pb.SubmitGridJobResponse>('submitGridJob', req); }
+  /** restartPolicy absent: the default (restore). */
+  submitGridJob(req: { job: pb.SubmitGridJobRequest['job']; restartPolicy?: pb.SubmitGridJobRequest['restartPolicy'] }) {
+    return this.call<pb.SubmitGridJobRequest, pb.SubmitGridJobResponse>('submitGridJob', { restartPolicy: undefined, ...req });
+  }
   checkpointGridJob(req: pb.CheckpointGridJobRequest) { return this.call<pb.CheckpointGridJobRequest, pb.CheckpointGridJobResponse>('checkpointGridJob', req, this.timeoutMs * 4); }
   /** Job control: answers once done (every stop answered, a restore's units running): the long deadline. */
   controlGridJob(req: pb.ControlGridJobRequest) { return this.call<pb.ControlGridJobRequest, pb.ControlGridJobResponse>('controlGridJob', req, this.timeoutMs * 4); }

@@ -1,3 +1,4 @@
+import type { RestartPolicy } from '../../protocol/job-spec.js';
 import type { ClusterCall, HeartbeatAnswer, MemberJobState } from '../../protocol/messages.js';
 import { DEFAULT_MAX_CHAIN_EPOCHS } from './retention.js';
 import { beginRestart } from './supervisor-restart.js';
@@ -22,10 +23,10 @@ export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep
     return st.answerGrid(out, call.reqId, { kind: 'refused', reason: `job ${r.jobId} is a local job of cluster ${st.config.clusterId} (${job.state}), not the grid's` });
   }
   switch (r.kind) {
-    case 'submitJob': return onSubmit(st, call.reqId, r.jobId, r.units, r.gen, r.leaseMs, out);
+    case 'submitJob': return onSubmit(st, call.reqId, r.jobId, r.units, r.gen, r.leaseMs, out, r.restartPolicy);
     case 'restoreJob': {
       if (job?.restart) return st.answerGrid(out, call.reqId, { kind: 'busy', reason: `job ${r.jobId} is restarting here (${job.restart.reason})` });
-      const target = job ?? st.newJob(r.jobId, [...r.units].sort(), null, 'restored by the grid');
+      const target = job ?? st.newJob(r.jobId, [...r.units].sort(), null, 'restored by the grid', r.restartPolicy ? { restartPolicy: r.restartPolicy } : {});
       target.units = [...r.units].sort();
       target.gridGen = r.gen;
       target.placement = new Map([...target.placement].filter(([u]) => target.units.includes(u)));
@@ -73,11 +74,11 @@ function gridLease(st: ClusterState, leaseMs: number): number {
   return st.grid.leaseMs;
 }
 
-function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[], gen: number, leaseMs: number, out: ClusterStep): void {
+function onSubmit(st: ClusterState, reqId: number, jobId: string, units: string[], gen: number, leaseMs: number, out: ClusterStep, restartPolicy?: RestartPolicy): void {
   const old = st.jobs.get(jobId);
   if (old && isLive(old)) return st.answerGrid(out, reqId, { kind: 'refused', reason: `job ${jobId} is already ${old.state}` });
   if (!old && st.jobs.size >= st.config.maxJobs) return st.answerGrid(out, reqId, { kind: 'refused', reason: `at most ${st.config.maxJobs} jobs` });
-  const job = st.newJob(jobId, [...units].sort(), null, 'submitted by the grid');
+  const job = st.newJob(jobId, [...units].sort(), null, 'submitted by the grid', restartPolicy ? { restartPolicy } : {});
   job.gridGen = gen;
   job.rowDirty = true;
   job.gridLeaseUntilMs = st.nowMs + gridLease(st, leaseMs);
@@ -156,6 +157,7 @@ export function showShares(st: ClusterState): void {
 }
 
 function shareState(j: Job): MemberJobState {
+  if (j.state === 'failed' && j.failedByPolicy) return 'unit-failed';
   if (j.state === 'running' && j.allDoneAtMs !== null && j.round.status().phase === 'idle') return 'completed';
   if (j.state === 'starting' || j.state === 'recovering') return 'running';
   return j.state;

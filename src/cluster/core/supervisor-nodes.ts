@@ -127,8 +127,10 @@ function placedOn(job: Job, nodeId: string): boolean {
 function onUnitFailure(st: ClusterState, job: Job, nodeId: string, out: ClusterStep): void {
   const policy = job.restartPolicy;
   const what = `a unit of job ${job.jobId} failed on ${nodeId}`;
-  if (policy.onUnitFailure === 'fail') return failJob(st, job, `${what}; its restart policy is to fail`, out);
-  if (job.unitRestarts >= policy.maxRestarts) return failJob(st, job, `${what}; gave up after ${policy.maxRestarts} restarts (restartPolicy.maxRestarts)`, out);
+  if (policy.onUnitFailure === 'fail' || job.unitRestarts >= policy.maxRestarts) {
+    job.failedByPolicy = true;
+    return failJob(st, job, policy.onUnitFailure === 'fail' ? `${what}; its restart policy is to fail` : `${what}; gave up after ${policy.maxRestarts} restarts (restartPolicy.maxRestarts)`, out);
+  }
   job.unitRestarts += 1;
   job.rowDirty = true;
   beginRestart(st, job, `${what}: restoring it from its last epoch (restart ${job.unitRestarts} of ${policy.maxRestarts})`, null, out);

@@ -138,6 +138,8 @@ export interface Job {
   restartPolicy: RestartPolicy;
   /** Restores made after unit failures so far (bounded by restartPolicy.maxRestarts). */
   unitRestarts: number;
+  /** Failed by its restart policy after a unit failure: a grid share reports 'unit-failed' (the grid fails the job, moves nothing). */
+  failedByPolicy: boolean;
   /** An operator's cancel (or delete) under way: the stops sent (reqId -> node), who waits, the nodes that did not confirm. */
   cancel: { waiters: Array<{ reqId: number; action: 'cancel' | 'delete' | 'restore' }>; waiting: Map<number, string>; confirmed: string[]; unconfirmed: string[] } | null;
 }
@@ -232,7 +234,7 @@ export class ClusterState {
       restart: null, gridLeaseUntilMs: this.nowMs, gridPrepare: null, gridCommit: null, lastError: '', allDoneAtMs: null, shareShownCompleted: false, needsFull: true, adopted: [],
       startGens: new Map(), gridGen: 0, doneAtCut: new Set(), local, nextRoundAtMs: null, roundsSinceFull: 0, checkpointReqs: [], final: null,
       doneEpoch: null, recoveries: 0, recoveringSinceMs: null, resume: null, savedRow: null, rowDirty: true, rowRetryAtMs: null,
-      restartPolicy: from.restartPolicy ?? DEFAULT_RESTART_POLICY, unitRestarts: from.unitRestarts ?? 0, cancel: null,
+      restartPolicy: from.restartPolicy ?? DEFAULT_RESTART_POLICY, unitRestarts: from.unitRestarts ?? 0, cancel: null, failedByPolicy: false,
     };
     // A job the previous incarnation ran (grid-managed), or an ended or deleted record under the id: its units go back where they
     // ran, or wait out their leases (C1) — a node that missed the old record's stop may still run them.

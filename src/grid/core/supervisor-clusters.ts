@@ -1,6 +1,6 @@
 import type { Monitor, VerdictChange } from '../../detector/monitor.js';
 import type { Heartbeat } from '../../protocol/messages.js';
-import { beginRecovery } from './supervisor-recovery.js';
+import { beginRecovery, failJob } from './supervisor-recovery.js';
 import type { GridState } from './supervisor-state.js';
 import type { GridStep } from './supervisor-types.js';
 
@@ -68,7 +68,10 @@ function onShares(st: GridState, clusterId: string, out: GridStep): void {
     if (job.state !== 'running' || job.recovery || job.submit || !st.clustersOf(job).includes(clusterId)) continue;
     const share = st.clusters.get(clusterId)!.reported.get(job.jobId);
     // (The old grid acted on fenced shares only: a failed one then ran aborted rounds forever.)
-    if (share === 'failed' && !st.mutant('restore-onto-dead-node')) {
+    if (share === 'unit-failed') {
+      // The job's restart policy failed it there: moving its units would only run the failing unit again.
+      failJob(st, job, `a unit failed in cluster ${clusterId} and the job's restart policy fails the job`, out);
+    } else if (share === 'failed' && !st.mutant('restore-onto-dead-node')) {
       job.shareLostAtMs.set(clusterId, st.nowMs);
       beginRecovery(st, job, `cluster ${clusterId} has the job failed: its units move`, clusterId, out);
     } else if (share === 'fenced' || share === 'stopped') {

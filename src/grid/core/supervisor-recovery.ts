@@ -133,7 +133,7 @@ export function refuseRestores(job: GJob, reason: string, out: GridStep): void {
   for (const reqId of job.restoreAsks.splice(0)) out.reply.push({ to: 'operator', kind: 'controlled', reqId, answer: { kind: 'refused', code: 'aborted', reason } });
 }
 
-function failJob(st: GridState, job: GJob, reason: string, out: GridStep): void {
+export function failJob(st: GridState, job: GJob, reason: string, out: GridStep): void {
   refuseRestores(job, reason, out);
   const s = job.round.status();
   if (s.phase !== 'idle' && s.epoch !== null) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason }, out);

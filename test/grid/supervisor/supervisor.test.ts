@@ -312,6 +312,18 @@ describe('GridSupervisor: rollback and walk-back', () => {
     expect(h.core.jobState(JOB)).toBe('recovering');
   });
 
+  it('a share reported unit-failed (the job\'s restart policy failed it there) fails the job and stops every other share: nothing moves', () => {
+    const h = new GridHarness();
+    submitted(h);
+    commitRound(h, nextRound(h).out);
+    h.reports.set('c2', [{ jobId: JOB, state: 'unit-failed', gen: 0 }]);
+    const out = h.heartbeat('c2', {}, h.nowMs + 1);
+    expect(h.core.jobState(JOB)).toBe('failed');
+    expect(h.core.jobView(JOB)!.lastError).toBe('a unit failed in cluster c2 and the job\'s restart policy fails the job');
+    expect(out.send.map((s) => [s.to, s.call.req.kind])).toEqual(CLUSTERS.map((c) => [c, 'stopJob']));
+    expect(out.persist.map((p) => p.jobs[0]!.state)).toEqual(['failed']);
+  });
+
   it('a restore answered corrupt drops every line at or above the damaged epoch and restores every share from the one before', () => {
     const h = new GridHarness();
     submitted(h);

@@ -45,6 +45,11 @@ export interface RestoreGridJobRequest {
   gen: bigint;
   /** The grid's lease on the job, as in SubmitJobRequest.grid_lease_ms. */
   leaseMs: number;
+  /**
+   * The job's restart policy, as in SubmitJobRequest (a share new to this
+   * cluster takes it from here).
+   */
+  restartPolicy: RestartPolicy | undefined;
 }
 
 export interface StopGridJobRequest {
@@ -338,7 +343,16 @@ export interface ClusterServiceWatchResponse {
 }
 
 function createBaseRestoreGridJobRequest(): RestoreGridJobRequest {
-  return { fence: undefined, jobId: "", job: undefined, epoch: 0n, adopt: [], gen: 0n, leaseMs: 0 };
+  return {
+    fence: undefined,
+    jobId: "",
+    job: undefined,
+    epoch: 0n,
+    adopt: [],
+    gen: 0n,
+    leaseMs: 0,
+    restartPolicy: undefined,
+  };
 }
 
 export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
@@ -369,6 +383,9 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     }
     if (message.leaseMs !== 0) {
       writer.uint32(56).uint32(message.leaseMs);
+    }
+    if (message.restartPolicy !== undefined) {
+      RestartPolicy.encode(message.restartPolicy, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -442,6 +459,14 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
             message.leaseMs = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.restartPolicy = RestartPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -471,6 +496,11 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
         : isSet(object.lease_ms)
         ? globalThis.Number(object.lease_ms)
         : 0,
+      restartPolicy: isSet(object.restartPolicy)
+        ? RestartPolicy.fromJSON(object.restartPolicy)
+        : isSet(object.restart_policy)
+        ? RestartPolicy.fromJSON(object.restart_policy)
+        : undefined,
     };
   },
 
@@ -497,6 +527,9 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     if (message.leaseMs !== 0) {
       obj.leaseMs = Math.round(message.leaseMs);
     }
+    if (message.restartPolicy !== undefined) {
+      obj.restartPolicy = RestartPolicy.toJSON(message.restartPolicy);
+    }
     return obj;
   },
 
@@ -512,6 +545,9 @@ export const RestoreGridJobRequest: MessageFns<RestoreGridJobRequest> = {
     message.adopt = object.adopt?.map((e) => Adoption.fromPartial(e)) || [];
     message.gen = (object.gen !== undefined && object.gen !== null) ? BigInt(object.gen) : 0n;
     message.leaseMs = object.leaseMs ?? 0;
+    message.restartPolicy = (object.restartPolicy !== undefined && object.restartPolicy !== null)
+      ? RestartPolicy.fromPartial(object.restartPolicy)
+      : undefined;
     return message;
   },
 };

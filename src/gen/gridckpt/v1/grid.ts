@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { RestartPolicy } from "./cluster.js";
 import { JobAction, jobActionFromJSON, jobActionToJSON, WatchEvent } from "./common.js";
 import { JobSpec } from "./node_agent.js";
 
@@ -64,8 +65,10 @@ export interface ClusterHeartbeatRequest {
 }
 
 /**
- * A cluster's share of a grid job: running | completed | fenced | failed |
- * stopped, and the gen of the grid's submit or restore it reports on.
+ * A cluster's share of a grid job: running | completed | fenced | failed (the
+ * cluster could not recover it: its units move) | stopped | unit-failed (a
+ * unit failed and the job's restart policy fails the job), and the gen of
+ * the grid's submit or restore it reports on.
  */
 export interface GridShareState {
   jobId: string;
@@ -86,7 +89,16 @@ export interface ClusterHeartbeatResponse {
 
 export interface SubmitGridJobRequest {
   /** Units are spread over the clusters; interval 0 means the grid default. */
-  job: JobSpec | undefined;
+  job:
+    | JobSpec
+    | undefined;
+  /**
+   * What a unit failure leads to (absent: restore, cluster.proto
+   * RestartPolicy). Each cluster applies it to its share: the share goes
+   * back to its last committed epoch, and max_restarts bounds the restores
+   * of each share.
+   */
+  restartPolicy: RestartPolicy | undefined;
 }
 
 export interface SubmitGridJobResponse {
@@ -837,13 +849,16 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
 };
 
 function createBaseSubmitGridJobRequest(): SubmitGridJobRequest {
-  return { job: undefined };
+  return { job: undefined, restartPolicy: undefined };
 }
 
 export const SubmitGridJobRequest: MessageFns<SubmitGridJobRequest> = {
   encode(message: SubmitGridJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.job !== undefined) {
       JobSpec.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    if (message.restartPolicy !== undefined) {
+      RestartPolicy.encode(message.restartPolicy, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -869,6 +884,14 @@ export const SubmitGridJobRequest: MessageFns<SubmitGridJobRequest> = {
             message.job = JobSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.restartPolicy = RestartPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -882,13 +905,23 @@ export const SubmitGridJobRequest: MessageFns<SubmitGridJobRequest> = {
   },
 
   fromJSON(object: any): SubmitGridJobRequest {
-    return { job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined };
+    return {
+      job: isSet(object.job) ? JobSpec.fromJSON(object.job) : undefined,
+      restartPolicy: isSet(object.restartPolicy)
+        ? RestartPolicy.fromJSON(object.restartPolicy)
+        : isSet(object.restart_policy)
+        ? RestartPolicy.fromJSON(object.restart_policy)
+        : undefined,
+    };
   },
 
   toJSON(message: SubmitGridJobRequest): unknown {
     const obj: any = {};
     if (message.job !== undefined) {
       obj.job = JobSpec.toJSON(message.job);
+    }
+    if (message.restartPolicy !== undefined) {
+      obj.restartPolicy = RestartPolicy.toJSON(message.restartPolicy);
     }
     return obj;
   },
@@ -899,6 +932,9 @@ export const SubmitGridJobRequest: MessageFns<SubmitGridJobRequest> = {
   fromPartial<I extends Exact<DeepPartial<SubmitGridJobRequest>, I>>(object: I): SubmitGridJobRequest {
     const message = createBaseSubmitGridJobRequest();
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
+    message.restartPolicy = (object.restartPolicy !== undefined && object.restartPolicy !== null)
+      ? RestartPolicy.fromPartial(object.restartPolicy)
+      : undefined;
     return message;
   },
 };
