@@ -25,7 +25,7 @@ export interface ClusterCallTarget {
 
 export async function performClusterCall(t: ClusterCallTarget, to: string, call: ClusterCall): Promise<CallResult> {
   const r = call.req;
-  const fence = (epoch: bigint) => ({ clusterId: t.gridId, nodeId: 'grid', incarnation: call.incarnation, epoch });
+  const fence = (epoch: bigint) => ({ clusterId: t.gridId, nodeId: 'grid', incarnation: call.fence.incarnation, leaderTerm: call.fence.term, epoch });
   const specFor = (units: string[]): JobSpec | null => {
     const spec = t.spec(r.jobId);
     return spec ? { ...spec, units: spec.units.filter((u) => units.includes(u.unitId)), checkpointIntervalMs: 0 } : null;
@@ -35,7 +35,7 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
       case 'submitJob': {
         const job = specFor(r.units);
         if (!job) return refused(`job ${r.jobId}: the grid has no spec for it`);
-        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs });
+        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs, gridFence: fence(0n) });
         return ok();
       }
       case 'stopJob':

@@ -174,6 +174,7 @@ export class GridSupervisor {
     job.state = row.state;
     job.lastError = row.lastError;
     job.recoveries = row.recoveries ?? 0;
+    job.gen = row.gen ?? 0;
     for (const id of row.lost) job.lost.add(id);
     for (const id of new Set(job.clusters.values())) this.st.entry(id);
     if (job.state === 'recovering') job.state = 'running';
