@@ -12,7 +12,7 @@ import { MAX_FINAL_ROUND_ATTEMPTS } from '../protocol/core/final-round.js';
 import { GridCatalog } from './catalog.js';
 import { GridShell } from './shell.js';
 import { GridMetrics } from './metrics.js';
-import { gridServiceHandlers } from './grid-service.js';
+import { gridServiceHandlers, singleRole } from './grid-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { realRuntime } from '../wire/real-clients.js';
@@ -80,7 +80,7 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, security: Tra
   const g = shell;
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(GridServiceService, guardService('GridService', gridServiceHandlers(g, hub, cfg.checkpointIntervalMs, onBug), GRID_ACCESS, security));
+  server.addService(GridServiceService, guardService('GridService', gridServiceHandlers(singleRole(g), hub, cfg.checkpointIntervalMs, onBug), GRID_ACCESS, security));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
   health.addToServer(server);
   const address = boundAddress(cfg.listen, await listening('gRPC', cfg.listen, () => bindServer(server, cfg.listen, serverCredentials(security))));

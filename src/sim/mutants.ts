@@ -28,6 +28,7 @@ export const MUTANTS: readonly Mutant[] = [
   { name: 'complete-without-final-round', what: 'a cluster marks its local job completed once every node reported completion, with no final round holding its end state (C5)', caughtBy: '§3.5 same answer' },
   { name: 'resume-forgets-epochs', what: 'a restarted cluster numbers a resumed local job\'s rounds from its newest committed epoch, not the highest its job table says were used (C3)', caughtBy: 'epochs are never reused', faults: { kinds: ['cluster-crash'], count: 4 } },
   { name: 'gc-ignores-chain', what: 'garbage collection keeps the newest K epochs but not the epochs their incremental chains need', caughtBy: 'gc retained' },
+  { name: 'cluster-accepts-stale-leader', what: 'a cluster acts on a grid call whose leader term is older than one it has heard from (a deposed leader\'s late message), and takes its heartbeat answers\' leases', caughtBy: 'stale leader', faults: { kinds: ['leader-isolated'], count: 1, ha: true } },
   { name: 'gc-forgets-grid-lines', what: 'garbage collection keeps only the job\'s K newest epochs of a grid job, not the grid\'s recovery lines', caughtBy: 'gc retained' },
 ];
 
