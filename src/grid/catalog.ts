@@ -25,7 +25,17 @@ export interface ClusterRecord {
   agentLeaseMs: number;
 }
 
-interface CatalogFile {
+/** What a grid shell reads and writes of its catalog: this file, or etcd's keys (etcd-catalog.ts, docs/grid-ha.md). */
+export interface GridCatalogStore {
+  rows(): GridJobRow[];
+  specs(): Map<string, StoredJobSpec>;
+  clusters(): Map<string, ClusterRecord>;
+  lineTime(jobId: string, epoch: bigint): number;
+  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }): Promise<void>;
+  saveCluster(clusterId: string, record: ClusterRecord): Promise<void>;
+}
+
+export interface CatalogFile {
   format: string;
   jobs: Record<string, { row: GridJobRow; spec: StoredJobSpec }>;
   clusters: Record<string, ClusterRecord>;
@@ -42,15 +52,35 @@ function parseCatalog(value: unknown): CatalogFile {
   if (raw.format === 'gridckpt-catalog/2') return { format: FORMAT, jobs: {}, clusters: { ...(raw.clusters ?? {}) }, lineTimes: {} };
   if (raw.format !== FORMAT || typeof raw.jobs !== 'object' || raw.jobs === null) throw new Error(`not a ${FORMAT} file`);
   const jobs: CatalogFile['jobs'] = {};
-  for (const [id, e] of Object.entries(raw.jobs)) {
-    if (e.row?.jobId !== id || e.spec?.jobId !== id || !Array.isArray(e.row.lines)) throw new Error(`catalog: bad row for job ${JSON.stringify(id)}`);
-    // JSON holds a line's epoch as a decimal string.
-    jobs[id] = { spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) } };
-  }
+  // JSON holds a line's epoch as a decimal string.
+  for (const [id, e] of Object.entries(raw.jobs)) jobs[id] = rowFromJson(id, e);
   return { format: FORMAT, jobs, clusters: { ...(raw.clusters ?? {}) }, lineTimes: { ...(raw.lineTimes ?? {}) } };
 }
 
-export class GridCatalog {
+/** The catalog after a save of the core's rows (the file's and etcd's alike): each job's row with its spec, the lines' times. */
+export function catalogAfterSave(s: CatalogFile, rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }): CatalogFile {
+  const jobs: CatalogFile['jobs'] = {};
+  for (const row of rows) {
+    const spec = specOf(row.jobId) ?? s.jobs[row.jobId]?.spec;
+    if (spec) jobs[row.jobId] = { row, spec };
+  }
+  const lineTimes: Record<string, number> = {};
+  for (const row of rows) for (const l of row.lines) {
+    const key = `${row.jobId}@${l.epoch}`;
+    const at = s.lineTimes[key] ?? (line && line.jobId === row.jobId && line.epoch === l.epoch ? line.unixMs : undefined);
+    if (at !== undefined) lineTimes[key] = at;
+  }
+  if (line) lineTimes[`${line.jobId}@${line.epoch}`] ??= line.unixMs;
+  return { ...s, jobs, lineTimes };
+}
+
+/** A job's row as JSON holds it (epochs as decimal strings) back to the core's. */
+export function rowFromJson(id: string, e: { row?: GridJobRow; spec?: StoredJobSpec }): { row: GridJobRow; spec: StoredJobSpec } {
+  if (e.row?.jobId !== id || e.spec?.jobId !== id || !Array.isArray(e.row.lines)) throw new Error(`catalog: bad row for job ${JSON.stringify(id)}`);
+  return { spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) } };
+}
+
+export class GridCatalog implements GridCatalogStore {
   private constructor(private readonly file: DurableJson<CatalogFile>) {}
 
   static async open(dir: string): Promise<GridCatalog> {
@@ -80,21 +110,7 @@ export class GridCatalog {
 
   /** The core's rows, whole, with each job's spec; `line` stamps a new line's time. */
   save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }): Promise<void> {
-    return this.file.update((s) => {
-      const jobs: CatalogFile['jobs'] = {};
-      for (const row of rows) {
-        const spec = specOf(row.jobId) ?? s.jobs[row.jobId]?.spec;
-        if (spec) jobs[row.jobId] = { row, spec };
-      }
-      const lineTimes: Record<string, number> = {};
-      for (const row of rows) for (const l of row.lines) {
-        const key = `${row.jobId}@${l.epoch}`;
-        const at = s.lineTimes[key] ?? (line && line.jobId === row.jobId && line.epoch === l.epoch ? line.unixMs : undefined);
-        if (at !== undefined) lineTimes[key] = at;
-      }
-      if (line) lineTimes[`${line.jobId}@${line.epoch}`] ??= line.unixMs;
-      return { ...s, jobs, lineTimes };
-    });
+    return this.file.update((s) => catalogAfterSave(s, rows, specOf, line));
   }
 
   async saveCluster(clusterId: string, record: ClusterRecord): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Damaged } from '../common/errors.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { failpoint } from '../common/failpoints.js';
+import { failpoint, failpointAsync } from '../common/failpoints.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { ClusterAnswer, ClusterCall } from '../protocol/messages.js';
 import type { ClusterClient } from '../wire/cluster-client.js';
@@ -31,6 +31,8 @@ export async function performClusterCall(t: ClusterCallTarget, to: string, call:
     return spec ? { ...spec, units: spec.units.filter((u) => units.includes(u.unitId)), checkpointIntervalMs: 0 } : null;
   };
   try {
+    // Tests: one call held back after it was decided (a deposed leader's late message, docs/grid-ha.md).
+    await failpointAsync('grid.hold-call');
     switch (r.kind) {
       case 'submitJob': {
         const job = specFor(r.units);

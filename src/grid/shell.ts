@@ -9,7 +9,7 @@ import type { Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { storedSpecOf } from '../store/index.js';
 import { GridSupervisor } from './core/supervisor.js';
 import type { CheckpointAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig, SubmitRefusal } from './core/supervisor-types.js';
-import type { GridCatalog } from './catalog.js';
+import type { GridCatalogStore } from './catalog.js';
 import { performClusterCall } from './cluster-calls.js';
 import type { GridFence } from '../protocol/grid-fence.js';
 
@@ -65,7 +65,7 @@ export class GridShell {
     readonly runtime: TierRuntime,
     readonly log: Logger,
     private readonly sink: GridEventSink,
-    readonly catalog: GridCatalog,
+    readonly catalog: GridCatalogStore,
   ) {
     for (const [id, spec] of catalog.specs()) this.specs.set(id, spec);
     for (const [id, c] of catalog.clusters()) this.stores.set(id, c.storeDir);
