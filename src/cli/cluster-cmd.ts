@@ -29,7 +29,7 @@ export function addClusterCommands(program: Command): void {
     .option('--checkpoint-interval-ms <ms>', 'default round period of a job', '1000')
     .option('--round-timeout-ms <ms>', 'prepare deadline of a round', '5000')
     .option('--agent-lease-ms <ms>', 'job lease given to agents: their units die when it is not renewed (default ten heartbeat intervals)')
-    .option('--grid <host:port>', 'register with this grid coordinator and heartbeat to it')
+    .option('--grid <host:port,...>', 'register with this grid coordinator and heartbeat to it (several: grid coordinators electing a leader through etcd; the leader is found)')
     .action(async (o: Record<string, string>) => {
       const cfg = {
         clusterId: checkName('cluster id', o['clusterId']!),
@@ -54,7 +54,7 @@ export function addClusterCommands(program: Command): void {
       process.stdout.write(`${JSON.stringify({ event: 'ready', clusterId: cfg.clusterId, grpc: running.address, metrics: running.metricsUrl, incarnation: String(running.incarnation), pid: process.pid, tls: security.kind === 'mtls' })}\n`);
       const link = o['grid']
         ? linkToGrid({
-            gridAddress: checkHostPort('grid address', o['grid']), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
+            gridAddresses: o['grid'].split(',').map((a) => checkHostPort('grid address', a.trim())), clusterId: cfg.clusterId, incarnation: running.incarnation, clusterAddress: running.address,
             storeDir: cfg.storeDir, agentLeaseMs: running.shell.settings.core.agentLeaseMs, beatTimeoutMs: cfg.heartbeatIntervalMs * 5, log, runtime,
           })
         : null;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalGrid, type LocalGrid } from '../demo/local-grid.js';
 import { runGridDrill } from '../demo/grid-drill.js';
+import { etcdHosts } from './grid-cmd.js';
 import { GridClient } from '../wire/grid-client.js';
 import { ClusterClient } from '../wire/cluster-client.js';
 import { bankParams } from './bank-cmds.js';
@@ -29,7 +30,8 @@ export function addUpCommand(program: Command): void {
     .option('--work-dir <dir>', 'where every service keeps its data (default: a new temp dir, removed at exit)')
     .option('--keep', 'keep the temp work dir at exit (a --work-dir given is always kept)')
     .option('--demo', 'run the bank job over both clusters, kill -9 a node agent mid-run, recover, and report')
-    .option('--fail <what>', 'demo: what to kill -9 mid-run, node (an agent) or cluster (a cluster coordinator)', 'node')
+    .option('--fail <what>', 'demo: what to kill -9 mid-run, node (an agent), cluster (a cluster coordinator) or grid (the leading grid coordinator: needs --etcd)', 'node')
+    .option('--etcd <url,...>', 'run three grid coordinators electing a leader through this etcd (docs/grid-ha.md)')
     .option('--units <n>', 'demo: bank units', '4')
     .option('--ops <n>', 'demo: transfers per unit', '4000')
     .option('--accounts <n>', 'demo: accounts per unit', '1024')
@@ -40,7 +42,11 @@ export function addUpCommand(program: Command): void {
       const clusters = parseIntFlag('clusters', o['clusters'] as string, 1, 16);
       const nodes = parseIntFlag('nodes', o['nodes'] as string, 1, 64);
       const failure = o['fail'] as string;
-      if (failure !== 'node' && failure !== 'cluster') throw new UsageError(`bad --fail ${JSON.stringify(failure)}: expected node or cluster`);
+      if (failure !== 'node' && failure !== 'cluster' && failure !== 'grid') throw new UsageError(`bad --fail ${JSON.stringify(failure)}: expected node, cluster or grid`);
+      const etcd = o['etcd'] === undefined ? null : etcdHosts(o['etcd'] as string).join(',');
+      if (failure === 'grid' && etcd === null) {
+        throw new UsageError('--fail grid needs --etcd URL: a grid coordinator without etcd has no standby to take over (docs/grid-ha.md); start etcd and give its client URL');
+      }
       if (failure === 'cluster' && clusters < 2) throw new UsageError(`--fail cluster needs at least 2 clusters (--clusters ${clusters})`);
       const json = o['json'] === true;
       const say = json ? () => undefined : line;
@@ -80,6 +86,7 @@ export function addUpCommand(program: Command): void {
         logs: o['logs'] ? 'inherit' : 'ignore',
         certsDir: insecureChosen() ? null : join(workDir, 'certs'),
         nowMs: Date.now(),
+        etcd,
       }).catch(async (err: unknown) => {
         await cleanup();
         throw err;
@@ -92,7 +99,9 @@ export function addUpCommand(program: Command): void {
           if (json) printJson(report);
           else {
             line(`grid epochs committed ${report.epochsCommitted}, failures injected ${report.failuresInjected}, recoveries ${report.recoveries}`);
-            line(`detection ${report.detectionMs} ms, recovery ${report.recoveryMs} ms; every recovery line consistent: ${report.invariantHeld}`);
+            line(report.failure === 'grid'
+              ? `takeover ${report.detectionMs} ms after the kill (lease ${report.leaseMs} ms); every recovery line consistent: ${report.invariantHeld}`
+              : `detection ${report.detectionMs} ms, recovery ${report.recoveryMs} ms; every recovery line consistent: ${report.invariantHeld}`);
             line(`digest   ${report.digest}`);
             line(`expected ${report.expectedDigest}`);
             line(report.ok ? 'OK: same result as a failure-free run' : 'FAILED: the result differs from a failure-free run');
@@ -109,6 +118,8 @@ export function addUpCommand(program: Command): void {
 
 function printWhere(g: LocalGrid, workDir: string): void {
   line(`grid coordinator  ${g.grid.ready.grpc}  metrics ${g.grid.ready.metrics}`);
+  // With --etcd: the others campaign too (one leads; docs/grid-ha.md).
+  for (const other of g.grids.slice(1)) line(`grid coordinator  ${other.ready.grpc}  metrics ${other.ready.metrics}  (elected through etcd with the first)`);
   for (const c of g.clusters) {
     line(`  ${c.clusterId}        ${c.proc.ready.grpc}  metrics ${c.proc.ready.metrics}  store ${c.storeDir}`);
     for (const a of c.agents) line(`    node ${a.ready.nodeId}  ${a.ready.grpc}  metrics ${a.ready.metrics}  freezer ${a.ready.freezer}`);
@@ -120,7 +131,7 @@ function printWhere(g: LocalGrid, workDir: string): void {
 async function liveStatus(g: LocalGrid, cleanup: () => Promise<void>): Promise<void> {
   const grid = new GridClient(g.grid.ready.grpc, 2_000, {}, g.operator);
   const clusters = g.clusters.map((c) => new ClusterClient(c.proc.ready.grpc, 2_000, {}, g.operator));
-  line('submit work with: gridckpt grid-bank --grid ' + g.grid.ready.grpc + (g.operator.kind === 'mtls' ? ' and the operator certificate above' : ' --insecure') + '   (Ctrl-C stops everything)');
+  line('submit work with: gridckpt grid-bank --grid ' + g.grids.map((x) => x.ready.grpc).join(',') + (g.operator.kind === 'mtls' ? ' and the operator certificate above' : ' --insecure') + '   (Ctrl-C stops everything)');
   const timer = setInterval(() => {
     void (async () => {
       const s = await grid.status().catch(() => null);

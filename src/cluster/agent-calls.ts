@@ -34,7 +34,7 @@ export interface AgentCallTarget {
 
 export async function performAgentCall(t: AgentCallTarget, nodeId: string, call: AgentCall): Promise<CallResult> {
   const r = call.req;
-  const fence = (epoch: bigint) => ({ clusterId: call.from, nodeId: 'coordinator', incarnation: call.incarnation, epoch });
+  const fence = (epoch: bigint) => ({ clusterId: call.from, nodeId: 'coordinator', incarnation: call.incarnation, epoch, leaderTerm: 0n });
   try {
     switch (r.kind) {
       case 'startJob': {

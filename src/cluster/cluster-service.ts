@@ -6,6 +6,7 @@ import { GridError } from '../common/errors.js';
 import { checkWireEpoch, MAX_MEMBER_INCARNATION } from '../protocol/bounds.js';
 import { checkJobSpec, restartPolicyFromWire } from '../protocol/job-spec.js';
 import type { Fence } from '../gen/gridckpt/v1/common.js';
+import type { GridFence } from '../protocol/grid-fence.js';
 import { checkHostPort } from '../common/host-port.js';
 import { required } from '../wire/codec.js';
 import type { ClusterShell } from './shell.js';
@@ -37,12 +38,16 @@ export function jobStatusToPb(c: ClusterShell, jobId: string): ClusterJobStatus 
   };
 }
 
+/** The largest leader term (an etcd revision) a grid fence may carry: 2^62, which no etcd reaches. */
+const MAX_LEADER_TERM = 1n << 62n;
+
 /** The grid's fence on a call, its numbers bounded (protocol/bounds.ts): no message can push a job's epochs to the end of their range. */
-function gridFence(f: Fence | undefined): Fence {
-  const fence = required('fence', f);
-  checkWireEpoch('fence epoch', fence.epoch);
-  if (fence.incarnation > MAX_MEMBER_INCARNATION) throw new GridError('invalid-argument', `fence incarnation ${fence.incarnation} is out of range: expected at most 2^32`);
-  return fence;
+function gridFence(f: Fence | undefined, field = 'fence'): Fence & { grid: GridFence } {
+  const fence = required(field, f);
+  checkWireEpoch(`${field} epoch`, fence.epoch);
+  if (fence.incarnation > MAX_MEMBER_INCARNATION) throw new GridError('invalid-argument', `${field} incarnation ${fence.incarnation} is out of range: expected at most 2^32`);
+  if (fence.leaderTerm > MAX_LEADER_TERM) throw new GridError('invalid-argument', `${field} leader_term ${fence.leaderTerm} is out of range: expected at most 2^62`);
+  return { ...fence, grid: { term: fence.leaderTerm, incarnation: fence.incarnation } };
 }
 
 export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e: unknown) => void): ClusterServiceServer {
@@ -68,7 +73,8 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
       const spec = required('job', req.job);
       // The schema every tier shares (protocol/job-spec.ts): a spec an agent would refuse is refused here, naming the field.
       const policy = checkJobSpec({ ...spec, restartPolicy: restartPolicyFromWire(req.restartPolicy) }, { maxUnits: MAX_JOB_UNITS }).restartPolicy;
-      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs, policy);
+      const fence = req.gridManaged && req.gridFence ? gridFence(req.gridFence, 'grid_fence').grid : null;
+      await c.submitJob(spec, req.gridManaged, Number(req.gridGen), req.gridLeaseMs, policy, fence);
       return { job: jobStatusToPb(c, spec.jobId) };
     }, onBug),
     checkpointJob: unary(async (req) => {
@@ -99,17 +105,17 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     prepareRound: unary(async (req) => {
       const fence = gridFence(req.fence);
       const parent = checkWireEpoch('parent_epoch', req.parentEpoch);
-      const r = await c.gridPrepare(checkName('job id', req.jobId), fence.epoch, fence.incarnation, parent === 0n ? null : parent, req.full);
+      const r = await c.gridPrepare(checkName('job id', req.jobId), fence.epoch, fence.grid, parent === 0n ? null : parent, req.full);
       return { epoch: fence.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), done: r.done };
     }, onBug),
     commitRound: unary(async (req) => {
       const fence = gridFence(req.fence);
-      await c.gridCommit(checkName('job id', req.jobId), fence.epoch, fence.incarnation);
+      await c.gridCommit(checkName('job id', req.jobId), fence.epoch, fence.grid);
       return { epoch: fence.epoch };
     }, onBug),
     abortRound: unary(async (req) => {
       const fence = gridFence(req.fence);
-      await c.gridAbort(checkName('job id', req.jobId), fence.epoch, fence.incarnation);
+      await c.gridAbort(checkName('job id', req.jobId), fence.epoch, fence.grid);
       return {};
     }, onBug),
     restoreGridJob: unary(async (req) => {
@@ -121,7 +127,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
       await c.restoreGridJob({
         restartPolicy,
         jobId,
-        gridIncarnation: fence.incarnation,
+        gridFence: fence.grid,
         gen: Number(req.gen),
         leaseMs: req.leaseMs,
         spec,
@@ -135,7 +141,7 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
     }, onBug),
     stopGridJob: unary(async (req) => {
       const fence = gridFence(req.fence);
-      await c.gridStop(checkName('job id', req.jobId), fence.incarnation);
+      await c.gridStop(checkName('job id', req.jobId), fence.grid);
       return {};
     }, onBug),
     clusterStatus: unary(() => ({
@@ -154,6 +160,9 @@ export function clusterServiceHandlers(c: ClusterShell, hub: EventHub, onBug: (e
       jobs: c.core.jobIds().map((id) => jobStatusToPb(c, id)),
       storeDir: c.settings.storeDir,
       failuresDetected: BigInt(c.core.failuresDetected),
+      gridLeaderTerm: c.core.gridFence().term,
+      gridIncarnation: c.core.gridFence().incarnation,
+      staleGridCalls: BigInt(c.core.staleGridCalls),
     }), onBug),
   };
 }

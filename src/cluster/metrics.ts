@@ -29,6 +29,7 @@ export class ClusterMetrics {
   private readonly recoverySeconds: Histogram;
   private readonly fenced: Counter;
   private readonly storeFull: Counter;
+  private readonly staleGrid: Counter;
 
   /** peers: each node's phi and heartbeat age now (the core's detector). */
   constructor(peers: () => ReadonlyArray<{ nodeId: string; phi: number; silenceMs: number }>, store: () => StoreView | null = () => null) {
@@ -40,6 +41,7 @@ export class ClusterMetrics {
     this.recoveries = new Counter({ name: 'gridckpt_cluster_recoveries_total', help: 'Job recoveries by outcome', labelNames: ['outcome'], registers });
     this.recoverySeconds = new Histogram({ name: 'gridckpt_cluster_recovery_seconds', help: 'Time from a failure verdict to the job running again', buckets: ROUND_BUCKETS_S, registers });
     this.fenced = new Counter({ name: 'gridckpt_cluster_grid_lease_lapses_total', help: 'Grid jobs whose grid lease lapsed here, their units stopped (fencing)', registers });
+    this.staleGrid = new Counter({ name: 'gridckpt_cluster_stale_grid_calls_total', help: 'Grid calls refused because they came from a deposed grid (an older leader term or incarnation)', registers });
     this.storeFull = new Counter({ name: 'gridckpt_cluster_store_full_total', help: 'Rounds aborted because the store was full (ENOSPC)', registers });
     new Gauge({ name: 'gridckpt_cluster_store_epochs', help: 'Committed epochs of a job in the store (as garbage collection knows them)', labelNames: ['job'], registers, collect() {
       this.reset();
@@ -87,6 +89,10 @@ export class ClusterMetrics {
 
   nodeVerdict(c: VerdictChange): void {
     if (c.to === 'failed') this.failures.inc();
+  }
+
+  staleGridCall(): void {
+    this.staleGrid.inc();
   }
 
   jobFenced(_jobId: string): void {

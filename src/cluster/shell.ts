@@ -4,6 +4,7 @@ import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { AgentClient } from '../wire/agent-client.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { incarnationRefusal } from '../protocol/bounds.js';
+import type { GridFence } from '../protocol/grid-fence.js';
 import type { RestartPolicy } from '../protocol/job-spec.js';
 import { ReplyWaiters } from '../runtime/reply-waiters.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
@@ -75,7 +76,6 @@ export class ClusterShell {
   /** Retirements that failed (an environment failure, e.g. a read-only store), for the metrics. */
   retireFailures = 0;
   private reqs = 0;
-  private gridIncarnation = 0n;
   private gridBeat: GridBeat | null = null;
   private stopped = false;
 
@@ -144,7 +144,8 @@ export class ClusterShell {
     return { known };
   }
 
-  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0, restartPolicy: RestartPolicy | null = null): Promise<void> {
+  /** gridFence: a grid-managed submit's (null: the newest this cluster has seen, as a grid before fences on submits sent). */
+  async submitJob(spec: JobSpec, gridManaged: boolean, gridGen = 0, gridLeaseMs = 0, restartPolicy: RestartPolicy | null = null, gridFence: GridFence | null = null): Promise<void> {
     const live = this.core.jobView(spec.jobId);
     if (live && (live.state === 'running' || live.state === 'recovering' || live.state === 'starting')) {
       throw new GridError('already-exists', `job ${spec.jobId} is already ${live.state} in cluster ${this.settings.clusterId}`);
@@ -154,7 +155,7 @@ export class ClusterShell {
     this.specs.set(spec.jobId, spec);
     const units = spec.units.map((u) => u.unitId);
     if (gridManaged) {
-      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen, leaseMs: gridLeaseMs, ...(restartPolicy ? { restartPolicy } : {}) }, this.gridIncarnation), 'already-exists');
+      expectOk(await this.askGrid({ kind: 'submitJob', jobId: spec.jobId, units, gen: gridGen, leaseMs: gridLeaseMs, ...(restartPolicy ? { restartPolicy } : {}) }, gridFence ?? this.core.gridFence()), 'already-exists');
       return;
     }
     const reqId = this.nextReq();
@@ -185,33 +186,33 @@ export class ClusterShell {
     return a;
   }
 
-  async gridPrepare(jobId: string, epoch: bigint, incarnation: bigint, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number; done: boolean }> {
-    const a = await this.askGrid({ kind: 'prepare', jobId, epoch, parentEpoch: full ? null : parentEpoch }, incarnation);
+  async gridPrepare(jobId: string, epoch: bigint, fence: GridFence, parentEpoch: bigint | null, full: boolean): Promise<{ pages: number; bytes: number; done: boolean }> {
+    const a = await this.askGrid({ kind: 'prepare', jobId, epoch, parentEpoch: full ? null : parentEpoch }, fence);
     if (a.kind !== 'prepared') throw gridRefusal(a, 'aborted');
     return { pages: a.pages, bytes: a.bytes, done: a.done };
   }
 
   /** The grid is done with the job (completed or failed): its units stop here. */
-  async gridStop(jobId: string, incarnation: bigint): Promise<void> {
-    expectOk(await this.askGrid({ kind: 'stopJob', jobId }, incarnation), 'failed-precondition');
+  async gridStop(jobId: string, fence: GridFence): Promise<void> {
+    expectOk(await this.askGrid({ kind: 'stopJob', jobId }, fence), 'failed-precondition');
   }
 
-  async gridCommit(jobId: string, epoch: bigint, incarnation: bigint): Promise<void> {
-    const a = await this.askGrid({ kind: 'commit', jobId, epoch }, incarnation);
+  async gridCommit(jobId: string, epoch: bigint, fence: GridFence): Promise<void> {
+    const a = await this.askGrid({ kind: 'commit', jobId, epoch }, fence);
     if (a.kind !== 'committed') throw gridRefusal(a, 'aborted');
   }
 
-  async gridAbort(jobId: string, epoch: bigint, incarnation: bigint): Promise<void> {
-    expectOk(await this.askGrid({ kind: 'abort', jobId, epoch }, incarnation), 'failed-precondition');
+  async gridAbort(jobId: string, epoch: bigint, fence: GridFence): Promise<void> {
+    expectOk(await this.askGrid({ kind: 'abort', jobId, epoch }, fence), 'failed-precondition');
   }
 
   /** The grid's recovery after it lost a cluster: roll this share back and adopt the lost cluster's units. */
-  async restoreGridJob(r: { jobId: string; gridIncarnation: bigint; gen: number; leaseMs: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }>; restartPolicy?: RestartPolicy | null }): Promise<void> {
+  async restoreGridJob(r: { jobId: string; gridFence: GridFence; gen: number; leaseMs: number; spec: JobSpec; epoch: bigint | null; adopt: Array<AdoptSource & { storeDir: string }>; restartPolicy?: RestartPolicy | null }): Promise<void> {
     for (const a of r.adopt) this.stores.set(a.fromCluster, a.storeDir);
     this.specs.set(r.jobId, r.spec);
     const adopt = r.adopt.map((a) => ({ fromCluster: a.fromCluster, epoch: a.epoch, units: a.units }));
     const restartPolicy = r.restartPolicy ?? null;
-    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen, leaseMs: r.leaseMs, ...(restartPolicy ? { restartPolicy } : {}) }, r.gridIncarnation), 'failed-precondition');
+    expectOk(await this.askGrid({ kind: 'restoreJob', jobId: r.jobId, units: r.spec.units.map((u) => u.unitId), epoch: r.epoch, adopt, gen: r.gen, leaseMs: r.leaseMs, ...(restartPolicy ? { restartPolicy } : {}) }, r.gridFence), 'failed-precondition');
   }
 
   /** From now on the core's heartbeats to the grid go through this (grid-link.ts); its answers renew the grid's leases. */
@@ -335,10 +336,9 @@ export class ClusterShell {
     return ++this.reqs;
   }
 
-  private askGrid(req: ClusterRequest, incarnation: bigint): Promise<ClusterAnswer> {
-    if (incarnation > this.gridIncarnation) this.gridIncarnation = incarnation;
+  private askGrid(req: ClusterRequest, fence: GridFence): Promise<ClusterAnswer> {
     const reqId = this.nextReq();
-    return this.ask<ClusterAnswer>(`grid#${reqId}`, { kind: 'gridCall', call: { reqId, from: 'grid', incarnation, req } });
+    return this.ask<ClusterAnswer>(`grid#${reqId}`, { kind: 'gridCall', call: { reqId, from: 'grid', fence, req } });
   }
 
   /** Feeds the input and resolves with the core's reply under key (rejects after a shutdown: unavailable). */
@@ -386,7 +386,8 @@ function gridRefusal(a: ClusterAnswer, code: 'aborted' | 'already-exists' | 'fai
     case 'corrupt': return new GridError('data-loss', `epoch ${a.epoch} of cluster ${a.store} is damaged: ${a.reason}`, { where: a.store, epoch: a.epoch });
     // ABORTED, not UNAVAILABLE: the grid asks a busy cluster again later, and takes UNAVAILABLE for a call that never arrived.
     case 'busy': return new GridError('aborted', a.reason);
-    case 'refused': return new GridError(a.reason.startsWith('fenced') ? 'failed-precondition' : code, a.reason);
+    // A deposed grid's call (F1, protocol/grid-fence.ts): FAILED_PRECONDITION whatever the call.
+    case 'refused': return new GridError(a.stale || a.reason.startsWith('fenced') ? 'failed-precondition' : code, a.reason);
     default: return new GridError('internal', `unexpected answer ${a.kind}`);
   }
 }

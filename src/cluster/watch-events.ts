@@ -78,6 +78,11 @@ function publishOne(c: EventContext, e: ClusterEvent): void {
     }
     case 'gridLine':
       return;
+    case 'staleGridCall':
+      c.metrics.staleGridCall();
+      c.log.warn({ jobId: e.jobId, request: e.request, reason: e.reason }, 'a grid call from a deposed grid refused');
+      hub.emit({ kind: 'member', jobId: e.jobId, subject: 'grid', to: 'refused', detail: `${e.request} of job ${e.jobId} refused: ${e.reason}` });
+      return;
     case 'gridRestored':
       c.log.info({ jobId: e.jobId, epoch: e.epoch === null ? null : String(e.epoch) }, 'the grid restores the job');
       return;

@@ -10,10 +10,13 @@ import { join } from 'node:path';
 //          wait until <name>.release appears, so a test can look at the
 //          system while it stands at that step;
 //   switch throw there while <GRIDCKPT_FAILPOINT_DIR>/<name>.on exists, so a
-//          test can cut a link (a network partition) and heal it later.
+//          test can cut a link (a network partition) and heal it later;
+//   hold   (async points only) as wait, but only while <name>.on exists: a
+//          test arms it when it wants one message held back (a deposed
+//          leader's late call, docs/grid-ha.md).
 // Unset in production: every call is one map lookup.
 
-type FailAction = 'kill' | 'error' | 'wait' | 'switch';
+type FailAction = 'kill' | 'error' | 'wait' | 'switch' | 'hold';
 
 /** kill@N: the hit on which a kill point fires (1: the first). */
 const killAt = new Map<string, number>();
@@ -28,8 +31,8 @@ function parse(spec: string | undefined): Map<string, FailAction> {
     const at = /^kill@([1-9][0-9]*)$/.exec(raw ?? '');
     if (at) killAt.set(name, Number(at[1]));
     const action = at ? 'kill' : raw;
-    if (action !== 'kill' && action !== 'error' && action !== 'wait' && action !== 'switch') {
-      throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill, error, wait or switch)`);
+    if (action !== 'kill' && action !== 'error' && action !== 'wait' && action !== 'switch' && action !== 'hold') {
+      throw new Error(`GRIDCKPT_FAILPOINTS: bad action ${JSON.stringify(action)} for ${name} (use kill, error, wait, switch or hold)`);
     }
     points.set(name, action);
   }
@@ -59,9 +62,10 @@ export function failpoint(name: string): void {
 export async function failpointAsync(name: string): Promise<void> {
   const action = active.get(name);
   if (action === undefined) return;
-  if (action !== 'wait') return failpoint(name);
+  if (action !== 'wait' && action !== 'hold') return failpoint(name);
   const dir = process.env['GRIDCKPT_FAILPOINT_DIR'];
-  if (!dir) throw new Error(`failpoint ${name}=wait needs GRIDCKPT_FAILPOINT_DIR`);
+  if (!dir) throw new Error(`failpoint ${name}=${action} needs GRIDCKPT_FAILPOINT_DIR`);
+  if (action === 'hold' && !existsSync(join(dir, `${name}.on`))) return;
   const release = join(dir, `${name}.release`);
   await new Promise<void>((resolve) => {
     const watcher = watch(dir, () => {

@@ -17,10 +17,15 @@ import type { ClusterStatusResponse } from '../gen/gridckpt/v1/cluster.js';
 // moves its units to a spare node and restores) — or, with failure
 // 'cluster', a whole cluster coordinator is (the grid detects it, waits out
 // its leases, moves its units to another cluster and rolls the job back to
-// its last recovery line); the job ends and its result is compared with a
-// failure-free run.
+// its last recovery line) — or, with failure 'grid' (grid coordinators
+// elected through etcd), the leading grid coordinator is (a standby takes
+// over within two etcd leases and drives the job on); the job ends and its
+// result is compared with a failure-free run.
 
-export type DrillFailure = 'node' | 'cluster';
+export type DrillFailure = 'node' | 'cluster' | 'grid';
+
+/** The grid coordinators' etcd lease (gridckpt grid's --etcd-lease-ms default). */
+const GRID_LEASE_MS = 3_000;
 
 export interface GridDrillReport {
   digest: string;
@@ -28,8 +33,11 @@ export interface GridDrillReport {
   epochsCommitted: number;
   failuresInjected: number;
   recoveries: number;
+  /** For 'grid': from the kill to the new leader leading. */
   detectionMs: number;
   recoveryMs: number;
+  /** For 'grid': the etcd lease (the takeover is bounded by two of them). */
+  leaseMs: number;
   failure: DrillFailure;
   /** The node (or cluster) killed. */
   killed: string;
@@ -45,7 +53,7 @@ const JOB = 'bank';
 export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: string) => void, failure: DrillFailure = 'node'): Promise<GridDrillReport> {
   // The drill is an operator of the grid it runs.
   const rt = realRuntime(g.operator);
-  const grid = rt.clients.gridClient(g.grid.ready.grpc);
+  let grid = await leaderClient(rt, g);
   const clusters = new Map(g.clusters.map((c) => [c.clusterId, rt.clients.clusterClient(c.proc.ready.grpc)]));
   try {
     await untilStatus(rt, grid, (s) => s.clusters.filter((c) => c.verdict === 'alive').length === g.clusters.length, 'every cluster', 30_000);
@@ -58,9 +66,17 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
     await untilStatus(rt, grid, (s) => (jobOf(s)?.lines.length ?? 0) >= 2, 'two grid recovery lines', 60_000);
 
     const victimCluster = g.clusters.find((c) => Object.values(unitCluster).includes(c.clusterId))!;
-    const injected = failure === 'node'
-      ? await killNode(rt, victimCluster, clusters.get(victimCluster.clusterId)!, say)
-      : await killCluster(rt, victimCluster, grid, say);
+    let injected: Injected;
+    if (failure === 'grid') {
+      const taken = await killLeader(rt, g, grid, say);
+      grid.close();
+      grid = taken.client;
+      injected = taken;
+    } else {
+      injected = failure === 'node'
+        ? await killNode(rt, victimCluster, clusters.get(victimCluster.clusterId)!, say)
+        : await killCluster(rt, victimCluster, grid, say);
+    }
     const { detectionMs, recoveryMs, killed } = injected;
 
     const done = await untilStatus(rt, grid, (s) => jobOf(s)?.state === 'completed' || jobOf(s)?.state === 'failed', 'the end of the job', 600_000);
@@ -101,6 +117,7 @@ export async function runGridDrill(g: LocalGrid, params: BankParams, say: (t: st
       recoveries,
       detectionMs: Math.round(detectionMs),
       recoveryMs: Math.round(recoveryMs),
+      leaseMs: failure === 'grid' ? GRID_LEASE_MS : 0,
       failure,
       killed,
       killedNode: failure === 'node' ? killed : '',
@@ -159,6 +176,34 @@ async function killCluster(rt: TierRuntime, victim: LocalGrid['clusters'][number
   const recoveryMs = rt.clock.nowMs() - killedAt - detectionMs;
   say(`recovered ${recoveryMs.toFixed(0)} ms after detection (lease wait included): ${jobOf(s)!.lastError}`);
   return { detectionMs: Math.round(detectionMs), recoveryMs: Math.round(recoveryMs), killed: victim.clusterId };
+}
+
+/** The grid coordinator that answers for the grid: the only one, or the leader of those elected through etcd. */
+async function leaderClient(rt: TierRuntime, g: LocalGrid): Promise<GridClient> {
+  if (g.grids.length === 1) return rt.clients.gridClient(g.grid.ready.grpc);
+  return Promise.any(g.grids.map(async (p) => {
+    const c = rt.clients.gridClient(p.ready.grpc);
+    await untilStatus(rt, c, (s) => s.role === 'leader', 'a leader', 30_000).catch((err: unknown) => {
+      c.close();
+      throw err;
+    });
+    return c;
+  }));
+}
+
+/** kill -9 of the leading grid coordinator; a standby takes over (etcd) and drives the job on. */
+async function killLeader(rt: TierRuntime, g: LocalGrid, leader: GridClient, say: (t: string) => void): Promise<Injected & { client: GridClient }> {
+  const s = await leader.status();
+  const victim = g.grids.find((p) => p.ready.grpc === s.leaderAddress) ?? g.grid;
+  const killedAt = rt.clock.nowMs();
+  victim.child.kill('SIGKILL');
+  say(`kill -9 of the leading grid coordinator at ${victim.ready.grpc} (term ${s.leaderTerm}); ${g.grids.length - 1} standbys campaign through etcd`);
+  const rest: LocalGrid = { ...g, grids: g.grids.filter((p) => p !== victim) };
+  const client = await leaderClient(rt, rest);
+  const takeoverMs = rt.clock.nowMs() - killedAt;
+  const now = await client.status();
+  say(`standby at ${now.leaderAddress} leads with term ${now.leaderTerm}, ${takeoverMs.toFixed(0)} ms after the kill (etcd lease ${GRID_LEASE_MS} ms)`);
+  return { detectionMs: Math.round(takeoverMs), recoveryMs: 0, killed: victim.ready.grpc, client };
 }
 
 function jobOf(s: GridStatusResponse) {

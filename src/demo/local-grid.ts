@@ -31,6 +31,8 @@ export interface LocalGridOptions {
    * interrupted while the grid starts can still stop what has started.
    */
   onStop?(stop: () => Promise<void>): void;
+  /** etcd endpoints: three grid coordinators electing a leader there (docs/grid-ha.md); null: one grid with its catalog file. */
+  etcd?: string | null;
 }
 
 export interface LocalCluster {
@@ -41,7 +43,10 @@ export interface LocalCluster {
 }
 
 export interface LocalGrid {
+  /** The first grid coordinator (with etcd: the first to campaign, which leads at the start). */
   grid: AgentProcess;
+  /** Every grid coordinator: one, or three with etcd. */
+  grids: AgentProcess[];
   clusters: LocalCluster[];
   /** How an operator reaches these services (the certs dir's operator certificate, or plaintext). */
   operator: TransportSecurity;
@@ -93,18 +98,24 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
   const operator = certsDir ? await loadTlsFiles(certPaths(certsDir, OPERATOR)) : INSECURE;
   o.onStop?.(stop);
   try {
-    const grid = await spawnService('grid', [
-      ...security({ role: 'grid', id: GRID_ID }), '--grid-id', GRID_ID, '--data-dir', join(o.workDir, 'grid'), '--heartbeat-interval-ms', String(o.heartbeatIntervalMs),
-      '--checkpoint-interval-ms', String(o.checkpointIntervalMs),
-    ], process.env, o.logs);
-    started.push(grid);
+    const grids: AgentProcess[] = [];
+    for (let i = 1; i <= (o.etcd ? 3 : 1); i++) {
+      // With etcd the three share one grid id (one election, one catalog) and one certificate; each its own data dir.
+      const grid = await spawnService('grid', [
+        ...security({ role: 'grid', id: GRID_ID }), '--grid-id', GRID_ID, '--data-dir', join(o.workDir, i === 1 ? 'grid' : `grid-${i}`), '--heartbeat-interval-ms', String(o.heartbeatIntervalMs),
+        '--checkpoint-interval-ms', String(o.checkpointIntervalMs), ...(o.etcd ? ['--etcd', o.etcd] : []),
+      ], process.env, o.logs);
+      started.push(grid);
+      grids.push(grid);
+    }
+    const grid = grids[0]!;
     const clusters: LocalCluster[] = [];
     for (let c = 1; c <= o.clusters; c++) {
       const clusterId = clusterIdOf(c);
       const storeDir = join(o.workDir, clusterId, 'store');
       const proc = await spawnService('cluster', [
         ...security({ role: 'cluster', id: clusterId }), '--data-dir', join(o.workDir, clusterId, 'coordinator'), '--store-dir', storeDir, '--cluster-id', clusterId,
-        '--grid', grid.ready.grpc, '--heartbeat-interval-ms', String(o.heartbeatIntervalMs),
+        '--grid', grids.map((g) => g.ready.grpc).join(','), '--heartbeat-interval-ms', String(o.heartbeatIntervalMs),
       ], process.env, o.logs);
       started.push(proc);
       const agents: AgentProcess[] = [];
@@ -120,7 +131,7 @@ export async function startLocalGrid(o: LocalGridOptions): Promise<LocalGrid> {
       }
       clusters.push({ clusterId, proc, storeDir, agents });
     }
-    return { grid, clusters, operator, stop };
+    return { grid, grids, clusters, operator, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -26,7 +26,27 @@ export interface ClusterRecord {
   agentLeaseMs: number;
 }
 
-interface CatalogFile {
+/** What a grid shell reads and writes of its catalog: this file, or etcd's keys (etcd-catalog.ts, docs/grid-ha.md). */
+export interface GridCatalogStore {
+  rows(): GridJobRow[];
+  specs(): Map<string, StoredJobSpec>;
+  clusters(): Map<string, ClusterRecord>;
+  lineTime(jobId: string, epoch: bigint): number;
+  /** Deleted jobs' highest epochs (the core's G3). */
+  forgotten(): Map<string, bigint>;
+  /** The restart policies submits named (absent: the default). */
+  policies(): Map<string, RestartPolicy>;
+  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, extra?: CatalogExtras): Promise<void>;
+  saveCluster(clusterId: string, record: ClusterRecord): Promise<void>;
+}
+
+/** What a save writes beside the rows: deleted jobs' highest epochs (whole), each job's restart policy. */
+export interface CatalogExtras {
+  forgotten: Record<string, string>;
+  policyOf: (jobId: string) => RestartPolicy | null;
+}
+
+export interface CatalogFile {
   format: string;
   /** restartPolicy: the one the submit named (absent: the default). */
   jobs: Record<string, { row: GridJobRow; spec: StoredJobSpec; restartPolicy?: RestartPolicy }>;
@@ -46,23 +66,49 @@ function parseCatalog(value: unknown): CatalogFile {
   if (raw.format === 'gridckpt-catalog/2') return { format: FORMAT, jobs: {}, clusters: { ...(raw.clusters ?? {}) }, lineTimes: {} };
   if (raw.format !== FORMAT || typeof raw.jobs !== 'object' || raw.jobs === null) throw new Error(`not a ${FORMAT} file`);
   const jobs: CatalogFile['jobs'] = {};
-  for (const [id, e] of Object.entries(raw.jobs)) {
-    if (e.row?.jobId !== id || e.spec?.jobId !== id || !Array.isArray(e.row.lines)) throw new Error(`catalog: bad row for job ${JSON.stringify(id)}`);
-    // JSON holds a line's epoch as a decimal string.
-    jobs[id] = {
-      spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) },
-      ...(e.restartPolicy ? { restartPolicy: { ...e.restartPolicy } } : {}),
-    };
-  }
-  const forgotten: Record<string, string> = {};
-  for (const [id, e] of Object.entries(raw.forgotten ?? {})) {
-    if (typeof e !== 'string' || !/^\d+$/.test(e)) throw new Error(`catalog: bad highest epoch of deleted job ${JSON.stringify(id)}`);
-    forgotten[id] = e;
-  }
-  return { format: FORMAT, jobs, clusters: { ...(raw.clusters ?? {}) }, lineTimes: { ...(raw.lineTimes ?? {}) }, forgotten };
+  // JSON holds a line's epoch as a decimal string.
+  for (const [id, e] of Object.entries(raw.jobs)) jobs[id] = rowFromJson(id, e);
+  return { format: FORMAT, jobs, clusters: { ...(raw.clusters ?? {}) }, lineTimes: { ...(raw.lineTimes ?? {}) }, forgotten: forgottenFromJson(raw.forgotten) };
 }
 
-export class GridCatalog {
+/** The catalog after a save of the core's rows (the file's and etcd's alike): each job's row with its spec and policy, the lines' times. */
+export function catalogAfterSave(s: CatalogFile, rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, extra?: CatalogExtras): CatalogFile {
+  const jobs: CatalogFile['jobs'] = {};
+  for (const row of rows) {
+    const spec = specOf(row.jobId) ?? s.jobs[row.jobId]?.spec;
+    const policy = extra ? extra.policyOf(row.jobId) : s.jobs[row.jobId]?.restartPolicy ?? null;
+    if (spec) jobs[row.jobId] = { row, spec, ...(policy ? { restartPolicy: { onUnitFailure: policy.onUnitFailure, maxRestarts: policy.maxRestarts } } : {}) };
+  }
+  const lineTimes: Record<string, number> = {};
+  for (const row of rows) for (const l of row.lines) {
+    const key = `${row.jobId}@${l.epoch}`;
+    const at = s.lineTimes[key] ?? (line && line.jobId === row.jobId && line.epoch === l.epoch ? line.unixMs : undefined);
+    if (at !== undefined) lineTimes[key] = at;
+  }
+  if (line) lineTimes[`${line.jobId}@${line.epoch}`] ??= line.unixMs;
+  return { ...s, jobs, lineTimes, forgotten: extra ? { ...extra.forgotten } : { ...(s.forgotten ?? {}) } };
+}
+
+/** Deleted jobs' highest epochs as JSON holds them (decimal strings), checked. */
+export function forgottenFromJson(raw: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [id, e] of Object.entries((raw ?? {}) as Record<string, unknown>)) {
+    if (typeof e !== 'string' || !/^\d+$/.test(e)) throw new Error(`catalog: bad highest epoch of deleted job ${JSON.stringify(id)}`);
+    out[id] = e;
+  }
+  return out;
+}
+
+/** A job's row as JSON holds it (epochs as decimal strings) back to the core's. */
+export function rowFromJson(id: string, e: { row?: GridJobRow; spec?: StoredJobSpec; restartPolicy?: RestartPolicy }): CatalogFile['jobs'][string] {
+  if (e.row?.jobId !== id || e.spec?.jobId !== id || !Array.isArray(e.row.lines)) throw new Error(`catalog: bad row for job ${JSON.stringify(id)}`);
+  return {
+    spec: e.spec, row: { ...e.row, lines: e.row.lines.map((l: GridLine) => ({ ...l, epoch: BigInt(String(l.epoch)) })) },
+    ...(e.restartPolicy ? { restartPolicy: { onUnitFailure: e.restartPolicy.onUnitFailure, maxRestarts: e.restartPolicy.maxRestarts } } : {}),
+  };
+}
+
+export class GridCatalog implements GridCatalogStore {
   private constructor(private readonly file: DurableJson<CatalogFile>) {}
 
   static async open(dir: string): Promise<GridCatalog> {
@@ -99,23 +145,8 @@ export class GridCatalog {
   }
 
   /** The core's rows, whole, with each job's spec; `line` stamps a new line's time. */
-  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, forgotten?: Record<string, string>, policyOf?: (jobId: string) => RestartPolicy | null): Promise<void> {
-    return this.file.update((s) => {
-      const jobs: CatalogFile['jobs'] = {};
-      for (const row of rows) {
-        const spec = specOf(row.jobId) ?? s.jobs[row.jobId]?.spec;
-        const policy = policyOf ? policyOf(row.jobId) : s.jobs[row.jobId]?.restartPolicy ?? null;
-        if (spec) jobs[row.jobId] = { row, spec, ...(policy ? { restartPolicy: { onUnitFailure: policy.onUnitFailure, maxRestarts: policy.maxRestarts } } : {}) };
-      }
-      const lineTimes: Record<string, number> = {};
-      for (const row of rows) for (const l of row.lines) {
-        const key = `${row.jobId}@${l.epoch}`;
-        const at = s.lineTimes[key] ?? (line && line.jobId === row.jobId && line.epoch === l.epoch ? line.unixMs : undefined);
-        if (at !== undefined) lineTimes[key] = at;
-      }
-      if (line) lineTimes[`${line.jobId}@${line.epoch}`] ??= line.unixMs;
-      return { ...s, jobs, lineTimes, ...(forgotten ? { forgotten: { ...forgotten } } : {}) };
-    });
+  save(rows: readonly GridJobRow[], specOf: (jobId: string) => StoredJobSpec | null, line?: { jobId: string; epoch: bigint; unixMs: number }, extra?: CatalogExtras): Promise<void> {
+    return this.file.update((s) => catalogAfterSave(s, rows, specOf, line, extra));
   }
 
   async saveCluster(clusterId: string, record: ClusterRecord): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Damaged } from '../common/errors.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { failpoint } from '../common/failpoints.js';
+import { failpoint, failpointAsync } from '../common/failpoints.js';
 import type { RestartPolicy } from '../protocol/job-spec.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
 import type { ClusterAnswer, ClusterCall } from '../protocol/messages.js';
@@ -28,18 +28,20 @@ export interface ClusterCallTarget {
 
 export async function performClusterCall(t: ClusterCallTarget, to: string, call: ClusterCall): Promise<CallResult> {
   const r = call.req;
-  const fence = (epoch: bigint) => ({ clusterId: t.gridId, nodeId: 'grid', incarnation: call.incarnation, epoch });
+  const fence = (epoch: bigint) => ({ clusterId: t.gridId, nodeId: 'grid', incarnation: call.fence.incarnation, leaderTerm: call.fence.term, epoch });
   const specFor = (units: string[]): JobSpec | null => {
     const spec = t.spec(r.jobId);
     return spec ? { ...spec, units: spec.units.filter((u) => units.includes(u.unitId)), checkpointIntervalMs: 0 } : null;
   };
   try {
+    // Tests: one call held back after it was decided (a deposed leader's late message, docs/grid-ha.md).
+    await failpointAsync('grid.hold-call');
     switch (r.kind) {
       case 'submitJob': {
         const job = specFor(r.units);
         if (!job) return refused(`job ${r.jobId}: the grid has no spec for it`);
         const policy = t.policy(r.jobId);
-        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs, ...(policy ? { restartPolicy: policy } : {}) });
+        await t.client.submitJob({ job, gridManaged: true, gridGen: BigInt(r.gen), gridLeaseMs: r.leaseMs, gridFence: fence(0n), ...(policy ? { restartPolicy: policy } : {}) });
         return ok();
       }
       case 'stopJob':

@@ -60,10 +60,35 @@ function checkGridSpec(spec: JobSpec, policy: SubmitGridJobRequest['restartPolic
 /** An agent lease longer than an hour is a misconfiguration, not a lease (a lost cluster's units would wait that long). */
 const MAX_AGENT_LEASE_MS = 3_600_000;
 
-export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultIntervalMs: number, onBug: (e: unknown) => void): GridServiceServer {
+/**
+ * Who answers in this process: the shell while it decides (a lone grid, or the leader of grids elected through
+ * etcd, docs/grid-ha.md); a standby has none and answers UNAVAILABLE naming the leader, so that a cluster or a
+ * client goes on to the next address it knows.
+ */
+export interface GridRole {
+  gridId: string;
+  incarnation: bigint;
+  shell(): GridShell | null;
+  view(): { role: 'single' | 'leader' | 'standby'; leaderTerm: bigint; leaderAddress: string };
+}
+
+/** The role of a grid without etcd: its one shell, always. */
+export function singleRole(g: GridShell): GridRole {
+  return { gridId: g.settings.gridId, incarnation: g.settings.incarnation, shell: () => g, view: () => ({ role: 'single', leaderTerm: 0n, leaderAddress: '' }) };
+}
+
+function leaderOf(role: GridRole): GridShell {
+  const g = role.shell();
+  if (g) return g;
+  const v = role.view();
+  throw new GridError('unavailable', `grid ${role.gridId} is a standby: ${v.leaderAddress ? `the leader is at ${v.leaderAddress} (term ${v.leaderTerm})` : 'no leader is elected yet'}`);
+}
+
+export function gridServiceHandlers(role: GridRole, hub: EventHub, defaultIntervalMs: number, onBug: (e: unknown) => void): GridServiceServer {
   return {
     watch: serveWatch(hub),
     registerCluster: unary(async (req) => {
+      const g = leaderOf(role);
       if (!isAbsolute(req.storeDir)) throw new GridError('invalid-argument', `store_dir ${JSON.stringify(req.storeDir)} must be an absolute path`);
       if (req.incarnation === 0n) throw new GridError('invalid-argument', 'incarnation must be at least 1');
       // The grid waits out this lease before it runs a lost cluster's units elsewhere (G1): it must be a real one.
@@ -72,9 +97,10 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
         clusterId: checkName('cluster id', req.clusterId), incarnation: req.incarnation, address: checkHostPort('cluster address', req.address),
         storeDir: req.storeDir, agentLeaseMs: req.agentLeaseMs,
       });
-      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.core.detector.heartbeatIntervalMs, leaseMs: g.settings.core.clusterLeaseMs };
+      return { gridId: g.settings.gridId, heartbeatIntervalMs: g.settings.core.detector.heartbeatIntervalMs, leaseMs: g.settings.core.clusterLeaseMs, leaderTerm: g.fence().term, incarnation: g.fence().incarnation };
     }, onBug),
     clusterHeartbeat: unary(async (req) => {
+      const g = leaderOf(role);
       if (req.jobs.length > MAX_SHARES_PER_BEAT) throw new GridError('invalid-argument', `at most ${MAX_SHARES_PER_BEAT} shares per heartbeat`);
       const jobs = req.jobs.map((j) => {
         if (!SHARE_STATES.has(j.state)) throw new GridError('invalid-argument', `bad share state ${JSON.stringify(j.state)} of job ${JSON.stringify(j.jobId)}`);
@@ -86,19 +112,22 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
         member: checkName('cluster id', req.clusterId), incarnation: req.incarnation, seq: Number(req.seq),
         sentAtMs: Math.floor(g.runtime.clock.nowMs()), jobs, freeUnits: req.freeUnits,
       });
-      return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs };
+      return { known: a.known, leasedJobs: a.leasedJobs, leaseMs: a.leaseMs, leaderTerm: g.fence().term, incarnation: g.fence().incarnation };
     }, onBug),
     submitGridJob: unary(async (req) => {
+      const g = leaderOf(role);
       const { spec, restartPolicy } = checkGridSpec(required('job', req.job), req.restartPolicy);
       await g.submitJob(spec, defaultIntervalMs, restartPolicy);
       return { job: jobStatus(g, spec.jobId) };
     }, onBug),
     checkpointGridJob: unary(async (req) => {
+      const g = leaderOf(role);
       const jobId = checkName('job id', req.jobId);
       const a = await g.checkpoint(jobId);
       return { line: lineToPb(lineOf(jobId, a.line, g.catalog.lineTime(jobId, a.line.epoch))), totalMs: a.outcome.timings.totalMs };
     }, onBug),
     controlGridJob: unary(async (req) => {
+      const g = leaderOf(role);
       const jobId = checkName('job id', req.jobId);
       const action = jobActionFromWire(req.action);
       const line = checkWireEpoch('grid_epoch', req.gridEpoch);
@@ -106,16 +135,21 @@ export function gridServiceHandlers(g: GridShell, hub: EventHub, defaultInterval
       const a = await g.controlJob(jobId, action, line === 0n ? null : line);
       return { state: a.state, gridEpoch: a.line ?? 0n, passedOver: a.passedOver, unconfirmedClusters: a.unconfirmed };
     }, onBug),
-    gridStatus: unary(() => ({
-      gridId: g.settings.gridId,
-      incarnation: g.settings.incarnation,
-      clusters: g.core.clustersView().map((c) => ({
-        clusterId: c.clusterId, incarnation: c.incarnation, address: g.clusters.get(c.clusterId)?.address ?? '', verdict: c.verdict,
-        phi: c.phi, heartbeatAgeMs: c.silenceMs, storeDir: g.storeOf(c.clusterId),
-      })),
-      jobs: g.core.jobIds().map((id) => jobStatus(g, id)),
-      failuresDetected: BigInt(g.core.failuresDetected),
-      recoveries: BigInt(g.core.recoveries()),
-    }), onBug),
+    gridStatus: unary(() => {
+      const g = role.shell();
+      const v = role.view();
+      const head = { gridId: role.gridId, incarnation: role.incarnation, role: v.role, leaderTerm: v.leaderTerm, leaderAddress: v.leaderAddress };
+      if (!g) return { ...head, clusters: [], jobs: [], failuresDetected: 0n, recoveries: 0n };
+      return {
+        ...head,
+        clusters: g.core.clustersView().map((c) => ({
+          clusterId: c.clusterId, incarnation: c.incarnation, address: g.clusters.get(c.clusterId)?.address ?? '', verdict: c.verdict,
+          phi: c.phi, heartbeatAgeMs: c.silenceMs, storeDir: g.storeOf(c.clusterId),
+        })),
+        jobs: g.core.jobIds().map((id) => jobStatus(g, id)),
+        failuresDetected: BigInt(g.core.failuresDetected),
+        recoveries: BigInt(g.core.recoveries()),
+      };
+    }, onBug),
   };
 }

@@ -9,10 +9,11 @@ import type { Logger } from '../common/log.js';
 import { scaleDetectorConfig } from '../detector/index.js';
 import { DEFAULT_ROUND_CONFIG, validateRoundConfig } from '../protocol/core/round.js';
 import { MAX_FINAL_ROUND_ATTEMPTS } from '../protocol/core/final-round.js';
-import { GridCatalog } from './catalog.js';
+import { GridCatalog, type GridCatalogStore } from './catalog.js';
+import { HaGrid } from './ha-grid.js';
 import { GridShell } from './shell.js';
 import { GridMetrics } from './metrics.js';
-import { gridServiceHandlers } from './grid-service.js';
+import { gridServiceHandlers, singleRole, type GridRole } from './grid-service.js';
 import { DEFAULT_HUB_LIMITS, EventHub } from '../runtime/event-hub.js';
 import type { TierRuntime } from '../wire/clients.js';
 import { realRuntime } from '../wire/real-clients.js';
@@ -39,6 +40,8 @@ export interface GridProcessConfig {
   roundTimeoutMs: number;
   /** 0: the larger of 3 s and ten heartbeat intervals. */
   clusterLeaseMs: number;
+  /** With etcd endpoints: elect a leader among grid coordinators there and keep the catalog there (docs/grid-ha.md). */
+  etcd?: { hosts: string[]; leaseMs: number; advertise: string | null } | null;
 }
 
 /** A composition root: the real runtime unless the caller shares its own; security as runAgent's. */
@@ -46,19 +49,22 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, security: Tra
   // The catalog lives here: a data dir that takes no write would fail every line.
   await ensureWritable('data dir', cfg.dataDir);
   const incarnation = await bumpIncarnation(cfg.dataDir);
-  const catalog = await GridCatalog.open(cfg.dataDir);
   const hub = new EventHub(incarnation, DEFAULT_HUB_LIMITS, () => runtime.clock.wallMs());
-  let shell: GridShell | null = null;
-  const metrics = new GridMetrics(() => shell?.core.clustersView() ?? []);
+  let role: GridRole | null = null;
+  const metrics = new GridMetrics(() => role?.shell()?.core.clustersView() ?? []);
   const rpcTimeoutMs = cfg.roundTimeoutMs * 4;
   // Long enough for a restarted grid to be back before the clusters fence its jobs.
   const clusterLeaseMs = cfg.clusterLeaseMs || Math.max(3_000, cfg.heartbeatIntervalMs * 10);
-  shell = new GridShell(
-    {
+  const makeShell = (catalog: GridCatalogStore, ha: { term: bigint; mayDecide: () => boolean } | null): GridShell => {
+    let shell: GridShell | null = null;
+    shell = new GridShell({
       gridId: cfg.gridId,
       incarnation,
+      ...(ha ? { leaderTerm: ha.term, mayDecide: ha.mayDecide } : {}),
       rpcTimeoutMs,
       core: {
+        // Elected after another leader, which may have granted leases on the catalog's jobs (G1).
+        ...(ha ? { resumed: true } : {}),
         detector: scaleDetectorConfig(cfg.heartbeatIntervalMs),
         round: validateRoundConfig({ ...DEFAULT_ROUND_CONFIG, prepareTimeoutMs: cfg.roundTimeoutMs, commitTimeoutMs: cfg.roundTimeoutMs * 4, manifestTimeoutMs: cfg.roundTimeoutMs, abortTimeoutMs: cfg.roundTimeoutMs }),
         checkpointIntervalMs: cfg.checkpointIntervalMs,
@@ -76,18 +82,35 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, security: Tra
     log,
     (events) => publishGridEvents({ hub, metrics, log, gridId: cfg.gridId, addressOf: (id) => shell?.clusters.get(id)?.address ?? '' }, events),
     catalog,
-  );
-  const g = shell;
+    );
+    return shell;
+  };
   const onBug = (err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'request failed unexpectedly');
   const server = new Server();
-  server.addService(GridServiceService, guardService('GridService', gridServiceHandlers(g, hub, cfg.checkpointIntervalMs, onBug), GRID_ACCESS, security));
+  // The role answers the service: a lone grid's one shell, or the leader's while this process leads.
+  const roleNow = (): GridRole => role!;
+  const proxy: GridRole = { gridId: cfg.gridId, incarnation, shell: () => roleNow().shell(), view: () => roleNow().view() };
+  server.addService(GridServiceService, guardService('GridService', gridServiceHandlers(proxy, hub, cfg.checkpointIntervalMs, onBug), GRID_ACCESS, security));
   const health = new HealthImplementation({ '': 'SERVING', 'gridckpt.v1.GridService': 'SERVING' });
   health.addToServer(server);
+  let ha: HaGrid | null = null;
+  if (!cfg.etcd) role = singleRole(makeShell(await GridCatalog.open(cfg.dataDir), null));
   const address = boundAddress(cfg.listen, await listening('gRPC', cfg.listen, () => bindServer(server, cfg.listen, serverCredentials(security))));
+  if (cfg.etcd) {
+    // Campaigns once it serves: its election key names the address clusters and clients reach it at.
+    ha = new HaGrid({
+      gridId: cfg.gridId, incarnation, etcdHosts: cfg.etcd.hosts, leaseMs: cfg.etcd.leaseMs, address: cfg.etcd.advertise ?? address, log, runtime,
+      makeShell: (term, catalog, mayDecide) => makeShell(catalog, { term, mayDecide }),
+      onLeadership: (c) => void hub.emit({ kind: 'member', subject: cfg.gridId, to: c.to, detail: c.detail }),
+    });
+    role = ha;
+    ha.start();
+  }
   const metricsListen = cfg.metricsListen;
   const metricsServer = metricsListen ? await listening('metrics', metricsListen, () => serveMetrics(metrics.registry, metricsListen)) : null;
   return {
-    shell: g,
+    get shell(): GridShell | null { return role?.shell() ?? null; },
+    ha,
     address,
     incarnation,
     hub,
@@ -96,7 +119,8 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, security: Tra
       health.setStatus('', 'NOT_SERVING');
       // Open Watch streams would hold the server's graceful shutdown forever.
       hub.close();
-      g.shutdown();
+      if (ha) await ha.stop();
+      else role?.shell()?.shutdown();
       await stopServer(server);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     },

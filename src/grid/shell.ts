@@ -10,8 +10,9 @@ import type { RestartPolicy } from '../protocol/job-spec.js';
 import { storedSpecOf } from '../store/index.js';
 import { GridSupervisor } from './core/supervisor.js';
 import type { CheckpointAnswer, ControlAnswer, GridEvent, GridInput, GridPersist, GridReply, GridSend, GridSupervisorConfig, SubmitRefusal } from './core/supervisor-types.js';
-import type { GridCatalog } from './catalog.js';
+import type { GridCatalogStore } from './catalog.js';
 import { performClusterCall } from './cluster-calls.js';
+import type { GridFence } from '../protocol/grid-fence.js';
 
 // The grid coordinator's shell over its pure core (GridSupervisor,
 // core/supervisor.ts): every decision — membership, leases, placement,
@@ -27,7 +28,11 @@ import { performClusterCall } from './cluster-calls.js';
 export interface GridShellSettings {
   gridId: string;
   incarnation: bigint;
-  core: Omit<GridSupervisorConfig, 'gridId' | 'incarnation'>;
+  /** The election revision this process leads with (grid-ha.md); 0 or absent without etcd. */
+  leaderTerm?: bigint;
+  /** Before anything leaves as this grid's: whether it may still decide (a leader whose lease may be gone may not). */
+  mayDecide?: () => boolean;
+  core: Omit<GridSupervisorConfig, 'gridId' | 'incarnation' | 'leaderTerm'>;
   rpcTimeoutMs: number;
 }
 
@@ -55,25 +60,27 @@ export class GridShell {
   private readonly submitting = new Set<string>();
   private reqs = 0;
   private stopped = false;
+  /** Calls to clusters not answered yet. */
+  private inFlight = 0;
 
   constructor(
     readonly settings: GridShellSettings,
     readonly runtime: TierRuntime,
     readonly log: Logger,
     private readonly sink: GridEventSink,
-    readonly catalog: GridCatalog,
+    readonly catalog: GridCatalogStore,
   ) {
     for (const [id, spec] of catalog.specs()) this.specs.set(id, spec);
     for (const [id, p] of catalog.policies()) this.policies.set(id, p);
     for (const [id, c] of catalog.clusters()) this.stores.set(id, c.storeDir);
     const agentLeases = new Map([...catalog.clusters()].map(([id, c]) => [id, c.agentLeaseMs]));
-    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation }, catalog.rows(), Math.floor(runtime.clock.nowMs()), agentLeases, catalog.forgotten());
+    this.core = new GridSupervisor({ ...settings.core, gridId: settings.gridId, incarnation: settings.incarnation, leaderTerm: settings.leaderTerm ?? 0n }, catalog.rows(), Math.floor(runtime.clock.nowMs()), agentLeases, catalog.forgotten());
     this.driver = new SerialDriver(this.core, {
       clock: runtime.clock,
       timers: runtime.timers,
       persist: (p, done) => {
         const line = p.lineOf ? { ...p.lineOf, unixMs: runtime.clock.wallMs() } : undefined;
-        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line, p.forgotten ?? {}, (id) => this.policies.get(id) ?? null)
+        this.catalog.save(p.jobs, (id) => { const s = this.specs.get(id); return s ? storedSpecOf(s) : null; }, line, { forgotten: p.forgotten ?? {}, policyOf: (id) => this.policies.get(id) ?? null })
           .then(() => done(null), (err: unknown) => {
             this.log.error({ err: String(err) }, 'could not write the grid catalog');
             done(err instanceof Error ? err.message : String(err));
@@ -166,6 +173,11 @@ export class GridShell {
     return a;
   }
 
+  /** What this grid's calls and heartbeat answers carry (protocol/grid-fence.ts). */
+  fence(): GridFence {
+    return { term: this.settings.leaderTerm ?? 0n, incarnation: this.settings.incarnation };
+  }
+
   storeOf(clusterId: string): string {
     return this.stores.get(clusterId) ?? '';
   }
@@ -173,8 +185,13 @@ export class GridShell {
   shutdown(): void {
     this.stopped = true;
     this.driver.stop();
-    for (const c of this.clusters.values()) c.client.close();
+    // Calls still in flight keep their channels until they end (a deposed leader's late call still goes out).
+    if (this.inFlight === 0) this.closeClients();
     this.waiters.close();
+  }
+
+  private closeClients(): void {
+    for (const c of this.clusters.values()) c.client.close();
   }
 
   // ---- the driver's ports ----
@@ -182,11 +199,17 @@ export class GridShell {
   private send(s: GridSend): void {
     const to = s.to;
     const reqId = s.call.reqId;
+    // Who may decide (core/leadership.ts): nothing leaves as the leader's once its lease may be gone.
+    if (this.settings.mayDecide && !this.settings.mayDecide()) {
+      this.driver.input({ kind: 'clusterUnreachable', cluster: to, reqId, reason: 'not sent: this grid may no longer lead' });
+      return;
+    }
     const target = this.clusters.get(to);
     if (!target) {
       this.driver.input({ kind: 'clusterUnreachable', cluster: to, reqId, reason: `cluster ${to} has no address here` });
       return;
     }
+    this.inFlight += 1;
     void performClusterCall({
       client: target.client,
       gridId: this.settings.gridId,
@@ -194,7 +217,13 @@ export class GridShell {
       storeDir: (id) => this.stores.get(id) ?? null,
       policy: (id) => this.policies.get(id) ?? null,
     }, to, s.call).then((r) => {
-      if (this.stopped) return;
+      this.inFlight -= 1;
+      if (this.stopped) {
+        // A deposed leader's call answered after it stepped down (a held-back one, say): said, not acted on.
+        if (r.kind === 'answer' && r.answer.kind === 'refused') this.log.warn({ cluster: to, call: s.call.req.kind, jobId: s.call.req.jobId, reason: r.answer.reason }, 'a call this grid sent as leader was refused');
+        if (this.inFlight === 0) this.closeClients();
+        return;
+      }
       this.driver.input(r.kind === 'answer' ? { kind: 'clusterAnswer', cluster: to, reqId, answer: r.answer } : { kind: 'clusterUnreachable', cluster: to, reqId, reason: r.reason });
     });
   }

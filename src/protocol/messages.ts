@@ -1,3 +1,5 @@
+import type { GridFence } from './grid-fence.js';
+
 // The domain messages between tiers, shared by the supervisor cores, the
 // simulator's network and (through src/wire codecs) gRPC. Every request names
 // its sender and the sender's incarnation (CONVENTIONS §4): a member refuses
@@ -92,6 +94,11 @@ export interface Heartbeat {
 
 export interface HeartbeatAnswer {
   known: boolean;
+  /**
+   * The answering grid's fence (grid-fence.ts), absent from a cluster's answers to its agents: a cluster takes no
+   * lease renewal from a grid older than one it has seen, and a newer one raises what it has seen.
+   */
+  fence?: GridFence;
   /** The jobs the member may keep running until sentAtMs + lease. */
   leasedJobs: string[];
   leaseMs: number;
@@ -119,7 +126,8 @@ export type ClusterRequest =
 export interface ClusterCall {
   reqId: number;
   from: string;
-  incarnation: bigint;
+  /** The grid's fencing token (grid-fence.ts): its leader term and incarnation. */
+  fence: GridFence;
   req: ClusterRequest;
 }
 
@@ -133,7 +141,8 @@ export type ClusterAnswer =
   | { kind: 'corrupt'; store: string; epoch: bigint; reason: string }
   /** Try again later (a recovery of its own is running): not a failure. */
   | { kind: 'busy'; reason: string }
-  | { kind: 'refused'; reason: string };
+  /** stale: the call came from a deposed grid (its fence is older than one the cluster has seen, grid-fence.ts). */
+  | { kind: 'refused'; reason: string; stale?: boolean };
 
 /** Job control's verbs, the same at every tier (`gridckpt job cancel|delete|restore`; common.proto JobAction). */
 export type JobAction = 'cancel' | 'delete' | 'restore';

@@ -8,6 +8,8 @@ export interface BatchSpec {
   mutant: string | null;
   /** Stop at the first failing seed (a mutant run only needs one). */
   stopAtFirst: boolean;
+  /** Three grid coordinators over the simulated etcd (a mutant's faults may ask for it too). */
+  ha?: boolean;
 }
 
 export interface BatchResult {
@@ -18,7 +20,7 @@ export function runBatch(spec: BatchSpec): BatchResult {
   const m = spec.mutant === null ? undefined : mutantNamed(spec.mutant);
   const results: BatchResult['results'] = [];
   for (const seed of spec.seeds) {
-    const r = runSeed({ seed, mutants: m ? new Set([m.name]) : undefined, faults: m?.faults });
+    const r = runSeed({ seed, mutants: m ? new Set([m.name]) : undefined, faults: m?.faults, ...(spec.ha ? { ha: true } : {}) });
     results.push({ seed: r.seed, ok: r.ok, violation: r.violation, events: r.events, simMs: r.simMs, faultCounts: r.faultCounts });
     if (!r.ok && spec.stopAtFirst) break;
   }

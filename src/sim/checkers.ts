@@ -3,6 +3,8 @@ import { finalState, sameState, total, ACCOUNTS, OPENING } from './bank-model.js
 import type { SimCluster } from './cluster-member.js';
 import type { SimAgent, SimGrid } from './members.js';
 import { SimStore } from './store.js';
+import { compareGridFence, describeGridFence, newerGridFence, NO_GRID_FENCE, type GridFence } from '../protocol/grid-fence.js';
+import type { ClusterAnswer, ClusterCall, HeartbeatAnswer } from '../protocol/messages.js';
 import type { UnitCopy } from './units.js';
 
 // The invariants of ARCHITECTURE §3, checked by the simulator after every
@@ -23,6 +25,7 @@ export interface CheckEnv {
   agents: Map<string, SimAgent>;
   clusters: Map<string, SimCluster>;
   grid: () => SimGrid;
+  grids: SimGrid[];
   stores: Map<string, SimStore>;
   freezeTimeoutMs: number;
   opsPerUnit: number;
@@ -37,12 +40,53 @@ export class Checkers {
   /** Each cluster job's state as its events last said (cluster#job). */
   private readonly eventStates = new Map<string, string>();
 
+  /** The newest grid fence each cluster incarnation has seen (cluster#incarnation), as the checker follows it (F1). */
+  private readonly seenFences = new Map<string, GridFence>();
+
   constructor(private readonly env: CheckEnv) {}
+
+  /**
+   * F1 (protocol/grid-fence.ts): a cluster acts on no grid call whose fence is older than one it has seen, from
+   * a call it answered or a heartbeat answer it took; such a call is refused as stale.
+   */
+  gridCallIn(cluster: string, call: ClusterCall): (answer: ClusterAnswer) => void {
+    // Judged in the order the cluster's serial driver steps its inputs (a restore is answered long after).
+    const key = this.clusterKey(cluster);
+    const seen = this.seenFences.get(key) ?? NO_GRID_FENCE;
+    const stale = compareGridFence(call.fence, seen) < 0;
+    if (!stale) this.seenFences.set(key, newerGridFence(seen, call.fence));
+    return (answer) => {
+      const refusedStale = answer.kind === 'refused' && answer.stale === true;
+      if (stale && !refusedStale) {
+        throw new Violation('stale leader', `cluster ${cluster} acted on ${call.req.kind} of job ${call.req.jobId} from a deposed grid (${describeGridFence(call.fence)}) after hearing from ${describeGridFence(seen)}: answered ${answer.kind}`);
+      }
+      if (!stale && refusedStale) throw new Violation('stale leader', `cluster ${cluster} refused ${call.req.kind} from ${describeGridFence(call.fence)} as stale, having seen only ${describeGridFence(seen)}`);
+    };
+  }
+
+  gridBeatAnswered(cluster: string, answer: HeartbeatAnswer): void {
+    if (!answer.fence) return;
+    const key = this.clusterKey(cluster);
+    this.seenFences.set(key, newerGridFence(this.seenFences.get(key) ?? NO_GRID_FENCE, answer.fence));
+  }
+
+  private clusterKey(cluster: string): string {
+    return `${cluster}#${this.env.clusters.get(cluster)!.proc.incarnation}`;
+  }
+
+  /** L1 (grid/core/leadership.ts): at most one grid coordinator may decide at any instant. */
+  oneLeader(): void {
+    if (this.env.grids.length < 2) return;
+    const now = this.env.nowMs();
+    const deciding = this.env.grids.filter((g) => g.proc.alive && g.leadership?.mayDecide(now));
+    if (deciding.length > 1) throw new Violation('one leader', `grids ${deciding.map((g) => `${g.id} (term ${g.term})`).join(' and ')} may both decide at ${now} ms`);
+  }
 
   /** A core's own invariants, after each of its steps. */
   core(member: string): void {
     try {
-      if (member === 'grid') this.env.grid().core.checkInvariants();
+      const grid = this.env.grids.find((g) => g.id === member);
+      if (grid) grid.core.checkInvariants();
       else if (this.env.clusters.has(member)) this.env.clusters.get(member)!.core.checkInvariants();
       else this.env.agents.get(member)?.core.checkInvariants();
     } catch (err) {

@@ -4,7 +4,7 @@ import type { ClusterEvent } from '../cluster/core/supervisor-types.js';
 import type { ClusterInput, ClusterPersist, ClusterReply, ClusterSend, ClusterSupervisorConfig, LocalAnswer, LocalRequest } from '../cluster/core/supervisor-types.js';
 import type { AgentAnswer, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer } from '../protocol/messages.js';
 import { SerialDriver } from '../runtime/serial-driver.js';
-import { describe, type SimEnv } from './members.js';
+import { describe, type SimEnv, type SimGrid } from './members.js';
 import { diskWrite, SimStore } from './store.js';
 import { SimProcess } from './world.js';
 
@@ -31,6 +31,8 @@ export class SimCluster {
   /** Registered with the grid (this incarnation of each), and a registration in flight. */
   private gridRegistered = false;
   private gridRegistering = false;
+  /** Which grid coordinator this cluster talks to (of several: the next one after a failure or a standby's refusal). */
+  private gridIndex = 0;
 
   constructor(readonly id: string, private readonly config: Omit<ClusterSupervisorConfig, 'incarnation' | 'clusterId'>, private readonly env: SimEnv) {
     this.proc = new SimProcess(id, env.world);
@@ -67,13 +69,15 @@ export class SimCluster {
         if ('heartbeat' in s) {
           // Registered first (RegisterCluster), then beating; a beat the grid does not know makes it register again.
           if (!this.gridRegistered) return this.registerWithGrid();
-          const grid = this.env.grid();
+          const grid = this.targetGrid();
+          const at = this.gridIndex;
           const sentAtMs = s.heartbeat.sentAtMs;
           return this.env.net.call<HeartbeatAnswer>(this.proc, grid.proc, (a) => grid.onClusterBeat(s.heartbeat, a),
             (answer) => {
               if (!answer.known) this.gridRegistered = false;
+              this.env.onGridBeatAnswered(this.id, answer);
               this.driver.input({ kind: 'gridHeartbeatAnswer', sentAtMs, answer });
-            }, () => undefined);
+            }, () => this.nextGrid(at));
         }
         this.env.onClusterSend(this.id, s.to, s.call);
         const agent = this.env.agents.get(s.to);
@@ -180,18 +184,32 @@ export class SimCluster {
   private registerWithGrid(): void {
     if (this.gridRegistering || !this.proc.alive) return;
     this.gridRegistering = true;
-    const grid = this.env.grid();
+    const grid = this.targetGrid();
+    const at = this.gridIndex;
     const inc = this.proc.incarnation;
     this.env.net.call<{ ok: boolean; reason: string }>(this.proc, grid.proc, (a) => grid.onRegister(this.id, inc, this.config.agentLeaseMs, a),
       (answer) => {
         this.gridRegistering = false;
         this.gridRegistered = answer.ok;
+        if (!answer.ok) this.nextGrid(at);
         if (this.env.tracing) this.env.trace(`${this.id} grid register: ${answer.ok ? 'ok' : answer.reason}`);
       },
       (reason) => {
         this.gridRegistering = false;
+        this.nextGrid(at);
         if (this.env.tracing) this.env.trace(`${this.id} grid register: unreachable: ${reason}`);
       });
+  }
+
+  private targetGrid(): SimGrid {
+    return this.env.grids[this.gridIndex % this.env.grids.length]!;
+  }
+
+  /** Of several grid coordinators, the next one after the one a failed call went to (as grid-link.ts rotates through its --grid addresses). */
+  private nextGrid(failedAt: number): void {
+    if (this.env.grids.length < 2 || failedAt !== this.gridIndex) return;
+    this.gridIndex += 1;
+    this.gridRegistered = false;
   }
 
   /** A local client's call (the CLI on the coordinator's machine: no network). */
@@ -213,7 +231,13 @@ export class SimCluster {
   }
 
   onGridCall(call: ClusterCall, answer: AnswerFn<ClusterAnswer>): void {
-    this.replies.set(call.reqId, answer);
-    this.driver.input({ kind: 'gridCall', call });
+    // Several grids number their calls each from 1: here, as in the real shell, each gets a number of this cluster's.
+    const reqId = this.env.grids.length > 1 ? this.nextLocalReq++ : call.reqId;
+    const judge = this.env.onGridCallIn(this.id, call);
+    this.replies.set(reqId, (a) => {
+      judge(a);
+      answer(a);
+    });
+    this.driver.input({ kind: 'gridCall', call: { ...call, reqId } });
   }
 }

@@ -11,7 +11,11 @@ export type FaultKind =
   | 'agent-crash' | 'agent-crash-pair' | 'cluster-crash' | 'grid-crash'
   | 'partition-agent' | 'partition-cluster'
   | 'pause-agent' | 'pause-cluster' | 'pause-grid'
-  | 'enospc' | 'eio' | 'corrupt-newest';
+  | 'enospc' | 'eio' | 'corrupt-newest'
+  // With three grid coordinators over the simulated etcd (--ha): the leader dies (and restarts as a standby
+  // later), or is cut off from etcd while its calls to the clusters are held back, to arrive after a standby
+  // took over (a deposed leader's late messages).
+  | 'leader-crash' | 'leader-isolated';
 
 export interface Fault {
   atMs: number;
@@ -33,10 +37,13 @@ const KINDS: Array<[FaultKind, number]> = [
   ['pause-agent', 2], ['pause-cluster', 2], ['pause-grid', 1], ['enospc', 2], ['eio', 1], ['corrupt-newest', 2],
 ];
 
-function pick(rng: SeededRng): FaultKind {
-  const total = KINDS.reduce((a, [, w]) => a + w, 0);
+const HA_KINDS: Array<[FaultKind, number]> = [['leader-crash', 3], ['leader-isolated', 3]];
+
+function pick(rng: SeededRng, ha: boolean): FaultKind {
+  const kinds = ha ? [...KINDS, ...HA_KINDS] : KINDS;
+  const total = kinds.reduce((a, [, w]) => a + w, 0);
   let r = rng.int(total);
-  for (const [k, w] of KINDS) {
+  for (const [k, w] of kinds) {
     if (r < w) return k;
     r -= w;
   }
@@ -50,6 +57,8 @@ export interface FaultShape {
   operator?: OperatorKind[];
   count?: number;
   durationMs?: { min: number; max: number };
+  /** Three grid coordinators electing a leader through the simulated etcd (also drawn: the leader's faults). */
+  ha?: boolean;
 }
 
 export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: number; toMs: number }, shape: FaultShape = {}): Fault[] {
@@ -60,7 +69,7 @@ export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: n
   let clusterDownUntil = -1;
   for (let i = 0; i < n; i++) {
     const atMs = windowMs.fromMs + rng.int(windowMs.toMs - windowMs.fromMs);
-    let kind = only ? only[rng.int(only.length)]! : pick(rng);
+    let kind = only ? only[rng.int(only.length)]! : pick(rng, shape.ha ?? false);
     const cluster = topo.clusters[rng.int(topo.clusters.length)]!;
     const agents = topo.agents.get(cluster)!;
     const agent = agents[rng.int(agents.length)]!;
@@ -68,7 +77,7 @@ export function drawFaults(rng: SeededRng, topo: Topology, windowMs: { fromMs: n
     const takesClusterAway = (k: FaultKind): boolean => k === 'cluster-crash' || k === 'partition-cluster' || k === 'pause-cluster';
     if (takesClusterAway(kind) && atMs < clusterDownUntil) kind = 'agent-crash';
     if (takesClusterAway(kind)) clusterDownUntil = atMs + durationMs + 3000;
-    const target = kind.endsWith('grid') || kind === 'grid-crash' ? 'grid'
+    const target = kind.endsWith('grid') || kind === 'grid-crash' || kind.startsWith('leader-') ? 'grid'
       : kind.includes('cluster') || kind === 'corrupt-newest' ? cluster
         : kind === 'enospc' || kind === 'eio' ? [agent, cluster, 'grid'][rng.int(3)]!
           : agent;

@@ -39,8 +39,8 @@ async function runParallel(spec: BatchSpec, workers: number): Promise<BatchResul
   return { results };
 }
 
-function replayCommand(seed: number, mutant: string | null): string {
-  return `npm run sim -- --seed ${seed}${mutant ? ` --mutant ${mutant}` : ''}`;
+function replayCommand(seed: number, mutant: string | null, ha = false): string {
+  return `npm run sim -- --seed ${seed}${mutant ? ` --mutant ${mutant}` : ''}${ha ? ' --ha' : ''}`;
 }
 
 async function main(): Promise<void> {
@@ -52,10 +52,11 @@ async function main(): Promise<void> {
     .option('--mutant <name>', 'run a deliberately broken variant (see --list-mutants)')
     .option('--list-mutants', 'name the mutants and what catches each')
     .option('--regressions', 'run the committed list of seeds that once failed')
+    .option('--ha', 'three grid coordinators electing a leader through a simulated etcd, and the leader\'s faults (docs/grid-ha.md)')
     .option('--workers <n>', 'worker threads', int('--workers', 1), Math.min(2, availableParallelism()))
     .option('--json', 'one JSON object instead of text');
   program.parse();
-  const o = program.opts<{ seeds: number; from: number; seed?: number; mutant?: string; listMutants?: boolean; regressions?: boolean; workers: number; json?: boolean }>();
+  const o = program.opts<{ seeds: number; from: number; seed?: number; mutant?: string; listMutants?: boolean; regressions?: boolean; workers: number; json?: boolean; ha?: boolean }>();
 
   if (o.listMutants) {
     for (const m of MUTANTS) console.log(`${m.name.padEnd(30)} ${m.what}; caught by: ${m.caughtBy}`);
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
   }
   if (o.seed !== undefined) {
     const m = mutant === null ? undefined : mutantNamed(mutant);
-    const r = runSeed({ seed: o.seed, trace: true, mutants: m ? new Set([m.name]) : undefined, faults: m?.faults });
+    const r = runSeed({ seed: o.seed, trace: true, mutants: m ? new Set([m.name]) : undefined, faults: m?.faults, ...(o.ha ? { ha: true } : {}) });
     if (o.json) console.log(JSON.stringify({ ...r, faults: r.faults }, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
     else {
       for (const line of r.trace) console.log(line);
@@ -83,11 +84,11 @@ async function main(): Promise<void> {
 
   const seeds = Array.from({ length: o.seeds }, (_, i) => o.from + i);
   const t0 = performance.now();
-  const { results } = await runParallel({ seeds, mutant, stopAtFirst: mutant !== null }, o.workers);
-  report(results, mutant, (performance.now() - t0) / 1000, o.json ?? false);
+  const { results } = await runParallel({ seeds, mutant, stopAtFirst: mutant !== null, ha: o.ha ?? false }, o.workers);
+  report(results, mutant, (performance.now() - t0) / 1000, o.json ?? false, o.ha ?? false);
 }
 
-function report(results: BatchResult['results'], mutant: string | null, seconds: number, json: boolean): void {
+function report(results: BatchResult['results'], mutant: string | null, seconds: number, json: boolean, ha: boolean): void {
   const failed = results.filter((r) => !r.ok);
   const faults: Record<string, number> = {};
   for (const r of results) for (const [k, n] of Object.entries(r.faultCounts)) faults[k] = (faults[k] ?? 0) + n;
@@ -100,7 +101,7 @@ function report(results: BatchResult['results'], mutant: string | null, seconds:
       seconds: Number(seconds.toFixed(2)), seedsPerSecond: Number((results.length / seconds).toFixed(1)),
     }));
   } else {
-    for (const r of failed) console.log(`seed ${r.seed} failed: ${r.violation}\n  replay: ${replayCommand(r.seed, mutant)}`);
+    for (const r of failed) console.log(`seed ${r.seed} failed: ${r.violation}\n  replay: ${replayCommand(r.seed, mutant, ha)}`);
     if (mutant) console.log(failed.length > 0 ? `mutant ${mutant} caught by seed ${failed[0]!.seed}` : `mutant ${mutant} NOT caught in ${results.length} seeds`);
     console.log(`sim: ${results.length} seeds, ${failed.length} failed, ${events} events, ${injected} faults injected (${(results.length / seconds).toFixed(1)} seeds/s)`);
   }
@@ -116,7 +117,7 @@ function report(results: BatchResult['results'], mutant: string | null, seconds:
 async function runRegressions(json: boolean, workers: number): Promise<void> {
   const list = regressions();
   const t0 = performance.now();
-  const plain = await runParallel({ seeds: [...new Set(list.map((r) => r.seed))], mutant: null, stopAtFirst: false }, workers);
+  const plain = await runParallel({ seeds: [...new Set(list.map((r) => r.seed))], mutant: null, stopAtFirst: false, ha: false }, workers);
   const bad: string[] = [];
   for (const r of plain.results) if (!r.ok) bad.push(`regression seed ${r.seed} failed again: ${r.violation}\n  replay: ${replayCommand(r.seed, null)}`);
   for (const e of list.filter((x) => x.mutant)) {

@@ -7,6 +7,7 @@ import { SimAgent, SimGrid, type SimEnv } from './members.js';
 import { SimNet } from './net.js';
 import { SimStore, type DiskFaults, type GridDisk } from './store.js';
 import { World } from './world.js';
+import { SimEtcd } from './etcd-model.js';
 import { SeededRng } from '../runtime/rng.js';
 import { drawOperatorActions, runOperatorAction, type OperatorEnv } from './operator.js';
 import type { UnitCopy } from './units.js';
@@ -25,6 +26,8 @@ export interface SimOptions {
   faults?: FaultShape;
   /** Keep the event trace (for replay and for --seed). */
   trace?: boolean;
+  /** Three grid coordinators electing a leader through the simulated etcd (docs/grid-ha.md); also faults.ha. */
+  ha?: boolean;
 }
 
 export interface SimResult {
@@ -62,6 +65,10 @@ export const SIM = {
   freezeTimeoutMs: 100,
   rpcTimeoutMs: 200,
   untilMs: 60_000,
+  /** With --ha: the grids' etcd lease, its keepalive period and the leaders' margin for clock rates. */
+  leaderLeaseMs: 300,
+  leaderKeepAliveMs: 100,
+  leaderMarginMs: 20,
 };
 
 export function localJobOf(cluster: string): string {
@@ -82,14 +89,21 @@ export function runSeed(o: SimOptions): SimResult {
   const clusters = new Map<string, SimCluster>();
   const net = new SimNet(world, netRng, { minDelayMs: 1, maxDelayMs: 4, rpcTimeoutMs: SIM.rpcTimeoutMs });
   let copyIds = 0;
+  const ha = o.ha ?? o.faults?.ha ?? false;
+  const grids: SimGrid[] = [];
   let grid: SimGrid | null = null;
-  const catalogLines = () => gridDisk.catalog.flatMap((row) => row.lines.map((l) => ({ jobId: row.jobId, epoch: l.epoch, clusterEpochs: l.clusterEpochs })));
-  const checkers = new Checkers({ keepLast: SIM.keepLast, catalogLines, agents, clusters, grid: () => grid!, stores, freezeTimeoutMs: SIM.freezeTimeoutMs, opsPerUnit: SIM.opsPerUnit, nowMs: () => world.nowMs });
+  const etcd = ha ? new SimEtcd(world, SIM.leaderLeaseMs) : null;
+  /** Until when each grid's calls to clusters are held back (leader-isolated). */
+  const held = new Map<string, number>();
+  const catalogLines = () => (etcd ? etcd.catalog : gridDisk.catalog).flatMap((row) => row.lines.map((l) => ({ jobId: row.jobId, epoch: l.epoch, clusterEpochs: l.clusterEpochs })));
+  const checkers = new Checkers({ keepLast: SIM.keepLast, catalogLines, agents, clusters, grid: () => grid!, grids, stores, freezeTimeoutMs: SIM.freezeTimeoutMs, opsPerUnit: SIM.opsPerUnit, nowMs: () => world.nowMs });
   const env: SimEnv = {
-    world, net, disk, stores, gridDisk, agents, clusters, grid: () => grid!, mutants,
+    world, net, disk, stores, gridDisk, agents, clusters, grid: () => grid!, grids, mutants,
     afterStep: (m) => checkers.core(m),
     onClusterEvents: (c, events) => checkers.clusterEvents(c, events, o.trace ? log : null),
     onGridSend: (to, call) => { if (call.req.kind === 'prepare') checkers.gridPrepare(to, call.req.jobId, call.req.epoch); },
+    onGridCallIn: (c, call) => checkers.gridCallIn(c, call),
+    onGridBeatAnswered: (c, answer) => checkers.gridBeatAnswered(c, answer),
     onClusterSend: (c, to, call) => { if (call.req.kind === 'prepare') checkers.clusterPrepare(c, to, call.req.jobId, call.req.epoch); },
     beforeOp: (c: UnitCopy) => checkers.beforeOp(c),
     beforeRetire: (s, jobId, epoch) => checkers.beforeRetire(s, jobId, epoch),
@@ -118,16 +132,34 @@ export function runSeed(o: SimOptions): SimResult {
     }
     topo.agents.set(cid, ids);
   }
-  grid = new SimGrid({
+  const gridConfig = {
     gridId: 'grid', detector, round, checkpointIntervalMs: SIM.checkpointIntervalMs, callTimeoutMs: SIM.rpcTimeoutMs, clusterLeaseMs: SIM.clusterLeaseMs, agentLeaseMs: SIM.agentLeaseMs,
     maxRecoveryAttempts: 20, maxFinalAttempts: 20, retryMs: 100, maxJobs: 16,
-  }, env);
+  };
+  if (etcd) {
+    const haPort = {
+      etcd, leadership: { leaseMs: SIM.leaderLeaseMs, marginMs: SIM.leaderMarginMs }, keepAliveMs: SIM.leaderKeepAliveMs,
+      heldUntil: (id: string) => held.get(id) ?? 0,
+      onLead: (g: SimGrid) => { grid = g; },
+    };
+    for (let i = 1; i <= 3; i++) grids.push(new SimGrid(gridConfig, env, `grid${i}`, haPort));
+  } else {
+    grids.push(new SimGrid(gridConfig, env));
+  }
+  grid = grids[0]!;
 
   for (const c of clusters.values()) c.start();
   for (const a of agents.values()) a.start();
-  grid.start();
+  for (const g of grids) g.start();
   const units = Array.from({ length: SIM.units }, (_, i) => `u${i}`);
-  world.at(150, () => grid!.proc.alive && grid!.driver.input({ kind: 'submit', reqId: 1, jobId: 'bank', units }));
+  // The job is submitted to whichever grid leads (with --ha, again until one took it: the first may not lead yet).
+  const submit = (): void => {
+    const g = grids.find((x) => x.proc.alive && x.leading);
+    if (g && g.core.jobState('bank') === null) g.driver.input({ kind: 'submit', reqId: 1, jobId: 'bank', units });
+    // With --ha the clusters may not have found the leader yet (a refused submit is submitted again).
+    if (etcd && grid?.core?.jobState('bank') == null) world.after(100, submit);
+  };
+  world.at(150, submit);
   const localUnits = Array.from({ length: SIM.localUnits }, (_, i) => `s${i}`);
   // Each cluster's local client submits its job, again while no answer took it (a crash may lose the call), and asks one checkpoint.
   const accepted = new Set<string>();
@@ -146,8 +178,8 @@ export function runSeed(o: SimOptions): SimResult {
   }
 
   // Faults fall while the job runs (a failure-free run ends at about 1.3 s).
+  const faults = drawFaults(rng, topo, { fromMs: 250, toMs: 1250 }, ha ? { ...o.faults, ha } : o.faults);
   const counts: Record<string, number> = {};
-  const faults = drawFaults(rng, topo, { fromMs: 250, toMs: 1250 }, o.faults);
   // An operator's job control among them: in plain runs, and in scenarios that ask for it. Its own generator, so that
   // the faults (and every mutant's committed regression seeds) are drawn as before.
   const operatorShape = o.faults?.operator;
@@ -155,7 +187,8 @@ export function runSeed(o: SimOptions): SimResult {
   const operatorActions = operatorShape ? drawOperatorActions(operatorRng, topo.clusters, { fromMs: 250, toMs: 1250 }, operatorShape, 1 + operatorRng.int(2))
     : o.faults === undefined && mutants.size === 0 ? drawOperatorActions(operatorRng, topo.clusters, { fromMs: 250, toMs: 1250 }) : [];
   const opEnv: OperatorEnv = {
-    world, grid: () => grid!, clusters, bankUnits: units, localJob: localJobOf,
+    // With --ha the operator asks whichever grid leads (a standby's answer is UNAVAILABLE: resent later).
+    world, grid: () => grids.find((g) => g.proc.alive && g.leading) ?? grid!, clusters, bankUnits: units, localJob: localJobOf,
     localSubmit: (c) => ({ kind: 'submitJob', jobId: localJobOf(c), units: localUnits, intervalMs: SIM.localIntervalMs, fullEvery: SIM.localFullEvery }),
     cancelled: (target, jobId, confirmed) => checkers.cancelAnswered(target, jobId, confirmed),
     log,
@@ -168,7 +201,8 @@ export function runSeed(o: SimOptions): SimResult {
   for (const f of faults) world.at(f.atMs, () => inject(f));
 
   function member(id: string): SimAgent | SimCluster | SimGrid | undefined {
-    return id === 'grid' ? grid! : clusters.get(id) ?? agents.get(id);
+    // With --ha a grid fault hits whichever grid leads when it falls.
+    return id === 'grid' ? grids.find((g) => g.proc.alive && g.leading) ?? grid! : clusters.get(id) ?? agents.get(id);
   }
 
   function inject(f: Fault): void {
@@ -193,7 +227,18 @@ export function runSeed(o: SimOptions): SimResult {
         }));
         return;
       }
-      case 'agent-crash': case 'cluster-crash': case 'grid-crash': {
+      case 'leader-isolated': {
+        // From now on the leader's calls are held back (a slow link); two rounds' periods later it is cut from etcd, long
+        // enough for a standby to take over; what it sent meanwhile arrives only after that (a deposed leader's late calls).
+        const g = m as SimGrid;
+        const cutMs = Math.max(f.durationMs, 3 * SIM.leaderLeaseMs);
+        const holdMs = 2 * SIM.checkpointIntervalMs + 50;
+        held.set(g.id, world.nowMs + holdMs + 2 * SIM.leaderLeaseMs + 250);
+        world.after(holdMs, () => { log(`CUT ${g.id}-etcd`); net.cut(g.id, 'etcd'); });
+        world.after(holdMs + cutMs, () => { log(`HEAL ${g.id}-etcd`); net.heal(g.id, 'etcd'); });
+        return;
+      }
+      case 'agent-crash': case 'cluster-crash': case 'grid-crash': case 'leader-crash': {
         const crash = (): void => {
           if (!m.proc.alive) return;
           log(`CRASH ${f.target}`);
@@ -244,12 +289,15 @@ export function runSeed(o: SimOptions): SimResult {
   const ended = (state: string | null): boolean => state === 'completed' || state === 'failed';
   const done = (): boolean => {
     if (violation !== null) return true;
-    if (!ended(grid!.proc.alive ? grid!.core.jobState('bank') : null)) return false;
+    // Held-back calls are delivered and answered before the run ends (the checkers judge how they were taken).
+    for (const until of held.values()) if (world.nowMs < until + SIM.rpcTimeoutMs) return false;
+    if (!ended(grid!.proc.alive && grid!.leading ? grid!.core.jobState('bank') : null)) return false;
     return [...clusters.values()].every((c) => c.proc.alive && ended(c.core.jobState(localJobOf(c.id))));
   };
   try {
     world.run(SIM.untilMs, done, () => {
       checkers.alwaysThaw(pauseEnds);
+      checkers.oneLeader();
       checkers.storesAndEpochs();
     });
     checkers.final('bank', units);

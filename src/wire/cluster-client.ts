@@ -6,6 +6,7 @@ import { openWatch, type WatchOptions, type WatchStream } from './watch-client.j
 import { ClusterServiceClient } from '../gen/gridckpt/v1/cluster.js';
 import * as pb from '../gen/gridckpt/v1/cluster.js';
 import type { JobSpec } from '../gen/gridckpt/v1/node_agent.js';
+import type { Fence } from '../gen/gridckpt/v1/common.js';
 
 // A promise-returning client of the cluster coordinator, a deadline on every call.
 
@@ -21,8 +22,8 @@ export class ClusterClient {
   heartbeat(req: pb.HeartbeatRequest, timeoutMs?: number) { return this.call<pb.HeartbeatRequest, pb.HeartbeatResponse>('heartbeat', req, timeoutMs); }
   reportJobs(req: pb.ReportJobsRequest, timeoutMs?: number) { return this.call<pb.ReportJobsRequest, pb.ReportJobsResponse>('reportJobs', req, timeoutMs); }
   /** An operator's submit names only the job; the grid's also marks it grid-managed with its gen. */
-  submitJob(req: { job: JobSpec; gridManaged?: boolean; gridGen?: bigint; gridLeaseMs?: number; restartPolicy?: pb.RestartPolicy }) {
-    return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', { gridManaged: false, gridGen: 0n, gridLeaseMs: 0, restartPolicy: undefined, ...req });
+  submitJob(req: { job: JobSpec; gridManaged?: boolean; gridGen?: bigint; gridLeaseMs?: number; restartPolicy?: pb.RestartPolicy; gridFence?: Fence }) {
+    return this.call<pb.SubmitJobRequest, pb.SubmitJobResponse>('submitJob', { gridManaged: false, gridGen: 0n, gridLeaseMs: 0, restartPolicy: undefined, gridFence: undefined, ...req });
   }
   checkpointJob(req: pb.CheckpointJobRequest) { return this.call<pb.CheckpointJobRequest, pb.CheckpointJobResponse>('checkpointJob', req, this.timeoutMs * 4); }
   /** Job control: answers once done (a cancel's stops answered, a restore's units running): the long deadline. */

@@ -81,7 +81,7 @@ describe('agent: hostile input is refused before anything is touched', () => {
   it('epochs and incarnations at the end of their range are refused, and a job at the largest allowed epoch checkpoints on', async () => {
     await withAgent('hostile-epoch', async (a) => {
       await a.client.startJob({ job: job('j4', [sleeper('u1')]) });
-      const fence = (epoch: bigint, incarnation = 1n) => ({ clusterId: 'c1', nodeId: 'coord', incarnation, epoch });
+      const fence = (epoch: bigint, incarnation = 1n) => ({ clusterId: 'c1', nodeId: 'coord', incarnation, epoch, leaderTerm: 0n });
       for (const [f, field] of [[fence(2n ** 64n - 1n), 'fence epoch'], [fence(2n ** 48n + 1n), 'fence epoch'], [fence(5n, 2n ** 64n - 1n), 'fence incarnation']] as const) {
         const r = await refusal(a.client.prepareCheckpoint({ fence: f, jobId: 'j4', parentEpoch: 0n, full: true }));
         expect([r.code, r.details]).toEqual([status.INVALID_ARGUMENT, expect.stringContaining(field)]);

@@ -23,7 +23,7 @@ const params = { accounts: 2048, units: 2, opsPerUnit: 1500, seed: 21 };
 const JOB = 'bank';
 
 function fence(epoch: bigint, incarnation = 1n) {
-  return { clusterId: 'c1', nodeId: 'coord', incarnation, epoch };
+  return { clusterId: 'c1', nodeId: 'coord', incarnation, epoch, leaderTerm: 0n };
 }
 
 async function round(agents: TestAgent[], storeDir: string, epoch: bigint, parent: bigint | null): Promise<void> {

@@ -171,7 +171,7 @@ describe('mutual TLS between grid, cluster and agent', () => {
     const c = new ClusterClient(cluster.ready.grpc, 10_000, {}, ops);
     const a = new AgentClient(agent.ready.grpc, 10_000, {}, ops);
     try {
-      const round = await refusal(c.abortRound({ fence: { clusterId: 'g1', nodeId: 'g1', incarnation: 1n, epoch: 1n }, jobId: 'bank', reason: 'x' }));
+      const round = await refusal(c.abortRound({ fence: { clusterId: 'g1', nodeId: 'g1', incarnation: 1n, epoch: 1n, leaderTerm: 0n }, jobId: 'bank', reason: 'x' }));
       expect(round.code).toBe(status.PERMISSION_DENIED);
       expect(round.details).toMatch(/ClusterService\.abortRound: operator "ops" may not call it \(only grid\)/);
       // An agent under a cluster starts jobs for its coordinator alone.

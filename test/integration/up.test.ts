@@ -38,7 +38,13 @@ describe('gridckpt up', () => {
   it('--fail names what it cannot kill', () => {
     const r = spawnSync(process.execPath, [CLI_SCRIPT, 'up', '--demo', '--fail', 'disk'], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/bad --fail "disk": expected node or cluster/);
+    expect(r.stderr).toMatch(/bad --fail "disk": expected node, cluster or grid/);
+  });
+
+  it('--fail grid without --etcd is refused, naming --etcd (no standby to take over)', () => {
+    const r = spawnSync(process.execPath, [CLI_SCRIPT, 'up', '--demo', '--fail', 'grid'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--fail grid needs --etcd URL/);
   });
 
   it('serves until SIGINT, then stops every service cleanly', async () => {

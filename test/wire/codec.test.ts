@@ -38,9 +38,9 @@ describe('wire codec round trips', () => {
 
   it('a fence must be present, name its sender, and carry an epoch of at least 1', () => {
     expect(() => fenceFromPb(undefined)).toThrow(/missing fence/);
-    expect(() => fenceFromPb({ clusterId: 'c1', nodeId: 'coordinator', incarnation: 1n, epoch: 0n })).toThrow(/fence epoch must be at least 1/);
-    expect(() => fenceFromPb({ clusterId: '', nodeId: 'coordinator', incarnation: 1n, epoch: 1n })).toThrow(/cluster id/);
-    expect(fenceFromPb({ clusterId: 'c1', nodeId: 'coordinator', incarnation: 7n, epoch: 3n })).toEqual({ clusterId: 'c1', nodeId: 'coordinator', incarnation: 7n, epoch: 3n });
+    expect(() => fenceFromPb({ clusterId: 'c1', nodeId: 'coordinator', incarnation: 1n, epoch: 0n, leaderTerm: 0n })).toThrow(/fence epoch must be at least 1/);
+    expect(() => fenceFromPb({ clusterId: '', nodeId: 'coordinator', incarnation: 1n, epoch: 1n, leaderTerm: 0n })).toThrow(/cluster id/);
+    expect(fenceFromPb({ clusterId: 'c1', nodeId: 'coordinator', incarnation: 7n, epoch: 3n, leaderTerm: 0n })).toEqual({ clusterId: 'c1', nodeId: 'coordinator', incarnation: 7n, epoch: 3n });
   });
 
   it('required names what is missing', () => {

@@ -1,5 +1,6 @@
 import type { RestartPolicy } from '../../protocol/job-spec.js';
 import type { ClusterCall, HeartbeatAnswer, MemberJobState } from '../../protocol/messages.js';
+import { newerGridFence, staleGridRefusal } from '../../protocol/grid-fence.js';
 import { DEFAULT_MAX_CHAIN_EPOCHS } from './retention.js';
 import { beginRestart } from './supervisor-restart.js';
 import { cancelRound, roundStep, startRound } from './supervisor-rounds.js';
@@ -15,8 +16,14 @@ import type { ClusterStep } from './supervisor-types.js';
 // not in its heartbeat.
 
 export function onGridCall(st: ClusterState, call: ClusterCall, out: ClusterStep): void {
-  if (call.incarnation < st.grid.incarnation) return st.answerGrid(out, call.reqId, { kind: 'refused', reason: `fenced: grid incarnation ${call.incarnation} is older than ${st.grid.incarnation}` });
-  st.grid.incarnation = call.incarnation;
+  // F1: a deposed grid's call (a leader elected later has been heard from, or this grid restarted since) is refused first.
+  const stale = st.mutant('cluster-accepts-stale-leader') ? null : staleGridRefusal(st.grid.fence, call.fence);
+  if (stale !== null) {
+    st.grid.staleCalls += 1;
+    st.emit({ kind: 'staleGridCall', request: call.req.kind, jobId: call.req.jobId, reason: stale });
+    return st.answerGrid(out, call.reqId, { kind: 'refused', reason: stale, stale: true });
+  }
+  st.grid.fence = newerGridFence(st.grid.fence, call.fence);
   const r = call.req;
   const job = st.jobs.get(r.jobId);
   if (job?.local && (isLive(job) || r.kind !== 'submitJob')) {
@@ -101,6 +108,9 @@ function onGridPrepare(st: ClusterState, reqId: number, jobId: string, epoch: bi
 }
 
 export function onGridBeatAnswer(st: ClusterState, sentAtMs: number, a: HeartbeatAnswer): void {
+  // A deposed grid's answer renews nothing (F1): the grid elected after it may be waiting out these leases.
+  if (a.fence && staleGridRefusal(st.grid.fence, a.fence) !== null && !st.mutant('cluster-accepts-stale-leader')) return;
+  if (a.fence) st.grid.fence = newerGridFence(st.grid.fence, a.fence);
   if (!a.known) {
     st.grid.nextBeatMs = st.nowMs;
     return;

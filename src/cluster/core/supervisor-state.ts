@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { NO_GRID_FENCE, type GridFence } from '../../protocol/grid-fence.js';
 import { Monitor, type Verdict } from '../../detector/monitor.js';
 import { RoundCoordinator } from '../../protocol/core/round.js';
 import type { AgentRequest, ClusterAnswer, MemberJobState, RestoreSource } from '../../protocol/messages.js';
@@ -164,7 +165,8 @@ export class ClusterState {
   failuresDetected = 0;
   /** Calls issued by the current step (kept while its persists are in flight). */
   issued: number[] = [];
-  readonly grid = { incarnation: 0n, leaseMs: 0, nextBeatMs: 0, beatSeq: 0, intervalMs: 0 };
+  /** fence: the newest grid fence seen (protocol/grid-fence.ts, F1); staleCalls: grid calls refused for an older one. */
+  readonly grid = { fence: NO_GRID_FENCE as GridFence, leaseMs: 0, nextBeatMs: 0, beatSeq: 0, intervalMs: 0, staleCalls: 0 };
 
   constructor(readonly config: ClusterSupervisorConfig) {
     if (config.incarnation < 0n || config.incarnation > MAX_INCARNATION) throw invalidArgument(`cluster incarnation ${config.incarnation} is out of range 0..${MAX_INCARNATION}`);

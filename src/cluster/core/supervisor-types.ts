@@ -2,7 +2,7 @@ import type { DetectorConfig } from '../../detector/config.js';
 import type { VerdictChange } from '../../detector/monitor.js';
 import type { RoundConfig, RoundOutcome } from '../../protocol/core/round-types.js';
 import type { RestartPolicy } from '../../protocol/job-spec.js';
-import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, JobAction, PartRef, RefusalCode } from '../../protocol/messages.js';
+import type { AgentAnswer, AgentCall, ClusterAnswer, ClusterCall, ClusterRequest, Heartbeat, HeartbeatAnswer, JobAction, PartRef, RefusalCode } from '../../protocol/messages.js';
 
 // The cluster supervisor core's inputs, actions, durable records (the epoch
 // manifests and the job table) and the events a shell drains after a step.
@@ -149,7 +149,9 @@ export type ClusterEvent =
   /** The grid restored the job here at `epoch` (null: anew): the store's epochs above it are none of the grid's lines any more. */
   | { kind: 'gridRestored'; jobId: string; epoch: bigint | null }
   /** An accepted grid PREPARE named `epoch` as its parent: it is the grid's newest recovery line (retention counts it). */
-  | { kind: 'gridLine'; jobId: string; epoch: bigint };
+  | { kind: 'gridLine'; jobId: string; epoch: bigint }
+  /** A grid call refused: it came from a deposed grid, its fence older than the one this cluster has seen (F1). */
+  | { kind: 'staleGridCall'; request: ClusterRequest['kind']; jobId: string; reason: string };
 
 export interface ClusterStep {
   persist: ClusterPersist[];

@@ -1,4 +1,5 @@
 import type { Verdict } from '../../detector/monitor.js';
+import type { GridFence } from '../../protocol/grid-fence.js';
 import type { AgentAnswer } from '../../protocol/messages.js';
 import { checkClusterInvariants } from './supervisor-checks.js';
 import { onStopAnswer } from './supervisor-control.js';
@@ -186,7 +187,15 @@ export class ClusterSupervisor {
     };
   }
 
-  /** Whether this incarnation of the node is registered and not failed: its reports count (onAgentReports). */
+  /** The newest grid fence this cluster has seen (F1, protocol/grid-fence.ts), and how many calls it refused as older. */
+  gridFence(): GridFence {
+    return this.st.grid.fence;
+  }
+
+  get staleGridCalls(): number {
+    return this.st.grid.staleCalls;
+  }
+
   /** The incarnation the node is registered with (null: not registered). */
   nodeIncarnation(nodeId: string): bigint | null {
     return this.st.nodes.get(nodeId)?.incarnation ?? null;

@@ -34,7 +34,7 @@ export function onRegister(st: GridState, monitor: Monitor, r: { reqId: number; 
 
 export function onBeat(st: GridState, monitor: Monitor, hb: Heartbeat, out: GridStep): void {
   const c = st.clusters.get(hb.member);
-  const reply = (known: boolean, leasedJobs: string[]): void => void out.reply.push({ to: hb.member, kind: 'beat', seq: hb.seq, answer: { known, leasedJobs, leaseMs: st.config.clusterLeaseMs } });
+  const reply = (known: boolean, leasedJobs: string[]): void => void out.reply.push({ to: hb.member, kind: 'beat', seq: hb.seq, answer: { known, leasedJobs, leaseMs: st.config.clusterLeaseMs, fence: st.fence() } });
   if (!c || !c.registered || hb.incarnation !== c.incarnation || c.verdict === 'failed') return reply(false, []);
   const r = monitor.step({ kind: 'heartbeat', peer: hb.member, incarnation: hb.incarnation, sentSeq: hb.seq }, st.nowMs);
   verdicts(st, r.changes, out);

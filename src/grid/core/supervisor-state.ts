@@ -1,5 +1,6 @@
 import type { Verdict } from '../../detector/monitor.js';
 import { leaseMarginMs, leaseSafeAfter } from '../../detector/lease.js';
+import type { GridFence } from '../../protocol/grid-fence.js';
 import { GRID_KEEP_LINES } from '../../protocol/core/grid-lines.js';
 import type { RoundCoordinator } from '../../protocol/core/round.js';
 import type { ClusterRestore } from './recovery-plan.js';
@@ -108,6 +109,11 @@ export class GridState {
 
   constructor(readonly config: GridSupervisorConfig, public nowMs: number, readonly startedAtMs: number, private readonly agentLeases: ReadonlyMap<string, number> = new Map()) {}
 
+  /** What every call and heartbeat answer of this grid carries (protocol/grid-fence.ts). */
+  fence(): GridFence {
+    return { term: this.config.leaderTerm ?? 0n, incarnation: this.config.incarnation };
+  }
+
   mutant(name: string): boolean {
     return this.config.mutants?.has(name) ?? false;
   }
@@ -117,7 +123,7 @@ export class GridState {
       jobId: j.jobId, units: j.units, state: j.state, clusters: Object.fromEntries(j.clusters), highestEpoch: String(j.highestEpoch),
       lines: j.pendingLine ? [...j.lines, j.pendingLine].slice(-KEEP_LINES) : j.lines, lost: [...j.lost], lastError: j.lastError, recoveries: j.recoveries,
       ...(j.intervalMs !== this.config.checkpointIntervalMs ? { intervalMs: j.intervalMs } : {}),
-      ...(j.gen > 0 ? { gen: j.gen } : {}),
+      ...(j.gen !== 0 ? { gen: j.gen } : {}),
     }));
   }
 
@@ -146,7 +152,7 @@ export class GridState {
     if (!c) {
       // Unknown to this incarnation: the previous one granted nothing after its death, before our start, save
       // submits and restores still in flight then (their deadline), as the cluster core's resumeGrantFloor.
-      const floor = this.config.incarnation > 1n ? this.startedAtMs + this.config.callTimeoutMs : this.startedAtMs;
+      const floor = this.config.resumed ?? this.config.incarnation > 1n ? this.startedAtMs + this.config.callTimeoutMs : this.startedAtMs;
       c = { clusterId: id, incarnation: 0n, verdict: 'alive', lastGrantMs: floor, freeUnits: 0, registered: false, reported: new Map(), agentLeaseMs: this.agentLeases.get(id) ?? 0, checkForgotten: false };
       this.clusters.set(id, c);
     }
@@ -157,7 +163,7 @@ export class GridState {
     const reqId = this.nextReq++;
     this.issued.push(reqId);
     this.pending.set(reqId, { jobId, cluster: to, kind: req.kind, epoch, what, sentAtMs: this.nowMs });
-    out.send.push({ to, call: { reqId, from: this.config.gridId, incarnation: this.config.incarnation, req } });
+    out.send.push({ to, call: { reqId, from: this.config.gridId, fence: this.fence(), req } });
     return reqId;
   }
 

@@ -8,6 +8,17 @@ import type { ClusterAnswer, ClusterCall, Heartbeat, HeartbeatAnswer, JobAction 
 export interface GridSupervisorConfig {
   gridId: string;
   incarnation: bigint;
+  /**
+   * The leader's election revision when grid coordinators elect one through etcd (0 or absent without etcd): with
+   * the incarnation, the fence every call and heartbeat answer carries (protocol/grid-fence.ts).
+   */
+  leaderTerm?: bigint;
+  /**
+   * Whether an earlier grid (a previous incarnation of this process, or a deposed leader) may have granted leases
+   * on the catalog's jobs (absent: incarnation > 1). A cluster it has not heard from is then held granted until the
+   * calls that grid may still have in flight reach their deadline (G1).
+   */
+  resumed?: boolean;
   detector: DetectorConfig;
   round: RoundConfig;
   checkpointIntervalMs: number;
@@ -51,8 +62,9 @@ export interface GridJobRow {
   /** The job's round period (absent: the config's checkpointIntervalMs). */
   intervalMs?: number;
   /**
-   * The gen of its last submit or restore (absent: 0): the shares report it, and a restarted grid that forgot it
-   * would ignore every report — a fenced share then ran aborted rounds forever.
+   * The gen of the job's last submit or restore (absent: 0): the shares' reports name it, so a grid that takes the
+   * job over (restarted, or elected after a deposed leader) counts them; without it a share restored once before
+   * the takeover reported on a gen the new grid ignored, and the job never ended.
    */
   gen?: number;
 }

@@ -94,9 +94,9 @@ export class ClusterHarness {
     return this.step({ kind: 'agentHeartbeat', hb: { member: node, incarnation, seq, sentAtMs: t, jobs: this.reports.get(node) ?? [], freeUnits: 4, ...over } }, t);
   }
 
-  grid(req: ClusterRequest, t = this.nowMs, incarnation = 1n): { reqId: number; out: ClusterStep } {
+  grid(req: ClusterRequest, t = this.nowMs, incarnation = 1n, term = 0n): { reqId: number; out: ClusterStep } {
     const reqId = ++this.gridReqId;
-    return { reqId, out: this.step({ kind: 'gridCall', call: { reqId, from: 'grid', incarnation, req } }, t) };
+    return { reqId, out: this.step({ kind: 'gridCall', call: { reqId, from: 'grid', fence: { term, incarnation }, req } }, t) };
   }
 
   answer(call: SentCall, answer: AgentAnswer, t = this.nowMs): ClusterStep {

@@ -127,7 +127,7 @@ describe('ClusterSupervisor: submit', () => {
     expect(again.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: again.reqId, answer: { kind: 'refused', reason: 'job bank is already running' } }] });
     h.grid({ kind: 'stopJob', jobId: 'other' }, 30, 3n);
     const old = h.grid({ kind: 'submitJob', jobId: 'other', units: ['x'], gen: 1, leaseMs: 0 }, 31, 2n);
-    expect(old.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: old.reqId, answer: { kind: 'refused', reason: 'fenced: grid incarnation 2 is older than 3' } }] });
+    expect(old.out).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: old.reqId, answer: { kind: 'refused', reason: 'fenced: a call from a deposed grid: its incarnation 2 is older than the incarnation 3 this cluster has seen', stale: true } }] });
   });
 });
 
@@ -491,6 +491,35 @@ describe('ClusterSupervisor: the grid lease (C6) and completion (C5)', () => {
     expect(calls(fence.out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'stopJob', jobId: JOB, gen: expect.any(Number) }]));
     expect(h.core.jobState(JOB)).toBe('fenced');
     expect(beatAnswer(h.heartbeat('c1n1', {}, until + 1)).leasedJobs).toEqual([]);
+  });
+
+  it('F1: a leader elected later fences the older one: its calls are refused as stale, its heartbeat answers renew nothing', () => {
+    const h = new ClusterHarness();
+    h.gridAnswers = false;
+    runningJob(h);
+    // Term 5 (the leader elected through etcd) is heard first; a call of term 4 from any incarnation is then stale.
+    expect(h.grid({ kind: 'stopJob', jobId: 'other' }, 30, 1n, 5n).out.reply[0]).toMatchObject({ answer: { kind: 'ok' } });
+    const old = h.grid({ kind: 'abort', jobId: JOB, epoch: 9n }, 31, 9n, 4n);
+    expect(old.out.reply).toEqual([{ to: 'grid', kind: 'answer', reqId: old.reqId, answer: {
+      kind: 'refused', stale: true, reason: 'fenced: a call from a deposed grid: its leader term 4 (incarnation 9) is older than the leader term 5 (incarnation 1) this cluster has seen',
+    } }]);
+    expect(h.core.staleGridCalls).toBe(1);
+    expect(h.events).toContainEqual(expect.objectContaining({ kind: 'staleGridCall', request: 'abort', jobId: JOB }));
+    expect(h.core.gridFence()).toEqual({ term: 5n, incarnation: 1n });
+    // A deposed leader's heartbeat answer names the job, but the lease lapses as if it had not come.
+    h.advance(700, NODES);
+    h.step({ kind: 'gridHeartbeatAnswer', sentAtMs: 500, answer: { known: true, leasedJobs: [JOB], leaseMs: 1000, fence: { term: 4n, incarnation: 9n } } }, 700);
+    h.advance(1500, NODES);
+    expect(h.core.jobState(JOB)).toBe('fenced');
+  });
+
+  it('F1: a newer leader\'s heartbeat answer raises the fence the cluster holds', () => {
+    const h = new ClusterHarness();
+    h.gridAnswers = false;
+    runningJob(h);
+    h.step({ kind: 'gridHeartbeatAnswer', sentAtMs: 40, answer: { known: true, leasedJobs: [JOB], leaseMs: 1000, fence: { term: 7n, incarnation: 2n } } }, 50);
+    expect(h.core.gridFence()).toEqual({ term: 7n, incarnation: 2n });
+    expect(h.grid({ kind: 'stopJob', jobId: 'other' }, 60, 3n, 6n).out.reply[0]).toMatchObject({ answer: { kind: 'refused', stale: true } });
   });
 
   it('a grid heartbeat answer renews the lease from its send', () => {

@@ -165,7 +165,7 @@ export function beatAnswer(out: GridStep): HeartbeatAnswer {
 }
 
 export function gridCall(reqId: number, req: ClusterRequest): ClusterCall {
-  return { reqId, from: 'grid', incarnation: 1n, req };
+  return { reqId, from: 'grid', fence: { term: 0n, incarnation: 1n }, req };
 }
 
 /** Registers the clusters at 0 and submits the job at 10, every cluster answering ok at 20. */

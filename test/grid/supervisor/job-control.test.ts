@@ -35,7 +35,7 @@ describe('GridSupervisor: job control, cancel', () => {
     const last = h.answer(stops[2]!, { kind: 'ok' });
     expect(answers(last)).toEqual([{ reqId: 50, answer: { kind: 'done', state: 'stopped', line: null, passedOver: [], confirmed: ['c1', 'c3'], unconfirmed: ['c2'] } }]);
     const beat = h.heartbeat('c2', {}, h.nowMs + 10);
-    expect(beat.reply).toEqual([{ to: 'c2', kind: 'beat', seq: expect.any(Number), answer: { known: true, leasedJobs: [], leaseMs: GRID_CONFIG.clusterLeaseMs } }]);
+    expect(beat.reply).toEqual([{ to: 'c2', kind: 'beat', seq: expect.any(Number), answer: { known: true, leasedJobs: [], leaseMs: GRID_CONFIG.clusterLeaseMs, fence: { term: 0n, incarnation: 1n } } }]);
     // No round starts for a stopped job.
     const later = h.advance(h.nowMs + 2_000, CLUSTERS);
     expect(later.flatMap((l) => calls(l.out))).toEqual([]);

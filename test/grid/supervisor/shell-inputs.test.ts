@@ -68,7 +68,7 @@ describe('GridSupervisor: a share its cluster failed (G1)', () => {
     const out = h.heartbeat('c2', {}, failedAt);
     expect(out.persist).toEqual([expect.objectContaining({ jobs: [expect.objectContaining({ state: 'recovering', lost: ['c2'] })] })]);
     // c2 stays a member, but its answers no longer lease the job.
-    expect(h.heartbeat('c2', {}, 420).reply).toEqual([{ to: 'c2', kind: 'beat', seq: expect.any(Number), answer: { known: true, leasedJobs: [], leaseMs: 1000 } }]);
+    expect(h.heartbeat('c2', {}, 420).reply).toEqual([{ to: 'c2', kind: 'beat', seq: expect.any(Number), answer: { known: true, leasedJobs: [], leaseMs: 1000, fence: { term: 0n, incarnation: 1n } } }]);
     h.reports.delete('c2');
     const steps = h.advance(10_000, CLUSTERS, (l) => calls(l.out).some((c) => c.req.kind === 'restoreJob'));
     const restores = callsOf(steps).filter((c) => c.req.kind === 'restoreJob');

@@ -18,10 +18,10 @@ const operator = (out: GridStep) => out.reply.filter((r) => r.to === 'operator')
 describe('GridSupervisor: membership and submit', () => {
   it('a beat counts once its cluster registered (RegisterCluster); an unregistered cluster or another incarnation is unknown; an older registration is refused', () => {
     const h = new GridHarness();
-    const unknown = { known: false, leasedJobs: [], leaseMs: 1000 };
+    const unknown = { known: false, leasedJobs: [], leaseMs: 1000, fence: { term: 0n, incarnation: 1n } };
     expect(h.heartbeat('c1', {}, 0).reply).toEqual([{ to: 'c1', kind: 'beat', seq: 1, answer: unknown }]);
     expect(h.registerCluster('c1', 1n, 0).reply).toEqual([{ to: 'c1', kind: 'registered', reqId: expect.any(Number), ok: true, reason: 'registered' }]);
-    expect(h.heartbeat('c1', {}, 0)).toEqual({ persist: [], send: [], reply: [{ to: 'c1', kind: 'beat', seq: 2, answer: { known: true, leasedJobs: [], leaseMs: 1000 } }] });
+    expect(h.heartbeat('c1', {}, 0)).toEqual({ persist: [], send: [], reply: [{ to: 'c1', kind: 'beat', seq: 2, answer: { known: true, leasedJobs: [], leaseMs: 1000, fence: { term: 0n, incarnation: 1n } } }] });
     h.registerCluster('c2', 3n, 1);
     expect(h.heartbeat('c2', { incarnation: 2n }, 2).reply).toEqual([{ to: 'c2', kind: 'beat', seq: 1, answer: unknown }]);
     expect(h.registerCluster('c2', 2n, 3).reply).toEqual([{ to: 'c2', kind: 'registered', reqId: expect.any(Number), ok: false, reason: 'fenced: cluster c2 incarnation 2 is older than 3' }]);

@@ -221,7 +221,14 @@ export interface SubmitJobRequest {
    * not in it: agents report a unit's failure, only the coordinator acts on
    * it. (A spec file names it as the spec's restartPolicy.)
    */
-  restartPolicy: RestartPolicy | undefined;
+  restartPolicy:
+    | RestartPolicy
+    | undefined;
+  /**
+   * A grid-managed submit's fence (its leader term and incarnation): refused
+   * with FAILED_PRECONDITION when older than one the cluster has seen.
+   */
+  gridFence: Fence | undefined;
 }
 
 /** A job's restart policy (docs/cluster.md, "Restart policy"). */
@@ -323,6 +330,13 @@ export interface ClusterStatusResponse {
   storeDir: string;
   /** Failure verdicts since the coordinator started. */
   failuresDetected: bigint;
+  /**
+   * The newest grid fence this cluster has seen, and the grid calls it
+   * refused since it started because they were older (a deposed grid's).
+   */
+  gridLeaderTerm: bigint;
+  gridIncarnation: bigint;
+  staleGridCalls: bigint;
 }
 
 export interface ClusterServiceWatchRequest {
@@ -2386,7 +2400,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { job: undefined, gridManaged: false, gridGen: 0n, gridLeaseMs: 0, restartPolicy: undefined };
+  return {
+    job: undefined,
+    gridManaged: false,
+    gridGen: 0n,
+    gridLeaseMs: 0,
+    restartPolicy: undefined,
+    gridFence: undefined,
+  };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -2408,6 +2429,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.restartPolicy !== undefined) {
       RestartPolicy.encode(message.restartPolicy, writer.uint32(42).fork()).join();
+    }
+    if (message.gridFence !== undefined) {
+      Fence.encode(message.gridFence, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2465,6 +2489,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.restartPolicy = RestartPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.gridFence = Fence.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2496,6 +2528,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.restart_policy)
         ? RestartPolicy.fromJSON(object.restart_policy)
         : undefined,
+      gridFence: isSet(object.gridFence)
+        ? Fence.fromJSON(object.gridFence)
+        : isSet(object.grid_fence)
+        ? Fence.fromJSON(object.grid_fence)
+        : undefined,
     };
   },
 
@@ -2516,6 +2553,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.restartPolicy !== undefined) {
       obj.restartPolicy = RestartPolicy.toJSON(message.restartPolicy);
     }
+    if (message.gridFence !== undefined) {
+      obj.gridFence = Fence.toJSON(message.gridFence);
+    }
     return obj;
   },
 
@@ -2530,6 +2570,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     message.gridLeaseMs = object.gridLeaseMs ?? 0;
     message.restartPolicy = (object.restartPolicy !== undefined && object.restartPolicy !== null)
       ? RestartPolicy.fromPartial(object.restartPolicy)
+      : undefined;
+    message.gridFence = (object.gridFence !== undefined && object.gridFence !== null)
+      ? Fence.fromPartial(object.gridFence)
       : undefined;
     return message;
   },
@@ -3743,7 +3786,17 @@ export const ClusterJobStatus: MessageFns<ClusterJobStatus> = {
 };
 
 function createBaseClusterStatusResponse(): ClusterStatusResponse {
-  return { clusterId: "", incarnation: 0n, nodes: [], jobs: [], storeDir: "", failuresDetected: 0n };
+  return {
+    clusterId: "",
+    incarnation: 0n,
+    nodes: [],
+    jobs: [],
+    storeDir: "",
+    failuresDetected: 0n,
+    gridLeaderTerm: 0n,
+    gridIncarnation: 0n,
+    staleGridCalls: 0n,
+  };
 }
 
 export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
@@ -3771,6 +3824,24 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
         throw new globalThis.Error("value provided for field message.failuresDetected of type uint64 too large");
       }
       writer.uint32(48).uint64(message.failuresDetected);
+    }
+    if (message.gridLeaderTerm !== 0n) {
+      if (BigInt.asUintN(64, message.gridLeaderTerm) !== message.gridLeaderTerm) {
+        throw new globalThis.Error("value provided for field message.gridLeaderTerm of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.gridLeaderTerm);
+    }
+    if (message.gridIncarnation !== 0n) {
+      if (BigInt.asUintN(64, message.gridIncarnation) !== message.gridIncarnation) {
+        throw new globalThis.Error("value provided for field message.gridIncarnation of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.gridIncarnation);
+    }
+    if (message.staleGridCalls !== 0n) {
+      if (BigInt.asUintN(64, message.staleGridCalls) !== message.staleGridCalls) {
+        throw new globalThis.Error("value provided for field message.staleGridCalls of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.staleGridCalls);
     }
     return writer;
   },
@@ -3836,6 +3907,30 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
             message.failuresDetected = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.gridLeaderTerm = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.gridIncarnation = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.staleGridCalls = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3868,6 +3963,21 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
         : isSet(object.failures_detected)
         ? BigInt(object.failures_detected)
         : 0n,
+      gridLeaderTerm: isSet(object.gridLeaderTerm)
+        ? BigInt(object.gridLeaderTerm)
+        : isSet(object.grid_leader_term)
+        ? BigInt(object.grid_leader_term)
+        : 0n,
+      gridIncarnation: isSet(object.gridIncarnation)
+        ? BigInt(object.gridIncarnation)
+        : isSet(object.grid_incarnation)
+        ? BigInt(object.grid_incarnation)
+        : 0n,
+      staleGridCalls: isSet(object.staleGridCalls)
+        ? BigInt(object.staleGridCalls)
+        : isSet(object.stale_grid_calls)
+        ? BigInt(object.stale_grid_calls)
+        : 0n,
     };
   },
 
@@ -3891,6 +4001,15 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     if (message.failuresDetected !== 0n) {
       obj.failuresDetected = message.failuresDetected.toString();
     }
+    if (message.gridLeaderTerm !== 0n) {
+      obj.gridLeaderTerm = message.gridLeaderTerm.toString();
+    }
+    if (message.gridIncarnation !== 0n) {
+      obj.gridIncarnation = message.gridIncarnation.toString();
+    }
+    if (message.staleGridCalls !== 0n) {
+      obj.staleGridCalls = message.staleGridCalls.toString();
+    }
     return obj;
   },
 
@@ -3908,6 +4027,15 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     message.storeDir = object.storeDir ?? "";
     message.failuresDetected = (object.failuresDetected !== undefined && object.failuresDetected !== null)
       ? BigInt(object.failuresDetected)
+      : 0n;
+    message.gridLeaderTerm = (object.gridLeaderTerm !== undefined && object.gridLeaderTerm !== null)
+      ? BigInt(object.gridLeaderTerm)
+      : 0n;
+    message.gridIncarnation = (object.gridIncarnation !== undefined && object.gridIncarnation !== null)
+      ? BigInt(object.gridIncarnation)
+      : 0n;
+    message.staleGridCalls = (object.staleGridCalls !== undefined && object.staleGridCalls !== null)
+      ? BigInt(object.staleGridCalls)
       : 0n;
     return message;
   },

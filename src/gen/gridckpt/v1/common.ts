@@ -81,6 +81,14 @@ export interface Fence {
   /** Bumped each time the sender restarts. */
   incarnation: bigint;
   epoch: bigint;
+  /**
+   * From the grid: its leader's election revision when grid coordinators
+   * elect a leader through etcd (docs/grid-ha.md), 0 without etcd. A cluster
+   * orders grid fences by (leader_term, incarnation) and refuses a call whose
+   * pair is older than one it has seen with FAILED_PRECONDITION: a deposed
+   * leader's late message.
+   */
+  leaderTerm: bigint;
 }
 
 /** One committed (or verified) epoch of a job as seen from a store. */
@@ -133,7 +141,7 @@ export interface WatchEvent {
 }
 
 function createBaseFence(): Fence {
-  return { clusterId: "", nodeId: "", incarnation: 0n, epoch: 0n };
+  return { clusterId: "", nodeId: "", incarnation: 0n, epoch: 0n, leaderTerm: 0n };
 }
 
 export const Fence: MessageFns<Fence> = {
@@ -155,6 +163,12 @@ export const Fence: MessageFns<Fence> = {
         throw new globalThis.Error("value provided for field message.epoch of type uint64 too large");
       }
       writer.uint32(32).uint64(message.epoch);
+    }
+    if (message.leaderTerm !== 0n) {
+      if (BigInt.asUintN(64, message.leaderTerm) !== message.leaderTerm) {
+        throw new globalThis.Error("value provided for field message.leaderTerm of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.leaderTerm);
     }
     return writer;
   },
@@ -204,6 +218,14 @@ export const Fence: MessageFns<Fence> = {
             message.epoch = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.leaderTerm = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -230,6 +252,11 @@ export const Fence: MessageFns<Fence> = {
         : "",
       incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
       epoch: isSet(object.epoch) ? BigInt(object.epoch) : 0n,
+      leaderTerm: isSet(object.leaderTerm)
+        ? BigInt(object.leaderTerm)
+        : isSet(object.leader_term)
+        ? BigInt(object.leader_term)
+        : 0n,
     };
   },
 
@@ -247,6 +274,9 @@ export const Fence: MessageFns<Fence> = {
     if (message.epoch !== 0n) {
       obj.epoch = message.epoch.toString();
     }
+    if (message.leaderTerm !== 0n) {
+      obj.leaderTerm = message.leaderTerm.toString();
+    }
     return obj;
   },
 
@@ -261,6 +291,9 @@ export const Fence: MessageFns<Fence> = {
       ? BigInt(object.incarnation)
       : 0n;
     message.epoch = (object.epoch !== undefined && object.epoch !== null) ? BigInt(object.epoch) : 0n;
+    message.leaderTerm = (object.leaderTerm !== undefined && object.leaderTerm !== null)
+      ? BigInt(object.leaderTerm)
+      : 0n;
     return message;
   },
 };

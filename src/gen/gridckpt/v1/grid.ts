@@ -52,6 +52,12 @@ export interface RegisterClusterResponse {
    * heartbeat whose answer renewed it.
    */
   leaseMs: number;
+  /**
+   * The answering grid's fence: its leader term (0 without etcd) and
+   * incarnation (Fence.leader_term says how a cluster orders them).
+   */
+  leaderTerm: bigint;
+  incarnation: bigint;
 }
 
 export interface ClusterHeartbeatRequest {
@@ -85,6 +91,12 @@ export interface ClusterHeartbeatResponse {
   leasedJobs: string[];
   /** How long the lease lasts, from when the cluster sent the heartbeat. */
   leaseMs: number;
+  /**
+   * The answering grid's fence (see RegisterClusterResponse): a cluster
+   * takes no lease renewal from a grid older than one it has seen.
+   */
+  leaderTerm: bigint;
+  incarnation: bigint;
 }
 
 export interface SubmitGridJobRequest {
@@ -200,6 +212,16 @@ export interface GridStatusResponse {
   jobs: GridJobStatus[];
   failuresDetected: bigint;
   recoveries: bigint;
+  /**
+   * "single" (no etcd), "leader" or "standby" (grid coordinators elected
+   * through etcd: docs/grid-ha.md). A standby answers every other method
+   * with UNAVAILABLE naming the leader; its clusters and jobs are empty.
+   */
+  role: string;
+  /** The leader's election revision (0 without etcd or while none is known). */
+  leaderTerm: bigint;
+  /** The leader's gRPC address as its election key says ("" if none). */
+  leaderAddress: string;
 }
 
 export interface GridServiceWatchRequest {
@@ -370,7 +392,7 @@ export const RegisterClusterRequest: MessageFns<RegisterClusterRequest> = {
 };
 
 function createBaseRegisterClusterResponse(): RegisterClusterResponse {
-  return { gridId: "", heartbeatIntervalMs: 0, leaseMs: 0 };
+  return { gridId: "", heartbeatIntervalMs: 0, leaseMs: 0, leaderTerm: 0n, incarnation: 0n };
 }
 
 export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
@@ -383,6 +405,18 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
     }
     if (message.leaseMs !== 0) {
       writer.uint32(24).uint32(message.leaseMs);
+    }
+    if (message.leaderTerm !== 0n) {
+      if (BigInt.asUintN(64, message.leaderTerm) !== message.leaderTerm) {
+        throw new globalThis.Error("value provided for field message.leaderTerm of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.leaderTerm);
+    }
+    if (message.incarnation !== 0n) {
+      if (BigInt.asUintN(64, message.incarnation) !== message.incarnation) {
+        throw new globalThis.Error("value provided for field message.incarnation of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.incarnation);
     }
     return writer;
   },
@@ -424,6 +458,22 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
             message.leaseMs = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaderTerm = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.incarnation = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -453,6 +503,12 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
         : isSet(object.lease_ms)
         ? globalThis.Number(object.lease_ms)
         : 0,
+      leaderTerm: isSet(object.leaderTerm)
+        ? BigInt(object.leaderTerm)
+        : isSet(object.leader_term)
+        ? BigInt(object.leader_term)
+        : 0n,
+      incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
     };
   },
 
@@ -467,6 +523,12 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
     if (message.leaseMs !== 0) {
       obj.leaseMs = Math.round(message.leaseMs);
     }
+    if (message.leaderTerm !== 0n) {
+      obj.leaderTerm = message.leaderTerm.toString();
+    }
+    if (message.incarnation !== 0n) {
+      obj.incarnation = message.incarnation.toString();
+    }
     return obj;
   },
 
@@ -478,6 +540,12 @@ export const RegisterClusterResponse: MessageFns<RegisterClusterResponse> = {
     message.gridId = object.gridId ?? "";
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
     message.leaseMs = object.leaseMs ?? 0;
+    message.leaderTerm = (object.leaderTerm !== undefined && object.leaderTerm !== null)
+      ? BigInt(object.leaderTerm)
+      : 0n;
+    message.incarnation = (object.incarnation !== undefined && object.incarnation !== null)
+      ? BigInt(object.incarnation)
+      : 0n;
     return message;
   },
 };
@@ -740,7 +808,7 @@ export const GridShareState: MessageFns<GridShareState> = {
 };
 
 function createBaseClusterHeartbeatResponse(): ClusterHeartbeatResponse {
-  return { known: false, leasedJobs: [], leaseMs: 0 };
+  return { known: false, leasedJobs: [], leaseMs: 0, leaderTerm: 0n, incarnation: 0n };
 }
 
 export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
@@ -753,6 +821,18 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
     }
     if (message.leaseMs !== 0) {
       writer.uint32(24).uint32(message.leaseMs);
+    }
+    if (message.leaderTerm !== 0n) {
+      if (BigInt.asUintN(64, message.leaderTerm) !== message.leaderTerm) {
+        throw new globalThis.Error("value provided for field message.leaderTerm of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.leaderTerm);
+    }
+    if (message.incarnation !== 0n) {
+      if (BigInt.asUintN(64, message.incarnation) !== message.incarnation) {
+        throw new globalThis.Error("value provided for field message.incarnation of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.incarnation);
     }
     return writer;
   },
@@ -794,6 +874,22 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
             message.leaseMs = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaderTerm = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.incarnation = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -819,6 +915,12 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
         : isSet(object.lease_ms)
         ? globalThis.Number(object.lease_ms)
         : 0,
+      leaderTerm: isSet(object.leaderTerm)
+        ? BigInt(object.leaderTerm)
+        : isSet(object.leader_term)
+        ? BigInt(object.leader_term)
+        : 0n,
+      incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
     };
   },
 
@@ -833,6 +935,12 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
     if (message.leaseMs !== 0) {
       obj.leaseMs = Math.round(message.leaseMs);
     }
+    if (message.leaderTerm !== 0n) {
+      obj.leaderTerm = message.leaderTerm.toString();
+    }
+    if (message.incarnation !== 0n) {
+      obj.incarnation = message.incarnation.toString();
+    }
     return obj;
   },
 
@@ -844,6 +952,12 @@ export const ClusterHeartbeatResponse: MessageFns<ClusterHeartbeatResponse> = {
     message.known = object.known ?? false;
     message.leasedJobs = object.leasedJobs?.map((e) => e) || [];
     message.leaseMs = object.leaseMs ?? 0;
+    message.leaderTerm = (object.leaderTerm !== undefined && object.leaderTerm !== null)
+      ? BigInt(object.leaderTerm)
+      : 0n;
+    message.incarnation = (object.incarnation !== undefined && object.incarnation !== null)
+      ? BigInt(object.incarnation)
+      : 0n;
     return message;
   },
 };
@@ -2429,7 +2543,17 @@ export const GridStatusRequest: MessageFns<GridStatusRequest> = {
 };
 
 function createBaseGridStatusResponse(): GridStatusResponse {
-  return { gridId: "", incarnation: 0n, clusters: [], jobs: [], failuresDetected: 0n, recoveries: 0n };
+  return {
+    gridId: "",
+    incarnation: 0n,
+    clusters: [],
+    jobs: [],
+    failuresDetected: 0n,
+    recoveries: 0n,
+    role: "",
+    leaderTerm: 0n,
+    leaderAddress: "",
+  };
 }
 
 export const GridStatusResponse: MessageFns<GridStatusResponse> = {
@@ -2460,6 +2584,18 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
         throw new globalThis.Error("value provided for field message.recoveries of type uint64 too large");
       }
       writer.uint32(48).uint64(message.recoveries);
+    }
+    if (message.role !== "") {
+      writer.uint32(58).string(message.role);
+    }
+    if (message.leaderTerm !== 0n) {
+      if (BigInt.asUintN(64, message.leaderTerm) !== message.leaderTerm) {
+        throw new globalThis.Error("value provided for field message.leaderTerm of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.leaderTerm);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(74).string(message.leaderAddress);
     }
     return writer;
   },
@@ -2525,6 +2661,30 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
             message.recoveries = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.leaderTerm = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2555,6 +2715,17 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
         ? BigInt(object.failures_detected)
         : 0n,
       recoveries: isSet(object.recoveries) ? BigInt(object.recoveries) : 0n,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      leaderTerm: isSet(object.leaderTerm)
+        ? BigInt(object.leaderTerm)
+        : isSet(object.leader_term)
+        ? BigInt(object.leader_term)
+        : 0n,
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
     };
   },
 
@@ -2578,6 +2749,15 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
     if (message.recoveries !== 0n) {
       obj.recoveries = message.recoveries.toString();
     }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.leaderTerm !== 0n) {
+      obj.leaderTerm = message.leaderTerm.toString();
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
     return obj;
   },
 
@@ -2598,6 +2778,11 @@ export const GridStatusResponse: MessageFns<GridStatusResponse> = {
     message.recoveries = (object.recoveries !== undefined && object.recoveries !== null)
       ? BigInt(object.recoveries)
       : 0n;
+    message.role = object.role ?? "";
+    message.leaderTerm = (object.leaderTerm !== undefined && object.leaderTerm !== null)
+      ? BigInt(object.leaderTerm)
+      : 0n;
+    message.leaderAddress = object.leaderAddress ?? "";
     return message;
   },
 };
