@@ -61,7 +61,7 @@ export async function performAgentCall(t: AgentCallTarget, nodeId: string, call:
         });
         return ok();
       case 'prepare': {
-        const p = await t.client.prepareCheckpoint({ fence: fence(r.epoch), jobId: r.jobId, parentEpoch: r.parentEpoch ?? 0n, full: r.full });
+        const p = await t.client.prepareCheckpoint({ fence: fence(r.epoch), jobId: r.jobId, parentEpoch: r.parentEpoch ?? 0n, full: r.full, lastCommitted: r.lastCommitted ?? 0n });
         return { kind: 'answer', answer: { kind: 'prepared', pages: Number(p.pages), bytes: Number(p.bytes), done: p.done, digest: p.digest } };
       }
       case 'commit': {

@@ -87,7 +87,7 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
       return { job: jobStatusToPb(r.job), done: r.done };
     }, onBug),
     prepareCheckpoint: unary(async (req) => {
-      const r = await agent.prepareCheckpoint(boundedFence(req.fence), req.jobId, epochFromPb(checkWireEpoch('parent_epoch', req.parentEpoch)), req.full);
+      const r = await agent.prepareCheckpoint(boundedFence(req.fence), req.jobId, epochFromPb(checkWireEpoch('parent_epoch', req.parentEpoch)), req.full, epochFromPb(checkWireEpoch('last_committed', req.lastCommitted)));
       return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest, done: r.done };
     }, onBug),
     commitCheckpoint: unary(async (req) => {

@@ -248,9 +248,9 @@ export class NodeAgent {
 
   // ---- the participant side of a coordinated round ----
 
-  async prepareCheckpoint(fence: Fence, jobId: string, parentEpoch: bigint | null, full: boolean): Promise<PrepareResult> {
+  async prepareCheckpoint(fence: Fence, jobId: string, parentEpoch: bigint | null, full: boolean, lastCommitted: bigint | null = null): Promise<PrepareResult> {
     this.summary(jobId);
-    const answer = await this.call(coordinatorOf(fence), fence.incarnation, { kind: 'prepare', jobId, epoch: fence.epoch, parentEpoch, full });
+    const answer = await this.call(coordinatorOf(fence), fence.incarnation, { kind: 'prepare', jobId, epoch: fence.epoch, parentEpoch, full, lastCommitted });
     if (answer.kind !== 'prepared') {
       const err = refusal(answer);
       this.watch.stepFailed(jobId, fence.epoch, 'prepare', err);

@@ -32,7 +32,11 @@ export type AgentRequest =
   | { kind: 'startJob'; jobId: string; units: string[]; sources: RestoreSource[]; leaseMs: number | null; gen: number; intervalMs?: number; fullEvery?: number }
   /** Stops every start of the job below gen, even one still in flight (calls may overtake each other). */
   | { kind: 'stopJob'; jobId: string; gen: number }
-  | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean }
+  /**
+   * lastCommitted: the coordinator's newest committed epoch of the job (absent: not said). A participant learns
+   * from it that the part it wrote last was committed, also when this round is full (its parentEpoch is then null).
+   */
+  | { kind: 'prepare'; jobId: string; epoch: bigint; parentEpoch: bigint | null; full: boolean; lastCommitted?: bigint | null }
   | { kind: 'commit'; jobId: string; epoch: bigint }
   | { kind: 'abort'; jobId: string; epoch: bigint };
 

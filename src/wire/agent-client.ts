@@ -36,7 +36,10 @@ export class AgentClient {
     return this.call<pb.WaitJobRequest, pb.WaitJobResponse>('waitJob', req, req.timeoutMs + this.timeoutMs);
   }
 
-  prepareCheckpoint(req: pb.PrepareCheckpointRequest) { return this.call<pb.PrepareCheckpointRequest, pb.PrepareCheckpointResponse>('prepareCheckpoint', req); }
+  /** lastCommitted absent: 0 (not said). */
+  prepareCheckpoint(req: Omit<pb.PrepareCheckpointRequest, 'lastCommitted'> & { lastCommitted?: bigint }) {
+    return this.call<pb.PrepareCheckpointRequest, pb.PrepareCheckpointResponse>('prepareCheckpoint', { lastCommitted: 0n, ...req });
+  }
   commitCheckpoint(req: pb.CommitCheckpointRequest) { return this.call<pb.CommitCheckpointRequest, pb.CommitCheckpointResponse>('commitCheckpoint', req); }
   abortCheckpoint(req: pb.AbortCheckpointRequest) { return this.call<pb.AbortCheckpointRequest, pb.AbortCheckpointResponse>('abortCheckpoint', req); }
 

@@ -40,7 +40,7 @@ function applyRound(st: ClusterState, job: Job, s: RoundStep, out: ClusterStep):
   }
   for (const a of s.send) {
     const req: AgentRequest = a.kind === 'prepare'
-      ? { kind: 'prepare', jobId: a.jobId, epoch: a.epoch, parentEpoch: a.parentEpoch, full: a.full }
+      ? { kind: 'prepare', jobId: a.jobId, epoch: a.epoch, parentEpoch: a.parentEpoch, full: a.full, lastCommitted: job.committed.at(-1) ?? null }
       : { kind: a.kind, jobId: a.jobId, epoch: a.epoch };
     st.callAgent(out, a.to, req, job.jobId, 'round', a.epoch);
   }

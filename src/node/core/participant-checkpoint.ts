@@ -34,7 +34,7 @@ export function onPrepare(cx: CheckpointCtx, call: AgentCall, r: Req<'prepare'>,
   // A newer PREPARE supersedes one still freezing: its coordinator gave up on that round.
   if (j.freezing) endFreeze(cx, j, `superseded by epoch ${r.epoch}`, out);
   if (j.staged) dropStaged(j, out);
-  settleWritten(j, r.parentEpoch, out);
+  settleWritten(j, r.parentEpoch, r.lastCommitted ?? null, out);
   j.highestEpoch = r.epoch;
   freeze(cx, j, r.epoch, call.reqId, call.from, null, r.full, r.parentEpoch, out);
 }
@@ -182,10 +182,13 @@ export function onWriteFailed(cx: CheckpointCtx, input: Extract<ParticipantInput
   replyStep(out, w.to, w.reqId, w.local, refused(`epoch ${w.epoch} of job ${job.jobId}: write failed: ${input.reason}`, 'unavailable'));
 }
 
-/** A PREPARE names the epoch it builds on: a written part of that epoch was committed; any other was not. */
-function settleWritten(j: AgentJob, parentEpoch: bigint | null, out: ParticipantStep): void {
+/**
+ * A PREPARE names the epoch it builds on and the newest the coordinator committed: a written part of either was
+ * committed; any other was not. (Before lastCommitted, a part whose next round was full was never counted.)
+ */
+function settleWritten(j: AgentJob, parentEpoch: bigint | null, lastCommitted: bigint | null, out: ParticipantStep): void {
   if (j.written === null) return;
-  const confirmed = j.written === parentEpoch;
+  const confirmed = j.written === parentEpoch || j.written === lastCommitted;
   out.send.push({ to: 'units', unit: { op: 'settle', jobId: j.jobId, epoch: j.written, confirmed } });
   if (confirmed) {
     j.lastEpoch = j.written;

@@ -76,14 +76,14 @@ describe('ClusterSupervisor: local jobs, rounds', () => {
     const h = new ClusterHarness();
     localJob(h); // running at 20: the first round is due at 120
     const first = h.advance(1000, NODES, isPrepare);
-    expect(prepares(first).map((c) => [c.t, c.to, c.req])).toEqual(NODES.map((n) => [120, n, { kind: 'prepare', jobId: LJOB, epoch: 1n, parentEpoch: null, full: true }]));
+    expect(prepares(first).map((c) => [c.t, c.to, c.req])).toEqual(NODES.map((n) => [120, n, { kind: 'prepare', jobId: LJOB, epoch: 1n, parentEpoch: null, full: true, lastCommitted: null }]));
     finishRound(h, first.at(-1)!.out);
     expect(h.core.jobView(LJOB)!.committed).toEqual([1n]);
     const second = h.advance(1000, NODES, isPrepare);
-    expect(prepares(second).map((c) => [c.t, c.req])).toEqual(NODES.map(() => [220, { kind: 'prepare', jobId: LJOB, epoch: 2n, parentEpoch: 1n, full: false }]));
+    expect(prepares(second).map((c) => [c.t, c.req])).toEqual(NODES.map(() => [220, { kind: 'prepare', jobId: LJOB, epoch: 2n, parentEpoch: 1n, full: false, lastCommitted: 1n }]));
     finishRound(h, second.at(-1)!.out);
     const third = h.advance(1000, NODES, isPrepare);
-    expect(prepares(third).map((c) => [c.t, c.req])).toEqual(NODES.map(() => [320, { kind: 'prepare', jobId: LJOB, epoch: 3n, parentEpoch: null, full: true }]));
+    expect(prepares(third).map((c) => [c.t, c.req])).toEqual(NODES.map(() => [320, { kind: 'prepare', jobId: LJOB, epoch: 3n, parentEpoch: null, full: true, lastCommitted: 2n }]));
     // A round nobody answers aborts at its prepare deadline; the next one is intervalMs after that end, with the next epoch.
     const fourth = h.advance(2000, NODES, (l) => calls(l.out).some((c) => c.req.kind === 'prepare' && c.req.epoch === 4n));
     expect(prepares(fourth).map((c) => c.t)).toEqual([320 + 300 + 100, 720, 720]);
@@ -101,7 +101,7 @@ describe('ClusterSupervisor: local jobs, rounds', () => {
     const h = new ClusterHarness();
     localJob(h, { intervalMs: 0, fullEvery: 4 }); // no periodic rounds
     const cp = h.local({ kind: 'checkpoint', jobId: LJOB }, 30);
-    expect(calls(cp.out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'prepare', jobId: LJOB, epoch: 1n, parentEpoch: null, full: true }]));
+    expect(calls(cp.out).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'prepare', jobId: LJOB, epoch: 1n, parentEpoch: null, full: true, lastCommitted: null }]));
     const busy = h.local({ kind: 'checkpoint', jobId: LJOB }, 31);
     expect(busy.out).toEqual({ persist: [], send: [], reply: [] });
     const done = finishRound(h, cp.out, { pages: 2 });
@@ -110,7 +110,7 @@ describe('ClusterSupervisor: local jobs, rounds', () => {
     // The next builds on it; a node that refuses to prepare aborts it, and the answer says so.
     const cp2 = h.local({ kind: 'checkpoint', jobId: LJOB }, 40);
     const [a] = calls(cp2.out);
-    expect(a!.req).toEqual({ kind: 'prepare', jobId: LJOB, epoch: 2n, parentEpoch: 1n, full: false });
+    expect(a!.req).toEqual({ kind: 'prepare', jobId: LJOB, epoch: 2n, parentEpoch: 1n, full: false, lastCommitted: 1n });
     const refused = h.answer(a!, { kind: 'refused', reason: 'freeze took over 100 ms' }, 41);
     expect(localAnswers(refused)).toEqual([{ reqId: cp2.reqId, answer: { kind: 'refused', reason: expect.stringMatching(/^round 2 aborted in preparing: .*c1n1.*freeze took over 100 ms/), code: 'aborted' } }]);
     const unknown = h.local({ kind: 'checkpoint', jobId: 'nope' });
@@ -147,7 +147,7 @@ describe('ClusterSupervisor: the end of a local job (C5)', () => {
     expect(calls(h.heartbeat('c1n2', {}, 30))).toEqual([]);
     // The last node's report: the final round starts at once.
     const final = h.heartbeat('c1n3', {}, 30);
-    expect(calls(final).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'prepare', jobId: LJOB, epoch: 1n, parentEpoch: null, full: true }]));
+    expect(calls(final).map((c) => [c.to, c.req])).toEqual(NODES.map((n) => [n, { kind: 'prepare', jobId: LJOB, epoch: 1n, parentEpoch: null, full: true, lastCommitted: null }]));
     // A client's checkpoint meanwhile is refused.
     expect(localAnswers(h.local({ kind: 'checkpoint', jobId: LJOB }, 31).out)[0]!.answer).toMatchObject({ kind: 'refused', code: 'aborted' });
     // One node was not done at the cut (its report came from before a restore, say): committed, but not the end.

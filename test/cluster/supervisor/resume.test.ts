@@ -71,7 +71,7 @@ describe('ClusterSupervisor: resume from the job table', () => {
     // Its rounds go on above every epoch the previous incarnation may have used (the row's reserved ceiling, 64), on the store's newest (2).
     const next = h.advance(1000, NODES, isPrepare).at(-1)!;
     expect(next.t).toBe(12 + SPEC.intervalMs);
-    expect(calls(next.out).map((c) => c.req)).toEqual(NODES.map(() => ({ kind: 'prepare', jobId: LJOB, epoch: 65n, parentEpoch: 2n, full: false })));
+    expect(calls(next.out).map((c) => c.req)).toEqual(NODES.map(() => ({ kind: 'prepare', jobId: LJOB, epoch: 65n, parentEpoch: 2n, full: false, lastCommitted: 2n })));
   });
 
   it('a node that does not register again within resumeWaitMs is lost: its units move only after the old incarnation\'s lease (C1), with gens above the old ones (C8)', () => {

@@ -138,7 +138,7 @@ describe('ClusterSupervisor: the grid round (held two-level round)', () => {
     const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 30);
     expect(prep.out).toEqual({
       persist: [], reply: [],
-      send: NODES.map((n, i) => ({ to: n, call: agentCall(4 + i, { kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null, full: true }) })),
+      send: NODES.map((n, i) => ({ to: n, call: agentCall(4 + i, { kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null, full: true, lastCommitted: null }) })),
     });
     const prepares = calls(prep.out);
     expect(h.answer(prepares[0]!, { kind: 'prepared', pages: 2, bytes: 8192, done: false }, 31)).toEqual({ persist: [], send: [], reply: [] });
@@ -192,7 +192,7 @@ describe('ClusterSupervisor: the grid round (held two-level round)', () => {
     runningJob(h);
     commitEpoch(h, 1n, null);
     const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n });
-    expect(calls(prep.out).map((c) => c.req)).toEqual(NODES.map(() => ({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n, full: false })));
+    expect(calls(prep.out).map((c) => c.req)).toEqual(NODES.map(() => ({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n, full: false, lastCommitted: 1n })));
   });
 
   it('a manifest that fails to persist aborts the round: ABORT to every node, the grid commit refused', () => {
@@ -272,7 +272,7 @@ describe('ClusterSupervisor: a lost node (C1)', () => {
     expect(Object.fromEntries(h.core.jobView(JOB)!.placement)).toEqual({ u0: 'c1n2', u1: 'c1n2', u2: 'c1n3', u3: 'c1n2' });
     // After a restart the next epoch is full: the moved units' pages are in no incremental chain here.
     const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n }, safeAt + 10);
-    expect(calls(prep.out).map((c) => [c.to, c.req])).toEqual(SURVIVORS.map((n) => [n, { kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: null, full: true }]));
+    expect(calls(prep.out).map((c) => [c.to, c.req])).toEqual(SURVIVORS.map((n) => [n, { kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: null, full: true, lastCommitted: 1n }]));
   });
 
   it('a round the silent node does not answer aborts at its prepare deadline; back after its failure, the node is leased nothing', () => {

@@ -429,6 +429,21 @@ describe('NodeParticipant: the checkpoint round', () => {
     expect(g.step(call({ kind: 'prepare', jobId: JOB, epoch: 3n, parentEpoch: 2n, full: false }, 8), 41).send.slice(0, 1)).toEqual([settle(1n, false)]);
   });
 
+  it('settle: a full PREPARE that names the written part as the coordinator\'s newest committed epoch confirms it (issue 8: it was never counted)', () => {
+    const h = running();
+    durableEpoch1(h);
+    expect(h.step(call({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: null, full: true, lastCommitted: 1n }, 7), 40)).toEqual({
+      persist: [], reply: [],
+      send: [settle(1n, true), ...freezeSnap(2n, true, null)],
+    });
+    expect(h.p.summary(JOB)).toMatchObject({ lastEpoch: 1n, committed: 1, highestEpoch: 2n });
+    // The coordinator's newest is another epoch (this part's round was not committed): unconfirmed.
+    const g = running();
+    durableEpoch1(g);
+    expect(g.step(call({ kind: 'prepare', jobId: JOB, epoch: 3n, parentEpoch: null, full: true, lastCommitted: 2n }, 7), 40).send.slice(0, 1)).toEqual([settle(1n, false)]);
+    expect(g.p.summary(JOB)).toMatchObject({ lastEpoch: null, committed: 0 });
+  });
+
   it('P2: a PREPARE for an epoch not above the highest prepared is refused and changes nothing', () => {
     const { p, step } = running();
     step(prepare(5, 3n), 20);

@@ -33,6 +33,12 @@ export interface PrepareCheckpointRequest {
   /** 0 for a full epoch. */
   parentEpoch: bigint;
   full: boolean;
+  /**
+   * The coordinator's newest committed epoch of the job (0: none): the
+   * agent learns that the part it wrote last was committed, also when this
+   * epoch is full and names no parent.
+   */
+  lastCommitted: bigint;
 }
 
 export interface PrepareCheckpointResponse {
@@ -373,7 +379,7 @@ export interface NodeAgentServiceWatchResponse {
 }
 
 function createBasePrepareCheckpointRequest(): PrepareCheckpointRequest {
-  return { fence: undefined, jobId: "", parentEpoch: 0n, full: false };
+  return { fence: undefined, jobId: "", parentEpoch: 0n, full: false, lastCommitted: 0n };
 }
 
 export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
@@ -392,6 +398,12 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
     }
     if (message.full !== false) {
       writer.uint32(32).bool(message.full);
+    }
+    if (message.lastCommitted !== 0n) {
+      if (BigInt.asUintN(64, message.lastCommitted) !== message.lastCommitted) {
+        throw new globalThis.Error("value provided for field message.lastCommitted of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.lastCommitted);
     }
     return writer;
   },
@@ -441,6 +453,14 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
             message.full = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastCommitted = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -467,6 +487,11 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
         ? BigInt(object.parent_epoch)
         : 0n,
       full: isSet(object.full) ? globalThis.Boolean(object.full) : false,
+      lastCommitted: isSet(object.lastCommitted)
+        ? BigInt(object.lastCommitted)
+        : isSet(object.last_committed)
+        ? BigInt(object.last_committed)
+        : 0n,
     };
   },
 
@@ -484,6 +509,9 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
     if (message.full !== false) {
       obj.full = message.full;
     }
+    if (message.lastCommitted !== 0n) {
+      obj.lastCommitted = message.lastCommitted.toString();
+    }
     return obj;
   },
 
@@ -498,6 +526,9 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
       ? BigInt(object.parentEpoch)
       : 0n;
     message.full = object.full ?? false;
+    message.lastCommitted = (object.lastCommitted !== undefined && object.lastCommitted !== null)
+      ? BigInt(object.lastCommitted)
+      : 0n;
     return message;
   },
 };
