@@ -67,7 +67,7 @@ export async function ensureDirDurable(dir: string): Promise<void> {
 
 /** Creates or truncates `file`, writes `data` in one call (looping on short writes), fsyncs it. */
 export async function writeFileSynced(file: string, data: Uint8Array): Promise<void> {
-  await writeThenSync(file, data, data.byteLength || 1, async () => {});
+  await writeThenSync(file, data, { chunkBytes: data.byteLength || 1, whileSyncing: async () => {} });
 }
 
 /** A stretch of a buffer: `bytes` bytes from `start`. */
@@ -76,36 +76,64 @@ export interface ByteRun {
   bytes: number;
 }
 
+export interface WriteSteps<T> {
+  /** Each write hands the kernel at most this many bytes of one run. */
+  chunkBytes: number;
+  /** The stretches of data the file holds, one after another (default: all of data). */
+  runs?: readonly ByteRun[];
+  /** CPU work run on this thread while the writes are in flight on the I/O pool. */
+  whileWriting?: () => void;
+  /** CPU (or other I/O) work run while the file's fsync is in flight; its result is writeThenSync's. */
+  whileSyncing: () => Promise<T>;
+}
+
 /**
- * Creates or truncates `file`, writes `data` (or only its `runs`, one after
- * another in the file) in chunks of `chunkBytes`, then runs `whileSyncing` on
- * this thread while the file's fsync runs on the I/O pool: CPU work that
- * needs the bytes written, not durable, hides behind the disk. Resolves with
- * its result once both are done; the file is durable then.
+ * Creates or truncates `file` and writes `data` (or only its `runs`, one
+ * after another in the file) with one vectored write on the I/O pool (libuv
+ * writes every buffer, looping on short writes, without coming back to this
+ * thread), running `whileWriting` here meanwhile; then runs `whileSyncing`
+ * while the file's fsync is in flight: CPU work that needs the bytes written,
+ * not durable, hides behind the disk. Resolves with its result once both are
+ * done; the file is durable then. Whatever throws, nothing is left in flight.
  */
-export async function writeThenSync<T>(
-  file: string, data: Uint8Array, chunkBytes: number, whileSyncing: () => Promise<T>,
-  runs: readonly ByteRun[] = [{ start: 0, bytes: data.byteLength }],
-): Promise<T> {
+export async function writeThenSync<T>(file: string, data: Uint8Array, steps: WriteSteps<T>): Promise<T> {
+  const buffers: Uint8Array[] = [];
+  for (const run of steps.runs ?? [{ start: 0, bytes: data.byteLength }]) {
+    for (let done = 0; done < run.bytes; done += steps.chunkBytes) {
+      buffers.push(data.subarray(run.start + done, run.start + Math.min(run.bytes, done + steps.chunkBytes)));
+    }
+  }
+  const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
   const fh = await open(file, 'w');
   try {
-    let position = 0;
-    for (const run of runs) {
-      for (let done = 0; done < run.bytes; done += chunkBytes) {
-        const length = Math.min(chunkBytes, run.bytes - done);
-        await writeAll(fh, data, run.start + done, length, position);
-        position += length;
-      }
+    const written = buffers.length === 0 ? Promise.resolve({ bytesWritten: 0 }) : fh.writev(buffers, 0);
+    written.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
+    try {
+      steps.whileWriting?.();
+    } finally {
+      const { bytesWritten } = await written;
+      // libuv reports an error after some bytes only as a short count: writing the rest throws the errno itself (ENOSPC, EIO).
+      if (bytesWritten < total) await writeRest(fh, buffers, bytesWritten);
     }
     const synced = fh.sync();
-    synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
+    synced.catch(() => {});
     try {
-      return await whileSyncing();
+      return await steps.whileSyncing();
     } finally {
       await synced;
     }
   } finally {
     await fh.close();
+  }
+}
+
+/** Writes what a vectored write of `buffers` at file position 0 left after its first `from` bytes. */
+async function writeRest(fh: FileHandle, buffers: readonly Uint8Array[], from: number): Promise<void> {
+  let position = 0;
+  for (const b of buffers) {
+    const skip = Math.min(b.byteLength, Math.max(0, from - position));
+    if (skip < b.byteLength) await writeAll(fh, b, skip, b.byteLength - skip, position + skip);
+    position += b.byteLength;
   }
 }
 
