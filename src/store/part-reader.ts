@@ -1,26 +1,25 @@
 // Opens one node part of a committed epoch for reading: checks everything that
 // can be checked without page data (the table's size and sha256 against the
 // manifest, its decoding, its entries against the epoch's containers, the data
-// file's size) and streams chosen pages through a bounded buffer. CRCs are
-// checked by the callers, which decide what a mismatch means (ARCHITECTURE §3.6).
+// file's size). Pages are read and their CRCs checked by part-stream.ts; the
+// callers decide what a mismatch means (ARCHITECTURE §3.6).
 // Invariants:
 //   1. Every error is data-loss and starts with "epoch <n>: <absolute file>",
 //      plus " page <container>#<page> (offset <o>)" when a page is known.
 //   2. An OpenedPart's entries all lie inside the data file the manifest
 //      describes, name a container of the epoch below its pageCount, and no
 //      (container, page) appears twice in the part.
-//   3. streamPages holds at most IO_CHUNK_BYTES of page data, whatever the part's size.
-//   4. A zero page (page-table.ts format 2) is read from nowhere: streamPages
-//      visits it with the zero page, whose CRC its entry was checked to carry;
-//      the data file holds exactly the part's other pages (its size says so).
+//   3. A zero page (page-table.ts format 2) is read from nowhere: it is the
+//      zero page, whose CRC its entry was checked to carry; the data file
+//      holds exactly the part's other pages (its size says so).
 
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { GridError } from '../common/errors.js';
 import { isErrno } from '../runtime/durable-fs.js';
-import { IO_CHUNK_BYTES, PAGE_BYTES } from './layout.js';
+import { PAGE_BYTES } from './layout.js';
 import { sha256Hex, type EpochManifest, type PartInfo } from './manifest.js';
-import { ZERO_PAGE, decodePageTable, type PageTable } from './page-table.js';
+import { decodePageTable, type PageTable } from './page-table.js';
 
 export interface OpenedPart {
   epoch: bigint;
@@ -136,68 +135,4 @@ export function sortByOffset(opened: OpenedPart, entries: number[]): number[] {
     if (offsets[entries[i]!]! < offsets[entries[i - 1]!]!) return entries.sort((a, b) => offsets[a]! - offsets[b]!);
   }
   return entries;
-}
-
-/** Pages closer than this are read with the gap in between: one larger read beats many 4 KiB ones. */
-const MAX_READ_GAP_BYTES = 256 * 1024;
-
-interface Span { chunkOffset: number; length: number; position: number }
-
-/**
- * Reads the given entries of a part (sorted by sortByOffset) through one reused
- * buffer of at most IO_CHUNK_BYTES, coalescing nearby pages into large reads,
- * and calls `visit` with each entry's 4 KiB. `page` is only valid during the call.
- */
-export async function streamPages(opened: OpenedPart, all: number[], visit: (entry: number, page: Uint8Array) => void): Promise<void> {
-  const zero = opened.table.zero;
-  let entries = all;
-  if (all.some((e) => zero[e])) {
-    for (const e of all) if (zero[e]) visit(e, ZERO_PAGE); // invariant 4: nothing to read
-    entries = all.filter((e) => !zero[e]);
-  }
-  if (entries.length === 0) return;
-  const offsets = opened.table.dataOffset;
-  const chunk = Buffer.allocUnsafe(Math.min(IO_CHUNK_BYTES, Math.max(PAGE_BYTES, opened.part.dataBytes)));
-  const where = new Float64Array(entries.length); // chunk offset of each entry of the current batch
-  const fh = await open(opened.dataPath, 'r');
-  try {
-    for (let first = 0; first < entries.length; ) {
-      const spans: Span[] = [];
-      let used = 0;
-      let next = first;
-      for (; next < entries.length; next++) {
-        const position = offsets[entries[next]!]!;
-        const last = spans[spans.length - 1];
-        const lastEnd = last === undefined ? 0 : last.position + last.length;
-        if (last !== undefined && position >= last.position && position + PAGE_BYTES <= lastEnd) {
-          where[next - first] = last.chunkOffset + (position - last.position); // a page already read (a repeated offset)
-        } else if (last !== undefined && position >= lastEnd && position - lastEnd <= MAX_READ_GAP_BYTES && used + position + PAGE_BYTES - lastEnd <= chunk.byteLength) {
-          used += position + PAGE_BYTES - lastEnd;
-          last.length = position + PAGE_BYTES - last.position;
-          where[next - first] = last.chunkOffset + (position - last.position);
-        } else if (used + PAGE_BYTES <= chunk.byteLength) {
-          spans.push({ chunkOffset: used, length: PAGE_BYTES, position });
-          where[next - first] = used;
-          used += PAGE_BYTES;
-        } else {
-          break;
-        }
-      }
-      for (const span of spans) await readSpan(fh, chunk, span, opened);
-      for (let k = first; k < next; k++) visit(entries[k]!, chunk.subarray(where[k - first]!, where[k - first]! + PAGE_BYTES));
-      first = next;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-async function readSpan(fh: FileHandle, chunk: Uint8Array, span: Span, opened: OpenedPart): Promise<void> {
-  for (let done = 0; done < span.length; ) {
-    const { bytesRead } = await fh.read(chunk, span.chunkOffset + done, span.length - done, span.position + done);
-    if (bytesRead === 0) {
-      throw new GridError('data-loss', `epoch ${opened.epoch}: ${opened.dataPath}: ends at ${span.position + done}, expected data up to ${span.position + span.length}`);
-    }
-    done += bytesRead;
-  }
 }
