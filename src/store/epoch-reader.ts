@@ -27,7 +27,7 @@ import { epochChain } from './epoch-catalog.js';
 import { PAGE_BYTES, epochDir } from './layout.js';
 import { sinkTarget, type LoadTarget, type PageSink } from './load-target.js';
 import type { EpochManifest } from './manifest.js';
-import { ZERO_PAGE } from './page-table.js';
+import { ZERO_PAGE, type PageTable } from './page-table.js';
 import { crcMismatch, dataSizeError, openPart, pageLabel, sortByOffset, type OpenedPart } from './part-reader.js';
 import { streamPart } from './part-stream.js';
 
@@ -92,8 +92,13 @@ export async function loadInto(storeDir: string, jobId: string, epoch: bigint, t
   return { pagesLoaded, chain };
 }
 
+interface Taken { zero: number[]; data: Uint32Array | number[] }
+
 /** The entries of each part that the restore of E takes (invariant 2), its zero pages apart, in table order. */
-function composeChain(target: EpochManifest, parts: OpenedPart[], partRank: number[]): Array<{ zero: number[]; data: number[] }> {
+function composeChain(target: EpochManifest, parts: OpenedPart[], partRank: number[]): Taken[] {
+  // One part, of E itself (a full epoch on one node): openPart checked that its entries name E's containers
+  // below their page counts, each page once, so it is taken whole, without the holders below.
+  if (parts.length === 1 && partRank[0] === 0) return [splitZero(parts[0]!.table)];
   const targetIndex = new Map(target.containers.map((c, i) => [c.name, i]));
   const holders = new Holders(target.containers.map((c) => c.pageCount), parts.reduce((n, o) => n + o.table.count, 0));
   return parts.map((opened, p) => {
@@ -115,6 +120,17 @@ function composeChain(target: EpochManifest, parts: OpenedPart[], partRank: numb
     }
     return taken;
   });
+}
+
+function splitZero(t: PageTable): Taken {
+  const zero: number[] = [];
+  const data = new Uint32Array(t.count);
+  let n = 0;
+  for (let i = 0; i < t.count; i++) {
+    if (t.zero[i]) zero.push(i);
+    else data[n++] = i;
+  }
+  return { zero, data: data.subarray(0, n) };
 }
 
 /**

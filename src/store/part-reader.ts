@@ -77,28 +77,27 @@ function checkEntries(opened: OpenedPart, manifest: EpochManifest, lost: (what: 
     if (pageCount === undefined) throw lost(`page table references container ${name}, which the manifest does not list`);
     return pageCount;
   });
-  const keys = new Float64Array(table.count);
   let ascending = true;
+  let lastKey = -1;
   let dataPages = 0;
   for (let i = 0; i < table.count; i++) {
     const c = table.containerIndex[i]!;
     const page = table.page[i]!;
     if (page >= limits[c]!) throw lost(`entry ${i}: page ${table.containers[c]}#${page} is beyond the container's ${limits[c]} pages`);
-    if (table.zero[i]) {
-      keys[i] = c * 2 ** 32 + page;
-      if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
-      continue;
-    }
+    const key = c * 2 ** 32 + page;
+    if (key <= lastKey) ascending = false;
+    lastKey = key;
+    if (table.zero[i]) continue;
     dataPages += 1;
     if (table.dataOffset[i]! + PAGE_BYTES > part.dataBytes) {
       throw lost(`entry ${i}: page ${table.containers[c]}#${page} at offset ${table.dataOffset[i]} lies beyond the ${part.dataBytes} data bytes`);
     }
-    keys[i] = c * 2 ** 32 + page;
-    if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
   }
   if (dataPages * PAGE_BYTES !== part.dataBytes) throw lost(`page table has ${dataPages} pages with data (and ${table.count - dataPages} zero pages), manifest says ${part.dataBytes} data bytes`);
-  if (!ascending) keys.sort(); // tables written from an agent's snapshot are already in order
-  for (let i = 1; i < keys.length && !ascending; i++) {
+  // Tables written from an agent's snapshot are in (container, page) order: the sort (and its keys) only for others.
+  if (ascending) return;
+  const keys = Float64Array.from({ length: table.count }, (_, i) => table.containerIndex[i]! * 2 ** 32 + table.page[i]!).sort();
+  for (let i = 1; i < keys.length; i++) {
     if (keys[i] === keys[i - 1]) throw lost(`page ${table.containers[Math.floor(keys[i]! / 2 ** 32)]}#${keys[i]! % 2 ** 32} is listed twice`);
   }
 }
@@ -129,10 +128,13 @@ export async function dataSizeError(opened: OpenedPart): Promise<string | null> 
 }
 
 /** Sorts entry indices by data offset in place (a no-op pass when, as usual, they already are). */
-export function sortByOffset(opened: OpenedPart, entries: number[]): number[] {
+export function sortByOffset<T extends number[] | Uint32Array>(opened: OpenedPart, entries: T): T {
   const offsets = opened.table.dataOffset;
   for (let i = 1; i < entries.length; i++) {
-    if (offsets[entries[i]!]! < offsets[entries[i - 1]!]!) return entries.sort((a, b) => offsets[a]! - offsets[b]!);
+    if (offsets[entries[i]!]! < offsets[entries[i - 1]!]!) {
+      (entries as number[]).sort((a, b) => offsets[a]! - offsets[b]!); // a typed array sorts the same way, in place
+      return entries;
+    }
   }
   return entries;
 }

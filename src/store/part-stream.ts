@@ -68,7 +68,7 @@ interface Read {
 }
 
 /** Streams `entries` (sorted by data offset, none a zero page) of `opened` to `consumer` (invariants 1-4). */
-export async function streamPart(opened: OpenedPart, entries: readonly number[], consumer: StreamConsumer): Promise<void> {
+export async function streamPart(opened: OpenedPart, entries: ArrayLike<number>, consumer: StreamConsumer): Promise<void> {
   if (entries.length === 0) return;
   const fh = await open(opened.dataPath, 'r');
   const stream = new PartStream(opened, entries, consumer, fh);
@@ -89,7 +89,7 @@ class PartStream {
 
   constructor(
     private readonly opened: OpenedPart,
-    private readonly entries: readonly number[],
+    private readonly entries: ArrayLike<number>,
     private readonly consumer: StreamConsumer,
     private readonly fh: FileHandle,
   ) {
