@@ -28,7 +28,7 @@ import { PAGE_BYTES, epochDir } from './layout.js';
 import { sinkTarget, type LoadTarget, type PageSink } from './load-target.js';
 import type { EpochManifest } from './manifest.js';
 import { ZERO_PAGE, type PageTable } from './page-table.js';
-import { crcMismatch, dataSizeError, openPart, pageLabel, sortByOffset, type OpenedPart } from './part-reader.js';
+import { crcMismatch, dataSizeError, hasFiles, openPart, pageLabel, sortByOffset, type OpenedPart } from './part-reader.js';
 import { streamPart } from './part-stream.js';
 
 export interface LoadResult { pagesLoaded: number; chain: EpochManifest[] }
@@ -58,7 +58,7 @@ export async function loadInto(storeDir: string, jobId: string, epoch: bigint, t
   for (const [rank, manifest] of chain.entries()) {
     const dir = epochDir(storeDir, jobId, manifest.epoch);
     for (const info of manifest.parts) {
-      if (options.parts && !options.parts.has(info.nodeId)) continue;
+      if ((options.parts && !options.parts.has(info.nodeId)) || !hasFiles(info)) continue;
       const opened = await openPart(dir, manifest, info);
       const sizeError = await dataSizeError(opened);
       if (sizeError !== null) throw new GridError('data-loss', sizeError);
@@ -188,7 +188,7 @@ export async function verifyEpoch(storeDir: string, jobId: string, epoch: bigint
   for (const manifest of chain) {
     const dir = epochDir(storeDir, jobId, manifest.epoch);
     const owner = new Map<string, string>();
-    for (const info of manifest.parts) {
+    for (const info of manifest.parts.filter(hasFiles)) {
       let opened: OpenedPart;
       try {
         opened = await openPart(dir, manifest, info);

@@ -25,6 +25,12 @@
 //      fails with failed-precondition: that epoch is gone, never committed.
 //   4. commitEpoch refuses an epoch not above every committed one, a parent that
 //      is not committed, and part files whose sizes differ from the PartInfo.
+//   5. A part of no pages (nothing changed since the parent epoch, or nothing
+//      held) writes nothing at all, not even its epoch directory: its PartInfo
+//      has tableBytes 0, dataBytes 0, pageCount 0 and EMPTY_PART_DIGEST, and
+//      readers open no file for it (part-reader.ts hasFiles). An epoch in
+//      which nothing changed is then its manifest alone (an empty round cost
+//      two files and three fsyncs per agent before).
 
 import * as path from 'node:path';
 import { GridError, invalidArgument } from '../common/errors.js';
@@ -35,7 +41,8 @@ import { ensureDirDurable, fsyncPath, isErrno, renameDurable, writeFileSynced, w
 import { listEpochDirs, lookupManifest } from './epoch-catalog.js';
 import { IO_CHUNK_BYTES, MANIFEST_FILE, MANIFEST_TMP_FILE, MAX_MANIFEST_BYTES, dataFileName, epochDir, tableFileName } from './layout.js';
 import { buildManifest, encodeManifest, type EpochManifest, type PartInfo } from './manifest.js';
-import { digestPageTable } from './part-digest.js';
+import { EMPTY_PART_DIGEST, digestPageTable } from './part-digest.js';
+import { hasFiles } from './part-reader.js';
 import { fillChecksums, planLayout, scanStaging, type PartLayout, type PartPage } from './part-plan.js';
 
 export interface NodePartInput {
@@ -68,6 +75,7 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   const dir = epochDir(storeDir, jobId, epoch);
   checkName('node id', nodeId);
   const scan = await scanStaging(input); // invalid input is refused here, before anything is written
+  if (input.pages.length === 0) return emptyPart(nodeId); // invariant 5
   const manifest = await kindOf(path.join(dir, MANIFEST_FILE));
   if (manifest === 'file') {
     throw new GridError('failed-precondition', `epoch ${epoch} of job ${jobId} is already committed; node ${nodeId} cannot add a part to it`);
@@ -100,6 +108,11 @@ export async function writeNodePart(input: NodePartInput): Promise<PartInfo> {
   return { nodeId, dataFile, tableFile, dataBytes: scan.dataBytes, tableBytes: tableBytes.byteLength, pageCount: input.pages.length, tableDigest };
 }
 
+
+/** Invariant 5: the part of a node that has no page to save. */
+function emptyPart(nodeId: string): PartInfo {
+  return { nodeId, dataFile: dataFileName(nodeId), tableFile: tableFileName(nodeId), dataBytes: 0, tableBytes: 0, pageCount: 0, tableDigest: EMPTY_PART_DIGEST };
+}
 
 export async function commitEpoch(input: CommitInput, hooks: CommitHooks = {}): Promise<EpochManifest> {
   const { storeDir, jobId, epoch } = input;
@@ -166,7 +179,7 @@ async function checkCommittable(m: EpochManifest, storeDir: string): Promise<voi
  * round's critical path; the first failure in part order is reported.
  */
 async function checkPartSizes(dir: string, m: EpochManifest): Promise<void> {
-  const checks = await Promise.allSettled(m.parts.flatMap((part) => [
+  const checks = await Promise.allSettled(m.parts.filter(hasFiles).flatMap((part) => [
     checkSize(path.join(dir, part.dataFile), part.dataBytes, m.epoch),
     checkSize(path.join(dir, part.tableFile), part.tableBytes, m.epoch),
   ]));

@@ -29,6 +29,11 @@ export interface OpenedPart {
   table: PageTable;
 }
 
+/** Whether a part has files to read: a part of no pages has none (epoch-writer.ts invariant 5). */
+export function hasFiles(part: PartInfo): boolean {
+  return part.tableBytes !== 0;
+}
+
 export function hex32(n: number): string {
   return `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 }
