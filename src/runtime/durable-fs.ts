@@ -67,73 +67,29 @@ export async function ensureDirDurable(dir: string): Promise<void> {
 
 /** Creates or truncates `file`, writes `data` in one call (looping on short writes), fsyncs it. */
 export async function writeFileSynced(file: string, data: Uint8Array): Promise<void> {
-  await writeThenSync(file, data, { chunkBytes: data.byteLength || 1, whileSyncing: async () => {} });
-}
-
-/** A stretch of a buffer: `bytes` bytes from `start`. */
-export interface ByteRun {
-  start: number;
-  bytes: number;
-}
-
-export interface WriteSteps<T> {
-  /** Each write hands the kernel at most this many bytes of one run. */
-  chunkBytes: number;
-  /** The stretches of data the file holds, one after another (default: all of data). */
-  runs?: readonly ByteRun[];
-  /** CPU work run on this thread while the writes are in flight on the I/O pool. */
-  whileWriting?: () => void;
-  /** CPU (or other I/O) work run while the file's fsync is in flight; its result is writeThenSync's. */
-  whileSyncing: () => Promise<T>;
+  await writeThenSync(file, (fh) => writeAll(fh, data, 0, data.byteLength, 0), async () => {});
 }
 
 /**
- * Creates or truncates `file` and writes `data` (or only its `runs`, one
- * after another in the file) with one vectored write on the I/O pool (libuv
- * writes every buffer, looping on short writes, without coming back to this
- * thread), running `whileWriting` here meanwhile; then runs `whileSyncing`
- * while the file's fsync is in flight: CPU work that needs the bytes written,
- * not durable, hides behind the disk. Resolves with its result once both are
- * done; the file is durable then. Whatever throws, nothing is left in flight.
+ * Creates or truncates `file`, lets `produce` write it (positional writes on
+ * the handle, e.g. writeAll), then runs `whileSyncing` on this thread while
+ * the file's fsync runs on the I/O pool: CPU work that needs the bytes
+ * written, not durable, hides behind the disk. Resolves with its result once
+ * both are done; the file is durable then. Nothing is left in flight.
  */
-export async function writeThenSync<T>(file: string, data: Uint8Array, steps: WriteSteps<T>): Promise<T> {
-  const buffers: Uint8Array[] = [];
-  for (const run of steps.runs ?? [{ start: 0, bytes: data.byteLength }]) {
-    for (let done = 0; done < run.bytes; done += steps.chunkBytes) {
-      buffers.push(data.subarray(run.start + done, run.start + Math.min(run.bytes, done + steps.chunkBytes)));
-    }
-  }
-  const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+export async function writeThenSync<T>(file: string, produce: (fh: FileHandle) => Promise<void>, whileSyncing: () => Promise<T>): Promise<T> {
   const fh = await open(file, 'w');
   try {
-    const written = buffers.length === 0 ? Promise.resolve({ bytesWritten: 0 }) : fh.writev(buffers, 0);
-    written.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
-    try {
-      steps.whileWriting?.();
-    } finally {
-      const { bytesWritten } = await written;
-      // libuv reports an error after some bytes only as a short count: writing the rest throws the errno itself (ENOSPC, EIO).
-      if (bytesWritten < total) await writeRest(fh, buffers, bytesWritten);
-    }
+    await produce(fh);
     const synced = fh.sync();
-    synced.catch(() => {});
+    synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
     try {
-      return await steps.whileSyncing();
+      return await whileSyncing();
     } finally {
       await synced;
     }
   } finally {
     await fh.close();
-  }
-}
-
-/** Writes what a vectored write of `buffers` at file position 0 left after its first `from` bytes. */
-async function writeRest(fh: FileHandle, buffers: readonly Uint8Array[], from: number): Promise<void> {
-  let position = 0;
-  for (const b of buffers) {
-    const skip = Math.min(b.byteLength, Math.max(0, from - position));
-    if (skip < b.byteLength) await writeAll(fh, b, skip, b.byteLength - skip, position + skip);
-    position += b.byteLength;
   }
 }
 

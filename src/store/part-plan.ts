@@ -1,16 +1,17 @@
 // A node's part as staged, before any byte of it is on disk: its page list
-// validated and its all-zero pages found (scanStaging: all the writer needs
-// before its first write), then laid out as the part's page table
-// (planLayout), then the CRC32C of every page filled in (fillChecksums). The
-// writer (epoch-writer.ts) and the prepared digest (part-digest.ts) both build
-// the table here, so the table a participant PREPARED and the one it writes
-// on COMMIT are the same function of the same staged pages.
+// validated (checkStagedPart: all the writer needs before its first write),
+// its all-zero pages found (markZeroSlots, which the writer runs a chunk
+// ahead of its writes), then laid out as the part's page table (planLayout),
+// then the CRC32C of every page filled in (fillChecksums). The writer
+// (epoch-writer.ts) and the prepared digest (part-digest.ts) both build the
+// table here, so the table a participant PREPARED and the one it writes on
+// COMMIT are the same function of the same staged pages.
 // Invariants:
 //   1. Row i of the table is pages[i]: rows keep the staged order (the agent
 //      stages container then page order), never re-sorted.
 //   2. A page list that does not exactly fill staging, names a page twice,
 //      or shares a staging slot is refused (invalid-argument), naming the
-//      page, by scanStaging: before anything is written.
+//      page, by checkStagedPart: before anything is written.
 //   3. A page whose 4 KiB are all zero is a zero page: flagged in the table
 //      (page-table.ts format 2) with the zero page's CRC, no bytes in the data
 //      file. The data file is staging without its zero slots, in staging
@@ -19,7 +20,6 @@
 import { crc32c } from '@node-rs/crc32';
 import { invalidArgument } from '../common/errors.js';
 import { checkName } from '../common/names.js';
-import type { ByteRun } from '../runtime/durable-fs.js';
 import { MAX_CONTAINERS, PAGE_BYTES, checkEpoch } from './layout.js';
 import { ZERO_PAGE, ZERO_PAGE_CRC, allocatePageTable, type PageTable } from './page-table.js';
 
@@ -43,12 +43,10 @@ const ZERO_SLICE_PAGES = 16_384;
 const ZERO_BUFFER = Buffer.from(ZERO_PAGE.buffer, ZERO_PAGE.byteOffset, PAGE_BYTES);
 const WORDS_PER_PAGE = PAGE_BYTES / 4;
 
-/** What the writer needs before its first write: which slots are zero, and so what the data file holds. */
+/** Which slots of staging are zero, and so what the data file holds (invariant 3). */
 export interface StagingScan {
   /** 1 for each all-zero 4 KiB slot of staging. */
   zeroSlot: Uint8Array;
-  /** Staging byte ranges the data file holds, in file order: staging without its zero pages (invariant 3). */
-  runs: ByteRun[];
   dataBytes: number;
 }
 
@@ -65,21 +63,17 @@ export async function layOutPart(input: StagedPart): Promise<PartLayout> {
   return planLayout(input, await scanStaging(input));
 }
 
-/** Invariant 2's checks, then the zero slots and the data file's runs (invariant 3). Allocates little. */
+/** Invariant 2's checks, then the zero slots (invariant 3), in slices that let the event loop turn. */
 export async function scanStaging(input: StagedPart): Promise<StagingScan> {
   checkStagedPart(input);
   const slots = input.pages.length;
-  const zeroSlot = await findZeroSlots(input.staging, slots);
-  const runs: ByteRun[] = [];
+  const zeroSlot = new Uint8Array(slots);
   let dataBytes = 0;
-  for (let s = 0; s < slots; s++) {
-    if (zeroSlot[s]) continue;
-    const last = runs[runs.length - 1];
-    if (last && last.start + last.bytes === s * PAGE_BYTES) last.bytes += PAGE_BYTES;
-    else runs.push({ start: s * PAGE_BYTES, bytes: PAGE_BYTES });
-    dataBytes += PAGE_BYTES;
+  for (let start = 0; start < slots; start += ZERO_SLICE_PAGES) {
+    dataBytes += markZeroSlots(input.staging, zeroSlot, start, Math.min(slots, start + ZERO_SLICE_PAGES));
+    if (start + ZERO_SLICE_PAGES < slots) await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  return { zeroSlot, runs, dataBytes };
+  return { zeroSlot, dataBytes };
 }
 
 /**
@@ -130,25 +124,25 @@ export function planLayout(input: StagedPart, scan: StagingScan): PartLayout {
 }
 
 /**
- * 1 for each all-zero 4 KiB slot of staging. It runs before the first byte is
- * written, so it is on the export's critical path: a page whose first word is
- * not zero (nearly every page of real data) costs one word read in JS, and
- * only the rest get a whole-page memcmp. (A memcmp call for every page cost
- * ~75 ms per GiB here, a tenth of the raw write+fsync.)
+ * Sets zeroSlot[s] for each all-zero slot s in [from, to) of staging; returns
+ * the data bytes of the others. The writer runs it on one chunk while the
+ * previous chunk's write is in flight, so it stays off the export's critical
+ * path; still, a page whose first word is not zero (nearly every page of
+ * real data) costs one word read in JS, and only the rest get a whole-page
+ * memcmp (a memcmp call for every page cost ~75 ms per GiB here).
  */
-async function findZeroSlots(staging: Uint8Array, slots: number): Promise<Uint8Array> {
+export function markZeroSlots(staging: Uint8Array, zeroSlot: Uint8Array, from: number, to: number): number {
   const view = Buffer.from(staging.buffer, staging.byteOffset, staging.byteLength);
-  const words = staging.byteOffset % 4 === 0 ? new Int32Array(staging.buffer, staging.byteOffset, slots * WORDS_PER_PAGE) : null;
-  const zeroSlot = new Uint8Array(slots);
-  for (let start = 0; start < slots; start += ZERO_SLICE_PAGES) {
-    const end = Math.min(slots, start + ZERO_SLICE_PAGES);
-    for (let s = start; s < end; s++) {
-      if (words !== null && words[s * WORDS_PER_PAGE] !== 0) continue;
-      if (view.compare(ZERO_BUFFER, 0, PAGE_BYTES, s * PAGE_BYTES, (s + 1) * PAGE_BYTES) === 0) zeroSlot[s] = 1;
+  const words = staging.byteOffset % 4 === 0 ? new Int32Array(staging.buffer, staging.byteOffset, staging.byteLength >>> 2) : null;
+  let dataBytes = 0;
+  for (let s = from; s < to; s++) {
+    if ((words !== null && words[s * WORDS_PER_PAGE] !== 0) || view.compare(ZERO_BUFFER, 0, PAGE_BYTES, s * PAGE_BYTES, (s + 1) * PAGE_BYTES) !== 0) {
+      dataBytes += PAGE_BYTES;
+    } else {
+      zeroSlot[s] = 1;
     }
-    if (end < slots) await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  return zeroSlot;
+  return dataBytes;
 }
 
 /**
@@ -170,7 +164,7 @@ export async function fillChecksums(layout: PartLayout, staging: Uint8Array): Pr
 }
 
 /** Invariant 2: refuses a page list that does not describe its staging one slot per page. */
-function checkStagedPart(input: StagedPart): void {
+export function checkStagedPart(input: StagedPart): void {
   const { epoch, pages, staging } = input;
   checkEpoch('epoch', epoch);
   if (!(staging instanceof Uint8Array)) throw invalidArgument('staging must be a Uint8Array');
