@@ -24,12 +24,13 @@ export function pageMemoryTarget(memory: PageMemory, jobId: string, sizes: Reado
       const frame = memory.lendFrame();
       return frame < 0 ? -1 : frame * PAGE_BYTES;
     },
-    install: (container, page, address) => {
+    installRun: (container, firstPage, count, address) => {
       try {
         ensure(container);
-        memory.installFrame(jobId, container, page, address / PAGE_BYTES);
+        memory.installFrames(jobId, container, firstPage, count, address / PAGE_BYTES);
       } catch (err) {
-        memory.returnFrame(address / PAGE_BYTES); // not installed: the store will not release it again
+        // Not installed (installFrames checks before it changes anything): the store will not release them again.
+        for (let k = 0; k < count; k++) memory.returnFrame(address / PAGE_BYTES + k);
         throw err;
       }
     },

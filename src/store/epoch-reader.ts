@@ -74,14 +74,25 @@ export async function loadInto(storeDir: string, jobId: string, epoch: bigint, t
     const { zero, data } = used[p]!;
     for (const entry of zero) target.zero(nameOf(entry), t.page[entry]!); // its CRC was checked with the table (page-table.ts)
     pagesLoaded += zero.length;
-    await streamPart(opened, sortByOffset(opened, data), {
+    const entries = sortByOffset(opened, data);
+    await streamPart(opened, entries, {
       regions: target.regions,
       regionBytes: target.regionBytes,
       place: (entry) => target.place(nameOf(entry), t.page[entry]!),
-      checked: (entry, address, bytes) => {
-        if (address >= 0) target.install(nameOf(entry), t.page[entry]!, address);
-        else target.copy(nameOf(entry), t.page[entry]!, bytes!);
+      checked: (entry, _address, bytes) => {
+        target.copy(nameOf(entry), t.page[entry]!, bytes);
         pagesLoaded += 1;
+      },
+      checkedRun: (from, to, address) => {
+        // Split into runs of one container's consecutive pages (a full epoch: the whole read).
+        for (let k = from; k < to; ) {
+          const first = entries[k]!;
+          let end = k + 1;
+          while (end < to && t.containerIndex[entries[end]!] === t.containerIndex[first] && t.page[entries[end]!] === t.page[first]! + (end - k)) end++;
+          target.installRun(nameOf(first), t.page[first]!, end - k, address + (k - from) * PAGE_BYTES);
+          pagesLoaded += end - k;
+          k = end;
+        }
       },
       mismatch: (entry, got) => {
         throw new GridError('data-loss', crcMismatch(opened, entry, got));
@@ -238,6 +249,7 @@ async function checkAllPages(opened: OpenedPart, errors: ErrorList): Promise<num
     regionBytes: 1,
     place: () => -1,
     checked: () => undefined,
+    checkedRun: () => undefined, // nothing is lent
     mismatch: (entry, got) => errors.add(crcMismatch(opened, entry, got)),
     release: () => undefined,
   });

@@ -5,7 +5,7 @@
 // called, after its bytes were checked against their CRC. A target that lends
 // nothing (a plain sink) gets a copy of each checked page.
 // Invariants (the reader's duties):
-//   1. install, copy and zero are called only for pages whose content was
+//   1. installRun, copy and zero are called only for pages whose content was
 //      checked against their CRC32C; once per page restored.
 //   2. Every address `place` lent is either installed or given back (`release`),
 //      whatever happens, and never while a read into it is in flight.
@@ -16,8 +16,8 @@ export interface LoadTarget {
   readonly regionBytes: number;
   /** An address where (container, page)'s 4 KiB may be read, not visible as the page until installed; -1: none (copy instead). */
   place(container: string, page: number): number;
-  /** The bytes read at `address` for this page are checked: they become its content. */
-  install(container: string, page: number, address: number): void;
+  /** The bytes read at `address` for `count` pages from `firstPage` (consecutive addresses) are checked: they become their content. */
+  installRun(container: string, firstPage: number, count: number, address: number): void;
   /** A lent address not installed (the load failed), back to the target. */
   release(address: number): void;
   /** The page's checked content, valid only during the call. */
@@ -35,7 +35,7 @@ export function sinkTarget(sink: PageSink, zeroPage: Uint8Array): LoadTarget {
     regions: [],
     regionBytes: 1,
     place: () => -1,
-    install: () => {
+    installRun: () => {
       throw new Error('sinkTarget lends no memory');
     },
     release: () => undefined,

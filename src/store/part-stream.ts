@@ -11,7 +11,7 @@
 // combination of its pages' CRCs (page-crc.ts). Only when every page of a
 // read has passed is any page of it handed on.
 // Invariants:
-//   1. No page is handed on (`checked`) before its bytes were compared with
+//   1. No page is handed on (`checked`, `checkedRun`) before its bytes were compared with
 //      its CRC, nor before every page of its read was; a page that fails is
 //      reported (`mismatch`, which may throw) and never handed on.
 //   2. Every lent address is either handed on or released, and only once no
@@ -44,8 +44,10 @@ export interface StreamConsumer {
   regionBytes: number;
   /** Where to read this entry: an address in regions, or -1 for scratch. */
   place(entry: number): number;
-  /** The entry's bytes passed their CRC check: at `address`, or (address -1) in `data`, valid only during the call. */
-  checked(entry: number, address: number, data: Uint8Array | null): void;
+  /** The entry's bytes passed their CRC check, in scratch: `data`, valid only during the call (address -1). */
+  checked(entry: number, address: -1, data: Uint8Array): void;
+  /** entries[from..to) passed their CRC checks, read at consecutive lent addresses from `address`. */
+  checkedRun(from: number, to: number, address: number): void;
   /** The entry's bytes hash to `got`, not its CRC: may throw; if it returns, the page is skipped. */
   mismatch(entry: number, got: number): void;
   /** A lent address that will not be handed on. */
@@ -202,14 +204,24 @@ class PartStream {
       }
       first = last;
     }
-    for (let k = 0; k < n; k++) {
+    for (let k = 0; k < n; ) {
       const where = read.where[k]!;
-      read.handedOn = k + 1; // counted first: a consumer that throws has taken (or dropped) this page
-      if (bad[k]) {
-        if (where >= 0) consumer.release(where);
+      if (bad[k] || where < 0) {
+        read.handedOn = k + 1; // counted first: a consumer that throws has taken (or dropped) this page
+        if (bad[k]) {
+          if (where >= 0) consumer.release(where);
+        } else {
+          consumer.checked(entries[read.from + k]!, -1, this.bytesOf(read, k, k + 1));
+        }
+        k += 1;
         continue;
       }
-      consumer.checked(entries[read.from + k]!, where >= 0 ? where : -1, where >= 0 ? null : this.bytesOf(read, k, k + 1));
+      // Lent pages at consecutive addresses go on together: the consumer installs a run at a time.
+      let end = k + 1;
+      while (end < n && !bad[end] && read.where[end] === read.where[end - 1]! + PAGE_BYTES) end++;
+      read.handedOn = end; // as above: a run the consumer throws on is its to install or give back
+      consumer.checkedRun(read.from + k, read.from + end, where);
+      k = end;
     }
   }
 
