@@ -518,6 +518,21 @@ describe('restore in bulk (lendFrame, installFrame, loadZeroPage)', () => {
     mem.checkInvariants();
   });
 
+  it('installFrames installs a run of lent frames, and checks the whole run before it changes anything', () => {
+    const { mem } = setup();
+    mem.createContainer('job', 'bank', 8);
+    const frames = [mem.lendFrame(), mem.lendFrame(), mem.lendFrame()];
+    expect(frames).toEqual([0, 1, 2]);
+    frames.forEach((f, i) => fillFrame(mem, f, 10 + i));
+    expect(() => mem.installFrames('job', 'bank', 6, 3, 0)).toThrow(/run past container "bank"/);
+    expect(mem.stats()).toMatchObject({ framesUsed: 0, framesLent: 3 });
+    mem.installFrames('job', 'bank', 5, 3, 0);
+    expect(mem.stats()).toMatchObject({ framesUsed: 3, framesLent: 0 });
+    expect([5, 6, 7].map((p) => mem.readPages('job', 'bank', p, 1)[0])).toEqual([10, 11, 12]);
+    expect(mem.pageInfo('job', 'bank', 7)).toMatchObject({ where: 'resident', changed: false, version: 1n });
+    mem.checkInvariants();
+  });
+
   it('after dropJob, frames are lent again in page order (a restore reads runs of pages into runs of frames)', () => {
     const { mem } = setup();
     mem.createContainer('job', 'bank', 8);
