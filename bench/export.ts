@@ -2,9 +2,10 @@
 // file + page table, durable) then commitEpoch (manifest, atomically) — for a
 // staging buffer of changed pages, against a raw sequential write + fsync of
 // the same number of bytes to the same directory in the store's chunk size.
-// After one untimed warm-up write, rounds run raw+export, export+raw, ...;
-// the figure is the median of each, and every file is deleted right after it
-// is measured so each measurement starts from a similar page cache state.
+// After an untimed warm-up write and an untimed warm-up export, rounds run
+// raw+export, export+raw, ...; the figure is the median of each, and every
+// file is deleted right after it is measured so each measurement starts from
+// a similar page cache state.
 
 import { mkdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -16,7 +17,7 @@ import { info, list, median, mibPerS, printBench, sizeLabel } from './format.js'
 import { BENCH_CONTAINER, BENCH_JOB } from './memory-fixture.js';
 import { rawWriteFsync, type RawWriteTiming } from './reference.js';
 
-export const EXPORT_TARGET_RATIO = 0.7;
+export const EXPORT_TARGET_RATIO = 0.9;
 
 export interface ExportTiming {
   totalMs: number;
@@ -59,6 +60,11 @@ export async function benchExport(workDir: string, snap: Snapshot, raw: Uint8Arr
   const warmFile = path.join(workDir, 'warm-up.bin');
   const warmMs = (await rawWriteFsync(warmFile, raw, IO_CHUNK_BYTES)).totalMs;
   await rm(warmFile, { force: true });
+  // Untimed too: the first export of a process compiles the writer's hot loops (an agent exports many times).
+  const warmStore = path.join(workDir, 'store-warm-up');
+  await mkdir(warmStore);
+  const warmExportMs = (await exportOnce(warmStore, snap, pageCount)).totalMs;
+  await rm(warmStore, { recursive: true, force: true });
   const runRaw = async (r: number): Promise<void> => {
     const rawFile = path.join(workDir, `raw-${r}.bin`);
     rawRuns.push(await rawWriteFsync(rawFile, raw, IO_CHUNK_BYTES));
@@ -86,7 +92,7 @@ export async function benchExport(workDir: string, snap: Snapshot, raw: Uint8Arr
   const rawRate = mibPerS(bytes, rawMed);
   const expRate = mibPerS(bytes, expMed);
   const ratio = expRate / rawRate;
-  info(`export: untimed warm-up raw write ${warmMs.toFixed(0)} ms, then ${rounds} rounds of raw+export (order alternating), chunk ${IO_CHUNK_BYTES / 1024 / 1024} MiB, in ${workDir}`);
+  info(`export: untimed warm-ups: raw write ${warmMs.toFixed(0)} ms, export ${warmExportMs.toFixed(0)} ms; then ${rounds} rounds of raw+export (order alternating), chunk ${IO_CHUNK_BYTES / 1024 / 1024} MiB, in ${workDir}`);
   info(`  raw write+fsync ms:   ${list(rawMs)}  (MiB/s ${list(rawMs.map((ms) => mibPerS(bytes, ms)))})`);
   info(`    of which writes ms ${list(rawRuns.map((x) => x.writeMs))}, fsync ms ${list(rawRuns.map((x) => x.syncMs))}`);
   info(`  export ms:            ${list(exports.map((e) => e.totalMs))}  (MiB/s ${list(exports.map((e) => mibPerS(bytes, e.totalMs)))})`);

@@ -33,6 +33,11 @@ export function printBench(f: BenchFigure): void {
   process.stdout.write(`${benchLine(f)}\n`);
 }
 
+/** A figure that could not be measured here: value and ratio "n/a", `why` in place of the reference. */
+export function printUnmeasured(name: string, unit: string, why: string, target: string): void {
+  process.stdout.write(`BENCH ${name} n/a ${unit} ratio=n/a ref=${noSpaces(why)} target=${noSpaces(target)} met=n/a\n`);
+}
+
 /** Three significant decimals for small numbers, fewer for large ones. */
 export function num(x: number): string {
   if (!Number.isFinite(x)) return String(x);

@@ -9,15 +9,15 @@
 //   GRIDCKPT_BENCH_DIR     where temporary files go (default os.tmpdir()); a
 //                          fresh subdirectory is created and removed.
 //   GRIDCKPT_BENCH_MIB     size of the changed memory (default 1024).
-//   GRIDCKPT_BENCH_ROUNDS  rounds of the export and CRC benchmarks (default 3;
-//                          medians reported).
+//   GRIDCKPT_BENCH_ROUNDS  rounds of the export, restore (cached, and cold) and
+//                          CRC benchmarks (default 3; medians reported).
 //   GRIDCKPT_BENCH_FREEZE_ROUNDS  rounds of the freeze-window benchmark
 //                          (default 5; medians reported).
 //   GRIDCKPT_BENCH_ROUND_ROUNDS   measured rounds per agent count (default 15).
 //   GRIDCKPT_BENCH_ONLY    run only the named benchmark: 'round' (the round
-//                          latency, without the memory, export, freeze-window
-//                          and CRC figures and their 1 GiB fixture); unset or
-//                          'all' runs every one.
+//                          latency, without the memory, export, restore,
+//                          freeze-window and CRC figures and their 1 GiB
+//                          fixture); unset or 'all' runs every one.
 // Run node with --expose-gc to have buffers freed between rounds explicitly.
 
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
@@ -29,6 +29,8 @@ import { GiB, MiB, gbPerS, info, list, median, printBench, sizeLabel } from './f
 import { benchFreezeWindow, openFreezeRig, type FreezeRig } from './freeze-window.js';
 import { BENCH_JOB, createMemory, dirtyAllPages } from './memory-fixture.js';
 import { collectGarbage, crcPerPage, crcWhole } from './reference.js';
+import { openCacheDropper } from './page-cache.js';
+import { benchRestore } from './restore.js';
 import { benchRoundLatency } from './round-latency.js';
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
@@ -79,8 +81,13 @@ async function main(): Promise<void> {
   const fsType = (await statfs(workDir)).type.toString(16);
   const started = performance.now();
   const gcNote = collectGarbage() ? 'global.gc exposed: buffers are collected between rounds' : 'no global.gc: buffers are dropped and left to V8';
-  info(`gridckpt bench: node ${process.version}, ${os.cpus().length}x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / GiB).toFixed(1)} GiB RAM`);
+  info(`gridckpt bench: node ${process.version}, ${os.cpus().length}x ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / GiB).toFixed(1)} GiB RAM, ${loadNote()}`);
   info(`size ${sizeLabel(bytes)} (${bytes / 4096} pages of 4 KiB), ${rounds} export/crc rounds, ${freezeRounds} freeze-window rounds, work dir ${workDir} (statfs type 0x${fsType}); ${gcNote}`);
+
+  // 1. An empty coordinated round against the number of agents vs a bare gRPC round trip. First, while this
+  // process is small: its 64 agents spawn 64 units, and each spawn forks this process (see below); with the
+  // GiB buffers of the other figures held, job starts missed their deadlines and the 64-agent job failed.
+  await benchRoundLatency(path.join(workDir, 'rounds'), roundRounds);
 
   // The unit is spawned before the page memory exists. Spawning forks this
   // process (libuv on Linux): every page it holds becomes copy-on-write, so
@@ -90,6 +97,9 @@ async function main(): Promise<void> {
   // figures measure (and falls outside their timings anyway).
   const rig: FreezeRig = await openFreezeRig(workDir);
   cleanups.push(() => rig.close());
+  // Likewise the helper that drops files from the page cache for the cold figures (page-cache.ts).
+  const dropper = openCacheDropper();
+  cleanups.push(async () => dropper.close());
 
   // The job's memory, every page written, snapshotted for real.
   const fx = createMemory(bytes);
@@ -104,18 +114,23 @@ async function main(): Promise<void> {
   // fault in, which matters where first-touch page faults are slow.
   const src = snap.staging;
 
-  // 1. Export after thaw vs raw sequential write + fsync.
+  // 2. Export after thaw vs raw sequential write + fsync.
   await benchExport(workDir, snap, src, fx.pages, rounds);
-  snap = null;
-  collectGarbage();
   info(`rss after export ${rssMiB()}`);
 
-  // 2. Freeze window vs memcpy.
+  // 3. Restore of that epoch into page memory vs a raw read + CRC32C of its data file, cached and cold.
+  await benchRestore(workDir, snap, fx.pages, rounds, dropper, src);
+  dropper.close();
+  snap = null;
+  collectGarbage();
+  info(`rss after restore ${rssMiB()}`);
+
+  // 4. Freeze window vs memcpy.
   const memcpy = await benchFreezeWindow(rig, fx, src, freezeRounds);
   await rig.close();
   info(`unit stopped, freezer groups of scope bench-${process.pid} removed; rss ${rssMiB()}`);
 
-  // 3. CRC32C over the buffer vs the memcpy just measured (context figure).
+  // 5. CRC32C over the buffer vs the memcpy just measured (context figure).
   const crcMs: number[] = [];
   const perPageMs: number[] = [];
   let crc = 0;
@@ -138,10 +153,13 @@ async function main(): Promise<void> {
     met: undefined,
   });
 
-  // 4. An empty coordinated round against the number of agents vs a bare gRPC round trip.
-  await benchRoundLatency(workDir, roundRounds);
 
-  info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s; ${loadNote()}`);
+}
+
+/** The machine's load: figures measured beside other work are slower, the references too, not always alike. */
+function loadNote(): string {
+  return `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (1, 5, 15 min)`;
 }
 
 /** GRIDCKPT_BENCH_ONLY=round: the round latency alone, in a work dir of its own. */
@@ -150,9 +168,9 @@ async function mainRoundOnly(roundRounds: number): Promise<void> {
   const workDir = await mkdtemp(path.join(base, 'gridckpt-bench-'));
   cleanups.push(() => rm(workDir, { recursive: true, force: true }));
   const started = performance.now();
-  info(`gridckpt bench (round only): node ${process.version}, ${os.cpus().length}x ${os.cpus()[0]?.model ?? '?'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, work dir ${workDir}`);
+  info(`gridckpt bench (round only): node ${process.version}, ${os.cpus().length}x ${os.cpus()[0]?.model ?? '?'}, ${loadNote()}, work dir ${workDir}`);
   await benchRoundLatency(workDir, roundRounds);
-  info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  info(`total bench time ${((performance.now() - started) / 1000).toFixed(1)} s; ${loadNote()}`);
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -1,13 +1,17 @@
 import { GridError, type Damaged } from '../common/errors.js';
 import type { AgentDeps, JobView } from './agent.js';
 import { jobSpecFromManifest, type JobSpec } from './job-spec.js';
-import { listCommitted, loadEpoch, epochChain, type EpochManifest } from '../store/index.js';
+import { listCommitted, loadInto, epochChain, type EpochManifest, type LoadResult } from '../store/index.js';
+import type { PageMemory } from './memory/page-memory.js';
+import { pageMemoryTarget } from './restore-target.js';
 import { planStoreWalk } from '../store/restorable.js';
 import type { SkippedEpoch } from '../store/walk-back.js';
 
 // Restore (invariant 6): load the chosen epoch's chain into page memory,
-// every page verified before any is used. Asked for "latest", it walks back
-// from the newest committed epoch and says which newer ones it passed over.
+// every page verified before it is installed; a restore that fails drops
+// whatever it had installed, so a job never runs on part of an image. Asked
+// for "latest", it walks back from the newest committed epoch and says which
+// newer ones it passed over.
 
 export type { SkippedEpoch } from '../store/walk-back.js';
 
@@ -62,12 +66,8 @@ export async function runRestore(deps: AgentDeps, jobId: string, epoch: bigint |
       const spec = scope.spec ?? jobSpecFromManifest(manifest.layout.spec, config.limits, config.defaultFullEvery);
       const chain = await epochChain(config.storeDir, jobId, manifest.epoch);
       if (memory.hasJob(jobId)) memory.dropJob(jobId);
-      const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
       if (!scope.parts) for (const c of manifest.containers) memory.createContainer(jobId, c.name, c.pageCount);
-      const loaded = await loadEpoch(config.storeDir, jobId, manifest.epoch, (container, page, data) => {
-        if (!memory.hasContainer(jobId, container)) memory.createContainer(jobId, container, sizes.get(container)!);
-        memory.loadPage(jobId, container, page, data);
-      }, scope.parts ? { parts: scope.parts } : {});
+      const loaded = await loadJobPages(memory, config.storeDir, jobId, manifest, scope.parts);
       metrics.restored(clock.nowMs() - t0, skipped.length > 0);
       log.info(
         { jobId, epoch: String(manifest.epoch), pages: loaded.pagesLoaded, skipped: skipped.map((s) => String(s.epoch)) },
@@ -129,11 +129,7 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
   try {
     for (const { source, manifest } of found) {
       loading = { where: source.storeDir, epoch: manifest.epoch };
-      const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
-      const loaded = await loadEpoch(source.storeDir, jobId, manifest.epoch, (container, page, data) => {
-        if (!memory.hasContainer(jobId, container)) memory.createContainer(jobId, container, sizes.get(container)!);
-        memory.loadPage(jobId, container, page, data);
-      }, { parts: source.parts });
+      const loaded = await loadJobPages(memory, source.storeDir, jobId, manifest, source.parts);
       pagesLoaded += loaded.pagesLoaded;
     }
   } catch (err) {
@@ -147,4 +143,14 @@ async function restoreFromSources(deps: AgentDeps, jobId: string, sources: Resto
   const own = found.find((f) => f.source.storeDir === config.storeDir) ?? found[0]!;
   const highestEpoch = found.reduce((h, f) => (f.highest > h ? f.highest : h), 0n);
   return { manifest: own.manifest, spec, chainLength: own.chainLength, highestEpoch, skipped: [], pagesLoaded };
+}
+
+/**
+ * Loads an epoch's pages (those of `parts`' writers, or all) into the job's
+ * page memory, read straight into its frames; containers the manifest lists
+ * are created as needed. On failure the caller drops the job.
+ */
+export async function loadJobPages(memory: PageMemory, storeDir: string, jobId: string, manifest: EpochManifest, parts?: ReadonlySet<string>): Promise<LoadResult> {
+  const sizes = new Map(manifest.containers.map((c) => [c.name, c.pageCount]));
+  return loadInto(storeDir, jobId, manifest.epoch, pageMemoryTarget(memory, jobId, sizes), parts ? { parts } : {});
 }

@@ -67,36 +67,20 @@ export async function ensureDirDurable(dir: string): Promise<void> {
 
 /** Creates or truncates `file`, writes `data` in one call (looping on short writes), fsyncs it. */
 export async function writeFileSynced(file: string, data: Uint8Array): Promise<void> {
-  await writeThenSync(file, data, data.byteLength || 1, async () => {});
-}
-
-/** A stretch of a buffer: `bytes` bytes from `start`. */
-export interface ByteRun {
-  start: number;
-  bytes: number;
+  await writeThenSync(file, (fh) => writeAll(fh, data, 0, data.byteLength, 0), async () => {});
 }
 
 /**
- * Creates or truncates `file`, writes `data` (or only its `runs`, one after
- * another in the file) in chunks of `chunkBytes`, then runs `whileSyncing` on
- * this thread while the file's fsync runs on the I/O pool: CPU work that
- * needs the bytes written, not durable, hides behind the disk. Resolves with
- * its result once both are done; the file is durable then.
+ * Creates or truncates `file`, lets `produce` write it (positional writes on
+ * the handle, e.g. writeAll), then runs `whileSyncing` on this thread while
+ * the file's fsync runs on the I/O pool: CPU work that needs the bytes
+ * written, not durable, hides behind the disk. Resolves with its result once
+ * both are done; the file is durable then. Nothing is left in flight.
  */
-export async function writeThenSync<T>(
-  file: string, data: Uint8Array, chunkBytes: number, whileSyncing: () => Promise<T>,
-  runs: readonly ByteRun[] = [{ start: 0, bytes: data.byteLength }],
-): Promise<T> {
+export async function writeThenSync<T>(file: string, produce: (fh: FileHandle) => Promise<void>, whileSyncing: () => Promise<T>): Promise<T> {
   const fh = await open(file, 'w');
   try {
-    let position = 0;
-    for (const run of runs) {
-      for (let done = 0; done < run.bytes; done += chunkBytes) {
-        const length = Math.min(chunkBytes, run.bytes - done);
-        await writeAll(fh, data, run.start + done, length, position);
-        position += length;
-      }
-    }
+    await produce(fh);
     const synced = fh.sync();
     synced.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
     try {

@@ -15,5 +15,5 @@ export { stagedPartDigest } from './part-digest.js';
 export { listCommitted, listJobs, epochChain } from './epoch-catalog.js';
 export { removeIncomplete, removeIfIncomplete, type RemoveHooks, type RemoveOptions, type RemoveStep } from './epoch-removal.js';
 export { retireEpoch, RETIRED_FILE, type RetireResult } from './epoch-retire.js';
-export { loadEpoch, verifyEpoch } from './epoch-reader.js';
-export type { LoadOptions, LoadResult, PageSink, VerifyResult } from './epoch-reader.js';
+export { loadEpoch, loadInto, verifyEpoch } from './epoch-reader.js';
+export type { LoadOptions, LoadResult, LoadTarget, PageSink, VerifyResult } from './epoch-reader.js';

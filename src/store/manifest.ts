@@ -24,6 +24,7 @@ export interface ContainerMeta { name: string; pageCount: number }
 
 export interface PartInfo {
   nodeId: string;
+  // A part of no pages has tableBytes 0 and neither file exists (epoch-writer.ts invariant 5).
   /** File name inside the epoch directory: `<nodeId>.pages`. */
   dataFile: string;
   /** File name inside the epoch directory: `<nodeId>.table`. */
@@ -82,6 +83,7 @@ type Fail = (message: string) => GridError;
 
 const MAX_PAGES_PER_CONTAINER = 2 ** 32; // pages are u32 in the page table
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
 const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
 
 export function sha256Hex(data: Uint8Array | string): string {
@@ -226,6 +228,10 @@ function checkPart(p: PartInfo, nodeIds: Set<string>, fail: Fail): void {
     throw fail(`part ${p.nodeId}: dataBytes ${p.dataBytes} is not a multiple of ${PAGE_BYTES} up to pageCount ${p.pageCount} x ${PAGE_BYTES}`);
   }
   if (typeof p.tableDigest !== 'string' || !HEX_SHA256.test(p.tableDigest)) throw fail(`part ${p.nodeId}: tableDigest is not sha256 hex`);
+  // A part without files (epoch-writer.ts invariant 5) holds no page at all.
+  if (p.tableBytes === 0 && (p.pageCount !== 0 || p.dataBytes !== 0 || p.tableDigest !== EMPTY_SHA256)) {
+    throw fail(`part ${p.nodeId}: an empty table (tableBytes 0) must have no pages, no data bytes and the sha256 of no bytes`);
+  }
 }
 
 function name(what: string, value: unknown, fail: Fail): void {

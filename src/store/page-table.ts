@@ -11,10 +11,12 @@
 // page in the data file) are still read.
 // The header is zero-padded to a multiple of 8 bytes so that the records start
 // 4-byte aligned and are encoded/decoded through a Uint32Array view on
-// little-endian hosts (a DataView path remains for big-endian ones): a 1 GiB
-// part has 262,144 records, and DataView's BigInt accessors cost ~0.5 us each.
-// Columns (one typed array per field) instead of one object per page, for the
-// same reason.
+// little-endian hosts (DataView paths remain for big-endian ones, and decode
+// copies an unaligned table's records through one): a 1 GiB part has 262,144
+// records, and DataView's BigInt accessors cost ~0.5 us each. Columns (one
+// typed array per field) instead of one object per page, for the same
+// reason; a decoded table's version and origin columns are built only when
+// read (no reader reads them per page).
 // Invariants:
 //   1. decode(encode(t)) equals t; the byte length is exactly header + 36 x entryCount.
 //   2. decode accepts only well-formed tables: every container index names a
@@ -159,45 +161,53 @@ export function decodePageTable(bytes: Uint8Array, where: string): PageTable {
   if (bytes.byteLength !== expectedBytes) {
     throw bad(`${bytes.byteLength} bytes, expected ${expectedBytes} for ${count} entries`);
   }
-  const table = allocatePageTable(epoch, containers, count);
-  if (LITTLE_ENDIAN && (bytes.byteOffset + headerBytes) % 4 === 0) {
-    decodeRecordsLE(table, new Uint32Array(bytes.buffer, bytes.byteOffset + headerBytes, RECORD_WORDS * count));
-  } else {
-    decodeRecordsDataView(table, view, headerBytes);
-  }
-  checkRecords(table, format, bad);
+  // Aligned little-endian records are read through a Uint32Array view; anything else through a copy that is.
+  const words = LITTLE_ENDIAN && (bytes.byteOffset + headerBytes) % 4 === 0
+    ? new Uint32Array(bytes.buffer, bytes.byteOffset + headerBytes, RECORD_WORDS * count)
+    : recordWords(view, headerBytes, count);
+  const table = decodeRecords(epoch, containers, count, words);
+  checkRecords(table, words, format, bad);
   return table;
 }
 
-function decodeRecordsLE(t: PageTable, words: Uint32Array): void {
-  const version = new Uint32Array(t.version.buffer, t.version.byteOffset, 2 * t.count);
-  const origin = new Uint32Array(t.originEpoch.buffer, t.originEpoch.byteOffset, 2 * t.count);
-  for (let i = 0, w = 0; i < t.count; i++, w += RECORD_WORDS) {
-    t.containerIndex[i] = words[w]!;
-    t.page[i] = words[w + 1]!;
-    t.dataOffset[i] = words[w + 3]! * TWO_32 + words[w + 2]!; // exact below 2^53; checkRecords bounds the high word
-    t.crc32c[i] = words[w + 4]!;
-    version[2 * i] = words[w + 5]!;
-    version[2 * i + 1] = words[w + 6]!;
-    origin[2 * i] = words[w + 7]!;
-    origin[2 * i + 1] = words[w + 8]!;
-  }
+/** The records as little-endian u32 words, for a table not aligned in its buffer (or a big-endian host). */
+function recordWords(view: DataView, start: number, count: number): Uint32Array {
+  const words = new Uint32Array(RECORD_WORDS * count);
+  for (let w = 0; w < words.length; w++) words[w] = view.getUint32(start + 4 * w, true);
+  return words;
 }
 
-function decodeRecordsDataView(t: PageTable, view: DataView, start: number): void {
-  for (let i = 0, at = start; i < t.count; i++, at += TABLE_RECORD_BYTES) {
-    t.containerIndex[i] = view.getUint32(at, true);
-    t.page[i] = view.getUint32(at + 4, true);
-    const offset = view.getBigUint64(at + 8, true);
-    t.dataOffset[i] = offset > BigInt(Number.MAX_SAFE_INTEGER) ? Number.POSITIVE_INFINITY : Number(offset);
-    t.crc32c[i] = view.getUint32(at + 16, true);
-    t.version[i] = view.getBigUint64(at + 20, true);
-    t.originEpoch[i] = view.getBigUint64(at + 28, true);
+/**
+ * The columns a reader uses, copied out of the records; version and origin
+ * epoch (which no reader needs per page) are decoded only if asked for. A
+ * 1 GiB part's table is 262,144 records: two u64 columns it never reads are
+ * 4 MB of fresh memory whose page faults alone cost ~20 ms on a VM.
+ */
+function decodeRecords(epoch: bigint, containers: string[], count: number, words: Uint32Array): PageTable {
+  const containerIndex = new Uint32Array(count);
+  const page = new Uint32Array(count);
+  const dataOffset = new Float64Array(count);
+  const crc = new Uint32Array(count);
+  for (let i = 0, w = 0; i < count; i++, w += RECORD_WORDS) {
+    containerIndex[i] = words[w]!;
+    page[i] = words[w + 1]!;
+    dataOffset[i] = words[w + 3]! * TWO_32 + words[w + 2]!; // exact below 2^53; checkRecords bounds the high word
+    crc[i] = words[w + 4]!;
   }
+  const u64Column = (first: number): (() => BigUint64Array) => {
+    let column: BigUint64Array | null = null;
+    return () => (column ??= BigUint64Array.from({ length: count }, (_, i) => BigInt(words[RECORD_WORDS * i + first + 1]!) * BigInt(TWO_32) + BigInt(words[RECORD_WORDS * i + first]!)));
+  };
+  const table = { zero: new Uint8Array(count), epoch, containers, count, containerIndex, page, dataOffset, crc32c: crc } as Omit<PageTable, 'version' | 'originEpoch'>;
+  Object.defineProperty(table, 'version', { enumerable: true, get: u64Column(5) });
+  Object.defineProperty(table, 'originEpoch', { enumerable: true, get: u64Column(7) });
+  return table as PageTable;
 }
 
-function checkRecords(t: PageTable, format: number, bad: (what: string) => GridError): void {
+function checkRecords(t: PageTable, words: Uint32Array, format: number, bad: (what: string) => GridError): void {
   const containerCount = t.containers.length;
+  const epochHigh = Number(t.epoch >> 32n);
+  const epochLow = Number(t.epoch & 0xffffffffn);
   for (let i = 0; i < t.count; i++) {
     if (t.containerIndex[i]! >= containerCount) throw bad(`entry ${i}: container index ${t.containerIndex[i]} out of range`);
     if (t.dataOffset[i] === ZERO_PAGE_FIELD && format >= 2) {
@@ -210,6 +220,9 @@ function checkRecords(t: PageTable, format: number, bad: (what: string) => GridE
     if (!(offset <= Number.MAX_SAFE_INTEGER) || offset % PAGE_BYTES !== 0) {
       throw bad(`entry ${i}: data offset ${offset <= Number.MAX_SAFE_INTEGER ? offset : '>2^53'} is not a page-aligned safe integer`);
     }
-    if (t.originEpoch[i]! > t.epoch) throw bad(`entry ${i}: origin epoch ${t.originEpoch[i]} is after the table's epoch ${t.epoch}`);
+    const originHigh = words[RECORD_WORDS * i + 8]!;
+    if (originHigh > epochHigh || (originHigh === epochHigh && words[RECORD_WORDS * i + 7]! > epochLow)) {
+      throw bad(`entry ${i}: origin epoch ${t.originEpoch[i]} is after the table's epoch ${t.epoch}`);
+    }
   }
 }

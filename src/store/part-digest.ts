@@ -12,13 +12,19 @@
 //   2. It never runs inside the freeze window: its cost (CRC32C of every
 //      staged byte, then sha256 of 36 bytes a page) is paid after the thaw,
 //      in slices that let the agent's event loop turn.
+//   3. A part of no pages has an empty table, never written (epoch-writer.ts
+//      invariant 5): its digest is EMPTY_PART_DIGEST, the sha256 of no bytes.
 
 import { sha256Hex } from './manifest.js';
 import { encodePageTable, type PageTable } from './page-table.js';
 import { fillChecksums, layOutPart, type StagedPart } from './part-plan.js';
 
+/** The digest of a part of no pages: the sha256 of no bytes (invariant 3). */
+export const EMPTY_PART_DIGEST = sha256Hex(new Uint8Array(0));
+
 /** A table with its checksums filled in, encoded, and the sha256 hex of that encoding. */
 export function digestPageTable(table: PageTable): { tableBytes: Uint8Array; tableDigest: string } {
+  if (table.count === 0) return { tableBytes: new Uint8Array(0), tableDigest: EMPTY_PART_DIGEST };
   const tableBytes = encodePageTable(table);
   return { tableBytes, tableDigest: sha256Hex(tableBytes) };
 }

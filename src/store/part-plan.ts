@@ -1,15 +1,17 @@
 // A node's part as staged, before any byte of it is on disk: its page list
-// validated and laid out as the part's page table (planPageTable), its
-// all-zero pages found and left out of the data file (layOutPart), then the
-// CRC32C of every page filled in (fillChecksums). The writer (epoch-writer.ts)
-// and the prepared digest (part-digest.ts) both build the table here, so the
-// table a participant PREPARED and the one it writes on COMMIT are the same
-// function of the same staged pages.
+// validated (checkStagedPart: all the writer needs before its first write),
+// its all-zero pages found (markZeroSlots, which the writer runs a chunk
+// ahead of its writes), then laid out as the part's page table (planLayout),
+// then the CRC32C of every page filled in (fillChecksums). The writer
+// (epoch-writer.ts) and the prepared digest (part-digest.ts) both build the
+// table here, so the table a participant PREPARED and the one it writes on
+// COMMIT are the same function of the same staged pages.
 // Invariants:
 //   1. Row i of the table is pages[i]: rows keep the staged order (the agent
 //      stages container then page order), never re-sorted.
 //   2. A page list that does not exactly fill staging, names a page twice,
-//      or shares a staging slot is refused (invalid-argument), naming the page.
+//      or shares a staging slot is refused (invalid-argument), naming the
+//      page, by checkStagedPart: before anything is written.
 //   3. A page whose 4 KiB are all zero is a zero page: flagged in the table
 //      (page-table.ts format 2) with the zero page's CRC, no bytes in the data
 //      file. The data file is staging without its zero slots, in staging
@@ -24,6 +26,7 @@ import { ZERO_PAGE, ZERO_PAGE_CRC, allocatePageTable, type PageTable } from './p
 /** 1 MiB of pages per checksum slice: ~0.3 ms of CPU between turns of the event loop. */
 const CHECKSUM_SLICE_PAGES = 256;
 const MAX_U64 = (1n << 64n) - 1n;
+const TWO_32 = 2 ** 32;
 
 export interface PartPage { container: string; page: number; version: bigint; stagingOffset: number }
 
@@ -35,57 +38,111 @@ export interface StagedPart {
   pages: PartPage[];
 }
 
-/** Zero checks per turn of the event loop: a memcmp that stops at the first non-zero byte is cheap. */
-const ZERO_SLICE_PAGES = 4096;
+/** Zero checks per turn of the event loop (most pages cost one word read, see findZeroSlots). */
+const ZERO_SLICE_PAGES = 16_384;
 const ZERO_BUFFER = Buffer.from(ZERO_PAGE.buffer, ZERO_PAGE.byteOffset, PAGE_BYTES);
+const WORDS_PER_PAGE = PAGE_BYTES / 4;
+
+/** Which slots of staging are zero, and so what the data file holds (invariant 3). */
+export interface StagingScan {
+  /** 1 for each all-zero 4 KiB slot of staging. */
+  zeroSlot: Uint8Array;
+  dataBytes: number;
+}
 
 /** A part laid out for writing: its table, where each row's bytes are in staging, and what the data file holds. */
-export interface PartLayout {
+export interface PartLayout extends StagingScan {
   table: PageTable;
   /** Row i's bytes are staging[stagingOffset[i], + 4 KiB) (the table's dataOffset is its place in the data file). */
   stagingOffset: Float64Array;
-  /** Staging byte ranges the data file holds, in file order: staging without its zero pages (invariant 3). */
-  runs: Array<{ start: number; bytes: number }>;
-  dataBytes: number;
   zeroPages: number;
 }
 
-/** planPageTable, then the zero pages found and left out of the data file (invariant 3). */
+/** scanStaging then planLayout: the whole layout at once (the prepared digest's path). */
 export async function layOutPart(input: StagedPart): Promise<PartLayout> {
-  const table = planPageTable(input);
-  const staging = input.staging;
-  const view = Buffer.from(staging.buffer, staging.byteOffset, staging.byteLength);
-  const slots = table.count;
+  return planLayout(input, await scanStaging(input));
+}
+
+/** Invariant 2's checks, then the zero slots (invariant 3), in slices that let the event loop turn. */
+export async function scanStaging(input: StagedPart): Promise<StagingScan> {
+  checkStagedPart(input);
+  const slots = input.pages.length;
   const zeroSlot = new Uint8Array(slots);
-  for (let start = 0; start < slots; start += ZERO_SLICE_PAGES) {
-    const end = Math.min(slots, start + ZERO_SLICE_PAGES);
-    for (let s = start; s < end; s++) zeroSlot[s] = view.compare(ZERO_BUFFER, 0, PAGE_BYTES, s * PAGE_BYTES, (s + 1) * PAGE_BYTES) === 0 ? 1 : 0;
-    if (end < slots) await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  const fileOffsetOfSlot = new Float64Array(slots);
-  const runs: PartLayout['runs'] = [];
   let dataBytes = 0;
-  for (let s = 0; s < slots; s++) {
-    if (zeroSlot[s]) continue;
-    fileOffsetOfSlot[s] = dataBytes;
-    const last = runs[runs.length - 1];
-    if (last && last.start + last.bytes === s * PAGE_BYTES) last.bytes += PAGE_BYTES;
-    else runs.push({ start: s * PAGE_BYTES, bytes: PAGE_BYTES });
-    dataBytes += PAGE_BYTES;
+  for (let start = 0; start < slots; start += ZERO_SLICE_PAGES) {
+    dataBytes += markZeroSlots(input.staging, zeroSlot, start, Math.min(slots, start + ZERO_SLICE_PAGES));
+    if (start + ZERO_SLICE_PAGES < slots) await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  const stagingOffset = Float64Array.from(table.dataOffset);
+  return { zeroSlot, dataBytes };
+}
+
+/**
+ * The page table of a checked part (fillChecksums fills in the CRCs). The
+ * writer builds it while its data writes are in flight: a 1 GiB part's
+ * columns are ~10 MB of fresh memory, whose first-touch faults alone cost
+ * tens of ms on a VM.
+ */
+export function planLayout(input: StagedPart, scan: StagingScan): PartLayout {
+  const { epoch, pages } = input;
+  const containers: string[] = [];
+  const containerIndex = new Map<string, number>();
+  const table = allocatePageTable(epoch, containers, pages.length);
+  const stagingOffset = new Float64Array(pages.length);
+  const fileOffsetOfSlot = new Float64Array(pages.length);
+  for (let s = 0, at = 0; s < pages.length; s++) {
+    fileOffsetOfSlot[s] = at;
+    if (!scan.zeroSlot[s]) at += PAGE_BYTES;
+  }
+  let lastName: string | null = null;
+  let lastIndex = 0;
   let zeroPages = 0;
-  for (let i = 0; i < table.count; i++) {
-    const slot = stagingOffset[i]! / PAGE_BYTES;
-    if (zeroSlot[slot]) {
+  for (let i = 0; i < pages.length; i++) {
+    const p = pages[i]!;
+    // Pages come container by container: one Map lookup per container, not per page.
+    let c = p.container === lastName ? lastIndex : containerIndex.get(p.container);
+    if (c === undefined) {
+      c = containers.length;
+      containerIndex.set(p.container, c);
+      containers.push(p.container);
+    }
+    lastName = p.container;
+    lastIndex = c;
+    const slot = p.stagingOffset / PAGE_BYTES;
+    table.containerIndex[i] = c;
+    table.page[i] = p.page;
+    table.version[i] = p.version;
+    stagingOffset[i] = p.stagingOffset;
+    if (scan.zeroSlot[slot]) {
       table.zero[i] = 1;
-      table.dataOffset[i] = 0;
       zeroPages += 1;
     } else {
       table.dataOffset[i] = fileOffsetOfSlot[slot]!;
     }
   }
-  return { table, stagingOffset, runs, dataBytes, zeroPages };
+  table.originEpoch.fill(epoch);
+  return { ...scan, table, stagingOffset, zeroPages };
+}
+
+/**
+ * Sets zeroSlot[s] for each all-zero slot s in [from, to) of staging; returns
+ * the data bytes of the others. The writer runs it on one chunk while the
+ * previous chunk's write is in flight, so it stays off the export's critical
+ * path; still, a page whose first word is not zero (nearly every page of
+ * real data) costs one word read in JS, and only the rest get a whole-page
+ * memcmp (a memcmp call for every page cost ~75 ms per GiB here).
+ */
+export function markZeroSlots(staging: Uint8Array, zeroSlot: Uint8Array, from: number, to: number): number {
+  const view = Buffer.from(staging.buffer, staging.byteOffset, staging.byteLength);
+  const words = staging.byteOffset % 4 === 0 ? new Int32Array(staging.buffer, staging.byteOffset, staging.byteLength >>> 2) : null;
+  let dataBytes = 0;
+  for (let s = from; s < to; s++) {
+    if ((words !== null && words[s * WORDS_PER_PAGE] !== 0) || view.compare(ZERO_BUFFER, 0, PAGE_BYTES, s * PAGE_BYTES, (s + 1) * PAGE_BYTES) !== 0) {
+      dataBytes += PAGE_BYTES;
+    } else {
+      zeroSlot[s] = 1;
+    }
+  }
+  return dataBytes;
 }
 
 /**
@@ -106,8 +163,8 @@ export async function fillChecksums(layout: PartLayout, staging: Uint8Array): Pr
   }
 }
 
-/** Validates the part's page list and lays out its table (fillChecksums fills in the CRCs). */
-export function planPageTable(input: StagedPart): PageTable {
+/** Invariant 2: refuses a page list that does not describe its staging one slot per page. */
+export function checkStagedPart(input: StagedPart): void {
   const { epoch, pages, staging } = input;
   checkEpoch('epoch', epoch);
   if (!(staging instanceof Uint8Array)) throw invalidArgument('staging must be a Uint8Array');
@@ -117,21 +174,22 @@ export function planPageTable(input: StagedPart): PageTable {
       `staging holds ${staging.byteLength} bytes but ${pages.length} pages need exactly ${pages.length * PAGE_BYTES}: pass the used part of the buffer`,
     );
   }
-  const containers: string[] = [];
   const containerIndex = new Map<string, number>();
-  const table = allocatePageTable(epoch, containers, pages.length);
   const slotTaken = new Uint8Array(pages.length);
-  const keys = new Float64Array(pages.length);
+  let lastName: string | null = null;
+  let lastIndex = 0;
+  let lastKey = -1;
   let ascending = true; // the agent stages pages in container then page order: then no sort is needed
   for (let i = 0; i < pages.length; i++) {
     const p = pages[i]!;
-    let c = containerIndex.get(p.container);
+    let c = p.container === lastName ? lastIndex : containerIndex.get(p.container);
     if (c === undefined) {
-      c = containers.length;
-      containerIndex.set(p.container, c);
-      containers.push(checkName('container', p.container));
-      if (containers.length > MAX_CONTAINERS) throw invalidArgument(`part references more than ${MAX_CONTAINERS} containers`);
+      c = containerIndex.size;
+      containerIndex.set(checkName('container', p.container), c);
+      if (containerIndex.size > MAX_CONTAINERS) throw invalidArgument(`part references more than ${MAX_CONTAINERS} containers`);
     }
+    lastName = p.container;
+    lastIndex = c;
     if (!Number.isInteger(p.page) || p.page < 0 || p.page > 2 ** 32 - 1) throw invalidArgument(`page ${p.container}#${p.page}: page number must be a u32`);
     if (typeof p.version !== 'bigint' || p.version < 0n || p.version > MAX_U64) {
       throw invalidArgument(`page ${p.container}#${p.page}: version must be a u64 bigint`);
@@ -142,19 +200,20 @@ export function planPageTable(input: StagedPart): PageTable {
     }
     if (slotTaken[slot]) throw invalidArgument(`page ${p.container}#${p.page}: staging offset ${p.stagingOffset} is used by another page`);
     slotTaken[slot] = 1;
-    keys[i] = c * 2 ** 32 + p.page;
-    if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
-    table.containerIndex[i] = c;
-    table.page[i] = p.page;
-    table.dataOffset[i] = p.stagingOffset;
-    table.version[i] = p.version;
+    const key = c * TWO_32 + p.page;
+    if (key <= lastKey) ascending = false;
+    lastKey = key;
   }
-  table.originEpoch.fill(epoch);
-  if (!ascending) keys.sort();
-  for (let i = 1; i < keys.length && !ascending; i++) {
+  if (!ascending) checkNoPageTwice(pages, containerIndex);
+}
+
+/** The slow path of invariant 2 for a page list not in (container, page) order. */
+function checkNoPageTwice(pages: readonly PartPage[], containerIndex: ReadonlyMap<string, number>): void {
+  const keys = Float64Array.from(pages, (p) => containerIndex.get(p.container)! * TWO_32 + p.page).sort();
+  const names = [...containerIndex.keys()];
+  for (let i = 1; i < keys.length; i++) {
     if (keys[i] === keys[i - 1]) {
-      throw invalidArgument(`page ${containers[Math.floor(keys[i]! / 2 ** 32)]}#${keys[i]! % 2 ** 32} appears twice in the part`);
+      throw invalidArgument(`page ${names[Math.floor(keys[i]! / TWO_32)]}#${keys[i]! % TWO_32} appears twice in the part`);
     }
   }
-  return table;
 }

@@ -1,26 +1,25 @@
 // Opens one node part of a committed epoch for reading: checks everything that
 // can be checked without page data (the table's size and sha256 against the
 // manifest, its decoding, its entries against the epoch's containers, the data
-// file's size) and streams chosen pages through a bounded buffer. CRCs are
-// checked by the callers, which decide what a mismatch means (ARCHITECTURE §3.6).
+// file's size). Pages are read and their CRCs checked by part-stream.ts; the
+// callers decide what a mismatch means (ARCHITECTURE §3.6).
 // Invariants:
 //   1. Every error is data-loss and starts with "epoch <n>: <absolute file>",
 //      plus " page <container>#<page> (offset <o>)" when a page is known.
 //   2. An OpenedPart's entries all lie inside the data file the manifest
 //      describes, name a container of the epoch below its pageCount, and no
 //      (container, page) appears twice in the part.
-//   3. streamPages holds at most IO_CHUNK_BYTES of page data, whatever the part's size.
-//   4. A zero page (page-table.ts format 2) is read from nowhere: streamPages
-//      visits it with the zero page, whose CRC its entry was checked to carry;
-//      the data file holds exactly the part's other pages (its size says so).
+//   3. A zero page (page-table.ts format 2) is read from nowhere: it is the
+//      zero page, whose CRC its entry was checked to carry; the data file
+//      holds exactly the part's other pages (its size says so).
 
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { GridError } from '../common/errors.js';
 import { isErrno } from '../runtime/durable-fs.js';
-import { IO_CHUNK_BYTES, PAGE_BYTES } from './layout.js';
+import { PAGE_BYTES } from './layout.js';
 import { sha256Hex, type EpochManifest, type PartInfo } from './manifest.js';
-import { ZERO_PAGE, decodePageTable, type PageTable } from './page-table.js';
+import { decodePageTable, type PageTable } from './page-table.js';
 
 export interface OpenedPart {
   epoch: bigint;
@@ -28,6 +27,11 @@ export interface OpenedPart {
   dataPath: string;
   tablePath: string;
   table: PageTable;
+}
+
+/** Whether a part has files to read: a part of no pages has none (epoch-writer.ts invariant 5). */
+export function hasFiles(part: PartInfo): boolean {
+  return part.tableBytes !== 0;
 }
 
 export function hex32(n: number): string {
@@ -78,28 +82,27 @@ function checkEntries(opened: OpenedPart, manifest: EpochManifest, lost: (what: 
     if (pageCount === undefined) throw lost(`page table references container ${name}, which the manifest does not list`);
     return pageCount;
   });
-  const keys = new Float64Array(table.count);
   let ascending = true;
+  let lastKey = -1;
   let dataPages = 0;
   for (let i = 0; i < table.count; i++) {
     const c = table.containerIndex[i]!;
     const page = table.page[i]!;
     if (page >= limits[c]!) throw lost(`entry ${i}: page ${table.containers[c]}#${page} is beyond the container's ${limits[c]} pages`);
-    if (table.zero[i]) {
-      keys[i] = c * 2 ** 32 + page;
-      if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
-      continue;
-    }
+    const key = c * 2 ** 32 + page;
+    if (key <= lastKey) ascending = false;
+    lastKey = key;
+    if (table.zero[i]) continue;
     dataPages += 1;
     if (table.dataOffset[i]! + PAGE_BYTES > part.dataBytes) {
       throw lost(`entry ${i}: page ${table.containers[c]}#${page} at offset ${table.dataOffset[i]} lies beyond the ${part.dataBytes} data bytes`);
     }
-    keys[i] = c * 2 ** 32 + page;
-    if (i > 0 && keys[i]! <= keys[i - 1]!) ascending = false;
   }
   if (dataPages * PAGE_BYTES !== part.dataBytes) throw lost(`page table has ${dataPages} pages with data (and ${table.count - dataPages} zero pages), manifest says ${part.dataBytes} data bytes`);
-  if (!ascending) keys.sort(); // tables written from an agent's snapshot are already in order
-  for (let i = 1; i < keys.length && !ascending; i++) {
+  // Tables written from an agent's snapshot are in (container, page) order: the sort (and its keys) only for others.
+  if (ascending) return;
+  const keys = Float64Array.from({ length: table.count }, (_, i) => table.containerIndex[i]! * 2 ** 32 + table.page[i]!).sort();
+  for (let i = 1; i < keys.length; i++) {
     if (keys[i] === keys[i - 1]) throw lost(`page ${table.containers[Math.floor(keys[i]! / 2 ** 32)]}#${keys[i]! % 2 ** 32} is listed twice`);
   }
 }
@@ -130,74 +133,13 @@ export async function dataSizeError(opened: OpenedPart): Promise<string | null> 
 }
 
 /** Sorts entry indices by data offset in place (a no-op pass when, as usual, they already are). */
-export function sortByOffset(opened: OpenedPart, entries: number[]): number[] {
+export function sortByOffset<T extends number[] | Uint32Array>(opened: OpenedPart, entries: T): T {
   const offsets = opened.table.dataOffset;
   for (let i = 1; i < entries.length; i++) {
-    if (offsets[entries[i]!]! < offsets[entries[i - 1]!]!) return entries.sort((a, b) => offsets[a]! - offsets[b]!);
+    if (offsets[entries[i]!]! < offsets[entries[i - 1]!]!) {
+      (entries as number[]).sort((a, b) => offsets[a]! - offsets[b]!); // a typed array sorts the same way, in place
+      return entries;
+    }
   }
   return entries;
-}
-
-/** Pages closer than this are read with the gap in between: one larger read beats many 4 KiB ones. */
-const MAX_READ_GAP_BYTES = 256 * 1024;
-
-interface Span { chunkOffset: number; length: number; position: number }
-
-/**
- * Reads the given entries of a part (sorted by sortByOffset) through one reused
- * buffer of at most IO_CHUNK_BYTES, coalescing nearby pages into large reads,
- * and calls `visit` with each entry's 4 KiB. `page` is only valid during the call.
- */
-export async function streamPages(opened: OpenedPart, all: number[], visit: (entry: number, page: Uint8Array) => void): Promise<void> {
-  const zero = opened.table.zero;
-  let entries = all;
-  if (all.some((e) => zero[e])) {
-    for (const e of all) if (zero[e]) visit(e, ZERO_PAGE); // invariant 4: nothing to read
-    entries = all.filter((e) => !zero[e]);
-  }
-  if (entries.length === 0) return;
-  const offsets = opened.table.dataOffset;
-  const chunk = Buffer.allocUnsafe(Math.min(IO_CHUNK_BYTES, Math.max(PAGE_BYTES, opened.part.dataBytes)));
-  const where = new Float64Array(entries.length); // chunk offset of each entry of the current batch
-  const fh = await open(opened.dataPath, 'r');
-  try {
-    for (let first = 0; first < entries.length; ) {
-      const spans: Span[] = [];
-      let used = 0;
-      let next = first;
-      for (; next < entries.length; next++) {
-        const position = offsets[entries[next]!]!;
-        const last = spans[spans.length - 1];
-        const lastEnd = last === undefined ? 0 : last.position + last.length;
-        if (last !== undefined && position >= last.position && position + PAGE_BYTES <= lastEnd) {
-          where[next - first] = last.chunkOffset + (position - last.position); // a page already read (a repeated offset)
-        } else if (last !== undefined && position >= lastEnd && position - lastEnd <= MAX_READ_GAP_BYTES && used + position + PAGE_BYTES - lastEnd <= chunk.byteLength) {
-          used += position + PAGE_BYTES - lastEnd;
-          last.length = position + PAGE_BYTES - last.position;
-          where[next - first] = last.chunkOffset + (position - last.position);
-        } else if (used + PAGE_BYTES <= chunk.byteLength) {
-          spans.push({ chunkOffset: used, length: PAGE_BYTES, position });
-          where[next - first] = used;
-          used += PAGE_BYTES;
-        } else {
-          break;
-        }
-      }
-      for (const span of spans) await readSpan(fh, chunk, span, opened);
-      for (let k = first; k < next; k++) visit(entries[k]!, chunk.subarray(where[k - first]!, where[k - first]! + PAGE_BYTES));
-      first = next;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-async function readSpan(fh: FileHandle, chunk: Uint8Array, span: Span, opened: OpenedPart): Promise<void> {
-  for (let done = 0; done < span.length; ) {
-    const { bytesRead } = await fh.read(chunk, span.chunkOffset + done, span.length - done, span.position + done);
-    if (bytesRead === 0) {
-      throw new GridError('data-loss', `epoch ${opened.epoch}: ${opened.dataPath}: ends at ${span.position + done}, expected data up to ${span.position + span.length}`);
-    }
-    done += bytesRead;
-  }
 }

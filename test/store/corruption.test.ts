@@ -1,13 +1,17 @@
 // Verified bytes (ARCHITECTURE §3.6): a flipped byte, a truncated file, a
 // missing or altered table or a broken manifest is detected at restore with an
 // error naming the epoch, the absolute file and, when known, container#page —
-// and a corrupt image loads nothing (the sink is never called).
+// and no page of the read that holds a corrupt page is delivered (pages of
+// parts read before it may have been: epoch-reader.ts invariant 1; the agent
+// drops a job whose restore failed). A broken table, file size or manifest
+// loads nothing at all.
 
 import { readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GridError } from '../../src/common/errors.js';
 import { epochDir, listCommitted, loadEpoch, verifyEpoch } from '../../src/store/index.js';
+import { READ_BYTES } from '../../src/store/part-stream.js';
 import { collector, expectedImage, makeStoreDir, range, writeEpoch } from './helpers.js';
 import { expectSameImage } from './expect-image.js';
 
@@ -36,18 +40,18 @@ async function flipByte(target: string, at: number): Promise<void> {
   await writeFile(target, bytes);
 }
 
-/** loadEpoch must fail with data-loss before delivering anything; returns the message. */
-async function loadFails(epoch: bigint, storeDir = store): Promise<string> {
-  let delivered = 0;
+/** loadEpoch must fail with data-loss having delivered exactly `before` (container#page); returns the message. */
+async function loadFails(epoch: bigint, storeDir = store, before: string[] = []): Promise<string> {
+  const delivered: string[] = [];
   try {
-    await loadEpoch(storeDir, 'job', epoch, () => void delivered++);
+    await loadEpoch(storeDir, 'job', epoch, (c, p) => void delivered.push(`${c}#${p}`));
   } catch (err) {
-    expect(delivered).toBe(0);
+    expect(delivered.sort()).toEqual([...before].sort());
     expect(err).toBeInstanceOf(GridError);
     expect((err as GridError).kind).toBe('data-loss');
     return (err as GridError).message;
   }
-  throw new Error(`epoch ${epoch} loaded ${delivered} pages`);
+  throw new Error(`epoch ${epoch} loaded ${delivered.length} pages`);
 }
 
 describe('corruption is detected at restore', () => {
@@ -64,10 +68,34 @@ describe('corruption is detected at restore', () => {
     expectSameImage(got.pages, expectedImage([{ epoch: 1n, pages: e1 }]), 'epoch 1');
   });
 
-  it('a corrupt page in the last part read still stops the load before any page is delivered', async () => {
+  it('a corrupt page in the last part read fails the load before any page of its read is delivered', async () => {
     const pages = file(1n, 'node-b.pages');
     await flipByte(pages, 4 * 4096 + 1); // log#0, the last page of the last part of the chain
-    expect(await loadFails(2n)).toMatch(new RegExp(`^epoch 1: ${escape(pages)} page log#0 \\(offset 16384\\): crc32c mismatch`));
+    // The parts read before it (epoch 2's, then epoch 1's node-a) were delivered; none of node-b's, read in one go.
+    const message = await loadFails(2n, store, ['bank#0', 'bank#1', 'bank#2', 'bank#3']);
+    expect(message).toMatch(new RegExp(`^epoch 1: ${escape(pages)} page log#0 \\(offset 16384\\): crc32c mismatch`));
+  });
+
+  it('a part larger than one read: a corrupt byte fails the load before any page of its read is delivered', async () => {
+    const perRead = READ_BYTES / 4096;
+    const pageCount = perRead + 300; // two reads: [0, perRead) and the rest
+    const big: Array<[string, number]> = range(0, pageCount).map((p) => ['big', p]);
+    await writeEpoch(store, 'big-job', 1n, null, { 'node-a': big }, [{ name: 'big', pageCount }]);
+    const pages = path.join(epochDir(store, 'big-job', 1n), 'node-a.pages');
+    const corrupt = perRead + 150;
+    await flipByte(pages, corrupt * 4096 + 4000);
+    const delivered: number[] = [];
+    const err = await loadEpoch(store, 'big-job', 1n, (_c, p) => void delivered.push(p)).catch((e: unknown) => e);
+    expect((err as GridError).message).toMatch(new RegExp(`^epoch 1: ${escape(pages)} page big#${corrupt} \\(offset ${corrupt * 4096}\\): crc32c mismatch`));
+    // The first read passed and was delivered whole; nothing of the second, not even the pages before the corrupt one.
+    expect(delivered).toEqual(range(0, perRead));
+    // Corrupt in the first read instead: nothing at all is delivered.
+    await flipByte(pages, corrupt * 4096 + 4000);
+    await flipByte(pages, 10 * 4096);
+    const none: number[] = [];
+    await expect(loadEpoch(store, 'big-job', 1n, (_c, p) => void none.push(p))).rejects.toThrow(/page big#10 \(offset 40960\): crc32c mismatch/);
+    expect(none).toEqual([]);
+    expect((await verifyEpoch(store, 'big-job', 1n)).errors).toEqual([expect.stringMatching(/page big#10 /)]);
   });
 
   it('a corrupt page that a newer epoch supersedes does not stop the load, but verify reports it', async () => {

@@ -3,11 +3,12 @@
 // to the data file; a restore delivers zeros for it, checked against the CRC
 // its entry carries; the prepared digest still equals the written table's.
 
-import { stat, truncate } from 'node:fs/promises';
+import { readFile, stat, truncate } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PAGE_BYTES, commitEpoch, epochDir, loadEpoch, stagedPartDigest, verifyEpoch, writeNodePart, type PartPage } from '../../src/store/index.js';
-import { collector, makeStoreDir, pageBytes, testLayout } from './helpers.js';
+import { IO_CHUNK_BYTES } from '../../src/store/layout.js';
+import { collector, makeStoreDir, pageBytes, range, testLayout } from './helpers.js';
 
 let store: string;
 let cleanup: () => Promise<void>;
@@ -66,6 +67,26 @@ describe('zero pages', () => {
     await loadEpoch(store, 'j', 1n, old.sink);
     expect(Buffer.from(old.pages.get('c#5')!).equals(Buffer.from(pageBytes(1n, 'c', 5)))).toBe(true);
     expect((await verifyEpoch(store, 'j', 2n)).ok).toBe(true);
+  });
+
+  it('zero pages in several write chunks, and a run of data across a chunk boundary: the file holds exactly the others, in order', async () => {
+    const chunkPages = IO_CHUNK_BYTES / PAGE_BYTES;
+    const count = chunkPages + 600;
+    const written = new Set([0, 1, 5, ...range(chunkPages - 3, chunkPages + 4), count - 1]);
+    for (let p = 100; p < count; p += 97) written.add(p);
+    const info = await commit(1n, null, count, written);
+    expect(info.dataBytes).toBe(written.size * PAGE_BYTES);
+    const data = await readFile(path.join(epochDir(store, 'j', 1n), 'n1.pages'));
+    const order = [...written].sort((a, b) => a - b);
+    for (const [k, p] of order.entries()) {
+      if (!data.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES).equals(Buffer.from(pageBytes(1n, 'c', p)))) expect.fail(`slot ${k} of the data file is not page ${p}`);
+    }
+    const got = collector();
+    await loadEpoch(store, 'j', 1n, got.sink);
+    for (let p = 0; p < count; p++) {
+      const want = written.has(p) ? pageBytes(1n, 'c', p) : new Uint8Array(PAGE_BYTES);
+      if (!Buffer.from(got.pages.get(`c#${p}`)!).equals(Buffer.from(want))) expect.fail(`page ${p} restored wrong`);
+    }
   });
 
   it('a data file with bytes for a zero page, or missing a written one, is data loss', async () => {

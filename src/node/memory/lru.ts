@@ -1,4 +1,4 @@
-import { assert } from '../../common/errors.js';
+import { assert, invariantBroken } from '../../common/errors.js';
 
 // An intrusive doubly-linked list over the integers 0..capacity-1 (frame
 // indices), most recently used at the head, least recently used at the tail.
@@ -37,7 +37,7 @@ export class LruList {
 
   /** Adds a non-member as the most recently used. */
   pushFront(i: number): void {
-    assert(this.member[i] === 0, `lru: ${i} is already a member`);
+    if (this.member[i] !== 0) invariantBroken(`lru: ${i} is already a member`);
     this.member[i] = 1;
     this.prev[i] = NONE;
     this.next[i] = this.head;
@@ -48,7 +48,7 @@ export class LruList {
   }
 
   remove(i: number): void {
-    assert(this.member[i] === 1, `lru: ${i} is not a member`);
+    if (this.member[i] !== 1) invariantBroken(`lru: ${i} is not a member`);
     const p = this.prev[i]!;
     const n = this.next[i]!;
     if (p !== NONE) this.next[p] = n;

@@ -29,7 +29,7 @@
 //     snapshot clears changed flags only after every page was copied.
 //  7. A snapshot moves no page and does not touch the LRU order.
 
-import { assert, invalidArgument, notFound } from '../../common/errors.js';
+import { assert, invalidArgument, invariantBroken, notFound } from '../../common/errors.js';
 import { checkName } from '../../common/names.js';
 import { validateBatch, type ResolvedWrite } from './batch.js';
 import { alreadyExists, checkPage, checkPageRun, checkRange, describeValue, resourceExhausted } from './checks.js';
@@ -51,6 +51,7 @@ export type {
 } from './types.js';
 
 export { MIN_FRAMES } from './memory-config.js';
+export { FRAMES_PER_CHUNK } from './frames.js';
 
 /** Table ids stay below this so (id, page) packs exactly into one number. */
 const MAX_TABLES = 1 << 21;
@@ -134,7 +135,9 @@ export class PageMemory {
     const job = this.byJob.get(jobId);
     if (job === undefined) return;
     for (const t of job.values()) {
-      for (let p = 0; p < t.pageCount; p += 1) {
+      // Last page first: the free stack then hands the frames out again in page order, so a job restored
+      // after it gets contiguous frames (one read and one CRC call per run, see restore-target.ts).
+      for (let p = t.pageCount - 1; p >= 0; p -= 1) {
         const f = t.frame[p]!;
         if (f !== NONE) this.pool.release(f);
         const s = t.slot[p]!;
@@ -223,9 +226,62 @@ export class PageMemory {
     }
     const f = this.makeResident(t, p, true);
     this.pool.chunkOf(f).set(data, this.pool.offsetOf(f));
-    t.bumpVersion(p);
-    t.setChanged(p, false);
-    t.state[p] = STATE_EXCLUSIVE;
+    this.markLoaded(t, p);
+  }
+
+  // ---- restore in bulk ------------------------------------------------------
+  // A restore reads pages straight into frames it borrows (lendFrame), checks
+  // their bytes, then installs each one (installFrame): one read of the file
+  // into memory, no copy, and nothing visible as a page before it is checked.
+
+  /** The frame slab: frame f's bytes are frameChunks[f / FRAMES_PER_CHUNK] at (f % FRAMES_PER_CHUNK) * PAGE_BYTES. */
+  get frameChunks(): readonly Uint8Array[] {
+    return this.pool.chunkList;
+  }
+
+  /** A free frame lent to a restore, or NONE when none is free (lending never evicts: the caller copies instead). */
+  lendFrame(): number {
+    return this.pool.lend();
+  }
+
+  /** A lent frame that will not be installed. */
+  returnFrame(frame: number): void {
+    this.pool.takeBack(frame);
+  }
+
+  /** Restore: the lent frame's bytes become the page's content (as loadPage: changed=false, exclusive, version+1). */
+  installFrame(jobId: string, container: string, page: number, frame: number): void {
+    this.installFrames(jobId, container, page, 1, frame);
+  }
+
+  /**
+   * installFrame for `count` consecutive pages from `firstPage`, held by the
+   * lent frames from `firstFrame` on: one lookup and one check for the run
+   * (a restore installs 262,144 pages per GiB). Checks everything before it
+   * changes anything.
+   */
+  installFrames(jobId: string, container: string, firstPage: number, count: number, firstFrame: number): void {
+    const t = this.lookup(jobId, container);
+    checkPageRun(t, firstPage, count);
+    for (let k = 0; k < count; k += 1) {
+      const f = firstFrame + k;
+      if (!(Number.isInteger(f) && f >= 0 && f < this.pool.total && this.pool.isLent(f))) invariantBroken(`frame ${f} is not lent`);
+    }
+    for (let k = 0; k < count; k += 1) {
+      const p = firstPage + k;
+      this.makeZero(t, p);
+      t.frame[p] = firstFrame + k;
+      this.pool.bind(firstFrame + k, t.id, p);
+      this.markLoaded(t, p);
+    }
+  }
+
+  /** Restore: the page's content is all zero (it takes no frame). */
+  loadZeroPage(jobId: string, container: string, page: number): void {
+    const t = this.lookup(jobId, container);
+    const p = checkPage(t, page);
+    this.makeZero(t, p);
+    this.markLoaded(t, p);
   }
 
   // ---- checkpoint ----------------------------------------------------------
@@ -269,6 +325,7 @@ export class PageMemory {
       budgetBytes: this.config.budgetBytes,
       framesTotal: this.pool.total,
       framesUsed: this.pool.used,
+      framesLent: this.pool.lent,
       pagesTotal: this.pagesTotal,
       pagesResident: this.pool.used,
       pagesSwapped: this.slots.inUse,
@@ -311,7 +368,7 @@ export class PageMemory {
         }
       }
     }
-    assert(resident === this.pool.used, `${resident} resident pages but ${this.pool.used} frames in use`);
+    assert(resident === this.pool.used, `${resident} resident pages but ${this.pool.used} frames bound`);
     assert(swapped === this.slots.inUse, `${swapped} swapped pages but ${this.slots.inUse} slots in use`);
     assert(slotSeen.every((b) => b === 1), 'a swap slot below the high-water mark is neither free nor used');
     assert(pages === this.pagesTotal, `${pages} pages in tables, pagesTotal says ${this.pagesTotal}`);
@@ -325,6 +382,27 @@ export class PageMemory {
     const table = this.byJob.get(jobId)?.get(name);
     if (table === undefined) throw notFound(`unknown container ${describeValue(name)} of job ${describeValue(jobId)}`);
     return table;
+  }
+
+  /** A restored page: version+1, not changed since the epoch it came from, exclusive. */
+  private markLoaded(t: PageTable, p: number): void {
+    t.bumpVersion(p);
+    t.setChanged(p, false);
+    t.state[p] = STATE_EXCLUSIVE;
+  }
+
+  /** Frees the page's frame or swap slot: its content becomes zero. */
+  private makeZero(t: PageTable, p: number): void {
+    const f = t.frame[p]!;
+    if (f !== NONE) {
+      this.pool.release(f);
+      t.frame[p] = NONE;
+    }
+    const s = t.slot[p]!;
+    if (s !== NONE) {
+      this.slots.give(s);
+      t.slot[p] = NONE;
+    }
   }
 
   /**

@@ -1,4 +1,4 @@
-import { assert } from '../../common/errors.js';
+import { assert, invariantBroken } from '../../common/errors.js';
 import { NONE } from './lru.js';
 import type { ContainerInfo, PageCoherence } from './types.js';
 
@@ -60,7 +60,7 @@ export class PageTable {
 
   bumpVersion(page: number): void {
     const v = this.version[page]!;
-    assert(v < Number.MAX_SAFE_INTEGER, `version of page ${page} of "${this.name}" would pass 2^53`);
+    if (!(v < Number.MAX_SAFE_INTEGER)) invariantBroken(`version of page ${page} of "${this.name}" would pass 2^53`);
     this.version[page] = v + 1;
   }
 

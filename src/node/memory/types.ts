@@ -57,6 +57,8 @@ export interface MemoryStats {
   budgetBytes: number;
   framesTotal: number;
   framesUsed: number;
+  /** Frames lent to a restore in progress (read into, not yet a page's). */
+  framesLent: number;
   pagesTotal: number;
   pagesResident: number;
   pagesSwapped: number;

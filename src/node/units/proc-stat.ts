@@ -1,4 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 
 // What /proc says about a process: its scheduler state letter and its process
 // group. The signal freezer uses it to prove that SIGSTOP really stopped every
@@ -22,7 +23,7 @@ export async function readProcStat(pid: number, tid?: number): Promise<ProcStat 
   const path = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readFileSync(path, 'utf8'); // procfs: in memory, microseconds (see cgroup-dir.ts)
   } catch (err) {
     if (isGone(err)) return null;
     throw err;

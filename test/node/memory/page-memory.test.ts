@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GridError } from '../../../src/common/errors.js';
-import { PAGE_BYTES, PageMemory, type PageMemoryConfig, type PageWriteOp } from '../../../src/node/memory/page-memory.js';
+import { FRAMES_PER_CHUNK, PAGE_BYTES, PageMemory, type PageMemoryConfig, type PageWriteOp } from '../../../src/node/memory/page-memory.js';
 import { MemorySwap } from '../../../src/node/memory/swap-memory.js';
 
 // Exact-output unit tests of PageMemory. Invariant numbers refer to the
@@ -84,7 +84,7 @@ describe('containers', () => {
       owner: 'node-a', state: 'exclusive', version: 0n, changed: true, where: 'zero',
     });
     expect(mem.stats()).toEqual({
-      budgetBytes: 16 * PAGE_BYTES, framesTotal: 16, framesUsed: 0, pagesTotal: 8,
+      budgetBytes: 16 * PAGE_BYTES, framesTotal: 16, framesUsed: 0, framesLent: 0, pagesTotal: 8,
       pagesResident: 0, pagesSwapped: 0, swapOuts: 0, swapIns: 0,
     });
     expect(mem.jobs()).toEqual(['bank']);
@@ -463,5 +463,81 @@ describe('loadPage (restore)', () => {
     expect(mem.pageInfo('bank', 'bank', 0)).toMatchObject({ where: 'resident', version: 2n });
     expect(mem.read('bank', 'bank', 0, 0, 1).data).toEqual(Uint8Array.from([4]));
     mem.checkInvariants();
+  });
+});
+
+describe('restore in bulk (lendFrame, installFrame, loadZeroPage)', () => {
+  /** Writes `value` into a lent frame's bytes, as a restore's read would. */
+  function fillFrame(mem: PageMemory, frame: number, value: number): void {
+    const chunk = mem.frameChunks[Math.floor(frame / FRAMES_PER_CHUNK)]!;
+    chunk.fill(value, (frame % FRAMES_PER_CHUNK) * PAGE_BYTES, (frame % FRAMES_PER_CHUNK + 1) * PAGE_BYTES);
+  }
+
+  it('a lent frame is no page until installed; installed, it is the page with loadPage\'s flags', () => {
+    const { mem } = setup();
+    mem.createContainer('job', 'bank', 8);
+    const f = mem.lendFrame();
+    expect(f).toBe(0); // the free stack hands out frame 0 first
+    expect(mem.stats()).toMatchObject({ framesUsed: 0, framesLent: 1 });
+    mem.checkInvariants();
+    fillFrame(mem, f, 7);
+    expect(mem.pageInfo('job', 'bank', 3).where).toBe('zero'); // not visible before installFrame
+    mem.installFrame('job', 'bank', 3, f);
+    expect(mem.stats()).toMatchObject({ framesUsed: 1, framesLent: 0 });
+    expect(mem.pageInfo('job', 'bank', 3)).toEqual({ owner: 'node-a', state: 'exclusive', version: 1n, changed: false, where: 'resident' });
+    expect(mem.readPages('job', 'bank', 3, 1).every((b) => b === 7)).toBe(true);
+    mem.checkInvariants();
+  });
+
+  it('lending never evicts; a returned frame is free again', () => {
+    const { mem } = setup();
+    mem.createContainer('job', 'bank', 32);
+    for (let p = 0; p < 15; p++) fillPage(mem, 'job', 'bank', p, 1);
+    const last = mem.lendFrame();
+    expect(last).toBeGreaterThanOrEqual(0);
+    expect(mem.lendFrame()).toBe(-1);
+    expect(mem.stats()).toMatchObject({ framesUsed: 15, framesLent: 1, swapOuts: 0 });
+    mem.returnFrame(last);
+    expect(mem.stats()).toMatchObject({ framesUsed: 15, framesLent: 0 });
+    mem.checkInvariants();
+  });
+
+  it('installing over a resident or swapped page frees its old frame or slot; loadZeroPage makes a page zero', () => {
+    const { mem } = setup();
+    mem.createContainer('job', 'bank', 32);
+    for (let p = 0; p < 17; p++) fillPage(mem, 'job', 'bank', p, 1); // page 0 is swapped out
+    expect(mem.pageInfo('job', 'bank', 0).where).toBe('swapped');
+    mem.loadZeroPage('job', 'bank', 16); // frees a frame
+    expect(mem.pageInfo('job', 'bank', 16)).toMatchObject({ where: 'zero', changed: false, version: 2n });
+    const f = mem.lendFrame();
+    fillFrame(mem, f, 9);
+    mem.installFrame('job', 'bank', 0, f);
+    expect(mem.pageInfo('job', 'bank', 0)).toMatchObject({ where: 'resident', version: 2n });
+    expect(mem.stats()).toMatchObject({ framesUsed: 16, pagesSwapped: 0 });
+    expect(mem.readPages('job', 'bank', 0, 1).every((b) => b === 9)).toBe(true);
+    mem.checkInvariants();
+  });
+
+  it('installFrames installs a run of lent frames, and checks the whole run before it changes anything', () => {
+    const { mem } = setup();
+    mem.createContainer('job', 'bank', 8);
+    const frames = [mem.lendFrame(), mem.lendFrame(), mem.lendFrame()];
+    expect(frames).toEqual([0, 1, 2]);
+    frames.forEach((f, i) => fillFrame(mem, f, 10 + i));
+    expect(() => mem.installFrames('job', 'bank', 6, 3, 0)).toThrow(/run past container "bank"/);
+    expect(mem.stats()).toMatchObject({ framesUsed: 0, framesLent: 3 });
+    mem.installFrames('job', 'bank', 5, 3, 0);
+    expect(mem.stats()).toMatchObject({ framesUsed: 3, framesLent: 0 });
+    expect([5, 6, 7].map((p) => mem.readPages('job', 'bank', p, 1)[0])).toEqual([10, 11, 12]);
+    expect(mem.pageInfo('job', 'bank', 7)).toMatchObject({ where: 'resident', changed: false, version: 1n });
+    mem.checkInvariants();
+  });
+
+  it('after dropJob, frames are lent again in page order (a restore reads runs of pages into runs of frames)', () => {
+    const { mem } = setup();
+    mem.createContainer('job', 'bank', 8);
+    for (let p = 0; p < 8; p++) fillPage(mem, 'job', 'bank', p, p);
+    mem.dropJob('job');
+    expect(Array.from({ length: 8 }, () => mem.lendFrame())).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 });

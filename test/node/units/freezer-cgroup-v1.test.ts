@@ -1,8 +1,9 @@
 // What is peculiar to the cgroup v1 freezer, with the real hierarchy at
 // /sys/fs/cgroup/freezer: a frozen task does not die from SIGKILL until it is
-// thawed (so remove() and stopJob must thaw after killing), and a unit may
+// thawed (so remove() and stopJob must thaw after killing), a unit may
 // make child groups inside its own, which freeze with it and must be
-// removed with it.
+// removed with it, and an empty keeper group stays frozen so that no freeze
+// or thaw switches the kernel's freezer on or off.
 
 import { spawn } from 'node:child_process';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Freezer } from '../../../src/node/units/freezer.js';
+import { KEEPER_GROUP } from '../../../src/node/units/freezer-cgroup-v1.js';
 import { readProcState } from '../../../src/node/units/proc-stat.js';
 import { HAVE_V1, STILL_MS, V1_ROOT, killGroup, openFreezer, pause, spawnCounter, uniqueScope, waitCounting, waitFor } from './helpers.js';
 
@@ -97,5 +99,23 @@ describe.skipIf(!HAVE_V1)('cgroup v1 freezer (needs /sys/fs/cgroup/freezer)', ()
     await freezer.remove('j.moved');
     await unit.exited;
     await expect(access(dir)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('keeps an empty keeper group frozen from its first freeze on; cleanupScope removes it without counting it', async () => {
+    const keeper = join(V1_ROOT, 'gridckpt', scope, KEEPER_GROUP);
+    const out = join(tmp, 'k.out');
+    const unit = await spawnCounter(freezer, 'j.k', out);
+    pids.push(unit.pid);
+    await waitCounting(out);
+    await expect(access(keeper)).rejects.toThrow(/ENOENT/); // not before a freeze
+    await freezer.freeze('j.k', unit.pid, TIMEOUT_MS);
+    await freezer.thaw('j.k', unit.pid, TIMEOUT_MS);
+    expect((await readFile(join(keeper, 'freezer.state'), 'utf8')).trim()).toBe('FROZEN');
+    expect((await readFile(join(keeper, 'cgroup.procs'), 'utf8')).trim()).toBe('');
+    expect(await readProcState(unit.pid)).not.toBe('D'); // the unit itself runs again
+    killGroup(unit.pid);
+    await unit.exited;
+    expect(await freezer.cleanupScope()).toBe(1); // the unit's group; the keeper is not counted
+    await expect(access(keeper)).rejects.toThrow(/ENOENT/);
   });
 });
