@@ -77,6 +77,9 @@ async function scenario(waitForFence: boolean): Promise<void> {
       expect(job.state, job.lastError).toBe('completed');
       // Fenced units are restored from the last epoch; units whose lease held just ran on.
       expect(job.recoveries, JSON.stringify(job, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))).toBe(waitForFence ? 1n : 0n);
+      // The coordinator stops first: its garbage collection may still be retiring epochs the last commit let go.
+      cluster.child.kill('SIGTERM');
+      await cluster.exited;
       const epochs = await listCommitted(storeDir, 'bank');
       for (const m of epochs) {
         for (let i = 0; i < params.units; i++) {
