@@ -48,7 +48,8 @@ export function onControl(st: GridState, reqId: number, jobId: string, action: J
   const s = job.round.status();
   if (s.phase !== 'idle' && s.epoch !== null) roundStep(st, job, { kind: 'cancel', epoch: s.epoch, reason }, out);
   refuseCheckpoints(st, job, 'failed-precondition', `job ${jobId} was ${reason}`, out);
-  if (job.submit) out.reply.push({ to: 'operator', kind: 'submitted', reqId: job.submit.reqId, ok: false, reason, code: 'unavailable' });
+  // The submit took: the job is recorded (and its spec kept for a restore), now stopped.
+  if (job.submit) out.reply.push({ to: 'operator', kind: 'submitted', reqId: job.submit.reqId, ok: true, reason: `started; ${reason}` });
   job.submit = null;
   refuseRestores(job, reason, out);
   job.recovery = null;

@@ -55,6 +55,18 @@ describe('GridSupervisor: job control, cancel', () => {
     ]);
   });
 
+  it('a cancel before every share started answers the submit started (the job is recorded, its spec kept for a restore)', () => {
+    const h = new GridHarness();
+    h.step({ kind: 'tick' }, 0);
+    h.register(CLUSTERS, 0);
+    const sub = h.step({ kind: 'submit', reqId: 1, jobId: JOB, units: UNITS }, 10);
+    h.persistAll(sub);
+    h.answer(calls(sub)[0]!, { kind: 'ok' }, 15);
+    const out = control(h, 52, 'cancel', null, 16);
+    expect(out.reply.filter((r) => r.kind === 'submitted')).toEqual([{ to: 'operator', kind: 'submitted', reqId: 1, ok: true, reason: 'started; cancelled by an operator' }]);
+    expect(h.core.jobState(JOB)).toBe('stopped');
+  });
+
   it('refuses an unknown job (not-found)', () => {
     const h = new GridHarness();
     submitted(h);
