@@ -43,7 +43,7 @@ export function onControl(st: ClusterState, reqId: number, jobId: string, action
   if (!isLive(job)) {
     // Nothing runs: a cancel is done already, a delete forgets it now.
     if (action === 'delete') forget(st, job, out);
-    return st.answerLocal(out, reqId, { kind: 'controlled', state: action === 'delete' ? 'deleted' : job.state, epoch: null, confirmed: [], unconfirmed: [] });
+    return st.answerLocal(out, reqId, { kind: 'controlled', state: action === 'delete' ? 'deleted' : job.state, confirmed: [], unconfirmed: [] });
   }
   const reason = 'cancelled by an operator';
   cancelRound(st, job, reason, out);
@@ -79,7 +79,7 @@ function endCancel(st: ClusterState, job: Job, out: ClusterStep): void {
   // The mutant's answer claims every node stopped, its stops still on their way.
   const confirmed = [...c.confirmed, ...(st.mutant('cancel-answers-before-stop') ? c.waiting.values() : [])].sort();
   for (const w of c.waiters) {
-    st.answerLocal(out, w.reqId, { kind: 'controlled', state: deleting ? 'deleted' : job.state, epoch: null, confirmed, unconfirmed: [...c.unconfirmed].sort() });
+    st.answerLocal(out, w.reqId, { kind: 'controlled', state: deleting ? 'deleted' : job.state, confirmed, unconfirmed: [...c.unconfirmed].sort() });
   }
 }
 

@@ -68,7 +68,7 @@ export type LocalAnswer =
   /** submitJob: placed, and every node's start answered ok; a restore: running again from `epoch`. */
   | { kind: 'ok'; epoch?: bigint | null; skipped?: Array<{ epoch: bigint; reason: string }> }
   /** cancel or delete: the job's state after it ('deleted': forgotten); the nodes that confirmed their stop, and those that did not. */
-  | { kind: 'controlled'; state: ClusterJobState | 'deleted'; epoch: null; confirmed: string[]; unconfirmed: string[] }
+  | { kind: 'controlled'; state: ClusterJobState | 'deleted'; confirmed: string[]; unconfirmed: string[] }
   /** checkpoint: the round's outcome. */
   | { kind: 'committed'; epoch: bigint; parentEpoch: bigint | null; full: boolean; pages: number; bytes: number; timings: { prepareMs: number; commitMs: number; totalMs: number } }
   | { kind: 'refused'; reason: string; code?: RefusalCode };

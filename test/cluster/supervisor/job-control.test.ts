@@ -29,7 +29,7 @@ describe('ClusterSupervisor: job control, cancel', () => {
     h.answer(stops[0]!, { kind: 'ok' }, 31);
     h.step({ kind: 'agentUnreachable', node: stops[1]!.to, reqId: stops[1]!.reqId, reason: 'deadline exceeded' }, 32);
     const last = h.answer(stops[2]!, { kind: 'ok' }, 33);
-    expect(localAnswers(last)).toEqual([{ reqId: c.reqId, answer: { kind: 'controlled', state: 'stopped', epoch: null, confirmed: ['c1n1', 'c1n3'], unconfirmed: ['c1n2'] } }]);
+    expect(localAnswers(last)).toEqual([{ reqId: c.reqId, answer: { kind: 'controlled', state: 'stopped', confirmed: ['c1n1', 'c1n3'], unconfirmed: ['c1n2'] } }]);
     // Its nodes' heartbeats no longer renew its lease: c1n2's units stop by themselves when it lapses.
     const beat = h.heartbeat('c1n2', {}, 40);
     expect(beat.reply).toEqual([{ to: 'c1n2', kind: 'beat', seq: expect.any(Number), answer: { known: true, leasedJobs: [], leaseMs: 500 } }]);
@@ -47,7 +47,7 @@ describe('ClusterSupervisor: job control, cancel', () => {
     expect(localAnswers(c2.out)).toEqual([]);
     let last = c2.out;
     for (const s of calls(c.out).filter((x) => x.req.kind === 'stopJob')) last = h.answer(s, { kind: 'ok' }, 33);
-    const answer = { kind: 'controlled', state: 'stopped', epoch: null, confirmed: NODES, unconfirmed: [] };
+    const answer = { kind: 'controlled', state: 'stopped', confirmed: NODES, unconfirmed: [] };
     expect(localAnswers(last)).toEqual([{ reqId: c.reqId, answer }, { reqId: c2.reqId, answer }]);
     const again = control(h, 'cancel', null, 40);
     expect(localAnswers(again.out)).toEqual([{ reqId: again.reqId, answer: { ...answer, confirmed: [] } }]);
@@ -114,7 +114,7 @@ describe('ClusterSupervisor: job control, delete', () => {
     const d = control(h, 'delete', null, 40);
     let last = d.out;
     for (const s of calls(d.out)) last = h.answer(s, { kind: 'ok' }, 41);
-    expect(localAnswers(last)).toEqual([{ reqId: d.reqId, answer: { kind: 'controlled', state: 'deleted', epoch: null, confirmed: NODES, unconfirmed: [] } }]);
+    expect(localAnswers(last)).toEqual([{ reqId: d.reqId, answer: { kind: 'controlled', state: 'deleted', confirmed: NODES, unconfirmed: [] } }]);
     expect(h.core.jobState(LJOB)).toBeNull();
     expect(h.core.jobIds()).toEqual([]);
     // Its row leaves the table in the step that answers (the epochs it reserved, 1..64, stay known).
