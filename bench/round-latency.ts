@@ -30,10 +30,35 @@ const JOB = 'round-bench';
 
 type HealthClient = Client & { check(req: { service: string }, cb: (err: Error | null) => void): void };
 
-async function rttMs(address: string, n: number): Promise<number[]> {
+function healthClient(address: string): HealthClient {
   const Ctor = makeClientConstructor(healthService, 'grpc.health.v1.Health') as unknown as new (a: string, c: ReturnType<typeof credentials.createInsecure>) => HealthClient;
-  const hc = new Ctor(address, credentials.createInsecure());
-  const once = () => new Promise<void>((resolve, reject) => hc.check({ service: '' }, (err) => (err ? reject(err) : resolve())));
+  return new Ctor(address, credentials.createInsecure());
+}
+
+function check(hc: HealthClient): Promise<void> {
+  return new Promise<void>((resolve, reject) => hc.check({ service: '' }, (err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * Context beside the target's reference: one bare call to each of the agents at once, as a round's PREPARE goes
+ * out — what any round among them costs at least, on this machine's cores (in a real cluster each agent has its own).
+ */
+async function fanOutMs(addresses: string[], n: number): Promise<number[]> {
+  const hcs = addresses.map(healthClient);
+  for (let i = 0; i < 5; i++) await Promise.all(hcs.map(check));
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await Promise.all(hcs.map(check));
+    out.push(performance.now() - t0);
+  }
+  for (const hc of hcs) hc.close();
+  return out;
+}
+
+async function rttMs(address: string, n: number): Promise<number[]> {
+  const hc = healthClient(address);
+  const once = () => check(hc);
   for (let i = 0; i < 20; i++) await once();
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -84,6 +109,7 @@ async function measure(dir: string, n: number, rounds: number, first: boolean): 
     if (first) info(`round latency: n agents and their own cluster coordinator in this process, freezer ${agents[0]!.agent.status().freezer}, one idle unit (/bin/sleep) per agent`);
     // The peer, with the same n agents beating: a bare gRPC round trip to one of them.
     const rtt = median(await rttMs(agents[0]!.address, 200));
+    const fanOut = median(await fanOutMs(agents.map((a) => a.address), 50));
     const units = Array.from({ length: n }, (_, i) => ({ unitId: `u${i}`, command: '/bin/sleep', args: ['600'], env: {} }));
     // No periodic rounds (a day apart) and no full epochs after the first: every measured round is an empty incremental one.
     await cluster.shell.submitJob({ jobId: JOB, units, checkpointIntervalMs: 86_400_000, fullEvery: 1_000_000 }, false);
@@ -97,7 +123,7 @@ async function measure(dir: string, n: number, rounds: number, first: boolean): 
       if (r >= 3) times.push(ms); // the first rounds are full epochs and warm-up
     }
     const m = median(times);
-    info(`  ${n} agents: round ms ${list(times, 2)}`);
+    info(`  ${n} agents: round ms ${list(times, 2)}; one bare call to each agent at once: ${fanOut.toFixed(2)} ms (median of 50), the round ${(m / fanOut).toFixed(1)}x that`);
     const targeted = n === TARGET_AGENTS;
     printBench({
       name: `round_empty_${n}_agents`,

@@ -8,8 +8,10 @@
 // into a discard buffer rather than split into more reads. While read k+1 is
 // in flight on the I/O pool, read k is checked here: each stretch of it that
 // is contiguous in memory gets one native CRC32C call, compared with the
-// combination of its pages' CRCs (page-crc.ts). Only when every page of a
-// read has passed is any page of it handed on.
+// combination of its pages' CRCs (page-crc.ts); a large stretch in shared
+// memory (the page frames) is split, its first half checked on a worker
+// thread meanwhile (crc-offload.ts). Only when every page of a read has
+// passed is any page of it handed on.
 // Invariants:
 //   1. No page is handed on (`checked`, `checkedRun`) before its bytes were compared with
 //      its CRC, nor before every page of its read was; a page that fails is
@@ -24,6 +26,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import { GridError } from '../common/errors.js';
+import { canOffload, crcElsewhere } from './crc-offload.js';
 import { PAGE_BYTES } from './layout.js';
 import { runCrc } from './page-crc.js';
 import type { OpenedPart } from './part-reader.js';
@@ -104,7 +107,7 @@ class PartStream {
       const read = this.inFlight[0]!;
       await read.io;
       this.issue(); // the next read runs on the I/O pool while this one is checked
-      this.checkAndHandOn(read);
+      await this.checkAndHandOn(read);
       this.inFlight.shift();
     }
   }
@@ -183,26 +186,41 @@ class PartStream {
     return this.scratch[slot]!;
   }
 
-  /** Invariant 1: every stretch of the read checked, then its good pages handed on in file order. */
-  private checkAndHandOn(read: Read): void {
+  /**
+   * Invariant 1: every stretch of the read checked, then its good pages handed on in file order. A large stretch
+   * in shared memory is checked in two halves at once, the first on a worker thread (crc-offload.ts).
+   */
+  private async checkAndHandOn(read: Read): Promise<void> {
     const { entries, consumer } = this;
     const crcs = this.opened.table.crc32c;
     const n = read.to - read.from;
     const bad = new Uint8Array(n);
+    const pieces: Array<[number, number, Promise<number> | number]> = [];
     for (let first = 0; first < n; ) {
       let last = first + 1;
       while (last < n && read.where[last]! === read.where[last - 1]! + (read.where[last]! >= 0 ? PAGE_BYTES : -PAGE_BYTES) && this.sameBuffer(read, last - 1, last)) last++;
-      const got = crc32c(this.bytesOf(read, first, last));
-      if (got !== runCrc(crcs, entries, read.from + first, read.from + last)) {
-        for (let k = first; k < last; k++) {
-          const page = crc32c(this.bytesOf(read, k, k + 1));
-          if (page !== crcs[entries[read.from + k]!]) {
-            bad[k] = 1;
-            consumer.mismatch(entries[read.from + k]!, page);
-          }
-        }
+      const mid = first + ((last - first) >> 1);
+      if (mid > first && canOffload(this.bytesOf(read, first, mid))) {
+        pieces.push([first, mid, crcElsewhere(this.bytesOf(read, first, mid))]);
+        pieces.push([mid, last, crc32c(this.bytesOf(read, mid, last))]);
+      } else {
+        pieces.push([first, last, crc32c(this.bytesOf(read, first, last))]);
       }
       first = last;
+    }
+    // Every piece answered before any is judged: a consumer's mismatch may throw, and no worker may still be
+    // reading frames that are then released (invariant 2).
+    const got = await Promise.all(pieces.map((p) => p[2]));
+    for (let i = 0; i < pieces.length; i++) {
+      const [first, last] = pieces[i]!;
+      if (got[i] === runCrc(crcs, entries, read.from + first, read.from + last)) continue;
+      for (let k = first; k < last; k++) {
+        const page = crc32c(this.bytesOf(read, k, k + 1));
+        if (page !== crcs[entries[read.from + k]!]) {
+          bad[k] = 1;
+          consumer.mismatch(entries[read.from + k]!, page);
+        }
+      }
     }
     for (let k = 0; k < n; ) {
       const where = read.where[k]!;

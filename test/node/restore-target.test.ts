@@ -10,6 +10,7 @@ import { GridError } from '../../src/common/errors.js';
 import { PAGE_BYTES, PageMemory, type PageMemoryConfig } from '../../src/node/memory/page-memory.js';
 import { MemorySwap } from '../../src/node/memory/swap-memory.js';
 import { loadJobPages } from '../../src/node/restore-runner.js';
+import { offloadedBytes } from '../../src/store/crc-offload.js';
 import { epochDir, listCommitted, type EpochManifest } from '../../src/store/index.js';
 import { expectedImage, makeStoreDir, range, writeEpoch } from '../store/helpers.js';
 
@@ -94,5 +95,48 @@ describe('restore into page memory', () => {
     mem.dropJob('job');
     expect(mem.stats().framesUsed).toBe(0);
     mem.checkInvariants();
+  });
+});
+
+describe('restore with the CRC checks on a second thread (store/crc-offload.ts)', () => {
+  // 3000 pages (~11.7 MiB) of one container in one part: each read's stretch is split, its first half checked
+  // on the worker thread (frames live in shared memory), the second here.
+  const BIG = [{ name: 'heap', pageCount: 3000 }];
+  const all = range(0, 3000).map((p) => ['heap', p] as [string, number]);
+
+  function bigMemory(): PageMemory {
+    return new PageMemory({ nodeId: 'n', budgetBytes: 3200 * PAGE_BYTES, maxContainersPerJob: 4, maxPagesPerContainer: 4096, maxBatchWrites: 8, maxBatchBytes: 8 * PAGE_BYTES }, new MemorySwap());
+  }
+
+  it('frames are shared memory, and a large restore is exact', async () => {
+    await writeEpoch(store, 'job', 1n, null, { 'node-a': all }, BIG);
+    const m1 = (await listCommitted(store, 'job'))[0]!;
+    const mem = bigMemory();
+    expect(mem.frameChunks[0]!.buffer).toBeInstanceOf(SharedArrayBuffer);
+    mem.createContainer('job', 'heap', 3000);
+    const before = offloadedBytes();
+    expect((await loadJobPages(mem, store, 'job', m1)).pagesLoaded).toBe(3000);
+    expect(offloadedBytes() - before).toBeGreaterThanOrEqual(2 * 1024 * 1024); // about half of it, on the worker
+    mem.checkInvariants();
+    const image = expectedImage([{ epoch: 1n, pages: all }], BIG);
+    for (let p = 0; p < 3000; p++) {
+      if (!Buffer.from(mem.readPages('job', 'heap', p, 1)).equals(image.get(`heap#${p}`)!)) expect.fail(`heap#${p} has the wrong content`);
+    }
+  });
+
+  it('a corrupt byte in the half the worker checks is named, and nothing of its read is installed', async () => {
+    await writeEpoch(store, 'job', 1n, null, { 'node-a': all }, BIG);
+    const m1 = (await listCommitted(store, 'job'))[0]!;
+    const file = path.join(epochDir(store, 'job', 1n), 'node-a.pages');
+    const bytes = await readFile(file);
+    bytes[100 * PAGE_BYTES + 7] = bytes[100 * PAGE_BYTES + 7]! ^ 0x40; // heap#100: in the first half of the first read
+    await writeFile(file, bytes);
+    const mem = bigMemory();
+    mem.createContainer('job', 'heap', 3000);
+    const err = await loadJobPages(mem, store, 'job', m1).catch((e: unknown) => e);
+    expect((err as GridError).message).toMatch(/^epoch 1: .*node-a\.pages page heap#100 \(offset 409600\): crc32c mismatch/);
+    mem.checkInvariants();
+    expect(mem.stats().framesLent).toBe(0);
+    for (const p of [0, 100, 2999]) expect(mem.pageInfo('job', 'heap', p).where, `heap#${p}`).toBe('zero');
   });
 });

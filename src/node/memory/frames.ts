@@ -32,7 +32,8 @@ export class FramePool {
     assert(Number.isSafeInteger(frames) && frames > 0 && frames <= 0x7fffffff, `bad frame count ${frames}`);
     this.total = frames;
     for (let first = 0; first < frames; first += FRAMES_PER_CHUNK) {
-      const chunk = new Uint8Array(Math.min(FRAMES_PER_CHUNK, frames - first) * PAGE_BYTES);
+      // Shared: a restore checks frames' CRCs on a worker thread too, in place (store/crc-offload.ts).
+      const chunk = new Uint8Array(new SharedArrayBuffer(Math.min(FRAMES_PER_CHUNK, frames - first) * PAGE_BYTES));
       this.chunks.push(chunk);
       this.views.push(new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     }
