@@ -1,7 +1,7 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { GridError, type Damaged } from '../common/errors.js';
-import type { JobSpec, RestoreSource as RestoreSourcePb } from '../gen/gridckpt/v1/node_agent.js';
-import type { AgentAnswer, AgentCall, RefusalCode, RestoreSource } from '../protocol/messages.js';
+import type { ContainerInfo as ContainerInfoPb, JobSpec, PartInfo as PartInfoPb, RestoreSource as RestoreSourcePb } from '../gen/gridckpt/v1/node_agent.js';
+import type { AgentAnswer, AgentCall, PartRef, RefusalCode, RestoreSource } from '../protocol/messages.js';
 import { epochChain, type ContainerMeta, type PartInfo } from '../store/index.js';
 import { lookupManifest } from '../store/epoch-catalog.js';
 import type { AgentClient } from '../wire/agent-client.js';
@@ -62,14 +62,15 @@ export async function performAgentCall(t: AgentCallTarget, nodeId: string, call:
         return ok();
       case 'prepare': {
         const p = await t.client.prepareCheckpoint({ fence: fence(r.epoch), jobId: r.jobId, parentEpoch: r.parentEpoch ?? 0n, full: r.full, lastCommitted: r.lastCommitted ?? 0n });
-        return { kind: 'answer', answer: { kind: 'prepared', pages: Number(p.pages), bytes: Number(p.bytes), done: p.done, digest: p.digest } };
+        const answer: Extract<AgentAnswer, { kind: 'prepared' }> = { kind: 'prepared', pages: Number(p.pages), bytes: Number(p.bytes), done: p.done, digest: p.digest };
+        // A read-only vote: its part is durable already; kept for the manifest as a COMMIT's would be.
+        if (p.part) answer.readOnly = keptPart(t, r.jobId, r.epoch, p.part, p.containers);
+        return { kind: 'answer', answer };
       }
       case 'commit': {
         const c = await t.client.commitCheckpoint({ fence: fence(r.epoch), jobId: r.jobId });
         if (!c.part) return refused(`node ${nodeId} answered COMMIT of epoch ${r.epoch} without its part`, 'aborted');
-        const part = partInfoFromPb(c.part);
-        t.keepPart(r.jobId, r.epoch, part.nodeId, { part, containers: c.containers.map((x) => ({ name: x.name, pageCount: x.pageCount })) });
-        return { kind: 'answer', answer: { kind: 'durable', part: { writer: part.nodeId, epoch: r.epoch, units: [], pages: part.pageCount }, digest: part.tableDigest } };
+        return { kind: 'answer', answer: { kind: 'durable', ...keptPart(t, r.jobId, r.epoch, c.part, c.containers) } };
       }
       case 'abort':
         await t.client.abortCheckpoint({ fence: fence(r.epoch), jobId: r.jobId, reason: 'aborted by the cluster coordinator' });
@@ -83,6 +84,13 @@ export async function performAgentCall(t: AgentCallTarget, nodeId: string, call:
     if (err instanceof GridError) return refused(err.message, REFUSAL_CODES.has(err.kind) ? err.kind as RefusalCode : undefined);
     return refused(details, codeName(code));
   }
+}
+
+/** A durable part an agent answered with: its record kept for the manifest, and the core's PartRef of it. */
+function keptPart(t: AgentCallTarget, jobId: string, epoch: bigint, pb: PartInfoPb, containers: ContainerInfoPb[]): { part: PartRef; digest: string } {
+  const part = partInfoFromPb(pb);
+  t.keepPart(jobId, epoch, part.nodeId, { part, containers: containers.map((x) => ({ name: x.name, pageCount: x.pageCount })) });
+  return { part: { writer: part.nodeId, epoch, units: [], pages: part.pageCount }, digest: part.tableDigest };
 }
 
 function ok(): CallResult {

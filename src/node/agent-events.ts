@@ -32,7 +32,8 @@ export class AgentWatch {
   }
 
   prepared(jobId: string, r: PrepareResult): void {
-    this.round(jobId, r.epoch, 'prepared', `epoch ${r.epoch} prepared: ${r.pages} pages, ${r.bytes} bytes staged; frozen ${r.freezeWindowMs.toFixed(2)} ms`);
+    const staged = r.readOnly ? 'nothing changed: voted read-only, its empty part is durable (no COMMIT needed)' : `${r.pages} pages, ${r.bytes} bytes staged`;
+    this.round(jobId, r.epoch, 'prepared', `epoch ${r.epoch} prepared: ${staged}; frozen ${r.freezeWindowMs.toFixed(2)} ms`);
   }
 
   durable(jobId: string, r: CommitResult): void {

@@ -88,7 +88,9 @@ export function agentServiceHandlers(agent: NodeAgent, hub: EventHub, starts: St
     }, onBug),
     prepareCheckpoint: unary(async (req) => {
       const r = await agent.prepareCheckpoint(boundedFence(req.fence), req.jobId, epochFromPb(checkWireEpoch('parent_epoch', req.parentEpoch)), req.full, epochFromPb(checkWireEpoch('last_committed', req.lastCommitted)));
-      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest, done: r.done };
+      // A read-only vote carries its durable part and containers, as COMMIT's answer would.
+      const part = r.readOnly ? partInfoToPb(r.readOnly.part) : undefined;
+      return { epoch: r.epoch, pages: BigInt(r.pages), bytes: BigInt(r.bytes), freezeWindowMs: r.freezeWindowMs, digest: r.digest, done: r.done, part, containers: r.readOnly?.containers ?? [] };
     }, onBug),
     commitCheckpoint: unary(async (req) => {
       const r = await agent.commitCheckpoint(boundedFence(req.fence), req.jobId);

@@ -262,7 +262,9 @@ export class NodeAgent {
     const snapshot = shell?.snapshots.get(fence.epoch);
     const digest = snapshot ? await stagedPartDigest({ epoch: fence.epoch, staging: snapshot.staging, pages: snapshot.entries }) : '';
     const timing = shell?.timing.get(fence.epoch);
-    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0, digest, done: answer.done };
+    // A read-only vote: the write op recorded the (empty) part before the core answered, as for a COMMIT.
+    const readOnly = answer.readOnly ? this.writtenPart(jobId, fence.epoch, 'prepare') : null;
+    const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0, digest, done: answer.done, readOnly };
     this.watch.prepared(jobId, r);
     return r;
   }
@@ -270,15 +272,25 @@ export class NodeAgent {
   async commitCheckpoint(fence: Fence, jobId: string): Promise<CommitResult> {
     this.summary(jobId);
     const answer = await this.call(coordinatorOf(fence), fence.incarnation, { kind: 'commit', jobId, epoch: fence.epoch });
-    const written = answer.kind === 'durable' ? this.shells.get(jobId)?.written.get(fence.epoch) : undefined;
-    if (!written) {
-      const err = answer.kind === 'durable' ? new GridError('internal', `part of epoch ${fence.epoch} is durable, but its record is gone`) : refusal(answer);
+    if (answer.kind !== 'durable') {
+      const err = refusal(answer);
       this.watch.stepFailed(jobId, fence.epoch, 'commit', err);
       throw err;
     }
-    const r: CommitResult = { epoch: fence.epoch, part: written.part, containers: written.containers, writeMs: written.writeMs };
+    const r = this.writtenPart(jobId, fence.epoch, 'commit');
     this.watch.durable(jobId, r);
     return r;
+  }
+
+  /** The record of a part the core answered durable (by COMMIT, or with a read-only PREPARED). */
+  private writtenPart(jobId: string, epoch: bigint, step: 'prepare' | 'commit'): CommitResult {
+    const written = this.shells.get(jobId)?.written.get(epoch);
+    if (!written) {
+      const err = new GridError('internal', `part of epoch ${epoch} is durable, but its record is gone`);
+      this.watch.stepFailed(jobId, epoch, step, err);
+      throw err;
+    }
+    return { epoch, part: written.part, containers: written.containers, writeMs: written.writeMs };
   }
 
   /** Drops what that epoch staged or wrote (its pages count as changed again); a step still running ends refused. */

@@ -11,6 +11,8 @@ export interface PrepareResult {
   digest: string;
   /** Every unit of the job had exited at the cut. */
   done: boolean;
+  /** A read-only vote (no page staged): the part is durable already, as COMMIT would answer it; null otherwise. */
+  readOnly: CommitResult | null;
 }
 
 export interface CommitResult {

@@ -66,8 +66,10 @@ export type AgentAnswer =
   /**
    * done: every unit of the job had exited at the cut, so this snapshot holds its end state.
    * digest: of the part this snapshot will be written as (absent: the agent gives none).
+   * readOnly: a read-only vote — the snapshot held no page, so the (empty) part is durable already and this is
+   * what a DURABLE would carry; the coordinator sends it no COMMIT (one that comes is answered DURABLE again).
    */
-  | { kind: 'prepared'; pages: number; bytes: number; done: boolean; digest?: string }
+  | { kind: 'prepared'; pages: number; bytes: number; done: boolean; digest?: string; readOnly?: { part: PartRef; digest?: string } }
   /** digest: the part's as written; the round core checks it against the PREPARED one (its invariant 10). */
   | { kind: 'durable'; part: PartRef; digest?: string }
   /** A restore that found a source damaged: the epoch and why (ARCHITECTURE §3.6). */

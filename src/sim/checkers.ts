@@ -2,7 +2,7 @@ import type { ClusterEvent } from '../cluster/core/supervisor-types.js';
 import { finalState, sameState, total, ACCOUNTS, OPENING } from './bank-model.js';
 import type { SimCluster } from './cluster-member.js';
 import type { SimAgent, SimGrid } from './members.js';
-import { SimStore } from './store.js';
+import { hasFiles, SimStore } from './store.js';
 import { compareGridFence, describeGridFence, newerGridFence, NO_GRID_FENCE, type GridFence } from '../protocol/grid-fence.js';
 import type { ClusterAnswer, ClusterCall, HeartbeatAnswer } from '../protocol/messages.js';
 import type { UnitCopy } from './units.js';
@@ -159,7 +159,7 @@ export class Checkers {
     for (const s of this.env.stores.values()) {
       for (const m of s.manifests.values()) {
         for (const p of m.parts) {
-          if (!s.parts.has(SimStore.partKey(m.jobId, m.epoch, p.writer))) {
+          if (hasFiles(p) && !s.parts.has(SimStore.partKey(m.jobId, m.epoch, p.writer))) {
             throw new Violation('§3.3 atomic commit', `committed epoch ${m.epoch} of job ${m.jobId} in store ${s.id} names part ${p.writer}, which is not in the store`);
           }
         }

@@ -31,6 +31,8 @@ export const MUTANTS: readonly Mutant[] = [
   { name: 'cancel-answers-before-stop', what: 'job control answers a cancel "stopped" before the nodes (or clusters) answered their stops', caughtBy: 'operator stop', faults: { kinds: ['agent-crash'], count: 1, operator: ['cancel-restore'] } },
   { name: 'delete-forgets-epochs', what: 'a deleted job leaves no memory of its epochs: the job submitted again under its id numbers from 1', caughtBy: 'epochs are never reused', faults: { kinds: ['agent-crash'], count: 1, operator: ['delete-resubmit'] } },
   { name: 'cluster-accepts-stale-leader', what: 'a cluster acts on a grid call whose leader term is older than one it has heard from (a deposed leader\'s late message), and takes its heartbeat answers\' leases', caughtBy: 'stale leader', faults: { kinds: ['leader-isolated'], count: 1, ha: true } },
+  { name: 'readonly-vote-with-pages', what: 'an agent votes read-only (PREPARED with an empty part, no COMMIT wanted) although its snapshot staged pages, so they are never written', caughtBy: '§3.5 same answer' },
+  { name: 'coordinator-skips-commit', what: 'a cluster takes every PREPARED for a read-only vote: it sends no COMMIT and writes a manifest naming parts no agent wrote', caughtBy: '§3.3 atomic commit' },
   { name: 'gc-forgets-grid-lines', what: 'garbage collection keeps only the job\'s K newest epochs of a grid job, not the grid\'s recovery lines', caughtBy: 'gc retained' },
 ];
 

@@ -17,7 +17,10 @@ import { commitEpoch, listCommitted } from '../../src/store/index.js';
 // round writes no manifest and loses no change (its pages are marked changed
 // again, so the next epoch holds them); stale and fenced messages are refused.
 // Each agent's PREPARED digest is the table digest of the part it then writes
-// (part-digest.ts invariant 1), as the committed manifest records it.
+// (part-digest.ts invariant 1), as the committed manifest records it. A
+// round in which nothing changed is a read-only vote: PREPARED carries the
+// (empty) part and containers, and a COMMIT sent anyway (an older
+// coordinator's) answers the same part again.
 
 const params = { accounts: 2048, units: 2, opsPerUnit: 1500, seed: 21 };
 const JOB = 'bank';
@@ -101,13 +104,38 @@ describe('node agents as round participants', () => {
           expect(balancesDigest(image.balances)).toBe(expected);
         }
 
-        // A spare node takes over B: it loads only B's parts and runs B's units.
+        // Epoch 4: nothing changed since 3, so each agent votes read-only: its PREPARED carries its durable empty
+        // part and its containers. This coordinator ignores that and sends COMMIT anyway: the same part again.
+        const votes = [];
+        for (const a of agents) {
+          const p = await a.client.prepareCheckpoint({ fence: fence(4n), jobId: JOB, parentEpoch: 3n, full: false });
+          expect(p.pages).toBe(0n);
+          expect(p.part).toEqual({ nodeId: a.nodeId, dataFile: `${a.nodeId}.pages`, tableFile: `${a.nodeId}.table`, dataBytes: 0n, tableBytes: 0n, pageCount: 0n, tableDigest: p.digest });
+          expect(p.containers.map((c) => c.name)).toEqual([containers[agents.indexOf(a)]]);
+          const c = await a.client.commitCheckpoint({ fence: fence(4n), jobId: JOB });
+          expect([c.part, c.containers]).toEqual([p.part, p.containers]);
+          votes.push(p);
+        }
+        await commitEpoch({
+          storeDir, jobId: JOB, epoch: 4n, parentEpoch: 3n, full: false, createdUnixMs: Date.now(),
+          containers: votes.flatMap((v) => v.containers), parts: votes.map((v) => partInfoFromPb(v.part!)),
+          layout: { spec: { jobId: JOB, units: [], checkpointIntervalMs: 0, fullEvery: 0 }, placement: {}, partOwners: {} },
+        });
+        for (const [i, a] of agents.entries()) {
+          expect(balancesDigest((await bankFromEpoch(storeDir, JOB, 4n, params, containers[i])).balances)).toBe(expected);
+          // Epoch 5 builds on 4: the agent counts its read-only part committed, as a written one.
+          await a.client.prepareCheckpoint({ fence: fence(5n), jobId: JOB, parentEpoch: 4n, full: false });
+          await a.client.abortCheckpoint({ fence: fence(5n), jobId: JOB, reason: 'test' });
+          expect((await a.client.status()).jobs.find((j) => j.jobId === JOB)).toMatchObject({ lastEpoch: 4n, checkpointsCommitted: 3n });
+        }
+
+        // A spare node takes over B from the empty epoch 4: it loads only B's parts (through 4's chain) and runs B's units.
         const spare = await startAgent(join(dir, 'c'), { nodeId: uniqueNodeId('pc'), args: ['--store-dir', storeDir] });
         agents.push(spare);
         const r = await spare.client.restore({
-          jobId: JOB, epoch: 3n, partsFrom: [agents[1]!.nodeId], job: bankJobSpec(JOB, params, 0, 0, 'bank-b'),
+          jobId: JOB, epoch: 4n, partsFrom: [agents[1]!.nodeId], job: bankJobSpec(JOB, params, 0, 0, 'bank-b'),
         });
-        expect(r.epoch!.epoch).toBe(3n);
+        expect(r.epoch!.epoch).toBe(4n);
         expect(r.job!.containers.map((c) => c.name)).toEqual(['bank-b']);
         expect((await spare.client.waitJob({ jobId: JOB, timeoutMs: 60_000 })).job!.state).toBe('completed');
         const moved = await readBankFromAgent(spare.client, JOB, params, 'bank-b');

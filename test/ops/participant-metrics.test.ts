@@ -2,16 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { AgentClient } from '../../src/wire/agent-client.js';
 import { GridClient } from '../../src/wire/grid-client.js';
+import { JobAction } from '../../src/gen/gridckpt/v1/common.js';
 import { clusterBankSpec } from '../../src/bank/job.js';
+import { listCommitted } from '../../src/store/index.js';
+import { UnitClient } from '../../src/unit/client.js';
 import { withProcs } from '../helpers/procs.js';
-import { uniqueNodeId } from '../helpers/agent.js';
+import { announcingUnit, uniqueNodeId, unitEnvOf } from '../helpers/agent.js';
 import { untilCluster, untilGrid } from '../helpers/cluster.js';
+import { EventLog } from '../helpers/watch.js';
 import { withTmp } from '../helpers/tmp.js';
 
 // Issue 8: an agent that takes part in a coordinator's rounds (cluster or
 // grid mode) recorded nothing: no gridckpt_node_checkpoints_total series and
 // exported_bytes_total 0. Its part's bytes count once durable; the commit
-// once the coordinator builds on the epoch.
+// once the coordinator builds on the epoch. A part with nothing to write (a
+// read-only vote: its PREPARED carries it, no COMMIT comes) counts the same.
 
 const params = { accounts: 512, units: 2, opsPerUnit: 400_000, seed: 7 };
 
@@ -55,6 +60,77 @@ describe('agent metrics and status under a coordinator', () => {
         await c.client.submitJob({ job: clusterBankSpec('bank', params, 100), gridManaged: false, gridGen: 0n });
         await untilCluster(c.client, (s) => (s.jobs[0]?.roundsCommitted ?? 0n) >= 4n, 'four rounds committed');
         await expectRecorded(a.ready.grpc, a.ready.metrics!);
+      });
+    });
+  }, 120_000);
+
+  it('cluster mode, an idle job: rounds with nothing to write commit with no COMMIT sent, restore, and are counted', async () => {
+    await withTmp('ops-metrics-ro', async (dir) => {
+      await withProcs(dir, async (p) => {
+        const c = await p.cluster('mr', ['--listen', '127.0.0.1:0']);
+        const agents = [];
+        for (const n of [1, 2]) {
+          const a = await p.spawn('agent', [
+            '--data-dir', join(dir, `n${n}`), '--node-id', uniqueNodeId(`mr${n}`), '--store-dir', c.store,
+            '--cluster', c.proc.ready.grpc, '--capacity', '1', '--metrics-listen', '127.0.0.1:0',
+          ]);
+          await untilCluster(c.client, (s) => s.nodes.some((x) => x.nodeId === a.ready.nodeId && x.verdict === 'alive'), `agent ${n}`);
+          agents.push(a);
+        }
+        const clients = agents.map((a) => new AgentClient(a.ready.grpc));
+        const envFiles = [join(dir, 'u0.env'), join(dir, 'u1.env')];
+        // One unit per node (capacity 1), each writes one page once and then idles; no periodic rounds.
+        await c.client.submitJob({ job: { jobId: 'idle', units: envFiles.map((f, i) => announcingUnit(`u${i}`, f)), checkpointIntervalMs: 0, fullEvery: 0 } });
+        const writePage = async (i: number, text: string) => {
+          const u = new UnitClient(await unitEnvOf(envFiles[i]!), 10_000);
+          try {
+            await u.openContainer(`c${i}`, { pageCount: 4, create: true });
+            await u.write(`c${i}`, 1, 0, Buffer.from(text));
+          } finally {
+            u.close();
+          }
+        };
+        const logs = clients.map((a) => new EventLog(a.watch({ jobId: 'idle' })));
+        try {
+          await Promise.all(logs.map((l) => l.stream.subscribed));
+          for (const i of [0, 1]) await writePage(i, `hello ${i}`);
+          expect((await c.client.checkpointJob({ jobId: 'idle' })).epoch).toMatchObject({ epoch: 1n, full: true, pageCount: 8n }); // a full epoch: every page of both containers
+          // Nothing changed since: every node votes read-only, and the manifest is written in the step of the last vote.
+          for (const epoch of [2n, 3n, 4n]) {
+            const r = await c.client.checkpointJob({ jobId: 'idle' });
+            expect(r.epoch).toMatchObject({ epoch, parentEpoch: epoch - 1n, pageCount: 0n });
+            expect(r.commitMs).toBe(0);
+          }
+          // Each agent: a PREPARED per round, a DURABLE (its COMMIT served) for epoch 1 only. Every event of
+          // epochs 1 to 3 comes before epoch 4's PREPARED.
+          for (const log of logs) {
+            await log.next((e) => e.kind === 'round' && e.epoch === 4n && e.to === 'prepared', 'epoch 4 prepared');
+            const rounds = log.seen.filter((e) => e.kind === 'round').map((e) => [e.epoch, e.to]);
+            expect(rounds).toEqual([[1n, 'prepared'], [1n, 'durable'], [2n, 'prepared'], [3n, 'prepared'], [4n, 'prepared']]);
+            expect(log.seen.filter((e) => e.kind === 'round' && e.epoch >= 2n).every((e) => /voted read-only/.test(e.detail))).toBe(true);
+          }
+          const manifests = await listCommitted(c.store, 'idle');
+          expect(manifests.map((m) => [m.epoch, m.parts.map((x) => x.pageCount)])).toEqual([[1n, [4, 4]], [2n, [0, 0]], [3n, [0, 0]], [4n, [0, 0]]]);
+          expect(manifests[3]!.containers.map((x) => x.name).sort()).toEqual(['c0', 'c1']);
+          // Counted as any part (issue 8): durable four times, committed for epochs 1-3 (built on by the next PREPARE).
+          for (const [i, a] of agents.entries()) {
+            const m = await scrape(a.ready.metrics!);
+            expect(m.get('gridckpt_node_checkpoints_total{outcome="part_durable",stage=""}')).toBe(4);
+            expect(m.get('gridckpt_node_checkpoints_total{outcome="committed",stage=""}')).toBe(3);
+            expect(m.get('gridckpt_node_exported_pages_total')).toBe(4);
+            expect((await clients[i]!.status()).jobs.find((j) => j.jobId === 'idle')).toMatchObject({ lastEpoch: 3n, checkpointsCommitted: 3n });
+          }
+          // The empty epoch 3 restores (through its chain to epoch 1): a change made since is undone.
+          await writePage(0, 'changed');
+          expect((await c.client.controlJob({ jobId: 'idle', action: JobAction.JOB_ACTION_RESTORE, epoch: 3n })).epoch).toBe(3n);
+          for (const [i, a] of clients.entries()) {
+            const page = Buffer.from((await a.readContainer({ jobId: 'idle', container: `c${i}`, firstPage: 1, pageCount: 1 })).data);
+            expect(page.subarray(0, 7).toString()).toBe(`hello ${i}`);
+          }
+        } finally {
+          for (const l of logs) l.stream.cancel();
+          for (const a of clients) a.close();
+        }
       });
     });
   }, 120_000);

@@ -18,18 +18,22 @@ import {
 //  - every started round has exactly one outcome, and nothing is sent or
 //    persisted for its epoch afterwards (5);
 //  - PREPARE went to every participant once, in the start step (2);
-//  - committed ⇒ every participant was PREPARED before the COMMIT step and
-//    DURABLE (after COMMIT) before the one writeManifest, whose parts are the
-//    first DURABLE answers; the manifest was reported written in the step of
-//    the outcome; every answer counted arrived before its deadline; no ABORT
-//    for that epoch; every part's DURABLE digest agrees with its PREPARED
-//    one (3, 4, 5, 7, 10);
+//  - committed ⇒ every participant was PREPARED before the COMMIT step (or,
+//    when every one voted read-only, the manifest's); COMMIT went, in one
+//    step, to exactly those that did not vote read-only, each DURABLE (after
+//    COMMIT) before the one writeManifest, whose parts are the first DURABLE
+//    answers and the read-only votes' parts; the manifest was reported
+//    written in the step of the outcome; every answer counted arrived before
+//    its deadline; no ABORT for that epoch; every part's digest agrees with
+//    its PREPARED one (3, 4, 5, 7, 10);
 //  - aborted ⇒ ABORT to every participant exactly once, in the step of the
 //    outcome; a writeManifest only if it then failed or timed out; the abort
 //    is explained by the input of that step or by a passed deadline (6, 7);
-//    one explained by a DURABLE is a part whose digest differs from the one
-//    its participant PREPARED, both non-empty, and names both (10).
-// In the faulty world a participant sometimes reports no digest ('') and
+//    one explained by a DURABLE (or a read-only vote) is a part whose digest
+//    differs from the one its participant PREPARED, both non-empty, and
+//    names both (10).
+// A participant sometimes votes read-only (its part with its PREPARED). In
+// the faulty world a participant sometimes reports no digest ('') and
 // sometimes writes a part that is not its snapshot (another digest).
 // A fault-free world (no failures, no losses, long deadlines) must commit
 // every round. The same seed gives the same schedule and the same trace.
@@ -103,9 +107,14 @@ function simulate(world: World, choices: readonly Choice[]): { trace: TraceEntry
     const { participant, epoch } = p;
     const fail = mayFail && arg % (p.type === 'manifest' ? 3 : 9) === 0;
     switch (p.type) {
-      case 'prepare':
-        return fail ? { kind: 'prepareFailed', participant, epoch, reason: `E${arg}` }
-          : { kind: 'prepared', participant, epoch, pages: arg % 5, bytes: (arg % 5) * 4096, digest: mayFail && arg % 7 === 1 ? '' : snapshotDigest(participant, epoch) };
+      case 'prepare': {
+        if (fail) return { kind: 'prepareFailed', participant, epoch, reason: `E${arg}` };
+        const digest = mayFail && arg % 7 === 1 ? '' : snapshotDigest(participant, epoch);
+        if (arg % 6 !== 3) return { kind: 'prepared', participant, epoch, pages: arg % 5, bytes: (arg % 5) * 4096, digest };
+        // A read-only vote: its part comes with it (now and then not the snapshot prepared, or with no digest).
+        const written = mayFail && arg % 11 === 5 ? `x${participant}${epoch}` : mayFail && arg % 13 === 2 ? '' : snapshotDigest(participant, epoch);
+        return { kind: 'prepared', participant, epoch, pages: 0, bytes: 0, digest, readOnly: { part: { participant, arg, readOnly: true }, digest: written } };
+      }
       case 'commit': {
         if (fail) return { kind: 'durableFailed', participant, epoch, reason: `W${arg}` };
         const written = mayFail && arg % 11 === 5 ? `x${participant}${epoch}` : snapshotDigest(participant, epoch);
@@ -219,21 +228,23 @@ function checkTrace(trace: readonly TraceEntry[], starts: readonly StartInput[])
     }
 
     if (outcome.kind === 'committed') {
-      const commitIdx = ofKind('commit')[0]!.i;
-      expect(ofKind('commit').map((s) => [s.to, s.i])).toEqual(participants.map((p) => [p, commitIdx]));
       expect(ofKind('abort')).toEqual([]);
       expect(manifest).toBeDefined();
+      // Every read-only vote: no COMMIT, and the manifest comes in the step of the last PREPARED (or proceed).
+      const commitIdx = ofKind('commit')[0]?.i ?? manifest!.i;
       const preparedIn = inputs('prepared', startIdx, commitIdx);
+      const prepOf = (p: string) => firstFrom(preparedIn, p)!.input as Extract<RoundInput, { kind: 'prepared' }>;
+      const writers = participants.filter((p) => prepOf(p).readOnly === undefined);
+      expect(ofKind('commit').map((s) => [s.to, s.i])).toEqual(writers.map((p) => [p, commitIdx]));
       const durableIn = inputs('durable', commitIdx, manifest!.i);
+      /** The part and its digest: a read-only vote's, or the first DURABLE after COMMIT. */
+      const partOf = (p: string) => prepOf(p).readOnly ?? (firstFrom(durableIn, p)!.input as { part: unknown; digest: string });
+      for (const p of participants) expect(firstFrom(preparedIn, p)!.nowMs).toBeLessThan(ofKind('prepare')[0]!.deadlineMs);
+      for (const p of writers) expect(firstFrom(durableIn, p)!.nowMs).toBeLessThan(ofKind('commit')[0]!.deadlineMs);
+      expect(manifest!.parts.map((x) => [x.participant, x.part])).toEqual(participants.map((p) => [p, partOf(p).part]));
       for (const p of participants) {
-        expect(firstFrom(preparedIn, p)!.nowMs).toBeLessThan(ofKind('prepare')[0]!.deadlineMs);
-        expect(firstFrom(durableIn, p)!.nowMs).toBeLessThan(ofKind('commit')[0]!.deadlineMs);
-      }
-      expect(manifest!.parts.map((x) => [x.participant, x.part])).toEqual(
-        participants.map((p) => [p, (firstFrom(durableIn, p)!.input as { part: unknown }).part]));
-      for (const p of participants) {
-        const prep = (firstFrom(preparedIn, p)!.input as { digest: string }).digest;
-        expect(agree(prep, (firstFrom(durableIn, p)!.input as { digest: string }).digest)).toBe(true);
+        const prep = prepOf(p).digest;
+        expect(agree(prep, partOf(p).digest)).toBe(true);
         expect(manifest!.parts.find((x) => x.participant === p)!.digest).toBe(prep);
       }
       expect(manifest!.i).toBeLessThan(endIdx);
@@ -257,8 +268,13 @@ function checkTrace(trace: readonly TraceEntry[], starts: readonly StartInput[])
         expect(outcome).toMatchObject({ phase: 'committing', culprits: [input.participant] });
         expect(outcome.reason).toContain(`digest ${input.digest}, not the digest ${prep} it prepared`);
       }
+      if (input.kind === 'prepared' && input.epoch === epoch && input.readOnly !== undefined && outcome.reason.includes('is not the snapshot prepared')) {
+        // A read-only vote's part that is not its snapshot (10).
+        expect(input.digest !== '' && input.readOnly.digest !== '' && input.digest !== input.readOnly.digest).toBe(true);
+        expect(outcome).toMatchObject({ phase: 'preparing', culprits: [input.participant] });
+      }
       const explained =
-        (input.kind === 'durable' && input.epoch === epoch && outcome.reason.includes('is not the snapshot prepared')) ||
+        ((input.kind === 'durable' || (input.kind === 'prepared' && input.readOnly !== undefined)) && input.epoch === epoch && outcome.reason.includes('is not the snapshot prepared')) ||
         (input.kind === 'cancel' && input.epoch === epoch && outcome.reason.startsWith('cancelled')) ||
         (input.kind === 'manifestFailed' && input.epoch === epoch && manifest !== undefined) ||
         ((input.kind === 'prepareFailed' || input.kind === 'durableFailed' || input.kind === 'participantFailed') &&
@@ -315,6 +331,9 @@ describe('RoundCoordinator under random schedules', () => {
     const runs = fc.sample(scheduleArb(true), { seed: 20240611, numRuns: 200 }).map(([world, choices]) => simulate(world, choices).trace);
     const digestAborts = runs.flatMap((t) => t).filter((e) => e.out?.reply?.kind === 'aborted' && e.out.reply.reason.includes('is not the snapshot prepared'));
     expect(digestAborts.length).toBeGreaterThan(0);
-    expect(digestAborts.every((e) => e.input.kind === 'durable')).toBe(true);
+    expect(digestAborts.every((e) => e.input.kind === 'durable' || (e.input.kind === 'prepared' && e.input.readOnly !== undefined))).toBe(true);
+    // Read-only votes are exercised too: rounds committed with no COMMIT to some participants, or none at all.
+    const readOnlyCommits = runs.flatMap((t) => t).filter((e) => e.out?.persist.length === 1 && e.input.kind === 'prepared' && e.input.readOnly !== undefined);
+    expect(readOnlyCommits.length).toBeGreaterThan(0);
   });
 });

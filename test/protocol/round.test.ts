@@ -43,6 +43,9 @@ const prepared = (participant: string, epoch: bigint, pages = 10): RoundInput =>
 const durable = (participant: string, epoch: bigint, digest = `d-${participant}`): RoundInput =>
   ({ kind: 'durable', participant, epoch, part: { file: `${participant}.pages` }, digest });
 
+/** A read-only vote: PREPARED with its part durable already (what its DURABLE would carry). */
+const readOnly = (participant: string, epoch: bigint, digest = `d-${participant}`): RoundInput =>
+  ({ kind: 'prepared', participant, epoch, pages: 0, bytes: 0, digest: `d-${participant}`, readOnly: { part: { file: `${participant}.empty` }, digest } });
 const prepares = (epoch: bigint, deadlineMs: number, parentEpoch: bigint | null = epoch - 1n || null, full = epoch === 1n) =>
   P3.map((to) => ({ kind: 'prepare', to, jobId: JOB, epoch, parentEpoch, full, deadlineMs }));
 const commits = (epoch: bigint, deadlineMs: number) => P3.map((to) => ({ kind: 'commit', to, jobId: JOB, epoch, deadlineMs }));
@@ -99,6 +102,75 @@ describe('RoundCoordinator, exact outputs', () => {
     expect(step({ kind: 'participantFailed', participant: 'n1', reason: 'gone' }, 1700)).toEqual(NONE);
     expect(step(durable('n1', 1n), 1700)).toEqual(NONE);
     expect(c.status().lastOutcome?.kind).toBe('committed');
+  });
+
+  it('read-only votes only: no COMMIT at all, the manifest names their parts at once, and the round commits (invariants 3, 4)', () => {
+    const { c, step } = make();
+    step(start(2n), 0);
+    expect(step(readOnly('n1', 2n), 10)).toEqual(NONE);
+    expect(step(readOnly('n3', 2n), 20)).toEqual(NONE);
+    expect(c.status()).toMatchObject({ phase: 'preparing', waitingFor: ['n2'] });
+    expect(step(readOnly('n2', 2n), 30)).toEqual({
+      persist: [{
+        kind: 'writeManifest', jobId: JOB, epoch: 2n, parentEpoch: 1n, full: false, deadlineMs: 530,
+        parts: P3.map((p) => ({ participant: p, pages: 0, bytes: 0, digest: `d-${p}`, part: { file: `${p}.empty` } })),
+      }],
+      send: [], // no COMMIT
+      reply: null,
+    });
+    expect(step({ kind: 'manifestWritten', epoch: 2n }, 40).reply).toEqual({
+      kind: 'committed', roundId: 'r2', jobId: JOB, epoch: 2n, parentEpoch: 1n, full: false, participants: 3, pages: 0, bytes: 0,
+      timings: { prepareMs: 30, holdMs: 0, commitMs: 0, manifestMs: 10, totalMs: 40 },
+    });
+  });
+
+  it('a mixed round sends COMMIT only to the participants that have a part to write; their DURABLE completes the manifest (invariant 3)', () => {
+    const { c, step } = make();
+    step(start(2n), 0);
+    step(readOnly('n1', 2n), 10);
+    step(prepared('n2', 2n, 3), 20);
+    expect(step(readOnly('n3', 2n), 30)).toEqual({ persist: [], send: commits(2n, 2030).filter((x) => x.to === 'n2'), reply: null });
+    expect(c.status()).toMatchObject({ phase: 'committing', waitingFor: ['n2'] });
+    // A read-only participant's DURABLE (an agent answering a COMMIT it never got) is a duplicate; its failure is irrelevant.
+    expect(step(durable('n1', 2n), 40)).toEqual(NONE);
+    expect(step({ kind: 'participantFailed', participant: 'n3', reason: 'gone' }, 40)).toEqual(NONE);
+    expect(c.status().ignored).toMatchObject({ duplicate: 1, irrelevant: 1 });
+    const out = step(durable('n2', 2n), 50);
+    expect(out.persist[0]?.parts).toEqual([
+      { participant: 'n1', pages: 0, bytes: 0, digest: 'd-n1', part: { file: 'n1.empty' } },
+      { participant: 'n2', pages: 3, bytes: 3 * 4096, digest: 'd-n2', part: { file: 'n2.pages' } },
+      { participant: 'n3', pages: 0, bytes: 0, digest: 'd-n3', part: { file: 'n3.empty' } },
+    ]);
+    step({ kind: 'manifestWritten', epoch: 2n }, 60);
+    // A commit-phase timeout names only who still had to write.
+    step(start(3n), 100);
+    step(readOnly('n1', 3n), 110);
+    for (const p of ['n2', 'n3']) step(prepared(p, 3n), 120);
+    expect(step({ kind: 'tick' }, 2120).reply).toMatchObject({ kind: 'aborted', phase: 'committing', culprits: ['n2', 'n3'], reason: 'no DURABLE from "n2", "n3" within 2000 ms' });
+  });
+
+  it('a held round of read-only votes replies prepareDone, and its proceed goes straight to the manifest (the cluster under a grid round)', () => {
+    const { step } = make();
+    step(start(1n, { holdAfterPrepare: true }), 0);
+    for (const p of P3) step(readOnly(p, 1n), 10);
+    const out = step({ kind: 'proceed', epoch: 1n }, 100);
+    expect(out.send).toEqual([]);
+    expect(out.persist.map((p) => [p.kind, p.parts.map((x) => x.part)])).toEqual([['writeManifest', P3.map((p) => ({ file: `${p}.empty` }))]]);
+    expect(step({ kind: 'manifestWritten', epoch: 1n }, 150).reply).toMatchObject({ kind: 'committed', timings: { prepareMs: 10, holdMs: 90, commitMs: 0, manifestMs: 50 } });
+  });
+
+  it('a read-only vote whose part is not the snapshot prepared aborts the round, naming both digests (invariant 10)', () => {
+    const { c, step } = make();
+    step(start(1n), 0);
+    const out = step(readOnly('n2', 1n, 'e-n2'), 10);
+    const reason = 'participant "n2" wrote a part with digest e-n2, not the digest d-n2 it prepared: the part is not the snapshot prepared';
+    expect(out.send).toEqual(aborts(1n, 110, reason));
+    expect(out.reply).toMatchObject({ kind: 'aborted', phase: 'preparing', culprits: ['n2'], reason });
+    // A malformed one is unexpected and changes nothing.
+    step(start(2n), 20);
+    const bad: RoundInput = { kind: 'prepared', participant: 'n1', epoch: 2n, pages: 0, bytes: 0, digest: 'd', readOnly: { part: null, digest: 'x'.repeat(17) } };
+    expect(step(bad, 30)).toEqual(NONE);
+    expect(c.status()).toMatchObject({ phase: 'preparing', waitingFor: P3 });
   });
 
   it('a prepareFailed aborts at once: ABORT to all, the culprit included (invariant 6)', () => {

@@ -1,6 +1,6 @@
 import { FINAL_ROUND_BACKOFF_MS } from '../../protocol/core/final-round.js';
-import type { RoundInput, RoundOutcome, RoundReply, RoundStep } from '../../protocol/core/round.js';
-import type { AgentRequest, PartRef } from '../../protocol/messages.js';
+import type { PreparedInput, RoundInput, RoundOutcome, RoundReply, RoundStep } from '../../protocol/core/round.js';
+import type { AgentAnswer, AgentRequest, PartRef } from '../../protocol/messages.js';
 import type { ClusterState, Job } from './supervisor-state.js';
 import type { ClusterStep } from './supervisor-types.js';
 
@@ -10,6 +10,10 @@ import type { ClusterStep } from './supervisor-types.js';
 // (prepare answers prepared, commit answers committed, an abort refuses
 // both) or, for a local job, a checkpoint request; a local job's round end
 // also schedules its next periodic round and judges its final round (C5).
+// A node that votes read-only (nothing to write) is sent no COMMIT: its part
+// is durable with its PREPARED, and a round whose parts all are goes
+// straight to its manifest — for the grid's rounds too, which the cluster
+// still answers phase by phase (prepared, then committed on its commit).
 
 export function roundStep(st: ClusterState, job: Job, input: RoundInput, out: ClusterStep): void {
   applyRound(st, job, job.round.step(input, st.nowMs), out);
@@ -24,6 +28,18 @@ export function startRound(st: ClusterState, job: Job, r: { epoch: bigint; paren
     kind: 'start', roundId: `${job.jobId}-${r.epoch}`, jobId: job.jobId, epoch: r.epoch, parentEpoch: r.parentEpoch,
     participants, full: r.full, holdAfterPrepare: r.hold,
   }, out);
+}
+
+/**
+ * A node's PREPARED as its round's input. A read-only vote carries its durable (empty) part: the round core
+ * records it at once and sends that node no COMMIT.
+ */
+export function preparedInput(st: ClusterState, participant: string, epoch: bigint, a: Extract<AgentAnswer, { kind: 'prepared' }>): PreparedInput {
+  let readOnly = a.readOnly;
+  // The broken variant: every PREPARED taken for a read-only vote, so no node is ever told to write its part.
+  if (readOnly === undefined && st.mutant('coordinator-skips-commit')) readOnly = { part: { writer: participant, epoch, units: [], pages: a.pages } };
+  const input: PreparedInput = { kind: 'prepared', participant, epoch, pages: a.pages, bytes: a.bytes, digest: a.digest ?? '' };
+  return readOnly === undefined ? input : { ...input, readOnly: { part: readOnly.part, digest: readOnly.digest ?? '' } };
 }
 
 export function cancelRound(st: ClusterState, job: Job, reason: string, out: ClusterStep): void {

@@ -8,7 +8,7 @@ import { localDeadline, localTime, onLocalCall } from './supervisor-local.js';
 import { onAgentBeat, onAgentReports, onNodeRegistered, verdicts } from './supervisor-nodes.js';
 import { advanceRestart, onRestartAnswer } from './supervisor-restart.js';
 import { resumeDeadline, resumeStarted, resumeTime, rowFailed, saveRows, takeBack } from './supervisor-resume.js';
-import { roundStep } from './supervisor-rounds.js';
+import { preparedInput, roundStep } from './supervisor-rounds.js';
 import { ClusterState, isLive } from './supervisor-state.js';
 import type { ClusterEvent, ClusterInput, ClusterJobState, ClusterPersist, ClusterReply, ClusterStep, ClusterSupervisorConfig, JobRow } from './supervisor-types.js';
 
@@ -275,7 +275,7 @@ export class ClusterSupervisor {
     const participant = p.node;
     // Only the running round's cut counts: a late PREPARED(done) of an aborted round says nothing of this one (C5).
     if (answer.kind === 'prepared' && answer.done && job.round.status().epoch === epoch) job.doneAtCut.add(participant);
-    if (answer.kind === 'prepared') return roundStep(st, job, { kind: 'prepared', participant, epoch, pages: answer.pages, bytes: answer.bytes, digest: answer.digest ?? '' }, out);
+    if (answer.kind === 'prepared') return roundStep(st, job, preparedInput(st, participant, epoch, answer), out);
     if (answer.kind === 'durable') return roundStep(st, job, { kind: 'durable', participant, epoch, part: answer.part, digest: answer.digest ?? '' }, out);
     const reason = 'reason' in answer ? answer.reason : answer.kind;
     if (p.kind === 'prepare') roundStep(st, job, { kind: 'prepareFailed', participant, epoch, reason }, out);

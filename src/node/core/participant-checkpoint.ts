@@ -1,14 +1,20 @@
 import type { AgentAnswer, AgentCall, PartRef } from '../../protocol/messages.js';
 import { quoteValue } from '../../common/names.js';
 import type { ParticipantConfig, ParticipantInput, ParticipantStep } from './participant-types.js';
-import { MAX_LOCAL_WAITERS, refused, reply, replyStep, type AgentJob, type LocalStep } from './participant-state.js';
+import { MAX_LOCAL_WAITERS, refused, reply, replyStep, type AgentJob, type LocalStep, type ReadOnlyVote } from './participant-state.js';
 
 // A job's checkpoint steps in the node participant core (participant.ts,
 // which states the invariants P1..P7): a round's PREPARE, COMMIT and ABORT,
 // the agent's own local checkpoints, and the machine they share: freeze and
 // snapshot into staging, thaw (P1), then write the staged part; a written
-// part of a round waits for the next PREPARE to say whether it was
-// committed. Epochs only grow (P2); one step of a job at a time (P7).
+// part of a round waits for the next PREPARE (or an ABORT) to say whether it
+// was committed. Epochs only grow (P2); one step of a job at a time (P7).
+// A round's snapshot with no page is a read-only vote: its empty part is
+// recorded by the same write op (which writes nothing: store/epoch-writer.ts
+// invariant 5) before its PREPARE is answered, and that answer carries the
+// part, so its coordinator needs no COMMIT round trip; the job is then
+// `written`, exactly as after a COMMIT (a COMMIT that comes anyway is
+// answered DURABLE again).
 // These functions never add or drop a job: the core owns its map.
 
 /** What a checkpoint step reads of its core: the config, the jobs, and the step's time. */
@@ -43,6 +49,8 @@ export function onCommit(cx: CheckpointCtx, call: AgentCall, r: Req<'commit'>, j
   const why = notCheckpointable(cx, r.jobId, job);
   if (why) return reply(out, call.from, call.reqId, why);
   if (job!.writing) return reply(out, call.from, call.reqId, busy(job!));
+  // Already written (a read-only vote, or a COMMIT whose answer was lost): DURABLE again, nothing rewritten.
+  if (job!.written?.epoch === r.epoch) return reply(out, call.from, call.reqId, { kind: 'durable', part: partRef(cx, job!, r.epoch, job!.written.pages) });
   if (job!.staged?.epoch !== r.epoch) {
     const held = job!.staged ? ` (epoch ${job!.staged.epoch} is)` : '';
     return reply(out, call.from, call.reqId, refused(`nothing prepared for epoch ${r.epoch} of job ${r.jobId}${held}`, 'failed-precondition'));
@@ -61,7 +69,7 @@ export function onAbort(cx: CheckpointCtx, call: AgentCall, r: Req<'abort'>, job
     dropped = true;
     dropStaged(job, out);
   }
-  if (job && job.written === r.epoch) {
+  if (job && job.written?.epoch === r.epoch) {
     dropped = true;
     job.written = null;
     out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: r.epoch, confirmed: false } });
@@ -121,7 +129,19 @@ export function onSnapshot(cx: CheckpointCtx, input: Extract<ParticipantInput, {
   thaw(job, out);
   job.staged = { epoch: input.epoch, pages: input.pages };
   if (f.local) return write(cx, job, f.epoch, f.reqId, f.to, f.local, out);
+  // Nothing to write: vote read-only (PREPARED is answered once the empty part is recorded, by onWritten).
+  if (input.pages === 0) return write(cx, job, f.epoch, f.reqId, f.to, null, out, { bytes: input.bytes, done: f.done });
+  if (cx.config.mutants?.has('readonly-vote-with-pages') ?? false) return voteWithoutWrite(cx, job, f, input.bytes, out);
   reply(out, f.to, f.reqId, { kind: 'prepared', pages: input.pages, bytes: input.bytes, done: f.done });
+}
+
+/** The mutant's broken vote: read-only although pages were staged, so they are never written (nor marked changed again). */
+function voteWithoutWrite(cx: CheckpointCtx, job: AgentJob, f: NonNullable<AgentJob['freezing']>, bytes: number, out: ParticipantStep): void {
+  const pages = job.staged!.pages;
+  job.staged = null;
+  if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: job.written.epoch, confirmed: false } });
+  job.written = { epoch: f.epoch, pages: 0 };
+  reply(out, f.to, f.reqId, { kind: 'prepared', pages, bytes, done: f.done, readOnly: { part: partRef(cx, job, f.epoch, 0) } });
 }
 
 export function onSnapshotFailed(cx: CheckpointCtx, input: Extract<ParticipantInput, { kind: 'snapshotFailed' }>, out: ParticipantStep): void {
@@ -135,10 +155,10 @@ export function onSnapshotFailed(cx: CheckpointCtx, input: Extract<ParticipantIn
   replyStep(out, f.to, f.reqId, f.local, refused(`epoch ${input.epoch} of job ${job.jobId}: ${input.stage} failed: ${input.reason}`, 'unavailable'));
 }
 
-function write(cx: CheckpointCtx, j: AgentJob, epoch: bigint, reqId: number, to: string, local: LocalStep | null, out: ParticipantStep): void {
+function write(cx: CheckpointCtx, j: AgentJob, epoch: bigint, reqId: number, to: string, local: LocalStep | null, out: ParticipantStep, vote: ReadOnlyVote | null = null): void {
   const pages = j.staged?.pages ?? 0;
   j.staged = null;
-  j.writing = { epoch, pages, reqId, to, local, aborted: false };
+  j.writing = { epoch, pages, reqId, to, local, aborted: false, vote };
   out.send.push({
     to: 'units',
     unit: {
@@ -164,10 +184,16 @@ export function onWritten(cx: CheckpointCtx, input: Extract<ParticipantInput, { 
     out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: w.epoch, confirmed: false } });
     return reply(out, w.to, w.reqId, refused(`epoch ${w.epoch} of job ${job.jobId} was aborted while its part was written`, 'aborted'));
   }
-  if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: job.written, confirmed: false } });
-  job.written = w.epoch;
-  const part: PartRef = { writer: cx.config.nodeId, epoch: w.epoch, units: [...job.units], pages: w.pages };
+  if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId: job.jobId, epoch: job.written.epoch, confirmed: false } });
+  job.written = { epoch: w.epoch, pages: w.pages };
+  const part = partRef(cx, job, w.epoch, w.pages);
+  // A read-only vote: the written state is reached with PREPARED, which carries what DURABLE would.
+  if (w.vote) return reply(out, w.to, w.reqId, { kind: 'prepared', pages: w.pages, bytes: w.vote.bytes, done: w.vote.done, readOnly: { part } });
   reply(out, w.to, w.reqId, { kind: 'durable', part });
+}
+
+function partRef(cx: CheckpointCtx, job: AgentJob, epoch: bigint, pages: number): PartRef {
+  return { writer: cx.config.nodeId, epoch, units: [...job.units], pages };
 }
 
 export function onWriteFailed(cx: CheckpointCtx, input: Extract<ParticipantInput, { kind: 'partFailed' }>, out: ParticipantStep): void {
@@ -188,10 +214,11 @@ export function onWriteFailed(cx: CheckpointCtx, input: Extract<ParticipantInput
  */
 function settleWritten(j: AgentJob, parentEpoch: bigint | null, lastCommitted: bigint | null, out: ParticipantStep): void {
   if (j.written === null) return;
-  const confirmed = j.written === parentEpoch || j.written === lastCommitted;
-  out.send.push({ to: 'units', unit: { op: 'settle', jobId: j.jobId, epoch: j.written, confirmed } });
+  const { epoch } = j.written;
+  const confirmed = epoch === parentEpoch || epoch === lastCommitted;
+  out.send.push({ to: 'units', unit: { op: 'settle', jobId: j.jobId, epoch, confirmed } });
   if (confirmed) {
-    j.lastEpoch = j.written;
+    j.lastEpoch = epoch;
     j.committed += 1;
   }
   j.written = null;

@@ -14,6 +14,9 @@ export interface LocalWaiter { reqId: number; to: string }
  */
 export interface LocalStep { full: boolean; parentEpoch: bigint | null; joined: LocalWaiter[] }
 
+/** What a read-only vote's PREPARED says besides its part (the snapshot's figures at the cut). */
+export interface ReadOnlyVote { bytes: number; done: boolean }
+
 /** Manual checkpoint requests that join a running one, at most (P6). */
 export const MAX_LOCAL_WAITERS = 16;
 
@@ -34,9 +37,10 @@ export interface AgentJob {
   /** The epoch being snapshotted (frozen) and the call to answer ('' to: a periodic checkpoint). */
   freezing: { epoch: bigint; reqId: number; to: string; sinceMs: number; done: boolean; local: LocalStep | null } | null;
   staged: { epoch: bigint; pages: number } | null;
-  writing: { epoch: bigint; pages: number; reqId: number; to: string; local: LocalStep | null; aborted: boolean } | null;
-  /** A part written for a coordinator's epoch, not yet confirmed by a PREPARE that builds on it. */
-  written: bigint | null;
+  /** vote: a read-only vote's (empty) part, recorded before its PREPARE is answered with it (not a COMMIT's). */
+  writing: { epoch: bigint; pages: number; reqId: number; to: string; local: LocalStep | null; aborted: boolean; vote: ReadOnlyVote | null } | null;
+  /** A part written for a coordinator's epoch (its pages), not yet confirmed by a PREPARE that builds on it. */
+  written: { epoch: bigint; pages: number } | null;
   starting: { reqId: number; to: string; prior: boolean } | null;
   /** Set (in ending order) the step the job is seen ended: the first ended is forgotten first (P6). */
   endedSeq: number | null;

@@ -21,8 +21,10 @@ export * from './participant-types.js';
 // a coordinator that lost touch can run them elsewhere after the lease. A
 // checkpoint freezes the units, snapshots into staging, thaws; a round's
 // PREPARE is answered then, and COMMIT writes the staged part (DURABLE once
-// it is fsynced); a local checkpoint writes part and manifest at once. A
-// written part's pages count as saved only once the coordinator builds on
+// it is fsynced); a snapshot with no page votes read-only instead: its empty
+// part is recorded at once and PREPARED carries it, so it needs no COMMIT
+// (one that comes anyway is answered DURABLE again). A local checkpoint
+// writes part and manifest at once. A written part's pages count as saved only once the coordinator builds on
 // its epoch (the next PREPARE names it as parent); otherwise they count as
 // changed again, so no change is ever lost between epochs. Every effect
 // (spawn, kill, freeze, snapshot, thaw, write) is a send to the local
@@ -232,7 +234,7 @@ export class NodeParticipant {
     else if (old?.freezing) endFreeze(this.cx, old, `job ${jobId} restarted`, out);
     // What the old job staged or wrote unconfirmed is no epoch of the new one: its pages count as changed again.
     if (old?.staged) dropStaged(old, out);
-    if (old && old.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: old.written, confirmed: false } });
+    if (old && old.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: old.written.epoch, confirmed: false } });
     const job: AgentJob = {
       jobId, gen: r.gen, units: [...r.units].sort(), state: 'starting',
       leaseUntilMs, leaseBound: r.leaseMs !== null,
@@ -296,7 +298,7 @@ export class NodeParticipant {
     if (isLive(job)) this.end(job, 'stopped', 'deleted by the operator', true, out);
     else if (job.freezing) endFreeze(this.cx, job, `job ${jobId} deleted`, out);
     if (job.staged) dropStaged(job, out);
-    if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: job.written, confirmed: false } });
+    if (job.written !== null) out.send.push({ to: 'units', unit: { op: 'settle', jobId, epoch: job.written.epoch, confirmed: false } });
     this.jobs.delete(jobId);
     reply(out, LOCAL, reqId, { kind: 'ok' });
   }

@@ -112,7 +112,8 @@ function isDigest(value: unknown, maxChars: number): value is string {
 }
 
 export function isWellFormedPrepared(input: PreparedInput, config: RoundConfig): boolean {
-  return isCount(input.pages) && isCount(input.bytes) && isDigest(input.digest, config.maxIdChars);
+  const readOnly = input.readOnly === undefined || isDigest(input.readOnly.digest, config.maxIdChars);
+  return isCount(input.pages) && isCount(input.bytes) && isDigest(input.digest, config.maxIdChars) && readOnly;
 }
 
 export function isWellFormedDurable(input: DurableInput, config: RoundConfig): boolean {

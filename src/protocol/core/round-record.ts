@@ -28,6 +28,8 @@ export interface RoundRecord {
   endedAtMs: number | null;
   readonly prepared: Map<string, PreparedInfo>;
   readonly durable: Map<string, DurableInfo>;
+  /** Voted read-only: durable from their PREPARED on, sent no COMMIT (invariant 3). */
+  readonly readOnly: Set<string>;
   // ---- ledger ----
   readonly sentPrepare: Set<string>;
   readonly sentCommit: Set<string>;
@@ -56,6 +58,7 @@ export function newRecord(input: StartInput, nowMs: number, deadlineMs: number):
     endedAtMs: null,
     prepared: new Map(),
     durable: new Map(),
+    readOnly: new Set(),
     sentPrepare: new Set(),
     sentCommit: new Set(),
     sentAbort: new Set(),
@@ -78,8 +81,14 @@ export function checkRecord(r: RoundRecord, maxParticipants: number): void {
   assert(r.sentPrepare.size === n, `${at}: PREPARE went to every participant`); // 2
   assert(subset(r.prepared.keys(), r.members), `${at}: prepared ⊆ participants`);
   assert(subset(r.durable.keys(), r.prepared), `${at}: durable ⊆ prepared`);
+  assert(subset(r.readOnly, r.durable), `${at}: read-only ⊆ durable`);
   for (const [p, d] of r.durable) assert(digestsAgree(r.prepared.get(p)!.digest, d.digest), `${at}: ${p}'s durable part is the snapshot it prepared`); // 10
-  assert(r.sentCommit.size === 0 || (r.sentCommit.size === n && r.prepared.size === n), `${at}: COMMIT only to all, after all PREPARED`); // 3
+  // 3: COMMIT exactly to those that did not vote read-only, once every participant is PREPARED.
+  const commitStarted = r.commitSentAtMs !== null;
+  assert(commitStarted || r.sentCommit.size === 0, `${at}: no COMMIT before the commit phase`); // 3
+  assert(!commitStarted || r.prepared.size === n, `${at}: COMMIT only after all PREPARED`); // 3
+  assert(!commitStarted || r.sentCommit.size + r.readOnly.size === n, `${at}: COMMIT to every participant that did not vote read-only`); // 3
+  for (const p of r.sentCommit) assert(!r.readOnly.has(p), `${at}: no COMMIT to ${p}, which voted read-only`); // 3
   assert(r.manifestsEmitted <= 1, `${at}: one manifest per epoch`); // 4
   assert(r.manifestsEmitted === 0 || r.durable.size === n, `${at}: manifest only after every DURABLE`); // 4
   assert(r.sentAbort.size === 0 || r.sentAbort.size === n, `${at}: ABORT to all or none`); // 6
@@ -87,13 +96,13 @@ export function checkRecord(r: RoundRecord, maxParticipants: number): void {
   assert(live === (r.deadlineMs !== null) && live === (r.outcome === null) && live === (r.endedAtMs === null), `${at}: a live round has a deadline and no outcome`); // 5, 7
   switch (r.phase) {
     case 'preparing':
-      assert(r.prepared.size < n && r.sentCommit.size === 0 && r.sentAbort.size === 0, `${at}: preparing`);
+      assert(r.prepared.size < n && !commitStarted && r.durable.size === r.readOnly.size && r.sentAbort.size === 0, `${at}: preparing`);
       break;
     case 'holding':
-      assert(r.hold && r.prepared.size === n && r.sentCommit.size === 0 && r.sentAbort.size === 0, `${at}: holding`);
+      assert(r.hold && r.prepared.size === n && !commitStarted && r.durable.size === r.readOnly.size && r.sentAbort.size === 0, `${at}: holding`);
       break;
     case 'committing':
-      assert(r.sentCommit.size === n && r.durable.size < n && r.manifestsEmitted === 0 && r.sentAbort.size === 0, `${at}: committing`);
+      assert(r.sentCommit.size > 0 && r.durable.size < n && r.manifestsEmitted === 0 && r.sentAbort.size === 0, `${at}: committing`);
       break;
     case 'writingManifest':
       assert(r.durable.size === n && r.manifestsEmitted === 1 && r.manifestResult === null && r.sentAbort.size === 0, `${at}: writing manifest`);

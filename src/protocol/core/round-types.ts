@@ -48,6 +48,11 @@ export interface PreparedInput {
   bytes: number;
   /** The digest of the part this participant will write from its snapshot; '' when the level has none. */
   digest: string;
+  /**
+   * A read-only vote: the snapshot held nothing to write, so the part is durable already and this answer carries
+   * what a DURABLE would (the classic 2PC read-only optimization). No COMMIT goes to this participant.
+   */
+  readOnly?: DurableInfo;
 }
 
 export interface PrepareFailedInput { kind: 'prepareFailed'; participant: string; epoch: bigint; reason: string }
@@ -90,7 +95,7 @@ export interface ManifestPart {
   pages: number;
   bytes: number;
   digest: string;
-  /** What the participant answered with DURABLE, as is. */
+  /** What the participant answered with DURABLE (or with its read-only PREPARED), as is. */
   part: unknown;
 }
 
@@ -125,7 +130,7 @@ export type SendAction = PrepareAction | CommitAction | AbortAction;
 
 export interface PreparedInfo { participant: string; pages: number; bytes: number; digest: string }
 
-/** What a participant answered with DURABLE: its part as is, and the part's digest. */
+/** What a participant answered with DURABLE (or voted read-only with): its part as is, and the part's digest. */
 export interface DurableInfo { part: unknown; digest: string }
 
 export type RoundPhase = 'preparing' | 'holding' | 'committing' | 'writingManifest';

@@ -13,6 +13,13 @@
 // the decision: the decision is the manifest, so an ABORT may follow COMMIT
 // (a failed flush) but nothing may follow a written manifest.
 //
+// Read-only votes (the classic 2PC optimization): a participant whose
+// snapshot held nothing to write answers PREPARED with its part already
+// durable (`readOnly`, what its DURABLE would carry). Its part is recorded at
+// once and it gets no COMMIT; COMMIT goes only to the others, and a round in
+// which every part is durable by then goes straight to the manifest. Like a
+// DURABLE one, such a participant's later failure no longer matters.
+//
 // The same core runs one level up: the grid coordinator's participants are
 // cluster coordinators, its "manifest" is the recovery line in the grid
 // catalog. A cluster answering a grid round starts its own round with
@@ -36,10 +43,12 @@
 //  1. At most one round at a time; epochs strictly increase from round to
 //     round (a stale answer can never be taken for a newer round's).
 //  2. PREPARE goes to every participant exactly once, in the start step.
-//  3. COMMIT goes to every participant exactly once, only when every one is
-//     PREPARED (and, for a held round, after `proceed`).
+//  3. COMMIT goes exactly once to every participant that did not vote
+//     read-only, and to no other, only when every one is PREPARED (and, for a
+//     held round, after `proceed`).
 //  4. writeManifest is emitted at most once per epoch, only when every
-//     participant is DURABLE, and names exactly their parts.
+//     participant is DURABLE (or voted read-only), and names exactly their
+//     parts.
 //  5. A round ends exactly once. It is committed only after the shell reported
 //     the manifest it emitted written; no ABORT is ever sent for a committed
 //     epoch, and nothing at all is sent after a round ends.
@@ -54,11 +63,11 @@
 //  9. Bounded: participants ≤ maxParticipants, ids ≤ maxIdChars, reasons cut
 //     to maxReasonChars; a round's sets never exceed its participants; the
 //     core keeps only the current and the last round.
-// 10. A part is the snapshot prepared: a DURABLE whose digest differs from the
-//     digest its participant PREPARED (both non-empty; '' means the level has
-//     none) is never recorded; it aborts the round, naming the participant
-//     and both digests. So every durable part, and every part a manifest
-//     names, agrees with its PREPARED.
+// 10. A part is the snapshot prepared: a DURABLE (or a read-only vote's part)
+//     whose digest differs from the digest its participant PREPARED (both
+//     non-empty; '' means the level has none) is never recorded; it aborts
+//     the round, naming the participant and both digests. So every durable
+//     part, and every part a manifest names, agrees with its PREPARED.
 
 import { assert, invalidArgument } from '../../common/errors.js';
 import {
@@ -219,8 +228,13 @@ export class RoundCoordinator {
     if (!isWellFormedPrepared(input, this.config)) return void (this.ignored.unexpected += 1);
     if (r.prepared.has(input.participant)) return void (this.ignored.duplicate += 1);
     assert(r.phase === 'preparing', 'a participant not yet PREPARED means the round is preparing');
-    const { participant, pages, bytes, digest } = input;
+    const { participant, pages, bytes, digest, readOnly } = input;
+    if (readOnly !== undefined && !digestsAgree(digest, readOnly.digest)) return this.partNotPrepared(r, participant, digest, readOnly.digest, nowMs, out);
     r.prepared.set(participant, { participant, pages, bytes, digest });
+    if (readOnly !== undefined) {
+      r.durable.set(participant, { part: readOnly.part, digest: readOnly.digest });
+      r.readOnly.add(participant);
+    }
     if (r.prepared.size < r.participants.length && !this.mutants.has('commit-before-all-prepared')) return;
     r.preparedAtMs = nowMs;
     if (r.hold) this.becomeHolding(r, nowMs, out);
@@ -246,12 +260,15 @@ export class RoundCoordinator {
     if (!isWellFormedDurable(input, this.config)) return void (this.ignored.unexpected += 1);
     const { participant, part, digest } = input;
     const prepared = r.prepared.get(participant)!.digest;
-    if (!digestsAgree(prepared, digest)) {
-      const why = `wrote a part with digest ${digest}, not the digest ${prepared} it prepared: the part is not the snapshot prepared`;
-      return this.becomeAborted(r, `participant ${JSON.stringify(participant)} ${why}`, [participant], nowMs, out);
-    }
+    if (!digestsAgree(prepared, digest)) return this.partNotPrepared(r, participant, prepared, digest, nowMs, out);
     r.durable.set(participant, { part, digest });
     if (r.durable.size === r.participants.length) this.becomeWritingManifest(r, nowMs, out);
+  }
+
+  /** Invariant 10: a part that is not the snapshot its participant prepared aborts the round. */
+  private partNotPrepared(r: RoundRecord, participant: string, prepared: string, written: string, nowMs: number, out: RoundStep): void {
+    const why = `wrote a part with digest ${written}, not the digest ${prepared} it prepared: the part is not the snapshot prepared`;
+    this.becomeAborted(r, `participant ${JSON.stringify(participant)} ${why}`, [participant], nowMs, out);
   }
 
   /** prepareFailed, durableFailed (epoch given) or a detector verdict (epoch null). */
@@ -336,11 +353,14 @@ export class RoundCoordinator {
     };
   }
 
+  /** COMMIT to those that still have a part to write; none left (all voted read-only): the manifest at once. */
   private becomeCommitting(r: RoundRecord, nowMs: number, out: RoundStep): void {
     r.phase = 'committing';
     r.commitSentAtMs = nowMs;
+    const writers = r.participants.filter((p) => !r.durable.has(p));
+    if (writers.length === 0) return this.becomeWritingManifest(r, nowMs, out);
     r.deadlineMs = nowMs + this.config.commitTimeoutMs;
-    for (const to of r.participants) {
+    for (const to of writers) {
       this.send(r, out, { kind: 'commit', to, jobId: r.jobId, epoch: r.epoch, deadlineMs: r.deadlineMs });
     }
   }

@@ -121,6 +121,28 @@ describe('ClusterSupervisor: local jobs, rounds', () => {
     expect(localAnswers(recovering.out)).toEqual([{ reqId: recovering.reqId, answer: { kind: 'refused', reason: 'job solo is recovering in cluster c1', code: 'failed-precondition' } }]);
   });
 
+  it('read-only votes: a client\'s checkpoint in which no node staged a page commits with no COMMIT sent: every part came with its PREPARED', () => {
+    const h = new ClusterHarness();
+    localJob(h, { intervalMs: 0, fullEvery: 4 });
+    finishRound(h, h.local({ kind: 'checkpoint', jobId: LJOB }, 30).out);
+    const cp = h.local({ kind: 'checkpoint', jobId: LJOB }, 40);
+    const asked = calls(cp.out);
+    const empty = (n: string) => ({ writer: n, epoch: 2n, units: [], pages: 0 });
+    expect(h.answer(asked[0]!, { kind: 'prepared', pages: 0, bytes: 0, done: false, readOnly: { part: empty('c1n1') } }, 41)).toEqual({ persist: [], send: [], reply: [] });
+    expect(h.answer(asked[1]!, { kind: 'prepared', pages: 0, bytes: 0, done: false, readOnly: { part: empty('c1n2') } }, 42)).toEqual({ persist: [], send: [], reply: [] });
+    const last = h.answer(asked[2]!, { kind: 'prepared', pages: 0, bytes: 0, done: false, readOnly: { part: empty('c1n3') } }, 43);
+    expect(last).toEqual({
+      send: [], reply: [],
+      persist: [{ kind: 'manifest', jobId: LJOB, epoch: 2n, parentEpoch: 1n, full: false, parts: NODES.map(empty), placement: { s0: 'c1n1', s1: 'c1n2', s2: 'c1n3' } }],
+    });
+    const done = h.step({ kind: 'persisted', what: last.persist[0]! }, 44);
+    expect(localAnswers(done)).toEqual([{ reqId: cp.reqId, answer: { kind: 'committed', epoch: 2n, parentEpoch: 1n, full: false, pages: 0, bytes: 0, timings: { prepareMs: 3, holdMs: 0, commitMs: 0, manifestMs: 1, totalMs: 4 } } }]);
+    expect(h.core.jobView(LJOB)!.committed).toEqual([1n, 2n]);
+    // The next round names it as parent and as the newest committed epoch (the nodes settle their parts).
+    const cp3 = h.local({ kind: 'checkpoint', jobId: LJOB }, 50);
+    expect(calls(cp3.out)[0]!.req).toEqual({ kind: 'prepare', jobId: LJOB, epoch: 3n, parentEpoch: 2n, full: false, lastCommitted: 2n });
+  });
+
   it('a grid-managed job\'s checkpoint is the grid\'s', () => {
     const h = new ClusterHarness();
     h.step({ kind: 'tick' }, 0);

@@ -172,6 +172,45 @@ describe('ClusterSupervisor: the grid round (held two-level round)', () => {
     expect(h.core.jobView(JOB)!.committed).toEqual([1n]);
   });
 
+  it('read-only votes: a grid round whose nodes all staged nothing answers prepared, and the grid\'s commit writes the manifest at once, no COMMIT sent', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    commitEpoch(h, 1n, null);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 2n, parentEpoch: 1n }, 30);
+    const empty = (n: string) => ({ writer: n, epoch: 2n, units: PLACED[n]!, pages: 0 });
+    let last = null;
+    for (const c of calls(prep.out)) last = h.answer(c, { kind: 'prepared', pages: 0, bytes: 0, done: false, digest: 'e0', readOnly: { part: empty(c.to), digest: 'e0' } }, 31);
+    // The grid still hears PREPARED first: the cluster answers its phases as before.
+    expect(last).toEqual({ persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: prep.reqId, answer: { kind: 'prepared', pages: 0, bytes: 0, done: false } }] });
+    const com = h.grid({ kind: 'commit', jobId: JOB, epoch: 2n }, 40);
+    expect(com.out).toEqual({
+      send: [], reply: [],
+      persist: [{ kind: 'manifest', jobId: JOB, epoch: 2n, parentEpoch: 1n, full: false, parts: NODES.map(empty), placement: { u0: 'c1n1', u1: 'c1n2', u2: 'c1n3', u3: 'c1n1' } }],
+    });
+    expect(h.step({ kind: 'persisted', what: com.out.persist[0]! }, 41)).toEqual({
+      persist: [], send: [], reply: [{ to: 'grid', kind: 'answer', reqId: com.reqId, answer: { kind: 'committed', epoch: 2n } }],
+    });
+    expect(h.core.jobView(JOB)!.committed).toEqual([1n, 2n]);
+  });
+
+  it('read-only votes: a mixed grid round sends COMMIT only to the nodes that have a part to write; the manifest names every part', () => {
+    const h = new ClusterHarness();
+    runningJob(h);
+    const prep = h.grid({ kind: 'prepare', jobId: JOB, epoch: 1n, parentEpoch: null }, 30);
+    const [a, b, c] = calls(prep.out);
+    const empty = (n: string) => ({ writer: n, epoch: 1n, units: PLACED[n]!, pages: 0 });
+    h.answer(a!, { kind: 'prepared', pages: 0, bytes: 0, done: false, readOnly: { part: empty('c1n1') } }, 31);
+    h.answer(b!, { kind: 'prepared', pages: 2, bytes: 8192, done: false }, 32);
+    h.answer(c!, { kind: 'prepared', pages: 0, bytes: 0, done: false, readOnly: { part: empty('c1n3') } }, 33);
+    const com = h.grid({ kind: 'commit', jobId: JOB, epoch: 1n }, 40);
+    expect(com.out).toEqual({ persist: [], reply: [], send: [{ to: 'c1n2', call: agentCall(7, { kind: 'commit', jobId: JOB, epoch: 1n }) }] });
+    const written = { writer: 'c1n2', epoch: 1n, units: PLACED['c1n2']!, pages: 2 };
+    expect(h.answer(calls(com.out)[0]!, { kind: 'durable', part: written }, 41).persist).toEqual([{
+      kind: 'manifest', jobId: JOB, epoch: 1n, parentEpoch: null, full: true, parts: [empty('c1n1'), written, empty('c1n3')],
+      placement: { u0: 'c1n1', u1: 'c1n2', u2: 'c1n3', u3: 'c1n1' },
+    }]);
+  });
+
   it('the PREPARED answer says done only when every node said done at the cut', () => {
     const h = new ClusterHarness();
     runningJob(h);

@@ -27,6 +27,11 @@ import type { AgentRequest } from '../../../src/protocol/messages.js';
 //  write: COMMIT answers nothing but one write op; DURABLE (or, after an
 //      ABORT of the epoch, a refusal and an unconfirmed settle) comes with
 //      its `written`; a failed write is refused with an unconfirmed settle;
+//      a snapshot of no page is a read-only vote: its write op follows the
+//      snapshot, and its `written` answers the PREPARE with PREPARED
+//      carrying the part; a COMMIT of the epoch whose part is written (a
+//      read-only vote, or a retry) is answered DURABLE again, nothing
+//      rewritten;
 //  settle: a durable part is settled exactly once: confirmed by the next
 //      PREPARE that names it as parent, else unconfirmed (another PREPARE,
 //      an ABORT of it); summary().lastEpoch follows the confirmations;
@@ -51,24 +56,26 @@ type Which = 'job' | 'own';
 type Cmd =
   | { k: 'start'; j: Which } | { k: 'spawned'; j: Which; outcome: 'ok' | 'corrupt' | 'failed' | 'restored' }
   | { k: 'prepare'; epoch: number; next: boolean; parent: 'written' | 'none' | 'other' }
-  | { k: 'snap'; j: Which; ok: boolean } | { k: 'write'; j: Which; ok: boolean }
+  | { k: 'snap'; j: Which; ok: boolean; empty: boolean } | { k: 'write'; j: Which; ok: boolean }
   | { k: 'commit'; epoch: number; current: boolean } | { k: 'abort'; epoch: number; current: boolean } | { k: 'stop'; j: Which }
   | { k: 'beat'; backMs: number; leased: boolean } | { k: 'exit'; j: Which; ok: boolean } | { k: 'tick' } | { k: 'bump' } | { k: 'old' }
   | { k: 'local'; j: Which; full: boolean }
   /** The next step of a well-behaved coordinator's round of JOB (snapshot result, COMMIT, write result or the next PREPARE). */
-  | { k: 'round' };
+  | { k: 'round'; empty: boolean };
 
 const epochArb = fc.integer({ min: 1, max: 8 });
 const whichArb = fc.constantFrom<Which>('job', 'own');
 /** Mostly true. */
 const likely = fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) });
+/** Mostly false (a snapshot with no page, a read-only vote). */
+const unlikely = likely.map((x) => !x);
 /** Results come for JOB's round more often: it needs several in a row (snapshot, write) before its lease or freeze runs out. */
 const resultOf = fc.constantFrom<Which>('job', 'job', 'own');
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 1, arbitrary: whichArb.map<Cmd>((j) => ({ k: 'start', j })) },
   { weight: 2, arbitrary: fc.record({ j: whichArb, outcome: fc.constantFrom('ok', 'ok', 'corrupt', 'failed', 'restored') as fc.Arbitrary<'ok' | 'corrupt' | 'failed' | 'restored'> }).map<Cmd>((r) => ({ k: 'spawned', ...r })) },
   { weight: 3, arbitrary: fc.record({ epoch: epochArb, next: likely, parent: fc.constantFrom('written', 'written', 'none', 'other') as fc.Arbitrary<'written' | 'none' | 'other'> }).map<Cmd>((r) => ({ k: 'prepare', ...r })) },
-  { weight: 5, arbitrary: fc.record({ j: resultOf, ok: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }) }).map<Cmd>((r) => ({ k: 'snap', ...r })) },
+  { weight: 5, arbitrary: fc.record({ j: resultOf, ok: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }), empty: unlikely }).map<Cmd>((r) => ({ k: 'snap', ...r })) },
   { weight: 4, arbitrary: fc.record({ j: resultOf, ok: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }) }).map<Cmd>((r) => ({ k: 'write', ...r })) },
   { weight: 3, arbitrary: fc.record({ epoch: epochArb, current: likely }).map<Cmd>((r) => ({ k: 'commit', ...r })) },
   { weight: 1, arbitrary: fc.record({ epoch: epochArb, current: fc.boolean() }).map<Cmd>((r) => ({ k: 'abort', ...r })) },
@@ -80,7 +87,7 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 1, arbitrary: fc.constant<Cmd>({ k: 'bump' }) },
   { weight: 1, arbitrary: fc.constant<Cmd>({ k: 'old' }) },
   { weight: 3, arbitrary: fc.record({ j: fc.constantFrom<Which>('own', 'own', 'own', 'job'), full: fc.boolean() }).map<Cmd>((r) => ({ k: 'local', ...r })) },
-  { weight: 6, arbitrary: fc.constant<Cmd>({ k: 'round' }) },
+  { weight: 6, arbitrary: unlikely.map<Cmd>((empty) => ({ k: 'round', empty })) },
 );
 /** Mostly short gaps (a round fits in a freeze timeout), sometimes long ones (leases lapse, freezes time out, periodic turns fall due). */
 const gapArb = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 300 }) });
@@ -91,11 +98,11 @@ const scheduleArb = fc.array(fc.tuple(gapArb, cmdArb), { minLength: 10, maxLengt
   ]);
 
 const seen = {
-  prepared: 0, durable: 0, confirmed: 0, unconfirmed: 0, abortedWrites: 0, failedWrites: 0, leaseFences: 0, freezeTimeouts: 0, staleRefusals: 0, renewals: 0,
+  prepared: 0, readOnly: 0, durableAgain: 0, durable: 0, confirmed: 0, unconfirmed: 0, abortedWrites: 0, failedWrites: 0, leaseFences: 0, freezeTimeouts: 0, staleRefusals: 0, renewals: 0,
   localCommitted: 0, localIncremental: 0, periodic: 0, periodicSkipped: 0, busyRefusals: 0, snapshotFailures: 0, localJoins: 0, joinedAnswered: 0,
 };
 
-interface Write { epoch: bigint; reqId: number; to: string; local: boolean; full: boolean; parentEpoch: bigint | null }
+interface Write { epoch: bigint; reqId: number; to: string; local: boolean; full: boolean; parentEpoch: bigint | null; vote?: boolean }
 
 /** The model of one job, fed only by inputs and outputs. */
 class JobModel {
@@ -118,6 +125,8 @@ class JobModel {
   prepared = new Set<bigint>();
   aborted = new Set<bigint>();
   writtenPart: bigint | null = null;
+  /** Pages of each epoch's snapshot, as the snapshot result said (a written part holds them). */
+  stagedPages = new Map<bigint, number>();
   // Both: the newest epoch known committed with this node's pages, and the chain since the last full one.
   lastEpoch: bigint | null = null;
   sinceFull = 0;
@@ -152,7 +161,7 @@ function run(schedule: Array<[number, Cmd]>): void {
     const J = m.job;
     const O = m.own;
     const cmd: Cmd = scheduled.k !== 'round' ? scheduled
-      : J.snaps.length > 0 ? { k: 'snap', j: 'job', ok: true }
+      : J.snaps.length > 0 ? { k: 'snap', j: 'job', ok: true, empty: scheduled.empty }
       : J.writes.length > 0 ? { k: 'write', j: 'job', ok: true }
       : J.prepared.has(J.highest) ? { k: 'commit', epoch: 0, current: true }
       : { k: 'prepare', epoch: 0, next: true, parent: 'written' };
@@ -189,7 +198,9 @@ function run(schedule: Array<[number, Cmd]>): void {
         const jm = m[cmd.j];
         if (cmd.k === 'snap' && jm.snaps.length > 0) {
           const epoch = jm.snaps.shift()!;
-          other = cmd.ok ? { kind: 'snapshotTaken', jobId: jm.id, epoch, pages: 1, bytes: 4096 } : { kind: 'snapshotFailed', jobId: jm.id, epoch, stage: 'snapshot', reason: 'ENOMEM' };
+          const pages = cmd.empty ? 0 : 1;
+          jm.stagedPages.set(epoch, pages);
+          other = cmd.ok ? { kind: 'snapshotTaken', jobId: jm.id, epoch, pages, bytes: pages * 4096 } : { kind: 'snapshotFailed', jobId: jm.id, epoch, stage: 'snapshot', reason: 'ENOMEM' };
         } else if (cmd.k === 'write' && jm.writes.length > 0) {
           const w = jm.writes.shift()!;
           other = cmd.ok ? { kind: 'written', jobId: jm.id, epoch: w.epoch, reqId: w.reqId } : { kind: 'partFailed', jobId: jm.id, epoch: w.epoch, reqId: w.reqId, to: w.to, reason: 'EIO' };
@@ -218,6 +229,8 @@ function run(schedule: Array<[number, Cmd]>): void {
     const stale = req !== null && from === 'c' && reqInc < maxInc;
     const wasLive = J.live;
     const ownStateBefore = p.jobState(OWN);
+    const jobStateBefore = p.jobState(JOB);
+    const jobWritingBefore = J.writing;
     const ownBusyBefore = O.busy;
     const ownFrozenBefore = O.frozen ? O.frozenEpoch : null;
     const ownStepBefore = O.stepEpoch;
@@ -318,8 +331,12 @@ function run(schedule: Array<[number, Cmd]>): void {
             ended.own = false; // the step goes on: its part and manifest are written
             if (input.kind !== 'snapshotTaken' || input.jobId !== OWN) expect.fail('a local write follows its snapshot');
             eq({ epoch: input.epoch, ...O.localStep!, local: true }, w);
+          } else if (input.kind === 'snapshotTaken' && input.jobId === JOB && input.pages === 0) {
+            // A read-only vote: the empty part is recorded before the PREPARE is answered.
+            eq({ epoch: input.epoch, reqId: J.lastPrepare?.reqId, to: 'c', local: false, full: false, parentEpoch: null }, w);
+            w.vote = true;
           } else {
-            if (input.kind !== 'call' || input.call.req.kind !== 'commit') expect.fail('a part is written on COMMIT only');
+            if (input.kind !== 'call' || input.call.req.kind !== 'commit') expect.fail('a part is written on COMMIT only, or for a read-only vote');
             eq({ epoch: input.call.req.epoch, reqId, to: 'c', local: false, full: false, parentEpoch: null }, w);
           }
           jm!.writing = w;
@@ -368,9 +385,13 @@ function run(schedule: Array<[number, Cmd]>): void {
         expectedSettles.push(`${jm.id}:${w.epoch}:false`);
         eq({ kind: 'refused', reason: `epoch ${w.epoch} of job job was aborted while its part was written`, code: 'aborted' }, answer);
       } else {
-        is('durable', answer?.kind);
-        is(true, jm.prepared.has(w.epoch), `P2: DURABLE for ${w.epoch} without PREPARED`);
-        jm.prepared.delete(w.epoch);
+        const part = { writer: 'n1', epoch: w.epoch, units: ['a', 'b'], pages: jm.stagedPages.get(w.epoch) };
+        if (w.vote) eq({ kind: 'prepared', pages: 0, bytes: 0, done: answer?.kind === 'prepared' && answer.done, readOnly: { part } }, answer);
+        else {
+          eq({ kind: 'durable', part }, answer);
+          is(true, jm.prepared.has(w.epoch), `P2: DURABLE for ${w.epoch} without PREPARED`);
+          jm.prepared.delete(w.epoch);
+        }
         if (jm.writtenPart !== null) expectedSettles.push(`${jm.id}:${jm.writtenPart}:false`);
         jm.writtenPart = w.epoch;
         seen.durable += 1;
@@ -380,7 +401,11 @@ function run(schedule: Array<[number, Cmd]>): void {
     const stepAnswers = out.reply.filter((r) => (r.answer.kind === 'durable' || r.answer.kind === 'committed') && !(r.to === LOCAL && O.joined.includes(r.reqId)));
     if (input.kind === 'written' || input.kind === 'partFailed') {
       expect(stepAnswers.length).toBeLessThanOrEqual(1);
-    } else eq([], stepAnswers);
+    } else {
+      // Besides a COMMIT's DURABLE again for a part written already (checked below).
+      const again = (r: { reqId: number }) => input.kind === 'call' && input.call.req.kind === 'commit' && r.reqId === input.call.reqId;
+      eq([], stepAnswers.filter((r) => !again(r)));
+    }
 
     // Calls to JOB: prepare, commit, abort (not stale).
     if (input.kind === 'call' && !stale && input.call.req.jobId === JOB) {
@@ -405,7 +430,13 @@ function run(schedule: Array<[number, Cmd]>): void {
       }
       if (r.kind === 'commit') {
         const wrote = out.send.some((s) => s.to === 'units' && s.unit.op === 'write');
-        is(wrote ? undefined : 'refused', wrote ? answer : answer?.kind);
+        const checkpointable = jobStateBefore === 'running' || jobStateBefore === 'completed';
+        if (checkpointable && jobWritingBefore === null && J.writtenPart === r.epoch) {
+          // Written already (a read-only vote, or a retry): DURABLE again, nothing rewritten.
+          eq({ kind: 'durable', part: { writer: 'n1', epoch: r.epoch, units: ['a', 'b'], pages: J.stagedPages.get(r.epoch) } }, answer);
+          is(false, wrote);
+          seen.durableAgain += 1;
+        } else is(wrote ? undefined : 'refused', wrote ? answer : answer?.kind);
       }
       if (r.kind === 'abort') {
         is('ok', answer?.kind);
@@ -439,7 +470,9 @@ function run(schedule: Array<[number, Cmd]>): void {
     for (const r of out.reply) {
       if (r.answer.kind === 'prepared') {
         is(r.reqId, J.lastPrepare?.reqId, 'P2: PREPARED answers the last PREPARE');
-        J.prepared.add(J.lastPrepare!.epoch);
+        // A read-only vote needs no COMMIT: its part is written (above).
+        if (r.answer.readOnly) seen.readOnly += 1;
+        else J.prepared.add(J.lastPrepare!.epoch);
         seen.prepared += 1;
       }
       if (r.answer.kind === 'refused' && r.answer.reason.includes('took over')) seen.freezeTimeouts += 1;

@@ -321,8 +321,13 @@ describe('NodeParticipant: the checkpoint round', () => {
     });
     // Durable is not yet committed: only a PREPARE that builds on it says so.
     expect(p.summary(JOB)).toMatchObject({ busy: false, lastEpoch: null, committed: 0 });
-    // The staged snapshot is spent: another commit of the epoch is refused.
-    expect(step(commit(8, 1n), 34)).toEqual({ persist: [], send: [], reply: [reply(8, refused('nothing prepared for epoch 1 of job bank', 'failed-precondition'))] });
+    // A retried COMMIT (its answer lost) is answered DURABLE again: nothing is rewritten.
+    expect(step(commit(8, 1n), 34)).toEqual({
+      persist: [], send: [], reply: [reply(8, { kind: 'durable', part: { writer: 'c1n1', epoch: 1n, units: ['u0', 'u3'], pages: 2 } })],
+    });
+    // Once settled, the epoch is held no more: a COMMIT of it is refused.
+    step(prepare(9, 2n), 40);
+    expect(step(commit(10, 1n), 41).reply).toEqual([reply(10, refused('nothing prepared for epoch 1 of job bank', 'failed-precondition'))]);
   });
 
   it('a failed part write refuses the commit, settles the part unconfirmed and counts the failure', () => {
@@ -558,6 +563,75 @@ describe('NodeParticipant: the checkpoint round', () => {
     expect(p.mayRun(JOB, 22)).toBe(true);
     // Epochs still only grow.
     expect(step(prepare(6, 1n), 23).reply).toEqual([reply(6, refused('stale prepare: epoch 1 of job bank is not above epoch 1', 'aborted'))]);
+  });
+});
+
+describe('NodeParticipant: read-only votes (a snapshot of no page)', () => {
+  const emptyPart = (epoch: bigint) => ({ writer: 'c1n1', epoch, units: ['u0', 'u3'], pages: 0 });
+  /** PREPARE 5 of epoch 1 whose snapshot staged nothing: the part is recorded (write op, reqId 5) before PREPARED. */
+  function readOnlyEpoch1(h: ReturnType<typeof running>) {
+    h.step(prepare(5, 1n), 20);
+    expect(h.step(snapshotTaken(1n, 0), 22)).toEqual({ persist: [], send: [unit({ op: 'thaw', jobId: JOB }), unit(partWrite(1n, 5))], reply: [] });
+    return h.step(written(1n, 5), 24);
+  }
+
+  it('votes read-only: PREPARED carries the empty part once it is recorded, and the job holds it written (no COMMIT needed)', () => {
+    const h = running();
+    expect(readOnlyEpoch1(h)).toEqual({
+      persist: [], send: [], reply: [reply(5, { kind: 'prepared', pages: 0, bytes: 0, done: false, readOnly: { part: emptyPart(1n) } })],
+    });
+    // Written, not yet committed: only a PREPARE that builds on it says so.
+    expect(h.p.summary(JOB)).toMatchObject({ busy: false, lastEpoch: null, committed: 0, highestEpoch: 1n });
+  });
+
+  it('the next PREPARE building on the read-only epoch settles it confirmed (lastEpoch, committed), as a written part', () => {
+    const h = running();
+    readOnlyEpoch1(h);
+    expect(h.step(prepare(7, 2n), 40)).toEqual({ persist: [], reply: [], send: [settle(1n, true), ...freezeSnap(2n, false, 1n)] });
+    expect(h.p.summary(JOB)).toMatchObject({ lastEpoch: 1n, committed: 1, highestEpoch: 2n });
+  });
+
+  it('an ABORT after a read-only vote settles it unconfirmed (its zero pages: nothing is marked changed), and the next PREPARE has nothing to settle', () => {
+    const h = running();
+    readOnlyEpoch1(h);
+    expect(h.step(abort(7, 1n), 30)).toEqual({ persist: [], send: [settle(1n, false)], reply: [reply(7, { kind: 'ok', dropped: true })] });
+    expect(unitSends(h.step(prepare(8, 2n), 40))).toEqual(freezeSnap(2n, false, 1n));
+    expect(h.p.summary(JOB)).toMatchObject({ lastEpoch: null, committed: 0 });
+  });
+
+  it('a COMMIT after a read-only vote (an older coordinator, or a retry) is answered DURABLE with the same part, nothing rewritten', () => {
+    const h = running();
+    readOnlyEpoch1(h);
+    for (const reqId of [7, 8]) {
+      expect(h.step(commit(reqId, 1n), 30)).toEqual({ persist: [], send: [], reply: [reply(reqId, { kind: 'durable', part: emptyPart(1n) })] });
+    }
+    // Still written once: the next PREPARE settles it once.
+    expect(h.step(prepare(9, 2n), 40).send).toEqual([settle(1n, true), ...freezeSnap(2n, false, 1n)]);
+  });
+
+  it('an ABORT while the vote\'s part is recorded refuses the PREPARE when it ends and settles the part unconfirmed; a failed record refuses it too', () => {
+    const h = running();
+    h.step(prepare(5, 1n), 20);
+    h.step(snapshotTaken(1n, 0), 22);
+    expect(h.step(abort(6, 1n), 23)).toEqual({ persist: [], send: [], reply: [reply(6, { kind: 'ok', dropped: true })] });
+    expect(h.step(written(1n, 5), 24)).toEqual({
+      persist: [], send: [settle(1n, false)], reply: [reply(5, refused('epoch 1 of job bank was aborted while its part was written', 'aborted'))],
+    });
+    expect(h.step(commit(7, 1n), 25).reply).toEqual([reply(7, refused('nothing prepared for epoch 1 of job bank', 'failed-precondition'))]);
+    const g = running();
+    g.step(prepare(5, 1n), 20);
+    g.step(snapshotTaken(1n, 0), 22);
+    expect(g.step(partFailed(1n, 5, 'EIO'), 24)).toEqual({
+      persist: [], send: [settle(1n, false)], reply: [reply(5, refused('epoch 1 of job bank: write failed: EIO', 'unavailable'))],
+    });
+  });
+
+  it('a completed job\'s read-only vote says done (its final round needs no COMMIT either)', () => {
+    const { step } = running();
+    step({ kind: 'unitsExited', jobId: JOB, ok: true, reason: 'all exited 0' }, 15);
+    step(prepare(5, 1n), 20);
+    step(snapshotTaken(1n, 0), 22);
+    expect(step(written(1n, 5), 24).reply).toEqual([reply(5, { kind: 'prepared', pages: 0, bytes: 0, done: true, readOnly: { part: emptyPart(1n) } })]);
   });
 });
 

@@ -57,6 +57,16 @@ export interface PrepareCheckpointResponse {
    * job's end state (the coordinator completes a job only on such a cut).
    */
   done: boolean;
+  /**
+   * A read-only vote: the snapshot held no page, so this node's (empty)
+   * part is durable already and these are what COMMIT would answer (a
+   * PartInfo of no pages: no file is written). The coordinator puts them in
+   * the manifest and sends this node no COMMIT; one that comes anyway (an
+   * older coordinator) is answered the same part again. Absent: an ordinary
+   * PREPARED, to be followed by COMMIT.
+   */
+  part: PartInfo | undefined;
+  containers: ContainerInfo[];
 }
 
 export interface CommitCheckpointRequest {
@@ -534,7 +544,16 @@ export const PrepareCheckpointRequest: MessageFns<PrepareCheckpointRequest> = {
 };
 
 function createBasePrepareCheckpointResponse(): PrepareCheckpointResponse {
-  return { epoch: 0n, pages: 0n, bytes: 0n, freezeWindowMs: 0, digest: "", done: false };
+  return {
+    epoch: 0n,
+    pages: 0n,
+    bytes: 0n,
+    freezeWindowMs: 0,
+    digest: "",
+    done: false,
+    part: undefined,
+    containers: [],
+  };
 }
 
 export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = {
@@ -565,6 +584,12 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     }
     if (message.done !== false) {
       writer.uint32(48).bool(message.done);
+    }
+    if (message.part !== undefined) {
+      PartInfo.encode(message.part, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.containers) {
+      ContainerInfo.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -630,6 +655,22 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
             message.done = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.part = PartInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.containers.push(ContainerInfo.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -654,6 +695,10 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
         : 0,
       digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
       done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
+      part: isSet(object.part) ? PartInfo.fromJSON(object.part) : undefined,
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerInfo.fromJSON(e))
+        : [],
     };
   },
 
@@ -677,6 +722,12 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     if (message.done !== false) {
       obj.done = message.done;
     }
+    if (message.part !== undefined) {
+      obj.part = PartInfo.toJSON(message.part);
+    }
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerInfo.toJSON(e));
+    }
     return obj;
   },
 
@@ -691,6 +742,8 @@ export const PrepareCheckpointResponse: MessageFns<PrepareCheckpointResponse> = 
     message.freezeWindowMs = object.freezeWindowMs ?? 0;
     message.digest = object.digest ?? "";
     message.done = object.done ?? false;
+    message.part = (object.part !== undefined && object.part !== null) ? PartInfo.fromPartial(object.part) : undefined;
+    message.containers = object.containers?.map((e) => ContainerInfo.fromPartial(e)) || [];
     return message;
   },
 };
