@@ -16,6 +16,8 @@ export interface Handoff<D> {
   page: number;
   to: string;
   grant: number;
+  /** The requester's id (null for an eviction): a resent copy must resolve the request like the first. */
+  reqId: number | null;
   version: number;
   data: D;
   exclusive: boolean;

@@ -47,7 +47,8 @@ export class PageManager<D> {
 
   onRequest(from: string, b: Extract<PeerBody<D>, { kind: 'request' }>, gated: boolean, send: SendBody<D>): void {
     const e = this.must(b.page);
-    if (e.queue.some((q) => q.requester === from) || e.busy?.req.requester === from) throw new Error(`manager ${this.nodeId}: ${from} has two requests out for page ${b.page}`);
+    // Not the busy action's: its requester may ask again before the `done` that ends it arrives (streams reorder).
+    if (e.queue.some((q) => q.requester === from)) throw new Error(`manager ${this.nodeId}: ${from} has two requests out for page ${b.page}`);
     const q: Queued = { requester: from, reqId: b.reqId, want: b.want, to: b.to, held: gated };
     e.queue.push(q);
     if (gated) send(from, { kind: 'held', page: b.page, reqId: b.reqId });

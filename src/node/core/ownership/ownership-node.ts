@@ -33,12 +33,10 @@ export * from './types.js';
 //      holds content.
 //  K4. Bounded: at most maxWaitingOps waiting unit ops.
 //  K5. The manager's owner is never in its copyset (manager.ts).
-//  K6. Once a cut's pages are reported, no page is owned here that was not
-//      reported, until the thaw.
 
 interface Outstanding { reqId: number; want: Want; status: 'sent' | 'held' }
 
-interface Gate { round: number; drained: boolean; cut: boolean; saved: Set<number> | null; ownedAtFreeze: PageImage<unknown>[] }
+interface Gate { kind: 'install' | 'round'; round: number; drained: boolean; cut: boolean; saved: Set<number> | null; ownedAtFreeze: PageImage<unknown>[] }
 
 export class OwnershipNode<D, W> {
   private layout: DirectoryLayout | null = null;
@@ -53,7 +51,7 @@ export class OwnershipNode<D, W> {
   private seq = 0;
   private nowMs = 0;
   private out: OwnershipStep<D> = { send: [], reply: [], report: [] };
-  readonly counters = { transfers: 0, copies: 0, invalidations: 0, resent: 0, fenced: 0 };
+  readonly counters = { transfers: 0, copies: 0, invalidations: 0, resent: 0, fenced: 0, inFlightAtFreeze: 0 };
 
   constructor(private readonly config: OwnershipConfig<D, W>) {
     if (!(config.retransmitMs > 0) || config.maxWaitingOps < 1 || config.maxBatchPages < 1) throw new RangeError('ownership config: retransmitMs > 0, maxWaitingOps and maxBatchPages >= 1');
@@ -65,7 +63,7 @@ export class OwnershipNode<D, W> {
   }
 
   private get id(): string { return this.config.nodeId; }
-  private get gated(): boolean { return this.gate !== null && !this.mutant('no-gate-during-freeze'); }
+  private get gated(): boolean { return this.gate !== null && (this.gate.kind === 'install' || !this.mutant('no-gate-during-freeze')); }
 
   step(input: OwnershipInput<D, W>, nowMs: number): OwnershipStep<D> {
     if (nowMs < this.nowMs) throw new Error(`ownership time went back: ${nowMs} < ${this.nowMs}`);
@@ -99,6 +97,13 @@ export class OwnershipNode<D, W> {
   handoffs(): Array<{ page: number; to: string; grant: number; version: number; data: D }> { return [...this.holdings.handoffs.values()]; }
   managerEntry(page: number): ReturnType<PageManager<D>['entry']> { return this.manager.entry(page); }
   isGated(): boolean { return this.gate !== null; }
+  /** What the drain still waits for (status, a stuck round's diagnosis). */
+  inFlight(): { managing: number; handoffs: number; pins: number; requests: number; held: number } {
+    let requests = 0;
+    let held = 0;
+    for (const o of this.outstanding.values()) if (o.status === 'sent') requests += 1; else held += 1;
+    return { managing: this.manager.busyPages(), handoffs: this.holdings.handoffs.size, pins: this.pins.size, requests, held };
+  }
   waitingOps(): number { return this.waiting.length; }
 
   // ---- inputs ---------------------------------------------------------------
@@ -114,10 +119,12 @@ export class OwnershipNode<D, W> {
     this.pins.clear();
     this.deferred.clear();
     this.selfQueue.length = 0;
-    this.gate = null;
+    // Gated until every member installed (thaw of round 0): a peer still on the old epoch would drop our messages.
+    this.gate = { kind: 'install', round: 0, drained: true, cut: false, saved: null, ownedAtFreeze: [] };
     this.layout = i.layout;
     this.holdings.reset(i.pages);
     this.manager.install(i.directory);
+    this.out.report.push({ kind: 'installed', epoch: i.layout.epoch });
   }
 
   private onUnitOp(i: Extract<OwnershipInput<D, W>, { kind: 'read' | 'write' }>): void {
@@ -141,8 +148,11 @@ export class OwnershipNode<D, W> {
   }
 
   private onFreeze(epoch: number, round: number): void {
-    if (epoch !== this.layout?.epoch || this.gate !== null) return;
-    this.gate = { round, drained: false, cut: false, saved: null, ownedAtFreeze: this.holdings.owned() };
+    if (epoch !== this.layout?.epoch || (this.gate?.kind === 'round' && this.gate.round >= round)) return;
+    // A freeze may overtake the thaw of the install or of the round before (streams reorder): the gate stays closed
+    // and is now this round's; that thaw, arriving later, no longer matches.
+    this.gate = { kind: 'round', round, drained: false, cut: false, saved: null, ownedAtFreeze: this.holdings.owned() };
+    if (!this.drained()) this.counters.inFlightAtFreeze += 1;
     if (!this.gated) return;
     releaseAll(this.opsCtx());
     this.manager.gate((to, b) => this.send(to, b));
@@ -206,8 +216,8 @@ export class OwnershipNode<D, W> {
       return;
     }
     this.counters.transfers += 1;
-    const t = { page: b.page, grant: b.grant, version: c.version, data: c.data!, exclusive: b.exclusive };
-    this.send(b.dest, { kind: 'transfer', ...t, reqId: b.want === 'evict' ? null : b.reqId });
+    const t = { page: b.page, grant: b.grant, reqId: b.want === 'evict' ? null : b.reqId, version: c.version, data: c.data!, exclusive: b.exclusive };
+    this.send(b.dest, { kind: 'transfer', ...t });
     this.holdings.set(b.page, { state: 'invalid', version: 0, data: null });
     // The sender keeps the page until the receiver acknowledges it.
     if (!this.mutant('sender-drops-before-ack')) {
@@ -319,7 +329,7 @@ export class OwnershipNode<D, W> {
       if (this.nowMs < h.nextSendMs) continue;
       h.nextSendMs = this.nowMs + this.config.retransmitMs;
       this.counters.resent += 1;
-      this.out.send.push({ to: h.to, msg: { from: this.id, epoch: this.layout!.epoch, body: { kind: 'transfer', page: h.page, grant: h.grant, reqId: null, version: h.version, data: h.data, exclusive: h.exclusive } } });
+      this.out.send.push({ to: h.to, msg: { from: this.id, epoch: this.layout!.epoch, body: { kind: 'transfer', page: h.page, grant: h.grant, reqId: h.reqId, version: h.version, data: h.data, exclusive: h.exclusive } } });
     }
   }
 
@@ -330,12 +340,10 @@ export class OwnershipNode<D, W> {
       if (!this.waiting.some((o) => o.reqId === reqId && o.kind === 'write')) fail(`K1: page ${page} pinned by no waiting batch`);
       if (this.gated) fail(`K1: page ${page} pinned behind a closed gate`);
     }
-    for (const [page, o] of this.outstanding) if (o.want === 'read' && this.holdings.get(page).state !== 'invalid') fail(`K2: read out for page ${page} it holds`);
+    for (const [page, o] of this.outstanding) if (o.want === 'read' && this.holdings.get(page).state === 'shared') fail(`K2: read out for page ${page} it holds shared`);
     for (const [page, c] of this.holdings.entries()) if (c.state !== 'invalid' && c.data === null) fail(`K3: page ${page} ${c.state} without content`);
     if (this.waiting.length > this.config.maxWaitingOps) fail('K4: too many waiting ops');
     this.manager.check();
-    const saved = this.gate?.saved;
-    if (saved && this.gated) for (const p of this.holdings.owned()) if (!saved.has(p.page)) fail(`K6: owns page ${p.page} that its cut did not save`);
   }
 }
 

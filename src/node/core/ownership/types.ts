@@ -71,6 +71,7 @@ export type OwnershipInput<D, W> =
   /** A round of the coordinator (approach II B): gate and drain, save, reopen. */
   | { kind: 'freeze'; epoch: number; round: number }
   | { kind: 'cut'; epoch: number; round: number }
+  /** Round 0 opens the gate an install closed. */
   | { kind: 'thaw'; epoch: number; round: number }
   | { kind: 'tick' };
 
@@ -82,6 +83,8 @@ export type UnitReply<D> =
   | { reqId: number; kind: 'refused'; reason: string };
 
 export type CoordinatorReport<D> =
+  /** Installed and gated: the coordinator thaws round 0 once every member is (no message meets an old epoch). */
+  | { kind: 'installed'; epoch: number }
   | { kind: 'drained'; epoch: number; round: number }
   /** The pages this node owns at the cut: it, and no other node, saves them. */
   | { kind: 'saved'; epoch: number; round: number; pages: PageImage<D>[] };
