@@ -62,9 +62,10 @@ export class ContainerCheckers {
     }
   }
 
-  afterEvent(): void {
+  /** judging: false while the job is restored or a member is dead (only the cores' own invariants hold then). */
+  afterEvent(judging: boolean): void {
     for (const n of this.nodes) if (n.alive()) n.core().checkInvariants();
-    if (this.recovering) return;
+    if (!judging) return;
     const live = this.nodes.filter((n) => n.alive());
     const authoritative: Balances[] = [];
     for (let page = 0; page < this.model.length; page++) {

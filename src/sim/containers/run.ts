@@ -134,7 +134,17 @@ export function runContainersSeed(o: ContainerSimOptions): ContainerSimResult {
     pending.delete(r.reqId);
     if (!p) return;
     if (r.kind === 'refused') throw new Violation('core invariant', `${n.id} refused a unit op: ${r.reason}`);
-    if (!checkers.recovering && n.core.epoch() === coordinator.epoch) checkers.onReply(n.id, r, p.ops);
+    if (!judging() || n.core.epoch() !== coordinator.epoch) return settleUnit(n, p);
+    checkers.onReply(n.id, r, p.ops);
+    settleUnit(n, p);
+  }
+
+  /** The checkers judge the job unless it is being restored or a member is dead (what it does then is rolled back). */
+  function judging(): boolean {
+    return !checkers.recovering && coordinator.members.every((m) => nodes.get(m)!.proc.alive);
+  }
+
+  function settleUnit(n: SimOwnNode, p: Pending): void {
     if (p.unit === null) return;
     const u = n.units[p.unit]!;
     u.busy = null;
@@ -163,7 +173,6 @@ export function runContainersSeed(o: ContainerSimOptions): ContainerSimResult {
     log(`CRASH ${n.id}`);
     count('crash');
     n.proc.crash();
-    checkers.recovering = true;
     world.after(CONTAINERS.detectMs, () => coordinator.onCrash(n.id));
     world.after(downMs, () => {
       log(`RESTART ${n.id}`);
@@ -215,7 +224,7 @@ export function runContainersSeed(o: ContainerSimOptions): ContainerSimResult {
       case 'evict-race': {
         const page = f.pick % BANK.pageCount;
         const owner = ownerOf(page);
-        const others = coordinator.members.filter((m) => m !== owner?.id && nodes.get(m)!.proc.alive);
+        const others = coordinator.members.filter((m) => m !== owner?.id && nodes.get(m)!.proc.alive && nodes.get(m)!.core.epoch() === coordinator.epoch);
         if (!owner || others.length < 2) return;
         const to = others[f.pick % others.length]!;
         const grabber = nodes.get(others[(f.pick + 1) % others.length]!)!;
@@ -252,12 +261,12 @@ export function runContainersSeed(o: ContainerSimOptions): ContainerSimResult {
   let violation: string | null = null;
   try {
     world.run(CONTAINERS.untilMs, () => false, () => {
-      checkers.afterEvent();
+      checkers.afterEvent(judging());
       coordinator.check();
       for (const id of alive()) {
         const n = nodes.get(id)!;
         for (const u of n.units) {
-          if (u.busy !== null && !checkers.recovering && world.nowMs - u.sinceMs > CONTAINERS.unitStuckMs) throw new Violation('liveness', `a unit on ${id} waited ${world.nowMs - u.sinceMs} ms for op ${u.busy}`);
+          if (u.busy !== null && judging() && world.nowMs - u.sinceMs > CONTAINERS.unitStuckMs) throw new Violation('liveness', `a unit on ${id} waited ${world.nowMs - u.sinceMs} ms for op ${u.busy} (${n.core.describeOp(u.busy)})`);
         }
       }
     });
@@ -265,10 +274,11 @@ export function runContainersSeed(o: ContainerSimOptions): ContainerSimResult {
   } catch (err) {
     violation = err instanceof Violation ? err.message : `crash: ${err instanceof Error ? err.stack ?? err.message : String(err)}`;
   }
-  count('cuts', coordinator.committed);
-  count('recoveries', coordinator.recoveries);
-  count('joins', coordinator.joins);
-  for (const id of ids) for (const [k, v] of Object.entries(nodes.get(id)!.core.counters)) count(k, v);
+  // What the run did, beside the faults it suffered ('stat:' keys are not counted as faults).
+  count('stat:cuts', coordinator.committed);
+  count('stat:recoveries', coordinator.recoveries);
+  count('stat:joins', coordinator.joins);
+  for (const id of ids) for (const [k, v] of Object.entries(nodes.get(id)!.core.counters)) count(`stat:${k}`, v);
   log(violation === null ? 'OK' : `VIOLATION ${violation}`);
   return { seed: o.seed, ok: violation === null, violation, events: world.events, simMs: world.nowMs, faults, faultCounts: counts, trace };
 }

@@ -9,7 +9,9 @@ import type { PeerBody, Want } from './types.js';
 // write can apply. An entry changes only when the receiver says `done`, so
 // the owner the manager names is always the node that holds the page.
 // While a checkpoint gates the job, queued requests are told `held` and no
-// action starts; actions already started run to the end (the drain).
+// action starts; actions already started run to the end (the drain), except
+// one whose owner refuses it (its page is pinned by a batch that waits
+// behind the gate): that request goes back to the head of the queue, held.
 
 interface Queued { requester: string; reqId: number; want: Want; to: string | undefined; held: boolean }
 
@@ -59,6 +61,7 @@ export class PageManager<D> {
     const e = this.must(page);
     const a = e.busy;
     if (!a || a.grant !== grant || !a.awaiting.delete(from)) throw new Error(`manager ${this.nodeId}: unexpected invalidated of page ${page} grant ${grant} from ${from}`);
+    e.copyset.delete(from);
     if (a.awaiting.size === 0) this.move(page, e, a, send);
   }
 
@@ -73,6 +76,17 @@ export class PageManager<D> {
     }
     e.busy = null;
     if (!gated) this.startNext(page, e, send);
+  }
+
+  /** The owner refused the forward (pinned behind the gate): the request waits again, first in line. */
+  onRefused(from: string, page: number, grant: number, gated: boolean, send: SendBody<D>): void {
+    const e = this.must(page);
+    const a = e.busy;
+    if (!a || a.grant !== grant || from !== e.owner || a.awaiting.size > 0) throw new Error(`manager ${this.nodeId}: unexpected refusal of page ${page} grant ${grant} from ${from}`);
+    e.busy = null;
+    e.queue.unshift({ ...a.req, held: gated });
+    if (gated) send(a.req.requester, { kind: 'held', page, reqId: a.req.reqId });
+    else this.startNext(page, e, send);
   }
 
   /** The gate closes: every queued request not started is told it is held. */

@@ -1,7 +1,7 @@
 import { checkLayout, managerOf, type DirectoryLayout } from '../../../protocol/core/ownership/directory.js';
 import { Holdings } from './holdings.js';
 import { PageManager } from './manager.js';
-import { releaseAll, pump, type OpsCtx, type UnitOp } from './unit-ops.js';
+import { pump, type OpsCtx, type UnitOp } from './unit-ops.js';
 import type {
   OwnershipConfig, OwnershipInput, OwnershipStep, PageImage, PageView, PeerBody, PeerMsg, Want,
 } from './types.js';
@@ -19,14 +19,15 @@ export * from './types.js';
 // batches are in unit-ops.ts, the manager in manager.ts.
 //
 // Approach II B: `freeze` closes the gate (no request leaves this node, its
-// manager starts no action, pins are released), actions already started run
-// to the end; once nothing is in flight the node reports `drained`. On
+// manager starts no action), actions already started run to the end, except
+// forwards for pages a batch pins, which go back to their manager; once
+// nothing is in flight the node reports `drained`. On
 // `cut` (sent once every node drained) it reports the pages it owns, which
 // no other node reports; it stays gated until `thaw`.
 //
 // Invariants (checkInvariants; tests cite them as K1..K6):
 //  K1. A pinned page is owner-exclusive here and belongs to a waiting batch;
-//      nothing is pinned while the gate is closed.
+//      no forward waits for a pinned page while the gate is closed.
 //  K2. At most one request per page is out from this node; a read is out
 //      only for a page this node holds no copy of.
 //  K3. Every copy that is not invalid, and every unacknowledged handoff,
@@ -97,6 +98,14 @@ export class OwnershipNode<D, W> {
   handoffs(): Array<{ page: number; to: string; grant: number; version: number; data: D }> { return [...this.holdings.handoffs.values()]; }
   managerEntry(page: number): ReturnType<PageManager<D>['entry']> { return this.manager.entry(page); }
   isGated(): boolean { return this.gate !== null; }
+  /** A unit op's progress (a stuck unit's diagnosis): its pages, how this node holds each, what is out for it. */
+  describeOp(reqId: number): string {
+    const op = this.waiting.find((o) => o.reqId === reqId);
+    if (!op) return 'not waiting';
+    const pages = op.kind === 'read' ? [op.page] : op.pages;
+    return `${op.kind} ${pages.map((p) => `p${p}:${this.holdings.get(p).state}${this.pins.has(p) ? `/pin${this.pins.get(p)}` : ''}${this.outstanding.has(p) ? `/${this.outstanding.get(p)!.want}-${this.outstanding.get(p)!.status}` : ''}`).join(' ')}`;
+  }
+
   /** What the drain still waits for (status, a stuck round's diagnosis). */
   inFlight(): { managing: number; handoffs: number; pins: number; requests: number; held: number } {
     let requests = 0;
@@ -144,6 +153,8 @@ export class OwnershipNode<D, W> {
     const l = this.layout;
     if (!l || this.gated || to === this.id || !l.members.includes(to) || !this.holdings.isOwner(page)) return;
     if (this.pins.has(page) || this.outstanding.has(page)) return;
+    // Never a page a waiting op needs: evicting it would only send a batch after it again (starvation).
+    if (this.waiting.some((o) => (o.kind === 'read' ? o.page === page : o.pages.includes(page)))) return;
     this.sendRequest(page, 'evict', to);
   }
 
@@ -154,7 +165,7 @@ export class OwnershipNode<D, W> {
     this.gate = { kind: 'round', round, drained: false, cut: false, saved: null, ownedAtFreeze: this.holdings.owned() };
     if (!this.drained()) this.counters.inFlightAtFreeze += 1;
     if (!this.gated) return;
-    releaseAll(this.opsCtx());
+    this.refuseDeferred();
     this.manager.gate((to, b) => this.send(to, b));
   }
 
@@ -186,11 +197,13 @@ export class OwnershipNode<D, W> {
       case 'request': this.manager.onRequest(from, b, this.gated, send); break;
       case 'invalidated': this.manager.onInvalidated(from, b.page, b.grant, send); break;
       case 'done': this.manager.onDone(from, b.page, b.grant, this.gated, send); break;
+      case 'refused': this.manager.onRefused(from, b.page, b.grant, this.gated, send); break;
       case 'held': { const o = this.outstanding.get(b.page); if (o?.reqId === b.reqId) o.status = 'held'; break; }
       case 'cancel': if (this.outstanding.get(b.page)?.reqId === b.reqId) this.outstanding.delete(b.page); break;
       case 'forward':
-        if (this.pins.has(b.page)) this.deferred.set(b.page, [...(this.deferred.get(b.page) ?? []), { from, body: b }]);
-        else this.serveForward(b);
+        if (!this.pins.has(b.page)) this.serveForward(b);
+        else if (this.gated) this.send(from, { kind: 'refused', page: b.page, grant: b.grant });
+        else this.deferred.set(b.page, [...(this.deferred.get(b.page) ?? []), { from, body: b }]);
         break;
       case 'invalidate': {
         this.counters.invalidations += 1;
@@ -285,22 +298,33 @@ export class OwnershipNode<D, W> {
     };
   }
 
-  /** Runs messages to itself and the waiting ops until nothing moves; then the gate's reports. */
+  /**
+   * Runs the waiting ops, then one message to itself, until neither moves;
+   * then the gate's reports. Ops first: a page that just arrived is pinned
+   * by the batch that asked for it before this node, as its manager, hands
+   * it to the next requester (else a manager's own batches starve).
+   */
   private settle(): void {
     for (let i = 0; ; i++) {
       if (i > 100_000) throw new Error(`${this.id}: settle does not converge`);
+      if (this.layout && !this.gated) this.waiting = pump(this.opsCtx(), this.waiting);
       const b = this.selfQueue.shift();
-      if (b) { this.handle(this.id, b); continue; }
-      if (!this.layout || this.gated) break;
-      const before = this.waiting.length;
-      this.waiting = pump(this.opsCtx(), this.waiting);
-      if (this.selfQueue.length === 0 && this.waiting.length === before) break;
+      if (!b) break;
+      this.handle(this.id, b);
     }
     this.reportGate();
   }
 
+  /** The gate closes: forwards waiting for pinned pages go back to their managers. */
+  private refuseDeferred(): void {
+    for (const [page, fs] of [...this.deferred].sort((a, b) => a[0] - b[0])) {
+      for (const f of fs) this.send(f.from, { kind: 'refused', page, grant: f.body.grant });
+    }
+    this.deferred.clear();
+  }
+
   private drained(): boolean {
-    if (this.manager.busyPages() > 0 || this.holdings.handoffs.size > 0 || this.pins.size > 0) return false;
+    if (this.manager.busyPages() > 0 || this.holdings.handoffs.size > 0 || this.deferred.size > 0) return false;
     for (const o of this.outstanding.values()) if (o.status === 'sent') return false;
     return true;
   }
@@ -338,7 +362,7 @@ export class OwnershipNode<D, W> {
     for (const [page, reqId] of this.pins) {
       if (this.holdings.get(page).state !== 'owner-exclusive') fail(`K1: pinned page ${page} is not owner-exclusive`);
       if (!this.waiting.some((o) => o.reqId === reqId && o.kind === 'write')) fail(`K1: page ${page} pinned by no waiting batch`);
-      if (this.gated) fail(`K1: page ${page} pinned behind a closed gate`);
+      if (this.gated && this.deferred.has(page)) fail(`K1: a forward waits for page ${page} behind a closed gate`);
     }
     for (const [page, o] of this.outstanding) if (o.want === 'read' && this.holdings.get(page).state === 'shared') fail(`K2: read out for page ${page} it holds shared`);
     for (const [page, c] of this.holdings.entries()) if (c.state !== 'invalid' && c.data === null) fail(`K3: page ${page} ${c.state} without content`);

@@ -34,6 +34,8 @@ export type PeerBody<D> =
   | { kind: 'cancel'; page: number; reqId: number }
   /** manager -> owner: give `dest` a copy (read) or the page (write, evict). */
   | { kind: 'forward'; page: number; grant: number; reqId: number; requester: string; want: Want; dest: string; exclusive: boolean }
+  /** owner -> manager: the page is pinned by a batch behind a closed gate; queue the request again, held. */
+  | { kind: 'refused'; page: number; grant: number }
   /** manager -> a copy holder, and its answer. */
   | { kind: 'invalidate'; page: number; grant: number }
   | { kind: 'invalidated'; page: number; grant: number }

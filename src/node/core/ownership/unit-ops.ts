@@ -6,9 +6,10 @@ import type { UnitReply, Want } from './types.js';
 // holds exclusively; a pinned page is not given away (forwards for it wait)
 // until the batch applies all its ops in one step. Because every batch
 // waits only for pages above those it pins, no two batches wait on each
-// other in a cycle (deadlock freedom, docs/ownership.md). A checkpoint's
-// gate releases every pin (the batch has applied nothing, so nothing is
-// split) and the batch takes its pages again after the thaw.
+// other in a cycle (deadlock freedom, docs/ownership.md). Pins outlive a
+// checkpoint's gate: the cut saves a pinned page as it was before the batch
+// (which has applied nothing, so nothing is split), and a forward for it is
+// refused back to its manager rather than waited for (the drain must end).
 
 export type UnitOp<W> =
   | { kind: 'read'; reqId: number; page: number }
@@ -68,11 +69,4 @@ function advanceBatch<D, W>(cx: OpsCtx<D, W>, op: Extract<UnitOp<W>, { kind: 'wr
   cx.reply({ reqId: op.reqId, kind: 'written', versions });
   for (const p of op.pages) cx.released(p);
   return true;
-}
-
-/** The gate: every pin is released; pages of a batch half taken are taken again later. */
-export function releaseAll<D, W>(cx: OpsCtx<D, W>): void {
-  const pages = [...cx.pins.keys()].sort((a, b) => a - b);
-  cx.pins.clear();
-  for (const p of pages) cx.released(p);
 }
