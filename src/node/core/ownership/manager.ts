@@ -129,7 +129,8 @@ export class PageManager<D> {
       send(a.dest, { kind: 'grant', page, grant: a.grant, reqId: a.req.reqId, want: a.req.want });
       return;
     }
-    const exclusive = a.req.want === 'write' || [...e.copyset].every((c) => c === a.dest);
+    // Whether the receiver of the page holds the only copy (a read moves no ownership: false).
+    const exclusive = a.req.want === 'write' || (a.req.want === 'evict' && [...e.copyset].every((c) => c === a.dest));
     send(e.owner, { kind: 'forward', page, grant: a.grant, reqId: a.req.reqId, requester: a.req.requester, want: a.req.want, dest: a.dest, exclusive });
   }
 
