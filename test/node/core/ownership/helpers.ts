@@ -1,4 +1,4 @@
-import { OwnershipNode, type OwnershipInput, type OwnershipStep, type PeerMsg } from '../../../../src/node/core/ownership/ownership-node.js';
+import { OwnershipNode, type OwnershipInput, type PeerMsg } from '../../../../src/node/core/ownership/ownership-node.js';
 import { buildDirectory, type DirectoryLayout } from '../../../../src/protocol/core/ownership/directory.js';
 
 // A tiny cluster for exact-output tests: nodes n1..n3, page p managed by
@@ -24,21 +24,6 @@ export function cluster(owners: Record<number, string>, mutants?: ReadonlySet<st
 
 export function msg(from: string, body: PeerMsg<string>['body'], epoch = 1): OwnershipInput<string, string> {
   return { kind: 'message', msg: { from, epoch, body } };
-}
-
-/** Delivers every message of a step to its receiver, in order, until none is left; returns all steps' outputs by node. */
-export function deliverAll(nodes: Map<string, Node>, from: string, out: OwnershipStep<string>, nowMs = 1): Array<{ at: string; out: OwnershipStep<string> }> {
-  const queue = out.send.map((s) => ({ to: s.to, msg: s.msg }));
-  const log: Array<{ at: string; out: OwnershipStep<string> }> = [];
-  void from;
-  while (queue.length > 0) {
-    const { to, msg: m } = queue.shift()!;
-    const o = nodes.get(to)!.step({ kind: 'message', msg: m }, nowMs);
-    log.push({ at: to, out: o });
-    queue.push(...o.send.map((s) => ({ to: s.to, msg: s.msg })));
-  }
-  for (const n of nodes.values()) n.checkInvariants();
-  return log;
 }
 
 export const EMPTY = { send: [], reply: [], report: [] };
