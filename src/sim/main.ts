@@ -3,11 +3,13 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Command, InvalidArgumentError } from 'commander';
 import { runBatch, type BatchResult, type BatchSpec } from './batch.js';
-import { MUTANTS, mutantNamed } from './mutants.js';
+import { MUTANTS, mutantNamed, scenarioOf, type Scenario } from './mutants.js';
 import { runSeed } from './run.js';
+import { runContainersSeed } from './containers/run.js';
 
-// `npm run sim`: run seeds of the whole-grid simulator, replay one, run a
-// mutant, or run the regression list. Exits 1 when a seed fails (or, with
+// `npm run sim`: run seeds of the whole-grid simulator (or, with --scenario
+// containers, of the page ownership protocol), replay one, run a mutant, or
+// run the regression list. Exits 1 when a seed fails (or, with
 // --mutant, when no seed catches the mutant).
 
 const REGRESSIONS = new URL('../../../src/sim/regressions.json', import.meta.url);
@@ -20,7 +22,7 @@ function int(name: string, min: number) {
   };
 }
 
-interface Regression { seed: number; mutant?: string; why: string }
+interface Regression { seed: number; mutant?: string; scenario?: Scenario; why: string }
 
 function regressions(): Regression[] {
   return JSON.parse(readFileSync(REGRESSIONS, 'utf8')) as Regression[];
@@ -39,8 +41,13 @@ async function runParallel(spec: BatchSpec, workers: number): Promise<BatchResul
   return { results };
 }
 
-function replayCommand(seed: number, mutant: string | null, ha = false): string {
-  return `npm run sim -- --seed ${seed}${mutant ? ` --mutant ${mutant}` : ''}${ha ? ' --ha' : ''}`;
+function replayCommand(seed: number, mutant: string | null, ha = false, scenario: Scenario = 'grid'): string {
+  return `npm run sim -- ${scenario === 'grid' ? '' : `--scenario ${scenario} `}--seed ${seed}${mutant ? ` --mutant ${mutant}` : ''}${ha ? ' --ha' : ''}`;
+}
+
+function scenarioArg(v: string): Scenario {
+  if (v !== 'grid' && v !== 'containers') throw new InvalidArgumentError(`--scenario must be grid or containers, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 async function main(): Promise<void> {
@@ -52,20 +59,39 @@ async function main(): Promise<void> {
     .option('--mutant <name>', 'run a deliberately broken variant (see --list-mutants)')
     .option('--list-mutants', 'name the mutants and what catches each')
     .option('--regressions', 'run the committed list of seeds that once failed')
+    .option('--scenario <name>', 'grid (the whole grid, default) or containers (the page ownership protocol of one cluster: docs/ownership.md)', scenarioArg)
     .option('--ha', 'three grid coordinators electing a leader through a simulated etcd, and the leader\'s faults (docs/grid-ha.md)')
     .option('--workers <n>', 'worker threads', int('--workers', 1), Math.min(2, availableParallelism()))
     .option('--json', 'one JSON object instead of text');
   program.parse();
-  const o = program.opts<{ seeds: number; from: number; seed?: number; mutant?: string; listMutants?: boolean; regressions?: boolean; workers: number; json?: boolean; ha?: boolean }>();
+  const o = program.opts<{ seeds: number; from: number; seed?: number; mutant?: string; listMutants?: boolean; regressions?: boolean; workers: number; json?: boolean; ha?: boolean; scenario?: Scenario }>();
 
   if (o.listMutants) {
-    for (const m of MUTANTS) console.log(`${m.name.padEnd(30)} ${m.what}; caught by: ${m.caughtBy}`);
+    for (const m of MUTANTS) console.log(`${m.name.padEnd(30)} ${scenarioOf(m) === 'grid' ? '' : `[--scenario ${scenarioOf(m)}] `}${m.what}; caught by: ${m.caughtBy}`);
     return;
   }
   const mutant = o.mutant ?? null;
   if (mutant !== null && !mutantNamed(mutant)) {
     console.error(`sim: unknown mutant ${JSON.stringify(mutant)}; --list-mutants names them`);
     process.exitCode = 2;
+    return;
+  }
+  const mutantScenario = mutant === null ? null : scenarioOf(mutantNamed(mutant)!);
+  if (o.scenario !== undefined && mutantScenario !== null && o.scenario !== mutantScenario) {
+    console.error(`sim: mutant ${mutant} runs in --scenario ${mutantScenario}, not ${o.scenario}`);
+    process.exitCode = 2;
+    return;
+  }
+  const scenario: Scenario = o.scenario ?? mutantScenario ?? 'grid';
+  if (o.seed !== undefined && scenario === 'containers') {
+    const m = mutant === null ? undefined : mutantNamed(mutant);
+    const r = runContainersSeed({ seed: o.seed, trace: true, mutants: m ? new Set([m.name]) : undefined, faults: m?.containerFaults });
+    if (o.json) console.log(JSON.stringify(r));
+    else {
+      for (const line of r.trace) console.log(line);
+      console.log(`sim: seed ${r.seed} ${r.ok ? 'passed' : `failed: ${r.violation}`} (${r.events} events, ${r.simMs} ms simulated)`);
+    }
+    process.exitCode = r.ok === (mutant === null) ? 0 : 1;
     return;
   }
   if (o.seed !== undefined) {
@@ -84,24 +110,24 @@ async function main(): Promise<void> {
 
   const seeds = Array.from({ length: o.seeds }, (_, i) => o.from + i);
   const t0 = performance.now();
-  const { results } = await runParallel({ seeds, mutant, stopAtFirst: mutant !== null, ha: o.ha ?? false }, o.workers);
-  report(results, mutant, (performance.now() - t0) / 1000, o.json ?? false, o.ha ?? false);
+  const { results } = await runParallel({ seeds, mutant, stopAtFirst: mutant !== null, ha: o.ha ?? false, scenario }, o.workers);
+  report(results, mutant, (performance.now() - t0) / 1000, o.json ?? false, o.ha ?? false, scenario);
 }
 
-function report(results: BatchResult['results'], mutant: string | null, seconds: number, json: boolean, ha: boolean): void {
+function report(results: BatchResult['results'], mutant: string | null, seconds: number, json: boolean, ha: boolean, scenario: Scenario): void {
   const failed = results.filter((r) => !r.ok);
   const faults: Record<string, number> = {};
   for (const r of results) for (const [k, n] of Object.entries(r.faultCounts)) faults[k] = (faults[k] ?? 0) + n;
   const events = results.reduce((a, r) => a + r.events, 0);
-  const injected = Object.entries(faults).filter(([k]) => k !== 'failed-write').reduce((a, [, n]) => a + n, 0);
+  const injected = Object.entries(faults).filter(([k]) => k !== 'failed-write' && !k.startsWith('stat:')).reduce((a, [, n]) => a + n, 0);
   if (json) {
     console.log(JSON.stringify({
-      seeds: results.length, failed: failed.length, events, faults, failedSeeds: failed.map((r) => r.seed),
+      ...(scenario === 'grid' ? {} : { scenario }), seeds: results.length, failed: failed.length, events, faults, failedSeeds: failed.map((r) => r.seed),
       ...(mutant ? { mutant, caught: failed.length > 0, violation: failed[0]?.violation ?? null } : {}),
       seconds: Number(seconds.toFixed(2)), seedsPerSecond: Number((results.length / seconds).toFixed(1)),
     }));
   } else {
-    for (const r of failed) console.log(`seed ${r.seed} failed: ${r.violation}\n  replay: ${replayCommand(r.seed, mutant, ha)}`);
+    for (const r of failed) console.log(`seed ${r.seed} failed: ${r.violation}\n  replay: ${replayCommand(r.seed, mutant, ha, scenario)}`);
     if (mutant) console.log(failed.length > 0 ? `mutant ${mutant} caught by seed ${failed[0]!.seed}` : `mutant ${mutant} NOT caught in ${results.length} seeds`);
     console.log(`sim: ${results.length} seeds, ${failed.length} failed, ${events} events, ${injected} faults injected (${(results.length / seconds).toFixed(1)} seeds/s)`);
   }
@@ -117,13 +143,20 @@ function report(results: BatchResult['results'], mutant: string | null, seconds:
 async function runRegressions(json: boolean, workers: number): Promise<void> {
   const list = regressions();
   const t0 = performance.now();
-  const plain = await runParallel({ seeds: [...new Set(list.map((r) => r.seed))], mutant: null, stopAtFirst: false, ha: false }, workers);
   const bad: string[] = [];
-  for (const r of plain.results) if (!r.ok) bad.push(`regression seed ${r.seed} failed again: ${r.violation}\n  replay: ${replayCommand(r.seed, null)}`);
+  for (const scenario of ['grid', 'containers'] as const) {
+    const seeds = [...new Set(list.filter((r) => (r.scenario ?? 'grid') === scenario).map((r) => r.seed))];
+    if (seeds.length === 0) continue;
+    const plain = await runParallel({ seeds, mutant: null, stopAtFirst: false, ha: false, scenario }, workers);
+    for (const r of plain.results) if (!r.ok) bad.push(`regression seed ${r.seed} failed again: ${r.violation}\n  replay: ${replayCommand(r.seed, null, false, scenario)}`);
+  }
   for (const e of list.filter((x) => x.mutant)) {
-    // With the mutant's own fault profile, exactly as `--mutant NAME --seed S` replays it.
-    const r = runSeed({ seed: e.seed, mutants: new Set([e.mutant!]), faults: mutantNamed(e.mutant!)?.faults });
-    if (r.ok) bad.push(`regression seed ${e.seed} no longer reproduces ${e.mutant} (${e.why}): re-derive the list`);
+    // With the mutant's own fault profile and scenario, exactly as `--mutant NAME --seed S` replays it.
+    const m = mutantNamed(e.mutant!);
+    const ok = (e.scenario ?? 'grid') === 'containers'
+      ? runContainersSeed({ seed: e.seed, mutants: new Set([e.mutant!]), faults: m?.containerFaults }).ok
+      : runSeed({ seed: e.seed, mutants: new Set([e.mutant!]), faults: m?.faults }).ok;
+    if (ok) bad.push(`regression seed ${e.seed} no longer reproduces ${e.mutant} (${e.why}): re-derive the list`);
   }
   for (const line of bad) console.log(line);
   const seconds = (performance.now() - t0) / 1000;

@@ -1,4 +1,8 @@
 import type { FaultShape } from './faults.js';
+import type { ContainerFaultShape } from './containers/faults.js';
+
+/** The simulator's scenarios: the whole grid (default), or the page ownership protocol alone (issue 9). */
+export type Scenario = 'grid' | 'containers';
 
 // Mutants: deliberately broken variants of the cores (switched on through
 // their configs' `mutants` set, never in a real process) and of the old
@@ -12,6 +16,9 @@ export interface Mutant {
   /** What the simulator should report when it catches it (the violation's invariant, or a core's own crash). */
   caughtBy: string;
   faults?: FaultShape;
+  /** The scenario it runs in (default: grid). */
+  scenario?: Scenario;
+  containerFaults?: ContainerFaultShape;
 }
 
 export const MUTANTS: readonly Mutant[] = [
@@ -33,8 +40,16 @@ export const MUTANTS: readonly Mutant[] = [
   { name: 'cluster-accepts-stale-leader', what: 'a cluster acts on a grid call whose leader term is older than one it has heard from (a deposed leader\'s late message), and takes its heartbeat answers\' leases', caughtBy: 'stale leader', faults: { kinds: ['leader-isolated'], count: 1, ha: true } },
   { name: 'readonly-vote-with-pages', what: 'an agent votes read-only (PREPARED with an empty part, no COMMIT wanted) although its snapshot staged pages, so they are never written', caughtBy: '§3.5 same answer' },
   { name: 'coordinator-skips-commit', what: 'a cluster takes every PREPARED for a read-only vote: it sends no COMMIT and writes a manifest naming parts no agent wrote', caughtBy: '§3.3 atomic commit' },
+  { name: 'sender-drops-before-ack', scenario: 'containers', what: 'an owner that hands a page over drops it at once instead of keeping it (and resending) until the receiver acknowledges', caughtBy: 'one owner|lost write', containerFaults: { kinds: ['lose-transfer', 'transfer-at-cut'] } },
+  { name: 'requester-and-owner-both-save', scenario: 'containers', what: 'at a cut a node also saves the pages it owned when the freeze began, though they moved during the drain (seed case 1)', caughtBy: 'exactly once|saved content', containerFaults: { kinds: ['transfer-at-cut'] } },
+  { name: 'no-gate-during-freeze', scenario: 'containers', what: 'a frozen node keeps starting protocol actions (requests, evictions, queued grabs) for the job\'s containers', caughtBy: 'exactly once|saved content', containerFaults: { kinds: ['evict-at-cut'] } },
+  { name: 'stale-copy-after-invalidate', scenario: 'containers', what: 'a node acknowledges an invalidation but keeps its shared copy readable', caughtBy: 'stale copy|stale read' },
   { name: 'gc-forgets-grid-lines', what: 'garbage collection keeps only the job\'s K newest epochs of a grid job, not the grid\'s recovery lines', caughtBy: 'gc retained' },
 ];
+
+export function scenarioOf(m: Mutant): Scenario {
+  return m.scenario ?? 'grid';
+}
 
 export function mutantNamed(name: string): Mutant | undefined {
   return MUTANTS.find((m) => m.name === name);
