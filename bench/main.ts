@@ -10,7 +10,7 @@
 //                          fresh subdirectory is created and removed.
 //   GRIDCKPT_BENCH_MIB     size of the changed memory (default 1024).
 //   GRIDCKPT_BENCH_ROUNDS  rounds of the export, restore (cached, and cold) and
-//                          CRC benchmarks (default 3; medians reported).
+//                          CRC benchmarks (default 5; medians reported).
 //   GRIDCKPT_BENCH_FREEZE_ROUNDS  rounds of the freeze-window benchmark
 //                          (default 5; medians reported).
 //   GRIDCKPT_BENCH_ROUND_ROUNDS   measured rounds per agent count (default 15).
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const roundRounds = envInt('GRIDCKPT_BENCH_ROUND_ROUNDS', 15, 1, 200);
   if (only === 'round') return mainRoundOnly(roundRounds);
   const bytes = envInt('GRIDCKPT_BENCH_MIB', 1024, 1, 8192) * MiB;
-  const rounds = envInt('GRIDCKPT_BENCH_ROUNDS', 3, 1, 20);
+  const rounds = envInt('GRIDCKPT_BENCH_ROUNDS', 5, 1, 20);
   const freezeRounds = envInt('GRIDCKPT_BENCH_FREEZE_ROUNDS', 5, 1, 20);
   const base = path.resolve(process.env.GRIDCKPT_BENCH_DIR || os.tmpdir());
   const workDir = await mkdtemp(path.join(base, 'gridckpt-bench-'));

@@ -18,7 +18,8 @@ import { scriptPath } from '../common/script-path.js';
 /** Below this, a message costs more than the CRC it moves (~0.1 ms vs 6 GB/s). */
 export const OFFLOAD_MIN_BYTES = 1024 * 1024;
 
-export interface CrcRequest { id: number; buffer: SharedArrayBuffer; offset: number; length: number }
+/** A buffer is sent once, with its number; later requests name it by number (a SharedArrayBuffer in a message costs ~0.25 ms). */
+export interface CrcRequest { id: number; buffer: number; shared?: SharedArrayBuffer; offset: number; length: number }
 export interface CrcResult { id: number; crc: number }
 
 interface Pending { view: Uint8Array; resolve: (crc: number) => void }
@@ -26,7 +27,9 @@ interface Pending { view: Uint8Array; resolve: (crc: number) => void }
 class CrcWorker {
   private readonly worker: Worker;
   private readonly pending = new Map<number, Pending>();
+  private readonly buffers = new WeakMap<SharedArrayBuffer, number>();
   private ids = 0;
+  private bufferIds = 0;
   broken = false;
 
   constructor() {
@@ -47,7 +50,10 @@ class CrcWorker {
       const id = ++this.ids;
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { view, resolve });
-      const req: CrcRequest = { id, buffer: view.buffer, offset: view.byteOffset, length: view.byteLength };
+      let buffer = this.buffers.get(view.buffer);
+      const known = buffer !== undefined;
+      if (buffer === undefined) this.buffers.set(view.buffer, buffer = ++this.bufferIds);
+      const req: CrcRequest = { id, buffer, offset: view.byteOffset, length: view.byteLength, ...(known ? {} : { shared: view.buffer }) };
       this.worker.postMessage(req);
     });
   }
