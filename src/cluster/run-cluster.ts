@@ -120,7 +120,7 @@ export async function runCluster(cfg: ClusterProcessConfig, log: Logger, securit
       // Open Watch streams would hold the server's graceful shutdown forever.
       hub.close();
       c.shutdown();
-      await stopServer(server);
+      await stopServer(server, runtime.timers);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     },
   };

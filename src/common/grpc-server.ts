@@ -1,5 +1,11 @@
 import type { ServerCredentials, Server } from '@grpc/grpc-js';
 
+/** The runtime's timers, as far as a stop needs them (common sits below src/runtime: the shape, not the import). */
+export interface StopTimers {
+  setTimer(callback: () => void, delayMs: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
 // Binding and stopping a gRPC server, the same way for every service.
 
 /** Binds `listen` (host:port, port 0 for an ephemeral one, or unix:path); returns the port. creds: mTLS for the tiers' services (transport-security.ts). */
@@ -14,6 +20,24 @@ export function boundAddress(listen: string, port: number): string {
   return `${listen.slice(0, listen.lastIndexOf(':'))}:${port}`;
 }
 
-export function stopServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.tryShutdown(() => resolve()));
+/** How long a stop waits for calls in flight before it cuts them. */
+export const STOP_GRACE_MS = 5_000;
+
+/**
+ * Graceful, then forced: calls in flight get `graceMs` to end, then every
+ * connection is closed. A client that stopped reading a stream (its HTTP/2
+ * window full) would otherwise hold a graceful shutdown forever, however
+ * the service ends its streams.
+ */
+export function stopServer(server: Server, timers: StopTimers, graceMs = STOP_GRACE_MS): Promise<void> {
+  return new Promise((resolve) => {
+    const force = timers.setTimer(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      timers.clearTimer(force);
+      resolve();
+    });
+  });
 }

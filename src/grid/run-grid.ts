@@ -121,7 +121,7 @@ export async function runGrid(cfg: GridProcessConfig, log: Logger, security: Tra
       hub.close();
       if (ha) await ha.stop();
       else role?.shell()?.shutdown();
-      await stopServer(server);
+      await stopServer(server, runtime.timers);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     },
   };

@@ -36,8 +36,9 @@ export class AgentWatch {
     this.round(jobId, r.epoch, 'prepared', `epoch ${r.epoch} prepared: ${staged}; frozen ${r.freezeWindowMs.toFixed(2)} ms`);
   }
 
-  durable(jobId: string, r: CommitResult): void {
-    this.round(jobId, r.epoch, 'durable', `epoch ${r.epoch}: this node's part is durable (${r.writeMs.toFixed(1)} ms); committed once the coordinator writes the manifest`);
+  durable(jobId: string, r: CommitResult, readOnly = false): void {
+    const how = readOnly ? 'with its read-only vote, no COMMIT needed' : `${r.writeMs.toFixed(1)} ms`;
+    this.round(jobId, r.epoch, 'durable', `epoch ${r.epoch}: this node's part is durable (${how}); committed once the coordinator writes the manifest`);
   }
 
   stepFailed(jobId: string, epoch: bigint, step: 'prepare' | 'commit', err: unknown): void {

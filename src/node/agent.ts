@@ -266,6 +266,8 @@ export class NodeAgent {
     const readOnly = answer.readOnly ? this.writtenPart(jobId, fence.epoch, 'prepare') : null;
     const r: PrepareResult = { epoch: fence.epoch, pages: answer.pages, bytes: answer.bytes, freezeWindowMs: timing?.freezeWindowMs ?? 0, digest, done: answer.done, readOnly };
     this.watch.prepared(jobId, r);
+    // Its part is durable now, as after a COMMIT: a watcher sees the same prepared → durable steps either way.
+    if (readOnly) this.watch.durable(jobId, readOnly, true);
     return r;
   }
 

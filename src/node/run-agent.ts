@@ -187,8 +187,8 @@ async function startAgent(config: AgentConfig, log: Logger, security: TransportS
       await freezer.cleanupScope().catch((err: unknown) => log.warn({ err: String(err) }, 'cgroup cleanup failed'));
       lifelines.endAll();
       await Promise.all([
-        stopServer(server),
-        stopServer(unitServer),
+        stopServer(server, runtime.timers),
+        stopServer(unitServer, runtime.timers),
         metricsServer ? new Promise<void>((r) => metricsServer.server.close(() => r())) : Promise.resolve(),
       ]);
       swap.close();

@@ -50,6 +50,7 @@ describe('Watch on real processes', () => {
     clients.push(client);
     // Subscribed before anything happens: every event from here on is seen.
     const events = new EventLog(client.watch());
+    clients.push({ close: () => events.stream.cancel() });
     await events.stream.subscribed;
     for (const n of [1, 2, 3]) {
       const a = await spawnService('agent', [
@@ -70,6 +71,7 @@ describe('Watch on real processes', () => {
     const survivorClient = new AgentClient(survivor.ready.grpc);
     clients.push(survivorClient);
     const agentEvents = new EventLog(survivorClient.watch({ jobId: 'bank', replayRecent: 100 }));
+    clients.push({ close: () => agentEvents.stream.cancel() });
     await agentEvents.stream.subscribed;
 
     const placed = await events.next((e) => e.kind === 'job' && e.jobId === 'bank', 'the job placed');

@@ -101,13 +101,14 @@ describe('agent metrics and status under a coordinator', () => {
             expect(r.epoch).toMatchObject({ epoch, parentEpoch: epoch - 1n, pageCount: 0n });
             expect(r.commitMs).toBe(0);
           }
-          // Each agent: a PREPARED per round, a DURABLE (its COMMIT served) for epoch 1 only. Every event of
-          // epochs 1 to 3 comes before epoch 4's PREPARED.
+          // Each agent: PREPARED then DURABLE per round; epoch 1's DURABLE when its COMMIT was served, the others'
+          // with the read-only vote itself (no COMMIT). Every event of epochs 1 to 3 comes before epoch 4's.
           for (const log of logs) {
-            await log.next((e) => e.kind === 'round' && e.epoch === 4n && e.to === 'prepared', 'epoch 4 prepared');
+            await log.next((e) => e.kind === 'round' && e.epoch === 4n && e.to === 'durable', 'epoch 4 durable');
             const rounds = log.seen.filter((e) => e.kind === 'round').map((e) => [e.epoch, e.to]);
-            expect(rounds).toEqual([[1n, 'prepared'], [1n, 'durable'], [2n, 'prepared'], [3n, 'prepared'], [4n, 'prepared']]);
-            expect(log.seen.filter((e) => e.kind === 'round' && e.epoch >= 2n).every((e) => /voted read-only/.test(e.detail))).toBe(true);
+            expect(rounds).toEqual([1n, 2n, 3n, 4n].flatMap((epoch) => [[epoch, 'prepared'], [epoch, 'durable']]));
+            const details = log.seen.filter((e) => e.kind === 'round').map((e) => e.detail);
+            expect(details.map((d) => /voted read-only|read-only vote, no COMMIT/.test(d))).toEqual([false, false, true, true, true, true, true, true]);
           }
           const manifests = await listCommitted(c.store, 'idle');
           expect(manifests.map((m) => [m.epoch, m.parts.map((x) => x.pageCount)])).toEqual([[1n, [4, 4]], [2n, [0, 0]], [3n, [0, 0]], [4n, [0, 0]]]);
