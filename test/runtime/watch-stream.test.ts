@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Server, ServerCredentials, status, type ServerWritableStream } from '@grpc/grpc-js';
 import { ClusterServiceService } from '../../src/gen/gridckpt/v1/cluster.js';
 import { bindServer, stopServer } from '../../src/common/grpc-server.js';
+import { realTimers } from '../../src/runtime/real-ports.js';
 import { EventHub, type HubLimits } from '../../src/runtime/event-hub.js';
 import { serveWatch, type WatchRequestPb, type WatchResponsePb } from '../../src/runtime/watch-stream.js';
 import { ClusterClient } from '../../src/wire/cluster-client.js';
@@ -44,7 +45,7 @@ async function serve(limits: HubLimits = { recentEvents: 64, subscriberQueue: 64
     async stop() {
       client.close();
       hub.close();
-      await stopServer(server);
+      await stopServer(server, realTimers);
     },
   };
 }
